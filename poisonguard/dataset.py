@@ -1,0 +1,166 @@
+"""The in-memory dataset every loader returns and every later stage reads.
+
+A :class:`Dataset` holds the samples in one of two layouts:
+
+* ``kind == "image"``: ``x`` has shape ``(N, C, H, W)`` (``C`` is 1 or 3), dtype ``uint8`` or
+  ``float32``, in the value range of the source file;
+* ``kind == "table"``: ``x`` has shape ``(N, D)``, dtype ``float32``.
+
+Labels are stored as integer codes ``0 .. K-1`` into ``class_names``; the original labels (integers
+or strings) are kept as the class names, so reports show what the user wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from poisonguard.errors import DatasetError
+
+__all__ = ["Dataset", "encode_labels", "check_finite"]
+
+DatasetKind = Literal["image", "table"]
+
+
+@dataclass
+class Dataset:
+    """Samples, labels and where they came from.
+
+    Attributes
+    ----------
+    x : ndarray
+        ``(N, C, H, W)`` images or ``(N, D)`` table rows (see module docstring).
+    labels : ndarray of int64, shape (N,)
+        Class codes into ``class_names``.
+    class_names : list of str
+        The original label of each class code, as text.
+    ids : list of str
+        One identifier per sample (relative path, ``ids`` array or row number).
+    kind : {"image", "table"}
+    path : Path
+        The file or folder the dataset was read from.
+    format : str
+        Name of the loader that read it (``"image-folder"``, ``"hdf5"``, ``"npz"``, ``"csv"``).
+    feature_names : list of str or None
+        Column names of a table.
+    notes : list of str
+        Facts about loading a reader of the report should know (resizing, layout guesses).
+    skipped : list of tuple (str, str)
+        ``(file, reason)`` of samples left out with ``skip_bad``.
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    ids: list[str]
+    kind: DatasetKind
+    path: Path
+    format: str
+    feature_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.x.shape[0] != n or len(self.ids) != n:
+            raise DatasetError(
+                self.path,
+                f"x has {self.x.shape[0]} samples, labels {n} and ids {len(self.ids)}; "
+                "they must all have the same length",
+            )
+        expected_ndim = 4 if self.kind == "image" else 2
+        if self.x.ndim != expected_ndim:
+            raise DatasetError(self.path, f"internal: {self.kind} x has shape {self.x.shape}")
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def name(self) -> str:
+        """A short name for the dataset: the file or folder name without extension."""
+        return self.path.stem if self.path.is_file() else self.path.name
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+
+def encode_labels(raw: Sequence | np.ndarray, *, path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Turn raw labels (integers or strings) into codes ``0..K-1`` and class names.
+
+    Integer labels (also floats holding whole numbers) are ordered numerically, strings
+    lexicographically. Raises :class:`DatasetError` naming ``path`` for missing, fractional or
+    non-finite labels, or fewer than two classes.
+    """
+    arr = np.asarray(raw)
+    if arr.ndim != 1:
+        raise DatasetError(path, f"labels must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind in "iub":
+        values = arr.astype(np.int64)
+    elif arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise DatasetError(path, f"label at index {bad} is {arr[bad]} (not finite)")
+        if not np.all(arr == np.round(arr)):
+            bad = int(np.flatnonzero(arr != np.round(arr))[0])
+            raise DatasetError(path, f"label at index {bad} is {arr[bad]}, not a whole number")
+        values = arr.astype(np.int64)
+    elif arr.dtype.kind in "USO":
+        values = np.array([_label_text(v) for v in arr.tolist()], dtype=object)
+        empty = [i for i, v in enumerate(values) if v == ""]
+        if empty:
+            raise DatasetError(path, f"label at index {empty[0]} is empty")
+        as_int = _try_int(values)
+        if as_int is not None:
+            values = as_int
+    else:
+        raise DatasetError(path, f"labels have unsupported dtype {arr.dtype}")
+
+    uniques, codes = np.unique(values, return_inverse=True)
+    names = [str(u) for u in uniques.tolist()]
+    if len(names) < 2:
+        found = names[0] if names else "none"
+        raise DatasetError(
+            path, f"found {len(names)} class ({found}); a scan needs at least 2 classes"
+        )
+    return codes.astype(np.int64).reshape(-1), names
+
+
+def _label_text(value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value).strip()
+
+
+def _try_int(values: np.ndarray) -> np.ndarray | None:
+    """Read string labels such as ``"3"`` as integers so they sort numerically."""
+    try:
+        ints = np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        return None
+    return ints if all(str(i) == v for i, v in zip(ints, values)) else None
+
+
+def check_finite(x: np.ndarray, *, path: str | Path, offset: int = 0, what: str = "x") -> None:
+    """Raise :class:`DatasetError` if a float array holds NaN or infinity.
+
+    ``offset`` is added to the reported index, so chunked readers report the sample's index in
+    the whole dataset.
+    """
+    if x.dtype.kind != "f":
+        return
+    finite = np.isfinite(x)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)[0]
+    index = int(bad[0]) + offset
+    value = x[tuple(bad)]
+    raise DatasetError(path, f"{what} holds {value} at sample {index}; NaN and inf are not allowed")

@@ -1,0 +1,94 @@
+"""Plain containers passed between the pipeline's stages (embedding -> detectors -> report)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonguard.dataset import Dataset
+
+__all__ = ["Embedding", "ClassFinding", "ScanResult"]
+
+
+@dataclass
+class Embedding:
+    """What the embedding model learned about each sample.
+
+    Attributes
+    ----------
+    features : ndarray, shape (N, F), float32
+        Penultimate-layer activations (the representation detectors work on).
+    probabilities : ndarray, shape (N, K), float32
+        Class probabilities of the trained model for each sample (in-sample).
+    loss : ndarray, shape (N, E), float32
+        Cross-entropy loss of each sample at each of the ``E`` training epochs, recorded when the
+        sample was seen in that epoch (before the update).
+    margin : ndarray, shape (N, E), float32
+        Logit of the given label minus the largest other logit, per epoch (Pleiss et al., 2020).
+    model : dict
+        JSON-able description: source (``"trained"`` or ``"torchscript"``), architecture, recipe.
+    input_shape : tuple of int
+        Shape of one model input, e.g. ``(1, 28, 28)`` or ``(30,)``.
+    train_accuracy : float
+        Share of samples whose given label is the model's top prediction after training.
+    fingerprint : str
+        sha256 of the data and the model settings; the cache key.
+    from_cache : bool
+        True when the embedding was read from the cache instead of computed.
+    cache_path : Path or None
+    """
+
+    features: np.ndarray
+    probabilities: np.ndarray
+    loss: np.ndarray
+    margin: np.ndarray
+    model: dict[str, Any]
+    input_shape: tuple[int, ...]
+    train_accuracy: float
+    fingerprint: str
+    from_cache: bool = False
+    cache_path: Path | None = None
+
+
+@dataclass
+class ClassFinding:
+    """The scan's finding for one class.
+
+    ``verdict`` is ``"clean"``, ``"suspicious"`` or ``"skipped"`` (too small for the detectors);
+    ``reason`` says why in plain words.
+    """
+
+    code: int
+    name: str
+    count: int
+    flagged: int
+    verdict: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    """Everything a report needs about one scan.
+
+    ``detector_scores`` maps each detector's name to its raw per-sample scores (higher = more
+    suspicious, not comparable across detectors). ``score`` is the calibrated suspicion that the
+    flagging rule thresholds; ``flagged`` is the decision.
+    """
+
+    dataset: Dataset
+    embedding: Embedding
+    detector_scores: dict[str, np.ndarray]
+    score: np.ndarray
+    flagged: np.ndarray
+    threshold: float
+    class_findings: list[ClassFinding]
+    settings: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_flagged(self) -> int:
+        return int(np.count_nonzero(self.flagged))
