@@ -63,9 +63,7 @@ def atomic_write_text(destination: str | Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(
-    destination: str | Path, *, replaceable: Iterable[str] = ()
-) -> Iterator[Path]:
+def atomic_directory(destination: str | Path, *, replaceable: Iterable[str] = ()) -> Iterator[Path]:
     """Build a directory under a temporary name, then move it to ``destination``.
 
     If the block raises, the temporary directory is deleted and ``destination`` is untouched.
@@ -94,7 +92,9 @@ def atomic_directory(
         yield tmp
         if destination.exists():
             old = Path(
-                tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent)
+                tempfile.mkdtemp(
+                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
+                )
             )
             os.replace(destination, old / "previous")
             os.replace(tmp, destination)

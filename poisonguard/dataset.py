@@ -146,7 +146,7 @@ def _try_int(values: np.ndarray) -> np.ndarray | None:
         ints = np.array([int(v) for v in values], dtype=np.int64)
     except ValueError:
         return None
-    return ints if all(str(i) == v for i, v in zip(ints, values)) else None
+    return ints if all(str(i) == v for i, v in zip(ints, values, strict=True)) else None
 
 
 def check_finite(x: np.ndarray, *, path: str | Path, offset: int = 0, what: str = "x") -> None:

@@ -1,1 +1,188 @@
+"""Embedding: the only place PoisonGuard trains or runs torch models.
 
+By default a small model suited to the data (:class:`~poisonguard.embed.models.SmallCNN` for
+images, :class:`~poisonguard.embed.models.SmallMLP` for tables) is trained on the audited data
+itself with a fixed recipe and seed: a backdoor lives in what that model learns. With
+``model_file`` a user's TorchScript extractor supplies the features instead, and a linear head
+trained on them supplies probabilities and training dynamics.
+
+Results are cached by fingerprint (see :mod:`poisonguard.embed.cache`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from poisonguard import __version__
+from poisonguard.dataset import Dataset
+from poisonguard.embed.cache import default_cache_dir, load_cached, store_cached
+from poisonguard.embed.inputs import InputScaler
+from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP
+from poisonguard.embed.torchscript import extract_features, load_feature_extractor
+from poisonguard.embed.training import (
+    TrainingRecipe,
+    choose_epochs,
+    run_inference,
+    train_with_dynamics,
+)
+from poisonguard.fingerprint import file_sha256, fingerprint_arrays
+from poisonguard.results import Embedding
+
+__all__ = ["EmbedSettings", "embed_dataset", "default_cache_dir", "available_cores"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How to embed a dataset.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds weight initialisation and batch order; the same seed gives the same embedding.
+    epochs : int or None
+        Training epochs; ``None`` lets :func:`~poisonguard.embed.training.choose_epochs` decide
+        from the dataset size.
+    batch_size : int
+    model_file : Path or None
+        A TorchScript feature extractor to use instead of training a model.
+    """
+
+    seed: int = 0
+    epochs: int | None = None
+    batch_size: int = 128
+    model_file: Path | None = None
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def embed_dataset(
+    dataset: Dataset,
+    settings: EmbedSettings,
+    *,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> Embedding:
+    """Embed every sample of ``dataset``: features, probabilities and training dynamics.
+
+    Reads the cache when ``use_cache`` and a matching entry exists; otherwise computes and
+    stores the result (a cache that cannot be written is reported and skipped).
+    """
+    torch.set_num_threads(available_cores())
+    model_file = None if settings.model_file is None else Path(settings.model_file)
+    extractor = load_feature_extractor(model_file) if model_file is not None else None
+    recipe = _recipe(dataset, settings, extractor is not None)
+    description = _model_description(dataset, recipe, model_file)
+    fingerprint = fingerprint_arrays(
+        dataset.x,
+        dataset.labels,
+        {**{k: v for k, v in description.items() if k != "file"}, "version": __version__},
+    )
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    if use_cache:
+        cached = load_cached(cache_dir, fingerprint, dataset.n_samples)
+        if cached is not None:
+            logger.info("reusing cached embedding %s", cached.cache_path)
+            return cached
+
+    if extractor is not None:
+        features = extract_features(extractor, dataset.x, path=model_file, progress=progress)
+        head = LinearHead(features.shape[1], dataset.n_classes)
+        scaler = InputScaler.standardizing(features)
+        loss, margin = train_with_dynamics(
+            head,
+            features,
+            dataset.labels,
+            scaler,
+            recipe,
+            progress=progress,
+            description="Training linear head",
+        )
+        _, probabilities = run_inference(head, features, scaler, progress=progress)
+    else:
+        model = _build_model(dataset)
+        scaler = InputScaler.standardizing(dataset.x)
+        loss, margin = train_with_dynamics(
+            model,
+            dataset.x,
+            dataset.labels,
+            scaler,
+            recipe,
+            progress=progress,
+            description=f"Training {type(model).__name__}",
+        )
+        features, probabilities = run_inference(model, dataset.x, scaler, progress=progress)
+
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
+    embedding = Embedding(
+        features=features,
+        probabilities=probabilities,
+        loss=loss,
+        margin=margin,
+        model=description,
+        input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
+        train_accuracy=accuracy,
+        fingerprint=fingerprint,
+    )
+    if use_cache:
+        try:
+            embedding.cache_path = store_cached(cache_dir, embedding)
+        except OSError as exc:
+            logger.warning("could not write the embedding cache in %s (%s)", cache_dir, exc)
+    return embedding
+
+
+def _recipe(dataset: Dataset, settings: EmbedSettings, head_only: bool) -> TrainingRecipe:
+    epochs = settings.epochs or choose_epochs(dataset.n_samples, settings.batch_size)
+    return TrainingRecipe(
+        epochs=epochs,
+        batch_size=settings.batch_size,
+        max_learning_rate=1e-2 if head_only else 3e-3,
+        seed=settings.seed,
+    )
+
+
+def _build_model(dataset: Dataset) -> torch.nn.Module:
+    if dataset.kind == "image":
+        _, channels, height, width = dataset.x.shape
+        return SmallCNN(channels, dataset.n_classes, (height, width))
+    return SmallMLP(dataset.x.shape[1], dataset.n_classes)
+
+
+def _model_description(
+    dataset: Dataset, recipe: TrainingRecipe, model_file: Path | None
+) -> dict[str, Any]:
+    """JSON-able description of the model; it is part of the fingerprint."""
+    if model_file is not None:
+        return {
+            "source": "torchscript",
+            "file": str(model_file),
+            "file_sha256": file_sha256(model_file),
+            "head": "LinearHead",
+            "recipe": recipe.as_dict(),
+        }
+    architecture = "SmallCNN" if dataset.kind == "image" else "SmallMLP"
+    return {
+        "source": "trained",
+        "architecture": architecture,
+        "recipe": recipe.as_dict(),
+        "input_scaling": "per-channel standardization"
+        if dataset.kind == "image"
+        else "per-column standardization",
+    }

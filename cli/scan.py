@@ -1,0 +1,165 @@
+"""``poisonguard scan``: a thin wrapper over :func:`poisonguard.scan.scan_path`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from poisonguard.cli.options import (
+    EXIT_FINDINGS,
+    dataset_options,
+    library_errors,
+    parse_detectors,
+    progress_option,
+    resolve_progress,
+)
+
+from poisonguard.report import build_report_json, write_report
+from poisonguard.results import ScanResult
+from poisonguard.scan import ScanSettings, scan_path
+
+
+@click.command()
+@dataset_options
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TorchScript feature extractor to use instead of training a model on the data.",
+)
+@click.option(
+    "--detectors",
+    callback=parse_detectors,
+    default=None,
+    help="Comma-separated detector names (default: all).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs of the embedding model (default: chosen from the dataset size).",
+)
+@click.option(
+    "--fdr",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="False discovery rate of the flagging rule.",
+)
+@click.option(
+    "--min-class-size",
+    type=click.IntRange(min=2),
+    default=10,
+    show_default=True,
+    help="Classes with fewer samples are not scored.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report folder (default reports/<dataset>-<UTC timestamp>).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Embedding cache folder (default $POISONGUARD_CACHE_DIR or ~/.cache/poisonguard).",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
+@click.option(
+    "--fail-on-findings",
+    is_flag=True,
+    help=f"Exit with code {EXIT_FINDINGS} if any sample is flagged.",
+)
+@progress_option
+@library_errors
+def scan(
+    dataset: Path,
+    format_: str | None,
+    x_key: str | None,
+    y_key: str | None,
+    label_column: str | None,
+    skip_bad: bool,
+    model_file: Path | None,
+    detectors: tuple[str, ...] | None,
+    seed: int,
+    epochs: int | None,
+    fdr: float,
+    min_class_size: int,
+    out_dir: Path | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    as_json: bool,
+    fail_on_findings: bool,
+    progress: bool | None,
+) -> None:
+    """Scan DATASET for poisoned samples and write a report.
+
+    DATASET is an image folder (one sub-folder per class), an HDF5 or NPZ file with arrays x and
+    y, or a CSV table with a label column. The report folder gets scores.csv, report.json and
+    report.html.
+    """
+    settings = ScanSettings(
+        detectors=detectors,
+        seed=seed,
+        fdr=fdr,
+        min_class_size=min_class_size,
+        epochs=epochs,
+        model_file=model_file,
+    )
+    result = scan_path(
+        dataset,
+        settings,
+        format=format_,
+        x_key=x_key,
+        y_key=y_key,
+        label_column=label_column,
+        skip_bad=skip_bad,
+        cache_dir=cache_dir,
+        use_cache=not no_cache,
+        progress=resolve_progress(progress),
+    )
+    if out_dir is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = Path("reports") / f"{result.dataset.name}-{stamp}"
+    files = write_report(result, out_dir, seed=seed)
+    if as_json:
+        click.echo(json.dumps(build_report_json(result), indent=2))
+    else:
+        click.echo(_summary(result, files.html))
+    if fail_on_findings and result.n_flagged:
+        raise SystemExit(EXIT_FINDINGS)
+
+
+def _summary(result: ScanResult, html: Path) -> str:
+    data, emb = result.dataset, result.embedding
+    lines = [
+        f"Scanned {data.path} ({data.format}, {data.n_samples} samples, {data.n_classes} classes).",
+    ]
+    if emb.from_cache:
+        lines.append(f"Embedding: reused from cache {emb.cache_path}.")
+    else:
+        recipe = emb.model.get("recipe", {})
+        name = emb.model.get("architecture") or f"user model + {emb.model.get('head')}"
+        lines.append(
+            f"Embedding: trained {name} for {recipe.get('epochs')} epochs "
+            f"(train accuracy {emb.train_accuracy:.1%})."
+        )
+    share = result.n_flagged / max(1, data.n_samples)
+    lines.append(
+        f"Flagged {result.n_flagged} of {data.n_samples} samples ({share:.1%}) "
+        f"at a false discovery rate of {result.settings['fdr']:g}."
+    )
+    suspicious = [f for f in result.class_findings if f.verdict == "suspicious"]
+    for finding in suspicious:
+        lines.append(f"  class {finding.name}: {finding.flagged} of {finding.count} flagged")
+    for warning in result.warnings:
+        lines.append(f"Warning: {warning}")
+    lines.append(f"Report: {html} (with report.json and scores.csv)")
+    return "\n".join(lines)

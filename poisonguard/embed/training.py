@@ -1,0 +1,149 @@
+"""The fixed training recipe, with per-sample training dynamics, and inference.
+
+Training records, for every sample at every epoch, its cross-entropy loss and its margin (logit
+of the given label minus the largest other logit) at the moment the sample is seen in that epoch,
+before the update — the statistics used by area-under-the-margin (Pleiss et al., NeurIPS 2020)
+and early-loss backdoor detection (Li et al., NeurIPS 2021). Recording them costs nothing extra:
+they come from the training forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from poisonguard.embed.inputs import InputScaler, batch_slices
+
+__all__ = ["TrainingRecipe", "choose_epochs", "train_with_dynamics", "run_inference"]
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """Optimizer settings: Adam with a one-cycle learning-rate schedule."""
+
+    epochs: int
+    batch_size: int = 128
+    max_learning_rate: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def choose_epochs(
+    n_samples: int,
+    batch_size: int,
+    *,
+    min_steps: int = 2000,
+    min_epochs: int = 5,
+    max_epochs: int = 40,
+) -> int:
+    """Epochs so that training takes at least ``min_steps`` optimizer steps, within bounds.
+
+    Large datasets get ``min_epochs`` passes; small ones more passes so the model still learns
+    (60,000 samples at batch 128: 5 epochs; 1,797 samples: 40 epochs).
+    """
+    steps_per_epoch = len(batch_slices(n_samples, batch_size))
+    return int(min(max_epochs, max(min_epochs, math.ceil(min_steps / steps_per_epoch))))
+
+
+def train_with_dynamics(
+    model: nn.Module,
+    x: np.ndarray,
+    labels: np.ndarray,
+    scaler: InputScaler,
+    recipe: TrainingRecipe,
+    *,
+    progress: bool = True,
+    description: str = "Training",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train ``model`` in place; return per-sample ``loss`` and ``margin``, each ``(N, epochs)``."""
+    n = labels.shape[0]
+    generator = torch.Generator().manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    targets = torch.from_numpy(labels.astype(np.int64))
+    batches = batch_slices(n, recipe.batch_size)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=recipe.max_learning_rate, weight_decay=recipe.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=recipe.max_learning_rate,
+        total_steps=recipe.epochs * len(batches),
+        pct_start=0.25,
+    )
+    loss_history = np.zeros((n, recipe.epochs), dtype=np.float32)
+    margin_history = np.zeros((n, recipe.epochs), dtype=np.float32)
+    model.train()
+    with tqdm(
+        total=recipe.epochs * len(batches),
+        desc=description,
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for epoch in range(recipe.epochs):
+            order = torch.randperm(n, generator=generator)
+            for part in batches:
+                index = order[part]
+                index_np = np.sort(index.numpy())
+                inputs = scaler(x[index_np])
+                batch_targets = targets[index_np]
+                logits = model(inputs)
+                per_sample = F.cross_entropy(logits, batch_targets, reduction="none")
+                optimizer.zero_grad(set_to_none=True)
+                per_sample.mean().backward()
+                optimizer.step()
+                schedule.step()
+                with torch.no_grad():
+                    loss_history[index_np, epoch] = per_sample.numpy()
+                    margin_history[index_np, epoch] = _margins(logits, batch_targets).numpy()
+                bar.update(1)
+            bar.set_postfix(
+                epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss_history[:, epoch].mean():.3f}"
+            )
+    model.eval()
+    return loss_history, margin_history
+
+
+def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    rows = torch.arange(logits.shape[0])
+    assigned = logits[rows, targets]
+    others = logits.detach().clone()
+    others[rows, targets] = -torch.inf
+    return (assigned - others.max(dim=1).values).detach()
+
+
+@torch.no_grad()
+def run_inference(
+    model: nn.Module,
+    x: np.ndarray,
+    scaler: InputScaler,
+    *,
+    batch_size: int = 512,
+    progress: bool = True,
+    description: str = "Embedding",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features ``(N, F)`` and class probabilities ``(N, K)`` in dataset order."""
+    model.eval()
+    features, probabilities = [], []
+    for part in tqdm(
+        batch_slices(x.shape[0], batch_size),
+        desc=description,
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ):
+        hidden = model.features(scaler(x[part]))
+        features.append(hidden.numpy())
+        probabilities.append(torch.softmax(model.head(hidden), dim=1).numpy())
+    return np.concatenate(features).astype(np.float32), np.concatenate(probabilities).astype(
+        np.float32
+    )

@@ -1,0 +1,502 @@
+"""Reading logic shared by the array formats (HDF5 and NPZ).
+
+An array file holds named arrays: the samples ``x``, the labels ``y`` and optionally ``ids``. This
+module finds them by name, decides how ``x`` maps onto a :class:`~poisonguard.dataset.Dataset`
+(images ``(N, C, H, W)`` or a table ``(N, D)``) and copies it chunk by chunk into one preallocated
+array, so a large file is never held twice in memory. The format modules only open the file and
+hand over a ``get(key)`` function returning an array-like (an ``h5py.Dataset`` or a numpy array).
+
+Accepted layouts of ``x``:
+
+* ``(N, H, W)``: grayscale images, read as ``(N, 1, H, W)``;
+* ``(N, H, W, C)`` or ``(N, C, H, W)`` with ``C`` in 1, 3 or 4: images; the channel axis is the
+  one of size 1, 3 or 4 (channels-last when both could be, with a note); a fourth (alpha)
+  channel is dropped, with a note;
+* ``(N, D)``: a table of ``D`` numeric features.
+
+Image values keep ``uint8`` when they are integers in ``0..255`` (``uint8`` and ``bool`` sources
+always); any other numeric image becomes ``float32`` in the source's value range. Tables are
+``float32``. Images are not resized here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from poisonguard.dataset import Dataset, check_finite, encode_labels
+from poisonguard.errors import DatasetError
+
+__all__ = [
+    "X_KEYS",
+    "Y_KEYS",
+    "IDS_KEY",
+    "ArrayLike",
+    "Layout",
+    "resolve_key",
+    "plan_layout",
+    "copy_chunked",
+    "read_labels",
+    "read_ids",
+    "load_arrays",
+]
+
+logger = logging.getLogger(__name__)
+
+X_KEYS = ("x", "images")
+"""Names tried for the samples when no ``x_key`` is given, in order."""
+Y_KEYS = ("y", "labels")
+"""Names tried for the labels when no ``y_key`` is given, in order."""
+IDS_KEY = "ids"
+"""Name of the optional array of sample identifiers."""
+
+CHUNK_SAMPLES = 4096
+"""Most samples copied per chunk."""
+CHUNK_BYTES = 64 * 1024 * 1024
+"""Rough upper bound on the memory of one chunk, so that large images use smaller chunks."""
+
+_ACCEPTED_SHAPES = (
+    "(N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1, 3 or 4 for images, or (N, D) for a table"
+)
+_MAX_KEYS_LISTED = 30
+
+
+class ArrayLike(Protocol):
+    """What the readers need from an array: ``shape``, ``dtype`` and slicing along axis 0."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def __getitem__(self, key: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a source ``x`` array maps onto :attr:`Dataset.x`.
+
+    Attributes
+    ----------
+    kind : {"image", "table"}
+    source : {"NHW", "NHWC", "NCHW", "ND"}
+        Axis order of the source array.
+    out_shape : tuple of int
+        Shape of the dataset's ``x``: ``(N, C, H, W)`` or ``(N, D)``.
+    drop_alpha : bool
+        Whether the source has a fourth (alpha) channel that is left out.
+    notes : tuple of str
+        Facts for the report (a guessed layout, a dropped alpha channel).
+    """
+
+    kind: Literal["image", "table"]
+    source: Literal["NHW", "NHWC", "NCHW", "ND"]
+    out_shape: tuple[int, ...]
+    drop_alpha: bool = False
+    notes: tuple[str, ...] = ()
+
+
+def _describe_keys(keys: Sequence[str]) -> str:
+    if not keys:
+        return "the file holds no arrays"
+    shown = ", ".join(repr(k) for k in sorted(keys)[:_MAX_KEYS_LISTED])
+    more = len(keys) - _MAX_KEYS_LISTED
+    return f"the file holds: {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def _find_default(keys: Sequence[str], names: Sequence[str]) -> str | None:
+    """The first of ``names`` at the top level, else the only nested array with that name."""
+    for name in names:
+        if name in keys:
+            return name
+        nested = [k for k in keys if k.rsplit("/", 1)[-1] == name]
+        if len(nested) == 1:
+            return nested[0]
+    return None
+
+
+def resolve_key(
+    keys: Sequence[str],
+    given: str | None,
+    defaults: Sequence[str],
+    *,
+    path: str | Path,
+    role: str,
+    option: str,
+) -> str:
+    """Pick the array to read for one role (``"x"`` or ``"y"``).
+
+    Parameters
+    ----------
+    keys : sequence of str
+        Names of the arrays in the file (dataset paths such as ``"train/x"`` for HDF5).
+    given : str or None
+        The name the user asked for; used as is (a leading ``/`` is ignored).
+    defaults : sequence of str
+        Names tried in order when ``given`` is None: first at the top level, then as the name of
+        the only nested array of that name.
+    path, role, option
+        File, role and command-line option named in the error message.
+
+    Returns
+    -------
+    str
+        One of ``keys``.
+
+    Raises
+    ------
+    DatasetError
+        If the array is missing; the message lists the arrays the file has.
+    """
+    if given is not None:
+        key = given.lstrip("/")
+        if key in keys:
+            return key
+        raise DatasetError(
+            path,
+            f"has no array {given!r} (given with {option}); {_describe_keys(keys)}",
+        )
+    found = _find_default(keys, defaults)
+    if found is None:
+        looked = " or ".join(repr(d) for d in defaults)
+        raise DatasetError(
+            path,
+            f"has no {role} array (looked for {looked}); {_describe_keys(keys)}; "
+            "use --x-key and --y-key to name the arrays to read",
+        )
+    return found
+
+
+def plan_layout(shape: Sequence[int] | None, *, path: str | Path, name: str = "x") -> Layout:
+    """Decide how an ``x`` of ``shape`` becomes images or a table (see the module docstring).
+
+    Raises
+    ------
+    DatasetError
+        For an empty array or a shape that is not one of the accepted ones.
+    """
+    if shape is None:
+        raise DatasetError(path, f"{name} is an empty dataset with no shape")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (2, 3, 4):
+        raise DatasetError(
+            path, f"{name} has shape {shape}; accepted shapes are {_ACCEPTED_SHAPES}"
+        )
+    if shape[0] == 0:
+        raise DatasetError(path, f"{name} holds no samples (shape {shape})")
+    if 0 in shape[1:]:
+        raise DatasetError(path, f"{name} has an empty axis (shape {shape})")
+    if len(shape) == 2:
+        return Layout("table", "ND", shape)
+    if len(shape) == 3:
+        n, h, w = shape
+        return Layout("image", "NHW", (n, 1, h, w))
+
+    n, second, _, last = shape
+    last_ok, second_ok = last in (1, 3, 4), second in (1, 3, 4)
+    notes: list[str] = []
+    if last_ok and not second_ok:
+        source = "NHWC"
+    elif second_ok and not last_ok:
+        source = "NCHW"
+    elif last_ok and second_ok:
+        # Prefer a 1- or 3-channel reading over a 4-channel one, then channels-last.
+        source = "NCHW" if second in (1, 3) and last == 4 else "NHWC"
+        order = "(N, H, W, C)" if source == "NHWC" else "(N, C, H, W)"
+        notes.append(
+            f"layout guessed: {name} of shape {shape} could be channels-first or channels-last; "
+            f"read as {order}"
+        )
+    else:
+        raise DatasetError(
+            path,
+            f"{name} has shape {shape}; neither axis 1 nor the last axis is a channel axis of "
+            f"size 1, 3 or 4; accepted shapes are {_ACCEPTED_SHAPES}",
+        )
+    if source == "NHWC":
+        h, w, channels = shape[1], shape[2], last
+    else:
+        channels, h, w = second, shape[2], last
+    drop_alpha = channels == 4
+    if drop_alpha:
+        notes.append(f"{name} has 4 channels (RGBA); the alpha channel was dropped")
+    return Layout("image", source, (n, min(channels, 3), h, w), drop_alpha, tuple(notes))
+
+
+def _output_dtype(dtype: np.dtype, layout: Layout, *, path: str | Path, name: str) -> np.dtype:
+    """``uint8`` for integer images (widened later if needed), else ``float32``."""
+    if dtype.kind not in "biuf":
+        raise DatasetError(
+            path,
+            f"{name} has dtype {dtype}; it must hold real numbers (integers or floats), "
+            "not text, objects or complex values",
+        )
+    if layout.kind == "image" and dtype.kind in "biu":
+        return np.dtype(np.uint8)
+    return np.dtype(np.float32)
+
+
+def _chunk_size(out_shape: tuple[int, ...], itemsize: int) -> int:
+    per_sample = int(np.prod(out_shape[1:])) * max(itemsize, 4)
+    return int(min(CHUNK_SAMPLES, max(1, CHUNK_BYTES // max(per_sample, 1))))
+
+
+def _to_layout(block: np.ndarray, layout: Layout) -> np.ndarray:
+    """One chunk of the source in the dataset's axis order (a view where possible)."""
+    if layout.source == "NHW":
+        return block[:, None]
+    if layout.source == "NHWC":
+        if layout.drop_alpha:
+            block = block[..., :3]
+        return block.transpose(0, 3, 1, 2)
+    if layout.source == "NCHW" and layout.drop_alpha:
+        return block[:, :3]
+    return block
+
+
+def copy_chunked(
+    source: ArrayLike,
+    layout: Layout,
+    *,
+    path: str | Path,
+    name: str = "x",
+    chunk_samples: int | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Copy ``source`` into one array of ``layout.out_shape``, a chunk of samples at a time.
+
+    Each chunk is read with ``source[start:stop]`` (so an ``h5py.Dataset`` is read from disk
+    piecewise), put in the dataset's axis order, checked for NaN and infinity and written into
+    the output, which is allocated once. Integer images are stored as ``uint8`` while their values
+    fit ``0..255``; at the first chunk that does not, the output is widened to ``float32``. A numpy
+    source that already has the final layout and dtype is checked and returned without a copy.
+
+    Parameters
+    ----------
+    source : ArrayLike
+        ``h5py.Dataset`` or numpy array with the shape ``layout`` was planned for.
+    layout : Layout
+        From :func:`plan_layout`.
+    path, name
+        File and array named in error messages.
+    chunk_samples : int, optional
+        Samples per chunk; by default at most 4096 and about 64 MiB.
+
+    Returns
+    -------
+    x : ndarray
+        ``uint8`` or ``float32`` array of shape ``layout.out_shape``.
+    notes : list of str
+        Facts for the report (integer images widened to ``float32``).
+
+    Raises
+    ------
+    DatasetError
+        For a non-numeric dtype, NaN or infinity (naming the first bad sample), or float values
+        too large for ``float32``.
+    """
+    src_dtype = np.dtype(source.dtype)
+    dtype = _output_dtype(src_dtype, layout, path=path, name=name)
+    n = layout.out_shape[0]
+    step = chunk_samples or _chunk_size(layout.out_shape, src_dtype.itemsize)
+
+    if (
+        isinstance(source, np.ndarray)
+        and src_dtype == dtype
+        and layout.source in ("NHW", "NCHW", "ND")
+        and not layout.drop_alpha
+    ):
+        out = source.reshape(layout.out_shape)
+        for start in range(0, n, step):
+            check_finite(out[start : start + step], path=path, offset=start, what=name)
+        return np.ascontiguousarray(out), []
+
+    notes: list[str] = []
+    out = np.empty(layout.out_shape, dtype=dtype)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        block = _to_layout(np.asarray(source[start:stop]), layout)
+        check_finite(block, path=path, offset=start, what=name)
+        if out.dtype == np.uint8 and block.dtype.kind in "iu" and block.dtype != np.uint8:
+            low, high = block.min(), block.max()
+            if low < 0 or high > 255:
+                widened = np.empty(layout.out_shape, dtype=np.float32)
+                widened[:start] = out[:start]
+                out = widened
+                value = low if low < 0 else high
+                notes.append(
+                    f"{name} holds integer values outside 0..255 (e.g. {value}); "
+                    "stored as float32 in the original value range"
+                )
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[start:stop] = block
+        if block.dtype.kind == "f" and block.dtype.itemsize > out.dtype.itemsize:
+            finite = np.isfinite(out[start:stop])
+            if not finite.all():
+                index = start + int(np.argwhere(~finite)[0][0])
+                raise DatasetError(
+                    path, f"{name} holds a value too large for float32 at sample {index}"
+                )
+    return out, notes
+
+
+def _is_one_hot(y: np.ndarray) -> bool:
+    if y.dtype.kind not in "biuf" or y.shape[1] < 2:
+        return False
+    return bool(np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all())
+
+
+def read_labels(
+    raw: Any, *, path: str | Path, name: str = "y"
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Encode a label array as class codes.
+
+    ``(N,)`` and ``(N, 1)`` arrays are read as they are, a one-hot ``(N, K)`` array as the index
+    of its 1 (with a note). Integer, whole-float and string labels are accepted (see
+    :func:`~poisonguard.dataset.encode_labels`).
+
+    Returns
+    -------
+    codes : ndarray of int64
+    class_names : list of str
+    notes : list of str
+    """
+    y = np.asarray(raw)
+    notes: list[str] = []
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    elif y.ndim == 2 and _is_one_hot(y):
+        y = y.argmax(axis=1)
+        notes.append(f"{name} is one-hot encoded; read as the class index of each row")
+    if y.ndim != 1:
+        raise DatasetError(
+            path, f"{name} has shape {y.shape}; labels must have shape (N,), one per sample"
+        )
+    codes, class_names = encode_labels(y, path=path)
+    return codes, class_names, notes
+
+
+def read_ids(raw: Any, n: int, *, path: str | Path, name: str = IDS_KEY) -> list[str]:
+    """Sample identifiers from an array of ``n`` strings or integers.
+
+    Raises
+    ------
+    DatasetError
+        For the wrong shape, another dtype, an empty id or a duplicate id.
+    """
+    arr = np.asarray(raw)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise DatasetError(
+            path, f"{name} has shape {arr.shape}; expected ({n},), one id per sample"
+        )
+    if arr.dtype.kind in "iu":
+        ids = [str(int(v)) for v in arr.tolist()]
+    elif arr.dtype.kind in "USO":
+        ids = [
+            v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
+            for v in arr.tolist()
+        ]
+    else:
+        raise DatasetError(path, f"{name} has dtype {arr.dtype}; ids must be strings or integers")
+    first_seen: dict[str, int] = {}
+    for index, value in enumerate(ids):
+        if value == "":
+            raise DatasetError(path, f"{name} is empty at sample {index}")
+        if value in first_seen:
+            raise DatasetError(
+                path,
+                f"{name} holds {value!r} twice (samples {first_seen[value]} and {index}); "
+                "ids must be unique",
+            )
+        first_seen[value] = index
+    return ids
+
+
+def load_arrays(
+    keys: Sequence[str],
+    get: Callable[[str], ArrayLike],
+    *,
+    path: str | Path,
+    format: str,
+    x_key: str | None = None,
+    y_key: str | None = None,
+) -> Dataset:
+    """Build a :class:`Dataset` from the named arrays of one file.
+
+    Parameters
+    ----------
+    keys : sequence of str
+        Names of the arrays in the file.
+    get : callable
+        ``get(key)`` returns the array-like of that name; ``x`` is only sliced, never read whole.
+    path : str or Path
+        The file, stored as :attr:`Dataset.path` and named in errors.
+    format : str
+        Registry name of the calling loader.
+    x_key, y_key : str, optional
+        Names of the sample and label arrays; by default ``x`` or ``images``, ``y`` or
+        ``labels``. An array named ``ids`` is used as sample ids when present, else the ids are
+        the sample indices ``"0" .. "N-1"``.
+
+    Returns
+    -------
+    Dataset
+        ``kind`` is ``"image"`` or ``"table"`` depending on the shape of ``x``.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file and the problem: a missing array, a bad shape or dtype, ``x`` and ``y``
+        of different lengths, NaN/inf, bad or duplicate ids, fewer than two classes.
+    """
+    keys = sorted(keys)
+    xk = resolve_key(keys, x_key, X_KEYS, path=path, role="x", option="--x-key")
+    yk = resolve_key(keys, y_key, Y_KEYS, path=path, role="y", option="--y-key")
+    if xk == yk:
+        raise DatasetError(path, f"x and y are the same array {xk!r}; name two different arrays")
+    ids_key = _find_default([k for k in keys if k not in (xk, yk)], (IDS_KEY,))
+    logger.debug("%s: reading x from %r, y from %r, ids from %r", path, xk, yk, ids_key)
+
+    x_source = get(xk)
+    layout = plan_layout(x_source.shape, path=path, name=xk)
+    _output_dtype(np.dtype(x_source.dtype), layout, path=path, name=xk)
+    n = layout.out_shape[0]
+
+    y_source = get(yk)
+    y_shape = y_source.shape
+    if not y_shape:
+        raise DatasetError(path, f"{yk} has shape {y_shape}; labels must have shape (N,)")
+    if y_shape[0] != n:
+        raise DatasetError(path, f"x has {n} rows but y has {y_shape[0]} ({xk!r}, {yk!r})")
+    labels, class_names, label_notes = read_labels(y_source[()], path=path, name=yk)
+
+    if ids_key is None:
+        ids = [str(i) for i in range(n)]
+    else:
+        ids = read_ids(get(ids_key)[()], n, path=path, name=ids_key)
+
+    x, copy_notes = copy_chunked(x_source, layout, path=path, name=xk)
+    logger.info(
+        "%s: read %d samples (%s %s, %s) in %d classes",
+        path,
+        n,
+        layout.kind,
+        x.shape[1:],
+        x.dtype,
+        len(class_names),
+    )
+    return Dataset(
+        x=x,
+        labels=labels,
+        class_names=class_names,
+        ids=ids,
+        kind=layout.kind,
+        path=Path(path),
+        format=format,
+        notes=[*layout.notes, *copy_notes, *label_notes],
+    )

@@ -1,0 +1,78 @@
+"""Read samples and labels from an HDF5 file (``.h5``, ``.hdf5``, ``.hdf``).
+
+The file is opened read-only with h5py. Every dataset in it, at the top level or inside groups,
+is known by its path (``"x"``, ``"train/images"``); the samples, labels and optional ids are
+picked and read as described in :mod:`poisonguard.loaders.arrays`. Links to other files are not
+followed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+
+from poisonguard.dataset import Dataset
+from poisonguard.errors import DatasetError
+from poisonguard.loaders.arrays import load_arrays
+
+__all__ = ["load_hdf5"]
+
+logger = logging.getLogger(__name__)
+
+
+def _list_datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
+    """All datasets reachable by hard links from ``group``, by path (``"train/x"``)."""
+    found: dict[str, h5py.Dataset] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found[name] = obj
+
+    group.visititems(visit)
+    return found
+
+
+def load_hdf5(path: str | Path, *, x_key: str | None = None, y_key: str | None = None) -> Dataset:
+    """Read an HDF5 file of samples and labels.
+
+    Parameters
+    ----------
+    path : str or Path
+        The HDF5 file.
+    x_key, y_key : str, optional
+        Dataset paths of the samples and labels (``"x"``, ``"train/images"``); by default ``x``
+        or ``images`` and ``y`` or ``labels``. A dataset ``ids`` holds optional sample ids.
+
+    Returns
+    -------
+    Dataset
+        With ``format="hdf5"``; images ``(N, C, H, W)`` or a table ``(N, D)``.
+
+    Raises
+    ------
+    DatasetError
+        If the file is not HDF5, lacks the arrays (the message lists the datasets it has) or
+        holds unusable data.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DatasetError(path, "is a folder, not an HDF5 file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(path, f"is not a readable HDF5 file ({exc})") from exc
+    with handle:
+        datasets = _list_datasets(handle)
+        try:
+            return load_arrays(
+                list(datasets),
+                datasets.__getitem__,
+                path=path,
+                format="hdf5",
+                x_key=x_key,
+                y_key=y_key,
+            )
+        except OSError as exc:
+            raise DatasetError(path, f"could not be read ({exc})") from exc

@@ -1,0 +1,202 @@
+"""``report.html``: one self-contained page a person reads to judge a scan.
+
+The page renders :func:`~poisonguard.report.json_report.build_report_json`'s dictionary plus the
+figures made here (score histogram, UMAP map, thumbnails of the most suspicious images). Images are
+inlined as ``data:`` URIs and the CSS is inline, so the file works offline and loads nothing from
+elsewhere; a Content-Security-Policy forbids scripts and outside resources. Ids and class names are
+untrusted text: the Jinja2 environment autoescapes everything, and nothing is marked ``|safe``.
+
+Per-sample data is embedded only for the map's subsample (as pixels in one PNG) and the top
+suspicious samples, so the page stays small for large datasets.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from poisonguard.report import plots, projection, thumbnails
+from poisonguard.report.json_report import ranked_indices
+from poisonguard.results import ScanResult
+
+__all__ = ["ReportFigures", "prepare_figures", "render_html", "TEMPLATE_DIR"]
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+_TEMPLATE = "report.html"
+_MAX_LISTED_SKIPPED = 50
+# Model description keys shown on their own line of the summary, not in the model details.
+_MODEL_SUMMARY_KEYS = ("train_accuracy", "from_cache", "cache_path")
+
+
+@dataclass
+class ReportFigures:
+    """The slow-to-make parts of the page, computed before the report's time is taken.
+
+    Attributes
+    ----------
+    histogram_png : bytes
+        Score histogram.
+    map_png : bytes
+        UMAP map of the subsample ``map_indices``.
+    map_indices : ndarray of int64
+        Samples drawn on the map (every flagged sample plus a random choice of the rest).
+    top : list of dict
+        The most suspicious samples, highest score first: ``index``, ``id``, ``label``,
+        ``score``, ``flagged`` and, for image datasets, ``thumbnail`` (a ``data:`` URI).
+    """
+
+    histogram_png: bytes
+    map_png: bytes
+    map_indices: np.ndarray
+    top: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare_figures(
+    result: ScanResult, *, seed: int = 0, map_points: int = 3000, thumbnails_count: int = 48
+) -> ReportFigures:
+    """Draw the histogram and the map and pick the most suspicious samples.
+
+    Parameters
+    ----------
+    result : ScanResult
+        The scan to report.
+    seed : int
+        Seed of the map's subsample and of UMAP.
+    map_points : int
+        Most points drawn on the map (all flagged samples are drawn even beyond this).
+    thumbnails_count : int
+        How many of the most suspicious samples the page shows (thumbnails for images, table
+        rows for tables).
+    """
+    if thumbnails_count < 0:
+        raise ValueError(f"thumbnails must be >= 0, got {thumbnails_count}")
+    dataset = result.dataset
+    score = np.asarray(result.score).reshape(-1)
+    flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
+
+    histogram = plots.score_histogram_png(score, flagged, result.threshold)
+
+    indices = projection.map_subsample(flagged, max_points=map_points, seed=seed)
+    logger.info("Laying out %d of %d samples with UMAP", indices.size, dataset.n_samples)
+    coords = projection.umap_coordinates(result.embedding.features[indices], seed=seed)
+    map_png = plots.embedding_map_png(
+        coords, dataset.labels[indices], flagged[indices], dataset.class_names
+    )
+
+    top = []
+    for i in ranked_indices(score)[:thumbnails_count]:
+        i = int(i)
+        entry: dict[str, Any] = {
+            "index": i,
+            "id": dataset.ids[i],
+            "label": dataset.class_names[int(dataset.labels[i])],
+            "score": float(score[i]),
+            "flagged": bool(flagged[i]),
+        }
+        if dataset.kind == "image":
+            entry["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))
+        top.append(entry)
+    return ReportFigures(histogram_png=histogram, map_png=map_png, map_indices=indices, top=top)
+
+
+def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigures) -> str:
+    """Render the page.
+
+    Parameters
+    ----------
+    result : ScanResult
+        The scan (for what the JSON does not carry).
+    report : dict
+        :func:`~poisonguard.report.json_report.build_report_json` of the same scan.
+    figures : ReportFigures
+        From :func:`prepare_figures`.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
+    model = report["model"]
+    skipped = report["dataset"]["skipped"]
+    context = {
+        "report": report,
+        "dataset": report["dataset"],
+        "findings": report["findings"],
+        "model_details": [
+            (key, _describe(value))
+            for key, value in model.items()
+            if key not in _MODEL_SUMMARY_KEYS
+        ],
+        "model": model,
+        "settings_text": json.dumps(report["settings"], indent=2, ensure_ascii=False),
+        "skipped_listed": skipped[:_MAX_LISTED_SKIPPED],
+        "skipped_more": max(0, len(skipped) - _MAX_LISTED_SKIPPED),
+        "histogram_src": _data_uri(figures.histogram_png),
+        "map_src": _data_uri(figures.map_png),
+        "map_shown": int(figures.map_indices.size),
+        "map_flagged": int(flagged[figures.map_indices].sum()),
+        "top": figures.top,
+        "is_image": result.dataset.kind == "image",
+    }
+    return _environment().get_template(_TEMPLATE).render(**context)
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _format_number
+    env.filters["pct"] = _format_percent
+    env.filters["seconds"] = _format_seconds
+    return env
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _describe(value: Any) -> str:
+    """A model description value as one line of text (nested values as compact JSON)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return "—" if value is None else str(value)
+
+
+def _format_number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if not np.isfinite(value):
+        return "—"
+    return f"{float(value):.{digits}g}"
+
+
+def _format_percent(value: Any) -> str:
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{100.0 * float(value):.2f}%"
+
+
+def _format_seconds(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{float(value):.2f} s" if value < 100 else f"{float(value) / 60:.1f} min"

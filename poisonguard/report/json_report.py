@@ -1,0 +1,192 @@
+"""``report.json``: the scan's findings as plain JSON, for machines (CI gates, dashboards).
+
+Everything here is derived from a :class:`~poisonguard.results.ScanResult`; the HTML report renders
+the same dictionary, so a number on the page and in the JSON come from one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib.metadata
+import json
+import math
+import platform
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+
+import poisonguard
+from poisonguard.results import ScanResult
+
+__all__ = ["TOP_FLAGGED", "build_report_json", "report_json_text", "jsonable", "ranked_indices"]
+
+TOP_FLAGGED = 100
+"""How many flagged samples ``findings.top_flagged`` lists (the most suspicious first)."""
+
+_VERSIONED_PACKAGES = ("numpy", "torch", "scikit-learn", "umap-learn", "h5py")
+
+
+def build_report_json(result: ScanResult) -> dict[str, Any]:
+    """Describe a scan as a JSON-able dictionary.
+
+    Parameters
+    ----------
+    result : ScanResult
+        The scan to describe.
+
+    Returns
+    -------
+    dict
+        Keys ``poisonguard_version``, ``dataset``, ``settings``, ``model``, ``findings``,
+        ``detectors``, ``timings`` (seconds, 3 decimals), ``warnings``, ``versions`` and
+        ``created_utc``. It holds only built-in Python types; NaN and infinity become ``None``,
+        so ``json.dumps(..., allow_nan=False)`` accepts it. Scores are "higher = more
+        suspicious"; ``findings.top_flagged`` lists at most :data:`TOP_FLAGGED` flagged samples,
+        highest ``score`` first, each with every detector's score under the detector's name.
+    """
+    dataset = result.dataset
+    embedding = result.embedding
+    n = dataset.n_samples
+    names = dataset.class_names
+    score = np.asarray(result.score).reshape(-1)
+    flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
+    counts = dataset.class_counts()
+
+    top = [int(i) for i in ranked_indices(score) if flagged[i]][:TOP_FLAGGED]
+    top_flagged = []
+    for i in top:
+        entry: dict[str, Any] = {
+            "index": i,
+            "id": dataset.ids[i],
+            "label": names[int(dataset.labels[i])],
+            "score": _number(score[i]),
+        }
+        for name, values in result.detector_scores.items():
+            entry[name] = _number(np.asarray(values).reshape(-1)[i])
+        top_flagged.append(entry)
+
+    model = dict(embedding.model)
+    model.update(
+        train_accuracy=embedding.train_accuracy,
+        from_cache=embedding.from_cache,
+        cache_path=None if embedding.cache_path is None else str(embedding.cache_path),
+    )
+
+    report = {
+        "poisonguard_version": poisonguard.__version__,
+        "dataset": {
+            "path": str(dataset.path),
+            "format": dataset.format,
+            "name": dataset.name,
+            "kind": dataset.kind,
+            "n_samples": n,
+            "input_shape": list(dataset.x.shape[1:]),
+            "classes": [
+                {"code": code, "name": name, "count": int(counts[code])}
+                for code, name in enumerate(names)
+            ],
+            "fingerprint": embedding.fingerprint,
+            "notes": list(dataset.notes),
+            "skipped": [{"file": str(f), "reason": str(r)} for f, r in dataset.skipped],
+        },
+        "settings": result.settings,
+        "model": model,
+        "findings": {
+            "flagged_count": result.n_flagged,
+            "flagged_fraction": result.n_flagged / n if n else 0.0,
+            "threshold": result.threshold,
+            "per_class": [dataclasses.asdict(finding) for finding in result.class_findings],
+            "top_flagged": top_flagged,
+        },
+        "detectors": {name: _summary(values) for name, values in result.detector_scores.items()},
+        "timings": {stage: round(float(s), 3) for stage, s in result.timings.items()},
+        "warnings": list(result.warnings),
+        "versions": _versions(),
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return jsonable(report)
+
+
+def report_json_text(report: Mapping[str, Any]) -> str:
+    """Serialise :func:`build_report_json`'s dictionary (2-space indent, NaN refused)."""
+    return json.dumps(report, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def ranked_indices(score: np.ndarray) -> np.ndarray:
+    """Sample indices from most to least suspicious (highest score first; ties by index).
+
+    Non-finite scores (NaN) rank last.
+    """
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    key = np.where(np.isnan(score), -np.inf, score)
+    return np.argsort(-key, kind="stable")
+
+
+def jsonable(value: Any) -> Any:
+    """Convert ``value`` to built-in JSON types.
+
+    numpy scalars and arrays become Python numbers and lists, paths become strings, tuples and
+    sets become lists, dataclasses become dicts, and non-finite floats become ``None``.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()] if value.ndim else jsonable(value.item())
+    if isinstance(value, (np.generic, int, float)):
+        return _number(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    return str(value)
+
+
+def _number(value: Any) -> int | float | bool | None:
+    """A numpy or Python number as a Python number; NaN and infinity as ``None``.
+
+    Single-precision floats keep their shortest decimal form (``0.9``, not ``0.899999976``).
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (np.float32, np.float16)):
+        number = float(str(value)) if np.isfinite(value) else math.nan
+    else:
+        number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _summary(values: np.ndarray) -> dict[str, Any]:
+    """min / median / max of a detector's finite scores (``None`` when there are none)."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return {"min": None, "median": None, "max": None}
+    return {
+        "min": _number(finite.min()),
+        "median": _number(np.median(finite)),
+        "max": _number(finite.max()),
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions

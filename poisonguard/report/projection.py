@@ -1,0 +1,120 @@
+"""The 2-D map of the embedding shown in the report: which points to draw and where.
+
+UMAP (McInnes, Healy & Melville, 2018, "UMAP: Uniform Manifold Approximation and Projection for
+Dimension Reduction", arXiv:1802.03426) on the standardized penultimate-layer features. The map is
+drawn on a subsample that keeps every flagged sample, so a large dataset stays cheap to project and
+the page stays small; the layout is for looking only, no detector reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+
+__all__ = ["map_subsample", "umap_coordinates", "MIN_UMAP_POINTS"]
+
+logger = logging.getLogger(__name__)
+
+MIN_UMAP_POINTS = 5
+"""Fewer points than this are laid out by PCA instead of UMAP."""
+
+_N_NEIGHBORS = 15
+_MIN_DIST = 0.1
+
+
+def map_subsample(flagged: np.ndarray, *, max_points: int, seed: int) -> np.ndarray:
+    """Choose the samples drawn on the map.
+
+    Parameters
+    ----------
+    flagged : ndarray of bool, shape (N,)
+        The scan's decision per sample.
+    max_points : int
+        How many points to draw at most. Every flagged sample is kept even when there are more
+        flagged samples than ``max_points``; the remaining places are filled with a random choice
+        of the unflagged samples.
+    seed : int
+        Seed of that random choice; the same seed gives the same subsample.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted indices into the dataset.
+    """
+    if max_points < 0:
+        raise ValueError(f"max_points must be >= 0, got {max_points}")
+    flagged = np.asarray(flagged, dtype=bool).reshape(-1)
+    keep = np.flatnonzero(flagged)
+    rest = np.flatnonzero(~flagged)
+    room = max(0, max_points - keep.size)
+    if room >= rest.size:
+        chosen = rest
+    else:
+        chosen = np.random.default_rng(seed).choice(rest, size=room, replace=False)
+    return np.sort(np.concatenate([keep, chosen])).astype(np.int64)
+
+
+def umap_coordinates(features: np.ndarray, *, seed: int) -> np.ndarray:
+    """Lay out samples in 2-D with UMAP on standardized features.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n, F)
+        One feature vector per sample (the embedding's penultimate-layer activations).
+    seed : int
+        UMAP's ``random_state``; the same seed and features give the same coordinates (it also
+        makes UMAP single-threaded).
+
+    Returns
+    -------
+    ndarray of float64, shape (n, 2)
+        Map coordinates. Fewer than :data:`MIN_UMAP_POINTS` points are laid out by PCA (zeros
+        for a single point), and ``n_neighbors`` is lowered to ``n - 1`` for small ``n``.
+    """
+    x = _standardize(features)
+    n = x.shape[0]
+    if n < MIN_UMAP_POINTS:
+        return _pca_2d(x)
+
+    import umap  # slow to import (numba); only the HTML report needs it
+
+    reducer = umap.UMAP(
+        n_components=2,
+        random_state=seed,
+        n_neighbors=min(_N_NEIGHBORS, n - 1),
+        min_dist=_MIN_DIST,
+        metric="euclidean",
+    )
+    with warnings.catch_warnings():
+        # A fixed random_state makes UMAP single-threaded and it says so each time; expected here.
+        warnings.filterwarnings("ignore", message=r".*overridden to 1 by setting random_state.*")
+        coords = reducer.fit_transform(x)
+    logger.debug("UMAP laid out %d points", n)
+    return np.asarray(coords, dtype=np.float64)
+
+
+def _standardize(features: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per feature (constant features left at zero); NaN -> 0."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    x = x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if x.shape[0] == 0:
+        return x
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def _pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal components of (already centered) ``x``, zero-padded to 2 columns."""
+    out = np.zeros((x.shape[0], 2), dtype=np.float64)
+    if x.shape[0] < 2 or x.shape[1] == 0:
+        return out
+    centered = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(centered, full_matrices=False)
+    k = min(2, s.size)
+    out[:, :k] = u[:, :k] * s[:k]
+    return out

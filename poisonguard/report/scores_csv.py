@@ -1,0 +1,76 @@
+"""``scores.csv``: one row per sample with the fused score, the decision and every detector's score.
+
+Columns: ``index,id,label,score,flagged,<detector>...`` where ``index`` is the sample's 0-based
+position in the dataset, ``label`` its class name, ``score`` the calibrated suspicion the flagging
+rule thresholds (higher = more suspicious), ``flagged`` 0 or 1, and one column per detector with its
+raw score (higher = more suspicious; not comparable across detectors), in the order of
+``ScanResult.detector_scores``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from poisonguard.results import ScanResult
+
+__all__ = ["SCORES_HEADER", "scores_csv_header", "scores_csv_text"]
+
+SCORES_HEADER: tuple[str, ...] = ("index", "id", "label", "score", "flagged")
+"""The fixed leading columns; one column per detector follows."""
+
+_FLOAT_FORMAT = ".6g"
+
+
+def scores_csv_header(result: ScanResult) -> list[str]:
+    """The header row: the fixed columns, then the detector names in ``detector_scores`` order."""
+    return [*SCORES_HEADER, *result.detector_scores]
+
+
+def scores_csv_text(result: ScanResult) -> str:
+    """Render ``scores.csv`` for a scan.
+
+    Parameters
+    ----------
+    result : ScanResult
+        The scan to report.
+
+    Returns
+    -------
+    str
+        CSV text with ``\\n`` line endings. Ids are untrusted text and are quoted by the
+        :mod:`csv` module as needed (commas, quotes, newlines), so every id reads back unchanged.
+        Floats are written with 6 significant digits; a non-finite score is written as ``nan``
+        or ``inf``.
+    """
+    dataset = result.dataset
+    n = dataset.n_samples
+    score = np.asarray(result.score, dtype=np.float64).reshape(-1)
+    flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
+    detectors = {
+        name: np.asarray(values, dtype=np.float64).reshape(-1)
+        for name, values in result.detector_scores.items()
+    }
+    for what, values in [("score", score), ("flagged", flagged), *detectors.items()]:
+        if values.shape[0] != n:
+            raise ValueError(f"{what} has {values.shape[0]} values for {n} samples")
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(scores_csv_header(result))
+    names = dataset.class_names
+    columns = list(detectors.values())
+    for i in range(n):
+        writer.writerow(
+            [
+                i,
+                dataset.ids[i],
+                names[int(dataset.labels[i])],
+                format(score[i], _FLOAT_FORMAT),
+                int(flagged[i]),
+                *(format(col[i], _FLOAT_FORMAT) for col in columns),
+            ]
+        )
+    return buffer.getvalue()
