@@ -44,11 +44,18 @@ from poisonguard.scan import ScanSettings, scan_path
     help="Training epochs of the embedding model (default: chosen from the dataset size).",
 )
 @click.option(
-    "--fdr",
+    "--tail-p",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.01,
+    default=1e-4,
     show_default=True,
-    help="False discovery rate of the flagging rule.",
+    help="p-value below which a sample lies in its class's far tail.",
+)
+@click.option(
+    "--class-z",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="Robust z-score of a class's tail share above which the class is called suspicious.",
 )
 @click.option(
     "--min-class-size",
@@ -90,7 +97,8 @@ def scan(
     detectors: tuple[str, ...] | None,
     seed: int,
     epochs: int | None,
-    fdr: float,
+    tail_p: float,
+    class_z: float,
     min_class_size: int,
     out_dir: Path | None,
     cache_dir: Path | None,
@@ -108,7 +116,8 @@ def scan(
     settings = ScanSettings(
         detectors=detectors,
         seed=seed,
-        fdr=fdr,
+        tail_p=tail_p,
+        class_z=class_z,
         min_class_size=min_class_size,
         epochs=epochs,
         model_file=model_file,
@@ -152,13 +161,12 @@ def _summary(result: ScanResult, html: Path) -> str:
             f"(train accuracy {emb.train_accuracy:.1%})."
         )
     share = result.n_flagged / max(1, data.n_samples)
-    lines.append(
-        f"Flagged {result.n_flagged} of {data.n_samples} samples ({share:.1%}) "
-        f"at a false discovery rate of {result.settings['fdr']:g}."
-    )
+    lines.append(f"Flagged {result.n_flagged} of {data.n_samples} samples ({share:.1%}).")
     suspicious = [f for f in result.class_findings if f.verdict == "suspicious"]
     for finding in suspicious:
-        lines.append(f"  class {finding.name}: {finding.flagged} of {finding.count} flagged")
+        lines.append(f"  suspicious class {finding.name}: {finding.reason}")
+    if not suspicious:
+        lines.append("No class stands out.")
     for warning in result.warnings:
         lines.append(f"Warning: {warning}")
     lines.append(f"Report: {html} (with report.json and scores.csv)")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from poisonguard.dataset import Dataset
-from poisonguard.decision import benjamini_hochberg, class_pvalues, suspicion_from_pvalues
+from poisonguard.decision import Decision, class_pvalues, combine_pvalues, decide
 from poisonguard.detectors import get_detectors
 from poisonguard.embed import EmbedSettings, embed_dataset
 from poisonguard.results import ClassFinding, ScanResult
@@ -36,8 +36,11 @@ class ScanSettings:
         Detector names; ``None`` runs every registered detector.
     seed : int
         Seeds every random choice; the same seed gives the same report.
-    fdr : float
-        False discovery rate of the flagging rule (see :mod:`poisonguard.decision`).
+    tail_p : float
+        p-value below which a sample is in its class's far tail (see :mod:`poisonguard.decision`).
+    class_z : float
+        Robust z-score of a class's tail share, against the other classes, above which the class
+        is called suspicious.
     min_class_size : int
         Classes with fewer samples are not scored (a warning says so).
     epochs, batch_size, model_file
@@ -46,7 +49,8 @@ class ScanSettings:
 
     detectors: tuple[str, ...] | None = None
     seed: int = 0
-    fdr: float = 0.01
+    tail_p: float = 1e-4
+    class_z: float = 3.0
     min_class_size: int = 10
     epochs: int | None = None
     batch_size: int = 128
@@ -149,26 +153,29 @@ def scan_dataset(
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    # Bonferroni across detectors: a sample is as suspicious as its strongest detector, corrected
-    # for having looked several times.
-    combined = np.minimum(1.0, len(pvalues) * np.min(np.vstack(pvalues), axis=0))
-    flagged, cutoff = benjamini_hochberg(combined, fdr=settings.fdr)
-    score = suspicion_from_pvalues(combined)
-    threshold = (
-        float(suspicion_from_pvalues(np.array([cutoff]))[0])
-        if flagged.any()
-        else float(suspicion_from_pvalues(np.array([settings.fdr / dataset.n_samples]))[0])
+    scored = counts >= max(2, settings.min_class_size)
+    decision = decide(
+        combine_pvalues(pvalues),
+        dataset.labels,
+        scored,
+        tail_p=settings.tail_p,
+        class_z=settings.class_z,
     )
-    findings = _class_findings(dataset, flagged, counts, settings.min_class_size)
+    if decision.rule == "fdr":
+        warnings_.append(
+            "fewer than 3 classes could be scored, so no class can be compared with the others; "
+            "samples were flagged on their own p-values, which over-flags heavy-tailed classes"
+        )
+    findings = _class_findings(dataset, decision, counts, settings)
     timings["decide"] = time.perf_counter() - start
 
     return ScanResult(
         dataset=dataset,
         embedding=embedding,
         detector_scores=detector_scores,
-        score=score,
-        flagged=flagged,
-        threshold=threshold,
+        score=decision.score,
+        flagged=decision.flagged,
+        threshold=decision.threshold,
         class_findings=findings,
         settings=settings.as_dict(),
         timings=timings,
@@ -177,21 +184,28 @@ def scan_dataset(
 
 
 def _class_findings(
-    dataset: Dataset, flagged: np.ndarray, counts: np.ndarray, min_class_size: int
+    dataset: Dataset, decision: Decision, counts: np.ndarray, settings: ScanSettings
 ) -> list[ClassFinding]:
     findings = []
-    flagged_counts = np.bincount(dataset.labels[flagged], minlength=dataset.n_classes)
+    flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
+    typical = np.nanmedian(decision.tail_share[counts >= settings.min_class_size])
     for code, name in enumerate(dataset.class_names):
         count, hits = int(counts[code]), int(flagged_counts[code])
-        if count < min_class_size:
-            verdict, reason = "skipped", f"only {count} samples; fewer than {min_class_size}"
-        elif hits:
+        share, z = decision.tail_share[code], decision.class_z[code]
+        tail = f"{share:.1%} of the class lies in the far tail (p < {settings.tail_p:g})"
+        if count < settings.min_class_size:
+            verdict = "skipped"
+            reason = f"only {count} samples; fewer than {settings.min_class_size}"
+        elif code in decision.suspicious_classes:
             verdict = "suspicious"
-            reason = (
-                f"{hits} of {count} samples ({hits / count:.1%}) stand out from the rest of the "
-                "class beyond what clean data explains"
-            )
+            reason = f"{tail}, against a typical {typical:.1%} in the other classes"
+            if np.isfinite(z):
+                reason += f" (robust z = {z:.1f})"
+            reason += f"; {hits} samples flagged"
         else:
-            verdict, reason = "clean", "no sample stands out beyond what clean data explains"
+            verdict = "clean"
+            reason = f"{tail}, in line with the other classes"
+            if np.isfinite(z):
+                reason += f" (robust z = {z:.1f})"
         findings.append(ClassFinding(code, name, count, hits, verdict, reason))
     return findings

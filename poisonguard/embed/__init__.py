@@ -103,6 +103,7 @@ def embed_dataset(
 
     if extractor is not None:
         features = extract_features(extractor, dataset.x, path=model_file, progress=progress)
+        torch.manual_seed(settings.seed)  # weight initialisation
         head = LinearHead(features.shape[1], dataset.n_classes)
         scaler = InputScaler.standardizing(features)
         loss, margin = train_with_dynamics(
@@ -116,6 +117,7 @@ def embed_dataset(
         )
         _, probabilities = run_inference(head, features, scaler, progress=progress)
     else:
+        torch.manual_seed(settings.seed)  # weight initialisation
         model = _build_model(dataset)
         scaler = InputScaler.standardizing(dataset.x)
         loss, margin = train_with_dynamics(

@@ -73,12 +73,7 @@ def train_with_dynamics(
     optimizer = torch.optim.Adam(
         model.parameters(), lr=recipe.max_learning_rate, weight_decay=recipe.weight_decay
     )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=recipe.max_learning_rate,
-        total_steps=recipe.epochs * len(batches),
-        pct_start=0.25,
-    )
+    schedule = _one_cycle(optimizer, recipe.max_learning_rate, recipe.epochs * len(batches))
     loss_history = np.zeros((n, recipe.epochs), dtype=np.float32)
     margin_history = np.zeros((n, recipe.epochs), dtype=np.float32)
     model.train()
@@ -111,6 +106,17 @@ def train_with_dynamics(
             )
     model.eval()
     return loss_history, margin_history
+
+
+def _one_cycle(
+    optimizer: torch.optim.Optimizer, max_learning_rate: float, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle schedule (25 % warm-up); a constant rate when there are too few steps for one."""
+    if total_steps < 8:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_learning_rate, total_steps=total_steps, pct_start=0.25
+    )
 
 
 def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""Compare a scan's ``scores.csv`` with a ground-truth file: precision, recall, F1, AUROC.
+
+    python benchmarks/score_against_truth.py REPORT_DIR/scores.csv GROUND_TRUTH.csv
+
+Rows are joined by sample ``id``; AUROC uses the ``score`` column and each detector's column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
+    with open(truth_csv, newline="") as handle:
+        truth = {row["id"]: row["poisoned"] == "1" for row in csv.DictReader(handle)}
+    with open(scores_csv, newline="") as handle:
+        reader = csv.DictReader(handle)
+        detector_columns = reader.fieldnames[5:]
+        rows = list(reader)
+    if {r["id"] for r in rows} != set(truth):
+        raise SystemExit("scores.csv and the ground truth do not hold the same ids")
+    poisoned = np.array([truth[r["id"]] for r in rows])
+    flagged = np.array([r["flagged"] == "1" for r in rows])
+    tp = int(np.sum(flagged & poisoned))
+    fp = int(np.sum(flagged & ~poisoned))
+    precision = tp / max(1, flagged.sum())
+    recall = tp / max(1, poisoned.sum())
+    result = {
+        "n": len(rows),
+        "poisoned": int(poisoned.sum()),
+        "flagged": int(flagged.sum()),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
+        "clean_flagged_fraction": round(fp / max(1, (~poisoned).sum()), 4),
+    }
+    if 0 < poisoned.sum() < len(rows):
+        for column in ["score", *detector_columns]:
+            values = np.array([float(r[column]) for r in rows])
+            result[f"auroc_{column}"] = round(float(roc_auc_score(poisoned, values)), 4)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scores", type=Path)
+    parser.add_argument("truth", type=Path)
+    args = parser.parse_args()
+    print(json.dumps(detection_metrics(args.scores, args.truth), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""End-to-end scans of the shipped sample data, checked against their ground-truth files.
+
+Each dataset is scanned once per session with default settings (only the cache and report folders
+are redirected); the tests read the reports. See sample_data/README.md for what was planted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from poisonguard.cli.main import main
+
+from poisonguard.report import REPORT_FILES
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+DIGITS = SAMPLE_DATA / "digits" / "backdoor"
+DIGITS_TRUTH = SAMPLE_DATA / "digits" / "backdoor_ground_truth.csv"
+CANCER = SAMPLE_DATA / "breast_cancer" / "flipped.csv"
+CANCER_TRUTH = SAMPLE_DATA / "breast_cancer" / "flipped_ground_truth.csv"
+
+MIN_RECALL = 0.90
+MAX_CLEAN_FLAGGED = 0.02
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def scan(dataset: Path, tmp: Path) -> tuple[Result, Path]:
+    out = tmp / "report"
+    result = CliRunner().invoke(
+        main, ["scan", str(dataset), "--out", str(out), "--cache-dir", str(tmp / "cache")]
+    )
+    return result, out
+
+
+@pytest.fixture(scope="session")
+def digits_scan(tmp_path_factory) -> tuple[Result, Path]:
+    return scan(DIGITS, tmp_path_factory.mktemp("e2e-digits"))
+
+
+@pytest.fixture(scope="session")
+def cancer_scan(tmp_path_factory) -> tuple[Result, Path]:
+    return scan(CANCER, tmp_path_factory.mktemp("e2e-cancer"))
+
+
+CASES = {
+    "digits": ("digits_scan", DIGITS_TRUTH, 1797),
+    "breast_cancer": ("cancer_scan", CANCER_TRUTH, 569),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sample_scan_writes_a_complete_report(case, request):
+    fixture, truth_path, n = CASES[case]
+    result, out = request.getfixturevalue(fixture)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
+
+    truth = read_csv(truth_path)
+    rows = read_csv(out / "scores.csv")
+    assert len(truth) == len(rows) == n
+    assert {r["id"] for r in rows} == {t["id"] for t in truth}
+    # The ground truth's index is the loader's order, and the label is the (poisoned) label.
+    by_id = {t["id"]: t for t in truth}
+    for row in rows:
+        assert row["index"] == by_id[row["id"]]["index"]
+        assert row["label"] == by_id[row["id"]]["new_label"]
+
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["dataset"]["n_samples"] == n
+    assert report["findings"]["flagged_count"] == sum(r["flagged"] == "1" for r in rows)
+    assert {"load", "embed", "report"} <= set(report["timings"])
+    assert report["model"]["from_cache"] is False
+    assert (out / "report.html").stat().st_size > 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open in issue 2: the class-tail rule does not yet call the digits target class "
+    "(robust z 2.2 < 3.0); strict, so this fails loudly once detection meets the bar",
+)
+def test_digits_backdoor_is_found(digits_scan):
+    """The BadNets patch (90 images relabelled 0) is found, and few clean images are flagged."""
+    result, out = digits_scan
+    assert result.exit_code == 0, result.output
+    truth = {t["id"]: t["poisoned"] == "1" for t in read_csv(DIGITS_TRUTH)}
+    flagged = {r["id"]: r["flagged"] == "1" for r in read_csv(out / "scores.csv")}
+    poisoned = [i for i, p in truth.items() if p]
+    clean = [i for i, p in truth.items() if not p]
+    assert len(poisoned) == 90
+
+    found = sum(flagged[i] for i in poisoned)
+    false_alarms = sum(flagged[i] for i in clean)
+    recall = found / len(poisoned)
+    clean_share = false_alarms / len(clean)
+    summary = (
+        f"recall {recall:.1%} ({found}/{len(poisoned)}), clean flagged {clean_share:.2%} "
+        f"({false_alarms}/{len(clean)})"
+    )
+    assert recall >= MIN_RECALL, summary
+    assert clean_share <= MAX_CLEAN_FLAGGED, summary
