@@ -153,4 +153,5 @@ def benjamini_hochberg(pvalues: np.ndarray, *, fdr: float) -> tuple[np.ndarray, 
 def suspicion_from_pvalues(pvalues: np.ndarray) -> np.ndarray:
     """``-log10(p)``, capped at :data:`MAX_SCORE` (p-values can underflow to 0)."""
     with np.errstate(divide="ignore"):
-        return np.minimum(-np.log10(pvalues), MAX_SCORE)
+        # "+ 0.0" turns the -0.0 of p = 1 into 0.0, so reports never show "-0"
+        return np.minimum(-np.log10(pvalues), MAX_SCORE) + 0.0

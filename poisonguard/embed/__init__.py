@@ -98,6 +98,7 @@ def embed_dataset(
     if use_cache:
         cached = load_cached(cache_dir, fingerprint, dataset.n_samples)
         if cached is not None:
+            cached.model = description  # the same but for where the model file lies now
             logger.info("reusing cached embedding %s", cached.cache_path)
             return cached
 
