@@ -93,8 +93,11 @@ def prepare_figures(
         coords, dataset.labels[indices], flagged[indices], dataset.class_names
     )
 
+    # Flagged samples first (a reviewer checks those), then the highest-scoring others.
+    order = ranked_indices(score)
+    order = np.concatenate([order[flagged[order]], order[~flagged[order]]])
     top = []
-    for i in ranked_indices(score)[:thumbnails_count]:
+    for i in order[:thumbnails_count]:
         i = int(i)
         entry: dict[str, Any] = {
             "index": i,

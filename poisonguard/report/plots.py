@@ -147,8 +147,8 @@ def embedding_map_png(
             coords[flagged, 0],
             coords[flagged, 1],
             marker="x",
-            s=28,
-            linewidths=1.0,
+            s=28 if flagged.sum() <= 300 else 8,  # many large crosses hide the map
+            linewidths=1.0 if flagged.sum() <= 300 else 0.6,
             color="black",
             label=f"flagged ({int(flagged.sum())})",
             zorder=3,
