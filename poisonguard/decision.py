@@ -15,9 +15,9 @@ Three steps:
 3. **Flags.** Inside a suspicious class, the samples in the far tail are flagged. Nothing is
    flagged in other classes.
 
-With fewer than three scored classes there is nothing to compare a class with; then samples are
-flagged by the Benjamini-Hochberg procedure on their p-values at false discovery rate ``tail_p *
-1000`` capped at 5 %, and a warning says the rule is less reliable.
+With fewer than three scored classes there is nothing to compare a class with, and nothing is
+flagged: per-sample p-values alone over-flag (31 % of the clean breast-cancer table was flagged
+by a false-discovery-rate rule on them). The scores are still reported.
 
 The reported ``score`` is ``-log10(p)``: higher = more suspicious.
 """
@@ -31,7 +31,6 @@ from scipy import stats
 
 __all__ = [
     "Decision",
-    "benjamini_hochberg",
     "class_pvalues",
     "combine_pvalues",
     "decide",
@@ -49,7 +48,8 @@ class Decision:
     """Outcome of :func:`decide`.
 
     ``class_z`` holds each class's robust z-score of its tail share (NaN where not computed);
-    ``rule`` names the rule that produced the flags (``"class-tail"`` or ``"fdr"``).
+    ``rule`` names the rule that produced the flags: ``"class-tail"``, or ``"unavailable"`` when
+    fewer than three classes could be compared (nothing is flagged).
     """
 
     flagged: np.ndarray
@@ -118,11 +118,8 @@ def decide(
     score = suspicion_from_pvalues(pvalues)
 
     if scored.sum() < _MIN_CLASSES_FOR_COMPARISON:
-        fdr = min(0.05, tail_p * 1000)
-        flagged, cutoff = benjamini_hochberg(np.where(scored[labels], pvalues, 1.0), fdr=fdr)
-        suspicious = sorted({int(c) for c in labels[flagged]})
-        threshold = float(suspicion_from_pvalues(np.array([cutoff]))[0]) if flagged.any() else 0.0
-        return Decision(flagged, score, threshold, tail_share, z, suspicious, "fdr")
+        nothing = np.zeros(pvalues.shape[0], dtype=bool)
+        return Decision(nothing, score, float(-np.log10(tail_p)), tail_share, z, [], "unavailable")
 
     shares = tail_share[scored]
     centre = np.median(shares)
@@ -132,22 +129,6 @@ def decide(
     flagged = in_tail & np.isin(labels, suspicious)
     threshold = float(-np.log10(tail_p))
     return Decision(flagged, score, threshold, tail_share, z, suspicious, "class-tail")
-
-
-def benjamini_hochberg(pvalues: np.ndarray, *, fdr: float) -> tuple[np.ndarray, float]:
-    """Flags with the false discovery rate held at ``fdr``; also the p-value cut-off used.
-
-    The cut-off is the largest ``p_(k)`` with ``p_(k) <= k * fdr / m``; 0.0 when nothing is flagged.
-    """
-    if not 0 < fdr < 1:
-        raise ValueError(f"fdr must be between 0 and 1, got {fdr}")
-    m = pvalues.shape[0]
-    ordered = np.sort(pvalues)
-    below = np.flatnonzero(ordered <= fdr * np.arange(1, m + 1) / m)
-    if below.size == 0:
-        return np.zeros(m, dtype=bool), 0.0
-    cutoff = float(ordered[below[-1]])
-    return pvalues <= cutoff, cutoff
 
 
 def suspicion_from_pvalues(pvalues: np.ndarray) -> np.ndarray:

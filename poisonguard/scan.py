@@ -161,10 +161,10 @@ def scan_dataset(
         tail_p=settings.tail_p,
         class_z=settings.class_z,
     )
-    if decision.rule == "fdr":
+    if decision.rule == "unavailable":
         warnings_.append(
-            "fewer than 3 classes could be scored, so no class can be compared with the others; "
-            "samples were flagged on their own p-values, which over-flags heavy-tailed classes"
+            "fewer than 3 classes could be scored, so no class can be compared with the others "
+            "and nothing was flagged; the per-sample scores are in scores.csv"
         )
     findings = _class_findings(dataset, decision, counts, settings)
     timings["decide"] = time.perf_counter() - start

@@ -8,8 +8,8 @@ from scipy import stats
 
 from poisonguard.decision import (
     MAX_SCORE,
-    benjamini_hochberg,
     class_pvalues,
+    decide,
     suspicion_from_pvalues,
 )
 from poisonguard.detectors import (
@@ -223,7 +223,7 @@ def test_registered_detector_contract(detector: Detector):
 @pytest.mark.parametrize("detector", DETECTORS.values(), ids=DETECTORS.keys())
 def test_registered_detector_is_calibrated_on_clean_gaussian_classes(detector: Detector):
     # Within a clean class the scores follow a scaled chi2(null_df): the p-values of
-    # class_pvalues are then close to uniform, which is what holds the flagging rule's FDR.
+    # class_pvalues are then close to uniform, which the flagging rule's tail threshold assumes.
     rng = np.random.default_rng(6)
     labels = np.repeat(np.arange(3), 1000)
     features = rng.normal(size=(labels.size, DIM)) * np.array([1.0, 3.0, 0.2])[labels, None]
@@ -272,50 +272,76 @@ def test_get_detectors_unknown_name_lists_valid_ones(names):
 # --- the flagging rule ---------------------------------------------------------------------------
 
 
-def test_benjamini_hochberg_textbook_example():
-    # m = 8, fdr 0.05: thresholds k * 0.05 / 8 = 0.00625, 0.0125, 0.01875, ...; only the first
-    # two sorted p-values are below theirs.
-    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205])
-    flags, cutoff = benjamini_hochberg(p, fdr=0.05)
-    assert flags.dtype == bool
-    assert flags.tolist() == [True, True] + [False] * 6
-    assert cutoff == pytest.approx(0.008)
-    # The order of the input does not matter; flags stay with their p-values.
-    order = np.random.default_rng(0).permutation(p.size)
-    shuffled_flags, shuffled_cutoff = benjamini_hochberg(p[order], fdr=0.05)
-    assert shuffled_flags.tolist() == flags[order].tolist()
-    assert shuffled_cutoff == cutoff
+def _tail_pvalues(rng, counts, tail_share):
+    """p-values per class: ``tail_share[c]`` of class c far in the tail (1e-7), the rest uniform."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    pvalues = rng.uniform(0.001, 1.0, size=labels.size)
+    truth = np.zeros(labels.size, dtype=bool)
+    for code, share in enumerate(tail_share):
+        members = np.flatnonzero(labels == code)
+        tail = members[: round(share * members.size)]
+        pvalues[tail] = 1e-7
+        truth[tail] = True
+    return pvalues, labels, truth
 
 
-def test_benjamini_hochberg_is_step_up():
-    # m = 4, fdr 0.05: thresholds 0.0125, 0.025, 0.0375, 0.05. The two smallest p-values miss
-    # their thresholds but p_(4) = 0.04 <= 0.05, so all four are flagged.
-    p = np.array([0.04, 0.02, 0.035, 0.03])
-    flags, cutoff = benjamini_hochberg(p, fdr=0.05)
-    assert flags.all()
-    assert cutoff == pytest.approx(0.04)
-    # A stricter rate flags none: 0.02 > 0.01 * 1/4 ... and 0.04 > 0.01.
-    flags, cutoff = benjamini_hochberg(p, fdr=0.01)
-    assert not flags.any()
-    assert cutoff == 0.0
+def test_decide_calls_the_class_whose_tail_stands_out():
+    rng = np.random.default_rng(0)
+    shares = [0.10, 0.08, 0.12, 0.09, 0.11, 0.40, 0.10, 0.07, 0.13, 0.10]
+    pvalues, labels, truth = _tail_pvalues(rng, [200] * 10, shares)
+    decision = decide(pvalues, labels, np.ones(10, dtype=bool), tail_p=1e-4, class_z=3.0)
+    assert decision.rule == "class-tail"
+    assert decision.suspicious_classes == [5]
+    # Only the tail samples of the suspicious class are flagged.
+    assert decision.flagged.tolist() == (truth & (labels == 5)).tolist()
+    assert decision.tail_share[5] == pytest.approx(0.40)
+    assert decision.class_z[5] > 3.0
+    assert np.all(decision.class_z[np.arange(10) != 5] < 3.0)
+    assert decision.threshold == pytest.approx(4.0)
 
 
-def test_benjamini_hochberg_ties_and_edge_cases():
-    flags, cutoff = benjamini_hochberg(np.array([0.01, 0.5, 0.01]), fdr=0.05)
-    assert flags.tolist() == [True, False, True]  # thresholds 0.0167, 0.033: k = 2
-    assert cutoff == pytest.approx(0.01)
-    flags, _ = benjamini_hochberg(np.array([0.0, 1.0]), fdr=0.05)
-    assert flags.tolist() == [True, False]
-    flags, cutoff = benjamini_hochberg(np.ones(5), fdr=0.5)
-    assert not flags.any() and cutoff == 0.0
-    flags, _ = benjamini_hochberg(np.array([0.3]), fdr=0.4)
-    assert flags.tolist() == [True]
+def test_decide_is_quiet_when_no_class_stands_out():
+    rng = np.random.default_rng(1)
+    shares = [0.10, 0.08, 0.12, 0.09, 0.11, 0.10, 0.10, 0.07, 0.13, 0.10]
+    pvalues, labels, truth = _tail_pvalues(rng, [200] * 10, shares)
+    decision = decide(pvalues, labels, np.ones(10, dtype=bool), tail_p=1e-4, class_z=3.0)
+    assert truth.sum() > 150  # plenty of tail samples, spread evenly over the classes
+    assert decision.suspicious_classes == []
+    assert not decision.flagged.any()
 
 
-@pytest.mark.parametrize("fdr", [0.0, 1.0, -0.1, 1.5, float("nan")])
-def test_benjamini_hochberg_rejects_bad_rates(fdr):
-    with pytest.raises(ValueError, match="fdr"):
-        benjamini_hochberg(np.array([0.01, 0.2]), fdr=fdr)
+def test_decide_ignores_unscored_classes():
+    rng = np.random.default_rng(2)
+    shares = [0.10, 0.08, 0.12, 0.90, 0.11]
+    pvalues, labels, _ = _tail_pvalues(rng, [200] * 5, shares)
+    scored = np.array([True, True, True, False, True])
+    decision = decide(pvalues, labels, scored, tail_p=1e-4, class_z=3.0)
+    assert decision.suspicious_classes == []
+    assert np.isnan(decision.class_z[3])
+
+
+def test_decide_flags_nothing_with_fewer_than_three_classes():
+    rng = np.random.default_rng(3)
+    pvalues, labels, truth = _tail_pvalues(rng, [200, 200], [0.5, 0.0])
+    decision = decide(pvalues, labels, np.ones(2, dtype=bool), tail_p=1e-4, class_z=3.0)
+    assert truth.any()
+    assert decision.rule == "unavailable"
+    assert not decision.flagged.any()
+    assert decision.suspicious_classes == []
+    # The evidence is still reported per sample.
+    assert np.all(decision.score[truth] == pytest.approx(7.0))
+
+
+@pytest.mark.parametrize("tail_p", [0.0, 1.0, -0.1, 1.5])
+def test_decide_rejects_bad_tail_p(tail_p):
+    with pytest.raises(ValueError, match="tail_p"):
+        decide(
+            np.array([0.5, 0.5]),
+            np.array([0, 1]),
+            np.ones(2, dtype=bool),
+            tail_p=tail_p,
+            class_z=3.0,
+        )
 
 
 @pytest.mark.parametrize("df", [1, 10])

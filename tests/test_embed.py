@@ -469,7 +469,9 @@ def test_torchscript_extractor_supplies_the_features(tmp_path):
     # Cached like a trained model, and keyed by the file's content, not its name.
     assert embed(dataset, tmp_path / "cache", model_file=model_file, epochs=3).from_cache
     renamed = model_file.rename(tmp_path / "renamed.pt")
-    assert embed(dataset, tmp_path / "cache", model_file=renamed, epochs=3).from_cache
+    from_renamed = embed(dataset, tmp_path / "cache", model_file=renamed, epochs=3)
+    assert from_renamed.from_cache
+    assert from_renamed.model["file"] == str(renamed)  # the report names the file used now
     trained = embed(dataset, tmp_path / "cache", epochs=3)
     assert trained.fingerprint != result.fingerprint
 
