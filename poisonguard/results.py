@@ -57,8 +57,9 @@ class Embedding:
 class ClassFinding:
     """The scan's finding for one class.
 
-    ``verdict`` is ``"clean"``, ``"suspicious"`` or ``"skipped"`` (too small for the detectors);
-    ``reason`` says why in plain words.
+    ``verdict`` is ``"clean"``, ``"suspicious"``, ``"skipped"`` (too small for the detectors) or
+    ``"unassessed"`` (fewer than three classes could be compared); ``reason`` says why in plain
+    words.
     """
 
     code: int

@@ -130,7 +130,8 @@ def scan_dataset(
     timings["embed"] = time.perf_counter() - start
 
     counts = dataset.class_counts()
-    for code in np.flatnonzero(counts < settings.min_class_size):
+    scored = counts >= max(2, settings.min_class_size)
+    for code in np.flatnonzero(~scored):
         warnings_.append(
             f"class {dataset.class_names[code]!r} has {counts[code]} samples, fewer than "
             f"{settings.min_class_size}: too small for the detectors, not scored"
@@ -153,7 +154,6 @@ def scan_dataset(
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    scored = counts >= max(2, settings.min_class_size)
     decision = decide(
         combine_pvalues(pvalues),
         dataset.labels,
@@ -166,7 +166,7 @@ def scan_dataset(
             "fewer than 3 classes could be scored, so no class can be compared with the others "
             "and nothing was flagged; the per-sample scores are in scores.csv"
         )
-    findings = _class_findings(dataset, decision, counts, settings)
+    findings = _class_findings(dataset, decision, counts, scored, settings)
     timings["decide"] = time.perf_counter() - start
 
     return ScanResult(
@@ -184,24 +184,31 @@ def scan_dataset(
 
 
 def _class_findings(
-    dataset: Dataset, decision: Decision, counts: np.ndarray, settings: ScanSettings
+    dataset: Dataset,
+    decision: Decision,
+    counts: np.ndarray,
+    scored: np.ndarray,
+    settings: ScanSettings,
 ) -> list[ClassFinding]:
     findings = []
     flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
-    typical = np.nanmedian(decision.tail_share[counts >= settings.min_class_size])
     for code, name in enumerate(dataset.class_names):
         count, hits = int(counts[code]), int(flagged_counts[code])
         share, z = decision.tail_share[code], decision.class_z[code]
         tail = f"{share:.1%} of the class lies in the far tail (p < {settings.tail_p:g})"
-        if count < settings.min_class_size:
+        if not scored[code]:
             verdict = "skipped"
             reason = f"only {count} samples; fewer than {settings.min_class_size}"
+        elif decision.rule == "unavailable":
+            verdict = "unassessed"
+            reason = (
+                f"{tail}; fewer than 3 classes were scored, so there is nothing to compare with"
+            )
         elif code in decision.suspicious_classes:
+            typical = np.median(decision.tail_share[scored])
             verdict = "suspicious"
             reason = f"{tail}, against a typical {typical:.1%} in the other classes"
-            if np.isfinite(z):
-                reason += f" (robust z = {z:.1f})"
-            reason += f"; {hits} samples flagged"
+            reason += f" (robust z = {z:.1f}); {hits} samples flagged"
         else:
             verdict = "clean"
             reason = f"{tail}, in line with the other classes"
