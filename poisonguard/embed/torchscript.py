@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from poisonguard.embed.inputs import InputScaler, batch_slices
 from poisonguard.errors import ModelFileError
@@ -69,8 +70,6 @@ def extract_features(
     Inputs are float32: images ``(B, C, H, W)`` scaled to [0, 1] when stored as bytes, tables
     ``(B, D)`` as stored. The module must return one tensor whose first axis is the batch.
     """
-    from tqdm.auto import tqdm
-
     scaler = InputScaler.unit_range(x)
     outputs = []
     for part in tqdm(
