@@ -37,6 +37,9 @@ def dataset_options(command: Callable) -> Callable:
         ),
         click.option("--label-column", default=None, help="CSV label column (default label)."),
         click.option(
+            "--id-column", default=None, help="CSV column of sample ids (default id, if present)."
+        ),
+        click.option(
             "--skip-bad",
             is_flag=True,
             help="Skip unreadable images and list them in the report instead of stopping.",

@@ -71,6 +71,7 @@ def scan_path(
     x_key: str | None = None,
     y_key: str | None = None,
     label_column: str | None = None,
+    id_column: str | None = None,
     skip_bad: bool = False,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
@@ -87,6 +88,7 @@ def scan_path(
         x_key=x_key,
         y_key=y_key,
         label_column=label_column,
+        id_column=id_column,
         skip_bad=skip_bad,
     )
     timings = {"load": time.perf_counter() - start}

@@ -582,6 +582,29 @@ def test_csv_table_scan_keeps_string_labels(tmp_path, synthetic):
     ]
 
 
+def test_csv_scan_with_named_label_and_id_columns(tmp_path, synthetic):
+    table = synthetic.write_table_csv(tmp_path / "flowers.csv", per_class=30)
+    renamed = tmp_path / "renamed.csv"
+    text = table.read_text(encoding="utf-8")
+    renamed.write_text(text.replace("id,", "sample,", 1).replace(",label", ",species", 1))
+    out = tmp_path / "out"
+    result = scan(
+        renamed,
+        out,
+        tmp_path / "c",
+        "--label-column",
+        "species",
+        "--id-column",
+        "sample",
+        epochs="1",
+    )
+    assert_ok(result)
+    rows = read_scores(out)
+    assert rows[0]["id"] == "setosa_00"
+    assert {r["label"] for r in rows} == {"setosa", "versicolor", "virginica"}
+    assert read_report(out)["dataset"]["input_shape"] == [4]  # the id column is not a feature
+
+
 def test_npz_scan_with_key_options(tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 20)
