@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from poisonguard.cli.options import (
     resolve_progress,
 )
 
-from poisonguard.report import build_report_json, write_report
+from poisonguard.report import write_report
 from poisonguard.results import ScanResult
 from poisonguard.scan import ScanSettings, scan_path
 
@@ -141,7 +140,7 @@ def scan(
         out_dir = Path("reports") / f"{result.dataset.name}-{stamp}"
     files = write_report(result, out_dir, seed=seed)
     if as_json:
-        click.echo(json.dumps(build_report_json(result), indent=2))
+        click.echo(files.json.read_text(encoding="utf-8"))  # exactly the file, built once
     else:
         click.echo(_summary(result, files.html))
     if fail_on_findings and result.n_flagged:

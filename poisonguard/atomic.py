@@ -16,7 +16,7 @@ from pathlib import Path
 
 from poisonguard.errors import OutputError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_path", "atomic_directory"]
+__all__ = ["atomic_path", "atomic_directory"]
 
 
 @contextlib.contextmanager
@@ -46,20 +46,6 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def atomic_write_bytes(destination: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``destination`` atomically."""
-    with atomic_path(destination) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def atomic_write_text(destination: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``destination`` atomically."""
-    atomic_write_bytes(destination, text.encode("utf-8"))
 
 
 @contextlib.contextmanager
