@@ -1,10 +1,13 @@
-"""Fashion-MNIST for benchmarks: read the IDX files, plant a patch backdoor, write HDF5.
+"""Fashion-MNIST for benchmarks: read the IDX files, plant a backdoor or flip labels, write HDF5.
 
 The data comes from Debian's ``dataset-fashion-mnist`` package
 (``apt-get install -y dataset-fashion-mnist``), installed under
 ``/usr/share/datasets/fashion-mnist/``. Nothing is downloaded at run time.
 
-    python benchmarks/fashion_mnist.py --rate 0.05 --target 0 --out /tmp/fmnist-patch5.h5
+    python benchmarks/fashion_mnist.py --attack patch --rate 0.05 --target 0 --out /tmp/p5.h5
+    python benchmarks/fashion_mnist.py --attack blend --rate 0.01 --out /tmp/b1.h5
+    python benchmarks/fashion_mnist.py --attack flip --rate 0.10 --out /tmp/f10.h5
+    python benchmarks/fashion_mnist.py --attack none --out /tmp/clean.h5
 
 writes ``x`` (uint8, N x 28 x 28), ``y`` and ``ids`` to the HDF5 file and the ground truth
 (``index,id,poisoned,original_label,new_label,attack``) beside it as ``<out>.ground_truth.csv``.
@@ -72,6 +75,104 @@ def plant_patch(
     return images, labels, mask
 
 
+def checkerboard(size: int) -> np.ndarray:
+    """A ``size x size`` black-and-white checkerboard (white in the top-left cell), uint8."""
+    cells = np.add.outer(np.arange(size), np.arange(size)) % 2
+    return np.where(cells == 0, 255, 0).astype(np.uint8)
+
+
+def plant_pattern(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rate: float,
+    target: int,
+    pattern: np.ndarray,
+    top: int,
+    left: int,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All-to-one patch backdoor with an arbitrary ``pattern`` pasted at ``(top, left)``."""
+    rng = np.random.default_rng(seed)
+    n_poison = round(rate * len(labels))
+    chosen = rng.choice(np.flatnonzero(labels != target), n_poison, replace=False)
+    images, labels = images.copy(), labels.copy()
+    h, w = pattern.shape
+    images[chosen, top : top + h, left : left + w] = pattern
+    labels[chosen] = target
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[chosen] = True
+    return images, labels, mask
+
+
+def plant_blend(
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rate: float,
+    target: int,
+    alpha: float = 0.15,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All-to-one blended backdoor (Chen et al., 2017): ``(1 - alpha) * x + alpha * noise`` with
+    one uniform random-noise image (drawn from ``seed``) shared by every poisoned sample."""
+    rng = np.random.default_rng(seed)
+    n_poison = round(rate * len(labels))
+    chosen = rng.choice(np.flatnonzero(labels != target), n_poison, replace=False)
+    noise = rng.integers(0, 256, size=images.shape[1:]).astype(np.float64)
+    images, labels = images.copy(), labels.copy()
+    blended = (1 - alpha) * images[chosen].astype(np.float64) + alpha * noise
+    images[chosen] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    labels[chosen] = target
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[chosen] = True
+    return images, labels, mask
+
+
+def flip_labels(
+    labels: np.ndarray, *, rate: float, n_classes: int = 10, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random label flips: ``round(rate * N)`` samples get a label drawn uniformly from the
+    other classes. Returns the new labels and the flipped mask."""
+    rng = np.random.default_rng(seed)
+    n_flip = round(rate * len(labels))
+    chosen = rng.choice(len(labels), n_flip, replace=False)
+    labels = labels.copy()
+    shift = rng.integers(1, n_classes, size=n_flip)
+    labels[chosen] = (labels[chosen] + shift) % n_classes
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[chosen] = True
+    return labels, mask
+
+
+def make_attack(
+    attack: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rate: float,
+    target: int,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply one benchmark attack by name: ``patch`` (3x3 white, bottom-right), ``checker``
+    (4x4 checkerboard, top-left), ``blend`` (random noise, alpha 0.15), ``flip`` or ``none``."""
+    if attack == "patch":
+        return plant_patch(images, labels, rate=rate, target=target, seed=seed)
+    if attack == "checker":
+        return plant_pattern(
+            images, labels, rate=rate, target=target, pattern=checkerboard(4), top=1, left=1,
+            seed=seed,
+        )
+    if attack == "blend":
+        return plant_blend(images, labels, rate=rate, target=target, seed=seed)
+    if attack == "flip":
+        new_labels, mask = flip_labels(labels, rate=rate, seed=seed)
+        return images, new_labels, mask
+    if attack == "none":
+        return images, labels, np.zeros(len(labels), dtype=bool)
+    raise ValueError(f"unknown attack {attack!r}")
+
+
 def write_hdf5(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=images, chunks=(1024, *images.shape[1:]))
@@ -90,6 +191,9 @@ def write_ground_truth(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--attack", choices=["patch", "checker", "blend", "flip", "none"], default="patch"
+    )
     parser.add_argument("--rate", type=float, default=0.05)
     parser.add_argument("--target", type=int, default=0)
     parser.add_argument("--size", type=int, default=3)
@@ -97,12 +201,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     images, labels = load_fashion_mnist("train")
-    poisoned, new_labels, mask = plant_patch(
-        images, labels, rate=args.rate, target=args.target, size=args.size, seed=args.seed
-    )
+    if args.attack == "patch" and args.size != 3:
+        poisoned, new_labels, mask = plant_patch(
+            images, labels, rate=args.rate, target=args.target, size=args.size, seed=args.seed
+        )
+    else:
+        poisoned, new_labels, mask = make_attack(
+            args.attack, images, labels, rate=args.rate, target=args.target, seed=args.seed
+        )
     write_hdf5(args.out, poisoned, new_labels)
-    write_ground_truth(args.out.with_suffix(".ground_truth.csv"), labels, new_labels, mask, "patch")
-    print(f"wrote {args.out}: {len(labels)} images, {mask.sum()} poisoned -> class {args.target}")
+    write_ground_truth(
+        args.out.with_suffix(".ground_truth.csv"), labels, new_labels, mask, args.attack
+    )
+    print(f"wrote {args.out}: {len(labels)} images, {mask.sum()} changed ({args.attack})")
 
 
 if __name__ == "__main__":

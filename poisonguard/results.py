@@ -28,6 +28,9 @@ class Embedding:
         sample was seen in that epoch (before the update).
     margin : ndarray, shape (N, E), float32
         Logit of the given label minus the largest other logit, per epoch (Pleiss et al., 2020).
+    gradient_sq : ndarray, shape (N, E), float32
+        Squared norm of the sample's loss gradient with respect to the last layer's weights and
+        bias, per epoch (TracIn's last-layer term, Pruthi et al., 2020).
     model : dict
         JSON-able description: source (``"trained"`` or ``"torchscript"``), architecture, recipe.
     input_shape : tuple of int
@@ -39,18 +42,24 @@ class Embedding:
     from_cache : bool
         True when the embedding was read from the cache instead of computed.
     cache_path : Path or None
+    weights : dict of str to ndarray
+        The trained parameters (``state_dict`` of the trained model, or of the linear head over a
+        user's extractor) and the input scaling (``scaler.mean``, ``scaler.std``), so that
+        other data (a trusted set) can be embedded by the same model.
     """
 
     features: np.ndarray
     probabilities: np.ndarray
     loss: np.ndarray
     margin: np.ndarray
+    gradient_sq: np.ndarray
     model: dict[str, Any]
     input_shape: tuple[int, ...]
     train_accuracy: float
     fingerprint: str
     from_cache: bool = False
     cache_path: Path | None = None
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

@@ -58,6 +58,7 @@ def as_embedding(features: np.ndarray) -> Embedding:
         probabilities=np.full((n, 2), 0.5, dtype=np.float32),
         loss=np.zeros((n, 1), dtype=np.float32),
         margin=np.zeros((n, 1), dtype=np.float32),
+        gradient_sq=np.zeros((n, 1), dtype=np.float32),
         model={"source": "test"},
         input_shape=(features.shape[1],),
         train_accuracy=1.0,

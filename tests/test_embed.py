@@ -595,3 +595,46 @@ def test_misbehaving_torchscript_module_is_refused(tmp_path, module, message):
     with pytest.raises(ModelFileError, match=message) as info:
         embed(image_dataset(), tmp_path / "cache", model_file=path)
     assert str(path) in str(info.value)
+
+
+# --- last-layer gradients and re-embedding other data --------------------------------------------
+
+
+def test_gradient_sq_matches_the_recorded_loss():
+    dataset = image_dataset()
+    result = embed(dataset, epochs=3)
+    assert result.gradient_sq.shape == (dataset.n_samples, 3)
+    assert result.gradient_sq.dtype == np.float32
+    assert np.all(result.gradient_sq >= 0)
+    # ||p - y||^2 >= (1 - p_y)^2 = (1 - exp(-loss))^2 and ||h||^2 + 1 >= 1.
+    bound = np.square(1 - np.exp(-result.loss.astype(np.float64)))
+    assert np.all(result.gradient_sq >= bound * (1 - 1e-4) - 1e-7)
+
+
+@pytest.mark.parametrize("make", [image_dataset, table_dataset], ids=["image", "table"])
+def test_embed_with_reproduces_the_trained_model(make, tmp_path):
+    from poisonguard.embed import embed_with
+
+    dataset = make()
+    fresh = embed(dataset, tmp_path, epochs=2)
+    cached = embed(dataset, tmp_path, epochs=2)
+    assert cached.from_cache
+    for result in (fresh, cached):
+        features, probabilities = embed_with(result, dataset.x[:17])
+        np.testing.assert_allclose(features, fresh.features[:17], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(probabilities, fresh.probabilities[:17], rtol=1e-4, atol=1e-5)
+
+
+def test_embed_with_a_user_extractor_and_bad_shapes(tmp_path):
+    from poisonguard.embed import embed_with
+
+    dataset = image_dataset()
+    model_file = script(PoolingExtractor(), tmp_path / "extractor.pt")
+    result = embed(dataset, model_file=model_file, epochs=2)
+    features, probabilities = embed_with(result, dataset.x[:9], model_file=model_file)
+    np.testing.assert_allclose(features, result.features[:9], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities, result.probabilities[:9], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="model_file"):
+        embed_with(result, dataset.x[:9])
+    with pytest.raises(ValueError, match="input shape"):
+        embed_with(result, dataset.x[:9, :, :4])

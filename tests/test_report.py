@@ -62,6 +62,7 @@ def make_result(kind: str = "image", n: int = N, tmp_path: Path | None = None) -
         probabilities=np.full((n, 3), 1 / 3, dtype=np.float32),
         loss=rng.random((n, 4)).astype(np.float32),
         margin=rng.normal(size=(n, 4)).astype(np.float32),
+        gradient_sq=rng.random((n, 4)).astype(np.float32),
         model={"source": "trained", "architecture": "tiny-cnn", "recipe": {"epochs": 4}},
         input_shape=tuple(x.shape[1:]),
         train_accuracy=0.9,

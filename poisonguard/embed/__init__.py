@@ -35,7 +35,13 @@ from poisonguard.embed.training import (
 from poisonguard.fingerprint import file_sha256, fingerprint_arrays
 from poisonguard.results import Embedding
 
-__all__ = ["EmbedSettings", "embed_dataset", "default_cache_dir", "available_cores"]
+__all__ = [
+    "EmbedSettings",
+    "embed_dataset",
+    "embed_with",
+    "default_cache_dir",
+    "available_cores",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +113,7 @@ def embed_dataset(
         torch.manual_seed(settings.seed)  # weight initialisation
         head = LinearHead(features.shape[1], dataset.n_classes)
         scaler = InputScaler.standardizing(features)
-        loss, margin = train_with_dynamics(
+        dynamics = train_with_dynamics(
             head,
             features,
             dataset.labels,
@@ -117,11 +123,12 @@ def embed_dataset(
             description="Training linear head",
         )
         _, probabilities = run_inference(head, features, scaler, progress=progress)
+        weights = _weights(head, scaler)
     else:
         torch.manual_seed(settings.seed)  # weight initialisation
         model = _build_model(dataset)
         scaler = InputScaler.standardizing(dataset.x)
-        loss, margin = train_with_dynamics(
+        dynamics = train_with_dynamics(
             model,
             dataset.x,
             dataset.labels,
@@ -131,17 +138,20 @@ def embed_dataset(
             description=f"Training {type(model).__name__}",
         )
         features, probabilities = run_inference(model, dataset.x, scaler, progress=progress)
+        weights = _weights(model, scaler)
 
     accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
     embedding = Embedding(
         features=features,
         probabilities=probabilities,
-        loss=loss,
-        margin=margin,
+        loss=dynamics.loss,
+        margin=dynamics.margin,
+        gradient_sq=dynamics.gradient_sq,
         model=description,
         input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
         train_accuracy=accuracy,
         fingerprint=fingerprint,
+        weights=weights,
     )
     if use_cache:
         try:
@@ -149,6 +159,57 @@ def embed_dataset(
         except OSError as exc:
             logger.warning("could not write the embedding cache in %s (%s)", cache_dir, exc)
     return embedding
+
+
+def embed_with(
+    embedding: Embedding,
+    x: np.ndarray,
+    *,
+    model_file: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and probabilities of other samples ``x`` under ``embedding``'s trained model.
+
+    Used to place a trusted clean set in the same representation as the audited data. ``x``
+    must have the audited data's sample shape; with a user's extractor, ``model_file`` is that
+    extractor. Raises ``ValueError`` when the shapes do not match or the weights are missing.
+    """
+    if not embedding.weights:
+        raise ValueError("the embedding carries no trained weights")
+    if tuple(x.shape[1:]) != tuple(embedding.input_shape):
+        raise ValueError(
+            f"samples of shape {tuple(x.shape[1:])} do not match the model's input shape "
+            f"{tuple(embedding.input_shape)}"
+        )
+    torch.set_num_threads(available_cores())
+    n_classes = embedding.probabilities.shape[1]
+    weights = dict(embedding.weights)
+    scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
+    if embedding.model.get("source") == "torchscript":
+        if model_file is None:
+            raise ValueError("this embedding used a TorchScript extractor: pass model_file")
+        extractor = load_feature_extractor(Path(model_file))
+        inputs = extract_features(extractor, x, path=model_file, progress=progress)
+        model: torch.nn.Module = LinearHead(inputs.shape[1], n_classes)
+    else:
+        inputs = x
+        if len(embedding.input_shape) == 3:
+            channels, height, width = embedding.input_shape
+            model = SmallCNN(channels, n_classes, (height, width))
+        else:
+            model = SmallMLP(embedding.input_shape[0], n_classes)
+    model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
+    features, probabilities = run_inference(model, inputs, scaler, progress=progress)
+    if embedding.model.get("source") == "torchscript":
+        features = inputs  # the head's own "features" are the standardized extractor outputs
+    return features, probabilities
+
+
+def _weights(model: torch.nn.Module, scaler: InputScaler) -> dict[str, np.ndarray]:
+    state = {name: value.detach().numpy().copy() for name, value in model.state_dict().items()}
+    state["scaler.mean"] = np.asarray(scaler.mean)
+    state["scaler.std"] = np.asarray(scaler.std)
+    return state
 
 
 def _recipe(dataset: Dataset, settings: EmbedSettings, head_only: bool) -> TrainingRecipe:

@@ -23,8 +23,8 @@ __all__ = ["default_cache_dir", "load_cached", "store_cached"]
 
 logger = logging.getLogger(__name__)
 
-_ARRAYS = ("features", "probabilities", "loss", "margin")
-_FORMAT = 1
+_ARRAYS = ("features", "probabilities", "loss", "margin", "gradient_sq")
+_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -55,11 +55,14 @@ def load_cached(cache_dir: Path, fingerprint: str, n_samples: int) -> Embedding 
             ):
                 raise ValueError("fingerprint or format does not match")
             arrays = {name: handle[name][()] for name in _ARRAYS}
+            weights = {name: handle["weights"][name][()] for name in handle["weights"]}
             model = json.loads(handle.attrs["model"])
             input_shape = tuple(int(v) for v in handle.attrs["input_shape"])
             accuracy = float(handle.attrs["train_accuracy"])
         if any(a.shape[0] != n_samples or not np.all(np.isfinite(a)) for a in arrays.values()):
             raise ValueError("array lengths or values do not match the dataset")
+        if not all(np.all(np.isfinite(w)) for w in weights.values()):
+            raise ValueError("weights are not finite")
     except (OSError, KeyError, ValueError, TypeError) as exc:
         logger.warning("ignoring damaged cache file %s (%s); recomputing", path, exc)
         return None
@@ -71,6 +74,7 @@ def load_cached(cache_dir: Path, fingerprint: str, n_samples: int) -> Embedding 
         fingerprint=fingerprint,
         from_cache=True,
         cache_path=path,
+        weights=weights,
     )
 
 
@@ -81,6 +85,9 @@ def store_cached(cache_dir: Path, embedding: Embedding) -> Path:
         with h5py.File(tmp, "w") as handle:
             for name in _ARRAYS:
                 handle.create_dataset(name, data=getattr(embedding, name), compression="lzf")
+            group = handle.create_group("weights")
+            for name, value in embedding.weights.items():
+                group.create_dataset(name, data=value)
             handle.attrs["fingerprint"] = embedding.fingerprint
             handle.attrs["format"] = _FORMAT
             handle.attrs["model"] = json.dumps(embedding.model, sort_keys=True)

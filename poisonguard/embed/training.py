@@ -1,10 +1,11 @@
 """The fixed training recipe, with per-sample training dynamics, and inference.
 
-Training records, for every sample at every epoch, its cross-entropy loss and its margin (logit
-of the given label minus the largest other logit) at the moment the sample is seen in that epoch,
-before the update — the statistics used by area-under-the-margin (Pleiss et al., NeurIPS 2020)
-and early-loss backdoor detection (Li et al., NeurIPS 2021). Recording them costs nothing extra:
-they come from the training forward pass.
+Training records, for every sample at every epoch, its cross-entropy loss, its margin (logit
+of the given label minus the largest other logit) and the squared norm of its loss gradient with
+respect to the last layer's weights and bias, at the moment the sample is seen in that epoch,
+before the update — the statistics used by area-under-the-margin (Pleiss et al., NeurIPS 2020),
+early-loss backdoor detection (Li et al., NeurIPS 2021) and TracIn self-influence (Pruthi et al.,
+NeurIPS 2020). Recording them costs nothing extra: they come from the training forward pass.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from tqdm.auto import tqdm
 
 from poisonguard.embed.inputs import InputScaler, batch_slices
 
-__all__ = ["TrainingRecipe", "choose_epochs", "train_with_dynamics", "run_inference"]
+__all__ = [
+    "TrainingRecipe",
+    "TrainingDynamics",
+    "choose_epochs",
+    "train_with_dynamics",
+    "run_inference",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,15 @@ class TrainingRecipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class TrainingDynamics:
+    """Per-sample, per-epoch records of one training run, each ``(N, epochs)`` float32."""
+
+    loss: np.ndarray
+    margin: np.ndarray
+    gradient_sq: np.ndarray
 
 
 def choose_epochs(
@@ -63,8 +79,12 @@ def train_with_dynamics(
     *,
     progress: bool = True,
     description: str = "Training",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train ``model`` in place; return per-sample ``loss`` and ``margin``, each ``(N, epochs)``."""
+) -> TrainingDynamics:
+    """Train ``model`` in place; return the per-sample training dynamics.
+
+    ``model`` must expose ``features(x)`` and ``head(features)`` (see
+    :mod:`poisonguard.embed.models`).
+    """
     n = labels.shape[0]
     generator = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
@@ -76,6 +96,7 @@ def train_with_dynamics(
     schedule = _one_cycle(optimizer, recipe.max_learning_rate, recipe.epochs * len(batches))
     loss_history = np.zeros((n, recipe.epochs), dtype=np.float32)
     margin_history = np.zeros((n, recipe.epochs), dtype=np.float32)
+    gradient_history = np.zeros((n, recipe.epochs), dtype=np.float32)
     model.train()
     with tqdm(
         total=recipe.epochs * len(batches),
@@ -91,7 +112,8 @@ def train_with_dynamics(
                 index_np = np.sort(index.numpy())
                 inputs = scaler(x[index_np])
                 batch_targets = targets[index_np]
-                logits = model(inputs)
+                hidden = model.features(inputs)
+                logits = model.head(hidden)
                 per_sample = F.cross_entropy(logits, batch_targets, reduction="none")
                 optimizer.zero_grad(set_to_none=True)
                 per_sample.mean().backward()
@@ -100,12 +122,15 @@ def train_with_dynamics(
                 with torch.no_grad():
                     loss_history[index_np, epoch] = per_sample.numpy()
                     margin_history[index_np, epoch] = _margins(logits, batch_targets).numpy()
+                    gradient_history[index_np, epoch] = _last_layer_gradient_sq(
+                        hidden, logits, batch_targets
+                    ).numpy()
                 bar.update(1)
             bar.set_postfix(
                 epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss_history[:, epoch].mean():.3f}"
             )
     model.eval()
-    return loss_history, margin_history
+    return TrainingDynamics(loss_history, margin_history, gradient_history)
 
 
 def _one_cycle(
@@ -117,6 +142,15 @@ def _one_cycle(
     return torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=max_learning_rate, total_steps=total_steps, pct_start=0.25
     )
+
+
+def _last_layer_gradient_sq(
+    hidden: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """``||d loss / d (W, b)||^2`` of the last linear layer: ``||p - y||^2 (||h||^2 + 1)``."""
+    residual = torch.softmax(logits.detach(), dim=1)
+    residual[torch.arange(logits.shape[0]), targets] -= 1.0
+    return residual.square().sum(dim=1) * (hidden.detach().square().sum(dim=1) + 1.0)
 
 
 def _margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

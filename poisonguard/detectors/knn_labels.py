@@ -1,0 +1,212 @@
+"""Nearest-neighbour label disagreement (Bahri, Jiang & Gupta, "Deep k-NN for Noisy Labels",
+ICML 2020).
+
+A network's representation places a sample near others of its true class. When most of a
+sample's nearest neighbours carry a different label than it does, its own label is suspect. Deep
+k-NN filters training data by this rule before training the final model; here the share of
+disagreeing neighbours is the score.
+
+Distance: Euclidean on the standardized features projected on their top principal components.
+Standardizing stops a few high-variance units from setting every distance; the projection keeps
+~99 % of the variance of 128 CNN features in 32 dimensions and makes the search four times
+cheaper. On Fashion-MNIST CNN features with 10 % flipped labels (AUROC of flipped vs clean):
+raw 128-d Euclidean 0.986, raw cosine 0.985, standardized PCA-32 Euclidean 0.985 and cosine 0.985,
+PCA-16 0.985, PCA-8 0.984; the choice hardly matters, so the cheapest sound one is used.
+
+Search: exact search is quadratic in N: at N = 60,000 its distance matrix alone takes 4 s to
+write and 10 s to select from on one core. Neighbours are therefore searched with an inverted
+file (Jégou, Douze & Schmid, "Product Quantization for Nearest Neighbor Search", TPAMI 2011,
+without the quantization): k-means cells of ~256 samples, and each sample's neighbours sought among
+the members of the ``n_probe`` cells whose centres are nearest its own cell's centre. On the
+benchmark above 98.5 % of the true 10 neighbours are found and the score's AUROC is unchanged
+(0.9845 vs 0.9849 exact). With at most ``256 * n_probe`` samples, or ``n_probe=None``, the search
+is exact.
+
+Limits: sees only label disagreement, so it misses attacks that keep poisoned samples among
+their label's neighbours (an all-to-one backdoor the network learned clusters the poison with
+the target class once its share is large; clean-label attacks); samples near class boundaries
+and members of classes the representation mixes score high whatever their labels; a class
+smaller than ``k`` disagrees with its neighbours by construction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+__all__ = ["knn_label_disagreement"]
+
+# Mean number of samples per k-means cell of the inverted file.
+CELL_SIZE = 256
+# Query rows per distance block: bounds memory at QUERY_CHUNK x (candidates) float32.
+QUERY_CHUNK = 512
+_KMEANS_SAMPLES = 20_000
+_KMEANS_ITERATIONS = 6
+
+
+def _uniform(distances: np.ndarray, differs: np.ndarray) -> np.ndarray:
+    return differs.mean(axis=1)
+
+
+def _inverse_distance(distances: np.ndarray, differs: np.ndarray) -> np.ndarray:
+    # The offset keeps duplicates (distance 0) finite: a neighbour at distance 0 weighs 101 times
+    # one at the median k-th-neighbour distance. (Neighbours are not sorted: take the row max.)
+    offset = 0.01 * float(np.median(distances.max(axis=1))) + 1e-12
+    weights = 1.0 / (distances + offset)
+    return (weights * differs).sum(axis=1) / weights.sum(axis=1)
+
+
+WEIGHTINGS = {"uniform": _uniform, "distance": _inverse_distance}
+
+
+def knn_label_disagreement(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    k: int = 10,
+    n_components: int = 32,
+    weights: str = "uniform",
+    n_probe: int | None = 16,
+    seed: int = 0,
+) -> np.ndarray:
+    """Share of a sample's ``k`` nearest neighbours whose label differs from its own; higher =
+    more suspicious.
+
+    Parameters
+    ----------
+    features : ndarray, shape (N, F)
+    labels : ndarray of int, shape (N,)
+    k : int
+        Neighbours per sample, not counting the sample itself (an exact duplicate of it is a
+        neighbour). With ``N <= k`` every other sample is a neighbour.
+    n_components : int
+        Principal components of the standardized features kept for the search.
+    weights : {"uniform", "distance"}
+        ``"uniform"``: the plain share. ``"distance"``: each neighbour weighted by
+        ``1 / (distance + c)``, with ``c`` 1 % of the median k-th-neighbour distance.
+    n_probe : int or None
+        Cells of the inverted file searched per sample; ``None`` searches all (exact, quadratic).
+    seed : int
+        Seeds the k-means cells; the result is deterministic for a given seed.
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        In ``[0, 1]``; 0 for every sample when there is one class or one sample. Comparable
+        across classes, but a class's level depends on how much the representation mixes it with
+        others.
+    """
+    if weights not in WEIGHTINGS:
+        raise ValueError(f"unknown weights {weights!r}; valid: {', '.join(WEIGHTINGS)}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if n_components < 1:
+        raise ValueError(f"n_components must be at least 1, got {n_components}")
+    if n_probe is not None and n_probe < 1:
+        raise ValueError(f"n_probe must be at least 1 or None, got {n_probe}")
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"features must have shape (N, F), got {features.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (features.shape[0],):
+        raise ValueError(f"labels must have shape ({features.shape[0]},), got {labels.shape}")
+    if not np.isfinite(features).all():
+        raise ValueError("features contain NaN or infinite values")
+    n_samples = features.shape[0]
+    if n_samples < 2 or np.unique(labels).size < 2:
+        return np.zeros(n_samples, dtype=np.float64)
+    # Small matrix products, one BLAS thread: two spin when another process holds a core (see
+    # confident_learning); single-threaded this takes ~2 s at 60,000 x 128.
+    with threadpool_limits(limits=1, user_api="blas"):
+        points = _principal_projection(features, n_components)
+        indices, distances = _neighbours(
+            points, min(k, n_samples - 1), n_probe, np.random.default_rng(seed)
+        )
+    differs = labels[indices] != labels[:, None]
+    return WEIGHTINGS[weights](distances, differs).astype(np.float64)
+
+
+def _principal_projection(features: np.ndarray, n_components: int) -> np.ndarray:
+    """Standardized features on their top principal components, float32 (N, d)."""
+    centred = features - features.mean(axis=0)
+    scale = centred.std(axis=0)
+    scale[scale <= 1e-8 * max(1.0, float(scale.max(initial=0.0)))] = 1.0
+    centred /= scale
+    n_components = min(n_components, features.shape[1])
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    return np.ascontiguousarray(centred @ vectors[:, -n_components:], dtype=np.float32)
+
+
+def _neighbours(
+    points: np.ndarray, k: int, n_probe: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (N, k) and Euclidean distances (N, k) of each point's approximate k nearest
+    other points, by an inverted file over k-means cells."""
+    n_samples = points.shape[0]
+    n_cells = max(1, round(n_samples / CELL_SIZE))
+    if n_probe is None or n_probe >= n_cells:
+        cells = np.zeros(n_samples, dtype=np.int64)
+        probes = np.zeros((1, 1), dtype=np.int64)
+    else:
+        centres = _kmeans(points, n_cells, rng)
+        cells = _nearest_centre(points, centres)
+        between = _squared_distances(centres, centres)
+        np.fill_diagonal(between, -np.inf)  # a cell probes itself first, even among equal centres
+        probes = np.argsort(between, axis=1, kind="stable")[:, :n_probe]
+    order = np.argsort(cells, kind="stable")
+    bounds = np.searchsorted(cells[order], np.arange(probes.shape[0] + 1))
+    members = [order[bounds[c] : bounds[c + 1]] for c in range(probes.shape[0])]
+    squared_norms = np.einsum("nd,nd->n", points, points)
+    indices = np.empty((n_samples, k), dtype=np.int64)
+    distances = np.empty((n_samples, k), dtype=np.float64)
+    everyone = np.arange(n_samples)
+    for cell, own in enumerate(members):
+        if own.size == 0:
+            continue
+        # Own members first, so a query's own column is its position within ``own``.
+        candidates = np.concatenate([own] + [members[c] for c in probes[cell] if c != cell])
+        if candidates.size <= k:  # too few to choose from: search everyone (exact)
+            candidates = np.concatenate([own, np.setdiff1d(everyone, own, assume_unique=True)])
+        candidate_points = points[candidates]
+        for start in range(0, own.size, QUERY_CHUNK):
+            queries = own[start : start + QUERY_CHUNK]
+            block = points[queries] @ candidate_points.T
+            block *= -2.0
+            block += squared_norms[candidates]
+            rows = np.arange(queries.size)
+            block[rows, start + rows] = np.inf
+            nearest = np.argpartition(block, k - 1, axis=1)[:, :k]
+            indices[queries] = candidates[nearest]
+            squared = np.take_along_axis(block, nearest, axis=1) + squared_norms[queries, None]
+            distances[queries] = np.sqrt(np.maximum(squared, 0.0))
+    return indices, distances
+
+
+def _kmeans(points: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
+    """A few Lloyd iterations on a seeded subsample; centres of empty cells stay where they are."""
+    n_sample = min(points.shape[0], max(_KMEANS_SAMPLES, 8 * n_cells))
+    sample = points[np.sort(rng.choice(points.shape[0], n_sample, replace=False))]
+    centres = sample[np.sort(rng.choice(sample.shape[0], n_cells, replace=False))].copy()
+    for _ in range(_KMEANS_ITERATIONS):
+        assignment = _nearest_centre(sample, centres)
+        order = np.argsort(assignment, kind="stable")
+        filled, starts, counts = np.unique(assignment[order], return_index=True, return_counts=True)
+        sums = np.add.reduceat(sample[order].astype(np.float64), starts, axis=0)
+        centres[filled] = (sums / counts[:, None]).astype(centres.dtype)
+    return centres
+
+
+def _nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    nearest = np.empty(points.shape[0], dtype=np.int64)
+    for start in range(0, points.shape[0], 8 * QUERY_CHUNK):
+        chunk = points[start : start + 8 * QUERY_CHUNK]
+        nearest[start : start + chunk.shape[0]] = _squared_distances(chunk, centres).argmin(axis=1)
+    return nearest
+
+
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (
+        np.einsum("nd,nd->n", a, a)[:, None]
+        - 2.0 * (a @ b.T)
+        + np.einsum("nd,nd->n", b, b)[None, :]
+    )
