@@ -160,7 +160,13 @@ def make_attack(
         return plant_patch(images, labels, rate=rate, target=target, seed=seed)
     if attack == "checker":
         return plant_pattern(
-            images, labels, rate=rate, target=target, pattern=checkerboard(4), top=1, left=1,
+            images,
+            labels,
+            rate=rate,
+            target=target,
+            pattern=checkerboard(4),
+            top=1,
+            left=1,
             seed=seed,
         )
     if attack == "blend":

@@ -69,7 +69,7 @@ def parse_detectors(
     if value is None or value == "all":
         return None
     try:
-        return tuple(d.name for d in get_detectors(value))
+        return tuple(d.name for d in get_detectors(value, trusted=True))
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 

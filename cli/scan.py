@@ -15,6 +15,7 @@ from poisonguard.cli.options import (
     resolve_progress,
 )
 
+from poisonguard.detectors import DETECTORS
 from poisonguard.report import write_report
 from poisonguard.results import ScanResult
 from poisonguard.scan import ScanSettings, scan_path
@@ -43,18 +44,17 @@ from poisonguard.scan import ScanSettings, scan_path
     help="Training epochs of the embedding model (default: chosen from the dataset size).",
 )
 @click.option(
-    "--tail-p",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=1e-4,
+    "--reduce",
+    type=click.Choice(["pca", "ica", "umap"]),
+    default="pca",
     show_default=True,
-    help="p-value below which a sample lies in its class's far tail.",
+    help="Reduction before activation clustering (umap is much slower).",
 )
 @click.option(
-    "--class-z",
-    type=click.FloatRange(min=0),
-    default=3.0,
-    show_default=True,
-    help="Robust z-score of a class's tail share above which the class is called suspicious.",
+    "--trusted",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A small clean dataset in the same format and classes; enables trusted-influence.",
 )
 @click.option(
     "--min-class-size",
@@ -97,8 +97,8 @@ def scan(
     detectors: tuple[str, ...] | None,
     seed: int,
     epochs: int | None,
-    tail_p: float,
-    class_z: float,
+    reduce: str,
+    trusted: Path | None,
     min_class_size: int,
     out_dir: Path | None,
     cache_dir: Path | None,
@@ -113,11 +113,15 @@ def scan(
     y, or a CSV table with a label column. The report folder gets scores.csv, report.json and
     report.html.
     """
+    if detectors and trusted is None:
+        needing = [d for d in detectors if DETECTORS[d].needs_trusted]
+        if needing:
+            raise click.UsageError(f"detector(s) {', '.join(needing)} need --trusted")
     settings = ScanSettings(
         detectors=detectors,
         seed=seed,
-        tail_p=tail_p,
-        class_z=class_z,
+        reduce=reduce,
+        trusted=trusted,
         min_class_size=min_class_size,
         epochs=epochs,
         model_file=model_file,
@@ -163,11 +167,13 @@ def _summary(result: ScanResult, html: Path) -> str:
         )
     share = result.n_flagged / max(1, data.n_samples)
     lines.append(f"Flagged {result.n_flagged} of {data.n_samples} samples ({share:.1%}).")
-    suspicious = [f for f in result.class_findings if f.verdict == "suspicious"]
-    for finding in suspicious:
-        lines.append(f"  suspicious class {finding.name}: {finding.reason}")
-    if not suspicious:
-        lines.append("No class stands out.")
+    called = [f for f in result.class_findings if f.verdict in ("backdoor-target", "noisy-labels")]
+    if result.attack_kinds:
+        lines.append(f"Suspected attack: {' and '.join(result.attack_kinds)}.")
+    for finding in called:
+        lines.append(f"  class {finding.name} ({finding.verdict}): {finding.reason}")
+    if not result.attack_kinds:
+        lines.append("No attack found: no class holds a backdoor-like group; labels look clean.")
     for warning in result.warnings:
         lines.append(f"Warning: {warning}")
     lines.append(f"Report: {html} (with report.json and scores.csv)")

@@ -66,9 +66,10 @@ class Embedding:
 class ClassFinding:
     """The scan's finding for one class.
 
-    ``verdict`` is ``"clean"``, ``"suspicious"``, ``"skipped"`` (too small for the detectors) or
-    ``"unassessed"`` (fewer than three classes could be compared); ``reason`` says why in plain
-    words.
+    ``verdict`` is ``"backdoor-target"`` (a group of suspected backdoor poisons was found in it),
+    ``"noisy-labels"`` (samples labelled with it look like other classes, and the labels were
+    judged noisy), ``"clean"`` or ``"skipped"`` (too small for the detectors); ``reason`` says
+    why in plain words.
     """
 
     code: int
@@ -84,8 +85,12 @@ class ScanResult:
     """Everything a report needs about one scan.
 
     ``detector_scores`` maps each detector's name to its raw per-sample scores (higher = more
-    suspicious, not comparable across detectors). ``score`` is the calibrated suspicion that the
-    flagging rule thresholds; ``flagged`` is the decision.
+    suspicious, not comparable across detectors). ``score`` is the fused suspicion in [0, 1]
+    (flagged samples score at least ``threshold``); ``flagged`` is the decision; ``reasons`` a
+    plain-words reason per flagged sample ("" otherwise); ``fired`` maps each detector to the
+    samples on which it fired (robust z above 3 in their class); ``target_classes`` names the
+    suspected backdoor targets and ``attack_kinds`` lists ``"backdoor"`` and/or
+    ``"label-noise"``.
     """
 
     dataset: Dataset
@@ -98,6 +103,10 @@ class ScanResult:
     settings: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    fired: dict[str, np.ndarray] = field(default_factory=dict)
+    target_classes: list[str] = field(default_factory=list)
+    attack_kinds: list[str] = field(default_factory=list)
 
     @property
     def n_flagged(self) -> int:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from poisonguard.dataset import Dataset
-from poisonguard.decision import Decision, class_pvalues, combine_pvalues, decide
-from poisonguard.detectors import get_detectors
-from poisonguard.embed import EmbedSettings, embed_dataset
+from poisonguard.decision import BACKDOOR, LABEL_NOISE, Decision, DecisionSettings, decide
+from poisonguard.detectors import REDUCERS, DetectorInputs, TrustedSet, get_detectors
+from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
+from poisonguard.errors import DatasetError
 from poisonguard.results import ClassFinding, ScanResult
 
 __all__ = ["ScanSettings", "scan_dataset", "scan_path"]
@@ -36,11 +37,10 @@ class ScanSettings:
         Detector names; ``None`` runs every registered detector.
     seed : int
         Seeds every random choice; the same seed gives the same report.
-    tail_p : float
-        p-value below which a sample is in its class's far tail (see :mod:`poisonguard.decision`).
-    class_z : float
-        Robust z-score of a class's tail share, against the other classes, above which the class
-        is called suspicious.
+    reduce : {"pca", "ica", "umap"}
+        Reduction used by activation clustering.
+    trusted : Path or None
+        A small clean dataset in the same format; enables the ``trusted-influence`` detector.
     min_class_size : int
         Classes with fewer samples are not scored (a warning says so).
     epochs, batch_size, model_file
@@ -49,8 +49,8 @@ class ScanSettings:
 
     detectors: tuple[str, ...] | None = None
     seed: int = 0
-    tail_p: float = 1e-4
-    class_z: float = 3.0
+    reduce: str = "pca"
+    trusted: Path | None = None
     min_class_size: int = 10
     epochs: int | None = None
     batch_size: int = 128
@@ -59,7 +59,10 @@ class ScanSettings:
     def as_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["model_file"] = None if self.model_file is None else str(self.model_file)
-        values["detectors"] = [d.name for d in get_detectors(self.detectors)]
+        values["trusted"] = None if self.trusted is None else str(self.trusted)
+        chosen = get_detectors(self.detectors, trusted=self.trusted is not None)
+        values["detectors"] = [d.name for d in chosen]
+        values["decision"] = asdict(DecisionSettings())
         return values
 
 
@@ -78,7 +81,10 @@ def scan_path(
     progress: bool = True,
 ) -> ScanResult:
     """Load the dataset at ``path`` and scan it (see :func:`scan_dataset`)."""
-    get_detectors(settings.detectors)  # reject an unknown detector before the slow steps
+    # reject an unknown detector or reduction before the slow steps
+    get_detectors(settings.detectors, trusted=settings.trusted is not None)
+    if settings.reduce not in REDUCERS:
+        raise ValueError(f"unknown reduction {settings.reduce!r}; valid: {', '.join(REDUCERS)}")
     start = time.perf_counter()
     from poisonguard.loaders import load_dataset
 
@@ -91,10 +97,21 @@ def scan_path(
         id_column=id_column,
         skip_bad=skip_bad,
     )
+    trusted = None
+    if settings.trusted is not None:
+        trusted = load_dataset(
+            settings.trusted,
+            format=format,
+            x_key=x_key,
+            y_key=y_key,
+            label_column=label_column,
+            id_column=id_column,
+        )
     timings = {"load": time.perf_counter() - start}
     return scan_dataset(
         dataset,
         settings,
+        trusted=trusted,
         cache_dir=cache_dir,
         use_cache=use_cache,
         progress=progress,
@@ -110,9 +127,14 @@ def scan_dataset(
     use_cache: bool = True,
     progress: bool = True,
     timings: dict[str, float] | None = None,
+    trusted: Dataset | None = None,
 ) -> ScanResult:
-    """Embed ``dataset``, run the detectors and flag suspicious samples."""
-    detectors = get_detectors(settings.detectors)
+    """Embed ``dataset``, run the detectors and flag suspicious samples.
+
+    ``trusted`` is a small clean dataset with the same classes and sample shape; it enables the
+    ``trusted-influence`` detector.
+    """
+    detectors = get_detectors(settings.detectors, trusted=trusted is not None)
     timings = dict(timings or {})
     warnings_: list[str] = []
 
@@ -140,35 +162,45 @@ def scan_dataset(
         )
         logger.warning(warnings_[-1])
 
+    trusted_set = None
+    if trusted is not None:
+        start = time.perf_counter()
+        trusted_set = _embed_trusted(trusted, dataset, embedding, settings)
+        timings["embed:trusted"] = time.perf_counter() - start
+
+    inputs = DetectorInputs(
+        embedding,
+        dataset.labels,
+        min_class_size=settings.min_class_size,
+        seed=settings.seed,
+        reduce=settings.reduce,
+        trusted=trusted_set,
+    )
     detector_scores: dict[str, np.ndarray] = {}
-    pvalues = []
     for detector in detectors:
         start = time.perf_counter()
-        scores = detector.run(
-            embedding, dataset.labels, min_class_size=settings.min_class_size, seed=settings.seed
-        )
-        detector_scores[detector.name] = scores
-        pvalues.append(
-            class_pvalues(
-                scores, dataset.labels, df=detector.null_df, min_class_size=settings.min_class_size
-            )
-        )
+        detector_scores[detector.name] = np.asarray(detector.run(inputs), dtype=np.float64)
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    chosen = {d.name for d in detectors}
     decision = decide(
-        combine_pvalues(pvalues),
         dataset.labels,
+        dataset.n_classes,
         scored,
-        tail_p=settings.tail_p,
-        class_z=settings.class_z,
+        detector_scores,
+        distance_ratio=inputs.robust_fits.distance_ratio if "spectre" in chosen else None,
+        margin=embedding.margin,
+        probabilities=embedding.probabilities,
+        oos_probabilities=(
+            inputs.out_of_sample_probabilities if "confident-learning" in chosen else None
+        ),
     )
-    if decision.rule == "unavailable":
-        warnings_.append(
-            "fewer than 3 classes could be scored, so no class can be compared with the others "
-            "and nothing was flagged; the per-sample scores are in scores.csv"
-        )
-    findings = _class_findings(dataset, decision, counts, scored, settings)
+    for note in decision.notes:
+        warnings_.append(note)
+        logger.warning(note)
+    findings = _class_findings(dataset, decision, counts, scored)
+    reasons = _sample_reasons(dataset, decision)
     timings["decide"] = time.perf_counter() - start
 
     return ScanResult(
@@ -177,44 +209,107 @@ def scan_dataset(
         detector_scores=detector_scores,
         score=decision.score,
         flagged=decision.flagged,
-        threshold=decision.threshold,
+        threshold=FLAG_THRESHOLD,
         class_findings=findings,
+        reasons=reasons,
+        fired={name: decision.fired[name] for name in detector_scores},
+        target_classes=[dataset.class_names[c] for c in decision.target_classes],
+        attack_kinds=decision.attack_kinds,
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
     )
 
 
+FLAG_THRESHOLD = 0.5
+"""Fused scores of flagged samples are at least this, of the others below it."""
+
+
+def _embed_trusted(
+    trusted: Dataset, dataset: Dataset, embedding, settings: ScanSettings
+) -> TrustedSet:
+    """Embed the trusted set with the scan's model; its classes must be the dataset's."""
+    unknown = sorted(set(trusted.class_names) - set(dataset.class_names))
+    if unknown:
+        raise DatasetError(
+            trusted.path,
+            f"trusted set has classes the dataset lacks: {', '.join(map(str, unknown[:5]))}",
+        )
+    if tuple(trusted.x.shape[1:]) != tuple(dataset.x.shape[1:]):
+        raise DatasetError(
+            trusted.path,
+            f"trusted samples have shape {tuple(trusted.x.shape[1:])}, the dataset's are "
+            f"{tuple(dataset.x.shape[1:])}",
+        )
+    codes = {name: code for code, name in enumerate(dataset.class_names)}
+    labels = np.array([codes[trusted.class_names[c]] for c in trusted.labels], dtype=np.int64)
+    features, probabilities = embed_with(embedding, trusted.x, model_file=settings.model_file)
+    return TrustedSet(features, probabilities, labels)
+
+
+def _sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
+    """A plain-words reason for every flagged sample ("" for the others)."""
+    names = dataset.class_names
+    reasons = [""] * dataset.n_samples
+    fired_names = list(decision.fired)
+    for i in np.flatnonzero(decision.flagged):
+        label = names[int(dataset.labels[i])]
+        detectors = [name for name in fired_names if decision.fired[name][i]]
+        fired = f"; detectors that fired: {', '.join(detectors)}" if detectors else ""
+        if decision.kind[i] == BACKDOOR:
+            reasons[i] = (
+                f"part of a far, easily learned group of mixed origin inside class {label!r} "
+                f"(suspected backdoor target){fired}"
+            )
+        elif decision.kind[i] == LABEL_NOISE:
+            ratio = DecisionSettings().label_ratio
+            reasons[i] = (
+                f"labelled {label!r} but a model that never saw it finds another class over "
+                f"{1 / ratio:g} times more likely{fired}"
+            )
+    return reasons
+
+
 def _class_findings(
-    dataset: Dataset,
-    decision: Decision,
-    counts: np.ndarray,
-    scored: np.ndarray,
-    settings: ScanSettings,
+    dataset: Dataset, decision: Decision, counts: np.ndarray, scored: np.ndarray
 ) -> list[ClassFinding]:
     findings = []
     flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
     for code, name in enumerate(dataset.class_names):
         count, hits = int(counts[code]), int(flagged_counts[code])
-        share, z = decision.tail_share[code], decision.class_z[code]
-        tail = f"{share:.1%} of the class lies in the far tail (p < {settings.tail_p:g})"
+        item = decision.evidence[code]
+        far = f"{item.far_share:.1%} of the class lies far from its core"
         if not scored[code]:
-            verdict = "skipped"
-            reason = f"only {count} samples; fewer than {settings.min_class_size}"
-        elif decision.rule == "unavailable":
-            verdict = "unassessed"
+            verdict, reason = "skipped", f"only {count} samples; too few for the detectors"
+        elif item.backdoor:
+            verdict = "backdoor-target"
             reason = (
-                f"{tail}; fewer than 3 classes were scored, so there is nothing to compare with"
+                f"{far}; that group is learned more easily than the core (mean margin "
+                f"{item.far_margin:.2f} vs {item.core_margin:.2f}) and its runner-up classes "
+                f"are more varied (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f}), "
+                f"as poisons from several source classes are; {hits} samples flagged"
             )
-        elif code in decision.suspicious_classes:
-            typical = np.median(decision.tail_share[scored])
-            verdict = "suspicious"
-            reason = f"{tail}, against a typical {typical:.1%} in the other classes"
-            reason += f" (robust z = {z:.1f}); {hits} samples flagged"
+        elif item.label_flags:
+            verdict = "noisy-labels"
+            reason = (
+                f"{item.label_flags} samples look like another class to a model that never saw "
+                "them, and such samples are spread over many class pairs in this dataset"
+            )
         else:
             verdict = "clean"
-            reason = f"{tail}, in line with the other classes"
-            if np.isfinite(z):
-                reason += f" (robust z = {z:.1f})"
+            reason = _clean_reason(item, far)
         findings.append(ClassFinding(code, name, count, hits, verdict, reason))
     return findings
+
+
+def _clean_reason(item, far: str) -> str:
+    if not np.isfinite(item.far_share):
+        return "no backdoor rule was run; no label-noise flags"
+    if not np.isfinite(item.far_margin) or item.far_share < DecisionSettings().min_group_share:
+        return f"{far}; too few far samples to form a group"
+    if item.far_margin < item.core_margin:
+        return f"{far}, but those samples are harder to learn than the core: natural outliers"
+    return (
+        f"{far}; those samples are easy to learn but their runner-up classes are not more "
+        f"varied than the core's (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f})"
+    )

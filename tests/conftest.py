@@ -72,7 +72,8 @@ def write_image_folder(
     """Write ``root/<class>/img_NNN.png`` with ``counts[class]`` pattern images per class.
 
     Class ``i`` (in the order of ``counts``) uses pattern ``i % 4``. ``planted`` adds that many
-    bright-square outliers (pattern 4) to a class, named ``planted_NNN.png``.
+    backdoor poisons to a class, named ``planted_NNN.png``: images of the *other* classes'
+    patterns, taken in turn, with a bright 2x2 trigger in the bottom-right corner.
     """
     rng = np.random.default_rng(seed)
     planted = planted or {}
@@ -81,8 +82,11 @@ def write_image_folder(
         folder.mkdir(parents=True, exist_ok=True)
         for j in range(count):
             Image.fromarray(pattern_image(i % 4, rng)).save(folder / f"img_{j:03d}.png")
+        sources = [k % 4 for k in range(len(counts)) if k % 4 != i % 4] or [4]
         for j in range(planted.get(name, 0)):
-            Image.fromarray(pattern_image(4, rng)).save(folder / f"planted_{j:03d}.png")
+            image = pattern_image(sources[j % len(sources)], rng)
+            image[-3:-1, -3:-1] = 255
+            Image.fromarray(image).save(folder / f"planted_{j:03d}.png")
     return root
 
 

@@ -22,6 +22,8 @@ from poisonguard import __version__
 from poisonguard.detectors import DETECTORS
 from poisonguard.report import REPORT_FILES
 
+DEFAULT_DETECTORS = [d.name for d in DETECTORS.values() if not d.needs_trusted]
+
 EPOCHS = "2"
 CLASSES = ("a", "b", "c", "d")
 PER_CLASS = 25
@@ -138,7 +140,7 @@ def test_scores_csv_has_one_row_per_sample(first_scan, clean_folder):
     _, out = first_scan
     header = (out / "scores.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("index,id,label,score,flagged")
-    assert header.split(",")[5:] == list(DETECTORS)
+    assert header.split(",")[5:] == DEFAULT_DETECTORS
     rows = read_scores(out)
     on_disk = {str(p.relative_to(clean_folder).as_posix()) for p in clean_folder.glob("*/*.png")}
     assert len(rows) == len(on_disk) == len(CLASSES) * PER_CLASS
@@ -148,7 +150,7 @@ def test_scores_csv_has_one_row_per_sample(first_scan, clean_folder):
         assert row["label"] == row["id"].split("/")[0]
         assert row["flagged"] in ("0", "1")
         assert np.isfinite(float(row["score"])) and float(row["score"]) >= 0
-        for name in DETECTORS:
+        for name in DEFAULT_DETECTORS:
             assert np.isfinite(float(row[name]))
 
 
@@ -165,7 +167,7 @@ def test_report_json_describes_the_scan(first_scan, clean_folder):
     assert {"load", "embed", "report"} <= set(report["timings"])
     assert all(v >= 0 for v in report["timings"].values())
     assert report["settings"]["epochs"] == 2
-    assert report["settings"]["detectors"] == list(DETECTORS)
+    assert report["settings"]["detectors"] == DEFAULT_DETECTORS
     assert report["model"]["source"] == "trained"
     assert report["model"]["from_cache"] is False
     flagged = sum(int(r["flagged"]) for r in read_scores(out))
@@ -259,29 +261,38 @@ def test_default_out_is_under_reports(first_scan, clean_folder, cache_dir, tmp_p
 # --- --fail-on-findings --------------------------------------------------------------------------
 
 
-PLANTED = 10
+MOVED_PER_PAIR = 4
 
 
 @pytest.fixture(scope="module")
 def planted_folder(tmp_path_factory, synthetic) -> Path:
-    """100 shapes per class plus ``PLANTED`` bright squares filed under class ``a``.
-
-    Classes of 100 rather than 25: the robust detector over-flags clean samples of very small
-    classes, which would blur a test of the exit code with one of detector calibration.
-    """
+    """100 shapes per class, then ``MOVED_PER_PAIR`` images of every class moved into every other
+    class's folder: label noise spread over all class pairs (12 % of the data)."""
     root = tmp_path_factory.mktemp("cli-planted") / "planted"
-    return synthetic.write_image_folder(root, {c: 100 for c in CLASSES}, planted={"a": PLANTED})
+    synthetic.write_image_folder(root, {c: 100 for c in CLASSES})
+    for source in CLASSES:
+        others = [c for c in CLASSES if c != source]
+        files = sorted((root / source).glob("*.png"))
+        for j, target in enumerate(others):
+            for path in files[j * MOVED_PER_PAIR : (j + 1) * MOVED_PER_PAIR]:
+                path.rename(root / target / f"moved_{source}_{path.name}")
+    return root
 
 
-def test_fail_on_findings_exits_3_on_a_planted_cluster(planted_folder, cache_dir, tmp_path):
+def test_fail_on_findings_exits_3_on_planted_label_noise(planted_folder, cache_dir, tmp_path):
     out = tmp_path / "out"
     result = scan(planted_folder, out, cache_dir, "--fail-on-findings", epochs="3")
     assert result.exit_code == 3, result.output + repr(result.exception)
-    # The report is still written, and the bright squares are among the flagged samples.
+    # The report is still written, and the moved images are the flagged samples.
     rows = read_scores(out)
     flagged = {r["id"] for r in rows if r["flagged"] == "1"}
-    assert {f"a/planted_{j:03d}.png" for j in range(PLANTED)} <= flagged
-    assert read_report(out)["findings"]["flagged_count"] == len(flagged)
+    moved = {r["id"] for r in rows if "/moved_" in r["id"]}
+    assert len(moved) == len(CLASSES) * (len(CLASSES) - 1) * MOVED_PER_PAIR
+    assert len(flagged & moved) >= 0.8 * len(moved)
+    assert len(flagged - moved) <= 2
+    report = read_report(out)
+    assert report["findings"]["flagged_count"] == len(flagged)
+    assert report["findings"]["attack_kinds"] == ["label-noise"]
 
 
 @pytest.mark.parametrize("which", ["clean", "planted"])

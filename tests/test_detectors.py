@@ -1,25 +1,30 @@
-"""Tests of the detectors (on synthetic features with a known answer) and of the flagging rule."""
+"""Tests of the detectors (on synthetic features with a known answer), of the registry's contract,
+and of the flagging rules of :mod:`poisonguard.decision`.
+
+The influence, confident-learning, k-NN and training-dynamics functions have their own tests
+(``test_detector_influence.py``, ``test_detector_label_noise.py``); here they are only checked
+through the registry.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from poisonguard.decision import (
-    MAX_SCORE,
-    class_pvalues,
-    decide,
-    suspicion_from_pvalues,
-)
+from poisonguard.decision import Decision, DecisionSettings, decide, robust_z
 from poisonguard.detectors import (
     DETECTORS,
     Detector,
+    DetectorInputs,
+    TrustedSet,
     get_detectors,
-    robust_spectral_scores,
-    spectral_signature_scores,
 )
+from poisonguard.detectors.activation_clustering import ClassSplit, activation_clustering
+from poisonguard.detectors.spectral import spectral_signature_scores
+from poisonguard.detectors.spectre import que_scores, robust_class_fits, spectre_scores
 from poisonguard.results import Embedding
+
+# --- synthetic data -----------------------------------------------------------------------------
 
 DIM = 20
 PER_CLASS = 200
@@ -51,14 +56,75 @@ def planted_features(
     return features, labels, planted_index
 
 
-def as_embedding(features: np.ndarray) -> Embedding:
-    n = features.shape[0]
+def top_of_class(scores: np.ndarray, labels: np.ndarray, code: int, k: int) -> set[int]:
+    members = np.flatnonzero(labels == code)
+    return set(members[np.argsort(-scores[members], kind="stable")[:k]].tolist())
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+# The registry's synthetic embedding: Gaussian blobs, and a model whose logits at epoch e are
+# ``SHARPNESS[e] * -||h - centre_k||^2 / (4 F)``, i.e. a model that sharpens while it trains.
+N_CLASSES = 4
+FEATURES = 16
+EPOCHS = 4
+BLOB_SIZE = 150
+SHARPNESS = np.array([0.25, 0.5, 0.75, 1.0])
+
+
+def blob_centres(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(scale=3.0, size=(N_CLASSES, FEATURES))
+
+
+def blobs(seed: int, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Features (float64) and labels of Gaussian blobs around :func:`blob_centres`."""
+    rng = np.random.default_rng(seed + 100)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    features = blob_centres()[labels] + rng.normal(size=(labels.size, FEATURES))
+    return features, labels
+
+
+def model_records(
+    features: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities (N, K) and per-epoch loss, margin and gradient_sq (N, E) of the model.
+
+    The model predicts from the features alone (nearest blob centre), so a sample whose label
+    disagrees with its blob gets a low probability for its label, a negative margin and a large
+    gradient, as a mislabelled sample does.
+    """
+    n = labels.size
+    squared = np.square(features[:, None, :] - blob_centres()[None, :, :]).sum(axis=2)
+    base = -squared / (4 * FEATURES)
+    onehot = np.eye(N_CLASSES)[labels]
+    loss, margin, gradient_sq = (np.zeros((n, EPOCHS)) for _ in range(3))
+    norm = np.square(features).sum(axis=1) + 1.0
+    for epoch, sharpness in enumerate(SHARPNESS):
+        logits = sharpness * base
+        probabilities = softmax(logits)
+        loss[:, epoch] = -np.log(probabilities[np.arange(n), labels])
+        others = np.where(onehot > 0, -np.inf, logits)
+        margin[:, epoch] = logits[np.arange(n), labels] - others.max(axis=1)
+        gradient_sq[:, epoch] = np.square(probabilities - onehot).sum(axis=1) * norm
+    return probabilities, loss, margin, gradient_sq
+
+
+def make_embedding(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    records: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Embedding:
+    probabilities, loss, margin, gradient_sq = records or model_records(features, labels)
     return Embedding(
-        features=features.astype(np.float32),
-        probabilities=np.full((n, 2), 0.5, dtype=np.float32),
-        loss=np.zeros((n, 1), dtype=np.float32),
-        margin=np.zeros((n, 1), dtype=np.float32),
-        gradient_sq=np.zeros((n, 1), dtype=np.float32),
+        features=np.asarray(features, dtype=np.float32),
+        probabilities=probabilities.astype(np.float32),
+        loss=loss.astype(np.float32),
+        margin=margin.astype(np.float32),
+        gradient_sq=gradient_sq.astype(np.float32),
         model={"source": "test"},
         input_shape=(features.shape[1],),
         train_accuracy=1.0,
@@ -66,20 +132,231 @@ def as_embedding(features: np.ndarray) -> Embedding:
     )
 
 
-def top_of_class(scores: np.ndarray, labels: np.ndarray, code: int, k: int) -> set[int]:
-    members = np.flatnonzero(labels == code)
-    return set(members[np.argsort(-scores[members], kind="stable")[:k]].tolist())
+def trusted_set() -> TrustedSet:
+    features, labels = blobs(7, [10] * N_CLASSES)
+    probabilities = model_records(features, labels)[0]
+    return TrustedSet(features.astype(np.float32), probabilities.astype(np.float32), labels)
 
 
-SCORERS = {
-    "spectral_signature_scores": lambda f, y, **kw: spectral_signature_scores(
-        f, y, min_class_size=kw.get("min_class_size", 10)
-    ),
-    "robust_spectral_scores": lambda f, y, **kw: robust_spectral_scores(f, y, **kw),
+def run_detector(
+    detector: Detector, embedding: Embedding, labels: np.ndarray, seed: int = 0
+) -> np.ndarray:
+    inputs = DetectorInputs(
+        embedding,
+        labels,
+        min_class_size=10,
+        seed=seed,
+        trusted=trusted_set() if detector.needs_trusted else None,
+    )
+    return detector.run(inputs)
+
+
+def clean_case() -> tuple[Embedding, np.ndarray]:
+    features, labels = blobs(0, [BLOB_SIZE] * N_CLASSES)
+    return make_embedding(features, labels), labels
+
+
+def singleton_class_case() -> tuple[Embedding, np.ndarray]:
+    features, labels = blobs(1, [BLOB_SIZE, BLOB_SIZE, BLOB_SIZE, 1])
+    return make_embedding(features, labels), labels
+
+
+def single_class_case() -> tuple[Embedding, np.ndarray]:
+    features, labels = blobs(2, [BLOB_SIZE])
+    return make_embedding(features, labels), labels
+
+
+def duplicated_rows_case() -> tuple[Embedding, np.ndarray]:
+    features, labels = blobs(3, [25] * N_CLASSES)
+    features, labels = np.vstack([features] * 3), np.tile(labels, 3)
+    return make_embedding(features, labels), labels
+
+
+def constant_features_case() -> tuple[Embedding, np.ndarray]:
+    labels = np.repeat(np.arange(N_CLASSES), 40)
+    features = np.full((labels.size, FEATURES), 3.25)
+    return make_embedding(features, labels), labels
+
+
+DEGENERATE = {
+    "singleton-class": singleton_class_case,
+    "single-class": single_class_case,
+    "duplicated-rows": duplicated_rows_case,
+    "constant-features": constant_features_case,
 }
 
+BACKDOOR_DETECTORS = [d for d in DETECTORS.values() if d.family == "backdoor"]
+LABEL_NOISE_DETECTORS = [d for d in DETECTORS.values() if d.family == "label-noise"]
 
-# --- the pure scoring functions -----------------------------------------------------------------
+
+def ids(detectors: list[Detector]) -> list[str]:
+    return [d.name for d in detectors]
+
+
+def standardized_gap(scores: np.ndarray, suspects: np.ndarray, rest: np.ndarray) -> float:
+    """``(mean(suspects) - mean(rest)) / std(rest)``: how far above the rest the suspects sit."""
+    spread = float(scores[rest].std())
+    gap = float(scores[suspects].mean() - scores[rest].mean())
+    return gap / spread if spread > 0 else (np.inf if gap > 0 else -np.inf)
+
+
+# --- the registry and its contract --------------------------------------------------------------
+
+
+def test_every_detector_is_registered_under_its_name_with_a_known_family():
+    assert len(DETECTORS) >= 10
+    for name, detector in DETECTORS.items():
+        assert detector.name == name
+        assert detector.family in ("backdoor", "label-noise")
+        assert detector.summary.strip()
+        assert callable(detector.run)
+    assert [d.name for d in DETECTORS.values() if d.needs_trusted] == ["trusted-influence"]
+
+
+@pytest.mark.parametrize("detector", DETECTORS.values(), ids=DETECTORS.keys())
+def test_detector_gives_one_finite_float_per_sample_deterministically(detector: Detector):
+    embedding, labels = clean_case()
+    scores = run_detector(detector, embedding, labels)
+    assert isinstance(scores, np.ndarray)
+    assert scores.shape == (labels.size,)
+    assert np.issubdtype(scores.dtype, np.floating)
+    assert np.all(np.isfinite(scores))
+    # Same seed, fresh inputs (nothing cached between the runs): the same scores.
+    again = run_detector(detector, embedding, labels)
+    np.testing.assert_array_equal(scores, again)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("case", DEGENERATE.values(), ids=DEGENERATE.keys())
+@pytest.mark.parametrize("detector", DETECTORS.values(), ids=DETECTORS.keys())
+def test_detector_copes_with_degenerate_data(detector: Detector, case):
+    embedding, labels = case()
+    scores = run_detector(detector, embedding, labels)
+    assert scores.shape == (labels.size,)
+    assert np.all(np.isfinite(scores))
+
+
+def test_trusted_influence_without_a_trusted_set_raises():
+    embedding, labels = clean_case()
+    with pytest.raises(ValueError, match="trusted"):
+        DETECTORS["trusted-influence"].run(DetectorInputs(embedding, labels))
+
+
+# --- higher = more suspicious, per family -------------------------------------------------------
+
+
+def backdoor_case(seed: int = 0) -> tuple[Embedding, np.ndarray, np.ndarray]:
+    """Class ``TARGET`` of the blobs holds 15 % of points shifted by 8 along a new direction;
+    the shifted points also reach a low loss early (a trigger is an easy feature)."""
+    features, labels = blobs(10 + seed, [BLOB_SIZE] * N_CLASSES)
+    rng = np.random.default_rng(seed)
+    members = np.flatnonzero(labels == TARGET)
+    planted = np.sort(rng.choice(members, round(0.15 * members.size), replace=False))
+    direction = rng.normal(size=FEATURES)
+    direction /= np.linalg.norm(direction)
+    features[planted] += 8.0 * direction
+    records = model_records(features, labels)
+    records[1][planted] *= 0.1  # loss
+    return make_embedding(features, labels, records=records), labels, planted
+
+
+@pytest.mark.parametrize("detector", BACKDOOR_DETECTORS, ids=ids(BACKDOOR_DETECTORS))
+def test_backdoor_detector_scores_a_planted_group_above_its_class(detector: Detector):
+    embedding, labels, planted = backdoor_case()
+    scores = run_detector(detector, embedding, labels)
+    rest = np.setdiff1d(np.flatnonzero(labels == TARGET), planted)
+    assert standardized_gap(scores, planted, rest) > 2.0
+    # Most planted samples sit above every one of the rest of their class.
+    assert np.mean(scores[planted] > scores[rest].max()) > 0.5
+
+
+def label_noise_case(seed: int = 0) -> tuple[Embedding, np.ndarray, np.ndarray]:
+    """Blobs with 8 % of the labels flipped to another class; the model's records are those of
+    a model that predicts from the features (so flipped samples are misfit)."""
+    features, labels = blobs(20 + seed, [BLOB_SIZE] * N_CLASSES)
+    rng = np.random.default_rng(seed)
+    flipped = np.sort(rng.choice(labels.size, round(0.08 * labels.size), replace=False))
+    labels = labels.copy()
+    labels[flipped] = (labels[flipped] + rng.integers(1, N_CLASSES, flipped.size)) % N_CLASSES
+    return make_embedding(features, labels), labels, flipped
+
+
+@pytest.mark.parametrize("detector", LABEL_NOISE_DETECTORS, ids=ids(LABEL_NOISE_DETECTORS))
+def test_label_noise_detector_scores_flipped_labels_higher(detector: Detector):
+    embedding, labels, flipped = label_noise_case()
+    # The synthetic model is consistent with the flips being misfit.
+    given = embedding.probabilities[flipped, labels[flipped]]
+    assert np.all(given < 0.5) and np.all(embedding.margin[flipped].mean(axis=1) < 0)
+    scores = run_detector(detector, embedding, labels)
+    clean = np.setdiff1d(np.arange(labels.size), flipped)
+    assert standardized_gap(scores, flipped, clean) > 3.0
+    # Trusted influence is signed and noisier (a flip can lower the trusted loss of a few
+    # trusted samples near its blob); the others put nearly every flip above the clean median.
+    share = 0.75 if detector.needs_trusted else 0.95
+    assert np.mean(scores[flipped] > np.median(scores[clean])) > share
+
+
+def test_label_noise_detectors_include_the_expected_ones():
+    expected = {"confident-learning", "knn-labels", "aum", "tracin", "influence"}
+    assert expected <= {d.name for d in LABEL_NOISE_DETECTORS}
+    assert {"spectral", "spectre", "activation-clustering", "early-loss"} <= {
+        d.name for d in BACKDOOR_DETECTORS
+    }
+
+
+# --- get_detectors ------------------------------------------------------------------------------
+
+
+def test_get_detectors_none_and_all_leave_out_detectors_that_need_a_trusted_set():
+    untrusted = [name for name, d in DETECTORS.items() if not d.needs_trusted]
+    assert "trusted-influence" not in untrusted
+    assert [d.name for d in get_detectors(None)] == untrusted
+    assert [d.name for d in get_detectors("all")] == untrusted
+    assert all(isinstance(d, Detector) for d in get_detectors(None))
+
+
+def test_get_detectors_with_a_trusted_set_gives_every_detector():
+    assert [d.name for d in get_detectors(None, trusted=True)] == list(DETECTORS)
+    assert [d.name for d in get_detectors("all", trusted=True)] == list(DETECTORS)
+    chosen = get_detectors("trusted-influence,spectral", trusted=True)
+    assert [d.name for d in chosen] == ["trusted-influence", "spectral"]
+
+
+def test_get_detectors_parses_comma_separated_names():
+    names = list(DETECTORS)
+    first, last = names[0], names[-2]
+    assert [d.name for d in get_detectors(f"{last}, {first}")] == [last, first]
+    assert [d.name for d in get_detectors(f" {first} ,")] == [first]
+    assert [d.name for d in get_detectors(f"{first},{first}")] == [first]
+    assert [d.name for d in get_detectors([last])] == [last]
+    assert [d.name for d in get_detectors((first, last))] == [first, last]
+
+
+@pytest.mark.parametrize("names", ["nope", "spectral,nope", ["nope"], "", " , ", []])
+def test_get_detectors_unknown_name_lists_valid_ones(names):
+    with pytest.raises(ValueError) as info:
+        get_detectors(names)
+    message = str(info.value)
+    for name in DETECTORS:
+        assert name in message
+    if "nope" in str(names):
+        assert "nope" in message
+
+
+@pytest.mark.parametrize("names", ["trusted-influence", "spectral,trusted-influence"])
+def test_get_detectors_refuses_trusted_influence_without_a_trusted_set(names):
+    with pytest.raises(ValueError, match="trusted-influence.*trusted"):
+        get_detectors(names)
+
+
+# --- spectral signatures (and SPECTRE through the same cases) -----------------------------------
+
+SCORERS = {
+    "spectral": lambda f, y, **kw: spectral_signature_scores(
+        f, y, min_class_size=kw.get("min_class_size", 10)
+    ),
+    "spectre": lambda f, y, **kw: spectre_scores(f, y, **kw),
+}
 
 
 @pytest.mark.parametrize("scorer", SCORERS.values(), ids=SCORERS.keys())
@@ -176,222 +453,488 @@ def test_spectral_scores_are_measured_from_the_median():
     np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
 
 
-def test_robust_spectral_is_deterministic_under_a_seed():
+# --- SPECTRE: robust whitening, distance ratio, QUE ---------------------------------------------
+
+
+def one_class_with_far_group(
+    seed: int, n: int = 400, share: float = 0.0, shift: float = 12.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One Gaussian class in ``DIM`` dimensions (unequal axis scales); ``share`` of it moved by
+    ``shift`` along a random direction. Returns features, labels (all 0) and the moved rows."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, DIM)) * np.linspace(0.5, 3.0, DIM)
+    far = np.sort(rng.choice(n, round(share * n), replace=False))
+    direction = rng.normal(size=DIM)
+    direction /= np.linalg.norm(direction)
+    features[far] += shift * direction * 3.0
+    return features, np.zeros(n, dtype=np.int64), far
+
+
+def test_robust_class_fits_are_deterministic_under_a_seed():
     features, labels, _ = planted_features()
     kwargs = {"min_class_size": 10, "n_components": 5, "max_fit_samples": 100}
-    first = robust_spectral_scores(features, labels, seed=7, **kwargs)
-    again = robust_spectral_scores(features, labels, seed=7, **kwargs)
-    np.testing.assert_array_equal(first, again)
+    first = robust_class_fits(features, labels, seed=7, **kwargs)
+    again = robust_class_fits(features, labels, seed=7, **kwargs)
+    for field in ("que", "distance", "distance_ratio", "scored"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(again, field))
+    np.testing.assert_array_equal(spectre_scores(features, labels, seed=7, **kwargs), first.que)
     # Even fitting on a random subset of 100 of each class, the planted points stay on top.
-    assert top_of_class(first, labels, TARGET, N_PLANTED) == set(planted_features()[2].tolist())
+    planted = planted_features()[2]
+    assert top_of_class(first.que, labels, TARGET, N_PLANTED) == set(planted.tolist())
+    assert top_of_class(first.distance_ratio, labels, TARGET, N_PLANTED) == set(planted.tolist())
 
 
-def test_robust_spectral_small_class_is_mapped_to_the_common_null():
-    # A class of 20 samples is scored in a 4-d subspace (20 // 5) and its distances mapped to
-    # the chi2(n_components) quantile with the same tail probability, so its median sits near
-    # the median of chi2(n_components), like a full-size class.
-    rng = np.random.default_rng(4)
-    features = rng.normal(size=(20 + 400, DIM))
-    labels = np.concatenate([np.zeros(20, dtype=np.int64), np.ones(400, dtype=np.int64)])
-    scores = robust_spectral_scores(features, labels, n_components=10)
-    target = stats.chi2.median(10)
-    assert np.all(np.isfinite(scores)) and np.all(scores >= 0)
-    assert 0.5 * target < np.median(scores[labels == 0]) < 2.0 * target
-    assert 0.8 * target < np.median(scores[labels == 1]) < 1.25 * target
+def test_distance_ratio_is_about_one_on_a_clean_gaussian_class():
+    features, labels, _ = one_class_with_far_group(0)
+    fit = robust_class_fits(features, labels)
+    assert fit.scored.all()
+    assert 0.5 < np.median(fit.distance_ratio) < 2.0
+    assert np.all(fit.distance_ratio >= 0)
+    # A clean Gaussian class has no far group: nothing near the rule's far_ratio of 10.
+    assert np.mean(fit.distance_ratio > 10.0) < 0.01
+    # The ratio is the distance over a positive class constant.
+    constant = fit.distance / fit.distance_ratio
+    np.testing.assert_allclose(constant, constant[0], rtol=1e-9)
 
 
-# --- the detector registry and its contract ------------------------------------------------------
+@pytest.mark.parametrize(
+    "share",
+    [
+        0.1,
+        0.2,
+        pytest.param(
+            0.3,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="library bug: sklearn's MinCovDet starts its c-steps from random "
+                "h-subsets (not (p+1)-subsets as FastMCD does), so with 30 % far points in a "
+                "10-d subspace every start holds ~30 % of them and converges to a mixed fit "
+                "(log-det 17.5 against 15.1 for the clean support); the far group then gets "
+                "distance ratios about 1",
+            ),
+        ),
+    ],
+)
+def test_a_planted_far_group_gets_a_large_distance_ratio(share):
+    features, labels, far = one_class_with_far_group(1, share=share)
+    fit = robust_class_fits(features, labels)
+    clean = np.setdiff1d(np.arange(labels.size), far)
+    assert np.min(fit.distance_ratio[far]) > 10.0
+    assert np.median(fit.distance_ratio[far]) > 30.0
+    assert 0.5 < np.median(fit.distance_ratio[clean]) < 2.0
+    # QUE ranks them on top as well.
+    assert np.min(fit.que[far]) > np.max(fit.que[clean])
 
 
-@pytest.mark.parametrize("detector", DETECTORS.values(), ids=DETECTORS.keys())
-def test_registered_detector_contract(detector: Detector):
-    features, labels, planted = planted_features(seed=5)
-    embedding = as_embedding(features)
-    scores = detector.run(embedding, labels, min_class_size=10, seed=0)
-    assert isinstance(scores, np.ndarray)
-    assert scores.shape == (labels.size,)
-    assert np.all(np.isfinite(scores))
-    # Higher = more suspicious: the planted points rank on top of their class.
-    assert top_of_class(scores, labels, TARGET, N_PLANTED) == set(planted.tolist())
-    # Deterministic under a seed.
-    np.testing.assert_array_equal(
-        scores, detector.run(embedding, labels, min_class_size=10, seed=0)
-    )
-    assert detector.null_df >= 1
-    assert detector.summary.strip()
-
-
-@pytest.mark.parametrize("detector", DETECTORS.values(), ids=DETECTORS.keys())
-def test_registered_detector_is_calibrated_on_clean_gaussian_classes(detector: Detector):
-    # Within a clean class the scores follow a scaled chi2(null_df): the p-values of
-    # class_pvalues are then close to uniform, which the flagging rule's tail threshold assumes.
-    rng = np.random.default_rng(6)
-    labels = np.repeat(np.arange(3), 1000)
-    features = rng.normal(size=(labels.size, DIM)) * np.array([1.0, 3.0, 0.2])[labels, None]
-    scores = detector.run(as_embedding(features), labels, min_class_size=10, seed=0)
-    pvalues = class_pvalues(scores, labels, df=detector.null_df, min_class_size=10)
-    assert 0.03 <= np.mean(pvalues < 0.05) <= 0.07
-    assert 0.3 <= np.mean(pvalues < 0.5) <= 0.7
-
-
-@pytest.mark.parametrize("detector", DETECTORS.values(), ids=DETECTORS.keys())
-def test_registered_detector_skips_small_classes(detector: Detector):
+def test_small_classes_are_not_fitted():
     features, labels, _ = planted_features()
-    features = np.vstack([features, np.full((3, DIM), 50.0)])
-    labels = np.concatenate([labels, [3, 3, 3]])
-    scores = detector.run(as_embedding(features), labels, min_class_size=10, seed=0)
-    assert np.all(scores[labels == 3] == 0)
+    features = np.vstack([features, np.random.default_rng(3).normal(size=(5, DIM)) * 40])
+    labels = np.concatenate([labels, np.full(5, 3)])
+    fit = robust_class_fits(features, labels, min_class_size=10)
+    small = labels == 3
+    assert not fit.scored[small].any() and fit.scored[~small].all()
+    for values in (fit.que, fit.distance, fit.distance_ratio):
+        assert np.all(values[small] == 0)
 
 
-def test_get_detectors_none_and_all_give_every_detector():
-    assert [d.name for d in get_detectors(None)] == list(DETECTORS)
-    assert [d.name for d in get_detectors("all")] == list(DETECTORS)
-    assert all(isinstance(d, Detector) for d in get_detectors(None))
-
-
-def test_get_detectors_parses_comma_separated_names():
-    names = list(DETECTORS)
-    first, last = names[0], names[-1]
-    assert [d.name for d in get_detectors(f"{last}, {first}")] == [last, first]
-    assert [d.name for d in get_detectors(f" {first} ,")] == [first]
-    assert [d.name for d in get_detectors(f"{first},{first}")] == [first]
-    assert [d.name for d in get_detectors([last])] == [last]
-    assert [d.name for d in get_detectors((first, last))] == [first, last]
-
-
-@pytest.mark.parametrize("names", ["nope", "spectral,nope", ["nope"], "", " , ", []])
-def test_get_detectors_unknown_name_lists_valid_ones(names):
-    with pytest.raises(ValueError) as info:
-        get_detectors(names)
-    message = str(info.value)
-    for name in DETECTORS:
-        assert name in message
-    if "nope" in str(names):
-        assert "nope" in message
-
-
-# --- the flagging rule ---------------------------------------------------------------------------
-
-
-def _tail_pvalues(rng, counts, tail_share):
-    """p-values per class: ``tail_share[c]`` of class c far in the tail (1e-7), the rest uniform."""
-    labels = np.repeat(np.arange(len(counts)), counts)
-    pvalues = rng.uniform(0.001, 1.0, size=labels.size)
-    truth = np.zeros(labels.size, dtype=bool)
-    for code, share in enumerate(tail_share):
-        members = np.flatnonzero(labels == code)
-        tail = members[: round(share * members.size)]
-        pvalues[tail] = 1e-7
-        truth[tail] = True
-    return pvalues, labels, truth
-
-
-def test_decide_calls_the_class_whose_tail_stands_out():
-    rng = np.random.default_rng(0)
-    shares = [0.10, 0.08, 0.12, 0.09, 0.11, 0.40, 0.10, 0.07, 0.13, 0.10]
-    pvalues, labels, truth = _tail_pvalues(rng, [200] * 10, shares)
-    decision = decide(pvalues, labels, np.ones(10, dtype=bool), tail_p=1e-4, class_z=3.0)
-    assert decision.rule == "class-tail"
-    assert decision.suspicious_classes == [5]
-    # Only the tail samples of the suspicious class are flagged.
-    assert decision.flagged.tolist() == (truth & (labels == 5)).tolist()
-    assert decision.tail_share[5] == pytest.approx(0.40)
-    assert decision.class_z[5] > 3.0
-    assert np.all(decision.class_z[np.arange(10) != 5] < 3.0)
-    assert decision.threshold == pytest.approx(4.0)
-
-
-def test_decide_is_quiet_when_no_class_stands_out():
-    rng = np.random.default_rng(1)
-    shares = [0.10, 0.08, 0.12, 0.09, 0.11, 0.10, 0.10, 0.07, 0.13, 0.10]
-    pvalues, labels, truth = _tail_pvalues(rng, [200] * 10, shares)
-    decision = decide(pvalues, labels, np.ones(10, dtype=bool), tail_p=1e-4, class_z=3.0)
-    assert truth.sum() > 150  # plenty of tail samples, spread evenly over the classes
-    assert decision.suspicious_classes == []
-    assert not decision.flagged.any()
-
-
-def test_decide_ignores_unscored_classes():
-    rng = np.random.default_rng(2)
-    shares = [0.10, 0.08, 0.12, 0.90, 0.11]
-    pvalues, labels, _ = _tail_pvalues(rng, [200] * 5, shares)
-    scored = np.array([True, True, True, False, True])
-    decision = decide(pvalues, labels, scored, tail_p=1e-4, class_z=3.0)
-    assert decision.suspicious_classes == []
-    assert np.isnan(decision.class_z[3])
-
-
-def test_decide_flags_nothing_with_fewer_than_three_classes():
-    rng = np.random.default_rng(3)
-    pvalues, labels, truth = _tail_pvalues(rng, [200, 200], [0.5, 0.0])
-    decision = decide(pvalues, labels, np.ones(2, dtype=bool), tail_p=1e-4, class_z=3.0)
-    assert truth.any()
-    assert decision.rule == "unavailable"
-    assert not decision.flagged.any()
-    assert decision.suspicious_classes == []
-    # The evidence is still reported per sample.
-    assert np.all(decision.score[truth] == pytest.approx(7.0))
-
-
-@pytest.mark.parametrize("tail_p", [0.0, 1.0, -0.1, 1.5])
-def test_decide_rejects_bad_tail_p(tail_p):
-    with pytest.raises(ValueError, match="tail_p"):
-        decide(
-            np.array([0.5, 0.5]),
-            np.array([0, 1]),
-            np.ones(2, dtype=bool),
-            tail_p=tail_p,
-            class_z=3.0,
-        )
-
-
-@pytest.mark.parametrize("df", [1, 10])
-def test_class_pvalues_uniform_under_the_null(df):
-    rng = np.random.default_rng(df)
-    labels = np.repeat([0, 1], 10_000)
-    sigma2 = np.array([0.3, 40.0])[labels]  # a different scale in each class
-    scores = sigma2 * rng.chisquare(df, size=labels.size)
-    pvalues = class_pvalues(scores, labels, df=df, min_class_size=10)
-    assert pvalues.shape == scores.shape
-    assert np.all((pvalues >= 0) & (pvalues <= 1))
-    for code in (0, 1):
-        p = pvalues[labels == code]
-        assert 0.03 <= np.mean(p < 0.05) <= 0.07
-        assert 0.45 <= np.mean(p < 0.5) <= 0.55
-    # Higher score, lower p-value, within a class.
-    members = np.flatnonzero(labels == 0)
-    order = np.argsort(scores[members])
-    assert np.all(np.diff(pvalues[members][order]) <= 0)
-
-
-def test_class_pvalues_do_not_depend_on_a_class_scale():
-    rng = np.random.default_rng(3)
-    labels = np.repeat([0, 1], 200)
-    scores = rng.chisquare(1, size=400)
-    base = class_pvalues(scores, labels, df=1, min_class_size=10)
-    scaled = scores.copy()
-    scaled[labels == 1] *= 1000.0
-    np.testing.assert_allclose(class_pvalues(scaled, labels, df=1, min_class_size=10), base)
-
-
-def test_class_pvalues_skipped_classes_get_one():
+def test_que_with_alpha_zero_is_the_mean_squared_norm():
     rng = np.random.default_rng(4)
-    labels = np.concatenate([np.zeros(100, dtype=np.int64), np.ones(5, dtype=np.int64), [2]])
-    scores = rng.chisquare(1, size=labels.size) * 5
-    scores[labels == 1] = 1e6  # huge, but the class is too small to be scored
-    scores[labels == 2] = 1e6
-    pvalues = class_pvalues(scores, labels, df=1, min_class_size=10)
-    assert np.all(pvalues[labels == 1] == 1.0)
-    assert np.all(pvalues[labels == 2] == 1.0)
-    assert np.any(pvalues[labels == 0] < 1.0)
-    # A class whose scores are all zero (e.g. constant features) has no scale: p = 1.
-    zero = class_pvalues(np.zeros(50), np.repeat([0, 1], 25), df=1, min_class_size=10)
-    np.testing.assert_array_equal(zero, 1.0)
+    whitened = rng.normal(size=(50, 6)) * np.array([1, 1, 1, 2, 3, 5])
+    expected = np.square(whitened).sum(axis=1) / 6
+    np.testing.assert_allclose(que_scores(whitened, alpha=0.0), expected, rtol=1e-12)
+    # And through the class fits: QUE with alpha 0 is the robust distance over k.
+    features, labels, _ = one_class_with_far_group(2, share=0.1)
+    fit = robust_class_fits(features, labels, alpha=0.0, n_components=5)
+    np.testing.assert_allclose(fit.que, fit.distance / 5, rtol=1e-9)
 
 
-def test_suspicion_from_pvalues():
-    p = np.array([1.0, 0.1, 1e-5, 0.0])
-    scores = suspicion_from_pvalues(p)
-    np.testing.assert_allclose(scores[:3], [0.0, 1.0, 5.0], atol=1e-12)
-    assert scores[3] == MAX_SCORE
-    assert np.all(np.diff(scores) > 0)  # lower p-value, higher suspicion
+def test_que_weights_the_direction_where_the_excess_variance_lies():
+    # Whitened rows: isotropic, plus a few rows far along the first axis. With alpha > 0 QUE
+    # weighs that axis more, so those rows gain on the rest relative to alpha = 0.
+    rng = np.random.default_rng(5)
+    whitened = rng.normal(size=(200, 5))
+    whitened[:20, 0] += 6.0
+    flat, sharp = que_scores(whitened, alpha=0.0), que_scores(whitened, alpha=4.0)
+    assert np.all(np.isfinite(sharp)) and np.all(sharp >= 0)
+    assert sharp[:20].mean() / sharp[20:].mean() > flat[:20].mean() / flat[20:].mean()
+
+
+def test_robust_class_fits_rejects_negative_alpha():
+    features, labels, _ = planted_features()
+    with pytest.raises(ValueError, match="alpha"):
+        robust_class_fits(features, labels, alpha=-1.0)
+
+
+# --- activation clustering ----------------------------------------------------------------------
+
+
+def two_blob_class(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A class of 200 samples: 70 % in one Gaussian blob, 30 % in another 10 apart; plus a
+    second, single-blob class. Returns features, labels and the rows of the 30 % blob."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(400, DIM))
+    labels = np.repeat([0, 1], 200)
+    minority = np.sort(rng.choice(200, 60, replace=False))
+    direction = rng.normal(size=DIM)
+    features[minority] += 10.0 * direction / np.linalg.norm(direction)
+    features[200:] += 30.0
+    return features, labels, minority
+
+
+@pytest.mark.parametrize("reduce", ["pca", "ica"])
+def test_activation_clustering_finds_the_minority_blob(reduce):
+    features, labels, minority = two_blob_class()
+    scores, splits = activation_clustering(features, labels, reduce=reduce, seed=0)
+    assert [split.code for split in splits] == [0, 1]
+    split = splits[0]
+    assert isinstance(split, ClassSplit)
+    assert split.size == 200
+    np.testing.assert_array_equal(np.sort(split.minority), minority)
+    assert split.minority_share == pytest.approx(0.3)
+    assert split.separation > 5.0
+    # Higher = closer to the smaller cluster.
+    majority = np.setdiff1d(np.arange(200), minority)
+    assert np.min(scores[minority]) > np.max(scores[majority])
+    assert np.all(np.isfinite(scores))
+
+
+def test_activation_clustering_on_a_single_blob_separates_little():
+    features, labels, _ = two_blob_class()
+    _, splits = activation_clustering(features, labels, seed=0)
+    assert splits[1].code == 1
+    assert splits[1].separation < 4.0
+    assert splits[0].separation > 2 * splits[1].separation
+
+
+def test_activation_clustering_is_deterministic_and_skips_small_classes():
+    features, labels, _ = two_blob_class()
+    features = np.vstack([features, np.full((3, DIM), 50.0)])
+    labels = np.concatenate([labels, [2, 2, 2]])
+    scores, splits = activation_clustering(features, labels, seed=3)
+    again, splits_again = activation_clustering(features, labels, seed=3)
+    np.testing.assert_array_equal(scores, again)
+    assert [s.separation for s in splits] == [s.separation for s in splits_again]
+    assert 2 not in [s.code for s in splits]
+    assert np.all(scores[labels == 2] == 0)
+
+
+def test_activation_clustering_rejects_an_unknown_reduction():
+    features, labels, _ = two_blob_class()
+    with pytest.raises(ValueError, match="tsne"):
+        activation_clustering(features, labels, reduce="tsne")
+
+
+# --- the decision rules -------------------------------------------------------------------------
+
+K = 5
+CLASS_SIZE = 300
+TARGET_CLASS = 2
+
+
+class Synthetic:
+    """Arrays for :func:`decide`: 5 classes of 300; every sample's model probability of its
+    label is 0.9, its runner-up class (label + 1) mod K; its distance ratio is between 0.2 and
+    2.5; its margins are about 2 per epoch; its out-of-sample probability of the label is 0.9."""
+
+    def __init__(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.rng = rng
+        self.labels = np.repeat(np.arange(K), CLASS_SIZE)
+        n = self.labels.size
+        self.ratio = rng.uniform(0.2, 2.5, size=n)
+        self.margin = 2.0 + 0.3 * rng.normal(size=(n, 4))
+        self.runner_up = (self.labels + 1) % K
+        self.oos_predicted = self.labels.copy()
+        self.oos_given = np.full(n, 0.9)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self._probabilities(self.labels, self.runner_up, 0.9)
+
+    @property
+    def oos_probabilities(self) -> np.ndarray:
+        other = np.where(
+            self.oos_predicted == self.labels, (self.labels + 1) % K, self.oos_predicted
+        )
+        return self._probabilities(self.labels, other, self.oos_given)
+
+    def _probabilities(self, labels, other, given) -> np.ndarray:
+        n = labels.size
+        given = np.broadcast_to(np.asarray(given, dtype=np.float64), (n,))
+        second = np.where(given < 0.5, 0.9, 0.06)  # the other class wins when given is low
+        rest = (1.0 - given - second) / (K - 2)
+        probabilities = np.repeat(rest[:, None], K, axis=1)
+        probabilities[np.arange(n), labels] = given
+        probabilities[np.arange(n), other] = second
+        assert np.allclose(probabilities.sum(axis=1), 1.0) and np.all(probabilities >= 0)
+        return probabilities
+
+    def plant_far_group(self, *, margin: float, diverse: bool, share: float = 0.25) -> np.ndarray:
+        members = np.flatnonzero(self.labels == TARGET_CLASS)
+        far = np.sort(self.rng.choice(members, round(share * members.size), replace=False))
+        self.ratio[far] = self.rng.uniform(50.0, 200.0, size=far.size)
+        self.margin[far] = margin + 0.3 * self.rng.normal(size=(far.size, 4))
+        if diverse:
+            others = [c for c in range(K) if c != TARGET_CLASS]
+            self.runner_up[far] = np.resize(others, far.size)
+        return far
+
+    def decide(self, **overrides) -> Decision:
+        kwargs = {
+            "distance_ratio": self.ratio,
+            "margin": self.margin,
+            "probabilities": self.probabilities,
+            "oos_probabilities": self.oos_probabilities,
+            "settings": DecisionSettings(),
+        }
+        kwargs.update(overrides)
+        detector_scores = {"spectre": self.ratio.copy()}
+        return decide(self.labels, K, np.ones(K, dtype=bool), detector_scores, **kwargs)
+
+
+def test_synthetic_decision_inputs_are_what_they_claim():
+    data = Synthetic()
+    probabilities = data.probabilities
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    assert np.all(probabilities.argmax(axis=1) == data.labels)
+    others = probabilities.copy()
+    others[np.arange(data.labels.size), data.labels] = -1
+    np.testing.assert_array_equal(others.argmax(axis=1), (data.labels + 1) % K)
+
+
+def test_backdoor_rule_calls_a_far_easy_group_of_diverse_origin():
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    decision = data.decide()
+    assert decision.target_classes == [TARGET_CLASS]
+    assert decision.attack_kinds == ["backdoor"]
+    truth = np.zeros(data.labels.size, dtype=bool)
+    truth[far] = True
+    np.testing.assert_array_equal(decision.flagged, truth)
+    assert set(decision.kind[far]) == {"backdoor"}
+    assert set(decision.kind[~truth]) == {""}
+    assert np.all(decision.score[truth] >= 0.5)
+    assert np.all(decision.score[~truth] < 0.5)
+    assert np.all((decision.score >= 0) & (decision.score <= 1))
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.backdoor and evidence.far_share == pytest.approx(0.25)
+    assert evidence.far_margin > evidence.core_margin
+    assert evidence.far_entropy - evidence.core_entropy > 0.9
+    assert 2.5 < evidence.cut_ratio < 50.0
+    assert not any(e.backdoor for e in decision.evidence if e.code != TARGET_CLASS)
+    assert not decision.noisy_labels
+
+
+def test_backdoor_rule_ignores_a_far_group_of_hard_samples():
+    data = Synthetic()
+    data.plant_far_group(margin=-1.0, diverse=True)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.far_share == pytest.approx(0.25)  # the group was measured ...
+    assert evidence.far_margin < evidence.core_margin  # ... and found hard
+    assert decision.target_classes == []
+    assert not decision.flagged.any()
+    assert np.all(decision.score < 0.5)
+
+
+def test_backdoor_rule_ignores_a_far_group_of_one_origin():
+    data = Synthetic()
+    data.plant_far_group(margin=5.0, diverse=False)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.far_margin > evidence.core_margin
+    assert evidence.far_entropy == pytest.approx(evidence.core_entropy)
+    assert decision.target_classes == []
+    assert not decision.flagged.any()
+
+
+def test_backdoor_rule_is_off_without_distance_ratios():
+    data = Synthetic()
+    data.plant_far_group(margin=5.0, diverse=True)
+    decision = data.decide(distance_ratio=None)
+    assert decision.target_classes == []
+    assert not decision.flagged.any()
+    assert any("backdoor rule off" in note for note in decision.notes)
+    assert np.all(decision.score < 0.5)
+
+
+def test_backdoor_rule_is_off_with_fewer_than_four_classes():
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    keep = data.labels < 3  # classes 0, 1 and 2 (the target)
+    labels = data.labels[keep]
+    probabilities = data.probabilities[keep][:, :3]
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    oos = data.oos_probabilities[keep][:, :3]
+    oos /= oos.sum(axis=1, keepdims=True)
+    decision = decide(
+        labels,
+        3,
+        np.ones(3, dtype=bool),
+        {},
+        distance_ratio=data.ratio[keep],
+        margin=data.margin[keep],
+        probabilities=probabilities,
+        oos_probabilities=oos,
+    )
+    assert far.max() < keep.sum()
+    assert decision.target_classes == []
+    assert not decision.flagged.any()
+    assert any("at least 4 classes" in note for note in decision.notes)
+    # Four classes of which only three are scored: off as well.
+    scored = np.array([True, True, True, False, False])
+    decision = decide(
+        data.labels,
+        K,
+        scored,
+        {},
+        distance_ratio=data.ratio,
+        margin=data.margin,
+        probabilities=data.probabilities,
+        oos_probabilities=data.oos_probabilities,
+    )
+    assert decision.target_classes == [] and not decision.flagged.any()
+
+
+def plant_label_noise(data: Synthetic, per_class: int) -> np.ndarray:
+    """``per_class`` samples of every class get out-of-sample probability 0.005 for their label,
+    the predicted class cycling through the other classes (so every class pair gets some)."""
+    noisy = []
+    for code in range(K):
+        members = np.flatnonzero(data.labels == code)
+        chosen = np.sort(data.rng.choice(members, per_class, replace=False))
+        others = [c for c in range(K) if c != code]
+        data.oos_predicted[chosen] = np.resize(others, per_class)
+        data.oos_given[chosen] = 0.005
+        noisy.append(chosen)
+    return np.concatenate(noisy)
+
+
+def test_label_noise_rule_flags_low_probability_labels_spread_over_the_pairs():
+    data = Synthetic()
+    noisy = plant_label_noise(data, per_class=30)  # 10 % of the data, 7 or 8 per class pair
+    oos = data.oos_probabilities
+    assert np.all(oos[noisy].argmax(axis=1) != data.labels[noisy])
+    decision = data.decide()
+    assert decision.noisy_labels
+    assert decision.attack_kinds == ["label-noise"]
+    assert decision.pair_median >= 7
+    truth = np.zeros(data.labels.size, dtype=bool)
+    truth[noisy] = True
+    np.testing.assert_array_equal(decision.flagged, truth)
+    assert set(decision.kind[truth]) == {"label-noise"}
+    assert set(decision.kind[~truth]) == {""}
+    assert np.all(decision.score[truth] >= 0.5) and np.all(decision.score[~truth] < 0.5)
+    assert [e.label_flags for e in decision.evidence] == [30] * K
+    assert decision.target_classes == []
+
+
+def test_label_noise_rule_ignores_a_few_confusions_in_one_class_pair():
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == 0)[:3]
+    data.oos_predicted[members] = 1
+    data.oos_given[members] = 0.005
+    decision = data.decide()
+    assert not decision.noisy_labels
+    assert decision.pair_median == 0
+    assert not decision.flagged.any()
+    assert np.all(decision.kind == "")
+
+
+def test_label_noise_rule_needs_enough_confusions_per_pair_and_overall():
+    # Two per class pair (as clean data has in its confusable pairs): median 2 < 3.
+    data = Synthetic()
+    plant_label_noise(data, per_class=8)
+    decision = data.decide()
+    assert decision.pair_median == 2
+    assert not decision.noisy_labels and not decision.flagged.any()
+    # 10 % noise, but the settings ask for an estimated rate of at least 20 %.
+    data = Synthetic()
+    plant_label_noise(data, per_class=30)
+    decision = data.decide(settings=DecisionSettings(min_noise_rate=0.2))
+    assert decision.pair_median >= 7
+    assert not decision.noisy_labels and not decision.flagged.any()
+
+
+def test_label_noise_rule_is_off_without_out_of_sample_probabilities():
+    data = Synthetic()
+    plant_label_noise(data, per_class=30)
+    decision = data.decide(oos_probabilities=None)
+    assert not decision.noisy_labels
+    assert np.isnan(decision.pair_median)
+    assert not decision.flagged.any()
+    assert any("label-noise rule off" in note for note in decision.notes)
+
+
+def test_both_rules_together_flag_each_kind_once():
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    noisy = plant_label_noise(data, per_class=30)
+    decision = data.decide()
+    assert decision.attack_kinds == ["backdoor", "label-noise"]
+    assert set(decision.kind[far]) == {"backdoor"}  # a backdoor flag is not overwritten
+    only_noisy = np.setdiff1d(noisy, far)
+    assert set(decision.kind[only_noisy]) == {"label-noise"}
+    assert decision.flagged.sum() == np.union1d(far, noisy).size
+
+
+def test_decide_calibrates_and_fires_detectors_per_class():
+    data = Synthetic()
+    scores = data.rng.normal(size=data.labels.size) * (1 + data.labels)  # a scale per class
+    scores[7] = 100.0
+    decision = decide(
+        data.labels,
+        K,
+        np.ones(K, dtype=bool),
+        {"toy": scores},
+        distance_ratio=data.ratio,
+        margin=data.margin,
+        probabilities=data.probabilities,
+        oos_probabilities=data.oos_probabilities,
+    )
+    np.testing.assert_array_equal(
+        decision.calibrated["toy"], robust_z(scores, data.labels, np.ones(scores.size, bool))
+    )
+    assert decision.fired["toy"][7]
+    assert decision.fired["toy"].mean() < 0.02
+
+
+# --- robust_z -----------------------------------------------------------------------------------
+
+
+def test_robust_z_is_centred_and_scaled_within_each_class():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [301, 400, 5000])
+    scale = np.array([0.01, 1.0, 50.0])[labels]
+    scores = 7.0 * labels + scale * rng.normal(size=labels.size)
+    z = robust_z(scores, labels, np.ones(labels.size, dtype=bool))
+    for code in range(3):
+        values = z[labels == code]
+        assert np.median(values) == pytest.approx(0.0, abs=1e-12)
+    # For a Gaussian class, 1.4826 MAD estimates the standard deviation.
+    assert 0.95 < z[labels == 2].std() < 1.05
+    # Invariant to an affine change of one class's scores.
+    moved = scores.copy()
+    moved[labels == 1] = 3.0 * moved[labels == 1] - 40.0
+    np.testing.assert_allclose(robust_z(moved, labels, np.ones(labels.size, bool)), z)
+
+
+def test_robust_z_gives_zero_to_unscored_classes_and_copes_with_constant_ones():
+    labels = np.repeat([0, 1, 2], 20)
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=60)
+    scores[labels == 1] = 4.0  # constant class
+    scored = labels != 2
+    z = robust_z(scores, labels, scored)
+    assert np.all(np.isfinite(z))
+    assert np.all(z[labels == 2] == 0)
+    assert np.all(z[labels == 1] == 0)
+    assert np.any(z[labels == 0] != 0)
+    # A class where more than half the scores tie (MAD 0) still ranks its outlier on top.
+    scores[labels == 1] = 0.0
+    scores[np.flatnonzero(labels == 1)[0]] = 5.0
+    z = robust_z(scores, labels, scored)
+    assert np.all(np.isfinite(z))
+    assert z[np.flatnonzero(labels == 1)[0]] > 0
+    # A single scored sample cannot be calibrated: 0.
+    assert robust_z(np.array([3.0, 1.0]), np.array([0, 1]), np.ones(2, bool)).tolist() == [0, 0]

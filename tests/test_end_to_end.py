@@ -80,11 +80,6 @@ def test_sample_scan_writes_a_complete_report(case, request):
     assert (out / "report.html").stat().st_size > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open in issue 2: the class-tail rule does not yet call the digits target class "
-    "(robust z 2.2 < 3.0); strict, so this fails loudly once detection meets the bar",
-)
 def test_digits_backdoor_is_found(digits_scan):
     """The BadNets patch (90 images relabelled 0) is found, and few clean images are flagged."""
     result, out = digits_scan

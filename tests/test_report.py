@@ -84,7 +84,7 @@ def make_result(kind: str = "image", n: int = N, tmp_path: Path | None = None) -
             name=CLASS_NAMES[c],
             count=int(counts[c]),
             flagged=int(per_class_flagged[c]),
-            verdict="suspicious" if c == 0 else "clean",
+            verdict="backdoor-target" if c == 0 else "clean",
             reason="a tight cluster <of> flagged samples" if c == 0 else "nothing stands out",
         )
         for c in range(3)
@@ -177,14 +177,20 @@ def test_report_json_keys_and_counts(tmp_path):
     assert findings["flagged_fraction"] == pytest.approx(len(FLAGGED) / N)
     assert findings["threshold"] == 2.0
     assert [c["flagged"] for c in findings["per_class"]] == [2, 0, 1]
-    assert findings["per_class"][0]["verdict"] == "suspicious"
+    assert findings["per_class"][0]["verdict"] == "backdoor-target"
     top = findings["top_flagged"]
     assert sorted(t["index"] for t in top) == sorted(FLAGGED)
     assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
-    assert set(top[0]) == {"index", "id", "label", "score", *DETECTORS}
+    assert set(top[0]) == {"index", "id", "label", "score", "fired", *DETECTORS}
     assert HOSTILE_ID in {t["id"] for t in top}
     assert set(report["detectors"]) == set(DETECTORS)
-    assert set(report["detectors"]["spectral"]) == {"min", "median", "max"}
+    assert set(report["detectors"]["spectral"]) == {
+        "min",
+        "median",
+        "max",
+        "fired",
+        "fired_on_flagged",
+    }
     assert report["timings"]["load"] == 0.123
     assert report["timings"]["report"] >= 0 and "report" in result.timings
     assert report["warnings"] == ["only 20 samples <per> class"]

@@ -2,90 +2,276 @@
 
 Each detector maps what the embedding model learned (features, probabilities, training
 dynamics) and the given labels to one suspicion score per sample, **higher = more suspicious**.
-Scores are comparable within a class, not across detectors; :mod:`poisonguard.decision` turns
-them into p-values and flags.
+Scores are comparable within a class, not across detectors; :mod:`poisonguard.decision`
+calibrates them per class and turns them into flags.
+
+The registry adapts each function to one call signature, ``run(inputs) -> scores``, where
+``inputs`` is a :class:`DetectorInputs`. Work that several detectors and the decision share (the
+robust whitening of each class, the out-of-sample probabilities) is computed once, on first use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from poisonguard.detectors.robust_spectral import robust_spectral_scores
+from poisonguard.detectors.activation_clustering import (
+    REDUCERS,
+    ClassSplit,
+    activation_clustering,
+)
+from poisonguard.detectors.confident_learning import (
+    confident_learning_scores,
+    out_of_sample_probabilities,
+)
+from poisonguard.detectors.influence import (
+    influence_self_scores,
+    tracin_self_influence,
+    trusted_influence_scores,
+)
+from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.spectral import spectral_signature_scores
+from poisonguard.detectors.spectre import RobustClassFit, robust_class_fits
+from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
 from poisonguard.results import Embedding
 
 __all__ = [
-    "Detector",
     "DETECTORS",
+    "Detector",
+    "DetectorInputs",
+    "TrustedSet",
     "get_detectors",
-    "robust_spectral_scores",
-    "spectral_signature_scores",
+    "REDUCERS",
 ]
+
+BACKDOOR = "backdoor"
+LABEL_NOISE = "label-noise"
+
+
+@dataclass(frozen=True)
+class TrustedSet:
+    """A small clean set embedded by the same model: features, probabilities and labels."""
+
+    features: np.ndarray
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class DetectorInputs:
+    """Everything a detector may read, plus the work detectors share (computed once).
+
+    Parameters
+    ----------
+    embedding : Embedding
+    labels : ndarray of int, shape (N,)
+    min_class_size : int
+        Classes with fewer samples are not scored.
+    seed : int
+    reduce : {"pca", "ica", "umap"}
+        Reduction used by activation clustering.
+    trusted : TrustedSet or None
+        Enables the ``trusted-influence`` detector.
+    """
+
+    embedding: Embedding
+    labels: np.ndarray
+    min_class_size: int = 10
+    seed: int = 0
+    reduce: str = "pca"
+    trusted: TrustedSet | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.embedding.probabilities.shape[1])
+
+    @cached_property
+    def robust_fits(self) -> RobustClassFit:
+        """Each class's robustly whitened top subspace (SPECTRE's first steps)."""
+        return robust_class_fits(
+            self.embedding.features,
+            self.labels,
+            min_class_size=self.min_class_size,
+            seed=self.seed,
+        )
+
+    @cached_property
+    def out_of_sample_probabilities(self) -> np.ndarray:
+        """Cross-validated class probabilities from linear heads on the features."""
+        return out_of_sample_probabilities(
+            self.embedding.features, self.labels, n_classes=self.n_classes, seed=self.seed
+        )
+
+    @cached_property
+    def activation_clusters(self) -> tuple[np.ndarray, list[ClassSplit]]:
+        return activation_clustering(
+            self.embedding.features,
+            self.labels,
+            reduce=self.reduce,
+            min_class_size=self.min_class_size,
+            seed=self.seed,
+        )
 
 
 @dataclass(frozen=True)
 class Detector:
     """A registered detector.
 
-    ``run(embedding, labels, min_class_size=..., seed=...)`` returns the scores; within a clean
-    class they follow a scaled ``chi2(null_df)`` distribution, which calibrates them
-    (see :func:`poisonguard.decision.class_pvalues`); ``summary`` is one line for reports.
+    ``run(inputs)`` returns one finite score per sample, higher = more suspicious. ``family``
+    says what it looks for (``"backdoor"``: a group that does not belong in its class;
+    ``"label-noise"``: samples whose content says another class); ``needs_trusted`` detectors
+    run only when a trusted clean set is given.
     """
 
     name: str
-    run: Callable[..., np.ndarray]
-    null_df: int
+    run: Callable[[DetectorInputs], np.ndarray]
+    family: str
     summary: str
+    needs_trusted: bool = False
 
 
-def _spectral(
-    embedding: Embedding, labels: np.ndarray, *, min_class_size: int, seed: int
-) -> np.ndarray:
-    return spectral_signature_scores(embedding.features, labels, min_class_size=min_class_size)
-
-
-def _robust_spectral(
-    embedding: Embedding, labels: np.ndarray, *, min_class_size: int, seed: int
-) -> np.ndarray:
-    return robust_spectral_scores(
-        embedding.features,
-        labels,
-        min_class_size=min_class_size,
-        n_components=ROBUST_COMPONENTS,
-        seed=seed,
+def _spectral(inputs: DetectorInputs) -> np.ndarray:
+    return spectral_signature_scores(
+        inputs.embedding.features, inputs.labels, min_class_size=inputs.min_class_size
     )
 
 
-ROBUST_COMPONENTS = 10
+def _spectre(inputs: DetectorInputs) -> np.ndarray:
+    return inputs.robust_fits.que
+
+
+def _activation_clustering(inputs: DetectorInputs) -> np.ndarray:
+    return inputs.activation_clusters[0]
+
+
+def _early_loss(inputs: DetectorInputs) -> np.ndarray:
+    return early_loss_scores(inputs.embedding.loss)
+
+
+def _tracin(inputs: DetectorInputs) -> np.ndarray:
+    return tracin_self_influence(inputs.embedding.gradient_sq)
+
+
+def _influence(inputs: DetectorInputs) -> np.ndarray:
+    embedding = inputs.embedding
+    return influence_self_scores(embedding.features, embedding.probabilities, inputs.labels)
+
+
+def _trusted_influence(inputs: DetectorInputs) -> np.ndarray:
+    if inputs.trusted is None:
+        raise ValueError("the trusted-influence detector needs a trusted set (--trusted)")
+    embedding, trusted = inputs.embedding, inputs.trusted
+    return trusted_influence_scores(
+        embedding.features,
+        embedding.probabilities,
+        inputs.labels,
+        trusted.features,
+        trusted.probabilities,
+        trusted.labels,
+    )
+
+
+def _confident_learning(inputs: DetectorInputs) -> np.ndarray:
+    return confident_learning_scores(inputs.out_of_sample_probabilities, inputs.labels)
+
+
+def _knn_labels(inputs: DetectorInputs) -> np.ndarray:
+    return knn_label_disagreement(inputs.embedding.features, inputs.labels, seed=inputs.seed)
+
+
+def _area_under_margin(inputs: DetectorInputs) -> np.ndarray:
+    return area_under_margin_scores(inputs.embedding.margin)
 
 
 DETECTORS: dict[str, Detector] = {
-    "spectral": Detector(
-        name="spectral",
-        run=_spectral,
-        null_df=1,
-        summary="squared projection on the class's top singular direction (Tran et al., 2018)",
-    ),
-    "robust-spectral": Detector(
-        name="robust-spectral",
-        run=_robust_spectral,
-        null_df=ROBUST_COMPONENTS,
-        summary="robust Mahalanobis distance in the class's top principal subspace "
-        "(SPECTRE's robust covariance and whitening; Hayase et al., 2021)",
-    ),
+    detector.name: detector
+    for detector in [
+        Detector(
+            "spectral",
+            _spectral,
+            BACKDOOR,
+            "squared projection on the class's top singular direction (Tran et al., 2018)",
+        ),
+        Detector(
+            "spectre",
+            _spectre,
+            BACKDOOR,
+            "QUantum Entropy score after robust whitening of the class's top subspace "
+            "(SPECTRE; Hayase et al., 2021)",
+        ),
+        Detector(
+            "activation-clustering",
+            _activation_clustering,
+            BACKDOOR,
+            "position between the two k-means clusters of the class's reduced features "
+            "(Chen et al., 2019)",
+        ),
+        Detector(
+            "early-loss",
+            _early_loss,
+            BACKDOOR,
+            "low loss in the first epochs: backdoors are learned faster (Li et al., 2021)",
+        ),
+        Detector(
+            "tracin",
+            _tracin,
+            LABEL_NOISE,
+            "TracIn self-influence of the last layer over the training epochs "
+            "(Pruthi et al., 2020)",
+        ),
+        Detector(
+            "influence",
+            _influence,
+            LABEL_NOISE,
+            "last-layer influence-function self-influence, damped exact Hessian "
+            "(Koh & Liang, 2017)",
+        ),
+        Detector(
+            "trusted-influence",
+            _trusted_influence,
+            LABEL_NOISE,
+            "how much up-weighting the sample raises the loss of the trusted clean set "
+            "(Koh & Liang, 2017)",
+            needs_trusted=True,
+        ),
+        Detector(
+            "confident-learning",
+            _confident_learning,
+            LABEL_NOISE,
+            "1 - out-of-sample probability of the given label, cross-validated heads "
+            "(Northcutt et al., 2021)",
+        ),
+        Detector(
+            "knn-labels",
+            _knn_labels,
+            LABEL_NOISE,
+            "share of the 10 nearest neighbours in feature space with another label "
+            "(Bahri et al., 2020)",
+        ),
+        Detector(
+            "aum",
+            _area_under_margin,
+            LABEL_NOISE,
+            "minus the area under the margin over training (Pleiss et al., 2020)",
+        ),
+    ]
 }
 
 
-def get_detectors(names: str | list[str] | tuple[str, ...] | None) -> list[Detector]:
-    """Detectors by name (a list or a comma-separated string); ``None`` or ``"all"`` gives all.
+def get_detectors(
+    names: str | list[str] | tuple[str, ...] | None, *, trusted: bool = False
+) -> list[Detector]:
+    """Detectors by name (a list or a comma-separated string).
 
-    Raises ``ValueError`` listing the valid names for an unknown one.
+    ``None`` or ``"all"`` gives every detector, leaving out those that need a trusted set when
+    ``trusted`` is false. Raises ``ValueError`` listing the valid names for an unknown one, and
+    for a detector that needs a trusted set when none is given.
     """
     if names is None or names == "all":
-        return list(DETECTORS.values())
+        return [d for d in DETECTORS.values() if trusted or not d.needs_trusted]
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in DETECTORS]
@@ -94,4 +280,8 @@ def get_detectors(names: str | list[str] | tuple[str, ...] | None) -> list[Detec
             f"unknown detector(s) {', '.join(unknown) or '(none given)'}; "
             f"valid: {', '.join(DETECTORS)}"
         )
-    return [DETECTORS[n] for n in dict.fromkeys(names)]
+    chosen = [DETECTORS[n] for n in dict.fromkeys(names)]
+    missing = [d.name for d in chosen if d.needs_trusted and not trusted]
+    if missing:
+        raise ValueError(f"detector(s) {', '.join(missing)} need a trusted clean set (--trusted)")
+    return chosen

@@ -105,6 +105,7 @@ def prepare_figures(
             "label": dataset.class_names[int(dataset.labels[i])],
             "score": float(score[i]),
             "flagged": bool(flagged[i]),
+            "reason": result.reasons[i] if result.reasons else "",
         }
         if dataset.kind == "image":
             entry["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))

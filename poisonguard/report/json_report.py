@@ -65,6 +65,9 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
             "label": names[int(dataset.labels[i])],
             "score": _number(score[i]),
         }
+        if result.reasons:
+            entry["reason"] = result.reasons[i]
+        entry["fired"] = [name for name, hits in result.fired.items() if hits[i]]
         for name, values in result.detector_scores.items():
             entry[name] = _number(np.asarray(values).reshape(-1)[i])
         top_flagged.append(entry)
@@ -99,10 +102,21 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
             "flagged_count": result.n_flagged,
             "flagged_fraction": result.n_flagged / n if n else 0.0,
             "threshold": result.threshold,
+            "attack_kinds": list(result.attack_kinds),
+            "target_classes": list(result.target_classes),
             "per_class": [dataclasses.asdict(finding) for finding in result.class_findings],
             "top_flagged": top_flagged,
         },
-        "detectors": {name: _summary(values) for name, values in result.detector_scores.items()},
+        "detectors": {
+            name: {
+                **_summary(values),
+                "fired": int(np.count_nonzero(result.fired[name])) if name in result.fired else 0,
+                "fired_on_flagged": int(np.count_nonzero(result.fired[name] & flagged))
+                if name in result.fired
+                else 0,
+            }
+            for name, values in result.detector_scores.items()
+        },
         "timings": {stage: round(float(s), 3) for stage, s in result.timings.items()},
         "warnings": list(result.warnings),
         "versions": _versions(),
