@@ -88,25 +88,13 @@ def scan_path(
     start = time.perf_counter()
     from poisonguard.loaders import load_dataset
 
-    dataset = load_dataset(
-        path,
-        format=format,
-        x_key=x_key,
-        y_key=y_key,
-        label_column=label_column,
-        id_column=id_column,
-        skip_bad=skip_bad,
+    options = dict(
+        format=format, x_key=x_key, y_key=y_key, label_column=label_column, id_column=id_column
     )
+    dataset = load_dataset(path, skip_bad=skip_bad, **options)
     trusted = None
     if settings.trusted is not None:
-        trusted = load_dataset(
-            settings.trusted,
-            format=format,
-            x_key=x_key,
-            y_key=y_key,
-            label_column=label_column,
-            id_column=id_column,
-        )
+        trusted = load_dataset(settings.trusted, **options)
     timings = {"load": time.perf_counter() - start}
     return scan_dataset(
         dataset,
