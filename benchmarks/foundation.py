@@ -42,9 +42,8 @@ def timed_scan(dataset: Path, out: Path, *extra: str) -> dict:
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
         "stage_s": report["timings"],
-        "suspicious_classes": [
-            c["name"] for c in report["findings"]["per_class"] if c["verdict"] == "suspicious"
-        ],
+        "target_classes": report["findings"]["target_classes"],
+        "attack_kinds": report["findings"]["attack_kinds"],
     }
 
 

@@ -46,6 +46,9 @@ class Embedding:
         The trained parameters (``state_dict`` of the trained model, or of the linear head over a
         user's extractor) and the input scaling (``scaler.mean``, ``scaler.std``), so that
         other data (a trusted set) can be embedded by the same model.
+    stage_seconds : dict of str to float
+        Wall time of the stages computed in this run (``"train"``, ``"inference"``); empty when
+        the embedding came from the cache. Not cached.
     """
 
     features: np.ndarray
@@ -60,6 +63,7 @@ class Embedding:
     from_cache: bool = False
     cache_path: Path | None = None
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -140,6 +140,8 @@ def scan_dataset(
         progress=progress,
     )
     timings["embed"] = time.perf_counter() - start
+    for stage, seconds in embedding.stage_seconds.items():
+        timings[f"embed:{stage}"] = seconds
 
     counts = dataset.class_counts()
     scored = counts >= max(2, settings.min_class_size)

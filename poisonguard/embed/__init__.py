@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,12 @@ def embed_dataset(
             logger.info("reusing cached embedding %s", cached.cache_path)
             return cached
 
+    seconds: dict[str, float] = {}
     if extractor is not None:
+        start = time.perf_counter()
         features = extract_features(extractor, dataset.x, path=model_file, progress=progress)
+        seconds["inference"] = time.perf_counter() - start
+        start = time.perf_counter()
         torch.manual_seed(settings.seed)  # weight initialisation
         head = LinearHead(features.shape[1], dataset.n_classes)
         scaler = InputScaler.standardizing(features)
@@ -122,9 +127,11 @@ def embed_dataset(
             progress=progress,
             description="Training linear head",
         )
+        seconds["train"] = time.perf_counter() - start
         _, probabilities = run_inference(head, features, scaler, progress=progress)
         weights = _weights(head, scaler)
     else:
+        start = time.perf_counter()
         torch.manual_seed(settings.seed)  # weight initialisation
         model = _build_model(dataset)
         scaler = InputScaler.standardizing(dataset.x)
@@ -137,7 +144,10 @@ def embed_dataset(
             progress=progress,
             description=f"Training {type(model).__name__}",
         )
+        seconds["train"] = time.perf_counter() - start
+        start = time.perf_counter()
         features, probabilities = run_inference(model, dataset.x, scaler, progress=progress)
+        seconds["inference"] = time.perf_counter() - start
         weights = _weights(model, scaler)
 
     accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
@@ -152,6 +162,7 @@ def embed_dataset(
         train_accuracy=accuracy,
         fingerprint=fingerprint,
         weights=weights,
+        stage_seconds=seconds,
     )
     if use_cache:
         try:

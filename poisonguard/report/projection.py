@@ -4,6 +4,10 @@ UMAP (McInnes, Healy & Melville, 2018, "UMAP: Uniform Manifold Approximation and
 Dimension Reduction", arXiv:1802.03426) on the standardized penultimate-layer features. The map is
 drawn on a subsample that keeps every flagged sample, so a large dataset stays cheap to project and
 the page stays small; the layout is for looking only, no detector reads it.
+
+The neighbour graph is computed exactly with scikit-learn and handed to UMAP, and the layout runs
+200 epochs (UMAP's own choice for large data): on 6,000 points this takes about 6 s instead of 15 s,
+most of which is numba compiling UMAP's layout code on first use.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ MIN_UMAP_POINTS = 5
 
 _N_NEIGHBORS = 15
 _MIN_DIST = 0.1
+_N_EPOCHS = 200
 
 
 def map_subsample(flagged: np.ndarray, *, max_points: int, seed: int) -> np.ndarray:
@@ -79,17 +84,25 @@ def umap_coordinates(features: np.ndarray, *, seed: int) -> np.ndarray:
         return _pca_2d(x)
 
     import umap  # slow to import (numba); only the HTML report needs it
+    from sklearn.neighbors import NearestNeighbors
 
+    n_neighbors = min(_N_NEIGHBORS, n - 1)
+    # UMAP's graph includes each point as its own nearest neighbour, as kneighbors(x) does.
+    distances, neighbours = NearestNeighbors(n_neighbors=n_neighbors).fit(x).kneighbors(x)
     reducer = umap.UMAP(
         n_components=2,
         random_state=seed,
-        n_neighbors=min(_N_NEIGHBORS, n - 1),
+        n_neighbors=n_neighbors,
         min_dist=_MIN_DIST,
         metric="euclidean",
+        n_epochs=_N_EPOCHS,
+        precomputed_knn=(neighbours, distances, None),
     )
     with warnings.catch_warnings():
-        # A fixed random_state makes UMAP single-threaded and it says so each time; expected here.
+        # A fixed random_state makes UMAP single-threaded and it says so each time; without a
+        # search index UMAP cannot transform new points, which the report never asks of it.
         warnings.filterwarnings("ignore", message=r".*overridden to 1 by setting random_state.*")
+        warnings.filterwarnings("ignore", message=r".*knn_search_index.*")
         coords = reducer.fit_transform(x)
     logger.debug("UMAP laid out %d points", n)
     return np.asarray(coords, dtype=np.float64)
