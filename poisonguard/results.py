@@ -94,7 +94,10 @@ class ScanResult:
     plain-words reason per flagged sample ("" otherwise); ``fired`` maps each detector to the
     samples on which it fired (robust z above 3 in their class); ``target_classes`` names the
     suspected backdoor targets and ``attack_kinds`` lists ``"backdoor"`` and/or
-    ``"label-noise"``.
+    ``"label-noise"``. ``finding`` gives, per sample, ``"backdoor"``, ``"label-noise"`` or ``""``
+    (not flagged); ``predicted`` the class code a model predicts for each sample: out of sample
+    (cross-validated heads) when the ``confident-learning`` detector ran, else the embedding
+    model's own prediction. ``poisonguard sanitize --action relabel`` uses it.
     """
 
     dataset: Dataset
@@ -111,6 +114,8 @@ class ScanResult:
     fired: dict[str, np.ndarray] = field(default_factory=dict)
     target_classes: list[str] = field(default_factory=list)
     attack_kinds: list[str] = field(default_factory=list)
+    finding: np.ndarray | None = None
+    predicted: np.ndarray | None = None
 
     @property
     def n_flagged(self) -> int:

@@ -190,6 +190,11 @@ def scan_dataset(
         warnings_.append(note)
         logger.warning(note)
     findings = _class_findings(dataset, decision, counts, scored)
+    predicting = (
+        inputs.out_of_sample_probabilities
+        if "confident-learning" in chosen
+        else embedding.probabilities
+    )
     reasons = _sample_reasons(dataset, decision)
     timings["decide"] = time.perf_counter() - start
 
@@ -205,6 +210,8 @@ def scan_dataset(
         fired={name: decision.fired[name] for name in detector_scores},
         target_classes=[dataset.class_names[c] for c in decision.target_classes],
         attack_kinds=decision.attack_kinds,
+        finding=np.asarray(decision.kind, dtype=object),
+        predicted=np.asarray(predicting).argmax(axis=1).astype(np.int64),
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,

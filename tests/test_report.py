@@ -100,6 +100,8 @@ def make_result(kind: str = "image", n: int = N, tmp_path: Path | None = None) -
         settings={"seed": np.int64(0), "contamination": 0.05, "path": Path("/x"), "nan": np.nan},
         timings={"load": 0.12345, "embed": 1.5},
         warnings=["only 20 samples <per> class"],
+        finding=np.array(["backdoor" if i in FLAGGED else "" for i in range(n)], dtype=object),
+        predicted=(labels + 1) % 3,
     )
 
 
@@ -130,7 +132,16 @@ def test_scores_csv_rows_header_and_hostile_id(tmp_path):
     text = files.csv.read_text(encoding="utf-8")
     assert text == scores_csv_text(result)
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    assert rows[0] == ["index", "id", "label", "score", "flagged", *DETECTORS]
+    assert rows[0] == [
+        "index",
+        "id",
+        "label",
+        "score",
+        "flagged",
+        *DETECTORS,
+        "finding",
+        "predicted_label",
+    ]
     body = rows[1:]
     assert len(body) == N
     assert [int(r[0]) for r in body] == list(range(N))
@@ -144,6 +155,10 @@ def test_scores_csv_rows_header_and_hostile_id(tmp_path):
     assert float(body[0][3]) == pytest.approx(float(result.score[0]), rel=1e-5)
     spectral = result.detector_scores["spectral"]
     assert float(body[0][5]) == pytest.approx(float(spectral[0]), rel=1e-5)
+    assert [i for i, r in enumerate(body) if r[-2] == "backdoor"] == sorted(FLAGGED)
+    assert {r[-2] for r in body} == {"backdoor", ""}
+    # predicted_label is the class name of (label + 1) % 3
+    assert body[1][-1] == CLASS_NAMES[2] and body[0][-1] == CLASS_NAMES[1]
 
 
 def test_report_json_keys_and_counts(tmp_path):

@@ -1,10 +1,12 @@
 """``scores.csv``: one row per sample with the fused score, the decision and every detector's score.
 
-Columns: ``index,id,label,score,flagged,<detector>...`` where ``index`` is the sample's 0-based
-position in the dataset, ``label`` its class name, ``score`` the calibrated suspicion the flagging
-rule thresholds (higher = more suspicious), ``flagged`` 0 or 1, and one column per detector with its
-raw score (higher = more suspicious; not comparable across detectors), in the order of
-``ScanResult.detector_scores``.
+Columns: ``index,id,label,score,flagged,<detector>...,finding,predicted_label`` where ``index``
+is the sample's 0-based position in the dataset, ``label`` its class name, ``score`` the calibrated
+suspicion the flagging rule thresholds (higher = more suspicious), ``flagged`` 0 or 1, then one
+column per detector with its raw score (higher = more suspicious; not comparable across
+detectors), in the order of ``ScanResult.detector_scores``; ``finding`` is ``backdoor``,
+``label-noise`` or empty (not flagged) and ``predicted_label`` the class a model predicts for the
+sample (see :class:`~poisonguard.results.ScanResult`), which ``poisonguard sanitize`` reads.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ import numpy as np
 
 from poisonguard.results import ScanResult
 
-__all__ = ["SCORES_HEADER", "scores_csv_header", "scores_csv_text"]
+__all__ = ["SCORES_HEADER", "TRAILING_COLUMNS", "scores_csv_header", "scores_csv_text"]
 
 SCORES_HEADER: tuple[str, ...] = ("index", "id", "label", "score", "flagged")
-"""The fixed leading columns; one column per detector follows."""
+"""The fixed leading columns; one column per detector follows, then :data:`TRAILING_COLUMNS`."""
+
+TRAILING_COLUMNS: tuple[str, ...] = ("finding", "predicted_label")
 
 _FLOAT_FORMAT = ".6g"
 
 
 def scores_csv_header(result: ScanResult) -> list[str]:
     """The header row: the fixed columns, then the detector names in ``detector_scores`` order."""
-    return [*SCORES_HEADER, *result.detector_scores]
+    return [*SCORES_HEADER, *result.detector_scores, *TRAILING_COLUMNS]
 
 
 def scores_csv_text(result: ScanResult) -> str:
@@ -62,6 +66,8 @@ def scores_csv_text(result: ScanResult) -> str:
     writer.writerow(scores_csv_header(result))
     names = dataset.class_names
     columns = list(detectors.values())
+    finding = result.finding if result.finding is not None else np.full(n, "", dtype=object)
+    predicted = result.predicted
     for i in range(n):
         writer.writerow(
             [
@@ -71,6 +77,8 @@ def scores_csv_text(result: ScanResult) -> str:
                 format(score[i], _FLOAT_FORMAT),
                 int(flagged[i]),
                 *(format(col[i], _FLOAT_FORMAT) for col in columns),
+                finding[i],
+                "" if predicted is None else names[int(predicted[i])],
             ]
         )
     return buffer.getvalue()
