@@ -15,31 +15,25 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from poisonguard import metrics
+from poisonguard.report.scores_csv import SCORES_HEADER, TRAILING_COLUMNS
+
 
 def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
     with open(truth_csv, newline="") as handle:
         truth = {row["id"]: row["poisoned"] == "1" for row in csv.DictReader(handle)}
     with open(scores_csv, newline="") as handle:
         reader = csv.DictReader(handle)
-        detector_columns = reader.fieldnames[5:]
+        detector_columns = [
+            name for name in reader.fieldnames[len(SCORES_HEADER) :] if name not in TRAILING_COLUMNS
+        ]
         rows = list(reader)
     if {r["id"] for r in rows} != set(truth):
         raise SystemExit("scores.csv and the ground truth do not hold the same ids")
     poisoned = np.array([truth[r["id"]] for r in rows])
     flagged = np.array([r["flagged"] == "1" for r in rows])
-    tp = int(np.sum(flagged & poisoned))
-    fp = int(np.sum(flagged & ~poisoned))
-    precision = tp / max(1, flagged.sum())
-    recall = tp / max(1, poisoned.sum())
-    result = {
-        "n": len(rows),
-        "poisoned": int(poisoned.sum()),
-        "flagged": int(flagged.sum()),
-        "precision": round(precision, 4),
-        "recall": round(recall, 4),
-        "f1": round(2 * precision * recall / max(precision + recall, 1e-12), 4),
-        "clean_flagged_fraction": round(fp / max(1, (~poisoned).sum()), 4),
-    }
+    result = metrics.detection_metrics(poisoned, flagged)
+    result.pop("auroc")
     if 0 < poisoned.sum() < len(rows):
         for column in ["score", *detector_columns]:
             values = np.array([float(r[column]) for r in rows])

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import click
+from poisonguard.cli.evaluate import evaluate_command
 from poisonguard.cli.options import configure_logging
+from poisonguard.cli.poison import poison
+from poisonguard.cli.sanitize import sanitize
 from poisonguard.cli.scan import scan
 
 from poisonguard import __version__
@@ -22,3 +25,6 @@ def main(verbose: int) -> None:
 
 
 main.add_command(scan)
+main.add_command(poison)
+main.add_command(sanitize)
+main.add_command(evaluate_command)

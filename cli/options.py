@@ -50,6 +50,140 @@ def dataset_options(command: Callable) -> Callable:
     return command
 
 
+def loader_options(
+    format_: str | None,
+    x_key: str | None,
+    y_key: str | None,
+    label_column: str | None,
+    id_column: str | None,
+) -> dict[str, str | None]:
+    """The options :func:`poisonguard.loaders.load_dataset` and the writers take."""
+    return dict(
+        format=format_, x_key=x_key, y_key=y_key, label_column=label_column, id_column=id_column
+    )
+
+
+def attack_options(command: Callable) -> Callable:
+    """``--attack`` and the options that tune an attack (see ``poisonguard.poison``)."""
+    from poisonguard.poison import ATTACKS
+
+    decorators = [
+        click.option(
+            "--attack",
+            type=click.Choice(list(ATTACKS)),
+            required=True,
+            help="The attack: "
+            + "; ".join(f"{name}: {spec.summary}" for name, spec in ATTACKS.items()),
+        ),
+        click.option(
+            "--target",
+            default=None,
+            help="Target class name of a backdoor, destination of flip-pair "
+            "(default: drawn with the seed).",
+        ),
+        click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of every choice."
+        ),
+        click.option("--patch-size", type=click.IntRange(min=1), default=3, show_default=True),
+        click.option(
+            "--patch-position",
+            type=click.Choice(["bottom-right", "bottom-left", "top-right", "top-left", "random"]),
+            default="bottom-right",
+            show_default=True,
+        ),
+        click.option(
+            "--patch-pattern",
+            type=click.Choice(["white", "black", "checkerboard"]),
+            default="white",
+            show_default=True,
+        ),
+        click.option(
+            "--alpha",
+            "blend_alpha",
+            type=float,
+            default=0.15,
+            show_default=True,
+            help="Blend weight of the noise pattern (blend).",
+        ),
+        click.option(
+            "--sig-delta",
+            type=float,
+            default=20.0,
+            show_default=True,
+            help="SIG amplitude, in 0..255 units.",
+        ),
+        click.option("--sig-frequency", type=int, default=6, show_default=True),
+        click.option("--wanet-grid", type=int, default=4, show_default=True),
+        click.option("--wanet-strength", type=float, default=0.5, show_default=True),
+        click.option(
+            "--columns",
+            default=None,
+            help="table-trigger: comma-separated column indices (default: drawn).",
+        ),
+        click.option(
+            "--values",
+            "trigger_values",
+            default=None,
+            help="table-trigger: comma-separated values, one per column.",
+        ),
+        click.option(
+            "--source-class",
+            default=None,
+            help="flip-pair: the class whose samples are relabelled.",
+        ),
+        click.option(
+            "--clean-label-trigger",
+            type=click.Choice(["patch", "blend", "sig", "wanet"]),
+            default="patch",
+            show_default=True,
+            help="The trigger clean-label stamps.",
+        ),
+        click.option(
+            "--clean-label-epsilon",
+            type=click.FloatRange(0, 255),
+            default=16.0,
+            show_default=True,
+            help="clean-label: largest adversarial change per pixel, in 0..255 units (0: none).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def build_attack_options(dataset, **values: Any):
+    """An ``AttackOptions`` from the CLI values (class names resolved against ``dataset``)."""
+    from poisonguard.poison import AttackOptions
+    from poisonguard.poisoned_copy import class_code
+
+    def numbers(text: str | None, kind: type) -> tuple | None:
+        if text is None:
+            return None
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError as exc:
+            raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers") from exc
+
+    try:
+        return AttackOptions(
+            patch_size=values["patch_size"],
+            patch_position=values["patch_position"],
+            patch_pattern=values["patch_pattern"],
+            blend_alpha=values["blend_alpha"],
+            sig_delta=values["sig_delta"],
+            sig_frequency=values["sig_frequency"],
+            wanet_grid=values["wanet_grid"],
+            wanet_strength=values["wanet_strength"],
+            table_columns=numbers(values["columns"], int),
+            table_values=numbers(values["trigger_values"], float),
+            source_class=class_code(dataset, values["source_class"]),
+            clean_label_trigger=values["clean_label_trigger"],
+            clean_label_epsilon=values["clean_label_epsilon"],
+        )
+    except (ValueError, PoisonGuardError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
 def progress_option(command: Callable) -> Callable:
     return click.option(
         "--progress/--no-progress",

@@ -60,6 +60,7 @@ def write_report(
     seed: int = 0,
     map_points: int = 3000,
     thumbnails: int = 48,
+    evaluation: dict | None = None,
 ) -> ReportFiles:
     """Write ``scores.csv``, ``report.json`` and ``report.html`` into ``out_dir``.
 
@@ -79,6 +80,9 @@ def write_report(
     thumbnails : int
         How many of the most suspicious samples the page shows (image thumbnails, or table rows
         for tabular data).
+    evaluation : dict or None
+        ``poisonguard evaluate``'s measurements (:meth:`poisonguard.evaluate.Evaluation.as_dict`),
+        added to report.json under ``evaluation`` and shown as a section of the page.
 
     Returns
     -------
@@ -106,6 +110,8 @@ def write_report(
         )
         result.timings["report"] = time.perf_counter() - start
         report = build_report_json(result)
+        if evaluation is not None:
+            report["evaluation"] = evaluation
         (tmp / REPORT_JSON).write_bytes(report_json_text(report).encode("utf-8"))
         html = html_report.render_html(result, report, figures)
         (tmp / REPORT_HTML).write_bytes(html.encode("utf-8"))

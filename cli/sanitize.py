@@ -1,0 +1,63 @@
+"""``poisonguard sanitize``: a thin wrapper over :mod:`poisonguard.sanitize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from poisonguard.cli.options import dataset_options, library_errors, loader_options
+
+from poisonguard.loaders import load_dataset
+from poisonguard.sanitize import ACTIONS, plan_sanitize, read_scan_decisions, write_sanitized
+
+
+@click.command()
+@dataset_options
+@click.option(
+    "--scores",
+    "scan_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The folder a scan of DATASET wrote (its scores.csv is read).",
+)
+@click.option(
+    "--action",
+    type=click.Choice(ACTIONS),
+    default="remove",
+    show_default=True,
+    help="remove: leave out every flagged sample; relabel: give samples judged mislabelled the "
+    "predicted label and leave out the rest (backdoor samples keep their trigger if relabelled).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder."
+)
+@library_errors
+def sanitize(
+    dataset: Path,
+    format_: str | None,
+    x_key: str | None,
+    y_key: str | None,
+    label_column: str | None,
+    id_column: str | None,
+    skip_bad: bool,
+    scan_dir: Path,
+    action: str,
+    out_dir: Path,
+) -> None:
+    """Write a cleaned copy of DATASET using a scan's decisions.
+
+    OUT gets the copy (same format and name as DATASET) and quarantine.csv (every removed or
+    relabelled sample with its score and reason). DATASET is never modified.
+    """
+    options = loader_options(format_, x_key, y_key, label_column, id_column)
+    # with --skip-bad (as the scan was run), unreadable images are left out of the copy too
+    source = load_dataset(dataset, skip_bad=skip_bad, **options)
+    decisions = read_scan_decisions(scan_dir, source)
+    plan = plan_sanitize(source, decisions, action)
+    writer_options = {k: v for k, v in options.items() if k != "format"}
+    written = write_sanitized(source, plan, out_dir, loader_options=writer_options)
+    click.echo(
+        f"Kept {plan.rows.size} of {source.n_samples} samples: {plan.n_removed} removed, "
+        f"{plan.n_relabelled} relabelled."
+    )
+    click.echo(f"Wrote {written} and {Path(out_dir) / 'quarantine.csv'}.")

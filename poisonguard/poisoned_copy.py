@@ -1,0 +1,270 @@
+"""Write a poisoned (or triggered) copy of a dataset with its ground truth: ``poisonguard poison``.
+
+``poisonguard poison SRC --attack KIND --rate R [--target T] [--seed S] --out DST`` writes
+
+* ``DST/<SRC name>``: SRC with ``round(R * N)`` samples poisoned, in SRC's own format;
+* ``DST/ground_truth.csv``: ``index,id,poisoned,original_label,new_label,attack``, one row per
+  sample of the copy (``index`` and ``id`` as PoisonGuard loads the copy);
+* ``DST/poison.json``: the attack, its parameters and the trigger options, so that the same
+  trigger can be stamped on a test set (``--apply-trigger`` with the same seed and options).
+
+With ``apply_trigger=True`` every sample of a backdoor's non-target classes gets the trigger and
+keeps its label: the triggered test copy on which attack success is measured.
+
+The attacks themselves are array functions in :mod:`poisonguard.poison`; this module loads,
+embeds where an attack needs a model, and writes. SRC is only read. Two attacks need a model,
+trained on SRC itself with the embedding recipe (and cached like a scan's):
+
+* ``flip-near-boundary`` takes out-of-sample probabilities from heads cross-validated on the
+  embedding, and flips the samples with the smallest margin;
+* ``clean-label`` perturbs the chosen target-class images adversarially (PGD within
+  ``clean_label_epsilon``) before stamping the trigger, as Turner et al. do, so that the model
+  cannot fit them from their natural features and learns the trigger instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poisonguard.atomic import atomic_directory, atomic_path
+from poisonguard.dataset import Dataset
+from poisonguard.errors import DatasetError
+from poisonguard.poison import ATTACKS, AttackOptions, Poisoning, apply_trigger, poison_arrays
+
+__all__ = [
+    "GROUND_TRUTH_COLUMNS",
+    "PoisonedCopy",
+    "class_code",
+    "poison_dataset",
+    "trigger_dataset",
+    "write_poisoned_copy",
+    "ground_truth_csv_text",
+]
+
+logger = logging.getLogger(__name__)
+
+GROUND_TRUTH_COLUMNS = ("index", "id", "poisoned", "original_label", "new_label", "attack")
+
+
+@dataclass
+class PoisonedCopy:
+    """Where a poisoned copy was written and what it holds."""
+
+    path: Path
+    ground_truth: Path
+    poisoning: Poisoning
+    ids: list[str]
+
+
+def class_code(dataset: Dataset, name: str | None) -> int | None:
+    """The class code of a class given by name as the user wrote it (``None`` passes through)."""
+    if name is None:
+        return None
+    if name in dataset.class_names:
+        return dataset.class_names.index(name)
+    listed = ", ".join(dataset.class_names[:20])
+    raise DatasetError(dataset.path, f"has no class {name!r}; its classes are {listed}")
+
+
+def poison_dataset(
+    dataset: Dataset,
+    *,
+    attack: str,
+    rate: float,
+    target: int | None = None,
+    seed: int = 0,
+    options: AttackOptions | None = None,
+    progress: bool = False,
+) -> Poisoning:
+    """Poison the arrays of ``dataset`` (see :func:`poisonguard.poison.poison_arrays`)."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
+    options = options or AttackOptions()
+    probabilities = perturb = None
+    if ATTACKS[attack].needs == "probabilities":
+        probabilities = _out_of_sample_probabilities(dataset, seed=seed, progress=progress)
+    if ATTACKS[attack].needs == "perturbation" and options.clean_label_epsilon > 0:
+        perturb = _adversarial(dataset, options, seed=seed, progress=progress)
+    return poison_arrays(
+        dataset.x,
+        dataset.labels,
+        dataset.n_classes,
+        attack=attack,
+        rate=rate,
+        target=target,
+        seed=seed,
+        options=options,
+        probabilities=probabilities,
+        perturb=perturb,
+    )
+
+
+def trigger_dataset(
+    dataset: Dataset,
+    *,
+    attack: str,
+    target: int | None,
+    seed: int = 0,
+    options: AttackOptions | None = None,
+) -> Poisoning:
+    """Stamp the trigger on every sample not of class ``target``; labels are kept.
+
+    The result is a :class:`Poisoning` whose ``poisoned`` marks the triggered samples.
+    """
+    if attack not in ATTACKS or ATTACKS[attack].kind != "backdoor":
+        backdoors = [name for name, spec in ATTACKS.items() if spec.kind == "backdoor"]
+        raise ValueError(f"--apply-trigger needs a backdoor attack: {', '.join(backdoors)}")
+    chosen = np.ones(dataset.n_samples, dtype=bool) if target is None else dataset.labels != target
+    x = dataset.x.copy()
+    x[chosen] = apply_trigger(dataset.x[chosen], attack=attack, seed=seed, options=options)
+    changed = chosen & _rows_differ(x, dataset.x)
+    return Poisoning(
+        x=x,
+        labels=dataset.labels.copy(),
+        poisoned=changed,
+        original_labels=dataset.labels.copy(),
+        attack=attack,
+        target=target,
+        description={"attack": attack, "seed": seed, "target": target, "triggered": True},
+        seed=seed,
+        options=options or AttackOptions(),
+    )
+
+
+def write_poisoned_copy(
+    dataset: Dataset,
+    poisoning: Poisoning,
+    out_dir: str | Path,
+    *,
+    loader_options: dict | None = None,
+) -> PoisonedCopy:
+    """Write ``DST/<name>``, ``DST/ground_truth.csv`` and ``DST/poison.json`` atomically."""
+    from poisonguard.writers import prepare_output_dir, write_like
+
+    out_dir = prepare_output_dir(dataset.path, Path(out_dir))
+    name = dataset.path.name
+    changed_x = _rows_differ(poisoning.x, dataset.x)
+    with atomic_directory(out_dir, replaceable={name, "ground_truth.csv", "poison.json"}) as tmp:
+        ids = write_like(
+            dataset,
+            tmp / name,
+            rows=np.arange(dataset.n_samples),
+            labels=poisoning.labels,
+            x=poisoning.x,
+            x_changed=changed_x,
+            loader_options=loader_options,
+        )
+        order = _load_order(dataset, tmp / name, ids, loader_options)
+        with atomic_path(tmp / "ground_truth.csv") as part:
+            part.write_text(ground_truth_csv_text(dataset, poisoning, ids, order), encoding="utf-8")
+        with atomic_path(tmp / "poison.json") as part:
+            part.write_text(json.dumps(_record(dataset, poisoning), indent=2) + "\n")
+    logger.info("wrote %s (%d samples poisoned)", out_dir / name, poisoning.n_poisoned)
+    return PoisonedCopy(out_dir / name, out_dir / "ground_truth.csv", poisoning, ids)
+
+
+def ground_truth_csv_text(
+    dataset: Dataset, poisoning: Poisoning, ids: list[str], order: np.ndarray
+) -> str:
+    """One row per sample, sorted by its index in the written copy."""
+    names = dataset.class_names
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(GROUND_TRUTH_COLUMNS)
+    for i in np.argsort(order, kind="stable"):
+        poisoned = bool(poisoning.poisoned[i])
+        writer.writerow(
+            [
+                int(order[i]),
+                ids[i],
+                int(poisoned),
+                names[int(poisoning.original_labels[i])],
+                names[int(poisoning.labels[i])],
+                poisoning.attack if poisoned else "",
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _load_order(
+    dataset: Dataset, written: Path, ids: list[str], loader_options: dict | None
+) -> np.ndarray:
+    """Index of each source sample in the written copy as the loader will order it.
+
+    Array formats keep the order. An image folder is listed class by class, so a sample whose
+    label changed moves; the written folder's listing gives the new order.
+    """
+    if dataset.format != "image-folder":
+        return np.arange(len(ids))
+    from poisonguard.loaders import load_dataset
+
+    listing = load_dataset(written, format="image-folder").ids
+    position = {sample_id: i for i, sample_id in enumerate(listing)}
+    missing = [sample_id for sample_id in ids if sample_id not in position]
+    if missing or len(listing) != len(ids):
+        raise DatasetError(written, "internal: the written folder does not list every image")
+    return np.array([position[sample_id] for sample_id in ids], dtype=np.int64)
+
+
+def _rows_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.shape != b.shape:
+        raise ValueError(f"shapes differ: {a.shape} and {b.shape}")
+    return np.any((a != b).reshape(a.shape[0], -1), axis=1)
+
+
+def _record(dataset: Dataset, poisoning: Poisoning) -> dict:
+    names = dataset.class_names
+    options = {k: v for k, v in asdict(poisoning.options).items() if v is not None}
+    return {
+        "source": str(dataset.path),
+        "format": dataset.format,
+        "attack": poisoning.attack,
+        "paper": ATTACKS[poisoning.attack].paper,
+        "seed": poisoning.seed,
+        "target": None if poisoning.target is None else names[poisoning.target],
+        "n_samples": dataset.n_samples,
+        "n_poisoned": poisoning.n_poisoned,
+        "description": _jsonable(poisoning.description),
+        "options": _jsonable(options),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _adversarial(dataset: Dataset, options: AttackOptions, *, seed: int, progress: bool):
+    from poisonguard.embed import EmbedSettings, adversarial_perturbation, embed_dataset
+
+    if dataset.kind != "image":
+        raise ValueError("clean-label needs images")
+    embedding = embed_dataset(dataset, EmbedSettings(seed=seed), progress=progress)
+    top = 255.0 if dataset.x.dtype == np.uint8 else max(1.0, float(dataset.x.max()))
+    epsilon = options.clean_label_epsilon * top / 255.0
+
+    def perturb(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return adversarial_perturbation(embedding, images, labels, epsilon=epsilon)
+
+    return perturb
+
+
+def _out_of_sample_probabilities(dataset: Dataset, *, seed: int, progress: bool) -> np.ndarray:
+    """Class probabilities of every sample from heads that never saw it (near-boundary flips)."""
+    from poisonguard.detectors import DetectorInputs
+    from poisonguard.embed import EmbedSettings, embed_dataset
+
+    embedding = embed_dataset(dataset, EmbedSettings(seed=seed), progress=progress)
+    return DetectorInputs(embedding, dataset.labels, seed=seed).out_of_sample_probabilities

@@ -1,0 +1,273 @@
+"""Sanitize a dataset with a scan's decisions: remove or relabel the flagged samples.
+
+``poisonguard sanitize SRC --scores SCAN_DIR --action remove|relabel --out DST`` reads the
+scan's ``scores.csv`` (one row per sample of SRC, in order), checks that it belongs to SRC (same
+number of samples, same ids, same labels), and writes into ``DST``:
+
+* ``DST/<SRC name>``: a cleaned copy of SRC in SRC's own format (:mod:`poisonguard.writers`);
+* ``DST/quarantine.csv``: every removed or relabelled sample with its score and reason
+  (``index,id,label,score,finding,action,new_label,reason``; ``index`` and ``id`` are SRC's).
+
+Actions:
+
+``remove``
+    every flagged sample is left out.
+``relabel``
+    a flagged sample judged mislabelled (finding ``label-noise``) gets the label a model predicts
+    for it (``predicted_label``, out of sample); every other flagged sample (backdoor, or a
+    mislabelled one whose prediction is its own label) is left out. Relabelling a backdoor sample
+    would keep its trigger in the data.
+
+SRC is only read. ``DST`` may not be SRC, lie inside it or contain it; it is built under a
+temporary name and swapped in, so a failed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poisonguard.atomic import atomic_directory, atomic_path
+from poisonguard.dataset import Dataset
+from poisonguard.errors import DatasetError
+
+__all__ = [
+    "ACTIONS",
+    "QUARANTINE_COLUMNS",
+    "ScanDecisions",
+    "SanitizePlan",
+    "read_scan_decisions",
+    "plan_sanitize",
+    "quarantine_csv_text",
+    "write_sanitized",
+]
+
+logger = logging.getLogger(__name__)
+
+ACTIONS = ("remove", "relabel")
+QUARANTINE_COLUMNS = ("index", "id", "label", "score", "finding", "action", "new_label", "reason")
+_REQUIRED_COLUMNS = ("index", "id", "label", "score", "flagged", "finding", "predicted_label")
+_FINDINGS = ("", "backdoor", "label-noise")
+
+
+@dataclass(frozen=True)
+class ScanDecisions:
+    """What a scan decided about each sample, read back from its ``scores.csv``.
+
+    ``predicted`` holds class codes of the dataset (``-1`` where the scan gave none).
+    """
+
+    path: Path
+    score: np.ndarray
+    flagged: np.ndarray
+    finding: np.ndarray
+    predicted: np.ndarray
+
+
+@dataclass(frozen=True)
+class SanitizePlan:
+    """Which source rows the cleaned copy keeps and with which labels, and the quarantine.
+
+    ``rows`` are indices into the source, ascending; ``labels`` the class code of each kept row.
+    ``quarantine`` has one entry per removed or relabelled sample (columns
+    :data:`QUARANTINE_COLUMNS`).
+    """
+
+    action: str
+    rows: np.ndarray
+    labels: np.ndarray
+    quarantine: list[dict[str, str]]
+
+    @property
+    def n_removed(self) -> int:
+        return sum(entry["action"] == "removed" for entry in self.quarantine)
+
+    @property
+    def n_relabelled(self) -> int:
+        return sum(entry["action"] == "relabelled" for entry in self.quarantine)
+
+
+def read_scan_decisions(scan_dir: str | Path, dataset: Dataset) -> ScanDecisions:
+    """Read ``scan_dir/scores.csv`` (or a ``scores.csv`` path) and check it belongs to ``dataset``.
+
+    Raises
+    ------
+    DatasetError
+        Naming the scores file: missing, unreadable, a column missing, a malformed cell, or rows
+        that do not match the dataset (count, order of ids, labels).
+    """
+    path = Path(scan_dir)
+    if path.is_dir():
+        path = path / "scores.csv"
+    if not path.is_file():
+        raise DatasetError(path, "no scores.csv here; pass the folder a scan wrote (--out)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(path, f"cannot read the scores ({exc})") from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise DatasetError(path, "is empty; expected the scores.csv a scan writes")
+    missing = [name for name in _REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise DatasetError(
+            path,
+            f"lacks the column(s) {', '.join(missing)}; it must come from `poisonguard scan` "
+            "of this PoisonGuard version",
+        )
+    column = {name: header.index(name) for name in _REQUIRED_COLUMNS}
+    n = dataset.n_samples
+    names = dataset.class_names
+    codes = {name: code for code, name in enumerate(names)}
+    score = np.zeros(n)
+    flagged = np.zeros(n, dtype=bool)
+    finding = np.full(n, "", dtype=object)
+    predicted = np.full(n, -1, dtype=np.int64)
+    count = 0
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DatasetError(path, f"line {line} has {len(row)} fields, the header {len(header)}")
+        if count >= n:
+            raise DatasetError(path, f"has more rows than the dataset's {n} samples")
+        cell = {name: row[i] for name, i in column.items()}
+        if cell["index"] != str(count):
+            raise DatasetError(path, f"line {line}: index {cell['index']!r}, expected {count}")
+        if cell["id"] != dataset.ids[count]:
+            raise DatasetError(
+                path,
+                f"line {line}: id {cell['id']!r} but sample {count} of {dataset.path} is "
+                f"{dataset.ids[count]!r}; these scores belong to another dataset",
+            )
+        if cell["label"] != names[int(dataset.labels[count])]:
+            raise DatasetError(
+                path,
+                f"line {line}: label {cell['label']!r} but sample {count} of {dataset.path} is "
+                f"labelled {names[int(dataset.labels[count])]!r}; these scores belong to another "
+                "version of the dataset",
+            )
+        try:
+            score[count] = float(cell["score"])
+        except ValueError:
+            raise DatasetError(
+                path, f"line {line}: score {cell['score']!r} is not a number"
+            ) from None
+        if cell["flagged"] not in ("0", "1"):
+            raise DatasetError(path, f"line {line}: flagged is {cell['flagged']!r}, not 0 or 1")
+        flagged[count] = cell["flagged"] == "1"
+        if cell["finding"] not in _FINDINGS:
+            raise DatasetError(
+                path,
+                f"line {line}: finding {cell['finding']!r} is not one of backdoor, label-noise",
+            )
+        finding[count] = cell["finding"]
+        if cell["predicted_label"]:
+            if cell["predicted_label"] not in codes:
+                raise DatasetError(
+                    path,
+                    f"line {line}: predicted_label {cell['predicted_label']!r} is not a class of "
+                    "the dataset",
+                )
+            predicted[count] = codes[cell["predicted_label"]]
+        count += 1
+    if count != n:
+        raise DatasetError(path, f"has {count} rows, the dataset {dataset.path} {n} samples")
+    return ScanDecisions(path, score, flagged, finding, predicted)
+
+
+def plan_sanitize(dataset: Dataset, decisions: ScanDecisions, action: str) -> SanitizePlan:
+    """Decide the kept rows, their labels and the quarantine entries (see the module docstring)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+    names = dataset.class_names
+    labels = dataset.labels.copy()
+    keep = np.ones(dataset.n_samples, dtype=bool)
+    quarantine: list[dict[str, str]] = []
+    for i in np.flatnonzero(decisions.flagged):
+        label = names[int(dataset.labels[i])]
+        finding = str(decisions.finding[i])
+        predicted = int(decisions.predicted[i])
+        entry = {
+            "index": str(i),
+            "id": dataset.ids[i],
+            "label": label,
+            "score": format(float(decisions.score[i]), ".6g"),
+            "finding": finding,
+        }
+        if (
+            action == "relabel"
+            and finding == "label-noise"
+            and predicted >= 0
+            and predicted != dataset.labels[i]
+        ):
+            labels[i] = predicted
+            entry.update(
+                action="relabelled",
+                new_label=names[predicted],
+                reason=f"judged mislabelled: labelled {label!r}, a model that never saw it "
+                f"predicts {names[predicted]!r}",
+            )
+        else:
+            keep[i] = False
+            entry.update(action="removed", new_label="", reason=_removal_reason(finding, label))
+        quarantine.append(entry)
+    rows = np.flatnonzero(keep)
+    return SanitizePlan(action, rows, labels[rows], quarantine)
+
+
+def _removal_reason(finding: str, label: str) -> str:
+    if finding == "backdoor":
+        return f"suspected backdoor sample in class {label!r} (the trigger would stay if kept)"
+    if finding == "label-noise":
+        return f"judged mislabelled (labelled {label!r}) with no other class to give it"
+    return "flagged by the scan"
+
+
+def quarantine_csv_text(entries: Sequence[dict[str, str]]) -> str:
+    """``quarantine.csv`` text: one row per removed or relabelled sample."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=QUARANTINE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(entries)
+    return buffer.getvalue()
+
+
+def write_sanitized(
+    dataset: Dataset,
+    plan: SanitizePlan,
+    out_dir: str | Path,
+    *,
+    loader_options: dict | None = None,
+) -> Path:
+    """Write the cleaned copy and ``quarantine.csv`` into ``out_dir``; return the copy's path.
+
+    ``out_dir`` is checked against the source first (:func:`poisonguard.writers.prepare_output_dir`)
+    and replaced as a whole only if it holds nothing but an earlier run's outputs.
+    """
+    from poisonguard.writers import prepare_output_dir, write_like
+
+    out_dir = prepare_output_dir(dataset.path, Path(out_dir))
+    name = dataset.path.name
+    with atomic_directory(out_dir, replaceable={name, "quarantine.csv"}) as tmp:
+        write_like(
+            dataset, tmp / name, rows=plan.rows, labels=plan.labels, loader_options=loader_options
+        )
+        with atomic_path(tmp / "quarantine.csv") as part:
+            part.write_text(quarantine_csv_text(plan.quarantine), encoding="utf-8")
+    logger.info(
+        "wrote %s: kept %d of %d samples (%d removed, %d relabelled)",
+        out_dir / name,
+        plan.rows.size,
+        dataset.n_samples,
+        plan.n_removed,
+        plan.n_relabelled,
+    )
+    return out_dir / name

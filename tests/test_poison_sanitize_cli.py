@@ -1,0 +1,507 @@
+"""`poisonguard poison`, `sanitize` and `evaluate`: counts, ground truth, untouched sources."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from poisonguard.cli.main import main
+
+from poisonguard.loaders import load_dataset
+from poisonguard.sanitize import plan_sanitize, read_scan_decisions
+
+N_PER_CLASS = 40
+N_CLASSES = 5
+SIDE = 16
+
+
+def checksums(root: Path) -> dict[str, str]:
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def hdf5_source(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    n = N_PER_CLASS * N_CLASSES
+    x = rng.integers(0, 200, size=(n, SIDE, SIDE), dtype=np.uint8)
+    y = np.repeat(np.arange(N_CLASSES), N_PER_CLASS)
+    path = tmp_path / "src" / "data.h5"
+    path.parent.mkdir()
+    with h5py.File(path, "w") as handle:
+        handle["x"] = x
+        handle["y"] = y
+    return path
+
+
+@pytest.fixture
+def folder_source(tmp_path) -> Path:
+    rng = np.random.default_rng(1)
+    root = tmp_path / "src" / "images"
+    for code in range(4):
+        (root / f"c{code}").mkdir(parents=True)
+        for i in range(15):
+            mode = "RGB" if i % 3 == 0 else "L"
+            shape = (SIDE, SIDE, 3) if mode == "RGB" else (SIDE, SIDE)
+            pixels = rng.integers(0, 200, size=shape, dtype=np.uint8)
+            Image.fromarray(pixels, mode=mode).save(root / f"c{code}" / f"img_{i:02d}.png")
+    return root
+
+
+def read_truth(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.1])
+def test_poison_hdf5_exact_count_and_truth_matches_changes(hdf5_source, tmp_path, rate):
+    before = checksums(hdf5_source.parent)
+    out = tmp_path / "out"
+    result = run(
+        "poison", hdf5_source, "--attack", "patch", "--rate", rate, "--target", "0", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert checksums(hdf5_source.parent) == before
+    source, copy = load_dataset(hdf5_source), load_dataset(out / "data.h5")
+    truth = read_truth(out / "ground_truth.csv")
+    poisoned = np.array([row["poisoned"] == "1" for row in truth])
+    assert poisoned.sum() == round(rate * source.n_samples)
+    changed = np.any((copy.x != source.x).reshape(source.n_samples, -1), axis=1) | (
+        np.array(copy.class_names)[copy.labels] != np.array(source.class_names)[source.labels]
+    )
+    np.testing.assert_array_equal(changed, poisoned)
+    assert [row["id"] for row in truth] == copy.ids
+    assert all(row["new_label"] == "0" for row in truth if row["poisoned"] == "1")
+    assert all(row["original_label"] != "0" for row in truth if row["poisoned"] == "1")
+    assert {row["attack"] for row in truth} == {"patch", ""}
+    assert sorted(p.name for p in out.iterdir()) == ["data.h5", "ground_truth.csv", "poison.json"]
+
+
+def test_poison_same_seed_same_copy_and_rerun_is_safe(hdf5_source, tmp_path):
+    outputs = []
+    for name, seed in [("a", 3), ("b", 3), ("c", 4)]:
+        out = tmp_path / name
+        assert (
+            run(
+                "poison",
+                hdf5_source,
+                "--attack",
+                "blend",
+                "--rate",
+                "0.1",
+                "--seed",
+                seed,
+                "--out",
+                out,
+            ).exit_code
+            == 0
+        )
+        outputs.append((out / "ground_truth.csv").read_text())
+    assert outputs[0] == outputs[1] != outputs[2]
+    # the same command again replaces its own earlier output
+    again = run(
+        "poison",
+        hdf5_source,
+        "--attack",
+        "blend",
+        "--rate",
+        "0.1",
+        "--seed",
+        3,
+        "--out",
+        tmp_path / "a",
+    )
+    assert again.exit_code == 0 and (tmp_path / "a" / "ground_truth.csv").read_text() == outputs[0]
+
+
+def test_poison_writes_nothing_outside_out(hdf5_source, tmp_path):
+    before = listing(tmp_path)
+    assert (
+        run(
+            "poison",
+            hdf5_source,
+            "--attack",
+            "flip-random",
+            "--rate",
+            "0.1",
+            "--out",
+            tmp_path / "out",
+        ).exit_code
+        == 0
+    )
+    after = listing(tmp_path)
+    assert [p for p in after if p not in before and not p.startswith("out")] == []
+
+
+def test_poison_image_folder_keeps_size_and_mode(folder_source, tmp_path):
+    before = checksums(folder_source)
+    out = tmp_path / "out"
+    result = run(
+        "poison",
+        folder_source,
+        "--attack",
+        "patch",
+        "--rate",
+        "0.2",
+        "--target",
+        "c1",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert checksums(folder_source) == before
+    truth = read_truth(out / "ground_truth.csv")
+    copy = load_dataset(out / "images")
+    assert [row["id"] for row in truth] == copy.ids
+    assert [int(row["index"]) for row in truth] == list(range(copy.n_samples))
+    moved = [row for row in truth if row["poisoned"] == "1"]
+    assert len(moved) == round(0.2 * 60)
+    for row in moved:
+        assert row["id"].startswith("c1/") and row["new_label"] == "c1"
+        # a moved file keeps its name, with a numeric suffix where c1 already has that name
+        stem = re.sub(r"_\d+$", "", Path(row["id"]).stem)
+        original = Image.open(folder_source / row["original_label"] / f"{stem}.png")
+        written = Image.open(out / "images" / row["id"])
+        assert written.size == original.size and written.mode == original.mode
+        assert np.asarray(written).tolist() != np.asarray(original).tolist()
+    assert any(row["id"].endswith("_1.png") for row in moved)
+
+
+def test_triggered_test_copy_keeps_labels_and_spares_the_target(hdf5_source, tmp_path):
+    out = tmp_path / "out"
+    assert (
+        run(
+            "poison",
+            hdf5_source,
+            "--attack",
+            "patch",
+            "--apply-trigger",
+            "--target",
+            "2",
+            "--out",
+            out,
+        ).exit_code
+        == 0
+    )
+    source, copy = load_dataset(hdf5_source), load_dataset(out / "data.h5")
+    np.testing.assert_array_equal(copy.labels, source.labels)
+    changed = np.any((copy.x != source.x).reshape(source.n_samples, -1), axis=1)
+    assert not changed[source.labels == 2].any()
+    assert changed[source.labels != 2].mean() > 0.9  # a white corner may already be white
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--attack", "nope", "--rate", "0.1"], 2, "nope"),
+        (["--attack", "patch"], 2, "--rate is required"),
+        (["--attack", "patch", "--rate", "1.5"], 2, "rate"),
+        (["--attack", "patch", "--rate", "0.1", "--target", "99"], 2, "no class '99'"),
+        (["--attack", "table-trigger", "--rate", "0.1"], 2, "table"),
+        (["--attack", "flip-random", "--apply-trigger"], 2, "backdoor"),
+    ],
+)
+def test_poison_usage_errors(hdf5_source, tmp_path, args, code, message):
+    result = run("poison", hdf5_source, *args, "--out", tmp_path / "out")
+    assert result.exit_code == code
+    assert message in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_poison_refuses_to_write_into_the_source(folder_source):
+    before = checksums(folder_source)
+    result = run(
+        "poison",
+        folder_source,
+        "--attack",
+        "patch",
+        "--rate",
+        "0.1",
+        "--out",
+        folder_source / "inside",
+    )
+    assert result.exit_code == 1
+    assert "inside" in result.output or str(folder_source) in result.output
+    assert checksums(folder_source) == before
+    assert not (folder_source / "inside").exists()
+
+
+def write_scores(path: Path, dataset, rows: dict[int, tuple[str, str]]) -> Path:
+    """A scores.csv for ``dataset``: ``rows`` maps an index to (finding, predicted class)."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "scores.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["index", "id", "label", "score", "flagged", "spectral", "finding", "predicted_label"]
+        )
+        for i in range(dataset.n_samples):
+            label = dataset.class_names[dataset.labels[i]]
+            finding, predicted = rows.get(i, ("", label))
+            writer.writerow(
+                [
+                    i,
+                    dataset.ids[i],
+                    label,
+                    0.9 if finding else 0.1,
+                    int(bool(finding)),
+                    1.0,
+                    finding,
+                    predicted,
+                ]
+            )
+    return path
+
+
+def test_sanitize_remove_and_relabel(hdf5_source, tmp_path):
+    dataset = load_dataset(hdf5_source)
+    scan = write_scores(
+        tmp_path / "scan",
+        dataset,
+        {3: ("backdoor", "0"), 50: ("label-noise", "3"), 51: ("label-noise", "4")},
+    )
+    before = checksums(hdf5_source.parent)
+
+    out = tmp_path / "removed"
+    result = run(
+        "sanitize", hdf5_source, "--scores", tmp_path / "scan", "--action", "remove", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    cleaned = load_dataset(out / "data.h5")
+    assert cleaned.n_samples == dataset.n_samples - 3
+    kept = [i for i in range(dataset.n_samples) if i not in (3, 50, 51)]
+    np.testing.assert_array_equal(cleaned.x, dataset.x[kept])
+    assert cleaned.ids == [dataset.ids[i] for i in kept]  # the source ids stay traceable
+    quarantine = read_truth(out / "quarantine.csv")
+    assert [(q["index"], q["action"]) for q in quarantine] == [
+        ("3", "removed"),
+        ("50", "removed"),
+        ("51", "removed"),
+    ]
+
+    out = tmp_path / "relabelled"
+    assert (
+        run(
+            "sanitize", hdf5_source, "--scores", scan, "--action", "relabel", "--out", out
+        ).exit_code
+        == 0
+    )
+    cleaned = load_dataset(out / "data.h5")
+    assert cleaned.n_samples == dataset.n_samples - 1  # only the backdoor sample goes
+    names = np.array(cleaned.class_names)[cleaned.labels]
+    assert names[cleaned.ids.index(dataset.ids[50])] == "3"
+    assert names[cleaned.ids.index(dataset.ids[51])] == "4"
+    quarantine = {q["index"]: q for q in read_truth(out / "quarantine.csv")}
+    assert quarantine["3"]["action"] == "removed" and "backdoor" in quarantine["3"]["reason"]
+    assert quarantine["50"]["action"] == "relabelled" and quarantine["50"]["new_label"] == "3"
+    assert checksums(hdf5_source.parent) == before
+
+
+def test_sanitize_relabel_removes_a_label_noise_sample_predicted_as_its_own_label(
+    hdf5_source, tmp_path
+):
+    dataset = load_dataset(hdf5_source)
+    own = dataset.class_names[dataset.labels[60]]
+    decisions = read_scan_decisions(
+        write_scores(tmp_path / "scan", dataset, {60: ("label-noise", own)}), dataset
+    )
+    plan = plan_sanitize(dataset, decisions, "relabel")
+    assert 60 not in plan.rows and plan.n_removed == 1 and plan.n_relabelled == 0
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda rows: rows[:-1], "rows"),
+        (lambda rows: [rows[0], rows[2], rows[1], *rows[3:]], "index"),
+        (lambda rows: [rows[0], [*rows[1][:1], "other-id", *rows[1][2:]], *rows[2:]], "id"),
+        (lambda rows: [rows[0], [*rows[1][:3], "high", *rows[1][4:]], *rows[2:]], "score"),
+        (lambda rows: [rows[0], [*rows[1][:4], "2", *rows[1][5:]], *rows[2:]], "flagged"),
+        (lambda rows: [rows[0], [*rows[1][:6], "evil", *rows[1][7:]], *rows[2:]], "finding"),
+        (lambda rows: [[c for c in rows[0] if c != "finding"], *rows[1:]], "finding"),
+    ],
+)
+def test_sanitize_rejects_scores_that_do_not_fit(hdf5_source, tmp_path, mutate, message):
+    dataset = load_dataset(hdf5_source)
+    scan = write_scores(tmp_path / "scan", dataset, {})
+    with open(scan / "scores.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    with open(scan / "scores.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(mutate(rows))
+    result = run("sanitize", hdf5_source, "--scores", scan, "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "scores.csv" in result.output and message in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_sanitize_missing_scores_and_output_inside_source(hdf5_source, folder_source, tmp_path):
+    result = run(
+        "sanitize", hdf5_source, "--scores", tmp_path / "nowhere", "--out", tmp_path / "out"
+    )
+    assert result.exit_code == 1 and "no scores.csv" in result.output
+    dataset = load_dataset(folder_source)
+    scan = write_scores(tmp_path / "scan", dataset, {0: ("backdoor", "c0")})
+    before = checksums(folder_source)
+    result = run("sanitize", folder_source, "--scores", scan, "--out", folder_source)
+    assert result.exit_code == 1
+    assert checksums(folder_source) == before
+
+
+def test_sanitize_image_folder_end_to_end(folder_source, tmp_path):
+    dataset = load_dataset(folder_source)
+    scan = write_scores(
+        tmp_path / "scan", dataset, {0: ("backdoor", "c0"), 20: ("label-noise", "c3")}
+    )
+    before = checksums(folder_source)
+    out = tmp_path / "clean"
+    result = run("sanitize", folder_source, "--scores", scan, "--action", "relabel", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert checksums(folder_source) == before
+    cleaned = load_dataset(out / "images")
+    assert cleaned.n_samples == dataset.n_samples - 1
+    assert dataset.ids[0] not in cleaned.ids
+    moved = "c3/" + Path(dataset.ids[20]).name
+    assert moved in cleaned.ids
+    # unchanged files are byte-for-byte copies
+    same = dataset.ids[5]
+    assert (out / "images" / same).read_bytes() == (folder_source / same).read_bytes()
+
+
+def test_model_driven_attacks_on_a_small_folder(folder_source, tmp_path):
+    """clean-label perturbs target images within epsilon; near-boundary flips to runner-ups."""
+    out = tmp_path / "clean-label"
+    result = run(
+        "poison",
+        folder_source,
+        "--attack",
+        "clean-label",
+        "--rate",
+        "0.1",
+        "--target",
+        "c2",
+        "--clean-label-epsilon",
+        "8",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    source, copy = load_dataset(folder_source), load_dataset(out / "images")
+    truth = read_truth(out / "ground_truth.csv")
+    poisoned = [row for row in truth if row["poisoned"] == "1"]
+    assert len(poisoned) == 6
+    assert all(row["original_label"] == row["new_label"] == "c2" for row in poisoned)
+    for row in poisoned:
+        before = source.x[source.ids.index(row["id"])].astype(int)
+        after = copy.x[copy.ids.index(row["id"])].astype(int)
+        away_from_patch = np.abs(after - before)[..., : SIDE - 5, : SIDE - 5]
+        assert 0 < away_from_patch.max() <= 8
+
+    out = tmp_path / "near"
+    assert (
+        run(
+            "poison", folder_source, "--attack", "flip-near-boundary", "--rate", "0.1", "--out", out
+        ).exit_code
+        == 0
+    )
+    flipped = [row for row in read_truth(out / "ground_truth.csv") if row["poisoned"] == "1"]
+    assert len(flipped) == 6
+    assert all(row["original_label"] != row["new_label"] for row in flipped)
+
+
+def test_evaluate_reports_three_models(hdf5_source, tmp_path):
+    out = tmp_path / "report"
+    result = run(
+        "evaluate",
+        hdf5_source,
+        "--attack",
+        "patch",
+        "--rate",
+        "0.1",
+        "--target",
+        "0",
+        "--epochs",
+        "2",
+        "--holdout",
+        "0.25",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    evaluation = report["evaluation"]
+    assert evaluation["n_train"] == 150 and evaluation["n_test"] == 50
+    assert evaluation["n_poisoned"] == 15 and evaluation["target"] == "0"
+    models = {m["training_set"]: m for m in evaluation["models"]}
+    assert list(models) == ["clean", "poisoned", "sanitized"]
+    assert models["clean"]["n_train"] == models["poisoned"]["n_train"] == 150
+    sanitized = evaluation["sanitized"]
+    assert models["sanitized"]["n_train"] == sanitized["kept"] == 150 - sanitized["removed"]
+    assert sanitized["poisoned_removed"] + sanitized["poisoned_left"] == 15
+    for model in models.values():
+        assert 0 <= model["clean_accuracy"] <= 1 and 0 <= model["attack_success"] <= 1
+    assert set(evaluation["detection"]) >= {"precision", "recall", "f1", "auroc"}
+    assert "attack success" in result.output and "sanitized" in result.output
+    html = (out / "report.html").read_text()
+    assert 'id="evaluation"' in html and "patch" in html
+    # the scan report is of the poisoned training set
+    assert report["dataset"]["n_samples"] == 150
+
+
+def test_evaluate_label_flips_have_no_attack_success(hdf5_source, tmp_path):
+    out = tmp_path / "report"
+    result = run(
+        "evaluate",
+        hdf5_source,
+        "--attack",
+        "flip-random",
+        "--rate",
+        "0.1",
+        "--epochs",
+        "2",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((out / "report.json").read_text())["evaluation"]
+    assert evaluation["target"] is None
+    assert all(m["attack_success"] is None for m in evaluation["models"])
+
+
+def test_evaluate_rejects_a_test_set_with_other_classes(hdf5_source, tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle["x"] = np.zeros((10, SIDE, SIDE), dtype=np.uint8)
+        handle["y"] = np.arange(10) + 100
+    result = run(
+        "evaluate",
+        hdf5_source,
+        "--attack",
+        "patch",
+        "--rate",
+        "0.1",
+        "--test",
+        other,
+        "--out",
+        tmp_path / "report",
+    )
+    assert result.exit_code == 1 and "classes" in result.output
+    assert not (tmp_path / "report").exists()
