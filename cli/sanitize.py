@@ -8,7 +8,13 @@ import click
 from poisonguard.cli.options import dataset_options, library_errors, loader_options
 
 from poisonguard.loaders import load_dataset
-from poisonguard.sanitize import ACTIONS, plan_sanitize, read_scan_decisions, write_sanitized
+from poisonguard.sanitize import (
+    ACTIONS,
+    MIN_CONFIDENCE,
+    plan_sanitize,
+    read_scan_decisions,
+    write_sanitized,
+)
 
 
 @click.command()
@@ -29,6 +35,14 @@ from poisonguard.sanitize import ACTIONS, plan_sanitize, read_scan_decisions, wr
     "predicted label and leave out the rest (backdoor samples keep their trigger if relabelled).",
 )
 @click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=MIN_CONFIDENCE,
+    show_default=True,
+    help="relabel: least probability of the predicted label to use it; below it the sample "
+    "is removed.",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder."
 )
 @library_errors
@@ -42,6 +56,7 @@ def sanitize(
     skip_bad: bool,
     scan_dir: Path,
     action: str,
+    min_confidence: float,
     out_dir: Path,
 ) -> None:
     """Write a cleaned copy of DATASET using a scan's decisions.
@@ -53,7 +68,7 @@ def sanitize(
     # with --skip-bad (as the scan was run), unreadable images are left out of the copy too
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
     decisions = read_scan_decisions(scan_dir, source)
-    plan = plan_sanitize(source, decisions, action)
+    plan = plan_sanitize(source, decisions, action, min_confidence=min_confidence)
     writer_options = {k: v for k, v in options.items() if k != "format"}
     written = write_sanitized(source, plan, out_dir, loader_options=writer_options)
     click.echo(

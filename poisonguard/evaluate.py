@@ -175,7 +175,14 @@ def evaluate(
 
     plan = plan_sanitize(
         poisoned,
-        ScanDecisions(Path("<scan>"), scan.score, scan.flagged, scan.finding, scan.predicted),
+        ScanDecisions(
+            Path("<scan>"),
+            scan.score,
+            scan.flagged,
+            scan.finding,
+            scan.predicted,
+            scan.predicted_probability,
+        ),
         action,
     )
     sanitized = subset(poisoned, plan.rows, labels=plan.labels)

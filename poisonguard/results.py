@@ -97,7 +97,8 @@ class ScanResult:
     ``"label-noise"``. ``finding`` gives, per sample, ``"backdoor"``, ``"label-noise"`` or ``""``
     (not flagged); ``predicted`` the class code a model predicts for each sample: out of sample
     (cross-validated heads) when the ``confident-learning`` detector ran, else the embedding
-    model's own prediction. ``poisonguard sanitize --action relabel`` uses it.
+    model's own prediction, and ``predicted_probability`` that model's probability of it.
+    ``poisonguard sanitize --action relabel`` uses both.
     """
 
     dataset: Dataset
@@ -116,6 +117,7 @@ class ScanResult:
     attack_kinds: list[str] = field(default_factory=list)
     finding: np.ndarray | None = None
     predicted: np.ndarray | None = None
+    predicted_probability: np.ndarray | None = None
 
     @property
     def n_flagged(self) -> int:

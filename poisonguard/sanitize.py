@@ -14,9 +14,14 @@ Actions:
     every flagged sample is left out.
 ``relabel``
     a flagged sample judged mislabelled (finding ``label-noise``) gets the label a model predicts
-    for it (``predicted_label``, out of sample); every other flagged sample (backdoor, or a
-    mislabelled one whose prediction is its own label) is left out. Relabelling a backdoor sample
-    would keep its trigger in the data.
+    for it (``predicted_label``, out of sample) when that model gives the label a probability of
+    at least ``min_confidence`` (0.9 by default); every other flagged sample (backdoor, or a
+    mislabelled one whose right label is uncertain or is its own label) is left out. Relabelling a
+    backdoor sample would keep its trigger in the data. The confidence bar matters: on
+    Fashion-MNIST with 10 % random flips, relabelling every flagged sample put 898 wrong labels
+    back (F1 0.92 of the flags, and 357 flips predicted as a third class) and the retrained model
+    recovered a third of the accuracy the flips cost; with the bar at 0.9 it recovered 79 %
+    (docs/benchmarks.md).
 
 SRC is only read. ``DST`` may not be SRC, lie inside it or contain it; it is built under a
 temporary name and swapped in, so a failed run leaves nothing half-written.
@@ -52,7 +57,18 @@ logger = logging.getLogger(__name__)
 
 ACTIONS = ("remove", "relabel")
 QUARANTINE_COLUMNS = ("index", "id", "label", "score", "finding", "action", "new_label", "reason")
-_REQUIRED_COLUMNS = ("index", "id", "label", "score", "flagged", "finding", "predicted_label")
+_REQUIRED_COLUMNS = (
+    "index",
+    "id",
+    "label",
+    "score",
+    "flagged",
+    "finding",
+    "predicted_label",
+    "predicted_probability",
+)
+MIN_CONFIDENCE = 0.9
+"""Default least out-of-sample probability of the predicted label for ``relabel`` to use it."""
 _FINDINGS = ("", "backdoor", "label-noise")
 
 
@@ -60,7 +76,8 @@ _FINDINGS = ("", "backdoor", "label-noise")
 class ScanDecisions:
     """What a scan decided about each sample, read back from its ``scores.csv``.
 
-    ``predicted`` holds class codes of the dataset (``-1`` where the scan gave none).
+    ``predicted`` holds class codes of the dataset (``-1`` where the scan gave none) and
+    ``confidence`` the model's probability of that class (0 where none).
     """
 
     path: Path
@@ -68,6 +85,7 @@ class ScanDecisions:
     flagged: np.ndarray
     finding: np.ndarray
     predicted: np.ndarray
+    confidence: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,7 @@ def read_scan_decisions(scan_dir: str | Path, dataset: Dataset) -> ScanDecisions
     flagged = np.zeros(n, dtype=bool)
     finding = np.full(n, "", dtype=object)
     predicted = np.full(n, -1, dtype=np.int64)
+    confidence = np.zeros(n)
     count = 0
     for line, row in enumerate(reader, start=2):
         if not row:
@@ -177,16 +196,30 @@ def read_scan_decisions(scan_dir: str | Path, dataset: Dataset) -> ScanDecisions
                     "the dataset",
                 )
             predicted[count] = codes[cell["predicted_label"]]
+        if cell["predicted_probability"]:
+            try:
+                confidence[count] = float(cell["predicted_probability"])
+            except ValueError:
+                problem = f"line {line}: predicted_probability is not a number"
+                raise DatasetError(path, problem) from None
         count += 1
     if count != n:
         raise DatasetError(path, f"has {count} rows, the dataset {dataset.path} {n} samples")
-    return ScanDecisions(path, score, flagged, finding, predicted)
+    return ScanDecisions(path, score, flagged, finding, predicted, confidence)
 
 
-def plan_sanitize(dataset: Dataset, decisions: ScanDecisions, action: str) -> SanitizePlan:
+def plan_sanitize(
+    dataset: Dataset,
+    decisions: ScanDecisions,
+    action: str,
+    *,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> SanitizePlan:
     """Decide the kept rows, their labels and the quarantine entries (see the module docstring)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     names = dataset.class_names
     labels = dataset.labels.copy()
     keep = np.ones(dataset.n_samples, dtype=bool)
@@ -207,17 +240,27 @@ def plan_sanitize(dataset: Dataset, decisions: ScanDecisions, action: str) -> Sa
             and finding == "label-noise"
             and predicted >= 0
             and predicted != dataset.labels[i]
+            and decisions.confidence[i] >= min_confidence
         ):
             labels[i] = predicted
             entry.update(
                 action="relabelled",
                 new_label=names[predicted],
                 reason=f"judged mislabelled: labelled {label!r}, a model that never saw it "
-                f"predicts {names[predicted]!r}",
+                f"predicts {names[predicted]!r} (probability {decisions.confidence[i]:.2f})",
             )
         else:
             keep[i] = False
-            entry.update(action="removed", new_label="", reason=_removal_reason(finding, label))
+            reason = _removal_reason(finding, label)
+            if action == "relabel" and finding == "label-noise":
+                if predicted < 0 or predicted == dataset.labels[i]:
+                    reason += "; no other class is predicted for it"
+                else:
+                    reason += (
+                        f"; the predicted class {names[predicted]!r} has probability "
+                        f"{decisions.confidence[i]:.2f}, below {min_confidence:g}"
+                    )
+            entry.update(action="removed", new_label="", reason=reason)
         quarantine.append(entry)
     rows = np.flatnonzero(keep)
     return SanitizePlan(action, rows, labels[rows], quarantine)
@@ -227,7 +270,7 @@ def _removal_reason(finding: str, label: str) -> str:
     if finding == "backdoor":
         return f"suspected backdoor sample in class {label!r} (the trigger would stay if kept)"
     if finding == "label-noise":
-        return f"judged mislabelled (labelled {label!r}) with no other class to give it"
+        return f"judged mislabelled (labelled {label!r})"
     return "flagged by the scan"
 
 

@@ -212,6 +212,7 @@ def scan_dataset(
         attack_kinds=decision.attack_kinds,
         finding=np.asarray(decision.kind, dtype=object),
         predicted=np.asarray(predicting).argmax(axis=1).astype(np.int64),
+        predicted_probability=np.asarray(predicting).max(axis=1).astype(np.float64),
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
@@ -280,9 +281,11 @@ def _class_findings(
             verdict, reason = "skipped", f"only {count} samples; too few for the detectors"
         elif item.backdoor:
             verdict = "backdoor-target"
+            easier = "the core" if item.far_margin >= item.core_margin else "a typical class"
             reason = (
-                f"{far}; that group is learned more easily than the core (mean margin "
-                f"{item.far_margin:.2f} vs {item.core_margin:.2f}) and its runner-up classes "
+                f"{far}; that group is learned more easily than {easier} (mean margin "
+                f"{item.far_margin:.2f} vs {item.core_margin:.2f} for the core, "
+                f"{item.typical_margin:.2f} for a typical class) and its runner-up classes "
                 f"are more varied (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f}), "
                 f"as poisons from several source classes are; {hits} samples flagged"
             )
@@ -304,8 +307,11 @@ def _clean_reason(item, far: str) -> str:
         return "no backdoor rule was run; no label-noise flags"
     if not np.isfinite(item.far_margin) or item.far_share < DecisionSettings().min_group_share:
         return f"{far}; too few far samples to form a group"
-    if item.far_margin < item.core_margin:
-        return f"{far}, but those samples are harder to learn than the core: natural outliers"
+    if item.far_margin < min(item.core_margin, item.typical_margin):
+        return (
+            f"{far}, but those samples are harder to learn than the core and than a typical "
+            "class: natural outliers"
+        )
     return (
         f"{far}; those samples are easy to learn but their runner-up classes are not more "
         f"varied than the core's (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f})"

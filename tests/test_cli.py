@@ -140,7 +140,12 @@ def test_scores_csv_has_one_row_per_sample(first_scan, clean_folder):
     _, out = first_scan
     header = (out / "scores.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("index,id,label,score,flagged")
-    assert header.split(",")[5:] == [*DEFAULT_DETECTORS, "finding", "predicted_label"]
+    assert header.split(",")[5:] == [
+        *DEFAULT_DETECTORS,
+        "finding",
+        "predicted_label",
+        "predicted_probability",
+    ]
     rows = read_scores(out)
     on_disk = {str(p.relative_to(clean_folder).as_posix()) for p in clean_folder.glob("*/*.png")}
     assert len(rows) == len(on_disk) == len(CLASSES) * PER_CLASS
@@ -241,7 +246,10 @@ def test_detectors_option_selects_the_columns(first_scan, clean_folder, cache_di
     result = scan(clean_folder, out, cache_dir, "--detectors", name)
     assert_ok(result)
     header = (out / "scores.csv").read_text(encoding="utf-8").splitlines()[0]
-    assert header == f"index,id,label,score,flagged,{name},finding,predicted_label"
+    assert (
+        header
+        == f"index,id,label,score,flagged,{name},finding,predicted_label,predicted_probability"
+    )
     assert read_report(out)["settings"]["detectors"] == [name]
     # The detector's raw scores are the same as in the full run.
     full = {r["id"]: r[name] for r in read_scores(first_out)}

@@ -722,6 +722,23 @@ def test_backdoor_rule_ignores_a_far_group_of_hard_samples():
     assert np.all(decision.score < 0.5)
 
 
+def test_backdoor_rule_calls_a_group_easier_than_a_typical_class_in_an_easy_class():
+    """A target class that is itself easier than its poisons (the 8x8 digits' class 0)."""
+    data = Synthetic()
+    members = data.labels == TARGET_CLASS
+    data.margin[members] += 10.0  # the target's core: margin about 12, other cores about 2
+    far = data.plant_far_group(margin=8.0, diverse=True)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.core_margin > evidence.far_margin > evidence.typical_margin
+    assert evidence.typical_margin == pytest.approx(2.0, abs=0.1)
+    assert decision.target_classes == [TARGET_CLASS]
+    assert decision.flagged[far].all() and decision.flagged.sum() == far.size
+    # the same group but harder than a typical class's core is natural outliers
+    data.margin[far] = 1.0
+    assert data.decide().target_classes == []
+
+
 def test_backdoor_rule_ignores_a_far_group_of_one_origin():
     data = Synthetic()
     data.plant_far_group(margin=5.0, diverse=False)

@@ -242,17 +242,18 @@ def test_poison_refuses_to_write_into_the_source(folder_source):
     assert not (folder_source / "inside").exists()
 
 
-def write_scores(path: Path, dataset, rows: dict[int, tuple[str, str]]) -> Path:
-    """A scores.csv for ``dataset``: ``rows`` maps an index to (finding, predicted class)."""
+def write_scores(path: Path, dataset, rows: dict[int, tuple]) -> Path:
+    """A scores.csv for ``dataset``: ``rows`` maps an index to (finding, predicted class) or
+    (finding, predicted class, its probability); the probability defaults to 0.95."""
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "scores.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            ["index", "id", "label", "score", "flagged", "spectral", "finding", "predicted_label"]
-        )
+        header = ["index", "id", "label", "score", "flagged", "spectral", "finding"]
+        writer.writerow([*header, "predicted_label", "predicted_probability"])
         for i in range(dataset.n_samples):
             label = dataset.class_names[dataset.labels[i]]
-            finding, predicted = rows.get(i, ("", label))
+            finding, predicted, *rest = rows.get(i, ("", label))
+            probability = rest[0] if rest else 0.95
             writer.writerow(
                 [
                     i,
@@ -263,6 +264,7 @@ def write_scores(path: Path, dataset, rows: dict[int, tuple[str, str]]) -> Path:
                     1.0,
                     finding,
                     predicted,
+                    probability,
                 ]
             )
     return path
@@ -310,6 +312,34 @@ def test_sanitize_remove_and_relabel(hdf5_source, tmp_path):
     assert quarantine["3"]["action"] == "removed" and "backdoor" in quarantine["3"]["reason"]
     assert quarantine["50"]["action"] == "relabelled" and quarantine["50"]["new_label"] == "3"
     assert checksums(hdf5_source.parent) == before
+
+
+def test_sanitize_relabel_needs_a_confident_prediction(hdf5_source, tmp_path):
+    dataset = load_dataset(hdf5_source)
+    scan = write_scores(
+        tmp_path / "scan", dataset, {50: ("label-noise", "3", 0.6), 51: ("label-noise", "4", 0.97)}
+    )
+    decisions = read_scan_decisions(scan, dataset)
+    plan = plan_sanitize(dataset, decisions, "relabel")
+    assert 50 not in plan.rows and 51 in plan.rows
+    reasons = {q["index"]: q["reason"] for q in plan.quarantine}
+    assert "0.60, below 0.9" in reasons["50"]
+    lenient = plan_sanitize(dataset, decisions, "relabel", min_confidence=0.5)
+    assert lenient.n_relabelled == 2 and lenient.n_removed == 0
+    out = tmp_path / "out"
+    result = run(
+        "sanitize",
+        hdf5_source,
+        "--scores",
+        scan,
+        "--action",
+        "relabel",
+        "--min-confidence",
+        "0.5",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0 and "0 removed, 2 relabelled" in result.output
 
 
 def test_sanitize_relabel_removes_a_label_noise_sample_predicted_as_its_own_label(

@@ -102,6 +102,7 @@ def make_result(kind: str = "image", n: int = N, tmp_path: Path | None = None) -
         warnings=["only 20 samples <per> class"],
         finding=np.array(["backdoor" if i in FLAGGED else "" for i in range(n)], dtype=object),
         predicted=(labels + 1) % 3,
+        predicted_probability=np.full(n, 0.75),
     )
 
 
@@ -141,6 +142,7 @@ def test_scores_csv_rows_header_and_hostile_id(tmp_path):
         *DETECTORS,
         "finding",
         "predicted_label",
+        "predicted_probability",
     ]
     body = rows[1:]
     assert len(body) == N
@@ -155,10 +157,11 @@ def test_scores_csv_rows_header_and_hostile_id(tmp_path):
     assert float(body[0][3]) == pytest.approx(float(result.score[0]), rel=1e-5)
     spectral = result.detector_scores["spectral"]
     assert float(body[0][5]) == pytest.approx(float(spectral[0]), rel=1e-5)
-    assert [i for i, r in enumerate(body) if r[-2] == "backdoor"] == sorted(FLAGGED)
-    assert {r[-2] for r in body} == {"backdoor", ""}
-    # predicted_label is the class name of (label + 1) % 3
-    assert body[1][-1] == CLASS_NAMES[2] and body[0][-1] == CLASS_NAMES[1]
+    assert [i for i, r in enumerate(body) if r[-3] == "backdoor"] == sorted(FLAGGED)
+    assert {r[-3] for r in body} == {"backdoor", ""}
+    # predicted_label is the class name of (label + 1) % 3, with its probability
+    assert body[1][-2] == CLASS_NAMES[2] and body[0][-2] == CLASS_NAMES[1]
+    assert {r[-1] for r in body} == {"0.75"}
 
 
 def test_report_json_keys_and_counts(tmp_path):

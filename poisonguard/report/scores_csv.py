@@ -1,12 +1,14 @@
 """``scores.csv``: one row per sample with the fused score, the decision and every detector's score.
 
-Columns: ``index,id,label,score,flagged,<detector>...,finding,predicted_label`` where ``index``
+Columns: ``index,id,label,score,flagged,<detector>...,finding,predicted_label,
+predicted_probability`` where ``index``
 is the sample's 0-based position in the dataset, ``label`` its class name, ``score`` the calibrated
 suspicion the flagging rule thresholds (higher = more suspicious), ``flagged`` 0 or 1, then one
 column per detector with its raw score (higher = more suspicious; not comparable across
 detectors), in the order of ``ScanResult.detector_scores``; ``finding`` is ``backdoor``,
-``label-noise`` or empty (not flagged) and ``predicted_label`` the class a model predicts for the
-sample (see :class:`~poisonguard.results.ScanResult`), which ``poisonguard sanitize`` reads.
+``label-noise`` or empty (not flagged), ``predicted_label`` the class a model predicts for the
+sample and ``predicted_probability`` its probability (see :class:`~poisonguard.results.ScanResult`),
+which ``poisonguard sanitize`` reads.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["SCORES_HEADER", "TRAILING_COLUMNS", "scores_csv_header", "scores_csv
 SCORES_HEADER: tuple[str, ...] = ("index", "id", "label", "score", "flagged")
 """The fixed leading columns; one column per detector follows, then :data:`TRAILING_COLUMNS`."""
 
-TRAILING_COLUMNS: tuple[str, ...] = ("finding", "predicted_label")
+TRAILING_COLUMNS: tuple[str, ...] = ("finding", "predicted_label", "predicted_probability")
 
 _FLOAT_FORMAT = ".6g"
 
@@ -68,6 +70,7 @@ def scores_csv_text(result: ScanResult) -> str:
     columns = list(detectors.values())
     finding = result.finding if result.finding is not None else np.full(n, "", dtype=object)
     predicted = result.predicted
+    confidence = result.predicted_probability
     for i in range(n):
         writer.writerow(
             [
@@ -79,6 +82,7 @@ def scores_csv_text(result: ScanResult) -> str:
                 *(format(col[i], _FLOAT_FORMAT) for col in columns),
                 finding[i],
                 "" if predicted is None else names[int(predicted[i])],
+                "" if confidence is None else format(confidence[i], _FLOAT_FORMAT),
             ]
         )
     return buffer.getvalue()
