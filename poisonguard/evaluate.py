@@ -36,7 +36,7 @@ from poisonguard.results import Embedding, ScanResult
 from poisonguard.sanitize import ScanDecisions, plan_sanitize
 from poisonguard.scan import ScanSettings, scan_dataset
 
-__all__ = ["ModelOutcome", "Evaluation", "evaluate", "holdout_split", "subset"]
+__all__ = ["ModelOutcome", "Evaluation", "evaluate", "holdout_split", "same_classes", "subset"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def evaluate(
         train, test = holdout_split(source, holdout_fraction, seed=seed)
         test_source = f"stratified hold-out of {holdout_fraction:.0%} of {source.path.name}"
     else:
-        train, test = source, _same_classes(test, source)
+        train, test = source, same_classes(test, source)
         test_source = str(test.path)
 
     start = time.perf_counter()
@@ -258,7 +258,7 @@ def _measure(
     return ModelOutcome(name, training_set.n_samples, accuracy, success, seconds)
 
 
-def _same_classes(test: Dataset, train: Dataset) -> Dataset:
+def same_classes(test: Dataset, train: Dataset) -> Dataset:
     """``test`` with its labels recoded to ``train``'s classes; its samples must match in shape."""
     unknown = sorted(set(test.class_names) - set(train.class_names))
     if unknown:

@@ -535,3 +535,66 @@ def test_evaluate_rejects_a_test_set_with_other_classes(hdf5_source, tmp_path):
     )
     assert result.exit_code == 1 and "classes" in result.output
     assert not (tmp_path / "report").exists()
+
+
+def test_poison_csv_table_trigger_and_npz_pair_flips(tmp_path):
+    from conftest import write_table_csv
+
+    source = write_table_csv(tmp_path / "table.csv", per_class=40)
+    out = tmp_path / "out"
+    result = run(
+        "poison",
+        source,
+        "--attack",
+        "table-trigger",
+        "--rate",
+        "0.1",
+        "--target",
+        "setosa",
+        "--columns",
+        "0,2",
+        "--values",
+        "99,-99",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    original, copy = load_dataset(source), load_dataset(out / "table.csv")
+    truth = read_truth(out / "ground_truth.csv")
+    poisoned = np.array([row["poisoned"] == "1" for row in truth])
+    assert poisoned.sum() == 12 and copy.ids == original.ids
+    np.testing.assert_array_equal(copy.x[poisoned][:, [0, 2]], np.tile([99.0, -99.0], (12, 1)))
+    np.testing.assert_array_equal(copy.x[~poisoned], original.x[~poisoned])
+    assert {copy.class_names[c] for c in copy.labels[poisoned]} == {"setosa"}
+    # the header and every untouched line are kept as written
+    source_lines = source.read_text().splitlines()
+    copy_lines = (out / "table.csv").read_text().splitlines()
+    assert copy_lines[0] == source_lines[0]
+    kept = np.flatnonzero(~poisoned) + 1
+    assert [copy_lines[i] for i in kept] == [source_lines[i] for i in kept]
+
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, x=original.x, y=np.array(original.class_names)[original.labels])
+    out = tmp_path / "npz-out"
+    result = run(
+        "poison",
+        npz,
+        "--attack",
+        "flip-pair",
+        "--rate",
+        "0.1",
+        "--source-class",
+        "virginica",
+        "--target",
+        "versicolor",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    flipped = [row for row in read_truth(out / "ground_truth.csv") if row["poisoned"] == "1"]
+    assert len(flipped) == 12
+    assert {(row["original_label"], row["new_label"]) for row in flipped} == {
+        ("virginica", "versicolor")
+    }
+    with np.load(out / "arrays.npz", allow_pickle=False) as written:
+        assert written["y"].dtype.kind == "U"
