@@ -6,6 +6,7 @@ import click
 from poisonguard.cli.evaluate import evaluate_command
 from poisonguard.cli.options import configure_logging
 from poisonguard.cli.poison import poison
+from poisonguard.cli.privacy import privacy
 from poisonguard.cli.sanitize import sanitize
 from poisonguard.cli.scan import scan
 
@@ -28,3 +29,4 @@ main.add_command(scan)
 main.add_command(poison)
 main.add_command(sanitize)
 main.add_command(evaluate_command)
+main.add_command(privacy)

@@ -153,11 +153,11 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "top": figures.top,
         "is_image": result.dataset.kind == "image",
     }
-    return _environment().get_template(_TEMPLATE).render(**context)
+    return template_environment().get_template(_TEMPLATE).render(**context)
 
 
 @functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,

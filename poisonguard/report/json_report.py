@@ -119,7 +119,7 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
         },
         "timings": {stage: round(float(s), 3) for stage, s in result.timings.items()},
         "warnings": list(result.warnings),
-        "versions": _versions(),
+        "versions": package_versions(),
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return jsonable(report)
@@ -196,7 +196,7 @@ def _summary(values: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in _VERSIONED_PACKAGES:
         try:

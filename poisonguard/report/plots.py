@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-__all__ = ["score_histogram_png", "embedding_map_png"]
+__all__ = ["score_histogram_png", "embedding_map_png", "roc_curves_png"]
 
 _SIZE_INCHES = (8.0, 5.0)
 _DPI = 100
@@ -174,6 +174,34 @@ def embedding_map_png(
             va="top",
             fontsize="small",
         )
+    return _png(fig)
+
+
+def roc_curves_png(curves: dict[str, tuple[Sequence[float], Sequence[float]]]) -> bytes:
+    """ROC curves of membership-inference attacks on log-log axes (the low-FPR end matters).
+
+    ``curves`` maps an attack name to its ``(fpr, tpr)`` points; the diagonal is a guessing
+    attacker. Zero rates are drawn at the axes' lower limit.
+    """
+    fig, ax = _new_figure()
+    if not curves:
+        _empty(ax, "no ROC curve")
+        return _png(fig)
+    floor = 1e-4
+    for name, (fpr, tpr) in curves.items():
+        fpr = np.maximum(np.asarray(fpr, dtype=np.float64), floor)
+        tpr = np.maximum(np.asarray(tpr, dtype=np.float64), floor)
+        ax.plot(fpr, tpr, label=name, linewidth=1.6)
+    line = np.logspace(np.log10(floor), 0, 50)
+    ax.plot(line, line, linestyle="--", color=_THRESHOLD_COLOR, linewidth=1, label="guessing")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1)
+    ax.set_xlabel("false positive rate (non-members called members)")
+    ax.set_ylabel("true positive rate (members found)")
+    ax.set_title("Membership inference ROC (log scale)")
+    ax.legend(loc="lower right", fontsize="small")
     return _png(fig)
 
 

@@ -1,0 +1,3 @@
+"""Privacy probe: membership inference, model inversion and the review checklist."""
+
+from __future__ import annotations

@@ -1,0 +1,304 @@
+"""``poisonguard privacy``: will a model trained on this data give its records away?
+
+The probe splits the data into **members** (the model is trained on them) and **non-members**
+(held out: ``--holdout PATH``, or a stratified ``--holdout-fraction`` of the data), trains the
+embedding model on the members (or uses ``--model``), and measures:
+
+1. **Membership inference** (:mod:`poisonguard.privacy.membership`): the loss-threshold attack
+   and offline LiRA with shadow heads on the model's features; AUC, membership advantage and TPR
+   at low FPR with confidence intervals, overall and per class. The headline figures are those of
+   the stronger attack (higher AUC).
+2. **Model inversion** (:mod:`poisonguard.embed.inversion`, MI-Face): one reconstruction per
+   class; an independent classifier trained on the non-members judges whether it shows its class;
+   its distance to the nearest training record against the nearest held-out record of the class
+   (on equal numbers of records per class: the nearest of more records is nearer by chance), and
+   its SSIM to that training image (:mod:`poisonguard.privacy.inversion_leakage`).
+3. **Checklist** (:mod:`poisonguard.privacy.checklist`): duplicates inside the training set and
+   between training and held-out data, the train/held-out accuracy gap, ID-like table columns,
+   classes whose leakage stands out, and the membership and inversion figures against the
+   thresholds stated in that module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poisonguard.dataset import Dataset
+from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
+from poisonguard.evaluate import holdout_split, same_classes
+from poisonguard.privacy import checklist as checks
+from poisonguard.privacy.inversion_leakage import inversion_leakage, summarise_inversion
+from poisonguard.privacy.membership import (
+    lira_offline_scores,
+    loss_attack_scores,
+    membership_metrics,
+    per_class_membership,
+)
+from poisonguard.results import Embedding
+
+__all__ = ["PrivacySettings", "PrivacyResult", "privacy_probe"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """How the probe runs. ``epochs`` ``None`` lets the embedding recipe choose."""
+
+    seed: int = 0
+    holdout_fraction: float = 0.5
+    epochs: int | None = None
+    model_file: Path | None = None
+    n_shadow: int = 16
+    inversion_steps: int = 300
+
+    def as_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["model_file"] = None if self.model_file is None else str(self.model_file)
+        return values
+
+
+@dataclass
+class PrivacyResult:
+    """Everything the privacy report shows (``privacy`` is the JSON-able ``privacy`` section)."""
+
+    dataset: Dataset
+    members: Dataset
+    nonmembers: Dataset
+    embedding: Embedding
+    privacy: dict[str, Any]
+    reconstructions: np.ndarray | None
+    nearest_training: np.ndarray | None
+    settings: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def privacy_probe(
+    dataset: Dataset,
+    settings: PrivacySettings,
+    *,
+    holdout: Dataset | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    progress: bool = False,
+) -> PrivacyResult:
+    """Run the probe (see the module docstring)."""
+    timings: dict[str, float] = {}
+    warnings_: list[str] = []
+    if holdout is None:
+        members, nonmembers = holdout_split(dataset, settings.holdout_fraction, seed=settings.seed)
+        split = f"stratified hold-out of {settings.holdout_fraction:.0%} of {dataset.path.name}"
+    else:
+        members, nonmembers = dataset, same_classes(holdout, dataset)
+        split = f"held-out set {holdout.path}"
+
+    start = time.perf_counter()
+    embed_settings = EmbedSettings(
+        seed=settings.seed, epochs=settings.epochs, model_file=settings.model_file
+    )
+    embedding = embed_dataset(
+        members, embed_settings, cache_dir=cache_dir, use_cache=use_cache, progress=progress
+    )
+    held_features, held_probabilities = embed_with(
+        embedding, nonmembers.x, model_file=settings.model_file
+    )
+    timings["train"] = time.perf_counter() - start
+
+    # --- membership inference ------------------------------------------------------------------
+    start = time.perf_counter()
+    features = np.concatenate([embedding.features, held_features]).astype(np.float32)
+    probabilities = np.concatenate([embedding.probabilities, held_probabilities])
+    labels = np.concatenate([members.labels, nonmembers.labels])
+    is_member = np.concatenate(
+        [np.ones(members.n_samples, dtype=bool), np.zeros(nonmembers.n_samples, dtype=bool)]
+    )
+    attacks = {
+        "loss": loss_attack_scores(probabilities, labels),
+        "lira": lira_offline_scores(
+            features, labels, probabilities, n_shadow=settings.n_shadow, seed=settings.seed
+        ),
+    }
+    results = {
+        name: membership_metrics(scores, is_member, seed=settings.seed)
+        for name, scores in attacks.items()
+    }
+    strongest = max(results, key=lambda name: results[name]["auc"])
+    per_class = per_class_membership(
+        attacks[strongest], is_member, labels, dataset.class_names, seed=settings.seed
+    )
+    membership = {
+        "attack": strongest,
+        **{k: results[strongest][k] for k in ("auc", "auc_ci", "advantage", "advantage_ci")},
+        "tpr_at_fpr": results[strongest]["tpr_at_fpr"],
+        "n_members": int(is_member.sum()),
+        "n_nonmembers": int((~is_member).sum()),
+        "attacks": results,
+        "per_class": per_class,
+    }
+    timings["membership"] = time.perf_counter() - start
+
+    # --- model inversion -----------------------------------------------------------------------
+    start = time.perf_counter()
+    inversion: dict[str, Any] = {"per_class": [], "summary": None, "note": None}
+    reconstructions = nearest = None
+    if embedding.model.get("source") == "torchscript":
+        inversion["note"] = "not run: inversion needs a model PoisonGuard trained itself"
+    else:
+        reconstructions, nearest, inversion = _invert(
+            dataset, members, nonmembers, embedding, settings, cache_dir, use_cache, progress
+        )
+    timings["inversion"] = time.perf_counter() - start
+
+    # --- checklist -----------------------------------------------------------------------------
+    start = time.perf_counter()
+    train_accuracy = float(np.mean(embedding.probabilities.argmax(axis=1) == members.labels))
+    heldout_accuracy = float(np.mean(held_probabilities.argmax(axis=1) == nonmembers.labels))
+    checklist = _checklist(
+        dataset, members, nonmembers, membership, inversion, train_accuracy, heldout_accuracy
+    )
+    timings["checklist"] = time.perf_counter() - start
+
+    privacy = {
+        "split": split,
+        "n_members": members.n_samples,
+        "n_nonmembers": nonmembers.n_samples,
+        "train_accuracy": round(train_accuracy, 4),
+        "heldout_accuracy": round(heldout_accuracy, 4),
+        "membership": membership,
+        "inversion": inversion,
+        "checklist": checklist,
+    }
+    return PrivacyResult(
+        dataset=dataset,
+        members=members,
+        nonmembers=nonmembers,
+        embedding=embedding,
+        privacy=privacy,
+        reconstructions=reconstructions,
+        nearest_training=nearest,
+        settings=settings.as_dict(),
+        timings=timings,
+        warnings=warnings_,
+    )
+
+
+def _invert(dataset, members, nonmembers, embedding, settings, cache_dir, use_cache, progress):
+    from poisonguard.embed.inversion import invert_classes
+
+    classes = np.unique(members.labels)
+    value_max = _value_max(members)
+    bounds = None
+    if members.kind == "table":  # keep each column within what the training data spans
+        bounds = (members.x.min(axis=0), members.x.max(axis=0))
+    inverted = invert_classes(
+        embedding,
+        classes,
+        steps=settings.inversion_steps,
+        seed=settings.seed,
+        value_max=value_max,
+        bounds=bounds,
+    )
+    # The independent judge: the same recipe trained only on the non-members.
+    judge = embed_dataset(
+        nonmembers,
+        EmbedSettings(seed=settings.seed + 1, epochs=settings.epochs),
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    images = (
+        inverted.images.astype(members.x.dtype)
+        if members.x.dtype != np.uint8
+        else (np.clip(np.rint(inverted.images), 0, 255).astype(np.uint8))
+    )
+    _, judged = embed_with(judge, images)
+    # The nearest of more records is nearer by chance: compare equal numbers per class.
+    train_rows, heldout_rows = _balanced_rows(members.labels, nonmembers.labels, settings.seed)
+    per_class = inversion_leakage(
+        inverted,
+        classes,
+        dataset.class_names,
+        train_x=members.x[train_rows],
+        train_labels=members.labels[train_rows],
+        heldout_x=nonmembers.x[heldout_rows],
+        heldout_labels=nonmembers.labels[heldout_rows],
+        evaluation_probabilities=judged,
+        value_max=value_max,
+    )
+    nearest = np.stack(
+        [
+            members.x[train_rows[item["nearest_train_index"]]]
+            if item.get("nearest_train_index") is not None
+            else np.zeros_like(members.x[0])
+            for item in per_class
+        ]
+    )
+    inversion = {"per_class": per_class, "summary": summarise_inversion(per_class), "note": None}
+    return inverted.images, nearest, inversion
+
+
+def _balanced_rows(
+    train_labels: np.ndarray, heldout_labels: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, as many training as held-out rows (a seeded subsample of the larger side)."""
+    rng = np.random.default_rng([seed, 7])
+    train_rows, heldout_rows = [], []
+    for code in np.union1d(train_labels, heldout_labels):
+        train = np.flatnonzero(train_labels == code)
+        heldout = np.flatnonzero(heldout_labels == code)
+        size = min(train.size, heldout.size)
+        if size == 0:  # keep the side that exists; the leakage record notes the missing one
+            train_rows.append(train)
+            heldout_rows.append(heldout)
+            continue
+        train_rows.append(np.sort(rng.choice(train, size, replace=False)))
+        heldout_rows.append(np.sort(rng.choice(heldout, size, replace=False)))
+    return np.concatenate(train_rows), np.concatenate(heldout_rows)
+
+
+def _value_max(dataset: Dataset) -> float:
+    """The brightest value of an image dataset (255 for uint8; else the data's maximum, at
+    least 1); the scale of distances for tables too."""
+    if dataset.x.dtype == np.uint8:
+        return 255.0
+    return float(max(1.0, np.nanmax(np.abs(dataset.x))))
+
+
+def _checklist(dataset, members, nonmembers, membership, inversion, train_acc, held_acc):
+    items = []
+    exact = checks.exact_duplicates(members.x, members.ids)
+    near = checks.near_duplicates(members.x)
+    items.append(checks.duplicates_item(exact, near.pairs, members.n_samples))
+    cross = checks.near_duplicates(members.x, other=nonmembers.x, threshold=near.threshold)
+    items.append(checks.train_heldout_overlap_item(cross.pairs, nonmembers.n_samples))
+    items.append(checks.accuracy_gap_item(checks.accuracy_gap(train_acc, held_acc)))
+    if dataset.kind == "table":
+        columns = checks.id_like_columns(dataset.x, dataset.feature_names or [])
+    else:
+        columns = None
+    items.append(checks.id_columns_item(columns))
+    low = next(
+        (row for row in membership["tpr_at_fpr"] if row.get("requested_fpr") == 0.01),
+        membership["tpr_at_fpr"][0],
+    )
+    items.append(
+        checks.membership_item(membership["auc"], membership["advantage"], low["tpr"], low["fpr"])
+    )
+    summary = inversion.get("summary")
+    if summary:
+        items.append(
+            checks.inversion_item(summary["median_distance_ratio"], summary["evaluation_accuracy"])
+        )
+    items.append(
+        checks.outlier_classes_item(
+            [row for row in membership["per_class"] if row.get("robust_z") is not None]
+        )
+    )
+    return items
