@@ -5,9 +5,9 @@
 Runs ``poisonguard privacy`` as a user would, each in its own process, and records the figures:
 
 * ``overfit``: 2,000 Fashion-MNIST training images, half held out, so the model trains on 1,000
-  images for 100 epochs with no regularisation (the model memorises them);
+  images for 100 epochs with no regularisation (the model memorises them); 8 shadow models;
 * ``regularised``: all 60,000 Fashion-MNIST training images, half held out, the default recipe
-  (5 epochs over 30,000 images);
+  (5 epochs over 30,000 images); 4 shadow models;
 * ``fmnist-10k``: 10,000 Fashion-MNIST images, default settings (the timing bar);
 * ``digits``: the shipped ``sample_data/digits/clean``, default settings (the timing bar);
 * ``duplicates``: the digits with 20 exact and 20 near copies planted (8 inside the training
@@ -133,8 +133,14 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     only = None if args.only is None else set(args.only.split(","))
     runs = {
-        "overfit": lambda: [str(write_fmnist(args.work / "fmnist_2k.h5", 2000)), "--epochs", "100"],
-        "regularised": lambda: [str(write_fmnist(args.work / "fmnist_60k.h5", None))],
+        "overfit": lambda: [
+            str(write_fmnist(args.work / "fmnist_2k.h5", 2000)),
+            *("--epochs", "100", "--shadow-models", "8"),
+        ],
+        "regularised": lambda: [
+            str(write_fmnist(args.work / "fmnist_60k.h5", None)),
+            *("--shadow-models", "4"),
+        ],
         "fmnist-10k": lambda: [str(write_fmnist(args.work / "fmnist_10k.h5", 10_000))],
         "digits": lambda: [str(REPO / "sample_data" / "digits" / "clean")],
         "duplicates": lambda: [str(write_digits_with_duplicates(args.work / "digits_dup")[0])],

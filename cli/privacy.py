@@ -57,6 +57,14 @@ from poisonguard.report.privacy_report import write_privacy_report
     help="Shadow heads of the LiRA attack.",
 )
 @click.option(
+    "--shadow-models",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also run LiRA with this many shadow models trained like the target (one training "
+    "run each; much stronger at low false-positive rates). 0: shadow heads only.",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
@@ -81,6 +89,7 @@ def privacy(
     seed: int,
     epochs: int | None,
     shadows: int,
+    shadow_models: int,
     out_dir: Path | None,
     cache_dir: Path | None,
     no_cache: bool,
@@ -102,6 +111,7 @@ def privacy(
         epochs=epochs,
         model_file=model_file,
         n_shadow=shadows,
+        shadow_models=shadow_models,
     )
     result = privacy_probe(
         source,

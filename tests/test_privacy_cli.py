@@ -136,3 +136,26 @@ def test_privacy_rejects_a_holdout_with_other_classes(make_image_folder, tmp_pat
     result = run("privacy", folder, "--holdout", other, "--out", tmp_path / "report")
     assert result.exit_code == 1 and "classes" in result.output
     assert not (tmp_path / "report").exists()
+
+
+def test_privacy_with_shadow_models_adds_both_lira_variants(make_image_folder, tmp_path):
+    folder = make_image_folder({c: 20 for c in ("a", "b", "c", "d")})
+    out = tmp_path / "report"
+    result = run(
+        "privacy",
+        folder,
+        "--epochs",
+        "2",
+        "--shadows",
+        "4",
+        "--shadow-models",
+        "2",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    attacks = json.loads((out / "report.json").read_text())["privacy"]["membership"]["attacks"]
+    assert set(attacks) == {"loss", "lira", "lira-models", "lira-models-online"}
+    assert all(0.0 <= values["auc"] <= 1.0 for values in attacks.values())

@@ -10,6 +10,8 @@ from sklearn.metrics import roc_auc_score
 from poisonguard.privacy.membership import (
     _logit_confidence,
     lira_offline_scores,
+    lira_online_statistic,
+    lira_statistic,
     loss_attack_scores,
     membership_metrics,
     per_class_membership,
@@ -337,3 +339,36 @@ def test_per_class_flags_the_leaky_class_and_skips_tiny_ones():
 def test_per_class_rejects_labels_without_names():
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\) for 2 class names"):
         per_class_membership(np.zeros(3), np.array([1, 0, 1]), np.array([0, 1, 2]), ["a", "b"])
+
+
+def test_loss_attack_resolves_confident_float32_predictions():
+    """p_y rounds to exactly 1 in float32; the other classes still tell the records apart."""
+    probabilities = np.array(
+        [[1.0, 1e-9, 1e-9], [1.0, 1e-7, 1e-7], [0.2, 0.7, 0.1]], dtype=np.float32
+    )
+    assert probabilities[0, 0] == probabilities[1, 0] == 1.0
+    scores = loss_attack_scores(probabilities, np.array([0, 0, 1]))
+    assert scores[0] > scores[1] > scores[2]
+    np.testing.assert_allclose(scores[:2], [-2e-9, -2e-7], rtol=1e-3)
+    np.testing.assert_allclose(scores[2], np.log(np.float32(0.7)), rtol=1e-6)
+
+
+def test_online_lira_separates_members_with_in_and_out_shadows():
+    """Members sit near their IN mean, non-members near their OUT mean; per-sample means vary."""
+    rng = np.random.default_rng(5)
+    n, k = 400, 8
+    labels = rng.integers(0, 4, size=n)
+    difficulty = rng.normal(0, 3, size=n)  # each record's own OUT level
+    is_in = rng.random((n, k)) < 0.5
+    phi = difficulty[:, None] + np.where(is_in, 2.0, 0.0) + rng.normal(0, 0.5, size=(n, k))
+    member = np.arange(n) < n // 2
+    target = difficulty + np.where(member, 2.0, 0.0) + rng.normal(0, 0.5, size=n)
+    online = lira_online_statistic(target, phi, is_in, labels)
+    offline = lira_statistic(target, np.where(is_in, np.nan, phi), labels)
+    assert roc_auc_score(member, online) > 0.95
+    assert roc_auc_score(member, offline) > 0.9
+    # a record no shadow trained on falls back to its class's IN mean and stays finite
+    is_in[0] = False
+    assert np.isfinite(lira_online_statistic(target, phi, is_in, labels)).all()
+    with pytest.raises(ValueError, match="is_in"):
+        lira_online_statistic(target, phi, is_in[:, :3], labels)

@@ -40,6 +40,9 @@ __all__ = [
     "VARIANCES",
     "loss_attack_scores",
     "lira_offline_scores",
+    "lira_statistic",
+    "lira_online_statistic",
+    "logit_confidence",
     "membership_metrics",
     "per_class_membership",
 ]
@@ -75,8 +78,11 @@ def loss_attack_scores(probabilities: np.ndarray, labels: np.ndarray) -> np.ndar
     """Loss-threshold attack (Yeom et al., CSF 2018); higher = more likely a member.
 
     The score is minus the cross-entropy loss of the given label, ``log(max(p_y, 1e-12))``: the
-    model fits its training records better than records it never saw. Thresholding it at the
-    mean training loss is the paper's attack; :func:`membership_metrics` sweeps every threshold.
+    model fits its training records better than records it never saw. Near ``p_y = 1`` it is
+    computed as ``log1p(-sum of the other probabilities)``, which float32 probabilities resolve
+    where ``p_y`` itself has rounded to exactly 1 (an overfit model's members otherwise tie at
+    0). Thresholding it at the mean training loss is the paper's attack;
+    :func:`membership_metrics` sweeps every threshold.
 
     Parameters
     ----------
@@ -91,8 +97,14 @@ def loss_attack_scores(probabilities: np.ndarray, labels: np.ndarray) -> np.ndar
         In ``[log(1e-12), 0] = [-27.6, 0]``.
     """
     probabilities, labels = _check_probabilities_labels(probabilities, labels)
-    given = probabilities[np.arange(labels.shape[0]), labels]
-    return np.log(np.maximum(given, LOSS_CLIP))
+    rows = np.arange(labels.shape[0])
+    given = probabilities[rows, labels].astype(np.float64)
+    others = probabilities.astype(np.float64, copy=True)
+    others[rows, labels] = 0.0
+    rest = np.minimum(others.sum(axis=1), 1.0 - LOSS_CLIP)
+    with np.errstate(divide="ignore"):
+        near_one = np.log1p(-rest)
+    return np.where(given > 0.5, near_one, np.log(np.maximum(given, LOSS_CLIP)))
 
 
 def _global_std(phi_out: np.ndarray, means: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -243,10 +255,73 @@ def lira_offline_scores(
     if not_converged:
         logger.info("LiRA: %d of %d shadow heads hit the iteration cap", not_converged, n_shadow)
 
+    return lira_statistic(phi_target, phi_out, labels, variance=variance)
+
+
+def lira_statistic(
+    phi_target: np.ndarray, phi_out: np.ndarray, labels: np.ndarray, *, variance: str = "global"
+) -> np.ndarray:
+    """Offline LiRA's test from the target's and the OUT models' logit-scaled confidences.
+
+    ``phi_out`` is ``(N, K)`` with NaN where shadow model ``k`` trained on sample ``i`` (an IN
+    model, unused offline). Returns ``(phi_target - mean_out) / std_out`` per sample (higher =
+    more likely a member); see :func:`lira_offline_scores` for the variance variants and the
+    fallback for samples with no OUT model. Shadow models may be heads (:func:`lira_offline_scores`)
+    or full models trained like the target (:mod:`poisonguard.privacy.probe`).
+    """
+    if variance not in VARIANCES:
+        raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
+    phi_out = np.asarray(phi_out, dtype=np.float64)
+    labels = np.asarray(labels)
+    n = np.shape(phi_target)[0]
+    if phi_out.ndim != 2 or phi_out.shape[0] != n or labels.shape[0] != n:
+        raise ValueError(
+            f"phi_out must be (N, K) and labels (N,) with N = {n}; got {phi_out.shape} and "
+            f"{labels.shape}"
+        )
     counts = np.sum(~np.isnan(phi_out), axis=1)
     means = _out_means(phi_out, counts, labels)
     std = VARIANCES[variance](phi_out, means, counts)
-    return (phi_target - means) / std
+    return (np.asarray(phi_target, dtype=np.float64) - means) / std
+
+
+def lira_online_statistic(
+    phi_target: np.ndarray, phi_shadow: np.ndarray, is_in: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Online LiRA (Carlini et al. 2022, the paper's main attack): a likelihood ratio.
+
+    ``phi_shadow`` ``(N, K)`` holds every shadow model's logit-scaled confidence on every
+    sample and ``is_in`` ``(N, K)`` whether the shadow trained on it. Per sample, Gaussians are
+    fitted to its IN and its OUT confidences (each with one global variance, as the paper
+    recommends for few shadow models) and the score is
+    ``log N(phi_target; mu_in, s_in) - log N(phi_target; mu_out, s_out)`` (higher = more likely a
+    member). Samples with no IN (or OUT) model take their class's mean. Needs shadow models that
+    trained on random halves of the population, members and non-members alike.
+    """
+    phi_shadow = np.asarray(phi_shadow, dtype=np.float64)
+    is_in = np.asarray(is_in, dtype=bool)
+    labels = np.asarray(labels)
+    n = np.shape(phi_target)[0]
+    if phi_shadow.shape != is_in.shape or phi_shadow.ndim != 2 or phi_shadow.shape[0] != n:
+        raise ValueError(
+            f"phi_shadow and is_in must both be (N, K) with N = {n}; got {phi_shadow.shape} "
+            f"and {is_in.shape}"
+        )
+    phi_target = np.asarray(phi_target, dtype=np.float64)
+    log_ratio = np.zeros(n)
+    for sign, mask in ((1.0, is_in), (-1.0, ~is_in)):
+        side = np.where(mask, phi_shadow, np.nan)
+        counts = mask.sum(axis=1)
+        means = _out_means(side, counts, labels)
+        std = _pooled_std(side, means, counts)
+        log_ratio += sign * (-0.5 * ((phi_target - means) / std) ** 2 - math.log(std))
+    return log_ratio
+
+
+def logit_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """LiRA's logit-scaled confidence ``log(p_y) - log(1 - p_y)`` of each sample's label."""
+    probabilities, labels = _check_probabilities_labels(probabilities, labels)
+    return _logit_confidence(probabilities, labels)
 
 
 def _standardize(features: np.ndarray) -> np.ndarray:

@@ -5,7 +5,9 @@ The probe splits the data into **members** (the model is trained on them) and **
 embedding model on the members (or uses ``--model``), and measures:
 
 1. **Membership inference** (:mod:`poisonguard.privacy.membership`): the loss-threshold attack
-   and offline LiRA with shadow heads on the model's features; AUC, membership advantage and TPR
+   and offline LiRA with shadow heads on the model's features, and with ``shadow_models`` > 0
+   offline LiRA with shadow models trained like the target (``lira-models``: stronger, one
+   training run each); AUC, membership advantage and TPR
    at low FPR with confidence intervals, overall and per class. The headline figures are those of
    the stronger attack (higher AUC).
 2. **Model inversion** (:mod:`poisonguard.embed.inversion`, MI-Face): one reconstruction per
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,14 @@ import numpy as np
 
 from poisonguard.dataset import Dataset
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
-from poisonguard.evaluate import holdout_split, same_classes
+from poisonguard.evaluate import holdout_split, same_classes, subset
 from poisonguard.privacy import checklist as checks
 from poisonguard.privacy.inversion_leakage import inversion_leakage, summarise_inversion
 from poisonguard.privacy.membership import (
     lira_offline_scores,
+    lira_online_statistic,
+    lira_statistic,
+    logit_confidence,
     loss_attack_scores,
     membership_metrics,
     per_class_membership,
@@ -56,6 +61,7 @@ class PrivacySettings:
     epochs: int | None = None
     model_file: Path | None = None
     n_shadow: int = 16
+    shadow_models: int = 0
     inversion_steps: int = 300
 
     def as_dict(self) -> dict[str, Any]:
@@ -125,6 +131,10 @@ def privacy_probe(
             features, labels, probabilities, n_shadow=settings.n_shadow, seed=settings.seed
         ),
     }
+    if settings.shadow_models:
+        attacks["lira-models"], attacks["lira-models-online"] = _lira_with_models(
+            members, nonmembers, labels, probabilities, settings, cache_dir, use_cache, progress
+        )
     results = {
         name: membership_metrics(scores, is_member, seed=settings.seed)
         for name, scores in attacks.items()
@@ -187,6 +197,46 @@ def privacy_probe(
         timings=timings,
         warnings=warnings_,
     )
+
+
+def _lira_with_models(
+    members, nonmembers, labels, probabilities, settings, cache_dir, use_cache, progress
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offline and online LiRA with shadow models trained exactly like the target.
+
+    Each of ``settings.shadow_models`` models trains with the target's recipe on a random half of
+    the population (members and non-members together, as an attacker who does not know which is
+    which would draw it), so that every sample has about half of them as IN and half as OUT
+    models. Costs one training run per shadow model; much stronger than the heads at low
+    false-positive rates, because each record's own difficulty is measured on models that never
+    saw it (offline: OUT models only; online: the likelihood ratio of IN against OUT).
+    """
+    population = replace(
+        members,
+        x=np.concatenate([members.x, nonmembers.x]),
+        labels=labels,
+        ids=[*members.ids, *nonmembers.ids],
+        skipped=[],
+    )
+    n = labels.shape[0]
+    phi = np.zeros((n, settings.shadow_models))
+    is_in = np.zeros((n, settings.shadow_models), dtype=bool)
+    for k in range(settings.shadow_models):
+        chosen = np.sort(np.random.default_rng([settings.seed, 1000 + k]).permutation(n)[: n // 2])
+        is_in[chosen, k] = True
+        logger.info("LiRA: shadow model %d of %d", k + 1, settings.shadow_models)
+        shadow = embed_dataset(
+            subset(population, chosen),
+            EmbedSettings(seed=settings.seed + 1000 + k, epochs=settings.epochs),
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            progress=progress,
+        )
+        _, predicted = embed_with(shadow, population.x)
+        phi[:, k] = logit_confidence(predicted, labels)
+    target = logit_confidence(probabilities, labels)
+    offline = lira_statistic(target, np.where(is_in, np.nan, phi), labels)
+    return offline, lira_online_statistic(target, phi, is_in, labels)
 
 
 def _invert(dataset, members, nonmembers, embedding, settings, cache_dir, use_cache, progress):
