@@ -106,3 +106,9 @@ def poison(
         f"{attack}{target_text}."
     )
     click.echo(f"Wrote {copy.path} and {copy.ground_truth}.")
+    if source.skipped:
+        click.echo(
+            f"Warning: {len(source.skipped)} unreadable file(s) skipped with --skip-bad are not "
+            "in the copy.",
+            err=True,
+        )

@@ -76,3 +76,9 @@ def sanitize(
         f"{plan.n_relabelled} relabelled."
     )
     click.echo(f"Wrote {written} and {Path(out_dir) / 'quarantine.csv'}.")
+    if source.skipped:
+        click.echo(
+            f"Warning: {len(source.skipped)} unreadable file(s) skipped with --skip-bad are not "
+            "in the copy.",
+            err=True,
+        )

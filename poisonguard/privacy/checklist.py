@@ -895,11 +895,15 @@ def inversion_item(
             status = "warn"
         else:
             status = "pass"
+        if ratio >= 1:
+            verdict = "no closer to training records than to held-out records of their class"
+        elif status == "pass":
+            verdict = "only slightly closer to training records than to held-out ones"
+        else:
+            verdict = "closer to training records than to held-out records of their class"
         first = (
-            f"median distance ratio {ratio:.2f}: reconstructions are "
-            f"{'closer to' if ratio < 1 else 'no closer to'} training records than to held-out "
-            f"ones of their class (warn below {INVERSION_RATIO_WARN:.1f}, fail below "
-            f"{INVERSION_RATIO_FAIL:.1f})"
+            f"median distance ratio {ratio:.2f}: reconstructions are {verdict} "
+            f"(warn below {INVERSION_RATIO_WARN:.1f}, fail below {INVERSION_RATIO_FAIL:.1f})"
         )
     if accuracy is None:
         second = "no independent classifier judged the reconstructions"
