@@ -159,3 +159,39 @@ def test_privacy_with_shadow_models_adds_both_lira_variants(make_image_folder, t
     attacks = json.loads((out / "report.json").read_text())["privacy"]["membership"]["attacks"]
     assert set(attacks) == {"loss", "lira", "lira-models", "lira-models-online"}
     assert all(0.0 <= values["auc"] <= 1.0 for values in attacks.values())
+
+
+def test_privacy_with_a_torchscript_model_skips_inversion(make_image_folder, tmp_path):
+    import torch
+    from torch import nn
+
+    class Pool(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x.mean(dim=3).flatten(1), x.amax(dim=2).flatten(1)], dim=1)
+
+    model_file = tmp_path / "extractor.pt"
+    torch.jit.script(Pool()).save(str(model_file))
+    folder = make_image_folder({c: 20 for c in ("a", "b", "c", "d")})
+    out = tmp_path / "report"
+    result = run(
+        "privacy",
+        folder,
+        "--model",
+        model_file,
+        "--epochs",
+        "2",
+        "--shadows",
+        "4",
+        "--shadow-models",
+        "2",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    privacy = json.loads((out / "report.json").read_text())["privacy"]
+    assert privacy["inversion"]["per_class"] == []
+    assert "PoisonGuard trained itself" in privacy["inversion"]["note"]
+    assert "lira-models-online" in privacy["membership"]["attacks"]
+    assert "model inversion" not in {item["item"] for item in privacy["checklist"]}

@@ -227,12 +227,16 @@ def _lira_with_models(
         logger.info("LiRA: shadow model %d of %d", k + 1, settings.shadow_models)
         shadow = embed_dataset(
             subset(population, chosen),
-            EmbedSettings(seed=settings.seed + 1000 + k, epochs=settings.epochs),
+            EmbedSettings(
+                seed=settings.seed + 1000 + k,
+                epochs=settings.epochs,
+                model_file=settings.model_file,  # a user's extractor: shadows are heads on it too
+            ),
             cache_dir=cache_dir,
             use_cache=use_cache,
             progress=progress,
         )
-        _, predicted = embed_with(shadow, population.x)
+        _, predicted = embed_with(shadow, population.x, model_file=settings.model_file)
         phi[:, k] = logit_confidence(predicted, labels)
     target = logit_confidence(probabilities, labels)
     offline = lira_statistic(target, np.where(is_in, np.nan, phi), labels)
