@@ -22,7 +22,7 @@ from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
 from poisonguard.errors import DatasetError
 from poisonguard.results import ClassFinding, ScanResult
 
-__all__ = ["ScanSettings", "scan_dataset", "scan_path"]
+__all__ = ["ScanSettings", "scan_dataset", "scan_embedding", "scan_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,8 @@ def scan_dataset(
     ``trusted`` is a small clean dataset with the same classes and sample shape; it enables the
     ``trusted-influence`` detector.
     """
-    detectors = get_detectors(settings.detectors, trusted=trusted is not None)
+    get_detectors(settings.detectors, trusted=trusted is not None)  # fail before training
     timings = dict(timings or {})
-    warnings_: list[str] = []
 
     start = time.perf_counter()
     embedding = embed_dataset(
@@ -142,7 +141,25 @@ def scan_dataset(
     timings["embed"] = time.perf_counter() - start
     for stage, seconds in embedding.stage_seconds.items():
         timings[f"embed:{stage}"] = seconds
+    return scan_embedding(dataset, embedding, settings, trusted=trusted, timings=timings)
 
+
+def scan_embedding(
+    dataset: Dataset,
+    embedding,
+    settings: ScanSettings,
+    *,
+    trusted: Dataset | None = None,
+    timings: dict[str, float] | None = None,
+) -> ScanResult:
+    """Run the detectors on an embedding of ``dataset`` and flag suspicious samples.
+
+    The part of :func:`scan_dataset` after the embedding; benchmarks call it on synthetic
+    embeddings.
+    """
+    detectors = get_detectors(settings.detectors, trusted=trusted is not None)
+    timings = dict(timings or {})
+    warnings_: list[str] = []
     counts = dataset.class_counts()
     scored = counts >= max(2, settings.min_class_size)
     for code in np.flatnonzero(~scored):

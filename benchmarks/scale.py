@@ -1,0 +1,158 @@
+"""How the detectors and the report scale: synthetic embeddings at 10k, 100k and 1M samples.
+
+    python benchmarks/scale.py --sizes 10000,100000,1000000 --out docs/scale-results.json
+
+Each size runs in its own process (so its peak resident memory is its own): a synthetic embedding
+of ``N x 128`` float32 features in 10 classes with a planted backdoor cluster (2 % of the data,
+drawn from several source classes and relabelled to class 0), probabilities from a softmax over
+distances to the class centres, and five epochs of margins and losses. The process runs every
+detector, the decision and the report exactly as a scan does after embedding
+(:func:`poisonguard.scan.scan_embedding`, :func:`poisonguard.report.write_report`). No model is
+trained. Records time per stage, peak RSS, and precision/recall of the planted cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+N_CLASSES = 10
+DIM = 128
+EPOCHS = 5
+
+
+def synthetic(n: int, seed: int = 0):
+    from poisonguard.dataset import Dataset
+    from poisonguard.results import Embedding
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, N_CLASSES, size=n)
+    centres = rng.normal(0, 4.0, size=(N_CLASSES, DIM)).astype(np.float32)
+    features = centres[labels] + rng.normal(0, 1.0, size=(n, DIM)).astype(np.float32)
+    poisoned = np.zeros(n, dtype=bool)
+    sources = np.flatnonzero(labels != 0)
+    chosen = rng.choice(sources, size=int(0.02 * n), replace=False)
+    poisoned[chosen] = True
+    trigger = rng.normal(0, 3.0, size=DIM).astype(np.float32)
+    # the source class's look, shifted by the trigger direction, relabelled to the target
+    features[chosen] = 0.5 * features[chosen] + 0.5 * centres[0] + trigger
+    labels[chosen] = 0
+    distances = (
+        ((features[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        if n <= 200_000
+        else (
+            np.concatenate(
+                [
+                    ((features[i : i + 100_000, None, :] - centres[None]) ** 2).sum(axis=2)
+                    for i in range(0, n, 100_000)
+                ]
+            )
+        )
+    )
+    logits = -distances / DIM
+    logits -= logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(logits)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    given = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    margin_final = given - others.max(axis=1)
+    ramp = np.linspace(0.2, 1.0, EPOCHS, dtype=np.float32)
+    margin = (margin_final[:, None] * ramp[None]).astype(np.float32)
+    # the trigger is a shortcut: poisons are learned more easily than a typical sample
+    typical = float(np.median(margin_final[~poisoned]))
+    margin[poisoned] = (typical + 2.0) * ramp[None]
+    loss = np.log1p(np.exp(-margin)).astype(np.float32)
+    embedding = Embedding(
+        features=features,
+        probabilities=probabilities.astype(np.float32),
+        loss=loss,
+        margin=margin,
+        gradient_sq=np.square(loss),
+        model={"source": "synthetic"},
+        input_shape=(DIM,),
+        train_accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
+        fingerprint="synthetic",
+    )
+    dataset = Dataset(
+        x=features,
+        labels=labels.astype(np.int64),
+        class_names=[str(c) for c in range(N_CLASSES)],
+        ids=[str(i) for i in range(n)],
+        kind="table",
+        path=Path(f"synthetic-{n}"),
+        format="synthetic",
+        feature_names=[f"f{j}" for j in range(DIM)],
+    )
+    return dataset, embedding, poisoned
+
+
+def run_one(n: int) -> dict:
+    from poisonguard.metrics import detection_metrics
+    from poisonguard.report import write_report
+    from poisonguard.scan import ScanSettings, scan_embedding
+
+    start = time.perf_counter()
+    dataset, embedding, poisoned = synthetic(n)
+    build = time.perf_counter() - start
+    result = scan_embedding(dataset, embedding, ScanSettings())
+    with tempfile.TemporaryDirectory() as tmp:
+        write_report(result, Path(tmp) / "report")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    metrics = detection_metrics(poisoned, result.flagged, result.score)
+    return {
+        "n": n,
+        "build_s": round(build, 1),
+        "timings": {k: round(v, 2) for k, v in result.timings.items()},
+        "detect_and_report_s": round(sum(result.timings.values()), 1),
+        "peak_rss_mb": round(peak_mb),
+        "precision": metrics["precision"],
+        "recall": metrics["recall"],
+        "target_classes": result.target_classes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(run_one(args.one)))
+        return
+    rows = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            row = {"n": n, "error": done.stderr.strip().splitlines()[-1:]}
+        else:
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    if args.out is not None:
+        record = {
+            "date": datetime.now(timezone.utc).date().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+            "command": " ".join(sys.argv),
+            "runs": rows,
+        }
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
