@@ -39,7 +39,7 @@ def synthetic(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, N_CLASSES, size=n)
     centres = rng.normal(0, 4.0, size=(N_CLASSES, DIM)).astype(np.float32)
-    features = centres[labels] + rng.normal(0, 1.0, size=(n, DIM)).astype(np.float32)
+    features = centres[labels] + rng.standard_normal(size=(n, DIM), dtype=np.float32)
     poisoned = np.zeros(n, dtype=bool)
     sources = np.flatnonzero(labels != 0)
     chosen = rng.choice(sources, size=int(0.02 * n), replace=False)
@@ -48,17 +48,12 @@ def synthetic(n: int, seed: int = 0):
     # the source class's look, shifted by the trigger direction, relabelled to the target
     features[chosen] = 0.5 * features[chosen] + 0.5 * centres[0] + trigger
     labels[chosen] = 0
-    distances = (
-        ((features[:, None, :] - centres[None]) ** 2).sum(axis=2)
-        if n <= 200_000
-        else (
-            np.concatenate(
-                [
-                    ((features[i : i + 100_000, None, :] - centres[None]) ** 2).sum(axis=2)
-                    for i in range(0, n, 100_000)
-                ]
-            )
-        )
+    # squared distances to the centres, in chunks (a full (N, 10, 128) temporary would be 5 GB)
+    distances = np.concatenate(
+        [
+            ((features[i : i + 20_000, None, :] - centres[None]) ** 2).sum(axis=2)
+            for i in range(0, n, 20_000)
+        ]
     )
     logits = -distances / DIM
     logits -= logits.max(axis=1, keepdims=True)

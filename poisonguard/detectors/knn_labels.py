@@ -104,7 +104,9 @@ def knn_label_disagreement(
         raise ValueError(f"n_components must be at least 1, got {n_components}")
     if n_probe is not None and n_probe < 1:
         raise ValueError(f"n_probe must be at least 1 or None, got {n_probe}")
-    features = np.asarray(features, dtype=np.float64)
+    features = np.asarray(features)
+    if features.dtype.kind != "f":
+        features = features.astype(np.float64)
     if features.ndim != 2:
         raise ValueError(f"features must have shape (N, F), got {features.shape}")
     labels = np.asarray(labels)
@@ -126,15 +128,38 @@ def knn_label_disagreement(
     return WEIGHTINGS[weights](distances, differs).astype(np.float64)
 
 
+_PROJECTION_CHUNK = 65_536
+
+
 def _principal_projection(features: np.ndarray, n_components: int) -> np.ndarray:
-    """Standardized features on their top principal components, float32 (N, d)."""
-    centred = features - features.mean(axis=0)
-    scale = centred.std(axis=0)
+    """Standardized features on their top principal components, float32 (N, d).
+
+    Mean, scale and the Gram matrix are accumulated in float64 over chunks of rows, so the
+    memory beyond the input and the (N, d) output is a chunk, not a float64 copy of the input
+    (1 GB at a million 128-d rows).
+    """
+    n, width = features.shape
+    total = np.zeros(width)
+    for start in range(0, n, _PROJECTION_CHUNK):
+        total += features[start : start + _PROJECTION_CHUNK].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    gram = np.zeros((width, width))
+    squares = np.zeros(width)
+    for start in range(0, n, _PROJECTION_CHUNK):
+        block = features[start : start + _PROJECTION_CHUNK].astype(np.float64) - mean
+        squares += np.einsum("nd,nd->d", block, block)
+        gram += block.T @ block
+    scale = np.sqrt(squares / n)
     scale[scale <= 1e-8 * max(1.0, float(scale.max(initial=0.0)))] = 1.0
-    centred /= scale
-    n_components = min(n_components, features.shape[1])
-    _, vectors = np.linalg.eigh(centred.T @ centred)
-    return np.ascontiguousarray(centred @ vectors[:, -n_components:], dtype=np.float32)
+    gram /= np.outer(scale, scale)
+    n_components = min(n_components, width)
+    _, vectors = np.linalg.eigh(gram)
+    basis = vectors[:, -n_components:] / scale[:, None]
+    points = np.empty((n, n_components), dtype=np.float32)
+    for start in range(0, n, _PROJECTION_CHUNK):
+        block = features[start : start + _PROJECTION_CHUNK].astype(np.float64) - mean
+        points[start : start + _PROJECTION_CHUNK] = block @ basis
+    return points
 
 
 def _neighbours(
