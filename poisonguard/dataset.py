@@ -13,7 +13,7 @@ or strings) are kept as the class names, so reports show what the user wrote.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from poisonguard.errors import DatasetError
 
-__all__ = ["Dataset", "encode_labels", "check_finite"]
+__all__ = ["Dataset", "encode_labels", "check_finite", "align_classes"]
 
 DatasetKind = Literal["image", "table"]
 
@@ -91,6 +91,30 @@ class Dataset:
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.n_classes)
+
+
+def align_classes(other: Dataset, reference: Dataset, *, role: str) -> Dataset:
+    """``other`` with its labels recoded to ``reference``'s class codes.
+
+    For a second dataset used beside the audited one (a trusted set, a test set, held-out data):
+    its classes must all be ``reference``'s and its samples of the same shape, else
+    :class:`DatasetError` names ``other``'s file; ``role`` says what it is in the message.
+    """
+    unknown = sorted(set(other.class_names) - set(reference.class_names))
+    if unknown:
+        raise DatasetError(
+            other.path,
+            f"{role} has classes the dataset lacks: {', '.join(map(str, unknown[:5]))}",
+        )
+    if tuple(other.x.shape[1:]) != tuple(reference.x.shape[1:]):
+        raise DatasetError(
+            other.path,
+            f"{role} samples have shape {tuple(other.x.shape[1:])}, the dataset's are "
+            f"{tuple(reference.x.shape[1:])}",
+        )
+    codes = {name: code for code, name in enumerate(reference.class_names)}
+    labels = np.array([codes[other.class_names[c]] for c in other.labels], dtype=np.int64)
+    return replace(other, labels=labels, class_names=list(reference.class_names))
 
 
 def encode_labels(raw: Sequence | np.ndarray, *, path: str | Path) -> tuple[np.ndarray, list[str]]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from poisonguard.dataset import Dataset
+from poisonguard.dataset import Dataset, align_classes
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
 from poisonguard.errors import DatasetError
 from poisonguard.metrics import detection_metrics
@@ -36,7 +36,7 @@ from poisonguard.results import Embedding, ScanResult
 from poisonguard.sanitize import ScanDecisions, plan_sanitize
 from poisonguard.scan import ScanSettings, scan_dataset
 
-__all__ = ["ModelOutcome", "Evaluation", "evaluate", "holdout_split", "same_classes", "subset"]
+__all__ = ["ModelOutcome", "Evaluation", "evaluate", "holdout_split", "subset"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def evaluate(
         train, test = holdout_split(source, holdout_fraction, seed=seed)
         test_source = f"stratified hold-out of {holdout_fraction:.0%} of {source.path.name}"
     else:
-        train, test = source, same_classes(test, source)
+        train, test = source, align_classes(test, source, role="test set")
         test_source = str(test.path)
 
     start = time.perf_counter()
@@ -256,21 +256,3 @@ def _measure(
         _, stamped = embed_with(embedding, triggered)
         success = float(np.mean(stamped.argmax(axis=1) == target))
     return ModelOutcome(name, training_set.n_samples, accuracy, success, seconds)
-
-
-def same_classes(test: Dataset, train: Dataset) -> Dataset:
-    """``test`` with its labels recoded to ``train``'s classes; its samples must match in shape."""
-    unknown = sorted(set(test.class_names) - set(train.class_names))
-    if unknown:
-        raise DatasetError(
-            test.path, f"test set has classes the training set lacks: {', '.join(unknown[:5])}"
-        )
-    if tuple(test.x.shape[1:]) != tuple(train.x.shape[1:]):
-        raise DatasetError(
-            test.path,
-            f"test samples have shape {tuple(test.x.shape[1:])}, the training samples "
-            f"{tuple(train.x.shape[1:])}",
-        )
-    codes = {name: code for code, name in enumerate(train.class_names)}
-    labels = np.array([codes[test.class_names[c]] for c in test.labels], dtype=np.int64)
-    return replace(test, labels=labels, class_names=list(train.class_names))

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from poisonguard.dataset import Dataset
+from poisonguard.dataset import Dataset, align_classes
 from poisonguard.decision import BACKDOOR, LABEL_NOISE, Decision, DecisionSettings, decide
 from poisonguard.detectors import REDUCERS, DetectorInputs, TrustedSet, get_detectors
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
-from poisonguard.errors import DatasetError
 from poisonguard.results import ClassFinding, ScanResult
 
 __all__ = ["ScanSettings", "scan_dataset", "scan_embedding", "scan_path"]
@@ -244,20 +243,8 @@ def _embed_trusted(
     trusted: Dataset, dataset: Dataset, embedding, settings: ScanSettings
 ) -> TrustedSet:
     """Embed the trusted set with the scan's model; its classes must be the dataset's."""
-    unknown = sorted(set(trusted.class_names) - set(dataset.class_names))
-    if unknown:
-        raise DatasetError(
-            trusted.path,
-            f"trusted set has classes the dataset lacks: {', '.join(map(str, unknown[:5]))}",
-        )
-    if tuple(trusted.x.shape[1:]) != tuple(dataset.x.shape[1:]):
-        raise DatasetError(
-            trusted.path,
-            f"trusted samples have shape {tuple(trusted.x.shape[1:])}, the dataset's are "
-            f"{tuple(dataset.x.shape[1:])}",
-        )
-    codes = {name: code for code, name in enumerate(dataset.class_names)}
-    labels = np.array([codes[trusted.class_names[c]] for c in trusted.labels], dtype=np.int64)
+    trusted = align_classes(trusted, dataset, role="trusted set")
+    labels = trusted.labels
     features, probabilities = embed_with(embedding, trusted.x, model_file=settings.model_file)
     return TrustedSet(features, probabilities, labels)
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from poisonguard.dataset import Dataset
+from poisonguard.dataset import Dataset, align_classes
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
-from poisonguard.evaluate import holdout_split, same_classes, subset
+from poisonguard.evaluate import holdout_split, subset
 from poisonguard.privacy import checklist as checks
 from poisonguard.privacy.inversion_leakage import inversion_leakage, summarise_inversion
 from poisonguard.privacy.membership import (
@@ -102,7 +102,7 @@ def privacy_probe(
         members, nonmembers = holdout_split(dataset, settings.holdout_fraction, seed=settings.seed)
         split = f"stratified hold-out of {settings.holdout_fraction:.0%} of {dataset.path.name}"
     else:
-        members, nonmembers = dataset, same_classes(holdout, dataset)
+        members, nonmembers = dataset, align_classes(holdout, dataset, role="held-out set")
         split = f"held-out set {holdout.path}"
 
     start = time.perf_counter()
