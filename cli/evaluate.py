@@ -10,6 +10,7 @@ import click
 from poisonguard.cli.options import (
     attack_options,
     build_attack_options,
+    cache_options,
     dataset_options,
     library_errors,
     loader_options,
@@ -63,8 +64,7 @@ from poisonguard.sanitize import ACTIONS
     default=None,
     help="Report folder (default reports/<dataset>-evaluate-<UTC timestamp>).",
 )
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@cache_options
 @progress_option
 @library_errors
 def evaluate_command(

@@ -184,6 +184,24 @@ def build_attack_options(dataset, **values: Any):
         raise click.UsageError(str(exc)) from exc
 
 
+def cache_options(command: Callable) -> Callable:
+    """``--cache-dir`` and ``--no-cache``: where the embedding cache lives, or not to use it."""
+    decorators = [
+        click.option(
+            "--cache-dir",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Embedding cache folder (default $POISONGUARD_CACHE_DIR or ~/.cache/poisonguard).",
+        ),
+        click.option(
+            "--no-cache", is_flag=True, help="Neither read nor write the embedding cache."
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
 def progress_option(command: Callable) -> Callable:
     return click.option(
         "--progress/--no-progress",

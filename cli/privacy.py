@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from poisonguard.cli.options import (
+    cache_options,
     dataset_options,
     library_errors,
     loader_options,
@@ -71,8 +72,7 @@ from poisonguard.report.privacy_report import write_privacy_report
     default=None,
     help="Report folder (default reports/<dataset>-privacy-<UTC timestamp>).",
 )
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@cache_options
 @progress_option
 @library_errors
 def privacy(

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 from poisonguard.cli.options import (
     EXIT_FINDINGS,
+    cache_options,
     dataset_options,
     library_errors,
     parse_detectors,
@@ -70,13 +71,7 @@ from poisonguard.scan import ScanSettings, scan_path
     default=None,
     help="Report folder (default reports/<dataset>-<UTC timestamp>).",
 )
-@click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Embedding cache folder (default $POISONGUARD_CACHE_DIR or ~/.cache/poisonguard).",
-)
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@cache_options
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
 @click.option(
     "--fail-on-findings",

@@ -37,7 +37,7 @@ def _count_lines(path: Path) -> int:
     return count
 
 
-def _find_column(header: list[str], name: str, *, exact: bool) -> int | None:
+def find_column(header: list[str], name: str, *, exact: bool) -> int | None:
     """Index of column ``name``; without ``exact``, a unique case-insensitive match also counts."""
     if name in header:
         return header.index(name)
@@ -147,7 +147,7 @@ def _read_table(
     columns = ", ".join(repr(c) for c in header)
 
     label_name = label_column or DEFAULT_LABEL_COLUMN
-    label_at = _find_column(header, label_name, exact=label_column is not None)
+    label_at = find_column(header, label_name, exact=label_column is not None)
     if label_at is None:
         raise DatasetError(
             path,
@@ -155,13 +155,13 @@ def _read_table(
             "use --label-column to name it",
         )
     if id_column is not None:
-        id_at = _find_column(header, id_column, exact=True)
+        id_at = find_column(header, id_column, exact=True)
         if id_at is None:
             raise DatasetError(path, f"has no id column {id_column!r}; the columns are {columns}")
         if id_at == label_at:
             raise DatasetError(path, f"column {id_column!r} cannot be both the label and the id")
     else:
-        id_at = _find_column(header, DEFAULT_ID_COLUMN, exact=False)
+        id_at = find_column(header, DEFAULT_ID_COLUMN, exact=False)
         if id_at == label_at:
             id_at = None
     feature_at = [i for i in range(len(header)) if i not in (label_at, id_at)]

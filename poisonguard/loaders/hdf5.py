@@ -22,7 +22,7 @@ __all__ = ["load_hdf5"]
 logger = logging.getLogger(__name__)
 
 
-def _list_datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
+def list_datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
     """All datasets reachable by hard links from ``group``, by path (``"train/x"``)."""
     found: dict[str, h5py.Dataset] = {}
 
@@ -64,7 +64,7 @@ def load_hdf5(path: str | Path, *, x_key: str | None = None, y_key: str | None =
     except OSError as exc:
         raise DatasetError(path, f"is not a readable HDF5 file ({exc})") from exc
     with handle:
-        datasets = _list_datasets(handle)
+        datasets = list_datasets(handle)
         try:
             return load_arrays(
                 list(datasets),

@@ -34,13 +34,12 @@ import numpy as np
 
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
+from poisonguard.loaders.csv_table import DEFAULT_ID_COLUMN, DEFAULT_LABEL_COLUMN, find_column
 
 __all__ = ["write_csv"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LABEL_COLUMN = "label"
-DEFAULT_ID_COLUMN = "id"
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _LINE_ENDINGS = ("\r\n", "\n", "\r")
 
@@ -141,18 +140,6 @@ def _ending(text: str) -> str:
     return next((e for e in _LINE_ENDINGS if text.endswith(e)), "")
 
 
-def _find_column(header: list[str], name: str, *, exact: bool) -> int | None:
-    """Index of column ``name`` as the loader finds it (without ``exact``, a unique
-    case-insensitive match also counts)."""
-    if name in header:
-        return header.index(name)
-    if not exact:
-        matches = [i for i, col in enumerate(header) if col.lower() == name.lower()]
-        if len(matches) == 1:
-            return matches[0]
-    return None
-
-
 def _read(
     source: Dataset,
     reader: Iterator[list[str]],
@@ -179,16 +166,16 @@ def _read(
 
     label_column = options.get("label_column")
     label_name = label_column or DEFAULT_LABEL_COLUMN
-    label_at = _find_column(header, label_name, exact=label_column is not None)
+    label_at = find_column(header, label_name, exact=label_column is not None)
     if label_at is None:
         raise DatasetError(path, f"has no label column {label_name!r}")
     id_column = options.get("id_column")
     if id_column is not None:
-        id_at = _find_column(header, id_column, exact=True)
+        id_at = find_column(header, id_column, exact=True)
         if id_at is None:
             raise DatasetError(path, f"has no id column {id_column!r}")
     else:
-        id_at = _find_column(header, DEFAULT_ID_COLUMN, exact=False)
+        id_at = find_column(header, DEFAULT_ID_COLUMN, exact=False)
         if id_at == label_at:
             id_at = None
     feature_at = [i for i in range(len(header)) if i not in (label_at, id_at)]

@@ -28,6 +28,7 @@ import numpy as np
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
 from poisonguard.loaders.arrays import IDS_KEY
+from poisonguard.loaders.hdf5 import list_datasets
 from poisonguard.writers.arrays import (
     ArrayPlan,
     new_labels,
@@ -73,7 +74,7 @@ def write_hdf5(
     except OSError as exc:
         raise DatasetError(path, f"is not a readable HDF5 file ({exc})") from exc
     with handle:
-        datasets = _list_datasets(handle)
+        datasets = list_datasets(handle)
         plan = plan_arrays(list(datasets), datasets.__getitem__, source, rows, options)
         if plan.add_ids and IDS_KEY in handle:
             raise DatasetError(
@@ -88,18 +89,6 @@ def write_hdf5(
                     IDS_KEY, data=rows.astype(np.int64), chunks=(min(rows.shape[0], 1 << 17),)
                 )
     return [source.ids[r] for r in rows.tolist()]
-
-
-def _list_datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
-    """All datasets reachable by hard links from ``group``, by path (as the loader lists them)."""
-    found: dict[str, h5py.Dataset] = {}
-
-    def visit(name: str, obj: object) -> None:
-        if isinstance(obj, h5py.Dataset):
-            found[name] = obj
-
-    group.visititems(visit)
-    return found
 
 
 def _tracks_order(group: h5py.Group) -> bool:
