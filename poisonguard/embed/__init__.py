@@ -41,6 +41,7 @@ __all__ = [
     "embed_dataset",
     "embed_with",
     "adversarial_perturbation",
+    "trained_model",
     "default_cache_dir",
     "available_cores",
 ]
@@ -173,6 +174,37 @@ def embed_dataset(
     return embedding
 
 
+def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler]:
+    """The model ``embedding``'s run trained (SmallCNN or SmallMLP), rebuilt from its cached
+    weights in evaluation mode with its parameters frozen, and its input scaling.
+
+    Raises ``ValueError`` for an embedding of a user's TorchScript extractor (only its linear
+    head was trained) or one without weights.
+    """
+    if embedding.model.get("source") == "torchscript":
+        raise ValueError(
+            "this needs a model PoisonGuard trained itself; the embedding used a TorchScript "
+            "feature extractor"
+        )
+    if not embedding.weights:
+        raise ValueError("the embedding carries no trained weights")
+    shape = tuple(int(s) for s in embedding.input_shape)
+    if len(shape) not in (1, 3):
+        raise ValueError(f"trained models take (C, H, W) images or (D,) rows, not {shape}")
+    n_classes = int(embedding.probabilities.shape[1])
+    weights = dict(embedding.weights)
+    scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
+    if len(shape) == 3:
+        model: torch.nn.Module = SmallCNN(shape[0], n_classes, (shape[1], shape[2]))
+    else:
+        model = SmallMLP(shape[0], n_classes)
+    model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, scaler
+
+
 def embed_with(
     embedding: Embedding,
     x: np.ndarray,
@@ -203,14 +235,10 @@ def embed_with(
         extractor = load_feature_extractor(Path(model_file))
         inputs = extract_features(extractor, x, path=model_file, progress=progress)
         model: torch.nn.Module = LinearHead(inputs.shape[1], n_classes)
+        model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
     else:
         inputs = x
-        if len(embedding.input_shape) == 3:
-            channels, height, width = embedding.input_shape
-            model = SmallCNN(channels, n_classes, (height, width))
-        else:
-            model = SmallMLP(embedding.input_shape[0], n_classes)
-    model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
+        model, scaler = trained_model(embedding)
     features, probabilities = run_inference(model, inputs, scaler, progress=progress)
     if embedding.model.get("source") == "torchscript":
         features = inputs  # the head's own "features" are the standardized extractor outputs
@@ -282,22 +310,14 @@ def adversarial_perturbation(
     the one ``embedding`` trained (its cached weights); only trained models, not TorchScript
     extractors, are supported. Returns float64 images in the range ``[0, x.max()]``.
     """
-    if embedding.model.get("source") == "torchscript" or not embedding.weights:
-        raise ValueError("adversarial perturbations need a model PoisonGuard trained itself")
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(embedding.input_shape):
         raise ValueError(f"images of shape {x.shape[1:]} do not match {embedding.input_shape}")
     if not epsilon > 0 or steps < 1:
         raise ValueError(f"epsilon must be > 0 and steps >= 1, got {epsilon} and {steps}")
+    model, scaler = trained_model(embedding)
     torch.set_num_threads(available_cores())
-    weights = dict(embedding.weights)
-    mean = torch.as_tensor(np.asarray(weights.pop("scaler.mean"), dtype=np.float32))
-    std = torch.as_tensor(np.asarray(weights.pop("scaler.std"), dtype=np.float32))
-    channels, height, width = embedding.input_shape
-    model = SmallCNN(channels, embedding.probabilities.shape[1], (height, width))
-    model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    mean = torch.as_tensor(np.asarray(scaler.mean, dtype=np.float32))
+    std = torch.as_tensor(np.asarray(scaler.std, dtype=np.float32))
     top = float(max(1.0, np.max(x))) if x.dtype != np.uint8 else 255.0
     step = 2.5 * epsilon / steps
     result = np.empty(x.shape, dtype=np.float64)

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from poisonguard.embed import available_cores
-from poisonguard.embed.models import SmallCNN, SmallMLP
+from poisonguard.embed import available_cores, trained_model
 from poisonguard.results import Embedding
 
 logger = logging.getLogger(__name__)
@@ -308,30 +307,11 @@ def _guess_value_max(mean: np.ndarray) -> float:
 
 
 def _trained_model(embedding: Embedding) -> tuple[nn.Module, np.ndarray, np.ndarray]:
-    """The model ``embedding`` trained, in evaluation mode and frozen, with its input scaling.
-
-    The same reconstruction as in :func:`poisonguard.embed.embed_with` (duplicated here).
-    """
-    if embedding.model.get("source") == "torchscript":
-        raise ValueError(
-            "model inversion needs a model PoisonGuard trained itself; this embedding used a "
-            "TorchScript feature extractor"
-        )
-    if not embedding.weights:
-        raise ValueError("the embedding carries no trained weights")
-    shape = tuple(int(s) for s in embedding.input_shape)
-    if len(shape) not in (1, 3):
-        raise ValueError(f"model inversion needs (C, H, W) images or (D,) rows, got {shape}")
-    n_classes = int(embedding.probabilities.shape[1])
-    weights = dict(embedding.weights)
-    mean = np.asarray(weights.pop("scaler.mean"), dtype=np.float64)
-    std = np.asarray(weights.pop("scaler.std"), dtype=np.float64)
-    if len(shape) == 3:
-        model: nn.Module = SmallCNN(shape[0], n_classes, (shape[1], shape[2]))
-    else:
-        model = SmallMLP(shape[0], n_classes)
-    model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
-    model.eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    """The model ``embedding`` trained (frozen, evaluation mode) and its input mean and std."""
+    try:
+        model, scaler = trained_model(embedding)
+    except ValueError as exc:
+        raise ValueError(f"model inversion: {exc}") from exc
+    mean = np.asarray(scaler.mean, dtype=np.float64)
+    std = np.asarray(scaler.std, dtype=np.float64)
     return model, mean, std
