@@ -165,7 +165,8 @@ def write_poisoned_copy(
         with atomic_path(tmp / "ground_truth.csv") as part:
             part.write_text(ground_truth_csv_text(dataset, poisoning, ids, order), encoding="utf-8")
         with atomic_path(tmp / "poison.json") as part:
-            part.write_text(json.dumps(_record(dataset, poisoning), indent=2) + "\n")
+            record = json.dumps(_record(dataset, poisoning), indent=2, default=_numpy_scalar)
+            part.write_text(record + "\n")
     logger.info("wrote %s (%d samples poisoned)", out_dir / name, poisoning.n_poisoned)
     return PoisonedCopy(out_dir / name, out_dir / "ground_truth.csv", poisoning, ids)
 
@@ -231,19 +232,16 @@ def _record(dataset: Dataset, poisoning: Poisoning) -> dict:
         "target": None if poisoning.target is None else names[poisoning.target],
         "n_samples": dataset.n_samples,
         "n_poisoned": poisoning.n_poisoned,
-        "description": _jsonable(poisoning.description),
-        "options": _jsonable(options),
+        "description": poisoning.description,
+        "options": options,
     }
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+def _numpy_scalar(value):
+    """``json.dumps`` fallback: the attack parameters hold numpy scalars next to built-ins."""
     if isinstance(value, np.generic):
         return value.item()
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _adversarial(dataset: Dataset, options: AttackOptions, *, seed: int, progress: bool):

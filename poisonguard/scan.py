@@ -19,7 +19,7 @@ from poisonguard.dataset import Dataset, align_classes
 from poisonguard.decision import BACKDOOR, LABEL_NOISE, Decision, DecisionSettings, decide
 from poisonguard.detectors import REDUCERS, DetectorInputs, TrustedSet, get_detectors
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
-from poisonguard.results import ClassFinding, ScanResult
+from poisonguard.results import ClassFinding, Embedding, ScanResult
 
 __all__ = ["ScanSettings", "scan_dataset", "scan_embedding", "scan_path"]
 
@@ -145,7 +145,7 @@ def scan_dataset(
 
 def scan_embedding(
     dataset: Dataset,
-    embedding,
+    embedding: Embedding,
     settings: ScanSettings,
     *,
     trusted: Dataset | None = None,
