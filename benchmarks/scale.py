@@ -1,6 +1,8 @@
 """How the detectors and the report scale: synthetic embeddings at 10k, 100k and 1M samples.
 
     python benchmarks/scale.py --sizes 10000,100000,1000000 --out docs/scale-results.json
+    python benchmarks/scale.py --out-of-core --out docs/scale-results-out-of-core.json
+    python benchmarks/scale.py --sizes 1000000 --out-of-core --dask local
 
 Each size runs in its own process (so its peak resident memory is its own): a synthetic embedding
 of ``N x 128`` float32 features in 10 classes with a planted backdoor cluster (2 % of the data,
@@ -9,6 +11,14 @@ distances to the class centres, and five epochs of margins and losses. The proce
 detector, the decision and the report exactly as a scan does after embedding
 (:func:`poisonguard.scan.scan_embedding`, :func:`poisonguard.report.write_report`). No model is
 trained. Records time per stage, peak RSS, and precision/recall of the planted cluster.
+
+``--out-of-core`` measures the path of ``scan --chunk-rows``: a first process writes the
+embedding to an HDF5 file (as the embedding cache holds it), the measured process reads
+everything but the features, which stay in the file as a
+:class:`~poisonguard.features.FeatureFile` (the dataset's samples are then a zero-stride
+placeholder, since a scan that has embedded its data does not read the samples again for a
+table). ``--dask ADDRESS`` runs the per-class detectors as tasks on a Dask cluster (``local``:
+a LocalCluster on this machine; its workers' memory is not in the peak RSS).
 """
 
 from __future__ import annotations
@@ -94,21 +104,84 @@ def synthetic(n: int, seed: int = 0):
     return dataset, embedding, poisoned
 
 
-def run_one(n: int) -> dict:
+_ARRAYS = ("probabilities", "loss", "margin", "gradient_sq")
+
+
+def write_synthetic(n: int, path: Path) -> None:
+    """The synthetic embedding of ``n`` samples, as an HDF5 file (features in 4,096-row blocks)."""
+    import h5py
+
+    dataset, embedding, poisoned = synthetic(n)
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset(
+            "features",
+            data=embedding.features,
+            chunks=(min(n, 4096), DIM),
+            compression="lzf",
+        )
+        for name in _ARRAYS:
+            handle[name] = getattr(embedding, name)
+        handle["labels"] = dataset.labels
+        handle["poisoned"] = poisoned
+
+
+def read_synthetic(path: Path, chunk_rows: int):
+    """What :func:`write_synthetic` wrote, with the features left in the file."""
+    import h5py
+
+    from poisonguard.dataset import Dataset
+    from poisonguard.features import FeatureFile
+    from poisonguard.results import Embedding
+
+    with h5py.File(path, "r") as handle:
+        arrays = {name: handle[name][()] for name in _ARRAYS}
+        labels, poisoned = handle["labels"][()], handle["poisoned"][()]
+    n = labels.shape[0]
+    features = FeatureFile(path, "features", chunk_rows)
+    embedding = Embedding(
+        features=features,
+        **arrays,
+        model={"source": "synthetic"},
+        input_shape=(DIM,),
+        train_accuracy=float(np.mean(arrays["probabilities"].argmax(axis=1) == labels)),
+        fingerprint="synthetic",
+    )
+    dataset = Dataset(
+        x=np.broadcast_to(np.zeros((1, DIM), dtype=np.float32), (n, DIM)),
+        labels=labels.astype(np.int64),
+        class_names=[str(c) for c in range(N_CLASSES)],
+        ids=[str(i) for i in range(n)],
+        kind="table",
+        path=Path(f"synthetic-{n}"),
+        format="synthetic",
+        feature_names=[f"f{j}" for j in range(DIM)],
+    )
+    return dataset, embedding, poisoned
+
+
+def run_one(n: int, *, feature_file: Path | None, chunk_rows: int, dask: str | None) -> dict:
+    from poisonguard.embed import available_cores
     from poisonguard.metrics import detection_metrics
     from poisonguard.report import write_report
     from poisonguard.scan import ScanSettings, scan_embedding
+    from poisonguard.tasks import task_runner
 
     start = time.perf_counter()
-    dataset, embedding, poisoned = synthetic(n)
+    if feature_file is None:
+        dataset, embedding, poisoned = synthetic(n)
+    else:
+        dataset, embedding, poisoned = read_synthetic(feature_file, chunk_rows)
     build = time.perf_counter() - start
-    result = scan_embedding(dataset, embedding, ScanSettings())
+    with task_runner(dask, workers=available_cores()) as runner:
+        result = scan_embedding(dataset, embedding, ScanSettings(), runner=runner)
     with tempfile.TemporaryDirectory() as tmp:
         write_report(result, Path(tmp) / "report")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics = detection_metrics(poisoned, result.flagged, result.score)
     return {
         "n": n,
+        "features": "in memory" if feature_file is None else f"file, chunk_rows={chunk_rows}",
+        "tasks": runner.description,
         "build_s": round(build, 1),
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
         "detect_and_report_s": round(sum(result.timings.values()), 1),
@@ -123,16 +196,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out-of-core", action="store_true", help="features stay in an HDF5 file")
+    parser.add_argument("--chunk-rows", type=int, default=65_536)
+    parser.add_argument("--dask", default=None, help="Dask scheduler address, or 'local'")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--file", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--write", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one is not None and args.write:
+        write_synthetic(args.one, args.file)
+        return
     if args.one is not None:
-        print(json.dumps(run_one(args.one)))
+        options = dict(feature_file=args.file, chunk_rows=args.chunk_rows, dask=args.dask)
+        print(json.dumps(run_one(args.one, **options)))
         return
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        done = subprocess.run(
-            [sys.executable, __file__, "--one", str(n)], capture_output=True, text=True
-        )
+        command = [sys.executable, __file__, "--one", str(n), "--chunk-rows", str(args.chunk_rows)]
+        if args.dask:
+            command += ["--dask", args.dask]
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.out_of_core:
+                feature_file = Path(tmp) / "embedding.h5"
+                subprocess.run([*command, "--write", "--file", str(feature_file)], check=True)
+                command += ["--file", str(feature_file)]
+            done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             row = {"n": n, "error": done.stderr.strip().splitlines()[-1:]}
         else:

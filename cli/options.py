@@ -13,6 +13,7 @@ import click
 
 from poisonguard.detectors import get_detectors
 from poisonguard.errors import PoisonGuardError
+from poisonguard.features import BLOCK_ROWS
 from poisonguard.loaders import FORMATS
 
 EXIT_FINDINGS = 3
@@ -200,6 +201,39 @@ def cache_options(command: Callable) -> Callable:
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+def dask_option(command: Callable) -> Callable:
+    """``--dask ADDRESS``: run the embedding inference and per-class detectors on a Dask cluster."""
+    return click.option(
+        "--dask",
+        "dask",
+        metavar="ADDRESS",
+        default=None,
+        help="Run embedding inference and the per-class detectors as tasks on the Dask "
+        "scheduler at ADDRESS (tcp://host:8786), or on a new cluster on this machine with "
+        "'local'. Same seed, same scores as without it.",
+    )(command)
+
+
+def chunk_rows_option(command: Callable) -> Callable:
+    """``--chunk-rows N``: the out-of-core scan."""
+    return click.option(
+        "--chunk-rows",
+        type=click.IntRange(min=BLOCK_ROWS),
+        callback=_check_chunk_rows,
+        default=None,
+        metavar="N",
+        help="Out of core: keep the embedding's features in the cache file and read them N "
+        f"rows (a multiple of {BLOCK_ROWS}) or one class at a time, instead of holding them in "
+        "memory. Same scores as in memory. Needs the cache.",
+    )(command)
+
+
+def _check_chunk_rows(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value % BLOCK_ROWS:
+        raise click.BadParameter(f"must be a multiple of {BLOCK_ROWS}, got {value}")
+    return value
 
 
 def progress_option(command: Callable) -> Callable:

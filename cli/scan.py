@@ -9,6 +9,8 @@ import click
 from poisonguard.cli.options import (
     EXIT_FINDINGS,
     cache_options,
+    chunk_rows_option,
+    dask_option,
     dataset_options,
     library_errors,
     parse_detectors,
@@ -72,6 +74,8 @@ from poisonguard.scan import ScanSettings, scan_path
     help="Report folder (default reports/<dataset>-<UTC timestamp>).",
 )
 @cache_options
+@dask_option
+@chunk_rows_option
 @click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the summary.")
 @click.option(
     "--fail-on-findings",
@@ -98,6 +102,8 @@ def scan(
     out_dir: Path | None,
     cache_dir: Path | None,
     no_cache: bool,
+    dask: str | None,
+    chunk_rows: int | None,
     as_json: bool,
     fail_on_findings: bool,
     progress: bool | None,
@@ -112,6 +118,10 @@ def scan(
         needing = [d for d in detectors if DETECTORS[d].needs_trusted]
         if needing:
             raise click.UsageError(f"detector(s) {', '.join(needing)} need --trusted")
+    if chunk_rows is not None and no_cache:
+        raise click.UsageError(
+            "--chunk-rows keeps the features in the embedding cache: drop --no-cache"
+        )
     settings = ScanSettings(
         detectors=detectors,
         seed=seed,
@@ -133,6 +143,8 @@ def scan(
         cache_dir=cache_dir,
         use_cache=not no_cache,
         progress=resolve_progress(progress),
+        dask=dask,
+        chunk_rows=chunk_rows,
     )
     if out_dir is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

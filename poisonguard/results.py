@@ -19,8 +19,10 @@ class Embedding:
 
     Attributes
     ----------
-    features : ndarray, shape (N, F), float32
-        Penultimate-layer activations (the representation detectors work on).
+    features : ndarray or FeatureFile, shape (N, F), float32
+        Penultimate-layer activations (the representation detectors work on). On an out-of-core
+        scan (``--chunk-rows``) a :class:`~poisonguard.features.FeatureFile`: the rows stay in
+        the cache file and are read a block or a class at a time.
     probabilities : ndarray, shape (N, K), float32
         Class probabilities of the trained model for each sample (in-sample).
     loss : ndarray, shape (N, E), float32
@@ -98,7 +100,9 @@ class ScanResult:
     (not flagged); ``predicted`` the class code a model predicts for each sample: out of sample
     (cross-validated heads) when the ``confident-learning`` detector ran, else the embedding
     model's own prediction, and ``predicted_probability`` that model's probability of it.
-    ``poisonguard sanitize --action relabel`` uses both.
+    ``poisonguard sanitize --action relabel`` uses both. ``execution`` says where the work ran
+    (``tasks``: in this process or on which Dask cluster) and where the features were
+    (``features``: in memory or in a file); neither changes a score.
     """
 
     dataset: Dataset
@@ -118,6 +122,7 @@ class ScanResult:
     finding: np.ndarray | None = None
     predicted: np.ndarray | None = None
     predicted_probability: np.ndarray | None = None
+    execution: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_flagged(self) -> int:

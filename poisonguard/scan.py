@@ -17,9 +17,17 @@ import numpy as np
 
 from poisonguard.dataset import Dataset, align_classes
 from poisonguard.decision import BACKDOOR, LABEL_NOISE, Decision, DecisionSettings, decide
-from poisonguard.detectors import REDUCERS, DetectorInputs, TrustedSet, get_detectors
-from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
+from poisonguard.detectors import (
+    PER_CLASS_DETECTORS,
+    REDUCERS,
+    DetectorInputs,
+    TrustedSet,
+    get_detectors,
+)
+from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
+from poisonguard.features import FeatureFile
 from poisonguard.results import ClassFinding, Embedding, ScanResult
+from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
 __all__ = ["ScanSettings", "scan_dataset", "scan_embedding", "scan_path"]
 
@@ -78,32 +86,38 @@ def scan_path(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    dask: str | None = None,
+    chunk_rows: int | None = None,
 ) -> ScanResult:
     """Load the dataset at ``path`` and scan it (see :func:`scan_dataset`)."""
     # reject an unknown detector or reduction before the slow steps
     get_detectors(settings.detectors, trusted=settings.trusted is not None)
     if settings.reduce not in REDUCERS:
         raise ValueError(f"unknown reduction {settings.reduce!r}; valid: {', '.join(REDUCERS)}")
-    start = time.perf_counter()
     from poisonguard.loaders import load_dataset
 
     options = dict(
         format=format, x_key=x_key, y_key=y_key, label_column=label_column, id_column=id_column
     )
-    dataset = load_dataset(path, skip_bad=skip_bad, **options)
-    trusted = None
-    if settings.trusted is not None:
-        trusted = load_dataset(settings.trusted, **options)
-    timings = {"load": time.perf_counter() - start}
-    return scan_dataset(
-        dataset,
-        settings,
-        trusted=trusted,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
-        progress=progress,
-        timings=timings,
-    )
+    # reach the cluster before reading the data, so that a wrong address fails fast
+    with task_runner(dask, workers=available_cores()) as runner:
+        start = time.perf_counter()
+        dataset = load_dataset(path, skip_bad=skip_bad, **options)
+        trusted = None
+        if settings.trusted is not None:
+            trusted = load_dataset(settings.trusted, **options)
+        timings = {"load": time.perf_counter() - start}
+        return _scan_dataset(
+            dataset,
+            settings,
+            trusted=trusted,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            progress=progress,
+            timings=timings,
+            runner=runner,
+            chunk_rows=chunk_rows,
+        )
 
 
 def scan_dataset(
@@ -115,15 +129,47 @@ def scan_dataset(
     progress: bool = True,
     timings: dict[str, float] | None = None,
     trusted: Dataset | None = None,
+    dask: str | None = None,
+    chunk_rows: int | None = None,
 ) -> ScanResult:
     """Embed ``dataset``, run the detectors and flag suspicious samples.
 
     ``trusted`` is a small clean dataset with the same classes and sample shape; it enables the
-    ``trusted-influence`` detector.
+    ``trusted-influence`` detector. ``dask`` runs the embedding inference and the per-class
+    detectors as tasks on a Dask cluster (``"local"`` starts one on this machine, anything else
+    is a scheduler address); the scores are the same as without it (see
+    :mod:`poisonguard.tasks`). ``chunk_rows`` makes the scan out of core: the features stay in
+    the embedding cache file and are read ``chunk_rows`` rows, or one class, at a time (see
+    :mod:`poisonguard.features`); the scores are the same as in memory.
     """
     get_detectors(settings.detectors, trusted=trusted is not None)  # fail before training
-    timings = dict(timings or {})
+    with task_runner(dask, workers=available_cores()) as runner:
+        return _scan_dataset(
+            dataset,
+            settings,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            progress=progress,
+            timings=timings,
+            trusted=trusted,
+            runner=runner,
+            chunk_rows=chunk_rows,
+        )
 
+
+def _scan_dataset(
+    dataset: Dataset,
+    settings: ScanSettings,
+    *,
+    cache_dir: str | Path | None,
+    use_cache: bool,
+    progress: bool,
+    timings: dict[str, float] | None,
+    trusted: Dataset | None,
+    runner: TaskRunner,
+    chunk_rows: int | None = None,
+) -> ScanResult:
+    timings = dict(timings or {})
     start = time.perf_counter()
     embedding = embed_dataset(
         dataset,
@@ -136,11 +182,21 @@ def scan_dataset(
         cache_dir=cache_dir,
         use_cache=use_cache,
         progress=progress,
+        runner=runner,
+        chunk_rows=chunk_rows,
     )
     timings["embed"] = time.perf_counter() - start
     for stage, seconds in embedding.stage_seconds.items():
         timings[f"embed:{stage}"] = seconds
-    return scan_embedding(dataset, embedding, settings, trusted=trusted, timings=timings)
+    return scan_embedding(
+        dataset,
+        embedding,
+        settings,
+        trusted=trusted,
+        timings=timings,
+        runner=runner,
+        progress=progress,
+    )
 
 
 def scan_embedding(
@@ -150,11 +206,14 @@ def scan_embedding(
     *,
     trusted: Dataset | None = None,
     timings: dict[str, float] | None = None,
+    runner: TaskRunner | None = None,
+    progress: bool = False,
 ) -> ScanResult:
     """Run the detectors on an embedding of ``dataset`` and flag suspicious samples.
 
     The part of :func:`scan_dataset` after the embedding; benchmarks call it on synthetic
-    embeddings.
+    embeddings. The per-class detectors run as one task per class on ``runner`` (default: in
+    this process, one after another).
     """
     detectors = get_detectors(settings.detectors, trusted=trusted is not None)
     timings = dict(timings or {})
@@ -181,7 +240,14 @@ def scan_embedding(
         seed=settings.seed,
         reduce=settings.reduce,
         trusted=trusted_set,
+        per_class_detectors=tuple(d.name for d in detectors if d.name in PER_CLASS_DETECTORS),
+        runner=runner or LocalTasks(),
+        progress=progress,
     )
+    if inputs.per_class_detectors:
+        start = time.perf_counter()
+        inputs.per_class  # noqa: B018 - runs the per-class tasks together, timed on their own
+        timings["detectors:per-class"] = time.perf_counter() - start
     detector_scores: dict[str, np.ndarray] = {}
     for detector in detectors:
         start = time.perf_counter()
@@ -232,7 +298,14 @@ def scan_embedding(
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
+        execution={"tasks": inputs.runner.description, "features": _where(embedding.features)},
     )
+
+
+def _where(features) -> str:
+    if isinstance(features, FeatureFile):
+        return f"file {features.path}, read {features.chunk_rows} rows at a time"
+    return "in memory"
 
 
 FLAG_THRESHOLD = 0.5

@@ -176,6 +176,7 @@ def test_report_json_keys_and_counts(tmp_path):
         "findings",
         "detectors",
         "timings",
+        "execution",
         "warnings",
         "versions",
         "created_utc",

@@ -13,16 +13,12 @@ robust whitening of each class, the out-of-sample probabilities) is computed onc
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-from poisonguard.detectors.activation_clustering import (
-    REDUCERS,
-    ClassSplit,
-    activation_clustering,
-)
+from poisonguard.detectors.activation_clustering import REDUCERS, ClassSplit
 from poisonguard.detectors.confident_learning import (
     confident_learning_scores,
     out_of_sample_probabilities,
@@ -33,15 +29,17 @@ from poisonguard.detectors.influence import (
     trusted_influence_scores,
 )
 from poisonguard.detectors.knn_labels import knn_label_disagreement
-from poisonguard.detectors.spectral import spectral_signature_scores
-from poisonguard.detectors.spectre import RobustClassFit, robust_class_fits
+from poisonguard.detectors.per_class import PER_CLASS_DETECTORS, PerClassScores, per_class_scores
+from poisonguard.detectors.spectre import RobustClassFit
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
 from poisonguard.results import Embedding
+from poisonguard.tasks import LocalTasks, TaskRunner
 
 __all__ = [
     "DETECTORS",
     "Detector",
     "DetectorInputs",
+    "PER_CLASS_DETECTORS",
     "TrustedSet",
     "get_detectors",
     "REDUCERS",
@@ -75,6 +73,13 @@ class DetectorInputs:
         Reduction used by activation clustering.
     trusted : TrustedSet or None
         Enables the ``trusted-influence`` detector.
+    per_class_detectors : tuple of str
+        The per-class detectors the scan runs; :attr:`per_class` runs them together, one task
+        per class.
+    runner : TaskRunner
+        Where the per-class tasks run (default: here, one after another).
+    progress : bool
+        Show a progress bar over the per-class tasks.
     """
 
     embedding: Embedding
@@ -83,20 +88,40 @@ class DetectorInputs:
     seed: int = 0
     reduce: str = "pca"
     trusted: TrustedSet | None = None
+    per_class_detectors: tuple[str, ...] = PER_CLASS_DETECTORS
+    runner: TaskRunner = field(default_factory=LocalTasks)
+    progress: bool = False
 
     @property
     def n_classes(self) -> int:
         return int(self.embedding.probabilities.shape[1])
 
     @cached_property
-    def robust_fits(self) -> RobustClassFit:
-        """Each class's robustly whitened top subspace (SPECTRE's first steps)."""
-        return robust_class_fits(
+    def per_class(self) -> PerClassScores:
+        """The per-class detectors' results, one task per class (see
+        :mod:`poisonguard.detectors.per_class`)."""
+        return self._per_class(self.per_class_detectors)
+
+    def _per_class(self, detectors: tuple[str, ...]) -> PerClassScores:
+        return per_class_scores(
             self.embedding.features,
             self.labels,
+            detectors=detectors,
             min_class_size=self.min_class_size,
             seed=self.seed,
+            reduce=self.reduce,
+            runner=self.runner,
+            progress=self.progress,
         )
+
+    def per_class_result(self, name: str) -> PerClassScores:
+        """:attr:`per_class` when it covers detector ``name``, else that detector's run alone."""
+        return self.per_class if name in self.per_class_detectors else self._per_class((name,))
+
+    @cached_property
+    def robust_fits(self) -> RobustClassFit:
+        """Each class's robustly whitened top subspace (SPECTRE's first steps)."""
+        return self.per_class_result("spectre").robust
 
     @cached_property
     def out_of_sample_probabilities(self) -> np.ndarray:
@@ -107,13 +132,7 @@ class DetectorInputs:
 
     @cached_property
     def activation_clusters(self) -> tuple[np.ndarray, list[ClassSplit]]:
-        return activation_clustering(
-            self.embedding.features,
-            self.labels,
-            reduce=self.reduce,
-            min_class_size=self.min_class_size,
-            seed=self.seed,
-        )
+        return self.per_class_result("activation-clustering").clusters
 
 
 @dataclass(frozen=True)
@@ -134,9 +153,7 @@ class Detector:
 
 
 def _spectral(inputs: DetectorInputs) -> np.ndarray:
-    return spectral_signature_scores(
-        inputs.embedding.features, inputs.labels, min_class_size=inputs.min_class_size
-    )
+    return inputs.per_class_result("spectral").spectral
 
 
 def _spectre(inputs: DetectorInputs) -> np.ndarray:

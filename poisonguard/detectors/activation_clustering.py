@@ -29,7 +29,15 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["ClassSplit", "REDUCERS", "activation_clustering", "activation_clustering_scores"]
+from poisonguard.seeding import class_rng
+
+__all__ = [
+    "ClassSplit",
+    "REDUCERS",
+    "activation_clustering",
+    "activation_clustering_scores",
+    "split_class",
+]
 
 REDUCERS = ("pca", "ica", "umap")
 
@@ -88,26 +96,47 @@ def activation_clustering(
     """
     if reduce not in REDUCERS:
         raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
-    features = np.asarray(features, dtype=np.float64)
-    rng = np.random.default_rng(seed)
     scores = np.zeros(features.shape[0], dtype=np.float64)
     splits = []
     for code in np.unique(labels):
         members = np.flatnonzero(labels == code)
         if members.size < max(4, min_class_size):
             continue
-        rows = features[members]
-        fit = np.arange(members.size)
-        if members.size > max_fit_samples:
-            fit = np.sort(rng.choice(members.size, max_fit_samples, replace=False))
-        class_seed = int(rng.integers(2**31 - 1))
-        reduced = _reduce(rows, fit, reduce, n_components, class_seed)
-        if reduced is None:
+        fitted = split_class(
+            features[members],
+            class_rng(seed, code),
+            reduce=reduce,
+            n_components=n_components,
+            max_fit_samples=max_fit_samples,
+        )
+        if fitted is None:
             continue
-        class_scores, minority, separation = _split(reduced, fit, class_seed)
-        scores[members] = class_scores
+        scores[members], minority, separation = fitted
         splits.append(ClassSplit(int(code), int(members.size), members[minority], separation))
     return scores, splits
+
+
+def split_class(
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    reduce: str = "pca",
+    n_components: int = 10,
+    max_fit_samples: int = 10000,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Split one class's rows ``(n, F)`` in two: per-row scores, the positions (within ``rows``)
+    of the smaller cluster, and the separation. None when the rows have no usable direction."""
+    if reduce not in REDUCERS:
+        raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
+    rows = np.asarray(rows, dtype=np.float64)
+    fit = np.arange(rows.shape[0])
+    if rows.shape[0] > max_fit_samples:
+        fit = np.sort(rng.choice(rows.shape[0], max_fit_samples, replace=False))
+    class_seed = int(rng.integers(2**31 - 1))
+    reduced = _reduce(rows, fit, reduce, n_components, class_seed)
+    if reduced is None:
+        return None
+    return _split(reduced, fit, class_seed)
 
 
 def activation_clustering_scores(features: np.ndarray, labels: np.ndarray, **options) -> np.ndarray:

@@ -38,6 +38,8 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import linalg
 
+from poisonguard.features import FeatureFile, all_finite
+
 __all__ = ["influence_self_scores", "tracin_self_influence", "trusted_influence_scores"]
 
 #: Most rows per block in a pass over the samples.
@@ -277,8 +279,10 @@ def _check_damping(damping: float) -> None:
 def _check_inputs(
     features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, *, prefix: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate shapes and values; return the arrays (features and probabilities unconverted)."""
-    features = np.asarray(features)
+    """Validate shapes and values; return the arrays (features and probabilities unconverted;
+    a :class:`~poisonguard.features.FeatureFile` stays on disk and is checked block by block)."""
+    if not isinstance(features, FeatureFile):
+        features = np.asarray(features)
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels)
     if features.ndim != 2:
@@ -299,7 +303,7 @@ def _check_inputs(
             f"{prefix}labels must lie in [0, K) = [0, {n_classes}); "
             f"got values in [{labels.min()}, {labels.max()}]"
         )
-    if not np.all(np.isfinite(features)):
+    if not all_finite(features):
         raise ValueError(f"{prefix}features hold non-finite values")
     if not np.all(np.isfinite(probabilities)) or np.any(probabilities < 0):
         raise ValueError(f"{prefix}probabilities must be finite and non-negative")

@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from poisonguard.features import FeatureFile, FeatureSource, all_finite, row_blocks
+
 __all__ = ["knn_label_disagreement"]
 
 # Mean number of samples per k-means cell of the inverted file.
@@ -104,15 +106,16 @@ def knn_label_disagreement(
         raise ValueError(f"n_components must be at least 1, got {n_components}")
     if n_probe is not None and n_probe < 1:
         raise ValueError(f"n_probe must be at least 1 or None, got {n_probe}")
-    features = np.asarray(features)
-    if features.dtype.kind != "f":
-        features = features.astype(np.float64)
+    if not isinstance(features, FeatureFile):
+        features = np.asarray(features)
+        if features.dtype.kind != "f":
+            features = features.astype(np.float64)
     if features.ndim != 2:
         raise ValueError(f"features must have shape (N, F), got {features.shape}")
     labels = np.asarray(labels)
     if labels.shape != (features.shape[0],):
         raise ValueError(f"labels must have shape ({features.shape[0]},), got {labels.shape}")
-    if not np.isfinite(features).all():
+    if not all_finite(features):
         raise ValueError("features contain NaN or infinite values")
     n_samples = features.shape[0]
     if n_samples < 2 or np.unique(labels).size < 2:
@@ -128,25 +131,23 @@ def knn_label_disagreement(
     return WEIGHTINGS[weights](distances, differs).astype(np.float64)
 
 
-_PROJECTION_CHUNK = 65_536
-
-
-def _principal_projection(features: np.ndarray, n_components: int) -> np.ndarray:
+def _principal_projection(features: FeatureSource, n_components: int) -> np.ndarray:
     """Standardized features on their top principal components, float32 (N, d).
 
-    Mean, scale and the Gram matrix are accumulated in float64 over chunks of rows, so the
-    memory beyond the input and the (N, d) output is a chunk, not a float64 copy of the input
-    (1 GB at a million 128-d rows).
+    Mean, scale and the Gram matrix are accumulated in float64 over blocks of rows
+    (:func:`~poisonguard.features.row_blocks`), so the memory beyond the (N, d) output is a
+    block, not a float64 copy of the input (1 GB at a million 128-d rows), and the features may
+    stay in a file.
     """
     n, width = features.shape
     total = np.zeros(width)
-    for start in range(0, n, _PROJECTION_CHUNK):
-        total += features[start : start + _PROJECTION_CHUNK].sum(axis=0, dtype=np.float64)
+    for _, block in row_blocks(features):
+        total += block.sum(axis=0, dtype=np.float64)
     mean = total / n
     gram = np.zeros((width, width))
     squares = np.zeros(width)
-    for start in range(0, n, _PROJECTION_CHUNK):
-        block = features[start : start + _PROJECTION_CHUNK].astype(np.float64) - mean
+    for _, block in row_blocks(features):
+        block = block.astype(np.float64) - mean
         squares += np.einsum("nd,nd->d", block, block)
         gram += block.T @ block
     scale = np.sqrt(squares / n)
@@ -156,9 +157,8 @@ def _principal_projection(features: np.ndarray, n_components: int) -> np.ndarray
     _, vectors = np.linalg.eigh(gram)
     basis = vectors[:, -n_components:] / scale[:, None]
     points = np.empty((n, n_components), dtype=np.float32)
-    for start in range(0, n, _PROJECTION_CHUNK):
-        block = features[start : start + _PROJECTION_CHUNK].astype(np.float64) - mean
-        points[start : start + _PROJECTION_CHUNK] = block @ basis
+    for rows, block in row_blocks(features):
+        points[rows] = (block.astype(np.float64) - mean) @ basis
     return points
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["spectral_signature_scores"]
+__all__ = ["spectral_class_scores", "spectral_signature_scores"]
 
 
 def spectral_signature_scores(
@@ -41,17 +41,21 @@ def spectral_signature_scores(
     ndarray of float64, shape (N,)
         Non-negative; comparable within a class, not across classes.
     """
-    features = np.asarray(features, dtype=np.float64)
     scores = np.zeros(features.shape[0], dtype=np.float64)
     for code in np.unique(labels):
         members = np.flatnonzero(labels == code)
-        if members.size < max(2, min_class_size):
-            continue
-        centred = features[members] - features[members].mean(axis=0)
-        # Top right singular vector = top eigenvector of the F x F scatter matrix: cheaper than an
-        # SVD of the (n x F) matrix when n >> F.
-        scatter = centred.T @ centred
-        _, vectors = np.linalg.eigh(scatter)
-        projection = centred @ vectors[:, -1]
-        scores[members] = np.square(projection - np.median(projection))
+        if members.size >= max(2, min_class_size):
+            scores[members] = spectral_class_scores(features[members])
     return scores
+
+
+def spectral_class_scores(rows: np.ndarray) -> np.ndarray:
+    """Spectral-signature scores of one class's rows ``(n, F)`` (see above)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    centred = rows - rows.mean(axis=0)
+    # Top right singular vector = top eigenvector of the F x F scatter matrix: cheaper than an SVD
+    # of the (n x F) matrix when n >> F.
+    scatter = centred.T @ centred
+    _, vectors = np.linalg.eigh(scatter)
+    projection = centred @ vectors[:, -1]
+    return np.square(projection - np.median(projection))

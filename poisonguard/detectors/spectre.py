@@ -35,8 +35,11 @@ from scipy.stats import chi2
 from sklearn.cluster import KMeans
 from sklearn.covariance import MinCovDet
 
+from poisonguard.seeding import class_rng
+
 __all__ = [
     "RobustClassFit",
+    "robust_class_fit",
     "robust_class_fits",
     "spectre_scores",
     "que_scores",
@@ -72,12 +75,11 @@ def robust_class_fits(
 ) -> RobustClassFit:
     """Robustly whiten each class's top subspace once; QUE scores and robust distances.
 
-    Parameters are those of :func:`spectre_scores`.
+    Parameters are those of :func:`spectre_scores`; each class is fitted by
+    :func:`robust_class_fit` with its own generator (:func:`~poisonguard.seeding.class_rng`).
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    features = np.asarray(features, dtype=np.float64)
-    rng = np.random.default_rng(seed)
     n = features.shape[0]
     que, distance, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
     scored = np.zeros(n, dtype=bool)
@@ -85,19 +87,45 @@ def robust_class_fits(
         members = np.flatnonzero(labels == code)
         if members.size < max(2, min_class_size):
             continue
-        fitted = _robustly_whitened(features[members], n_components, max_fit_samples, rng)
-        if fitted is None:
-            continue
-        whitened, support = fitted
-        scored[members] = True
-        que[members] = que_scores(whitened, alpha=alpha)
-        squared = np.nan_to_num(np.square(whitened).sum(axis=1), nan=0.0, posinf=1e12)
-        distance[members] = squared
-        # The median over the estimator's clean support, not over the class: when poison is
-        # half of a class, the class median falls in the gap between the two groups.
-        middle = float(np.median(squared[support]))
-        ratio[members] = squared / middle if middle > 0 else 0.0
+        fitted = robust_class_fit(
+            features[members],
+            class_rng(seed, code),
+            n_components=n_components,
+            alpha=alpha,
+            max_fit_samples=max_fit_samples,
+        )
+        if fitted is not None:
+            scored[members] = True
+            que[members], distance[members], ratio[members] = fitted
     return RobustClassFit(que, distance, ratio, scored)
+
+
+def robust_class_fit(
+    rows: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_components: int = 10,
+    alpha: float = 4.0,
+    max_fit_samples: int = 500,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """QUE score, squared robust distance and distance ratio of one class's rows ``(n, F)``.
+
+    None when the class has no usable direction. See :class:`RobustClassFit`.
+    """
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    fitted = _robustly_whitened(
+        np.asarray(rows, dtype=np.float64), n_components, max_fit_samples, rng
+    )
+    if fitted is None:
+        return None
+    whitened, support = fitted
+    squared = np.nan_to_num(np.square(whitened).sum(axis=1), nan=0.0, posinf=1e12)
+    # The median over the estimator's clean support, not over the class: when poison is half of
+    # a class, the class median falls in the gap between the two groups.
+    middle = float(np.median(squared[support]))
+    ratio = squared / middle if middle > 0 else np.zeros_like(squared)
+    return que_scores(whitened, alpha=alpha), squared, ratio
 
 
 def spectre_scores(

@@ -14,16 +14,25 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from poisonguard import __version__
 from poisonguard.dataset import Dataset
-from poisonguard.embed.cache import default_cache_dir, load_cached, store_cached
+from poisonguard.embed.cache import (
+    append_rows,
+    default_cache_dir,
+    finish_streamed,
+    load_cached,
+    store_cached,
+    streamed_cache_file,
+)
 from poisonguard.embed.inputs import InputScaler
 from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP
 from poisonguard.embed.torchscript import extract_features, load_feature_extractor
@@ -33,8 +42,11 @@ from poisonguard.embed.training import (
     run_inference,
     train_with_dynamics,
 )
+from poisonguard.errors import OutputError
+from poisonguard.features import FeatureFile
 from poisonguard.fingerprint import file_sha256, fingerprint_arrays
 from poisonguard.results import Embedding
+from poisonguard.tasks import LocalTasks, TaskRunner
 
 __all__ = [
     "EmbedSettings",
@@ -42,6 +54,8 @@ __all__ = [
     "embed_with",
     "adversarial_perturbation",
     "trained_model",
+    "model_from_weights",
+    "infer_in_chunks",
     "default_cache_dir",
     "available_cores",
 ]
@@ -86,12 +100,25 @@ def embed_dataset(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    runner: TaskRunner | None = None,
+    chunk_rows: int | None = None,
 ) -> Embedding:
     """Embed every sample of ``dataset``: features, probabilities and training dynamics.
 
     Reads the cache when ``use_cache`` and a matching entry exists; otherwise computes and
-    stores the result (a cache that cannot be written is reported and skipped).
+    stores the result (a cache that cannot be written is reported and skipped). Training runs
+    here; inference runs as chunk tasks on ``runner`` (default: a pool of one thread per core).
+
+    With ``chunk_rows`` (the out-of-core path) the features are written to the cache file chunk
+    by chunk as inference produces them and stay there: the embedding's ``features`` is a
+    :class:`~poisonguard.features.FeatureFile` read ``chunk_rows`` rows at a time. It needs the
+    cache (``use_cache``); a cache that cannot be written is then an error.
     """
+    if chunk_rows is not None and not use_cache:
+        raise ValueError(
+            "out-of-core scans (chunk_rows) keep the features in the embedding cache; "
+            "they cannot run without it"
+        )
     torch.set_num_threads(available_cores())
     model_file = None if settings.model_file is None else Path(settings.model_file)
     extractor = load_feature_extractor(model_file) if model_file is not None else None
@@ -105,16 +132,17 @@ def embed_dataset(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
     if use_cache:
-        cached = load_cached(cache_dir, fingerprint, dataset.n_samples)
+        cached = load_cached(cache_dir, fingerprint, dataset.n_samples, chunk_rows=chunk_rows)
         if cached is not None:
             cached.model = description  # the same but for where the model file lies now
             logger.info("reusing cached embedding %s", cached.cache_path)
             return cached
 
+    runner = runner or LocalTasks(available_cores())
     seconds: dict[str, float] = {}
     if extractor is not None:
         start = time.perf_counter()
-        features = extract_features(extractor, dataset.x, path=model_file, progress=progress)
+        features, _ = infer_in_chunks(runner, dataset.x, model_file=model_file, progress=progress)
         seconds["inference"] = time.perf_counter() - start
         start = time.perf_counter()
         torch.manual_seed(settings.seed)  # weight initialisation
@@ -147,10 +175,25 @@ def embed_dataset(
             description=f"Training {type(model).__name__}",
         )
         seconds["train"] = time.perf_counter() - start
-        start = time.perf_counter()
-        features, probabilities = run_inference(model, dataset.x, scaler, progress=progress)
-        seconds["inference"] = time.perf_counter() - start
         weights = _weights(model, scaler)
+        if chunk_rows is not None:
+            return _embed_out_of_core(
+                dataset,
+                runner,
+                weights,
+                dynamics,
+                description=description,
+                fingerprint=fingerprint,
+                cache_dir=cache_dir,
+                chunk_rows=chunk_rows,
+                seconds=seconds,
+                progress=progress,
+            )
+        start = time.perf_counter()
+        features, probabilities = infer_in_chunks(
+            runner, dataset.x, weights=weights, n_classes=dataset.n_classes, progress=progress
+        )
+        seconds["inference"] = time.perf_counter() - start
 
     accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
     embedding = Embedding(
@@ -166,11 +209,70 @@ def embed_dataset(
         weights=weights,
         stage_seconds=seconds,
     )
-    if use_cache:
+    if chunk_rows is not None:  # a user's extractor: its head trained on features in memory
+        try:
+            embedding.cache_path = store_cached(cache_dir, embedding)
+        except OSError as exc:
+            raise OutputError(f"cannot write the embedding cache in {cache_dir}: {exc}") from exc
+        embedding.features = FeatureFile(embedding.cache_path, "features", chunk_rows)
+    elif use_cache:
         try:
             embedding.cache_path = store_cached(cache_dir, embedding)
         except OSError as exc:
             logger.warning("could not write the embedding cache in %s (%s)", cache_dir, exc)
+    return embedding
+
+
+def _embed_out_of_core(
+    dataset: Dataset,
+    runner: TaskRunner,
+    weights: dict[str, np.ndarray],
+    dynamics,
+    *,
+    description: dict[str, Any],
+    fingerprint: str,
+    cache_dir: Path,
+    chunk_rows: int,
+    seconds: dict[str, float],
+    progress: bool,
+) -> Embedding:
+    """Inference of a trained model whose features go to the cache file chunk by chunk."""
+    start = time.perf_counter()
+    n = dataset.n_samples
+    probabilities = np.empty((n, dataset.n_classes), dtype=np.float32)
+    try:
+        with streamed_cache_file(cache_dir, fingerprint) as (path, handle):
+
+            def keep(rows: slice, features: np.ndarray, chunk_probabilities) -> None:
+                append_rows(handle, n, rows, features)
+                probabilities[rows] = chunk_probabilities
+
+            infer_in_chunks(
+                runner,
+                dataset.x,
+                weights=weights,
+                n_classes=dataset.n_classes,
+                progress=progress,
+                sink=keep,
+            )
+            seconds["inference"] = time.perf_counter() - start
+            embedding = Embedding(
+                features=FeatureFile(path, "features", chunk_rows),
+                probabilities=probabilities,
+                loss=dynamics.loss,
+                margin=dynamics.margin,
+                gradient_sq=dynamics.gradient_sq,
+                model=description,
+                input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
+                train_accuracy=float(np.mean(probabilities.argmax(axis=1) == dataset.labels)),
+                fingerprint=fingerprint,
+                weights=weights,
+                stage_seconds=seconds,
+                cache_path=path,
+            )
+            finish_streamed(handle, embedding)
+    except OSError as exc:
+        raise OutputError(f"cannot write the embedding cache in {cache_dir}: {exc}") from exc
     return embedding
 
 
@@ -188,11 +290,20 @@ def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler]:
         )
     if not embedding.weights:
         raise ValueError("the embedding carries no trained weights")
-    shape = tuple(int(s) for s in embedding.input_shape)
+    return model_from_weights(
+        embedding.weights, embedding.input_shape, int(embedding.probabilities.shape[1])
+    )
+
+
+def model_from_weights(
+    weights: dict[str, np.ndarray], input_shape: tuple[int, ...], n_classes: int
+) -> tuple[torch.nn.Module, InputScaler]:
+    """A SmallCNN (``(C, H, W)`` inputs) or SmallMLP (``(D,)`` inputs) with ``weights`` (as
+    :attr:`~poisonguard.results.Embedding.weights` holds them), frozen, and its input scaling."""
+    shape = tuple(int(s) for s in input_shape)
     if len(shape) not in (1, 3):
         raise ValueError(f"trained models take (C, H, W) images or (D,) rows, not {shape}")
-    n_classes = int(embedding.probabilities.shape[1])
-    weights = dict(embedding.weights)
+    weights = dict(weights)
     scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
     if len(shape) == 3:
         model: torch.nn.Module = SmallCNN(shape[0], n_classes, (shape[1], shape[2]))
@@ -203,6 +314,96 @@ def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler]:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model, scaler
+
+
+INFERENCE_CHUNK_ROWS = 8192
+"""Rows per inference task; a multiple of the inference batch sizes (512 for trained models,
+256 for TorchScript extractors), so that every sample sees the same batches wherever its chunk
+runs."""
+
+
+@dataclass(frozen=True)
+class InferenceTask:
+    """One chunk of the embedding inference: the model (trained weights, or the path of a
+    TorchScript extractor) and the chunk's samples.
+
+    ``x`` holds the chunk, or, when ``rows`` is given, the whole dataset whose ``rows`` are the
+    chunk (for tasks that run in this process: no copy).
+    """
+
+    x: np.ndarray
+    rows: slice | None
+    weights: dict[str, np.ndarray] | None = None
+    input_shape: tuple[int, ...] = ()
+    n_classes: int = 0
+    model_file: Path | None = None
+
+
+def infer_chunk(task: InferenceTask) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features and probabilities of one chunk (probabilities None for a TorchScript
+    extractor, whose head is trained afterwards on all features)."""
+    x = task.x if task.rows is None else task.x[task.rows]
+    if task.model_file is not None:
+        extractor = load_feature_extractor(task.model_file)
+        return extract_features(extractor, x, path=task.model_file, progress=False), None
+    model, scaler = model_from_weights(task.weights, task.input_shape, task.n_classes)
+    return run_inference(model, x, scaler, progress=False)
+
+
+def infer_in_chunks(
+    runner: TaskRunner,
+    x: np.ndarray,
+    *,
+    weights: dict[str, np.ndarray] | None = None,
+    n_classes: int = 0,
+    model_file: Path | None = None,
+    chunk_rows: int | None = None,
+    progress: bool = False,
+    sink: Callable[[slice, np.ndarray, np.ndarray | None], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Embed ``x`` chunk by chunk as tasks on ``runner``: with a trained model's ``weights``,
+    its features and probabilities; with a TorchScript ``model_file``, the extractor's features
+    (and None). Each chunk is ``chunk_rows`` rows (default :data:`INFERENCE_CHUNK_ROWS`; keep it
+    a multiple of 512); the result does not depend on the runner (see :mod:`poisonguard.tasks`).
+
+    With ``sink``, each chunk's ``(rows, features, probabilities)`` is handed to it in order as
+    soon as its group of tasks is done, and nothing is returned: memory holds a few chunks, not
+    all of them (the out-of-core path).
+    """
+    chunk_rows = chunk_rows or INFERENCE_CHUNK_ROWS
+    chunks = [
+        slice(start, min(start + chunk_rows, x.shape[0]))
+        for start in range(0, x.shape[0], chunk_rows)
+    ]
+    window = len(chunks) if sink is None else max(1, 2 * runner.parallelism)
+    kept = []
+    bar = tqdm(total=len(chunks), desc="Embedding", unit="chunk", disable=not progress, leave=False)
+    with bar:
+        for first in range(0, len(chunks), window):
+            group = chunks[first : first + window]
+            tasks = [
+                InferenceTask(
+                    *((x, rows) if runner.shares_memory else (np.ascontiguousarray(x[rows]), None)),
+                    weights=weights,
+                    input_shape=tuple(int(s) for s in x.shape[1:]),
+                    n_classes=n_classes,
+                    model_file=model_file,
+                )
+                for rows in group
+            ]
+            results = runner.map(infer_chunk, tasks)
+            bar.update(len(group))
+            if sink is None:
+                kept.extend(results)
+                continue
+            for rows, (features, probabilities) in zip(group, results, strict=True):
+                sink(rows, features, probabilities)
+    if sink is not None:
+        return None
+    features = np.concatenate([features for features, _ in kept])
+    if model_file is not None:
+        return features, None
+    return features, np.concatenate([probabilities for _, probabilities in kept])
 
 
 def embed_with(

@@ -11,15 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from poisonguard.atomic import atomic_path
+from poisonguard.features import FeatureFile, all_finite
 from poisonguard.results import Embedding
 
-__all__ = ["default_cache_dir", "load_cached", "store_cached"]
+__all__ = [
+    "default_cache_dir",
+    "load_cached",
+    "store_cached",
+    "streamed_cache_file",
+    "append_rows",
+    "finish_streamed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +52,19 @@ def cache_file(cache_dir: Path, fingerprint: str) -> Path:
     return Path(cache_dir) / f"{fingerprint}.h5"
 
 
-def load_cached(cache_dir: Path, fingerprint: str, n_samples: int) -> Embedding | None:
-    """Return the cached embedding for ``fingerprint``, or None if absent or unusable."""
+def load_cached(
+    cache_dir: Path, fingerprint: str, n_samples: int, *, chunk_rows: int | None = None
+) -> Embedding | None:
+    """Return the cached embedding for ``fingerprint``, or None if absent or unusable.
+
+    With ``chunk_rows`` the features stay in the file: the embedding's ``features`` is a
+    :class:`~poisonguard.features.FeatureFile` read ``chunk_rows`` rows at a time (and checked
+    that way here).
+    """
     path = cache_file(cache_dir, fingerprint)
     if not path.is_file():
         return None
+    names = _ARRAYS if chunk_rows is None else tuple(a for a in _ARRAYS if a != "features")
     try:
         with h5py.File(path, "r") as handle:
             if (
@@ -54,12 +72,23 @@ def load_cached(cache_dir: Path, fingerprint: str, n_samples: int) -> Embedding 
                 or handle.attrs.get("format") != _FORMAT
             ):
                 raise ValueError("fingerprint or format does not match")
-            arrays = {name: handle[name][()] for name in _ARRAYS}
+            arrays: dict = {name: handle[name][()] for name in names}
             weights = {name: handle["weights"][name][()] for name in handle["weights"]}
             model = json.loads(handle.attrs["model"])
             input_shape = tuple(int(v) for v in handle.attrs["input_shape"])
             accuracy = float(handle.attrs["train_accuracy"])
-        if any(a.shape[0] != n_samples or not np.all(np.isfinite(a)) for a in arrays.values()):
+            on_disk = handle["features"]
+            if on_disk.ndim != 2 or on_disk.dtype.kind != "f":
+                raise ValueError("features are not a 2-D float array")
+        if chunk_rows is not None:
+            features = FeatureFile(path, "features", chunk_rows)
+            if features.shape[0] != n_samples or not all_finite(features):
+                raise ValueError("feature rows or values do not match the dataset")
+            arrays["features"] = features
+        if any(
+            arrays[name].shape[0] != n_samples or not np.all(np.isfinite(arrays[name]))
+            for name in names
+        ):
             raise ValueError("array lengths or values do not match the dataset")
         if not all(np.all(np.isfinite(w)) for w in weights.values()):
             raise ValueError("weights are not finite")
@@ -83,14 +112,52 @@ def store_cached(cache_dir: Path, embedding: Embedding) -> Path:
     path = cache_file(cache_dir, embedding.fingerprint)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
-            for name in _ARRAYS:
-                handle.create_dataset(name, data=getattr(embedding, name), compression="lzf")
-            group = handle.create_group("weights")
-            for name, value in embedding.weights.items():
-                group.create_dataset(name, data=value)
-            handle.attrs["fingerprint"] = embedding.fingerprint
-            handle.attrs["format"] = _FORMAT
-            handle.attrs["model"] = json.dumps(embedding.model, sort_keys=True)
-            handle.attrs["input_shape"] = np.asarray(embedding.input_shape, dtype=np.int64)
-            handle.attrs["train_accuracy"] = embedding.train_accuracy
+            handle.create_dataset("features", data=embedding.features, compression="lzf")
+            _write_rest(handle, embedding)
     return path
+
+
+@contextmanager
+def streamed_cache_file(cache_dir: Path, fingerprint: str) -> Iterator[tuple[Path, h5py.File]]:
+    """Open a new cache file to be filled while the embedding is computed (the out-of-core
+    path): yields its final path and the open file; the caller writes the ``features``
+    dataset block by block (:func:`append_rows`) and then :func:`finish_streamed`. The file
+    appears under its name only when the block succeeds."""
+    path = cache_file(cache_dir, fingerprint)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            yield path, handle
+
+
+def append_rows(handle: h5py.File, n_rows: int, rows: slice, block: np.ndarray) -> None:
+    """Write ``block`` as rows ``rows`` of the ``(n_rows, F)`` features dataset (created, in
+    compressed blocks of at most 4,096 rows, on the first call)."""
+    if "features" not in handle:
+        width = block.shape[1]
+        handle.create_dataset(
+            "features",
+            shape=(n_rows, width),
+            dtype=block.dtype,
+            chunks=(max(1, min(4096, n_rows)), width),
+            compression="lzf",
+        )
+    handle["features"][rows] = block
+
+
+def finish_streamed(handle: h5py.File, embedding: Embedding) -> None:
+    """Write everything but the features (already streamed) of ``embedding``."""
+    _write_rest(handle, embedding)
+
+
+def _write_rest(handle: h5py.File, embedding: Embedding) -> None:
+    for name in _ARRAYS:
+        if name != "features":
+            handle.create_dataset(name, data=getattr(embedding, name), compression="lzf")
+    group = handle.create_group("weights")
+    for name, value in embedding.weights.items():
+        group.create_dataset(name, data=value)
+    handle.attrs["fingerprint"] = embedding.fingerprint
+    handle.attrs["format"] = _FORMAT
+    handle.attrs["model"] = json.dumps(embedding.model, sort_keys=True)
+    handle.attrs["input_shape"] = np.asarray(embedding.input_shape, dtype=np.int64)
+    handle.attrs["train_accuracy"] = embedding.train_accuracy

@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from poisonguard.features import take_rows
 from poisonguard.report import plots, projection, thumbnails
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.results import ScanResult
@@ -88,7 +89,8 @@ def prepare_figures(
 
     indices = projection.map_subsample(flagged, max_points=map_points, seed=seed)
     logger.info("Laying out %d of %d samples with UMAP", indices.size, dataset.n_samples)
-    coords = projection.umap_coordinates(result.embedding.features[indices], seed=seed)
+    # sorted positions: read from a feature file block by block on an out-of-core scan
+    coords = projection.umap_coordinates(take_rows(result.embedding.features, indices), seed=seed)
     map_png = plots.embedding_map_png(
         coords, dataset.labels[indices], flagged[indices], dataset.class_names
     )

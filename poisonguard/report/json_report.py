@@ -27,7 +27,7 @@ __all__ = ["TOP_FLAGGED", "build_report_json", "report_json_text", "jsonable", "
 TOP_FLAGGED = 100
 """How many flagged samples ``findings.top_flagged`` lists (the most suspicious first)."""
 
-_VERSIONED_PACKAGES = ("numpy", "torch", "scikit-learn", "umap-learn", "h5py")
+_VERSIONED_PACKAGES = ("numpy", "torch", "scikit-learn", "umap-learn", "h5py", "dask")
 
 
 def build_report_json(result: ScanResult) -> dict[str, Any]:
@@ -42,7 +42,8 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
     -------
     dict
         Keys ``poisonguard_version``, ``dataset``, ``settings``, ``model``, ``findings``,
-        ``detectors``, ``timings`` (seconds, 3 decimals), ``warnings``, ``versions`` and
+        ``detectors``, ``timings`` (seconds, 3 decimals), ``execution`` (where the tasks ran and
+        where the features were), ``warnings``, ``versions`` and
         ``created_utc``. It holds only built-in Python types; NaN and infinity become ``None``,
         so ``json.dumps(..., allow_nan=False)`` accepts it. Scores are "higher = more
         suspicious"; ``findings.top_flagged`` lists at most :data:`TOP_FLAGGED` flagged samples,
@@ -118,6 +119,7 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
             for name, values in result.detector_scores.items()
         },
         "timings": {stage: round(float(s), 3) for stage, s in result.timings.items()},
+        "execution": dict(result.execution),
         "warnings": list(result.warnings),
         "versions": package_versions(),
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -1,0 +1,151 @@
+"""The per-class detectors (spectral signatures, SPECTRE, activation clustering) as class tasks.
+
+These three look at one class at a time, so each class is a task of its own
+(:func:`score_class`) that reads only that class's feature rows; a
+:class:`~poisonguard.tasks.TaskRunner` runs the tasks here or on a Dask cluster. Every class's
+random draws come from :func:`~poisonguard.seeding.class_rng`, so the scores do not depend on
+where or in which order the classes ran. :func:`per_class_scores` gathers them into per-sample
+arrays, the same arrays the whole-dataset functions of each detector module return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from poisonguard.detectors.activation_clustering import ClassSplit, split_class
+from poisonguard.detectors.spectral import spectral_class_scores
+from poisonguard.detectors.spectre import RobustClassFit, robust_class_fit
+from poisonguard.features import FeatureFile, FeatureSource, take_rows
+from poisonguard.seeding import class_rng
+from poisonguard.tasks import LocalTasks, TaskRunner
+
+__all__ = [
+    "PER_CLASS_DETECTORS",
+    "ClassTask",
+    "ClassScores",
+    "PerClassScores",
+    "score_class",
+    "per_class_scores",
+]
+
+PER_CLASS_DETECTORS = ("spectral", "spectre", "activation-clustering")
+
+
+@dataclass(frozen=True)
+class ClassTask:
+    """One class's work: its code, its members (dataset indices), its feature rows and which
+    detectors to run.
+
+    ``rows`` holds the class's rows, or, when ``in_rows`` is given, a larger array or a
+    :class:`~poisonguard.features.FeatureFile` whose rows ``in_rows`` are the class's (the local
+    runner passes the whole feature array and so makes no copy; a Dask task carries only its
+    class's rows, or the file's path).
+    """
+
+    code: int
+    members: np.ndarray
+    rows: FeatureSource
+    in_rows: np.ndarray | None
+    detectors: tuple[str, ...]
+    seed: int
+    reduce: str
+    scored: bool
+    split: bool
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """One class's results, in the order of its members (None for a detector that did not run
+    or found no usable direction)."""
+
+    code: int
+    spectral: np.ndarray | None
+    spectre: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    split: tuple[np.ndarray, np.ndarray, float] | None
+
+
+@dataclass(frozen=True)
+class PerClassScores:
+    """Per-sample results of every class: spectral scores, the robust fits (SPECTRE) and the
+    activation-clustering scores and splits."""
+
+    spectral: np.ndarray
+    robust: RobustClassFit
+    clusters: tuple[np.ndarray, list[ClassSplit]]
+
+
+def score_class(task: ClassTask) -> ClassScores:
+    """Run the chosen per-class detectors on one class (a task; see the module docstring)."""
+    rows = task.rows if task.in_rows is None else take_rows(task.rows, task.in_rows)
+    spectral = spectre = split = None
+    if task.scored and "spectral" in task.detectors:
+        spectral = spectral_class_scores(rows)
+    if task.scored and "spectre" in task.detectors:
+        spectre = robust_class_fit(rows, class_rng(task.seed, task.code))
+    if task.split and "activation-clustering" in task.detectors:
+        split = split_class(rows, class_rng(task.seed, task.code), reduce=task.reduce)
+    return ClassScores(task.code, spectral, spectre, split)
+
+
+def per_class_scores(
+    features: FeatureSource,
+    labels: np.ndarray,
+    *,
+    detectors: tuple[str, ...] = PER_CLASS_DETECTORS,
+    min_class_size: int = 10,
+    seed: int = 0,
+    reduce: str = "pca",
+    runner: TaskRunner | None = None,
+    progress: bool = False,
+) -> PerClassScores:
+    """Run the per-class ``detectors`` on every class of ``features`` ``(N, F)`` (an array or a
+    :class:`~poisonguard.features.FeatureFile`), one task per class on ``runner`` (default: one
+    after another in this process). Each task holds only its class's rows.
+
+    Classes smaller than ``min_class_size`` (and than 2, or 4 for activation clustering) get
+    score 0, as in the whole-dataset functions.
+    """
+    unknown = [name for name in detectors if name not in PER_CLASS_DETECTORS]
+    if unknown:
+        raise ValueError(f"not per-class detectors: {', '.join(unknown)}")
+    runner = runner or LocalTasks()
+    labels = np.asarray(labels)
+    tasks = []
+    for code in np.unique(labels):
+        members = np.flatnonzero(labels == code)
+        scored = members.size >= max(2, min_class_size)
+        split = members.size >= max(4, min_class_size)
+        if not (scored or split):
+            continue
+        if runner.shares_memory or isinstance(features, FeatureFile):
+            rows, in_rows = features, members  # no copy; a worker reads a file itself
+        else:
+            rows, in_rows = np.ascontiguousarray(features[members]), None
+        tasks.append(
+            ClassTask(
+                int(code), members, rows, in_rows, tuple(detectors), seed, reduce, scored, split
+            )
+        )
+    results = runner.map(score_class, tasks, label="Per-class detectors", progress=progress)
+
+    n = labels.shape[0]
+    spectral = np.zeros(n)
+    que, distance, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
+    robust_scored = np.zeros(n, dtype=bool)
+    cluster_scores = np.zeros(n)
+    splits = []
+    for task, result in zip(tasks, results, strict=True):
+        members = task.members
+        if result.spectral is not None:
+            spectral[members] = result.spectral
+        if result.spectre is not None:
+            robust_scored[members] = True
+            que[members], distance[members], ratio[members] = result.spectre
+        if result.split is not None:
+            cluster_scores[members], minority, separation = result.split
+            splits.append(ClassSplit(task.code, int(members.size), members[minority], separation))
+    return PerClassScores(
+        spectral, RobustClassFit(que, distance, ratio, robust_scored), (cluster_scores, splits)
+    )

@@ -1,0 +1,189 @@
+"""The out-of-core path: features left in an HDF5 file score exactly as features in memory."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from poisonguard.cli.main import main
+
+from poisonguard.detectors.confident_learning import out_of_sample_probabilities
+from poisonguard.detectors.influence import influence_self_scores
+from poisonguard.detectors.knn_labels import knn_label_disagreement
+from poisonguard.detectors.per_class import per_class_scores
+from poisonguard.embed import EmbedSettings, embed_dataset
+from poisonguard.features import BLOCK_ROWS, FeatureFile, all_finite, row_blocks, take_rows
+from poisonguard.tasks import LocalTasks
+
+N_ROWS = 3 * BLOCK_ROWS + 123  # several blocks, the last one partial
+
+
+@pytest.fixture(scope="module")
+def features_file(tmp_path_factory):
+    """10,000+ rows of 12-d features in four classes (class 2 with a planted far group), as an
+    array and as a file read 2 blocks at a time."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, N_ROWS)
+    centres = rng.normal(0, 3, size=(4, 12))
+    features = (centres[labels] + rng.normal(size=(N_ROWS, 12))).astype(np.float32)
+    far = np.flatnonzero(labels == 2)[:200]
+    features[far] += 8.0
+    logits = -((features[:, None, :] - centres[None]) ** 2).sum(axis=2) / 12
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    path = tmp_path_factory.mktemp("ooc") / "features.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("features", data=features, chunks=(1000, 12), compression="lzf")
+    return (
+        features,
+        labels,
+        probabilities.astype(np.float32),
+        FeatureFile(path, chunk_rows=2 * BLOCK_ROWS),
+    )
+
+
+def test_a_feature_file_reads_like_the_array(features_file):
+    features, _, _, on_disk = features_file
+    assert on_disk.shape == features.shape and on_disk.dtype == np.float32
+    assert np.array_equal(on_disk[5:17], features[5:17])
+    assert np.array_equal(on_disk[BLOCK_ROWS * 2 - 3 : BLOCK_ROWS * 2 + 3], features[8189:8195])
+    index = np.sort(np.random.default_rng(0).choice(N_ROWS, 777, replace=False))
+    assert np.array_equal(on_disk.rows(index), features[index])
+    assert np.array_equal(take_rows(on_disk, index), take_rows(features, index))
+    assert on_disk.rows(np.zeros(0, dtype=np.int64)).shape == (0, 12)
+    blocks = list(row_blocks(on_disk))
+    assert [rows.start for rows, _ in blocks] == list(range(0, N_ROWS, BLOCK_ROWS))
+    assert np.array_equal(np.concatenate([block for _, block in blocks]), features)
+    assert all_finite(on_disk)
+
+
+def test_a_feature_file_refuses_what_it_cannot_read(features_file):
+    on_disk = features_file[3]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        on_disk.rows(np.array([5, 3]))
+    with pytest.raises(TypeError, match="contiguous slices"):
+        on_disk[[1, 2]]
+    with pytest.raises(ValueError, match=f"multiple of {BLOCK_ROWS}"):
+        FeatureFile(on_disk.path, chunk_rows=1000)
+
+
+def test_a_feature_file_travels_without_its_cached_block(features_file):
+    on_disk = features_file[3]
+    on_disk[0:10]  # fills the cached block
+    assert len(pickle.dumps(on_disk)) < 1000
+    copy = pickle.loads(pickle.dumps(on_disk))
+    assert np.array_equal(copy[0:10], features_file[0][0:10])
+
+
+def test_detectors_score_a_file_exactly_as_the_array(features_file):
+    features, labels, probabilities, on_disk = features_file
+    assert np.array_equal(
+        knn_label_disagreement(on_disk, labels), knn_label_disagreement(features, labels)
+    )
+    assert np.array_equal(
+        out_of_sample_probabilities(on_disk, labels, seed=4),
+        out_of_sample_probabilities(features, labels, seed=4),
+    )
+    assert np.array_equal(
+        influence_self_scores(on_disk, probabilities, labels),
+        influence_self_scores(features, probabilities, labels),
+    )
+    in_memory = per_class_scores(features, labels, seed=2, runner=LocalTasks(2))
+    from_file = per_class_scores(on_disk, labels, seed=2, runner=LocalTasks(2))
+    assert np.array_equal(in_memory.spectral, from_file.spectral)
+    assert np.array_equal(in_memory.robust.que, from_file.robust.que)
+    assert np.array_equal(in_memory.clusters[0], from_file.clusters[0])
+    # the planted group is what the robust distances single out, from the file too
+    far = np.flatnonzero(labels == 2)[:200]
+    ratio = from_file.robust.distance_ratio
+    assert np.median(ratio[far]) > 10 * np.median(ratio[labels == 2])
+
+
+def test_a_non_finite_feature_file_is_refused(tmp_path):
+    values = np.ones((50, 3), dtype=np.float32)
+    values[40, 1] = np.nan
+    with h5py.File(tmp_path / "bad.h5", "w") as handle:
+        handle["features"] = values
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        knn_label_disagreement(FeatureFile(tmp_path / "bad.h5"), np.arange(50) % 2)
+
+
+@pytest.fixture(scope="module")
+def small_images(tmp_path_factory, synthetic):
+    from poisonguard.loaders import load_dataset
+
+    folder = synthetic.write_image_folder(
+        tmp_path_factory.mktemp("ooc-images") / "images", {c: 40 for c in "abcd"}, planted={"b": 10}
+    )
+    return folder, load_dataset(folder)
+
+
+def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_images, tmp_path):
+    _, dataset = small_images
+    settings = EmbedSettings(epochs=2)
+    in_memory = embed_dataset(dataset, settings, use_cache=False, progress=False)
+    streamed = embed_dataset(
+        dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
+    )
+    assert isinstance(streamed.features, FeatureFile)
+    assert streamed.features.path == streamed.cache_path and streamed.cache_path.is_file()
+    assert np.array_equal(streamed.features[0 : dataset.n_samples], in_memory.features)
+    assert np.array_equal(streamed.probabilities, in_memory.probabilities)
+    assert np.array_equal(streamed.margin, in_memory.margin)
+    again = embed_dataset(
+        dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
+    )
+    assert again.from_cache and isinstance(again.features, FeatureFile)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [streamed.cache_path.name]
+    with pytest.raises(ValueError, match="cannot run without it"):
+        embed_dataset(dataset, settings, use_cache=False, chunk_rows=BLOCK_ROWS)
+
+
+def test_an_out_of_core_scan_writes_the_same_scores_csv(small_images, tmp_path):
+    folder, _ = small_images
+    outputs = []
+    for name, extra in (("memory", ["--no-cache"]), ("file", ["--chunk-rows", "8192"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            main,
+            [
+                "scan",
+                str(folder),
+                "--epochs",
+                "2",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--out",
+                str(out),
+                *extra,
+            ],
+        )
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        outputs.append((out / "scores.csv").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert b"planted_" in outputs[0]
+    execution = json.loads((tmp_path / "file" / "report.json").read_text())["execution"]
+    assert (
+        execution["features"].startswith("file ") and "8192 rows at a time" in execution["features"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--chunk-rows", "8192", "--no-cache"], "drop --no-cache"),
+        (["--chunk-rows", "5000"], "multiple of 4096"),
+        (["--chunk-rows", "100"], "4096"),
+    ],
+)
+def test_bad_chunk_rows_are_usage_errors(small_images, tmp_path, extra, message):
+    folder, _ = small_images
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["scan", str(folder), "--out", str(out), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not out.exists()

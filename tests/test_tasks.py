@@ -1,0 +1,189 @@
+"""Tasks: the per-class detectors and the embedding inference give the same results one class or
+chunk at a time as over the whole dataset, on a thread pool, and on a Dask LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from poisonguard.cli.main import main
+
+import poisonguard.embed as embed
+import poisonguard.tasks as tasks
+from poisonguard.detectors.activation_clustering import activation_clustering
+from poisonguard.detectors.per_class import per_class_scores
+from poisonguard.detectors.spectral import spectral_signature_scores
+from poisonguard.detectors.spectre import robust_class_fits
+from poisonguard.embed.training import run_inference
+from poisonguard.errors import PoisonGuardError
+from poisonguard.tasks import DaskTasks, LocalTasks, single_threaded, task_runner
+
+SEED = 3
+DIGITS = Path(__file__).resolve().parents[1] / "sample_data" / "digits" / "backdoor"
+
+
+@pytest.fixture(scope="module")
+def features_and_labels() -> tuple[np.ndarray, np.ndarray]:
+    """Three classes of 16-d float32 features; class 1 holds a far group of 30 (a planted
+    cluster), class 2 has fewer rows than activation clustering's fit subset."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(700, 16)).astype(np.float32)
+    labels = np.repeat([0, 1, 2], [300, 300, 100])
+    features[300:330] += 6.0
+    order = rng.permutation(labels.size)
+    return features[order], labels[order]
+
+
+@pytest.fixture(scope="module")
+def dask_tasks():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield DaskTasks(client, "test cluster")
+
+
+def assert_same_per_class(a, b) -> None:
+    assert np.array_equal(a.spectral, b.spectral)
+    for name in ("que", "distance", "distance_ratio", "scored"):
+        assert np.array_equal(getattr(a.robust, name), getattr(b.robust, name)), name
+    assert np.array_equal(a.clusters[0], b.clusters[0])
+    assert [(s.code, s.size, s.separation) for s in a.clusters[1]] == [
+        (s.code, s.size, s.separation) for s in b.clusters[1]
+    ]
+    for left, right in zip(a.clusters[1], b.clusters[1], strict=True):
+        assert np.array_equal(left.minority, right.minority)
+
+
+def test_per_class_tasks_equal_the_whole_dataset_functions(features_and_labels):
+    features, labels = features_and_labels
+    result = per_class_scores(features, labels, seed=SEED, min_class_size=10)
+    with single_threaded():  # as every task runs (thread counts change the last bits)
+        spectral = spectral_signature_scores(features, labels)
+        whole = robust_class_fits(features, labels, seed=SEED)
+        scores, splits = activation_clustering(features, labels, seed=SEED)
+
+    assert np.array_equal(result.spectral, spectral)
+    for name in ("que", "distance", "distance_ratio", "scored"):
+        assert np.array_equal(getattr(result.robust, name), getattr(whole, name)), name
+    assert np.array_equal(result.clusters[0], scores)
+    assert [s.code for s in result.clusters[1]] == [s.code for s in splits]
+    # and the planted group is what class 1's split and the robust distances single out
+    planted = np.flatnonzero((labels == 1) & (np.abs(features).mean(axis=1) > 3))
+    split_1 = next(s for s in result.clusters[1] if s.code == 1)
+    assert set(split_1.minority) == set(planted)
+    assert result.robust.distance_ratio[planted].min() > np.median(result.robust.distance_ratio)
+
+
+def test_a_class_result_does_not_depend_on_the_other_classes(features_and_labels):
+    features, labels = features_and_labels
+    both = per_class_scores(features, labels, seed=SEED)
+    alone = labels == 1
+    only_1 = per_class_scores(features[alone], labels[alone], seed=SEED)
+    assert np.array_equal(both.robust.que[alone], only_1.robust.que)
+    assert np.array_equal(both.clusters[0][alone], only_1.clusters[0])
+
+
+def test_per_class_scores_on_a_thread_pool_and_on_dask_equal_one_after_another(
+    features_and_labels, dask_tasks
+):
+    features, labels = features_and_labels
+    sequential = per_class_scores(features, labels, seed=SEED, runner=LocalTasks(1))
+    assert_same_per_class(
+        sequential, per_class_scores(features, labels, seed=SEED, runner=LocalTasks(2))
+    )
+    assert_same_per_class(
+        sequential, per_class_scores(features, labels, seed=SEED, runner=dask_tasks)
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_embedding(tmp_path_factory, synthetic):
+    from poisonguard.loaders import load_dataset
+
+    folder = synthetic.write_image_folder(
+        tmp_path_factory.mktemp("tasks") / "images", {c: 300 for c in "abcd"}
+    )
+    dataset = load_dataset(folder)
+    return dataset, embed.embed_dataset(
+        dataset, embed.EmbedSettings(epochs=1), use_cache=False, progress=False
+    )
+
+
+def test_chunked_inference_equals_one_pass_and_runs_anywhere(trained_embedding, dask_tasks):
+    dataset, embedding = trained_embedding
+    model, scaler = embed.trained_model(embedding)
+    with single_threaded():
+        one_pass = run_inference(model, dataset.x, scaler, progress=False)
+    assert dataset.n_samples == 1200  # three chunks of 512 rows, the last one partial
+    options = dict(weights=embedding.weights, n_classes=4, chunk_rows=512)
+    for runner in (LocalTasks(1), LocalTasks(2), dask_tasks):
+        features, probabilities = embed.infer_in_chunks(runner, dataset.x, **options)
+        assert np.array_equal(features, one_pass[0]), runner.description
+        assert np.array_equal(probabilities, one_pass[1]), runner.description
+    # embed_dataset itself stores what the chunked inference gives
+    assert np.array_equal(embedding.features, one_pass[0])
+
+
+def test_local_tasks_keep_order_and_restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    assert LocalTasks(2).map(lambda value: value * value, [3, 1, 2]) == [9, 1, 4]
+    assert LocalTasks(1).map(lambda value: torch.get_num_threads(), [0]) == [1]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        LocalTasks(0)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(tasks, "CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(PoisonGuardError, match="cannot use the Dask scheduler 'tcp://127.0.0.1:9'"):
+        with task_runner("tcp://127.0.0.1:9"):
+            pass
+
+
+def test_scan_with_dask_local_writes_the_same_scores_csv(tmp_path, synthetic, monkeypatch):
+    monkeypatch.setattr(embed, "INFERENCE_CHUNK_ROWS", 64)  # several inference tasks
+    folder = synthetic.write_image_folder(
+        tmp_path / "images", {c: 40 for c in "abcd"}, planted={"a": 12}
+    )
+    outputs = {}
+    for name, extra in (("local", []), ("dask", ["--dask", "local"])):
+        out = tmp_path / name
+        result = CliRunner().invoke(
+            main,
+            ["scan", str(folder), "--epochs", "3", "--no-cache", "--out", str(out), *extra],
+        )
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        outputs[name] = out
+    local, dask = (outputs[name] / "scores.csv" for name in ("local", "dask"))
+    assert local.read_bytes() == dask.read_bytes()
+    assert "planted_" in local.read_text()
+    execution = json.loads((outputs["dask"] / "report.json").read_text())["execution"]
+    assert (
+        execution["tasks"].startswith("dask LocalCluster") and execution["features"] == "in memory"
+    )
+
+
+def test_scan_with_an_unreachable_scheduler_exits_1_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(tasks, "CONNECT_TIMEOUT_S", 1)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        main,
+        ["scan", str(DIGITS), "--dask", "tcp://127.0.0.1:9", "--out", str(out)],
+    )
+    assert result.exit_code == 1
+    assert "cannot use the Dask scheduler 'tcp://127.0.0.1:9'" in result.output
+    assert not out.exists()
