@@ -15,7 +15,7 @@ trained. Records time per stage, peak RSS, and precision/recall of the planted c
 ``--out-of-core`` measures the path of ``scan --chunk-rows``: a first process writes the
 embedding to an HDF5 file (as the embedding cache holds it), the measured process reads
 everything but the features, which stay in the file as a
-:class:`~poisonguard.features.FeatureFile` (the dataset's samples are then a zero-stride
+:class:`~poisonguard.ondisk.ArrayFile` (the dataset's samples are then a zero-stride
 placeholder, since a scan that has embedded its data does not read the samples again for a
 table). ``--dask ADDRESS`` runs the per-class detectors as tasks on a Dask cluster (``local``:
 a LocalCluster on this machine; its workers' memory is not in the peak RSS).
@@ -130,14 +130,14 @@ def read_synthetic(path: Path, chunk_rows: int):
     import h5py
 
     from poisonguard.dataset import Dataset
-    from poisonguard.features import FeatureFile
+    from poisonguard.ondisk import ArrayFile
     from poisonguard.results import Embedding
 
     with h5py.File(path, "r") as handle:
         arrays = {name: handle[name][()] for name in _ARRAYS}
         labels, poisoned = handle["labels"][()], handle["poisoned"][()]
     n = labels.shape[0]
-    features = FeatureFile(path, "features", chunk_rows)
+    features = ArrayFile(path, "features", chunk_rows)
     embedding = Embedding(
         features=features,
         **arrays,

@@ -13,8 +13,8 @@ import click
 
 from poisonguard.detectors import get_detectors
 from poisonguard.errors import PoisonGuardError
-from poisonguard.features import BLOCK_ROWS
 from poisonguard.loaders import FORMATS
+from poisonguard.ondisk import BLOCK_ROWS
 
 EXIT_FINDINGS = 3
 

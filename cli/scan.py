@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from poisonguard.cli.options import (
 )
 
 from poisonguard.detectors import DETECTORS
+from poisonguard.embed import default_cache_dir
+from poisonguard.ondisk import staging_area
 from poisonguard.report import write_report
 from poisonguard.results import ScanResult
 from poisonguard.scan import ScanSettings, scan_path
@@ -131,25 +134,32 @@ def scan(
         epochs=epochs,
         model_file=model_file,
     )
-    result = scan_path(
-        dataset,
-        settings,
-        format=format_,
-        x_key=x_key,
-        y_key=y_key,
-        label_column=label_column,
-        id_column=id_column,
-        skip_bad=skip_bad,
-        cache_dir=cache_dir,
-        use_cache=not no_cache,
-        progress=resolve_progress(progress),
-        dask=dask,
-        chunk_rows=chunk_rows,
-    )
-    if out_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out_dir = Path("reports") / f"{result.dataset.name}-{stamp}"
-    files = write_report(result, out_dir, seed=seed)
+    with ExitStack() as stack:
+        staging = None
+        if chunk_rows is not None:  # samples staged beside the cache; the thumbnails read them
+            staging = stack.enter_context(
+                staging_area(cache_dir or default_cache_dir(), chunk_rows)
+            )
+        result = scan_path(
+            dataset,
+            settings,
+            format=format_,
+            x_key=x_key,
+            y_key=y_key,
+            label_column=label_column,
+            id_column=id_column,
+            skip_bad=skip_bad,
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            progress=resolve_progress(progress),
+            dask=dask,
+            chunk_rows=chunk_rows,
+            staging=staging,
+        )
+        if out_dir is None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            out_dir = Path("reports") / f"{result.dataset.name}-{stamp}"
+        files = write_report(result, out_dir, seed=seed)
     if as_json:
         click.echo(files.json.read_text(encoding="utf-8"))  # exactly the file, built once
     else:

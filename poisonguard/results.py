@@ -19,9 +19,9 @@ class Embedding:
 
     Attributes
     ----------
-    features : ndarray or FeatureFile, shape (N, F), float32
+    features : ndarray or ArrayFile, shape (N, F), float32
         Penultimate-layer activations (the representation detectors work on). On an out-of-core
-        scan (``--chunk-rows``) a :class:`~poisonguard.features.FeatureFile`: the rows stay in
+        scan (``--chunk-rows``) a :class:`~poisonguard.ondisk.ArrayFile`: the rows stay in
         the cache file and are read a block or a class at a time.
     probabilities : ndarray, shape (N, K), float32
         Class probabilities of the trained model for each sample (in-sample).

@@ -25,7 +25,7 @@ from poisonguard.detectors import (
     get_detectors,
 )
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
-from poisonguard.features import FeatureFile
+from poisonguard.ondisk import ArrayFile, Staging
 from poisonguard.results import ClassFinding, Embedding, ScanResult
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
@@ -88,8 +88,15 @@ def scan_path(
     progress: bool = True,
     dask: str | None = None,
     chunk_rows: int | None = None,
+    staging: Staging | None = None,
 ) -> ScanResult:
-    """Load the dataset at ``path`` and scan it (see :func:`scan_dataset`)."""
+    """Load the dataset at ``path`` and scan it (see :func:`scan_dataset`).
+
+    With ``staging`` (out of core, see :func:`poisonguard.ondisk.staging_area`), HDF5 and
+    image-folder samples are copied block by block to a staging file instead of memory; the
+    result reads them from there (thumbnails), so write the report before the staging area
+    ends.
+    """
     # reject an unknown detector or reduction before the slow steps
     get_detectors(settings.detectors, trusted=settings.trusted is not None)
     if settings.reduce not in REDUCERS:
@@ -102,7 +109,7 @@ def scan_path(
     # reach the cluster before reading the data, so that a wrong address fails fast
     with task_runner(dask, workers=available_cores()) as runner:
         start = time.perf_counter()
-        dataset = load_dataset(path, skip_bad=skip_bad, **options)
+        dataset = load_dataset(path, skip_bad=skip_bad, staging=staging, **options)
         trusted = None
         if settings.trusted is not None:
             trusted = load_dataset(settings.trusted, **options)
@@ -140,7 +147,7 @@ def scan_dataset(
     is a scheduler address); the scores are the same as without it (see
     :mod:`poisonguard.tasks`). ``chunk_rows`` makes the scan out of core: the features stay in
     the embedding cache file and are read ``chunk_rows`` rows, or one class, at a time (see
-    :mod:`poisonguard.features`); the scores are the same as in memory.
+    :mod:`poisonguard.ondisk`); the scores are the same as in memory.
     """
     get_detectors(settings.detectors, trusted=trusted is not None)  # fail before training
     with task_runner(dask, workers=available_cores()) as runner:
@@ -298,13 +305,17 @@ def scan_embedding(
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
-        execution={"tasks": inputs.runner.description, "features": _where(embedding.features)},
+        execution={
+            "tasks": inputs.runner.description,
+            "samples": _where(dataset.x),
+            "features": _where(embedding.features),
+        },
     )
 
 
-def _where(features) -> str:
-    if isinstance(features, FeatureFile):
-        return f"file {features.path}, read {features.chunk_rows} rows at a time"
+def _where(array) -> str:
+    if isinstance(array, ArrayFile):
+        return f"file {array.path}, read {array.chunk_rows} rows at a time"
     return "in memory"
 
 

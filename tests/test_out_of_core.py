@@ -16,7 +16,7 @@ from poisonguard.detectors.influence import influence_self_scores
 from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import per_class_scores
 from poisonguard.embed import EmbedSettings, embed_dataset
-from poisonguard.features import BLOCK_ROWS, FeatureFile, all_finite, row_blocks, take_rows
+from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, all_finite, row_blocks, take_rows
 from poisonguard.tasks import LocalTasks
 
 N_ROWS = 3 * BLOCK_ROWS + 123  # several blocks, the last one partial
@@ -42,11 +42,11 @@ def features_file(tmp_path_factory):
         features,
         labels,
         probabilities.astype(np.float32),
-        FeatureFile(path, chunk_rows=2 * BLOCK_ROWS),
+        ArrayFile(path, chunk_rows=2 * BLOCK_ROWS),
     )
 
 
-def test_a_feature_file_reads_like_the_array(features_file):
+def test_an_array_file_reads_like_the_array(features_file):
     features, _, _, on_disk = features_file
     assert on_disk.shape == features.shape and on_disk.dtype == np.float32
     assert np.array_equal(on_disk[5:17], features[5:17])
@@ -61,17 +61,23 @@ def test_a_feature_file_reads_like_the_array(features_file):
     assert all_finite(on_disk)
 
 
-def test_a_feature_file_refuses_what_it_cannot_read(features_file):
+def test_an_array_file_refuses_what_it_cannot_read(features_file):
     on_disk = features_file[3]
     with pytest.raises(ValueError, match="strictly increasing"):
         on_disk.rows(np.array([5, 3]))
-    with pytest.raises(TypeError, match="contiguous slices"):
+    with pytest.raises(TypeError, match="row slices, rows or sorted index arrays"):
         on_disk[[1, 2]]
+    with pytest.raises(TypeError, match="row slices"):
+        on_disk[0:10:2]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        on_disk[np.array([3, 3])]
+    with pytest.raises(IndexError, match="out of range"):
+        on_disk[N_ROWS]
     with pytest.raises(ValueError, match=f"multiple of {BLOCK_ROWS}"):
-        FeatureFile(on_disk.path, chunk_rows=1000)
+        ArrayFile(on_disk.path, chunk_rows=1000)
 
 
-def test_a_feature_file_travels_without_its_cached_block(features_file):
+def test_an_array_file_travels_without_its_cached_block(features_file):
     on_disk = features_file[3]
     on_disk[0:10]  # fills the cached block
     assert len(pickle.dumps(on_disk)) < 1000
@@ -109,7 +115,7 @@ def test_a_non_finite_feature_file_is_refused(tmp_path):
     with h5py.File(tmp_path / "bad.h5", "w") as handle:
         handle["features"] = values
     with pytest.raises(ValueError, match="NaN or infinite"):
-        knn_label_disagreement(FeatureFile(tmp_path / "bad.h5"), np.arange(50) % 2)
+        knn_label_disagreement(ArrayFile(tmp_path / "bad.h5"), np.arange(50) % 2)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +135,7 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
     streamed = embed_dataset(
         dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
     )
-    assert isinstance(streamed.features, FeatureFile)
+    assert isinstance(streamed.features, ArrayFile)
     assert streamed.features.path == streamed.cache_path and streamed.cache_path.is_file()
     assert np.array_equal(streamed.features[0 : dataset.n_samples], in_memory.features)
     assert np.array_equal(streamed.probabilities, in_memory.probabilities)
@@ -137,7 +143,7 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
     again = embed_dataset(
         dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
     )
-    assert again.from_cache and isinstance(again.features, FeatureFile)
+    assert again.from_cache and isinstance(again.features, ArrayFile)
     assert sorted(p.name for p in tmp_path.iterdir()) == [streamed.cache_path.name]
     with pytest.raises(ValueError, match="cannot run without it"):
         embed_dataset(dataset, settings, use_cache=False, chunk_rows=BLOCK_ROWS)
@@ -187,3 +193,75 @@ def test_bad_chunk_rows_are_usage_errors(small_images, tmp_path, extra, message)
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not out.exists()
+
+
+def staged_and_eager(path, tmp_path, **options):
+    from poisonguard.loaders import load_dataset
+    from poisonguard.ondisk import staging_area
+
+    eager = load_dataset(path, **options)
+    with staging_area(tmp_path / "cache", BLOCK_ROWS) as staging:
+        staged = load_dataset(path, staging=staging, **options)
+        assert isinstance(staged.x, ArrayFile) and staged.x.path.parent == staging.folder
+        assert staged.x.shape == eager.x.shape and staged.x.dtype == eager.x.dtype
+        values = staged.x[0 : staged.n_samples]
+        assert np.array_equal(staged.x[np.array([0, staged.n_samples - 1])], eager.x[[0, -1]])
+        assert np.array_equal(staged.x[1], eager.x[1])
+        folder = staging.folder
+    assert not folder.exists()  # the staging area is removed with its files
+    assert np.array_equal(values, eager.x)
+    assert np.array_equal(staged.labels, eager.labels) and staged.ids == eager.ids
+    assert staged.notes == eager.notes
+    return staged, eager
+
+
+@pytest.mark.parametrize("widen", [False, True])
+def test_hdf5_samples_staged_on_disk_equal_the_loaded_ones(tmp_path, widen):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(300, 6, 6, 3)).astype(np.int16)  # NHWC, read in layout NCHW
+    if widen:
+        x[250, 0, 0, 0] = 1000  # an integer beyond 0..255 late in the file: stored as float32
+    with h5py.File(tmp_path / "data.h5", "w") as handle:
+        handle["x"] = x
+        handle["y"] = np.arange(300) % 3
+    from poisonguard.loaders.arrays import copy_chunked, plan_layout
+
+    staged, eager = staged_and_eager(tmp_path / "data.h5", tmp_path)
+    assert eager.x.dtype == (np.float32 if widen else np.uint8)
+    # block by block: a staged copy made 64 samples at a time is the same
+    with h5py.File(tmp_path / "data.h5", "r") as handle:
+        from poisonguard.ondisk import staging_area
+
+        with staging_area(tmp_path / "cache") as staging:
+            layout = plan_layout(handle["x"].shape, path=tmp_path / "data.h5")
+            small, _ = copy_chunked(
+                handle["x"], layout, path="data.h5", chunk_samples=64, staging=staging
+            )
+            assert np.array_equal(small[0:300], eager.x)
+
+
+def test_image_folder_samples_staged_on_disk_equal_the_loaded_ones(tmp_path, synthetic):
+    from PIL import Image
+
+    folder = synthetic.write_image_folder(tmp_path / "images", {c: 20 for c in "abc"})
+    staged_and_eager(folder, tmp_path)
+    # an unreadable image of the common size leaves its row unused at the end of the file
+    image = Image.fromarray(synthetic.pattern_image(0, np.random.default_rng(0)))
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    (folder / "b" / "truncated.png").write_bytes(buffer.getvalue()[:60])
+    staged, _ = staged_and_eager(folder, tmp_path, skip_bad=True)
+    assert staged.x.length == 60 and [rel for rel, _ in staged.skipped] == ["b/truncated.png"]
+
+
+def test_npz_and_csv_are_read_whole_even_when_staging(tmp_path, synthetic):
+    from poisonguard.loaders import load_dataset
+    from poisonguard.ondisk import staging_area
+
+    np.savez(tmp_path / "data.npz", x=np.ones((20, 4), dtype=np.float32), y=np.arange(20) % 2)
+    table = synthetic.write_table_csv(tmp_path / "table.csv")
+    with staging_area(tmp_path / "cache") as staging:
+        for path in (tmp_path / "data.npz", table):
+            assert isinstance(load_dataset(path, staging=staging).x, np.ndarray)

@@ -34,7 +34,7 @@ import numpy as np
 from scipy import optimize, sparse
 from threadpoolctl import threadpool_limits
 
-from poisonguard.features import FeatureFile, FeatureSource, all_finite, row_blocks, take_rows
+from poisonguard.ondisk import ArrayFile, FeatureSource, all_finite, row_blocks, take_rows
 
 __all__ = [
     "out_of_sample_probabilities",
@@ -382,7 +382,7 @@ def _check_labels(labels: np.ndarray, n_samples: int, n_classes: int | None) -> 
 def _check_features_labels(
     features: FeatureSource, labels: np.ndarray, n_classes: int | None
 ) -> tuple[FeatureSource, np.ndarray, int]:
-    if not isinstance(features, FeatureFile):
+    if not isinstance(features, ArrayFile):
         features = np.asarray(features)
         if features.dtype.kind != "f":
             features = features.astype(np.float64)

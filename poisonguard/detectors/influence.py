@@ -38,7 +38,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import linalg
 
-from poisonguard.features import FeatureFile, all_finite
+from poisonguard.ondisk import ArrayFile, all_finite
 
 __all__ = ["influence_self_scores", "tracin_self_influence", "trusted_influence_scores"]
 
@@ -280,8 +280,8 @@ def _check_inputs(
     features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, *, prefix: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate shapes and values; return the arrays (features and probabilities unconverted;
-    a :class:`~poisonguard.features.FeatureFile` stays on disk and is checked block by block)."""
-    if not isinstance(features, FeatureFile):
+    a :class:`~poisonguard.ondisk.ArrayFile` stays on disk and is checked block by block)."""
+    if not isinstance(features, ArrayFile):
         features = np.asarray(features)
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels)

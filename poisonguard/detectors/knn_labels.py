@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from poisonguard.features import FeatureFile, FeatureSource, all_finite, row_blocks
+from poisonguard.ondisk import ArrayFile, FeatureSource, all_finite, row_blocks
 
 __all__ = ["knn_label_disagreement"]
 
@@ -106,7 +106,7 @@ def knn_label_disagreement(
         raise ValueError(f"n_components must be at least 1, got {n_components}")
     if n_probe is not None and n_probe < 1:
         raise ValueError(f"n_probe must be at least 1 or None, got {n_probe}")
-    if not isinstance(features, FeatureFile):
+    if not isinstance(features, ArrayFile):
         features = np.asarray(features)
         if features.dtype.kind != "f":
             features = features.astype(np.float64)
@@ -135,7 +135,7 @@ def _principal_projection(features: FeatureSource, n_components: int) -> np.ndar
     """Standardized features on their top principal components, float32 (N, d).
 
     Mean, scale and the Gram matrix are accumulated in float64 over blocks of rows
-    (:func:`~poisonguard.features.row_blocks`), so the memory beyond the (N, d) output is a
+    (:func:`~poisonguard.ondisk.row_blocks`), so the memory beyond the (N, d) output is a
     block, not a float64 copy of the input (1 GB at a million 128-d rows), and the features may
     stay in a file.
     """

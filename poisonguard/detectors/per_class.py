@@ -17,7 +17,7 @@ import numpy as np
 from poisonguard.detectors.activation_clustering import ClassSplit, split_class
 from poisonguard.detectors.spectral import spectral_class_scores
 from poisonguard.detectors.spectre import RobustClassFit, robust_class_fit
-from poisonguard.features import FeatureFile, FeatureSource, take_rows
+from poisonguard.ondisk import ArrayFile, FeatureSource, take_rows
 from poisonguard.seeding import class_rng
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -39,7 +39,7 @@ class ClassTask:
     detectors to run.
 
     ``rows`` holds the class's rows, or, when ``in_rows`` is given, a larger array or a
-    :class:`~poisonguard.features.FeatureFile` whose rows ``in_rows`` are the class's (the local
+    :class:`~poisonguard.ondisk.ArrayFile` whose rows ``in_rows`` are the class's (the local
     runner passes the whole feature array and so makes no copy; a Dask task carries only its
     class's rows, or the file's path).
     """
@@ -101,7 +101,7 @@ def per_class_scores(
     progress: bool = False,
 ) -> PerClassScores:
     """Run the per-class ``detectors`` on every class of ``features`` ``(N, F)`` (an array or a
-    :class:`~poisonguard.features.FeatureFile`), one task per class on ``runner`` (default: one
+    :class:`~poisonguard.ondisk.ArrayFile`), one task per class on ``runner`` (default: one
     after another in this process). Each task holds only its class's rows.
 
     Classes smaller than ``min_class_size`` (and than 2, or 4 for activation clustering) get
@@ -119,7 +119,7 @@ def per_class_scores(
         split = members.size >= max(4, min_class_size)
         if not (scored or split):
             continue
-        if runner.shares_memory or isinstance(features, FeatureFile):
+        if runner.shares_memory or isinstance(features, ArrayFile):
             rows, in_rows = features, members  # no copy; a worker reads a file itself
         else:
             rows, in_rows = np.ascontiguousarray(features[members]), None

@@ -43,8 +43,8 @@ from poisonguard.embed.training import (
     train_with_dynamics,
 )
 from poisonguard.errors import OutputError
-from poisonguard.features import FeatureFile
 from poisonguard.fingerprint import file_sha256, fingerprint_arrays
+from poisonguard.ondisk import ArrayFile
 from poisonguard.results import Embedding
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -111,7 +111,7 @@ def embed_dataset(
 
     With ``chunk_rows`` (the out-of-core path) the features are written to the cache file chunk
     by chunk as inference produces them and stay there: the embedding's ``features`` is a
-    :class:`~poisonguard.features.FeatureFile` read ``chunk_rows`` rows at a time. It needs the
+    :class:`~poisonguard.ondisk.ArrayFile` read ``chunk_rows`` rows at a time. It needs the
     cache (``use_cache``); a cache that cannot be written is then an error.
     """
     if chunk_rows is not None and not use_cache:
@@ -214,7 +214,7 @@ def embed_dataset(
             embedding.cache_path = store_cached(cache_dir, embedding)
         except OSError as exc:
             raise OutputError(f"cannot write the embedding cache in {cache_dir}: {exc}") from exc
-        embedding.features = FeatureFile(embedding.cache_path, "features", chunk_rows)
+        embedding.features = ArrayFile(embedding.cache_path, "features", chunk_rows)
     elif use_cache:
         try:
             embedding.cache_path = store_cached(cache_dir, embedding)
@@ -257,7 +257,7 @@ def _embed_out_of_core(
             )
             seconds["inference"] = time.perf_counter() - start
             embedding = Embedding(
-                features=FeatureFile(path, "features", chunk_rows),
+                features=ArrayFile(path, "features", chunk_rows),
                 probabilities=probabilities,
                 loss=dynamics.loss,
                 margin=dynamics.margin,

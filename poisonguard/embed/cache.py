@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from poisonguard.atomic import atomic_path
-from poisonguard.features import FeatureFile, all_finite
+from poisonguard.ondisk import ArrayFile, all_finite
 from poisonguard.results import Embedding
 
 __all__ = [
@@ -58,7 +58,7 @@ def load_cached(
     """Return the cached embedding for ``fingerprint``, or None if absent or unusable.
 
     With ``chunk_rows`` the features stay in the file: the embedding's ``features`` is a
-    :class:`~poisonguard.features.FeatureFile` read ``chunk_rows`` rows at a time (and checked
+    :class:`~poisonguard.ondisk.ArrayFile` read ``chunk_rows`` rows at a time (and checked
     that way here).
     """
     path = cache_file(cache_dir, fingerprint)
@@ -81,7 +81,7 @@ def load_cached(
             if on_disk.ndim != 2 or on_disk.dtype.kind != "f":
                 raise ValueError("features are not a 2-D float array")
         if chunk_rows is not None:
-            features = FeatureFile(path, "features", chunk_rows)
+            features = ArrayFile(path, "features", chunk_rows)
             if features.shape[0] != n_samples or not all_finite(features):
                 raise ValueError("feature rows or values do not match the dataset")
             arrays["features"] = features

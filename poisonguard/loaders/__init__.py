@@ -27,6 +27,7 @@ from poisonguard.loaders.csv_table import load_csv
 from poisonguard.loaders.hdf5 import load_hdf5
 from poisonguard.loaders.image_folder import load_image_folder
 from poisonguard.loaders.npz import load_npz
+from poisonguard.ondisk import Staging
 
 __all__ = [
     "FORMATS",
@@ -91,6 +92,7 @@ def load_dataset(
     id_column: str | None = None,
     skip_bad: bool = False,
     max_image_side: int = 64,
+    staging: Staging | None = None,
 ) -> Dataset:
     """Read a dataset with the loader for its format.
 
@@ -108,6 +110,9 @@ def load_dataset(
         Image folders: leave out unreadable images instead of stopping.
     max_image_side : int, default 64
         Image folders: longest side of the loaded images.
+    staging : Staging, optional
+        HDF5 files and image folders: put the samples in a staging file instead of memory, a
+        block of samples at a time (an out-of-core scan). NPZ and CSV files are read whole.
 
     Options that do not apply to the chosen format are ignored with a warning in the log.
 
@@ -148,5 +153,10 @@ def load_dataset(
             kwargs[option] = value
         elif value is not None and value != defaults.get(option):
             logger.warning("option %s does not apply to %s datasets; ignored", option, name)
+    if staging is not None:
+        if "staging" in accepted:
+            kwargs["staging"] = staging
+        else:
+            logger.info("%s datasets are read whole into memory, not staged on disk", name)
     logger.debug("%s: loading as %s", path, name)
     return loader(path, **kwargs)

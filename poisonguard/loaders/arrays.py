@@ -31,6 +31,7 @@ import numpy as np
 
 from poisonguard.dataset import Dataset, check_finite, encode_labels
 from poisonguard.errors import DatasetError
+from poisonguard.ondisk import ArrayFile, Staging
 
 __all__ = [
     "X_KEYS",
@@ -267,7 +268,8 @@ def copy_chunked(
     path: str | Path,
     name: str = "x",
     chunk_samples: int | None = None,
-) -> tuple[np.ndarray, list[str]]:
+    staging: Staging | None = None,
+) -> tuple[np.ndarray | ArrayFile, list[str]]:
     """Copy ``source`` into one array of ``layout.out_shape``, a chunk of samples at a time.
 
     Each chunk is read with ``source[start:stop]`` (so an ``h5py.Dataset`` is read from disk
@@ -286,11 +288,14 @@ def copy_chunked(
         File and array named in error messages.
     chunk_samples : int, optional
         Samples per chunk; by default at most 4096 and about 64 MiB.
+    staging : Staging, optional
+        Write the output to a staging file instead of memory (an out-of-core scan).
 
     Returns
     -------
-    x : ndarray
-        ``uint8`` or ``float32`` array of shape ``layout.out_shape``.
+    x : ndarray or ArrayFile
+        ``uint8`` or ``float32`` array of shape ``layout.out_shape`` (in a file with
+        ``staging``).
     notes : list of str
         Facts for the report (integer images widened to ``float32``).
 
@@ -306,7 +311,8 @@ def copy_chunked(
     step = chunk_samples or _chunk_size(layout.out_shape, src_dtype.itemsize)
 
     if (
-        isinstance(source, np.ndarray)
+        staging is None
+        and isinstance(source, np.ndarray)
         and src_dtype == dtype
         and layout.source in ("NHW", "NCHW", "ND")
         and not layout.drop_alpha
@@ -317,7 +323,8 @@ def copy_chunked(
         return np.ascontiguousarray(out), []
 
     notes: list[str] = []
-    out = np.empty(layout.out_shape, dtype=dtype)
+    allocate = np.empty if staging is None else staging.allocate
+    out = allocate(layout.out_shape, dtype)
     for start in range(0, n, step):
         stop = min(n, start + step)
         block = _to_layout(np.asarray(source[start:stop]), layout)
@@ -325,8 +332,9 @@ def copy_chunked(
         if out.dtype == np.uint8 and block.dtype.kind in "iu" and block.dtype != np.uint8:
             low, high = block.min(), block.max()
             if low < 0 or high > 255:
-                widened = np.empty(layout.out_shape, dtype=np.float32)
-                widened[:start] = out[:start]
+                widened = allocate(layout.out_shape, np.dtype(np.float32))
+                for done in range(0, start, step):
+                    widened[done : min(start, done + step)] = out[done : min(start, done + step)]
                 out = widened
                 value = low if low < 0 else high
                 notes.append(
@@ -342,7 +350,7 @@ def copy_chunked(
                 raise DatasetError(
                     path, f"{name} holds a value too large for float32 at sample {index}"
                 )
-    return out, notes
+    return (out if staging is None else staging.finish(out)), notes
 
 
 def _is_one_hot(y: np.ndarray) -> bool:
@@ -425,6 +433,7 @@ def load_arrays(
     format: str,
     x_key: str | None = None,
     y_key: str | None = None,
+    staging: Staging | None = None,
 ) -> Dataset:
     """Build a :class:`Dataset` from the named arrays of one file.
 
@@ -442,6 +451,8 @@ def load_arrays(
         Names of the sample and label arrays; by default ``x`` or ``images``, ``y`` or
         ``labels``. An array named ``ids`` is used as sample ids when present, else the ids are
         the sample indices ``"0" .. "N-1"``.
+    staging : Staging, optional
+        Copy ``x`` to a staging file instead of memory (an out-of-core scan).
 
     Returns
     -------
@@ -480,7 +491,7 @@ def load_arrays(
     else:
         ids = read_ids(get(ids_key)[()], n, path=path, name=ids_key)
 
-    x, copy_notes = copy_chunked(x_source, layout, path=path, name=xk)
+    x, copy_notes = copy_chunked(x_source, layout, path=path, name=xk, staging=staging)
     logger.info(
         "%s: read %d samples (%s %s, %s) in %d classes",
         path,

@@ -16,6 +16,7 @@ import h5py
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
 from poisonguard.loaders.arrays import load_arrays
+from poisonguard.ondisk import Staging
 
 __all__ = ["load_hdf5"]
 
@@ -34,7 +35,13 @@ def list_datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
     return found
 
 
-def load_hdf5(path: str | Path, *, x_key: str | None = None, y_key: str | None = None) -> Dataset:
+def load_hdf5(
+    path: str | Path,
+    *,
+    x_key: str | None = None,
+    y_key: str | None = None,
+    staging: Staging | None = None,
+) -> Dataset:
     """Read an HDF5 file of samples and labels.
 
     Parameters
@@ -44,6 +51,8 @@ def load_hdf5(path: str | Path, *, x_key: str | None = None, y_key: str | None =
     x_key, y_key : str, optional
         Dataset paths of the samples and labels (``"x"``, ``"train/images"``); by default ``x``
         or ``images`` and ``y`` or ``labels``. A dataset ``ids`` holds optional sample ids.
+    staging : Staging, optional
+        Copy the samples block by block to a staging file instead of memory (out of core).
 
     Returns
     -------
@@ -73,6 +82,7 @@ def load_hdf5(path: str | Path, *, x_key: str | None = None, y_key: str | None =
                 format="hdf5",
                 x_key=x_key,
                 y_key=y_key,
+                staging=staging,
             )
         except OSError as exc:
             raise DatasetError(path, f"could not be read ({exc})") from exc

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from poisonguard.dataset import Dataset, encode_labels
 from poisonguard.errors import DatasetError
+from poisonguard.ondisk import ArrayFile, Staging
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
 
@@ -199,7 +200,11 @@ def _decode(image: Image.Image, *, rgb: bool, size: tuple[int, int]) -> np.ndarr
 
 
 def load_image_folder(
-    path: str | Path, *, skip_bad: bool = False, max_image_side: int = 64
+    path: str | Path,
+    *,
+    skip_bad: bool = False,
+    max_image_side: int = 64,
+    staging: Staging | None = None,
 ) -> Dataset:
     """Read a folder of class folders of images.
 
@@ -212,6 +217,8 @@ def load_image_folder(
         of raising.
     max_image_side : int, default 64
         Longest side of the loaded images; larger images are scaled down.
+    staging : Staging, optional
+        Decode the images into a staging file instead of memory (an out-of-core scan).
 
     Returns
     -------
@@ -273,6 +280,7 @@ def load_image_folder(
                 reject=reject,
                 max_image_side=max_image_side,
                 hide_progress=hide_progress,
+                staging=staging,
             )
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = load_truncated
@@ -322,7 +330,8 @@ def _read_images(
     reject: Callable[[_Header, BaseException], None],
     max_image_side: int,
     hide_progress: bool | None,
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    staging: Staging | None = None,
+) -> tuple[np.ndarray | ArrayFile, np.ndarray, list[str], list[str]]:
     """The two reading passes; returns ``x``, ``labels``, ``ids`` and notes."""
     # Pass 1: sizes and modes from the headers only.
     readable: list[_Header] = []
@@ -346,9 +355,15 @@ def _read_images(
         sizes = Counter(h.size for h in readable if h.size is not None)
         target, notes = _target_size(sizes, max_image_side)
         x, labels, decoded = _decode_all(
-            readable, reject=reject, rgb=rgb, size=target, hide_progress=hide_progress
+            readable,
+            reject=reject,
+            rgb=rgb,
+            size=target,
+            hide_progress=hide_progress,
+            allocate=np.empty if staging is None else staging.allocate,
         )
         if len(decoded) == len(readable):
+            x = x if staging is None else staging.finish(x)
             break
         _check_classes_left(
             root, class_names, {h.class_index for h in decoded}, len(decoded), len(headers)
@@ -358,8 +373,11 @@ def _read_images(
         sizes_left = len({h.size for h in decoded})
         if same_rgb and same_size and sizes_left == len(sizes):
             # Rows of images that failed to decode are left unused at the end.
-            x, labels = x[: len(decoded)], labels[: len(decoded)]
+            x = x[: len(decoded)] if staging is None else staging.finish(x, len(decoded))
+            labels = labels[: len(decoded)]
             break
+        if staging is not None:
+            staging.finish(x)  # closes the file; its folder is removed with the staging folder
         readable = decoded
 
     n_gray_to_rgb = sum(_is_gray(h.mode) for h in decoded) if rgb else 0
@@ -380,14 +398,16 @@ def _decode_all(
     rgb: bool,
     size: tuple[int, int],
     hide_progress: bool | None,
+    allocate: Callable = np.empty,
 ) -> tuple[np.ndarray, np.ndarray, list[_Header]]:
-    """Decode each image straight into its row of one preallocated array.
+    """Decode each image straight into its row of one preallocated array (``allocate(shape,
+    dtype)``: ``np.empty``, or a staging file's).
 
     Returns ``x`` and ``labels`` with one row per header (rows past the decoded ones unused) and
     the headers of the images that decoded.
     """
     height, width = size
-    x = np.empty((len(headers), 3 if rgb else 1, height, width), dtype=np.uint8)
+    x = allocate((len(headers), 3 if rgb else 1, height, width), np.dtype(np.uint8))
     labels = np.empty(len(headers), dtype=np.int64)
     decoded: list[_Header] = []
     for header in tqdm(headers, desc="decoding images", unit="image", disable=hide_progress):

@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from poisonguard.features import take_rows
+from poisonguard.ondisk import take_rows
 from poisonguard.report import plots, projection, thumbnails
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.results import ScanResult

@@ -1,0 +1,233 @@
+"""Arrays that stay on disk: the out-of-core path of a scan.
+
+With ``--chunk-rows N`` a scan holds neither the samples nor the embedding's features in memory:
+
+- the loader copies the samples, block by block and already in the model's layout, into an
+  uncompressed staging file (:class:`Staging`), and training and inference read batches from it;
+- inference writes the features into the embedding cache file chunk by chunk, and the detectors
+  read them back a block of rows or one class at a time.
+
+An :class:`ArrayFile` looks enough like an array for that: ``shape``, ``dtype``, slicing by a
+contiguous range of rows, an integer row, or a sorted index array (a training batch), and
+:meth:`ArrayFile.rows` for the many rows of one class.
+
+Every computation that walks all rows does so in blocks of :data:`BLOCK_ROWS` (:func:`row_blocks`),
+from an array or a file alike, so the scores do not depend on where the arrays are or on
+``chunk_rows`` (``tests/test_out_of_core.py``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+__all__ = [
+    "ArrayFile",
+    "FeatureSource",
+    "Staging",
+    "staging_area",
+    "BLOCK_ROWS",
+    "DEFAULT_CHUNK_ROWS",
+    "row_blocks",
+    "take_rows",
+    "all_finite",
+]
+
+BLOCK_ROWS = 4096
+"""Rows per block of every computation that walks all rows (:func:`row_blocks`), whether the
+array is in memory or in a file, so that the scores do not depend on where it is or on
+``chunk_rows``."""
+
+DEFAULT_CHUNK_ROWS = 65_536
+"""Rows an :class:`ArrayFile` reads from disk at once (32 MB of 128-d float32); a multiple of
+:data:`BLOCK_ROWS`."""
+
+
+@dataclass(frozen=True)
+class ArrayFile:
+    """An array in an HDF5 file, read ``chunk_rows`` rows at a time.
+
+    ``length`` limits it to its first rows (a loader that skipped unreadable images fills fewer
+    rows than it allocated). Only the path travels when a task is sent to a Dask worker; a
+    worker opens the file itself, so the folder must be reachable at the same path on every
+    worker.
+    """
+
+    path: Path
+    name: str = "features"
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    length: int | None = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1 or self.chunk_rows % BLOCK_ROWS:
+            raise ValueError(
+                f"chunk_rows must be a positive multiple of {BLOCK_ROWS}, got {self.chunk_rows}"
+            )
+
+    def __getstate__(self) -> dict:
+        # the block read last stays behind: a task sent to a worker carries only the path
+        return {
+            "path": self.path,
+            "name": self.name,
+            "chunk_rows": self.chunk_rows,
+            "length": self.length,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_cache", {})
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if "shape" not in self._cache:
+            with h5py.File(self.path, "r") as handle:
+                shape = tuple(int(s) for s in handle[self.name].shape)
+                self._cache["dtype"] = np.dtype(handle[self.name].dtype)
+            if self.length is not None:
+                shape = (min(self.length, shape[0]), *shape[1:])
+            self._cache["shape"] = shape
+        return self._cache["shape"]
+
+    @property
+    def dtype(self) -> np.dtype:
+        self.shape  # noqa: B018 - reads shape and dtype once
+        return self._cache["dtype"]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | int | np.ndarray) -> np.ndarray:
+        """Rows ``start:stop`` (a slice without a step), one row, or the rows at a strictly
+        increasing index array (read row by row: for a batch, not for a class).
+
+        A slice inside one aligned block of ``chunk_rows`` rows is served from that block, which
+        is kept until another one is read: detectors that walk the rows in small steps read each
+        block once.
+        """
+        n = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            row = int(key) + n if key < 0 else int(key)
+            if not 0 <= row < n:
+                raise IndexError(f"row {key} is out of range for {n} rows")
+            return self[row : row + 1][0]
+        if isinstance(key, np.ndarray):
+            index = _increasing(key, n)
+            with h5py.File(self.path, "r") as handle:
+                return handle[self.name][index] if index.size else self._empty(0)
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("read an ArrayFile by row slices, rows or sorted index arrays")
+        start, stop, _ = key.indices(n)
+        first = start // self.chunk_rows * self.chunk_rows
+        if stop <= start:
+            return self._empty(0)
+        if stop > first + self.chunk_rows:
+            with h5py.File(self.path, "r") as handle:
+                return handle[self.name][start:stop]
+        if self._cache.get("start") != first:
+            with h5py.File(self.path, "r") as handle:
+                block = handle[self.name][first : min(first + self.chunk_rows, n)]
+            self._cache.update(start=first, block=block)
+        return self._cache["block"][start - first : stop - first]
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """The rows at the strictly increasing positions ``index``, read block by block
+        (memory: the rows asked for plus one block; for the many rows of a class)."""
+        index = _increasing(index, self.shape[0])
+        out = self._empty(index.size)
+        if index.size == 0:
+            return out
+        step = self.chunk_rows
+        with h5py.File(self.path, "r") as handle:
+            data = handle[self.name]
+            for start in range(int(index[0]) // step * step, int(index[-1]) + 1, step):
+                low, high = np.searchsorted(index, [start, start + step])
+                if low < high:
+                    block = data[start : min(start + step, self.shape[0])]
+                    out[low:high] = block[index[low:high] - start]
+        return out
+
+    def _empty(self, n: int) -> np.ndarray:
+        return np.empty((n, *self.shape[1:]), dtype=self.dtype)
+
+
+def _increasing(index: np.ndarray, n: int) -> np.ndarray:
+    index = np.asarray(index, dtype=np.int64)
+    if index.size and (np.any(np.diff(index) <= 0) or index[0] < 0 or index[-1] >= n):
+        raise ValueError(f"an ArrayFile reads strictly increasing row positions in [0, {n})")
+    return index
+
+
+FeatureSource = np.ndarray | ArrayFile
+"""What the detectors accept as features: an array in memory or an :class:`ArrayFile`."""
+
+
+class Staging:
+    """Where a loader puts the samples of an out-of-core scan: one uncompressed, contiguous HDF5
+    file per dataset in ``folder`` (the caller removes the folder), so that a training batch
+    reads its rows directly.
+
+    A loader calls :meth:`allocate` instead of ``np.empty``, writes blocks or rows into what it
+    gets, and calls :meth:`finish` to get the :class:`ArrayFile` a :class:`Dataset` holds.
+    """
+
+    def __init__(self, folder: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        self.folder = Path(folder)
+        self.chunk_rows = chunk_rows
+        self._handles: dict[int, h5py.File] = {}
+
+    def allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> h5py.Dataset:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = h5py.File(self.folder / f"samples-{uuid.uuid4().hex}.h5", "w")
+        data = handle.create_dataset("x", shape=shape, dtype=dtype)  # contiguous, uncompressed
+        self._handles[id(data)] = handle
+        return data
+
+    def finish(self, data: h5py.Dataset, length: int | None = None) -> ArrayFile:
+        handle = self._handles.pop(id(data))
+        path = Path(handle.filename)
+        handle.close()
+        return ArrayFile(path, "x", self.chunk_rows, length)
+
+
+@contextmanager
+def staging_area(parent: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Staging]:
+    """A :class:`Staging` in a new folder under ``parent`` (the embedding cache folder), removed
+    with everything in it when the block ends, however it ends."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="staging-", dir=parent) as folder:
+        yield Staging(folder, chunk_rows)
+
+
+def row_blocks(features: FeatureSource) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, block)`` over consecutive blocks of :data:`BLOCK_ROWS` rows, from an array or
+    a file (whose reads of ``chunk_rows`` rows serve several blocks each)."""
+    n = features.shape[0]
+    for start in range(0, n, BLOCK_ROWS):
+        rows = slice(start, min(start + BLOCK_ROWS, n))
+        yield rows, np.asarray(features[rows])
+
+
+def take_rows(features: FeatureSource, index: np.ndarray) -> np.ndarray:
+    """The rows at the sorted positions ``index``, from an array or a file."""
+    if isinstance(features, ArrayFile):
+        return features.rows(index)
+    return np.asarray(features)[index]
+
+
+def all_finite(features: FeatureSource) -> bool:
+    """True when no value is NaN or infinite (checked block by block)."""
+    return all(np.isfinite(block).all() for _, block in row_blocks(features))
