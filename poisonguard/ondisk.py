@@ -49,10 +49,13 @@ DEFAULT_CHUNK_ROWS = 65_536
 """Rows an :class:`ArrayFile` reads from disk at once (32 MB of 128-d float32); a multiple of
 :data:`BLOCK_ROWS`."""
 
+MAX_READ_BYTES = 64 << 20
+"""A read is also capped at this many bytes (4,096 rows of 64 x 64 RGB images are 48 MB)."""
+
 
 @dataclass(frozen=True)
 class ArrayFile:
-    """An array in an HDF5 file, read ``chunk_rows`` rows at a time.
+    """An array in an HDF5 file, read ``chunk_rows`` rows at a time (see :attr:`read_rows`).
 
     ``length`` limits it to its first rows (a loader that skipped unreadable images fills fewer
     rows than it allocated). Only the path travels when a task is sent to a Dask worker; a
@@ -86,16 +89,32 @@ class ArrayFile:
             object.__setattr__(self, key, value)
         object.__setattr__(self, "_cache", {})
 
+    def _data(self) -> h5py.Dataset:
+        """The dataset, in a file opened once per process (h5py serialises threads' reads)."""
+        if "data" not in self._cache:
+            self._cache["data"] = h5py.File(self.path, "r")[self.name]
+        return self._cache["data"]
+
     @property
     def shape(self) -> tuple[int, ...]:
         if "shape" not in self._cache:
-            with h5py.File(self.path, "r") as handle:
-                shape = tuple(int(s) for s in handle[self.name].shape)
-                self._cache["dtype"] = np.dtype(handle[self.name].dtype)
+            data = self._data()
+            shape = tuple(int(s) for s in data.shape)
             if self.length is not None:
                 shape = (min(self.length, shape[0]), *shape[1:])
+            self._cache["dtype"] = np.dtype(data.dtype)
             self._cache["shape"] = shape
         return self._cache["shape"]
+
+    @property
+    def read_rows(self) -> int:
+        """Rows per read: ``chunk_rows``, fewer when a row is so wide that they would exceed
+        :data:`MAX_READ_BYTES` (then a multiple of :data:`BLOCK_ROWS` if one fits)."""
+        row_bytes = max(1, int(np.prod(self.shape[1:])) * self.dtype.itemsize)
+        fit = max(1, MAX_READ_BYTES // row_bytes)
+        if fit >= self.chunk_rows:
+            return self.chunk_rows
+        return fit // BLOCK_ROWS * BLOCK_ROWS if fit >= BLOCK_ROWS else fit
 
     @property
     def dtype(self) -> np.dtype:
@@ -125,21 +144,19 @@ class ArrayFile:
             return self[row : row + 1][0]
         if isinstance(key, np.ndarray):
             index = _increasing(key, n)
-            with h5py.File(self.path, "r") as handle:
-                return handle[self.name][index] if index.size else self._empty(0)
+            return self._data()[index] if index.size else self._empty(0)
         if not isinstance(key, slice) or key.step not in (None, 1):
             raise TypeError("read an ArrayFile by row slices, rows or sorted index arrays")
         start, stop, _ = key.indices(n)
-        first = start // self.chunk_rows * self.chunk_rows
+        step = self.read_rows
+        first = start // step * step
         if stop <= start:
             return self._empty(0)
-        if stop > first + self.chunk_rows:
-            with h5py.File(self.path, "r") as handle:
-                return handle[self.name][start:stop]
+        if stop > first + step:
+            return self._data()[start:stop]
         if self._cache.get("start") != first:
-            with h5py.File(self.path, "r") as handle:
-                block = handle[self.name][first : min(first + self.chunk_rows, n)]
-            self._cache.update(start=first, block=block)
+            self._cache.pop("block", None)  # free the old block before reading the next
+            self._cache.update(start=first, block=self._data()[first : min(first + step, n)])
         return self._cache["block"][start - first : stop - first]
 
     def rows(self, index: np.ndarray) -> np.ndarray:
@@ -149,14 +166,12 @@ class ArrayFile:
         out = self._empty(index.size)
         if index.size == 0:
             return out
-        step = self.chunk_rows
-        with h5py.File(self.path, "r") as handle:
-            data = handle[self.name]
-            for start in range(int(index[0]) // step * step, int(index[-1]) + 1, step):
-                low, high = np.searchsorted(index, [start, start + step])
-                if low < high:
-                    block = data[start : min(start + step, self.shape[0])]
-                    out[low:high] = block[index[low:high] - start]
+        step, data = self.read_rows, self._data()
+        for start in range(int(index[0]) // step * step, int(index[-1]) + 1, step):
+            low, high = np.searchsorted(index, [start, start + step])
+            if low < high:
+                block = data[start : min(start + step, self.shape[0])]
+                out[low:high] = block[index[low:high] - start]
         return out
 
     def _empty(self, n: int) -> np.ndarray:

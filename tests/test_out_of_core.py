@@ -265,3 +265,15 @@ def test_npz_and_csv_are_read_whole_even_when_staging(tmp_path, synthetic):
     with staging_area(tmp_path / "cache") as staging:
         for path in (tmp_path / "data.npz", table):
             assert isinstance(load_dataset(path, staging=staging).x, np.ndarray)
+
+
+def test_reads_of_wide_rows_are_capped_in_bytes(tmp_path):
+    from poisonguard.ondisk import MAX_READ_BYTES
+
+    rows = np.arange(40 * 3 * 64 * 64, dtype=np.uint8).reshape(40, 3, 64, 64)
+    with h5py.File(tmp_path / "images.h5", "w") as handle:
+        handle["x"] = rows
+    images = ArrayFile(tmp_path / "images.h5", "x", chunk_rows=BLOCK_ROWS * 16)
+    assert images.read_rows * rows[0].nbytes <= MAX_READ_BYTES
+    assert images.read_rows % BLOCK_ROWS == 0 and images.read_rows < images.chunk_rows
+    assert np.array_equal(images[3:9], rows[3:9]) and np.array_equal(images[7], rows[7])
