@@ -137,9 +137,9 @@ class DaskTasks:
 
         if not items:
             return []
-        futures = self.client.map(
-            _call_single_threaded, [function] * len(items), list(items), pure=False
-        )
+        # scattered first: items travel to the workers as data, not inside the task graph
+        data = self.client.scatter(list(items))
+        futures = self.client.map(_call_single_threaded, [function] * len(items), data, pure=False)
         bar = tqdm(total=len(items), desc=label, unit="task", disable=not progress, leave=False)
         with bar:
             for _ in as_completed(futures):
@@ -164,6 +164,8 @@ def task_runner(dask: str | None = None, *, workers: int = 1) -> Iterator[TaskRu
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise PoisonGuardError(f"--dask needs dask.distributed ({exc})") from exc
 
+    # the cluster's own INFO lines (scheduler and worker start-up) are not the scan's news
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     try:
         if dask == LOCAL_CLUSTER:
