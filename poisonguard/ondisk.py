@@ -19,6 +19,7 @@ from an array or a file alike, so the scores do not depend on where the arrays a
 from __future__ import annotations
 
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ __all__ = [
     "ArrayFile",
     "FeatureSource",
     "Staging",
+    "RowSubset",
     "staging_area",
     "BLOCK_ROWS",
     "DEFAULT_CHUNK_ROWS",
@@ -132,9 +134,9 @@ class ArrayFile:
         """Rows ``start:stop`` (a slice without a step), one row, or the rows at a strictly
         increasing index array (read row by row: for a batch, not for a class).
 
-        A slice inside one aligned block of ``chunk_rows`` rows is served from that block, which
-        is kept until another one is read: detectors that walk the rows in small steps read each
-        block once.
+        A slice inside one aligned block of :attr:`read_rows` rows is served from that block,
+        which is kept (one per thread) until another one is read: detectors that walk the rows
+        in small steps, or one class's rows, read each block once.
         """
         n = self.shape[0]
         if isinstance(key, (int, np.integer)):
@@ -154,23 +156,26 @@ class ArrayFile:
             return self._empty(0)
         if stop > first + step:
             return self._data()[start:stop]
-        if self._cache.get("start") != first:
-            self._cache.pop("block", None)  # free the old block before reading the next
-            self._cache.update(start=first, block=self._data()[first : min(first + step, n)])
-        return self._cache["block"][start - first : stop - first]
+        # one block kept per thread: threads walking different classes do not evict each other
+        kept = self._cache.setdefault("blocks", threading.local())
+        if getattr(kept, "start", None) != first:
+            kept.block = None  # free the old block before reading the next
+            kept.block = self._data()[first : min(first + step, n)]
+            kept.start = first
+        return kept.block[start - first : stop - first]
 
     def rows(self, index: np.ndarray) -> np.ndarray:
-        """The rows at the strictly increasing positions ``index``, read block by block
-        (memory: the rows asked for plus one block; for the many rows of a class)."""
+        """The rows at the strictly increasing positions ``index``, read block by block through
+        the kept block (memory: the rows asked for plus one block)."""
         index = _increasing(index, self.shape[0])
         out = self._empty(index.size)
         if index.size == 0:
             return out
-        step, data = self.read_rows, self._data()
+        step, n = self.read_rows, self.shape[0]
         for start in range(int(index[0]) // step * step, int(index[-1]) + 1, step):
             low, high = np.searchsorted(index, [start, start + step])
             if low < high:
-                block = data[start : min(start + step, self.shape[0])]
+                block = self[start : min(start + step, n)]
                 out[low:high] = block[index[low:high] - start]
         return out
 
@@ -225,6 +230,39 @@ def staging_area(parent: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> It
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="staging-", dir=parent) as folder:
         yield Staging(folder, chunk_rows)
+
+
+@dataclass(frozen=True)
+class RowSubset:
+    """Rows ``index`` (sorted; None: all rows) of an array or an :class:`ArrayFile`: one class's
+    rows, walked in blocks of :data:`BLOCK_ROWS` as float64, so that work on a large class holds
+    a block at a time, not the class."""
+
+    source: FeatureSource
+    index: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.source.shape[0] if self.index is None else int(self.index.size)
+
+    @property
+    def width(self) -> int:
+        return int(self.source.shape[1])
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Consecutive blocks of :data:`BLOCK_ROWS` rows, float64."""
+        for start in range(0, len(self), BLOCK_ROWS):
+            yield self.take(np.arange(start, min(start + BLOCK_ROWS, len(self))))
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """The rows at the sorted ``positions`` within the subset, float64."""
+        if self.index is None:
+            if isinstance(self.source, ArrayFile):
+                rows = self.source.rows(positions)
+            else:
+                rows = np.asarray(self.source)[positions]
+        else:
+            rows = take_rows(self.source, self.index[positions])
+        return np.asarray(rows, dtype=np.float64)
 
 
 def row_blocks(features: FeatureSource) -> Iterator[tuple[slice, np.ndarray]]:

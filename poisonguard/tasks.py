@@ -175,7 +175,7 @@ def task_runner(dask: str | None = None, *, workers: int = 1) -> Iterator[TaskRu
                 n_workers=available_cores(),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
                 silence_logs=logging.ERROR,
             )
             client = Client(cluster)

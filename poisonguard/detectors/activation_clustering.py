@@ -29,6 +29,8 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
+from poisonguard.detectors.spectral import ClassBasis, class_basis
+from poisonguard.ondisk import RowSubset
 from poisonguard.seeding import class_rng
 
 __all__ = [
@@ -103,7 +105,7 @@ def activation_clustering(
         if members.size < max(4, min_class_size):
             continue
         fitted = split_class(
-            features[members],
+            RowSubset(features, members),
             class_rng(seed, code),
             reduce=reduce,
             n_components=n_components,
@@ -117,23 +119,31 @@ def activation_clustering(
 
 
 def split_class(
-    rows: np.ndarray,
+    rows: RowSubset | np.ndarray,
     rng: np.random.Generator,
     *,
     reduce: str = "pca",
     n_components: int = 10,
     max_fit_samples: int = 10000,
+    basis: ClassBasis | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Split one class's rows ``(n, F)`` in two: per-row scores, the positions (within ``rows``)
-    of the smaller cluster, and the separation. None when the rows have no usable direction."""
+    of the smaller cluster, and the separation. None when the rows have no usable direction.
+
+    The rows are read block by block (``basis``, if already known, gives the column scales);
+    only the fitted subset and the ``(n, k)`` reduction are held, except with UMAP, whose
+    transform of new points depends on the batch, which takes the class whole.
+    """
     if reduce not in REDUCERS:
         raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
-    rows = np.asarray(rows, dtype=np.float64)
-    fit = np.arange(rows.shape[0])
-    if rows.shape[0] > max_fit_samples:
-        fit = np.sort(rng.choice(rows.shape[0], max_fit_samples, replace=False))
+    rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
+    n = len(rows)
+    fit = np.arange(n)
+    if n > max_fit_samples:
+        fit = np.sort(rng.choice(n, max_fit_samples, replace=False))
     class_seed = int(rng.integers(2**31 - 1))
-    reduced = _reduce(rows, fit, reduce, n_components, class_seed)
+    basis = basis or class_basis(rows)
+    reduced = _reduce(rows, basis, fit, reduce, n_components, class_seed)
     if reduced is None:
         return None
     return _split(reduced, fit, class_seed)
@@ -145,34 +155,43 @@ def activation_clustering_scores(features: np.ndarray, labels: np.ndarray, **opt
 
 
 def _reduce(
-    rows: np.ndarray, fit: np.ndarray, method: str, n_components: int, seed: int
+    rows: RowSubset,
+    basis: ClassBasis,
+    fit: np.ndarray,
+    method: str,
+    n_components: int,
+    seed: int,
 ) -> np.ndarray | None:
-    spread = rows.std(axis=0)
+    spread = np.sqrt(basis.scatter_diagonal / basis.n)  # the columns' standard deviations
     keep = spread > 1e-9 * max(float(spread.max(initial=0.0)), 1e-300)
     if not keep.any():
         return None
-    rows = rows[:, keep]
-    k = int(min(n_components, rows.shape[1], fit.size - 1))
+    k = int(min(n_components, int(keep.sum()), fit.size - 1))
     if k < 1:
         return None
+    fitted_rows = rows.take(fit)[:, keep]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
-        if method == "pca":
-            model = PCA(n_components=k, random_state=seed).fit(rows[fit])
-            return model.transform(rows)
-        if method == "ica":
-            model = FastICA(
-                n_components=k, whiten="unit-variance", max_iter=400, random_state=seed
-            ).fit(rows[fit])
-            return model.transform(rows)
+        if method in ("pca", "ica"):
+            if method == "pca":
+                model = PCA(n_components=k, random_state=seed)
+            else:
+                model = FastICA(
+                    n_components=k, whiten="unit-variance", max_iter=400, random_state=seed
+                )
+            model.fit(fitted_rows)
+            # a linear map: each row's result does not depend on the block it is in
+            return np.concatenate([model.transform(block[:, keep]) for block in rows.blocks()])
         import umap  # imported here: loading umap (numba) costs seconds
 
         model = umap.UMAP(
             n_components=k, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1
-        ).fit(rows[fit])
-        return model.transform(rows) if fit.size < rows.shape[0] else model.embedding_
+        ).fit(fitted_rows)
+        if fit.size == len(rows):
+            return model.embedding_
+        return model.transform(rows.take(np.arange(len(rows)))[:, keep])
 
 
 def _split(reduced: np.ndarray, fit: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float]:

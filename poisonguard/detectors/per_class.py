@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from poisonguard.detectors.activation_clustering import ClassSplit, split_class
-from poisonguard.detectors.spectral import spectral_class_scores
+from poisonguard.detectors.spectral import class_basis, spectral_class_scores
 from poisonguard.detectors.spectre import RobustClassFit, robust_class_fit
-from poisonguard.ondisk import ArrayFile, FeatureSource, take_rows
+from poisonguard.ondisk import ArrayFile, FeatureSource, RowSubset
 from poisonguard.seeding import class_rng
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -78,14 +78,15 @@ class PerClassScores:
 
 def score_class(task: ClassTask) -> ClassScores:
     """Run the chosen per-class detectors on one class (a task; see the module docstring)."""
-    rows = task.rows if task.in_rows is None else take_rows(task.rows, task.in_rows)
+    rows = RowSubset(task.rows, task.in_rows)  # read block by block, never whole
+    basis = class_basis(rows)  # the class's mean and scatter, shared by the three detectors
     spectral = spectre = split = None
     if task.scored and "spectral" in task.detectors:
-        spectral = spectral_class_scores(rows)
+        spectral = spectral_class_scores(rows, basis)
     if task.scored and "spectre" in task.detectors:
-        spectre = robust_class_fit(rows, class_rng(task.seed, task.code))
+        spectre = robust_class_fit(rows, class_rng(task.seed, task.code), basis=basis)
     if task.split and "activation-clustering" in task.detectors:
-        split = split_class(rows, class_rng(task.seed, task.code), reduce=task.reduce)
+        split = split_class(rows, class_rng(task.seed, task.code), reduce=task.reduce, basis=basis)
     return ClassScores(task.code, spectral, spectre, split)
 
 

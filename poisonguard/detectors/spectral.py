@@ -12,13 +12,17 @@ direction is that split and the score flags it too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["spectral_class_scores", "spectral_signature_scores"]
+from poisonguard.ondisk import FeatureSource, RowSubset
+
+__all__ = ["ClassBasis", "class_basis", "spectral_class_scores", "spectral_signature_scores"]
 
 
 def spectral_signature_scores(
-    features: np.ndarray, labels: np.ndarray, *, min_class_size: int = 10
+    features: FeatureSource, labels: np.ndarray, *, min_class_size: int = 10
 ) -> np.ndarray:
     """Per-sample spectral-signature score; higher = more suspicious.
 
@@ -45,17 +49,50 @@ def spectral_signature_scores(
     for code in np.unique(labels):
         members = np.flatnonzero(labels == code)
         if members.size >= max(2, min_class_size):
-            scores[members] = spectral_class_scores(features[members])
+            scores[members] = spectral_class_scores(RowSubset(features, members))
     return scores
 
 
-def spectral_class_scores(rows: np.ndarray) -> np.ndarray:
-    """Spectral-signature scores of one class's rows ``(n, F)`` (see above)."""
-    rows = np.asarray(rows, dtype=np.float64)
-    centred = rows - rows.mean(axis=0)
-    # Top right singular vector = top eigenvector of the F x F scatter matrix: cheaper than an SVD
-    # of the (n x F) matrix when n >> F.
-    scatter = centred.T @ centred
-    _, vectors = np.linalg.eigh(scatter)
-    projection = centred @ vectors[:, -1]
+@dataclass(frozen=True)
+class ClassBasis:
+    """A class's mean and the eigen-decomposition of its centred scatter matrix ``(F, F)``
+    (eigenvalues ascending), accumulated block by block: what spectral signatures, SPECTRE's
+    projection and activation clustering's column scales need, computed once per class."""
+
+    n: int
+    mean: np.ndarray
+    scatter_diagonal: np.ndarray
+    eigenvalues: np.ndarray
+    vectors: np.ndarray
+
+    def project(self, rows: RowSubset, k: int) -> np.ndarray:
+        """The centred rows on the top ``k`` eigenvectors, ``(n, k)``, block by block."""
+        basis = self.vectors[:, -k:]
+        return np.concatenate([(block - self.mean) @ basis for block in rows.blocks()])
+
+
+def class_basis(rows: RowSubset) -> ClassBasis:
+    """Two passes over the rows (mean, then scatter), one block in memory at a time: the
+    top right singular vectors of the centred class are the top eigenvectors of the ``F x F``
+    scatter matrix, cheaper than an SVD of the ``(n, F)`` matrix when ``n >> F``."""
+    n = len(rows)
+    total = np.zeros(rows.width)
+    for block in rows.blocks():
+        total += block.sum(axis=0)
+    mean = total / n
+    scatter = np.zeros((rows.width, rows.width))
+    for block in rows.blocks():
+        centred = block - mean
+        scatter += centred.T @ centred
+    eigenvalues, vectors = np.linalg.eigh(scatter)
+    return ClassBasis(n, mean, np.diag(scatter).copy(), eigenvalues, vectors)
+
+
+def spectral_class_scores(
+    rows: RowSubset | np.ndarray, basis: ClassBasis | None = None
+) -> np.ndarray:
+    """Spectral-signature scores of one class's rows (see above); ``basis`` if already known."""
+    rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
+    basis = basis or class_basis(rows)
+    projection = basis.project(rows, 1)[:, 0]
     return np.square(projection - np.median(projection))

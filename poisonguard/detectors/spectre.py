@@ -35,6 +35,8 @@ from scipy.stats import chi2
 from sklearn.cluster import KMeans
 from sklearn.covariance import MinCovDet
 
+from poisonguard.detectors.spectral import ClassBasis, class_basis
+from poisonguard.ondisk import RowSubset
 from poisonguard.seeding import class_rng
 
 __all__ = [
@@ -88,7 +90,7 @@ def robust_class_fits(
         if members.size < max(2, min_class_size):
             continue
         fitted = robust_class_fit(
-            features[members],
+            RowSubset(features, members),
             class_rng(seed, code),
             n_components=n_components,
             alpha=alpha,
@@ -101,21 +103,24 @@ def robust_class_fits(
 
 
 def robust_class_fit(
-    rows: np.ndarray,
+    rows: RowSubset | np.ndarray,
     rng: np.random.Generator,
     *,
     n_components: int = 10,
     alpha: float = 4.0,
     max_fit_samples: int = 500,
+    basis: ClassBasis | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """QUE score, squared robust distance and distance ratio of one class's rows ``(n, F)``.
+    """QUE score, squared robust distance and distance ratio of one class's rows ``(n, F)``
+    (read block by block; ``basis`` if already known).
 
     None when the class has no usable direction. See :class:`RobustClassFit`.
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
+    rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
     fitted = _robustly_whitened(
-        np.asarray(rows, dtype=np.float64), n_components, max_fit_samples, rng
+        rows, basis or class_basis(rows), n_components, max_fit_samples, rng
     )
     if fitted is None:
         return None
@@ -191,22 +196,27 @@ _CLUSTER_STARTS = 2
 
 
 def _robustly_whitened(
-    rows: np.ndarray, n_components: int, max_fit_samples: int, rng: np.random.Generator
+    rows: RowSubset,
+    basis: ClassBasis,
+    n_components: int,
+    max_fit_samples: int,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Project ``rows`` on their top principal subspace and whiten with an MCD fit.
 
-    Returns the whitened rows and the indices of the rows in the estimator's support.
+    Returns the whitened rows and the indices of the rows in the estimator's support. Only the
+    ``(n, k)`` projection is held, never the ``(n, F)`` rows.
     """
-    centred = rows - rows.mean(axis=0)
-    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
+    n = len(rows)
+    eigenvalues = basis.eigenvalues
     usable = eigenvalues > 1e-9 * max(eigenvalues[-1], 1e-300)
-    k = int(min(n_components, usable.sum(), max(1, rows.shape[0] // 5)))
+    k = int(min(n_components, usable.sum(), max(1, n // 5)))
     if k == 0:
         return None
-    projected = centred @ vectors[:, -k:]
-    chosen = np.arange(rows.shape[0])
-    if rows.shape[0] > max_fit_samples:
-        chosen = np.sort(rng.choice(rows.shape[0], max_fit_samples, replace=False))
+    projected = basis.project(rows, k)
+    chosen = np.arange(n)
+    if n > max_fit_samples:
+        chosen = np.sort(rng.choice(n, max_fit_samples, replace=False))
     location, covariance, support = minimum_covariance_determinant(projected[chosen], rng)
     covariance = covariance + 1e-9 * np.trace(covariance) / k * np.eye(k)
     values, axes = np.linalg.eigh(covariance)

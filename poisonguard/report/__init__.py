@@ -23,7 +23,7 @@ from pathlib import Path
 from poisonguard.atomic import atomic_directory
 from poisonguard.report import html_report
 from poisonguard.report.json_report import build_report_json, report_json_text
-from poisonguard.report.scores_csv import scores_csv_text
+from poisonguard.report.scores_csv import scores_csv_text, write_scores_csv
 from poisonguard.results import ScanResult
 
 __all__ = [
@@ -104,7 +104,8 @@ def write_report(
         raise ValueError(f"thumbnails must be >= 0, got {thumbnails}")
 
     with atomic_directory(out_dir, replaceable=REPORT_FILES) as tmp:
-        (tmp / SCORES_CSV).write_bytes(scores_csv_text(result).encode("utf-8"))
+        with (tmp / SCORES_CSV).open("w", encoding="utf-8", newline="") as handle:
+            write_scores_csv(result, handle)
         figures = html_report.prepare_figures(
             result, seed=seed, map_points=map_points, thumbnails_count=thumbnails
         )

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TextIO
 
 import numpy as np
 
 from poisonguard.results import ScanResult
 
-__all__ = ["SCORES_HEADER", "TRAILING_COLUMNS", "scores_csv_header", "scores_csv_text"]
+__all__ = [
+    "SCORES_HEADER",
+    "TRAILING_COLUMNS",
+    "scores_csv_header",
+    "scores_csv_text",
+    "write_scores_csv",
+]
 
 SCORES_HEADER: tuple[str, ...] = ("index", "id", "label", "score", "flagged")
 """The fixed leading columns; one column per detector follows, then :data:`TRAILING_COLUMNS`."""
@@ -36,20 +43,28 @@ def scores_csv_header(result: ScanResult) -> list[str]:
 
 
 def scores_csv_text(result: ScanResult) -> str:
-    """Render ``scores.csv`` for a scan.
+    """``scores.csv`` of a scan as text (see :func:`write_scores_csv`)."""
+    buffer = io.StringIO()
+    write_scores_csv(result, buffer)
+    return buffer.getvalue()
+
+
+def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
+    """Write ``scores.csv`` for a scan to the text file ``handle``, row by row (a million rows
+    never sit in memory as one string).
 
     Parameters
     ----------
     result : ScanResult
         The scan to report.
+    handle : text file
+        Opened with ``newline=""``.
 
-    Returns
-    -------
-    str
-        CSV text with ``\\n`` line endings. Ids are untrusted text and are quoted by the
-        :mod:`csv` module as needed (commas, quotes, newlines), so every id reads back unchanged.
-        Floats are written with 6 significant digits; a non-finite score is written as ``nan``
-        or ``inf``.
+    Notes
+    -----
+    CSV text with ``\\n`` line endings. Ids are untrusted text and are quoted by the :mod:`csv`
+    module as needed (commas, quotes, newlines), so every id reads back unchanged. Floats are
+    written with 6 significant digits; a non-finite score is written as ``nan`` or ``inf``.
     """
     dataset = result.dataset
     n = dataset.n_samples
@@ -63,8 +78,7 @@ def scores_csv_text(result: ScanResult) -> str:
         if values.shape[0] != n:
             raise ValueError(f"{what} has {values.shape[0]} values for {n} samples")
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(scores_csv_header(result))
     names = dataset.class_names
     columns = list(detectors.values())
@@ -85,4 +99,3 @@ def scores_csv_text(result: ScanResult) -> str:
                 "" if confidence is None else format(confidence[i], _FLOAT_FORMAT),
             ]
         )
-    return buffer.getvalue()
