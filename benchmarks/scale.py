@@ -43,7 +43,6 @@ EPOCHS = 5
 
 
 def synthetic(n: int, seed: int = 0):
-    from poisonguard.dataset import Dataset
     from poisonguard.results import Embedding
 
     rng = np.random.default_rng(seed)
@@ -91,8 +90,15 @@ def synthetic(n: int, seed: int = 0):
         train_accuracy=float(np.mean(probabilities.argmax(axis=1) == labels)),
         fingerprint="synthetic",
     )
-    dataset = Dataset(
-        x=features,
+    return _dataset(features, labels), embedding, poisoned
+
+
+def _dataset(x, labels: np.ndarray):
+    from poisonguard.dataset import Dataset
+
+    n = labels.shape[0]
+    return Dataset(
+        x=x,
         labels=labels.astype(np.int64),
         class_names=[str(c) for c in range(N_CLASSES)],
         ids=[str(i) for i in range(n)],
@@ -101,7 +107,6 @@ def synthetic(n: int, seed: int = 0):
         format="synthetic",
         feature_names=[f"f{j}" for j in range(DIM)],
     )
-    return dataset, embedding, poisoned
 
 
 _ARRAYS = ("probabilities", "loss", "margin", "gradient_sq")
@@ -129,7 +134,6 @@ def read_synthetic(path: Path, chunk_rows: int):
     """What :func:`write_synthetic` wrote, with the features left in the file."""
     import h5py
 
-    from poisonguard.dataset import Dataset
     from poisonguard.ondisk import ArrayFile
     from poisonguard.results import Embedding
 
@@ -146,17 +150,8 @@ def read_synthetic(path: Path, chunk_rows: int):
         train_accuracy=float(np.mean(arrays["probabilities"].argmax(axis=1) == labels)),
         fingerprint="synthetic",
     )
-    dataset = Dataset(
-        x=np.broadcast_to(np.zeros((1, DIM), dtype=np.float32), (n, DIM)),
-        labels=labels.astype(np.int64),
-        class_names=[str(c) for c in range(N_CLASSES)],
-        ids=[str(i) for i in range(n)],
-        kind="table",
-        path=Path(f"synthetic-{n}"),
-        format="synthetic",
-        feature_names=[f"f{j}" for j in range(DIM)],
-    )
-    return dataset, embedding, poisoned
+    placeholder = np.broadcast_to(np.zeros((1, DIM), dtype=np.float32), (n, DIM))
+    return _dataset(placeholder, labels), embedding, poisoned
 
 
 def run_one(n: int, *, feature_file: Path | None, chunk_rows: int, dask: str | None) -> dict:

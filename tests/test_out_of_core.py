@@ -152,25 +152,19 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
 def test_an_out_of_core_scan_writes_the_same_scores_csv(small_images, tmp_path):
     folder, _ = small_images
     outputs = []
-    for name, extra in (("memory", ["--no-cache"]), ("file", ["--chunk-rows", "8192"])):
+    runs = (
+        ("memory", ["--no-cache"]),
+        ("file", ["--chunk-rows", "8192", "--cache-dir", str(tmp_path / "cache")]),
+        # trained again, its inference and per-class tasks on workers that open the cache file
+        ("dask", ["--chunk-rows", "4096", "--dask", "local", "--cache-dir", str(tmp_path / "c2")]),
+    )
+    for name, extra in runs:
         out = tmp_path / name
-        result = CliRunner().invoke(
-            main,
-            [
-                "scan",
-                str(folder),
-                "--epochs",
-                "2",
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                "--out",
-                str(out),
-                *extra,
-            ],
-        )
+        arguments = ["scan", str(folder), "--epochs", "2", "--out", str(out), *extra]
+        result = CliRunner().invoke(main, arguments)
         assert result.exit_code == 0, result.output + repr(result.exception)
         outputs.append((out / "scores.csv").read_bytes())
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1] == outputs[2]
     assert b"planted_" in outputs[0]
     execution = json.loads((tmp_path / "file" / "report.json").read_text())["execution"]
     assert (

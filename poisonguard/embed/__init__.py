@@ -195,19 +195,8 @@ def embed_dataset(
         )
         seconds["inference"] = time.perf_counter() - start
 
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
-    embedding = Embedding(
-        features=features,
-        probabilities=probabilities,
-        loss=dynamics.loss,
-        margin=dynamics.margin,
-        gradient_sq=dynamics.gradient_sq,
-        model=description,
-        input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
-        train_accuracy=accuracy,
-        fingerprint=fingerprint,
-        weights=weights,
-        stage_seconds=seconds,
+    embedding = _assembled(
+        dataset, features, probabilities, dynamics, description, fingerprint, weights, seconds
     )
     if chunk_rows is not None:  # a user's extractor: its head trained on features in memory
         try:
@@ -221,6 +210,31 @@ def embed_dataset(
         except OSError as exc:
             logger.warning("could not write the embedding cache in %s (%s)", cache_dir, exc)
     return embedding
+
+
+def _assembled(
+    dataset: Dataset,
+    features: np.ndarray | ArrayFile,
+    probabilities: np.ndarray,
+    dynamics,
+    description: dict[str, Any],
+    fingerprint: str,
+    weights: dict[str, np.ndarray],
+    seconds: dict[str, float],
+) -> Embedding:
+    return Embedding(
+        features=features,
+        probabilities=probabilities,
+        loss=dynamics.loss,
+        margin=dynamics.margin,
+        gradient_sq=dynamics.gradient_sq,
+        model=description,
+        input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
+        train_accuracy=float(np.mean(probabilities.argmax(axis=1) == dataset.labels)),
+        fingerprint=fingerprint,
+        weights=weights,
+        stage_seconds=seconds,
+    )
 
 
 def _embed_out_of_core(
@@ -256,20 +270,18 @@ def _embed_out_of_core(
                 sink=keep,
             )
             seconds["inference"] = time.perf_counter() - start
-            embedding = Embedding(
-                features=ArrayFile(path, "features", chunk_rows),
-                probabilities=probabilities,
-                loss=dynamics.loss,
-                margin=dynamics.margin,
-                gradient_sq=dynamics.gradient_sq,
-                model=description,
-                input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
-                train_accuracy=float(np.mean(probabilities.argmax(axis=1) == dataset.labels)),
-                fingerprint=fingerprint,
-                weights=weights,
-                stage_seconds=seconds,
-                cache_path=path,
+            features = ArrayFile(path, "features", chunk_rows)
+            embedding = _assembled(
+                dataset,
+                features,
+                probabilities,
+                dynamics,
+                description,
+                fingerprint,
+                weights,
+                seconds,
             )
+            embedding.cache_path = path
             finish_streamed(handle, embedding)
     except OSError as exc:
         raise OutputError(f"cannot write the embedding cache in {cache_dir}: {exc}") from exc
