@@ -133,7 +133,7 @@ class DaskTasks:
         label: str = "",
         progress: bool = False,
     ) -> list[Result]:
-        from distributed import as_completed
+        from distributed import KilledWorker, as_completed
 
         if not items:
             return []
@@ -141,10 +141,17 @@ class DaskTasks:
         data = self.client.scatter(list(items))
         futures = self.client.map(_call_single_threaded, [function] * len(items), data, pure=False)
         bar = tqdm(total=len(items), desc=label, unit="task", disable=not progress, leave=False)
-        with bar:
-            for _ in as_completed(futures):
-                bar.update()
-        return self.client.gather(futures)
+        try:
+            with bar:
+                for _ in as_completed(futures):
+                    bar.update()
+            return self.client.gather(futures)
+        except (OSError, TimeoutError, KilledWorker) as exc:
+            # a worker that cannot read a file the task names (the cache folder must be at the
+            # same path on every worker), lost its connection, or died
+            raise PoisonGuardError(
+                f"a task failed on the {self.description}: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 @contextmanager

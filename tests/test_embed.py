@@ -638,3 +638,18 @@ def test_embed_with_a_user_extractor_and_bad_shapes(tmp_path):
         embed_with(result, dataset.x[:9])
     with pytest.raises(ValueError, match="input shape"):
         embed_with(result, dataset.x[:9, :, :4])
+
+
+def test_torchscript_extractor_out_of_core_keeps_its_features_in_the_cache(tmp_path):
+    from poisonguard.ondisk import BLOCK_ROWS, ArrayFile
+
+    dataset = image_dataset()
+    model_file = script(PoolingExtractor(), tmp_path / "extractor.pt")
+    in_memory = embed(dataset, tmp_path / "cache", model_file=model_file, epochs=3)
+    settings = EmbedSettings(epochs=3, model_file=model_file)
+    on_disk = embed_dataset(
+        dataset, settings, cache_dir=tmp_path / "other", chunk_rows=BLOCK_ROWS, progress=False
+    )
+    assert isinstance(on_disk.features, ArrayFile) and on_disk.features.path == on_disk.cache_path
+    assert np.array_equal(on_disk.features[0 : dataset.n_samples], in_memory.features)
+    assert np.array_equal(on_disk.probabilities, in_memory.probabilities)

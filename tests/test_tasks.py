@@ -136,6 +136,12 @@ def test_chunked_inference_equals_one_pass_and_runs_anywhere(trained_embedding, 
     assert np.array_equal(embedding.features, one_pass[0])
 
 
+def test_a_task_that_cannot_read_its_file_on_a_worker_is_a_clear_error(dask_tasks, tmp_path):
+    missing = str(tmp_path / "not-on-this-worker.h5")
+    with pytest.raises(PoisonGuardError, match="a task failed on the test cluster.*not-on-this"):
+        dask_tasks.map(open, [missing])
+
+
 def test_local_tasks_keep_order_and_restore_threads():
     import torch
 
