@@ -46,7 +46,7 @@ _KMEANS_SAMPLES = 20_000
 _KMEANS_ITERATIONS = 6
 
 
-def _uniform(distances: np.ndarray, differs: np.ndarray) -> np.ndarray:
+def _uniform(distances: np.ndarray | None, differs: np.ndarray) -> np.ndarray:
     return differs.mean(axis=1)
 
 
@@ -124,10 +124,14 @@ def knn_label_disagreement(
     # confident_learning); single-threaded this takes ~2 s at 60,000 x 128.
     with threadpool_limits(limits=1, user_api="blas"):
         points = _principal_projection(features, n_components)
-        indices, distances = _neighbours(
-            points, min(k, n_samples - 1), n_probe, np.random.default_rng(seed)
+        differs, distances = _neighbours(
+            points,
+            min(k, n_samples - 1),
+            n_probe,
+            np.random.default_rng(seed),
+            labels,
+            with_distances=weights != "uniform",
         )
-    differs = labels[indices] != labels[:, None]
     return WEIGHTINGS[weights](distances, differs).astype(np.float64)
 
 
@@ -163,10 +167,18 @@ def _principal_projection(features: FeatureSource, n_components: int) -> np.ndar
 
 
 def _neighbours(
-    points: np.ndarray, k: int, n_probe: int | None, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (N, k) and Euclidean distances (N, k) of each point's approximate k nearest
-    other points, by an inverted file over k-means cells."""
+    points: np.ndarray,
+    k: int,
+    n_probe: int | None,
+    rng: np.random.Generator,
+    labels: np.ndarray,
+    *,
+    with_distances: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """For each point's approximate k nearest other points, by an inverted file over k-means
+    cells: whether each neighbour's label differs from the point's, ``(N, k)`` bool, and, with
+    ``with_distances``, the Euclidean distances ``(N, k)`` (else None). The neighbours' indices
+    are used a query block at a time and never stored (they would be 80 MB a million samples)."""
     n_samples = points.shape[0]
     n_cells = max(1, round(n_samples / CELL_SIZE))
     if n_probe is None or n_probe >= n_cells:
@@ -175,15 +187,13 @@ def _neighbours(
     else:
         centres = _kmeans(points, n_cells, rng)
         cells = _nearest_centre(points, centres)
-        between = _squared_distances(centres, centres)
-        np.fill_diagonal(between, -np.inf)  # a cell probes itself first, even among equal centres
-        probes = np.argsort(between, axis=1, kind="stable")[:, :n_probe]
+        probes = _nearest_cells(centres, n_probe)
     order = np.argsort(cells, kind="stable")
     bounds = np.searchsorted(cells[order], np.arange(probes.shape[0] + 1))
     members = [order[bounds[c] : bounds[c + 1]] for c in range(probes.shape[0])]
     squared_norms = np.einsum("nd,nd->n", points, points)
-    indices = np.empty((n_samples, k), dtype=np.int64)
-    distances = np.empty((n_samples, k), dtype=np.float64)
+    differs = np.empty((n_samples, k), dtype=bool)
+    distances = np.empty((n_samples, k), dtype=np.float64) if with_distances else None
     everyone = np.arange(n_samples)
     for cell, own in enumerate(members):
         if own.size == 0:
@@ -201,10 +211,36 @@ def _neighbours(
             rows = np.arange(queries.size)
             block[rows, start + rows] = np.inf
             nearest = np.argpartition(block, k - 1, axis=1)[:, :k]
-            indices[queries] = candidates[nearest]
-            squared = np.take_along_axis(block, nearest, axis=1) + squared_norms[queries, None]
-            distances[queries] = np.sqrt(np.maximum(squared, 0.0))
-    return indices, distances
+            differs[queries] = labels[candidates[nearest]] != labels[queries, None]
+            if distances is not None:
+                squared = np.take_along_axis(block, nearest, axis=1) + squared_norms[queries, None]
+                distances[queries] = np.sqrt(np.maximum(squared, 0.0))
+    return differs, distances
+
+
+def _nearest_cells(centres: np.ndarray, n_probe: int) -> np.ndarray:
+    """For each cell, the ``n_probe`` cells with the nearest centres, itself first; ties go to
+    the lower cell index (a stable sort's order).
+
+    Computed for a few hundred cells at a time: the full cell-to-cell matrix grows with the
+    square of the number of cells (a million samples: 3,906 cells, 15 M distances and their
+    sort order, about 0.5 GB of temporaries).
+    """
+    n_cells = centres.shape[0]
+    probes = np.empty((n_cells, n_probe), dtype=np.int64)
+    for start in range(0, n_cells, _PROBE_ROWS):
+        rows = np.arange(start, min(start + _PROBE_ROWS, n_cells))
+        between = _squared_distances(centres[rows], centres)
+        between[np.arange(rows.size), rows] = -np.inf  # a cell probes itself first
+        # every value up to the n_probe-th smallest, then a stable sort of those few
+        kth = np.partition(between, n_probe - 1, axis=1)[:, n_probe - 1]
+        for i, row in enumerate(between):
+            near = np.flatnonzero(row <= kth[i])
+            probes[start + i] = near[np.argsort(row[near], kind="stable")][:n_probe]
+    return probes
+
+
+_PROBE_ROWS = 256
 
 
 def _kmeans(points: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
