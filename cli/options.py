@@ -224,9 +224,9 @@ def chunk_rows_option(command: Callable) -> Callable:
         callback=_check_chunk_rows,
         default=None,
         metavar="N",
-        help="Out of core: keep the embedding's features in the cache file and read them N "
-        f"rows (a multiple of {BLOCK_ROWS}) or one class at a time, instead of holding them in "
-        "memory. Same scores as in memory. Needs the cache.",
+        help="Out of core: stage the samples (HDF5, image folders) and keep the embedding's "
+        f"features on disk, read N rows (a multiple of {BLOCK_ROWS}) or one class at a time "
+        "instead of held in memory. Same scores as in memory. Needs the cache.",
     )(command)
 
 
