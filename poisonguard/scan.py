@@ -307,16 +307,17 @@ def scan_embedding(
         warnings=warnings_,
         execution={
             "tasks": inputs.runner.description,
-            "samples": _where(dataset.x),
+            "samples": _where(dataset.x, staged=True),
             "features": _where(embedding.features),
         },
     )
 
 
-def _where(array) -> str:
-    if isinstance(array, ArrayFile):
-        return f"file {array.path}, read {array.chunk_rows} rows at a time"
-    return "in memory"
+def _where(array, *, staged: bool = False) -> str:
+    if not isinstance(array, ArrayFile):
+        return "in memory"
+    where = "a staging file removed after the scan" if staged else f"file {array.path}"
+    return f"{where}, read {array.chunk_rows} rows at a time"
 
 
 FLAG_THRESHOLD = 0.5

@@ -167,9 +167,10 @@ def test_an_out_of_core_scan_writes_the_same_scores_csv(small_images, tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
     assert b"planted_" in outputs[0]
     execution = json.loads((tmp_path / "file" / "report.json").read_text())["execution"]
-    assert (
-        execution["features"].startswith("file ") and "8192 rows at a time" in execution["features"]
-    )
+    assert execution["features"].startswith(f"file {tmp_path / 'cache'}")
+    assert execution["features"].endswith("8192 rows at a time")
+    assert execution["samples"].startswith("a staging file removed after the scan")
+    assert not any((tmp_path / "cache").glob("staging-*"))  # and it was removed
 
 
 @pytest.mark.parametrize(

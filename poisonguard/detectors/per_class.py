@@ -1,8 +1,10 @@
 """The per-class detectors (spectral signatures, SPECTRE, activation clustering) as class tasks.
 
 These three look at one class at a time, so each class is a task of its own
-(:func:`score_class`) that reads only that class's feature rows; a
-:class:`~poisonguard.tasks.TaskRunner` runs the tasks here or on a Dask cluster. Every class's
+(:func:`score_class`) that reads only that class's feature rows, 4,096 at a time (the class's
+mean and scatter matrix, :func:`~poisonguard.detectors.spectral.class_basis`, are computed once
+and shared by the three); a :class:`~poisonguard.tasks.TaskRunner` runs the tasks here or on a
+Dask cluster. Every class's
 random draws come from :func:`~poisonguard.seeding.class_rng`, so the scores do not depend on
 where or in which order the classes ran. :func:`per_class_scores` gathers them into per-sample
 arrays, the same arrays the whole-dataset functions of each detector module return.
@@ -103,7 +105,7 @@ def per_class_scores(
 ) -> PerClassScores:
     """Run the per-class ``detectors`` on every class of ``features`` ``(N, F)`` (an array or a
     :class:`~poisonguard.ondisk.ArrayFile`), one task per class on ``runner`` (default: one
-    after another in this process). Each task holds only its class's rows.
+    after another in this process). Each task reads only its class's rows, a block at a time.
 
     Classes smaller than ``min_class_size`` (and than 2, or 4 for activation clustering) get
     score 0, as in the whole-dataset functions.
