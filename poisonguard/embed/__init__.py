@@ -485,7 +485,13 @@ def _build_model(dataset: Dataset) -> torch.nn.Module:
 def _model_description(
     dataset: Dataset, recipe: TrainingRecipe, model_file: Path | None
 ) -> dict[str, Any]:
-    """JSON-able description of the model; it is part of the fingerprint."""
+    """JSON-able description of the model; it is part of the fingerprint.
+
+    ``inference`` names how features are computed (chunks of rows, one thread each, see
+    :mod:`poisonguard.tasks`): embeddings cached before it was so, by threads that change the
+    last bits, get another fingerprint and are not reused.
+    """
+    inference = {"chunk_rows": INFERENCE_CHUNK_ROWS, "threads_per_task": 1}
     if model_file is not None:
         return {
             "source": "torchscript",
@@ -493,6 +499,7 @@ def _model_description(
             "file_sha256": file_sha256(model_file),
             "head": "LinearHead",
             "recipe": recipe.as_dict(),
+            "inference": inference,
         }
     architecture = "SmallCNN" if dataset.kind == "image" else "SmallMLP"
     return {
@@ -502,6 +509,7 @@ def _model_description(
         "input_scaling": "per-channel standardization"
         if dataset.kind == "image"
         else "per-column standardization",
+        "inference": inference,
     }
 
 
