@@ -255,14 +255,8 @@ class RowSubset:
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The rows at the sorted ``positions`` within the subset, float64."""
-        if self.index is None:
-            if isinstance(self.source, ArrayFile):
-                rows = self.source.rows(positions)
-            else:
-                rows = np.asarray(self.source)[positions]
-        else:
-            rows = take_rows(self.source, self.index[positions])
-        return np.asarray(rows, dtype=np.float64)
+        index = positions if self.index is None else self.index[positions]
+        return np.asarray(take_rows(self.source, index), dtype=np.float64)
 
 
 def row_blocks(features: FeatureSource) -> Iterator[tuple[slice, np.ndarray]]:

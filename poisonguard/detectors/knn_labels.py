@@ -224,7 +224,7 @@ def _nearest_cells(centres: np.ndarray, n_probe: int) -> np.ndarray:
 
     Computed for a few hundred cells at a time: the full cell-to-cell matrix grows with the
     square of the number of cells (a million samples: 3,906 cells, 15 M distances and their
-    sort order, about 0.5 GB of temporaries).
+    sort order; computing it whole raised the peak by 176 MB there).
     """
     n_cells = centres.shape[0]
     probes = np.empty((n_cells, n_probe), dtype=np.int64)

@@ -113,7 +113,7 @@ def store_cached(cache_dir: Path, embedding: Embedding) -> Path:
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("features", data=embedding.features, compression="lzf")
-            _write_rest(handle, embedding)
+            finish_streamed(handle, embedding)
     return path
 
 
@@ -145,11 +145,7 @@ def append_rows(handle: h5py.File, n_rows: int, rows: slice, block: np.ndarray) 
 
 
 def finish_streamed(handle: h5py.File, embedding: Embedding) -> None:
-    """Write everything but the features (already streamed) of ``embedding``."""
-    _write_rest(handle, embedding)
-
-
-def _write_rest(handle: h5py.File, embedding: Embedding) -> None:
+    """Write everything but the features (already written) of ``embedding``."""
     for name in _ARRAYS:
         if name != "features":
             handle.create_dataset(name, data=getattr(embedding, name), compression="lzf")
