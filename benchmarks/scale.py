@@ -13,9 +13,9 @@ detector, the decision and the report exactly as a scan does after embedding
 trained. Records time per stage, peak RSS, and precision/recall of the planted cluster.
 
 ``--out-of-core`` measures the path of ``scan --chunk-rows``: a first process writes the
-embedding to an HDF5 file (as the embedding cache holds it), the measured process reads
-everything but the features, which stay in the file as a
-:class:`~poisonguard.ondisk.ArrayFile` (the dataset's samples are then a zero-stride
+embedding to an HDF5 file (as the embedding cache holds it), and in the measured process the
+features, probabilities and training records stay in that file as
+:class:`~poisonguard.ondisk.ArrayFile` objects (the dataset's samples are then a zero-stride
 placeholder, since a scan that has embedded its data does not read the samples again for a
 table). ``--dask ADDRESS`` runs the per-class detectors as tasks on a Dask cluster (``local``:
 a LocalCluster on this machine; its workers' memory is not in the peak RSS).
@@ -94,14 +94,14 @@ def synthetic(n: int, seed: int = 0):
 
 
 def _dataset(x, labels: np.ndarray):
-    from poisonguard.dataset import Dataset
+    from poisonguard.dataset import Dataset, RowNumbers
 
     n = labels.shape[0]
     return Dataset(
         x=x,
         labels=labels.astype(np.int64),
         class_names=[str(c) for c in range(N_CLASSES)],
-        ids=[str(i) for i in range(n)],
+        ids=RowNumbers(n),
         kind="table",
         path=Path(f"synthetic-{n}"),
         format="synthetic",
@@ -128,26 +128,26 @@ def write_synthetic(n: int, path: Path) -> None:
             handle[name] = getattr(embedding, name)
         handle["labels"] = dataset.labels
         handle["poisoned"] = poisoned
+        handle.attrs["train_accuracy"] = embedding.train_accuracy
 
 
 def read_synthetic(path: Path, chunk_rows: int):
-    """What :func:`write_synthetic` wrote, with the features left in the file."""
+    """What :func:`write_synthetic` wrote, with the per-sample arrays left in the file (as an
+    out-of-core scan's embedding holds them)."""
     import h5py
 
     from poisonguard.ondisk import ArrayFile
     from poisonguard.results import Embedding
 
     with h5py.File(path, "r") as handle:
-        arrays = {name: handle[name][()] for name in _ARRAYS}
         labels, poisoned = handle["labels"][()], handle["poisoned"][()]
+        accuracy = float(handle.attrs["train_accuracy"])
     n = labels.shape[0]
-    features = ArrayFile(path, "features", chunk_rows)
     embedding = Embedding(
-        features=features,
-        **arrays,
+        **{name: ArrayFile(path, name, chunk_rows) for name in ("features", *_ARRAYS)},
         model={"source": "synthetic"},
         input_shape=(DIM,),
-        train_accuracy=float(np.mean(arrays["probabilities"].argmax(axis=1) == labels)),
+        train_accuracy=accuracy,
         fingerprint="synthetic",
     )
     placeholder = np.broadcast_to(np.zeros((1, DIM), dtype=np.float32), (n, DIM))

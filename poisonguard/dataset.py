@@ -21,9 +21,38 @@ import numpy as np
 
 from poisonguard.errors import DatasetError
 
-__all__ = ["Dataset", "encode_labels", "check_finite", "align_classes"]
+__all__ = ["Dataset", "RowNumbers", "encode_labels", "check_finite", "align_classes"]
 
 DatasetKind = Literal["image", "table"]
+
+
+class RowNumbers(Sequence):
+    """The ids ``"0", "1", ..., str(n - 1)`` of a dataset without its own ids, made on demand
+    (a list of a million such strings takes about 60 MB)."""
+
+    def __init__(self, n: int) -> None:
+        self._n = int(n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return [str(i) for i in range(*key.indices(self._n))]
+        index = int(key) + self._n if key < 0 else int(key)
+        if not 0 <= index < self._n:
+            raise IndexError(f"id {key} is out of range for {self._n} samples")
+        return str(index)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RowNumbers):
+            return len(other) == self._n
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == self._n and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"RowNumbers({self._n})"
 
 
 @dataclass
@@ -38,7 +67,7 @@ class Dataset:
         Class codes into ``class_names``.
     class_names : list of str
         The original label of each class code, as text.
-    ids : list of str
+    ids : list of str or RowNumbers
         One identifier per sample (relative path, ``ids`` array or row number).
     kind : {"image", "table"}
     path : Path
@@ -56,7 +85,7 @@ class Dataset:
     x: np.ndarray
     labels: np.ndarray
     class_names: list[str]
-    ids: list[str]
+    ids: Sequence[str]
     kind: DatasetKind
     path: Path
     format: str

@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poisonguard.ondisk import FeatureSource, take_rows
+
 __all__ = ["DecisionSettings", "Decision", "ClassEvidence", "decide", "robust_z"]
 
 BACKDOOR = "backdoor"
@@ -101,7 +103,6 @@ class Decision:
     score: np.ndarray
     kind: np.ndarray
     fired: dict[str, np.ndarray]
-    calibrated: dict[str, np.ndarray]
     evidence: list[ClassEvidence]
     target_classes: list[int]
     noisy_labels: bool
@@ -145,8 +146,8 @@ def decide(
     detector_scores: dict[str, np.ndarray],
     *,
     distance_ratio: np.ndarray | None,
-    margin: np.ndarray,
-    probabilities: np.ndarray,
+    margin: FeatureSource,
+    probabilities: FeatureSource,
     oos_probabilities: np.ndarray | None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
@@ -161,10 +162,11 @@ def decide(
     detector_scores : dict of str to ndarray (N,)
     distance_ratio : ndarray (N,) or None
         From the robust whitening; ``None`` turns the backdoor rule off.
-    margin : ndarray (N, E)
-        Per-epoch margins of the training run (for the area under the margin).
-    probabilities : ndarray (N, K)
-        The trained model's probabilities (for the runner-up class).
+    margin : ndarray (N, E) or ArrayFile
+        Per-epoch margins of the training run (for the area under the margin); read a class
+        at a time.
+    probabilities : ndarray (N, K) or ArrayFile
+        The trained model's probabilities (for the runner-up class); read a class at a time.
     oos_probabilities : ndarray (N, K) or None
         Out-of-sample probabilities; ``None`` turns the label-noise rule off.
     settings : DecisionSettings
@@ -172,8 +174,10 @@ def decide(
     n = labels.shape[0]
     scored = scored_classes[labels]
     notes: list[str] = []
-    calibrated = {name: robust_z(s, labels, scored) for name, s in detector_scores.items()}
-    fired = {name: z > settings.fired_z for name, z in calibrated.items()}
+    # one detector's z-scores at a time: only whether it fired is kept
+    fired = {
+        name: robust_z(s, labels, scored) > settings.fired_z for name, s in detector_scores.items()
+    }
     evidence = [ClassEvidence(int(c)) for c in range(n_classes)]
     kind = np.full(n, "", dtype=object)
     flagged = np.zeros(n, dtype=bool)
@@ -187,20 +191,23 @@ def decide(
             "backdoor rule off: it compares runner-up classes, which needs at least 4 classes"
         )
     else:
-        aum = margin.mean(axis=1) if margin.size else np.zeros(n)
-        runner_up = _runner_up(probabilities, labels)
         measured = []
         for code in np.flatnonzero(scored_classes):
+            # one class's records at a time: margin and probabilities may stay in a file
             members = np.flatnonzero(labels == code)
             ratio = distance_ratio[members]
-            far, core = members[ratio > settings.far_ratio], members[ratio <= settings.core_ratio]
+            far, core = ratio > settings.far_ratio, ratio <= settings.core_ratio
+            n_far, n_core = int(far.sum()), int(core.sum())
             item = evidence[code]
-            item.far_share = far.size / members.size
-            if core.size >= settings.min_group_size:
-                item.core_margin = float(aum[core].mean())
-            if far.size < settings.min_group_size or core.size < settings.min_group_size:
+            item.far_share = n_far / members.size
+            if n_core < settings.min_group_size:
+                continue
+            aum = _area_under_margin(margin, members)
+            item.core_margin = float(aum[core].mean())
+            if n_far < settings.min_group_size:
                 continue
             item.far_margin = float(aum[far].mean())
+            runner_up = _runner_up(take_rows(probabilities, members), code)
             item.far_entropy = _entropy(runner_up[far], n_classes)
             item.core_entropy = _entropy(runner_up[core], n_classes)
             measured.append((code, members, ratio))
@@ -255,7 +262,6 @@ def decide(
         score=score,
         kind=kind,
         fired=fired,
-        calibrated=calibrated,
         evidence=evidence,
         target_classes=targets,
         noisy_labels=noisy,
@@ -264,9 +270,17 @@ def decide(
     )
 
 
-def _runner_up(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _area_under_margin(margin: FeatureSource, members: np.ndarray) -> np.ndarray:
+    """Mean margin over the epochs of the samples ``members`` (0 without records)."""
+    if margin.ndim < 2 or margin.shape[1] == 0:
+        return np.zeros(members.size)
+    return take_rows(margin, members).mean(axis=1)
+
+
+def _runner_up(probabilities: np.ndarray, code: int) -> np.ndarray:
+    """The most probable class other than ``code``, for samples labelled ``code``."""
     others = np.array(probabilities, dtype=np.float64, copy=True)
-    others[np.arange(labels.shape[0]), labels] = -np.inf
+    others[:, code] = -np.inf
     return others.argmax(axis=1)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "row_blocks",
     "take_rows",
     "all_finite",
+    "map_rows",
 ]
 
 BLOCK_ROWS = 4096
@@ -278,3 +279,19 @@ def take_rows(features: FeatureSource, index: np.ndarray) -> np.ndarray:
 def all_finite(features: FeatureSource) -> bool:
     """True when no value is NaN or infinite (checked block by block)."""
     return all(np.isfinite(block).all() for _, block in row_blocks(features))
+
+
+def map_rows(function, array: FeatureSource) -> np.ndarray:
+    """``function`` applied to consecutive blocks of :data:`BLOCK_ROWS` rows of ``array`` (an
+    array or a file), its per-row results joined: for functions whose result for a row depends
+    on that row only (a mean over epochs, a product with a fixed vector). Memory: one block and
+    the result, not a float64 copy of the input."""
+    out = None
+    for rows, block in row_blocks(array):
+        part = np.asarray(function(block))
+        if out is None:
+            out = np.empty((array.shape[0], *part.shape[1:]), dtype=part.dtype)
+        out[rows] = part
+    if out is None:  # no rows: the function still checks the (empty) input's shape
+        out = np.asarray(function(np.asarray(array[0:0])))
+    return out

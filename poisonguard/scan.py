@@ -25,7 +25,7 @@ from poisonguard.detectors import (
     get_detectors,
 )
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
-from poisonguard.ondisk import ArrayFile, Staging
+from poisonguard.ondisk import ArrayFile, Staging, map_rows
 from poisonguard.results import ClassFinding, Embedding, ScanResult
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
@@ -300,8 +300,8 @@ def scan_embedding(
         target_classes=[dataset.class_names[c] for c in decision.target_classes],
         attack_kinds=decision.attack_kinds,
         finding=np.asarray(decision.kind, dtype=object),
-        predicted=np.asarray(predicting).argmax(axis=1).astype(np.int64),
-        predicted_probability=np.asarray(predicting).max(axis=1).astype(np.float64),
+        predicted=map_rows(_most_probable, predicting).astype(np.int64),
+        predicted_probability=map_rows(_top_probability, predicting).astype(np.float64),
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
@@ -311,6 +311,14 @@ def scan_embedding(
             "features": _where(embedding.features),
         },
     )
+
+
+def _most_probable(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities.argmax(axis=1)
+
+
+def _top_probability(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities.max(axis=1)
 
 
 def _where(array, *, staged: bool = False) -> str:

@@ -6,8 +6,11 @@ Scores are comparable within a class, not across detectors; :mod:`poisonguard.de
 calibrates them per class and turns them into flags.
 
 The registry adapts each function to one call signature, ``run(inputs) -> scores``, where
-``inputs`` is a :class:`DetectorInputs`. Work that several detectors and the decision share (the
-robust whitening of each class, the out-of-sample probabilities) is computed once, on first use.
+``inputs`` is a :class:`DetectorInputs`; functions whose score for a sample depends on that
+sample's records only (early loss, TracIn, AUM) are applied to blocks of rows
+(:func:`~poisonguard.ondisk.map_rows`), so the records may stay in a file. Work that several
+detectors and the decision share (the robust whitening of each class, the out-of-sample
+probabilities) is computed once, on first use.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import PER_CLASS_DETECTORS, PerClassScores, per_class_scores
 from poisonguard.detectors.spectre import RobustClassFit
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
+from poisonguard.ondisk import map_rows
 from poisonguard.results import Embedding
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -165,11 +169,11 @@ def _activation_clustering(inputs: DetectorInputs) -> np.ndarray:
 
 
 def _early_loss(inputs: DetectorInputs) -> np.ndarray:
-    return early_loss_scores(inputs.embedding.loss)
+    return map_rows(early_loss_scores, inputs.embedding.loss)
 
 
 def _tracin(inputs: DetectorInputs) -> np.ndarray:
-    return tracin_self_influence(inputs.embedding.gradient_sq)
+    return map_rows(tracin_self_influence, inputs.embedding.gradient_sq)
 
 
 def _influence(inputs: DetectorInputs) -> np.ndarray:
@@ -200,7 +204,7 @@ def _knn_labels(inputs: DetectorInputs) -> np.ndarray:
 
 
 def _area_under_margin(inputs: DetectorInputs) -> np.ndarray:
-    return area_under_margin_scores(inputs.embedding.margin)
+    return map_rows(area_under_margin_scores, inputs.embedding.margin)
 
 
 DETECTORS: dict[str, Detector] = {

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import linalg
 
-from poisonguard.ondisk import ArrayFile, all_finite
+from poisonguard.ondisk import ArrayFile, all_finite, row_blocks
 
 __all__ = ["influence_self_scores", "tracin_self_influence", "trusted_influence_scores"]
 
@@ -280,10 +280,12 @@ def _check_inputs(
     features: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, *, prefix: str = ""
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate shapes and values; return the arrays (features and probabilities unconverted;
-    a :class:`~poisonguard.ondisk.ArrayFile` stays on disk and is checked block by block)."""
+    an :class:`~poisonguard.ondisk.ArrayFile` stays on disk; both are checked block by
+    block)."""
     if not isinstance(features, ArrayFile):
         features = np.asarray(features)
-    probabilities = np.asarray(probabilities)
+    if not isinstance(probabilities, ArrayFile):
+        probabilities = np.asarray(probabilities)
     labels = np.asarray(labels)
     if features.ndim != 2:
         raise ValueError(f"{prefix}features must have shape (N, F); got {features.shape}")
@@ -305,15 +307,16 @@ def _check_inputs(
         )
     if not all_finite(features):
         raise ValueError(f"{prefix}features hold non-finite values")
-    if not np.all(np.isfinite(probabilities)) or np.any(probabilities < 0):
-        raise ValueError(f"{prefix}probabilities must be finite and non-negative")
-    sums = probabilities.sum(axis=1, dtype=np.float64)
-    if np.any(np.abs(sums - 1.0) > _SUM_TOLERANCE):
-        worst = float(sums[np.argmax(np.abs(sums - 1.0))])
-        raise ValueError(
-            f"{prefix}probabilities must be softmax outputs whose rows sum to 1; a row sums to "
-            f"{worst:.6g} (logits passed instead?)"
-        )
+    for _, block in row_blocks(probabilities):
+        if not np.all(np.isfinite(block)) or np.any(block < 0):
+            raise ValueError(f"{prefix}probabilities must be finite and non-negative")
+        sums = block.sum(axis=1, dtype=np.float64)
+        if np.any(np.abs(sums - 1.0) > _SUM_TOLERANCE):
+            worst = float(sums[np.argmax(np.abs(sums - 1.0))])
+            raise ValueError(
+                f"{prefix}probabilities must be softmax outputs whose rows sum to 1; a row sums "
+                f"to {worst:.6g} (logits passed instead?)"
+            )
     return features, probabilities, labels.astype(np.intp, copy=False)
 
 

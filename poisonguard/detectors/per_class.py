@@ -139,7 +139,8 @@ def per_class_scores(
     robust_scored = np.zeros(n, dtype=bool)
     cluster_scores = np.zeros(n)
     splits = []
-    for task, result in zip(tasks, results, strict=True):
+    for i, task in enumerate(tasks):
+        result, results[i] = results[i], None  # a class's arrays go once they are copied
         members = task.members
         if result.spectral is not None:
             spectral[members] = result.spectral

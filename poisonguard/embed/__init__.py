@@ -30,6 +30,7 @@ from poisonguard.embed.cache import (
     default_cache_dir,
     finish_streamed,
     load_cached,
+    records_in_file,
     store_cached,
     streamed_cache_file,
 )
@@ -203,7 +204,7 @@ def embed_dataset(
             embedding.cache_path = store_cached(cache_dir, embedding)
         except OSError as exc:
             raise OutputError(f"cannot write the embedding cache in {cache_dir}: {exc}") from exc
-        embedding.features = ArrayFile(embedding.cache_path, "features", chunk_rows)
+        _records_in_file(embedding, chunk_rows)
     elif use_cache:
         try:
             embedding.cache_path = store_cached(cache_dir, embedding)
@@ -285,6 +286,14 @@ def _embed_out_of_core(
             finish_streamed(handle, embedding)
     except OSError as exc:
         raise OutputError(f"cannot write the embedding cache in {cache_dir}: {exc}") from exc
+    return _records_in_file(embedding, chunk_rows)
+
+
+def _records_in_file(embedding: Embedding, chunk_rows: int) -> Embedding:
+    """Swap the embedding's per-sample arrays for the copies in its cache file, as a cached
+    out-of-core embedding holds them (:func:`~poisonguard.embed.cache.records_in_file`)."""
+    for name, array in records_in_file(embedding.cache_path, chunk_rows).items():
+        setattr(embedding, name, array)
     return embedding
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "streamed_cache_file",
     "append_rows",
     "finish_streamed",
+    "records_in_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,14 +58,13 @@ def load_cached(
 ) -> Embedding | None:
     """Return the cached embedding for ``fingerprint``, or None if absent or unusable.
 
-    With ``chunk_rows`` the features stay in the file: the embedding's ``features`` is a
-    :class:`~poisonguard.ondisk.ArrayFile` read ``chunk_rows`` rows at a time (and checked
-    that way here).
+    With ``chunk_rows`` the per-sample arrays stay in the file (:func:`records_in_file`; checked
+    block by block here).
     """
     path = cache_file(cache_dir, fingerprint)
     if not path.is_file():
         return None
-    names = _ARRAYS if chunk_rows is None else tuple(a for a in _ARRAYS if a != "features")
+    names = _ARRAYS if chunk_rows is None else ()
     try:
         with h5py.File(path, "r") as handle:
             if (
@@ -81,10 +81,11 @@ def load_cached(
             if on_disk.ndim != 2 or on_disk.dtype.kind != "f":
                 raise ValueError("features are not a 2-D float array")
         if chunk_rows is not None:
-            features = ArrayFile(path, "features", chunk_rows)
-            if features.shape[0] != n_samples or not all_finite(features):
-                raise ValueError("feature rows or values do not match the dataset")
-            arrays["features"] = features
+            arrays = records_in_file(path, chunk_rows)
+            if any(
+                array.shape[0] != n_samples or not all_finite(array) for array in arrays.values()
+            ):
+                raise ValueError("array lengths or values do not match the dataset")
         if any(
             arrays[name].shape[0] != n_samples or not np.all(np.isfinite(arrays[name]))
             for name in names
@@ -105,6 +106,13 @@ def load_cached(
         cache_path=path,
         weights=weights,
     )
+
+
+def records_in_file(path: Path, chunk_rows: int) -> dict[str, ArrayFile]:
+    """The per-sample arrays of the cache file ``path`` (features, probabilities and the
+    training records), each an :class:`~poisonguard.ondisk.ArrayFile` read ``chunk_rows`` rows at
+    a time: what an out-of-core :class:`~poisonguard.results.Embedding` holds."""
+    return {name: ArrayFile(path, name, chunk_rows) for name in _ARRAYS}
 
 
 def store_cached(cache_dir: Path, embedding: Embedding) -> Path:

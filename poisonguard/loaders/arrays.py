@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from poisonguard.dataset import Dataset, check_finite, encode_labels
+from poisonguard.dataset import Dataset, RowNumbers, check_finite, encode_labels
 from poisonguard.errors import DatasetError
 from poisonguard.ondisk import ArrayFile, Staging
 
@@ -487,7 +487,7 @@ def load_arrays(
     labels, class_names, label_notes = read_labels(y_source[()], path=path, name=yk)
 
     if ids_key is None:
-        ids = [str(i) for i in range(n)]
+        ids = RowNumbers(n)
     else:
         ids = read_ids(get(ids_key)[()], n, path=path, name=ids_key)
 

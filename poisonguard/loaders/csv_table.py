@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from poisonguard.dataset import Dataset, encode_labels
+from poisonguard.dataset import Dataset, RowNumbers, encode_labels
 from poisonguard.errors import DatasetError
 
 __all__ = ["load_csv"]
@@ -234,7 +234,7 @@ def _read_table(
         )
     labels, class_names = encode_labels(raw_labels, path=path)
     if id_at is None:
-        ids = [str(i) for i in range(n)]
+        ids = RowNumbers(n)
     logger.info(
         "%s: read %d rows, %d features, %d classes", path, n, len(feature_names), len(class_names)
     )
