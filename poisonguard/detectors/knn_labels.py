@@ -31,10 +31,16 @@ smaller than ``k`` disagrees with its neighbours by construction.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from poisonguard.ondisk import ArrayFile, FeatureSource, all_finite, row_blocks
+from poisonguard.ondisk import ArrayFile, FeatureSource, all_finite, row_blocks, take_rows
 
 __all__ = ["knn_label_disagreement"]
 
@@ -122,26 +128,56 @@ def knn_label_disagreement(
         return np.zeros(n_samples, dtype=np.float64)
     # Small matrix products, one BLAS thread: two spin when another process holds a core (see
     # confident_learning); single-threaded this takes ~2 s at 60,000 x 128.
-    with threadpool_limits(limits=1, user_api="blas"):
-        points = _principal_projection(features, n_components)
-        differs, distances = _neighbours(
+    with threadpool_limits(limits=1, user_api="blas"), _point_store(features) as store:
+        points, norms = _principal_projection(features, n_components, store)
+        k = min(k, n_samples - 1)
+        weighting = WEIGHTINGS[weights]
+        scores = np.empty(n_samples, dtype=np.float64)
+        if weights == "uniform":  # the share needs no distances and no (N, k) arrays
+            for queries, differs, _ in _neighbours(
+                points, norms, k, n_probe, np.random.default_rng(seed), labels, store
+            ):
+                scores[queries] = weighting(None, differs)
+            return scores
+        differs_all = np.empty((n_samples, k), dtype=bool)
+        distances_all = np.empty((n_samples, k), dtype=np.float64)
+        for queries, differs, distances in _neighbours(
             points,
-            min(k, n_samples - 1),
+            norms,
+            k,
             n_probe,
             np.random.default_rng(seed),
             labels,
-            with_distances=weights != "uniform",
-        )
-    return WEIGHTINGS[weights](distances, differs).astype(np.float64)
+            store,
+            with_distances=True,
+        ):
+            differs_all[queries], distances_all[queries] = differs, distances
+        return weighting(distances_all, differs_all).astype(np.float64)
 
 
-def _principal_projection(features: FeatureSource, n_components: int) -> np.ndarray:
-    """Standardized features on their top principal components, float32 (N, d).
+@contextmanager
+def _point_store(features: FeatureSource) -> Iterator[h5py.File | None]:
+    """Where the projected points go: memory (None) for features in memory, a scratch file next
+    to them for features in a file (removed afterwards)."""
+    if not isinstance(features, ArrayFile):
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="knn-", dir=features.path.parent) as folder:
+        with h5py.File(Path(folder) / "points.h5", "w") as handle:
+            yield handle
+
+
+def _principal_projection(
+    features: FeatureSource, n_components: int, store: h5py.File | None = None
+) -> tuple[np.ndarray | ArrayFile, np.ndarray]:
+    """Standardized features on their top principal components, float32 (N, d), and their
+    squared norms (N,).
 
     Mean, scale and the Gram matrix are accumulated in float64 over blocks of rows
-    (:func:`~poisonguard.ondisk.row_blocks`), so the memory beyond the (N, d) output is a
-    block, not a float64 copy of the input (1 GB at a million 128-d rows), and the features may
-    stay in a file.
+    (:func:`~poisonguard.ondisk.row_blocks`), so the memory beyond the output is a block, not a
+    float64 copy of the input (1 GB at a million 128-d rows). With a ``store`` (features in a
+    file) the points are written to it and returned as an
+    :class:`~poisonguard.ondisk.ArrayFile`, read in the same blocks.
     """
     n, width = features.shape
     total = np.zeros(width)
@@ -160,25 +196,41 @@ def _principal_projection(features: FeatureSource, n_components: int) -> np.ndar
     n_components = min(n_components, width)
     _, vectors = np.linalg.eigh(gram)
     basis = vectors[:, -n_components:] / scale[:, None]
-    points = np.empty((n, n_components), dtype=np.float32)
+    if store is None:
+        points = np.empty((n, n_components), dtype=np.float32)
+    else:
+        points = store.create_dataset("points", shape=(n, n_components), dtype=np.float32)
+    norms = np.empty(n, dtype=np.float32)
     for rows, block in row_blocks(features):
-        points[rows] = (block.astype(np.float64) - mean) @ basis
-    return points
+        projected = ((block.astype(np.float64) - mean) @ basis).astype(np.float32)
+        points[rows] = projected
+        norms[rows] = np.einsum("nd,nd->n", projected, projected)
+    if store is None:
+        return points, norms
+    store.flush()
+    return ArrayFile(Path(store.filename), "points", features.chunk_rows), norms
 
 
 def _neighbours(
-    points: np.ndarray,
+    points: np.ndarray | ArrayFile,
+    norms: np.ndarray,
     k: int,
     n_probe: int | None,
     rng: np.random.Generator,
     labels: np.ndarray,
+    store: h5py.File | None = None,
     *,
-    with_distances: bool,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """For each point's approximate k nearest other points, by an inverted file over k-means
-    cells: whether each neighbour's label differs from the point's, ``(N, k)`` bool, and, with
-    ``with_distances``, the Euclidean distances ``(N, k)`` (else None). The neighbours' indices
-    are used a query block at a time and never stored (they would be 80 MB a million samples)."""
+    with_distances: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Each point's approximate k nearest other points, by an inverted file over k-means cells,
+    a block of query points at a time: ``(queries, differs, distances)`` with the queries'
+    indices, whether each neighbour's label differs from the query's ``(q, k)`` bool, and, with
+    ``with_distances``, the Euclidean distances ``(q, k)`` (else None).
+
+    The points may be in a file (``store``): they are then copied to it once more in cell order,
+    so that a cell's candidates are a few contiguous ranges, read per cell. The neighbours'
+    indices are used a query block at a time and never stored (80 MB a million samples).
+    """
     n_samples = points.shape[0]
     n_cells = max(1, round(n_samples / CELL_SIZE))
     if n_probe is None or n_probe >= n_cells:
@@ -190,32 +242,86 @@ def _neighbours(
         probes = _nearest_cells(centres, n_probe)
     order = np.argsort(cells, kind="stable")
     bounds = np.searchsorted(cells[order], np.arange(probes.shape[0] + 1))
+    del cells
     members = [order[bounds[c] : bounds[c + 1]] for c in range(probes.shape[0])]
-    squared_norms = np.einsum("nd,nd->n", points, points)
-    differs = np.empty((n_samples, k), dtype=bool)
-    distances = np.empty((n_samples, k), dtype=np.float64) if with_distances else None
-    everyone = np.arange(n_samples)
+    cell_points = _CellPoints(points, order, bounds, store)
     for cell, own in enumerate(members):
         if own.size == 0:
             continue
         # Own members first, so a query's own column is its position within ``own``.
-        candidates = np.concatenate([own] + [members[c] for c in probes[cell] if c != cell])
+        near = [cell] + [int(c) for c in probes[cell] if c != cell]
+        candidates = np.concatenate([members[c] for c in near])
         if candidates.size <= k:  # too few to choose from: search everyone (exact)
-            candidates = np.concatenate([own, np.setdiff1d(everyone, own, assume_unique=True)])
-        candidate_points = points[candidates]
+            near = [cell] + [c for c in range(probes.shape[0]) if c != cell]
+            candidates = np.concatenate([members[c] for c in near])
+        candidate_points = cell_points.of(near)
+        candidate_norms = norms[candidates]
         for start in range(0, own.size, QUERY_CHUNK):
             queries = own[start : start + QUERY_CHUNK]
-            block = points[queries] @ candidate_points.T
+            query_points = candidate_points[start : start + queries.size]
+            block = query_points @ candidate_points.T
             block *= -2.0
-            block += squared_norms[candidates]
+            block += candidate_norms
             rows = np.arange(queries.size)
             block[rows, start + rows] = np.inf
             nearest = np.argpartition(block, k - 1, axis=1)[:, :k]
-            differs[queries] = labels[candidates[nearest]] != labels[queries, None]
-            if distances is not None:
-                squared = np.take_along_axis(block, nearest, axis=1) + squared_norms[queries, None]
-                distances[queries] = np.sqrt(np.maximum(squared, 0.0))
-    return differs, distances
+            differs = labels[candidates[nearest]] != labels[queries, None]
+            distances = None
+            if with_distances:
+                squared = np.take_along_axis(block, nearest, axis=1) + norms[queries, None]
+                distances = np.sqrt(np.maximum(squared, 0.0))
+            yield queries, differs, distances
+
+
+class _CellPoints:
+    """The points of given cells, in cell order: gathered from memory, or read as contiguous
+    ranges of a copy of the points sorted by cell (in ``store``).
+
+    The sorted copy is written in two passes of bounded memory, linear in N: the points go, a
+    block at a time, to the region of their group of ``read_rows`` sorted positions (in
+    their original order there), then each region is read, put in cell order and written back.
+    """
+
+    def __init__(
+        self,
+        points: np.ndarray | ArrayFile,
+        order: np.ndarray,
+        bounds: np.ndarray,
+        store: h5py.File | None,
+    ) -> None:
+        self.points, self.order, self.bounds = points, order, bounds
+        self.sorted = None
+        if store is None:
+            return
+        n, width = points.shape
+        group = points.read_rows
+        self.sorted = store.create_dataset("by_cell", shape=(n, width), dtype=points.dtype)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        filled = np.zeros(-(-n // group), dtype=np.int64)
+        for rows, block in row_blocks(points):
+            groups = rank[rows] // group
+            by_group = np.argsort(groups, kind="stable")  # keeps the original order in a group
+            present, starts, counts = np.unique(
+                groups[by_group], return_index=True, return_counts=True
+            )
+            for g, first, count in zip(present, starts, counts, strict=True):
+                at = g * group + filled[g]
+                self.sorted[at : at + count] = block[by_group[first : first + count]]
+                filled[g] += count
+        del rank
+        for start in range(0, n, group):
+            index = order[start : start + group]
+            region = self.sorted[start : start + index.size]  # its rows in original order
+            rows = np.empty_like(region)
+            rows[np.argsort(index)] = region
+            self.sorted[start : start + index.size] = rows
+
+    def of(self, cells: list[int]) -> np.ndarray:
+        ranges = [(int(self.bounds[c]), int(self.bounds[c + 1])) for c in cells]
+        if self.sorted is None:
+            return self.points[np.concatenate([self.order[a:b] for a, b in ranges])]
+        return np.concatenate([self.sorted[a:b] for a, b in ranges if b > a])
 
 
 def _nearest_cells(centres: np.ndarray, n_probe: int) -> np.ndarray:
@@ -246,7 +352,7 @@ _PROBE_ROWS = 256
 def _kmeans(points: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
     """A few Lloyd iterations on a seeded subsample; centres of empty cells stay where they are."""
     n_sample = min(points.shape[0], max(_KMEANS_SAMPLES, 8 * n_cells))
-    sample = points[np.sort(rng.choice(points.shape[0], n_sample, replace=False))]
+    sample = take_rows(points, np.sort(rng.choice(points.shape[0], n_sample, replace=False)))
     centres = sample[np.sort(rng.choice(sample.shape[0], n_cells, replace=False))].copy()
     for _ in range(_KMEANS_ITERATIONS):
         assignment = _nearest_centre(sample, centres)
