@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -157,6 +158,7 @@ def read_synthetic(path: Path, chunk_rows: int):
 def run_one(n: int, *, feature_file: Path | None, chunk_rows: int, dask: str | None) -> dict:
     from poisonguard.embed import available_cores
     from poisonguard.metrics import detection_metrics
+    from poisonguard.ondisk import staging_area
     from poisonguard.report import write_report
     from poisonguard.scan import ScanSettings, scan_embedding
     from poisonguard.tasks import task_runner
@@ -167,10 +169,16 @@ def run_one(n: int, *, feature_file: Path | None, chunk_rows: int, dask: str | N
     else:
         dataset, embedding, poisoned = read_synthetic(feature_file, chunk_rows)
     build = time.perf_counter() - start
-    with task_runner(dask, workers=available_cores()) as runner:
-        result = scan_embedding(dataset, embedding, ScanSettings(), runner=runner)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_report(result, Path(tmp) / "report")
+    with ExitStack() as stack:
+        staging = None
+        if feature_file is not None:  # as `scan --chunk-rows`: per-sample results staged
+            staging = stack.enter_context(staging_area(feature_file.parent, chunk_rows))
+        with task_runner(dask, workers=available_cores()) as runner:
+            result = scan_embedding(
+                dataset, embedding, ScanSettings(), runner=runner, staging=staging
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            write_report(result, Path(tmp) / "report")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     metrics = detection_metrics(poisoned, result.flagged, result.score)
     return {

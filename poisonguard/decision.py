@@ -47,10 +47,11 @@ evidence (distance ratio and out-of-sample probability of the given label).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from poisonguard.ondisk import FeatureSource, take_rows
+from poisonguard.ondisk import FeatureSource, map_rows, take_rows
 
 __all__ = ["DecisionSettings", "Decision", "ClassEvidence", "decide", "robust_z"]
 
@@ -119,7 +120,7 @@ class Decision:
         return kinds
 
 
-def robust_z(scores: np.ndarray, labels: np.ndarray, scored: np.ndarray) -> np.ndarray:
+def robust_z(scores: FeatureSource, labels: np.ndarray, scored: np.ndarray) -> np.ndarray:
     """Per-class robust z-score ``(s - median) / (1.4826 MAD)``; 0 in unscored classes.
 
     A class whose MAD is 0 (over half its scores tie) falls back to the mean absolute deviation,
@@ -130,7 +131,7 @@ def robust_z(scores: np.ndarray, labels: np.ndarray, scored: np.ndarray) -> np.n
         members = np.flatnonzero((labels == code) & scored)
         if members.size < 2:
             continue
-        values = scores[members].astype(np.float64)
+        values = take_rows(scores, members).astype(np.float64)
         centre = np.median(values)
         spread = 1.4826 * np.median(np.abs(values - centre))
         if not spread > 0:
@@ -143,12 +144,12 @@ def decide(
     labels: np.ndarray,
     n_classes: int,
     scored_classes: np.ndarray,
-    detector_scores: dict[str, np.ndarray],
+    detector_scores: dict[str, FeatureSource],
     *,
-    distance_ratio: np.ndarray | None,
+    distance_ratio: FeatureSource | None,
     margin: FeatureSource,
     probabilities: FeatureSource,
-    oos_probabilities: np.ndarray | None,
+    oos_probabilities: FeatureSource | None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -159,16 +160,18 @@ def decide(
     n_classes : int
     scored_classes : ndarray of bool, shape (K,)
         Classes large enough for the detectors.
-    detector_scores : dict of str to ndarray (N,)
-    distance_ratio : ndarray (N,) or None
+    detector_scores : dict of str to ndarray (N,) or ArrayFile
+        Read a class at a time.
+    distance_ratio : ndarray (N,), ArrayFile or None
         From the robust whitening; ``None`` turns the backdoor rule off.
     margin : ndarray (N, E) or ArrayFile
         Per-epoch margins of the training run (for the area under the margin); read a class
         at a time.
     probabilities : ndarray (N, K) or ArrayFile
         The trained model's probabilities (for the runner-up class); read a class at a time.
-    oos_probabilities : ndarray (N, K) or None
-        Out-of-sample probabilities; ``None`` turns the label-noise rule off.
+    oos_probabilities : ndarray (N, K), ArrayFile or None
+        Out-of-sample probabilities, read a block of rows at a time; ``None`` turns the
+        label-noise rule off.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -195,7 +198,7 @@ def decide(
         for code in np.flatnonzero(scored_classes):
             # one class's records at a time: margin and probabilities may stay in a file
             members = np.flatnonzero(labels == code)
-            ratio = distance_ratio[members]
+            ratio = take_rows(distance_ratio, members)
             far, core = ratio > settings.far_ratio, ratio <= settings.core_ratio
             n_far, n_core = int(far.sum()), int(core.sum())
             item = evidence[code]
@@ -234,10 +237,9 @@ def decide(
     if oos_probabilities is None:
         notes.append("label-noise rule off: the confident-learning detector did not run")
     else:
-        given = oos_probabilities[np.arange(n), labels]
-        predicted = oos_probabilities.argmax(axis=1)
-        top = oos_probabilities.max(axis=1)
-        label_suspects = scored & (given < settings.label_ratio * top) & (predicted != labels)
+        predicted = map_rows(_most_probable, oos_probabilities)
+        looks_other = map_rows(partial(_looks_like_another, settings), oos_probabilities, labels)
+        label_suspects = scored & looks_other
         pairs = np.zeros((n_classes, n_classes), dtype=np.int64)
         np.add.at(pairs, (labels[label_suspects], predicted[label_suspects]), 1)
         active = np.flatnonzero(scored_classes)
@@ -277,6 +279,24 @@ def _area_under_margin(margin: FeatureSource, members: np.ndarray) -> np.ndarray
     return take_rows(margin, members).mean(axis=1)
 
 
+def _most_probable(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities.argmax(axis=1)
+
+
+def _looks_like_another(
+    settings: DecisionSettings, probabilities: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """``p_y < label_ratio * p_max`` and another class is the most probable."""
+    given = probabilities[np.arange(labels.shape[0]), labels]
+    predicted = probabilities.argmax(axis=1)
+    top = probabilities.max(axis=1)
+    return (given < settings.label_ratio * top) & (predicted != labels)
+
+
+def _given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return probabilities[np.arange(labels.shape[0]), labels]
+
+
 def _runner_up(probabilities: np.ndarray, code: int) -> np.ndarray:
     """The most probable class other than ``code``, for samples labelled ``code``."""
     others = np.array(probabilities, dtype=np.float64, copy=True)
@@ -308,10 +328,14 @@ def _emptiest_cut(ratio: np.ndarray, low: float, far: float) -> float:
     return float(np.sqrt(edges[best] * edges[best + 1]))
 
 
+def _far_evidence(far_ratio: float, ratio: np.ndarray) -> np.ndarray:
+    return ratio / (ratio + far_ratio)
+
+
 def _fused_score(
     flagged: np.ndarray,
-    distance_ratio: np.ndarray | None,
-    oos_probabilities: np.ndarray | None,
+    distance_ratio: FeatureSource | None,
+    oos_probabilities: FeatureSource | None,
     labels: np.ndarray,
     settings: DecisionSettings,
 ) -> np.ndarray:
@@ -319,9 +343,10 @@ def _fused_score(
     n = labels.shape[0]
     evidence = np.zeros(n)
     if distance_ratio is not None:
-        evidence = np.maximum(evidence, distance_ratio / (distance_ratio + settings.far_ratio))
+        far = partial(_far_evidence, settings.far_ratio)
+        evidence = np.maximum(evidence, map_rows(far, distance_ratio))
     if oos_probabilities is not None:
-        given = oos_probabilities[np.arange(n), labels]
+        given = map_rows(_given, oos_probabilities, labels)
         evidence = np.maximum(evidence, 1.0 - given)
     evidence = np.clip(np.nan_to_num(evidence), 0.0, 1.0)
     return np.where(flagged, 0.5 + 0.5 * evidence, 0.4999 * evidence)

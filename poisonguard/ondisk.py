@@ -41,6 +41,10 @@ __all__ = [
     "take_rows",
     "all_finite",
     "map_rows",
+    "new_rows",
+    "finished_rows",
+    "kept_rows",
+    "whole",
 ]
 
 BLOCK_ROWS = 4096
@@ -196,9 +200,11 @@ FeatureSource = np.ndarray | ArrayFile
 
 
 class Staging:
-    """Where a loader puts the samples of an out-of-core scan: one uncompressed, contiguous HDF5
-    file per dataset in ``folder`` (the caller removes the folder), so that a training batch
-    reads its rows directly.
+    """Where an out-of-core scan keeps its large arrays: one uncompressed, contiguous HDF5 file
+    per array in ``folder`` (the caller removes the folder). The loader puts the samples there,
+    so that a training batch reads its rows directly; the detectors and the decision put the
+    per-sample results they compute there (:func:`new_rows`, :func:`kept_rows`), which the
+    report reads back.
 
     A loader calls :meth:`allocate` instead of ``np.empty``, writes blocks or rows into what it
     gets, and calls :meth:`finish` to get the :class:`ArrayFile` a :class:`Dataset` holds.
@@ -281,17 +287,51 @@ def all_finite(features: FeatureSource) -> bool:
     return all(np.isfinite(block).all() for _, block in row_blocks(features))
 
 
-def map_rows(function, array: FeatureSource) -> np.ndarray:
+def map_rows(function, array: FeatureSource, *alongside: np.ndarray) -> np.ndarray:
     """``function`` applied to consecutive blocks of :data:`BLOCK_ROWS` rows of ``array`` (an
     array or a file), its per-row results joined: for functions whose result for a row depends
-    on that row only (a mean over epochs, a product with a fixed vector). Memory: one block and
-    the result, not a float64 copy of the input."""
+    on that row only (a mean over epochs, a product with a fixed vector). The same rows of each
+    ``alongside`` array (the labels) are passed after the block. Memory: one block and the
+    result, not a float64 copy of the input."""
     out = None
     for rows, block in row_blocks(array):
-        part = np.asarray(function(block))
+        part = np.asarray(function(block, *(extra[rows] for extra in alongside)))
         if out is None:
             out = np.empty((array.shape[0], *part.shape[1:]), dtype=part.dtype)
         out[rows] = part
     if out is None:  # no rows: the function still checks the (empty) input's shape
-        out = np.asarray(function(np.asarray(array[0:0])))
+        empty = np.asarray(array[0:0])
+        out = np.asarray(function(empty, *(extra[0:0] for extra in alongside)))
     return out
+
+
+def new_rows(staging: Staging | None, shape: tuple[int, ...], dtype) -> np.ndarray | h5py.Dataset:
+    """Room for a computed per-sample array, filled by row slices: zeros in memory, or, with
+    ``staging`` (an out-of-core scan), a dataset in a staging file (HDF5 fills it with zeros
+    too). :func:`finished_rows` makes it readable."""
+    if staging is None:
+        return np.zeros(shape, dtype=dtype)
+    return staging.allocate(shape, np.dtype(dtype))
+
+
+def finished_rows(staging: Staging | None, data: np.ndarray | h5py.Dataset) -> FeatureSource:
+    """What :func:`new_rows` gave, filled: the array itself, or an :class:`ArrayFile` of the
+    staging file."""
+    return data if staging is None else staging.finish(data)
+
+
+def kept_rows(staging: Staging | None, array: np.ndarray) -> FeatureSource:
+    """``array`` itself without ``staging``; with it, a copy in a staging file, read back as an
+    :class:`ArrayFile` (the caller drops the array, and with it the memory)."""
+    if staging is None:
+        return array
+    data = staging.allocate(array.shape, array.dtype)
+    for start in range(0, array.shape[0], staging.chunk_rows):
+        data[start : start + staging.chunk_rows] = array[start : start + staging.chunk_rows]
+    return staging.finish(data)
+
+
+def whole(array: FeatureSource) -> np.ndarray:
+    """All of ``array`` in memory (an :class:`ArrayFile` is read): for a per-sample column whose
+    whole is needed at once, such as a median."""
+    return np.asarray(array[0 : array.shape[0]]) if isinstance(array, ArrayFile) else array

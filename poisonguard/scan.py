@@ -25,7 +25,7 @@ from poisonguard.detectors import (
     get_detectors,
 )
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
-from poisonguard.ondisk import ArrayFile, Staging, map_rows
+from poisonguard.ondisk import ArrayFile, FeatureSource, Staging, kept_rows, map_rows
 from poisonguard.results import ClassFinding, Embedding, ScanResult
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
@@ -124,6 +124,7 @@ def scan_path(
             timings=timings,
             runner=runner,
             chunk_rows=chunk_rows,
+            staging=staging,
         )
 
 
@@ -138,6 +139,7 @@ def scan_dataset(
     trusted: Dataset | None = None,
     dask: str | None = None,
     chunk_rows: int | None = None,
+    staging: Staging | None = None,
 ) -> ScanResult:
     """Embed ``dataset``, run the detectors and flag suspicious samples.
 
@@ -147,7 +149,9 @@ def scan_dataset(
     is a scheduler address); the scores are the same as without it (see
     :mod:`poisonguard.tasks`). ``chunk_rows`` makes the scan out of core: the features stay in
     the embedding cache file and are read ``chunk_rows`` rows, or one class, at a time (see
-    :mod:`poisonguard.ondisk`); the scores are the same as in memory.
+    :mod:`poisonguard.ondisk`); the scores are the same as in memory. With ``staging`` too
+    (:func:`~poisonguard.ondisk.staging_area`), the per-sample results are kept in staging
+    files as well (see :func:`scan_embedding`).
     """
     get_detectors(settings.detectors, trusted=trusted is not None)  # fail before training
     with task_runner(dask, workers=available_cores()) as runner:
@@ -161,6 +165,7 @@ def scan_dataset(
             trusted=trusted,
             runner=runner,
             chunk_rows=chunk_rows,
+            staging=staging,
         )
 
 
@@ -175,6 +180,7 @@ def _scan_dataset(
     trusted: Dataset | None,
     runner: TaskRunner,
     chunk_rows: int | None = None,
+    staging: Staging | None = None,
 ) -> ScanResult:
     timings = dict(timings or {})
     start = time.perf_counter()
@@ -203,6 +209,7 @@ def _scan_dataset(
         timings=timings,
         runner=runner,
         progress=progress,
+        staging=staging,
     )
 
 
@@ -215,12 +222,16 @@ def scan_embedding(
     timings: dict[str, float] | None = None,
     runner: TaskRunner | None = None,
     progress: bool = False,
+    staging: Staging | None = None,
 ) -> ScanResult:
     """Run the detectors on an embedding of ``dataset`` and flag suspicious samples.
 
     The part of :func:`scan_dataset` after the embedding; benchmarks call it on synthetic
     embeddings. The per-class detectors run as one task per class on ``runner`` (default: in
-    this process, one after another).
+    this process, one after another). With ``staging`` (an out-of-core scan, see
+    :func:`~poisonguard.ondisk.staging_area`) every detector's scores and the per-sample
+    results they share go to staging files as they are computed, and the result reads them
+    from there: write the report before the staging area ends.
     """
     detectors = get_detectors(settings.detectors, trusted=trusted is not None)
     timings = dict(timings or {})
@@ -250,15 +261,19 @@ def scan_embedding(
         per_class_detectors=tuple(d.name for d in detectors if d.name in PER_CLASS_DETECTORS),
         runner=runner or LocalTasks(),
         progress=progress,
+        staging=staging,
     )
     if inputs.per_class_detectors:
         start = time.perf_counter()
         inputs.per_class  # noqa: B018 - runs the per-class tasks together, timed on their own
         timings["detectors:per-class"] = time.perf_counter() - start
-    detector_scores: dict[str, np.ndarray] = {}
+    detector_scores: dict[str, FeatureSource] = {}
     for detector in detectors:
         start = time.perf_counter()
-        detector_scores[detector.name] = np.asarray(detector.run(inputs), dtype=np.float64)
+        scores = detector.run(inputs)
+        if not isinstance(scores, ArrayFile):  # else already written to staging
+            scores = kept_rows(staging, np.asarray(scores, dtype=np.float64))
+        detector_scores[detector.name] = scores
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
     start = time.perf_counter()

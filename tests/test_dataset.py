@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poisonguard.dataset import Dataset, align_classes
+from poisonguard.dataset import Dataset, RowNumbers, align_classes
 from poisonguard.errors import DatasetError
 
 
@@ -41,3 +41,14 @@ def test_unknown_classes_and_other_shapes_are_refused_naming_the_file():
         )
     with pytest.raises(DatasetError, match=r"trusted set samples have shape \(4,\)"):
         align_classes(table(["cat"], [0, 0], width=4), reference, role="trusted set")
+
+
+def test_row_numbers_are_ids_made_on_demand():
+    ids = RowNumbers(5)
+    assert len(ids) == 5 and list(ids) == ["0", "1", "2", "3", "4"]
+    assert ids[3] == "3" and ids[-1] == "4" and ids[1:3] == ["1", "2"]
+    assert ids == ["0", "1", "2", "3", "4"] and ids == RowNumbers(5)
+    assert ids != ["0", "1", "2", "3", "5"] and ids != RowNumbers(4) and ids != "01234"
+    with pytest.raises(IndexError, match="out of range for 5 samples"):
+        ids[5]
+    assert [*ids, "x"][-2:] == ["4", "x"]

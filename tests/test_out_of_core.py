@@ -11,12 +11,28 @@ import pytest
 from click.testing import CliRunner
 from poisonguard.cli.main import main
 
-from poisonguard.detectors.confident_learning import out_of_sample_probabilities
+from poisonguard.dataset import Dataset, RowNumbers
+from poisonguard.detectors.confident_learning import (
+    confident_learning_scores,
+    out_of_sample_probabilities,
+)
 from poisonguard.detectors.influence import influence_self_scores
 from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import per_class_scores
 from poisonguard.embed import EmbedSettings, embed_dataset
-from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, all_finite, row_blocks, take_rows
+from poisonguard.ondisk import (
+    BLOCK_ROWS,
+    ArrayFile,
+    all_finite,
+    map_rows,
+    row_blocks,
+    staging_area,
+    take_rows,
+)
+from poisonguard.report.json_report import build_report_json
+from poisonguard.report.scores_csv import scores_csv_text
+from poisonguard.results import Embedding
+from poisonguard.scan import ScanSettings, scan_embedding
 from poisonguard.tasks import LocalTasks
 
 N_ROWS = 3 * BLOCK_ROWS + 123  # several blocks, the last one partial
@@ -109,6 +125,103 @@ def test_detectors_score_a_file_exactly_as_the_array(features_file):
     assert np.median(ratio[far]) > 10 * np.median(ratio[labels == 2])
 
 
+def _synthetic_embedding(features, labels, probabilities, on_disk=None):
+    """An embedding of the fixture's features with made-up training records (the planted far
+    group is learned easily), in memory or, with ``on_disk``, every array in that file."""
+    rng = np.random.default_rng(3)
+    margin = rng.normal(2.0, 1.0, size=(labels.size, 4)).astype(np.float32)
+    margin[np.flatnonzero(labels == 2)[:200]] += 3.0
+    records = {
+        "features": features,
+        "probabilities": probabilities,
+        "loss": np.log1p(np.exp(-margin)),
+        "margin": margin,
+        "gradient_sq": np.square(np.log1p(np.exp(-margin))),
+    }
+    if on_disk is not None:
+        with h5py.File(on_disk, "w") as handle:
+            for name, values in records.items():
+                handle[name] = values
+        records = {name: ArrayFile(on_disk, name, chunk_rows=2 * BLOCK_ROWS) for name in records}
+    return Embedding(
+        **records,
+        model={"source": "synthetic"},
+        input_shape=(features.shape[1],),
+        train_accuracy=1.0,
+        fingerprint="synthetic",
+    )
+
+
+def test_a_scan_with_staging_keeps_its_results_in_files_and_reports_the_same(
+    features_file, tmp_path
+):
+    features, labels, probabilities, _ = features_file
+    dataset = Dataset(
+        x=features,
+        labels=labels,
+        class_names=list("abcd"),
+        ids=RowNumbers(labels.size),
+        kind="table",
+        path=tmp_path / "synthetic",
+        format="synthetic",
+    )
+    in_memory = scan_embedding(
+        dataset, _synthetic_embedding(features, labels, probabilities), ScanSettings(seed=1)
+    )
+    on_disk = _synthetic_embedding(features, labels, probabilities, tmp_path / "embedding.h5")
+    with staging_area(tmp_path / "cache", 2 * BLOCK_ROWS) as staging:
+        staged = scan_embedding(dataset, on_disk, ScanSettings(seed=1), staging=staging)
+        assert staged.detector_scores.keys() == in_memory.detector_scores.keys()
+        for name, scores in staged.detector_scores.items():
+            assert isinstance(scores, ArrayFile) and scores.path.parent == staging.folder, name
+            assert np.array_equal(scores[0 : labels.size], in_memory.detector_scores[name]), name
+        assert np.array_equal(staged.flagged, in_memory.flagged)
+        assert np.array_equal(staged.score, in_memory.score)
+        assert np.array_equal(staged.predicted, in_memory.predicted)
+        assert scores_csv_text(staged) == scores_csv_text(in_memory)
+        assert build_report_json(staged)["detectors"] == build_report_json(in_memory)["detectors"]
+    assert staged.target_classes == in_memory.target_classes
+    assert [f.verdict for f in staged.class_findings] == [
+        f.verdict for f in in_memory.class_findings
+    ]
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_shared_results_written_to_staging_equal_those_in_memory(features_file, tmp_path):
+    features, labels, _, on_disk = features_file
+    with staging_area(tmp_path, BLOCK_ROWS) as staging:
+        oos = out_of_sample_probabilities(on_disk, labels, seed=4, staging=staging)
+        assert isinstance(oos, ArrayFile)
+        expected = out_of_sample_probabilities(features, labels, seed=4)
+        assert np.array_equal(oos[0 : labels.size], expected)
+        assert np.array_equal(
+            confident_learning_scores(oos, labels), confident_learning_scores(expected, labels)
+        )
+        staged = per_class_scores(on_disk, labels, seed=2, staging=staging)
+        in_memory = per_class_scores(features, labels, seed=2)
+        for got, want in [
+            (staged.spectral, in_memory.spectral),
+            (staged.robust.distance_ratio, in_memory.robust.distance_ratio),
+            (staged.clusters[0], in_memory.clusters[0]),
+        ]:
+            assert isinstance(got, ArrayFile)
+            assert np.array_equal(got[0 : labels.size], want)
+        single = out_of_sample_probabilities(on_disk, np.zeros_like(labels), staging=staging)
+        assert np.array_equal(single[0 : labels.size][:, 0], np.ones(labels.size))
+
+
+def test_map_rows_walks_blocks_with_the_rows_alongside(features_file):
+    features, labels, _, on_disk = features_file
+
+    def shifted_sum(block, block_labels):
+        return block.sum(axis=1) + block_labels
+
+    expected = features.sum(axis=1) + labels
+    assert np.array_equal(map_rows(shifted_sum, on_disk, labels), expected)
+    assert np.array_equal(map_rows(shifted_sum, features, labels), expected)
+    assert map_rows(shifted_sum, features[:0], labels[:0]).shape == (0,)
+
+
 def test_a_non_finite_feature_file_is_refused(tmp_path):
     values = np.ones((50, 3), dtype=np.float32)
     values[40, 1] = np.nan
@@ -135,15 +248,18 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
     streamed = embed_dataset(
         dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
     )
-    assert isinstance(streamed.features, ArrayFile)
-    assert streamed.features.path == streamed.cache_path and streamed.cache_path.is_file()
-    assert np.array_equal(streamed.features[0 : dataset.n_samples], in_memory.features)
-    assert np.array_equal(streamed.probabilities, in_memory.probabilities)
-    assert np.array_equal(streamed.margin, in_memory.margin)
+    n = dataset.n_samples
+    for name in ("features", "probabilities", "loss", "margin", "gradient_sq"):
+        on_disk = getattr(streamed, name)
+        assert isinstance(on_disk, ArrayFile) and on_disk.path == streamed.cache_path
+        assert np.array_equal(on_disk[0:n], getattr(in_memory, name)), name
+    assert streamed.cache_path.is_file()
     again = embed_dataset(
         dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
     )
-    assert again.from_cache and isinstance(again.features, ArrayFile)
+    assert again.from_cache
+    assert all(isinstance(getattr(again, name), ArrayFile) for name in ("features", "margin"))
+    assert np.array_equal(again.gradient_sq[0:n], in_memory.gradient_sq)
     assert sorted(p.name for p in tmp_path.iterdir()) == [streamed.cache_path.name]
     with pytest.raises(ValueError, match="cannot run without it"):
         embed_dataset(dataset, settings, use_cache=False, chunk_rows=BLOCK_ROWS)

@@ -35,7 +35,7 @@ from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import PER_CLASS_DETECTORS, PerClassScores, per_class_scores
 from poisonguard.detectors.spectre import RobustClassFit
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
-from poisonguard.ondisk import map_rows
+from poisonguard.ondisk import Staging, map_rows
 from poisonguard.results import Embedding
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -84,6 +84,10 @@ class DetectorInputs:
         Where the per-class tasks run (default: here, one after another).
     progress : bool
         Show a progress bar over the per-class tasks.
+    staging : Staging or None
+        An out-of-core scan's staging area: the shared per-sample results (per-class scores,
+        out-of-sample probabilities) are written there and read back a block or a class at a
+        time.
     """
 
     embedding: Embedding
@@ -95,6 +99,7 @@ class DetectorInputs:
     per_class_detectors: tuple[str, ...] = PER_CLASS_DETECTORS
     runner: TaskRunner = field(default_factory=LocalTasks)
     progress: bool = False
+    staging: Staging | None = None
 
     @property
     def n_classes(self) -> int:
@@ -116,6 +121,7 @@ class DetectorInputs:
             reduce=self.reduce,
             runner=self.runner,
             progress=self.progress,
+            staging=self.staging,
         )
 
     def per_class_result(self, name: str) -> PerClassScores:
@@ -131,7 +137,11 @@ class DetectorInputs:
     def out_of_sample_probabilities(self) -> np.ndarray:
         """Cross-validated class probabilities from linear heads on the features."""
         return out_of_sample_probabilities(
-            self.embedding.features, self.labels, n_classes=self.n_classes, seed=self.seed
+            self.embedding.features,
+            self.labels,
+            n_classes=self.n_classes,
+            seed=self.seed,
+            staging=self.staging,
         )
 
     @cached_property

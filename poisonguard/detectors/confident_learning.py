@@ -34,7 +34,18 @@ import numpy as np
 from scipy import optimize, sparse
 from threadpoolctl import threadpool_limits
 
-from poisonguard.ondisk import ArrayFile, FeatureSource, all_finite, row_blocks, take_rows
+from poisonguard.ondisk import (
+    BLOCK_ROWS,
+    ArrayFile,
+    FeatureSource,
+    Staging,
+    all_finite,
+    finished_rows,
+    map_rows,
+    new_rows,
+    row_blocks,
+    take_rows,
+)
 
 __all__ = [
     "out_of_sample_probabilities",
@@ -58,7 +69,8 @@ def out_of_sample_probabilities(
     n_classes: int | None = None,
     n_folds: int = 5,
     seed: int = 0,
-) -> np.ndarray:
+    staging: Staging | None = None,
+) -> FeatureSource:
     """Cross-validated class probabilities from a linear head on fixed features.
 
     Folds are stratified: each class's samples are shuffled (``seed``) and dealt round-robin to
@@ -102,10 +114,13 @@ def out_of_sample_probabilities(
     seed : int
         Seeds the fold assignment and the subsample of at most 20,000 training rows that each
         calibration is fitted on; the result is deterministic for a given seed.
+    staging : Staging or None
+        With it (an out-of-core scan) the result is written to a staging file a block of rows
+        at a time and returned as an :class:`~poisonguard.ondisk.ArrayFile`.
 
     Returns
     -------
-    ndarray of float64, shape (N, K)
+    ndarray or ArrayFile of float64, shape (N, K)
         Rows sum to 1. A class absent from a sample's training folds gets probability 0 in that
         sample's row. If the training folds hold a single class (or the data does), that class
         gets probability 1.
@@ -114,12 +129,16 @@ def out_of_sample_probabilities(
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
     n_samples = labels.shape[0]
-    probabilities = np.zeros((n_samples, n_classes), dtype=np.float64)
+    probabilities = new_rows(staging, (n_samples, n_classes), np.float64)
     if n_samples == 0:
-        return probabilities
+        return finished_rows(staging, probabilities)
     if np.unique(labels).size == 1 or n_samples == 1:
-        probabilities[np.arange(n_samples), labels] = 1.0
-        return probabilities
+        for start in range(0, n_samples, BLOCK_ROWS):
+            given = labels[start : start + BLOCK_ROWS]
+            block = np.zeros((given.size, n_classes))
+            block[np.arange(given.size), given] = 1.0
+            probabilities[start : start + given.size] = block
+        return finished_rows(staging, probabilities)
     rng = np.random.default_rng(seed)
     folds = _stratified_folds(labels, min(n_folds, n_samples), rng)
     fold_count = int(folds.max()) + 1
@@ -157,15 +176,16 @@ def out_of_sample_probabilities(
         for rows, block in row_blocks(features):
             centred = block.astype(np.float64)
             centred -= mean
+            out = np.zeros((block.shape[0], n_classes))
             for f, (weights, bias, present, beta) in enumerate(heads):
                 inside = np.flatnonzero(folds[rows] == f)
-                test = rows.start + inside
                 if weights is None:
-                    probabilities[test, present[0]] = 1.0
+                    out[inside, present[0]] = 1.0
                 else:
                     logits = beta * (centred[inside] @ weights + bias)
-                    probabilities[np.ix_(test, present)] = _softmax(logits)
-    return probabilities
+                    out[np.ix_(inside, present)] = _softmax(logits)
+            probabilities[rows] = out
+    return finished_rows(staging, probabilities)
 
 
 def confident_joint_issues(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -214,7 +234,8 @@ def confident_learning_scores(probabilities: np.ndarray, labels: np.ndarray) -> 
 
     Parameters
     ----------
-    probabilities : ndarray, shape (N, K)
+    probabilities : ndarray or ArrayFile, shape (N, K)
+        Read a block of rows at a time.
     labels : ndarray of int, shape (N,)
 
     Returns
@@ -223,8 +244,22 @@ def confident_learning_scores(probabilities: np.ndarray, labels: np.ndarray) -> 
         In ``[0, 1]`` for probabilities that sum to 1; 0 everywhere with a single class. Not
         calibrated: the ordering is what carries information.
     """
+    if not isinstance(probabilities, ArrayFile):
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = _check_labels(labels, probabilities.shape[0], _width(probabilities))
+    return map_rows(_one_minus_given, probabilities, labels)
+
+
+def _one_minus_given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     probabilities, labels = _check_probabilities_labels(probabilities, labels)
     return 1.0 - probabilities[np.arange(labels.shape[0]), labels]
+
+
+def _width(probabilities: FeatureSource) -> int:
+    shape = probabilities.shape
+    if len(shape) != 2 or (shape[0] and shape[1] == 0):
+        raise ValueError(f"probabilities must have shape (N, K) with K >= 1, got {shape}")
+    return int(shape[1])
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from poisonguard.detectors.activation_clustering import ClassSplit, split_class
 from poisonguard.detectors.spectral import class_basis, spectral_class_scores
 from poisonguard.detectors.spectre import RobustClassFit, robust_class_fit
-from poisonguard.ondisk import ArrayFile, FeatureSource, RowSubset
+from poisonguard.ondisk import ArrayFile, FeatureSource, RowSubset, Staging, kept_rows
 from poisonguard.seeding import class_rng
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -71,11 +71,11 @@ class ClassScores:
 @dataclass(frozen=True)
 class PerClassScores:
     """Per-sample results of every class: spectral scores, the robust fits (SPECTRE) and the
-    activation-clustering scores and splits."""
+    activation-clustering scores and splits (arrays, or files of an out-of-core scan)."""
 
-    spectral: np.ndarray
+    spectral: FeatureSource
     robust: RobustClassFit
-    clusters: tuple[np.ndarray, list[ClassSplit]]
+    clusters: tuple[FeatureSource, list[ClassSplit]]
 
 
 def score_class(task: ClassTask) -> ClassScores:
@@ -102,13 +102,16 @@ def per_class_scores(
     reduce: str = "pca",
     runner: TaskRunner | None = None,
     progress: bool = False,
+    staging: Staging | None = None,
 ) -> PerClassScores:
     """Run the per-class ``detectors`` on every class of ``features`` ``(N, F)`` (an array or a
     :class:`~poisonguard.ondisk.ArrayFile`), one task per class on ``runner`` (default: one
     after another in this process). Each task reads only its class's rows, a block at a time.
 
     Classes smaller than ``min_class_size`` (and than 2, or 4 for activation clustering) get
-    score 0, as in the whole-dataset functions.
+    score 0, as in the whole-dataset functions. With ``staging`` (an out-of-core scan) the
+    per-sample arrays are written there and read back as
+    :class:`~poisonguard.ondisk.ArrayFile` objects.
     """
     unknown = [name for name in detectors if name not in PER_CLASS_DETECTORS]
     if unknown:
@@ -134,22 +137,26 @@ def per_class_scores(
     results = runner.map(score_class, tasks, label="Per-class detectors", progress=progress)
 
     n = labels.shape[0]
-    spectral = np.zeros(n)
-    que, distance, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
+
+    def gathered(pick) -> FeatureSource:
+        """One per-sample array from every class's results (kept in ``staging`` if given)."""
+        out = np.zeros(n)
+        for task, result in zip(tasks, results, strict=True):
+            values = pick(result)
+            if values is not None:
+                out[task.members] = values
+        return kept_rows(staging, out)
+
     robust_scored = np.zeros(n, dtype=bool)
-    cluster_scores = np.zeros(n)
     splits = []
-    for i, task in enumerate(tasks):
-        result, results[i] = results[i], None  # a class's arrays go once they are copied
-        members = task.members
-        if result.spectral is not None:
-            spectral[members] = result.spectral
+    for task, result in zip(tasks, results, strict=True):
         if result.spectre is not None:
-            robust_scored[members] = True
-            que[members], distance[members], ratio[members] = result.spectre
+            robust_scored[task.members] = True
         if result.split is not None:
-            cluster_scores[members], minority, separation = result.split
+            _, minority, separation = result.split
+            members = task.members
             splits.append(ClassSplit(task.code, int(members.size), members[minority], separation))
-    return PerClassScores(
-        spectral, RobustClassFit(que, distance, ratio, robust_scored), (cluster_scores, splits)
-    )
+    spectre_part = [lambda r, i=i: None if r.spectre is None else r.spectre[i] for i in range(3)]
+    robust = RobustClassFit(*(gathered(pick) for pick in spectre_part), robust_scored)
+    clusters = gathered(lambda r: None if r.split is None else r.split[0])
+    return PerClassScores(gathered(lambda r: r.spectral), robust, (clusters, splits))

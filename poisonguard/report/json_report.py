@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import poisonguard
+from poisonguard.ondisk import ArrayFile, whole
 from poisonguard.results import ScanResult
 
 __all__ = ["TOP_FLAGGED", "build_report_json", "report_json_text", "jsonable", "ranked_indices"]
@@ -70,7 +71,7 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
             entry["reason"] = result.reasons[i]
         entry["fired"] = [name for name, hits in result.fired.items() if hits[i]]
         for name, values in result.detector_scores.items():
-            entry[name] = _number(np.asarray(values).reshape(-1)[i])
+            entry[name] = _number(_column(values)[i])
         top_flagged.append(entry)
 
     model = dict(embedding.model)
@@ -183,9 +184,14 @@ def _number(value: Any) -> int | float | bool | None:
     return number if math.isfinite(number) else None
 
 
-def _summary(values: np.ndarray) -> dict[str, Any]:
+def _column(values: Any) -> np.ndarray | ArrayFile:
+    """A detector's scores as a 1-D array, or the file they stay in (out of core)."""
+    return values if isinstance(values, ArrayFile) else np.asarray(values).reshape(-1)
+
+
+def _summary(values: np.ndarray | ArrayFile) -> dict[str, Any]:
     """min / median / max of a detector's finite scores (``None`` when there are none)."""
-    arr = np.asarray(values).reshape(-1)
+    arr = whole(_column(values))
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     finite = arr[np.isfinite(arr)]

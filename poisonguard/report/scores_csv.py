@@ -19,6 +19,7 @@ from typing import TextIO
 
 import numpy as np
 
+from poisonguard.ondisk import BLOCK_ROWS, ArrayFile
 from poisonguard.results import ScanResult
 
 __all__ = [
@@ -71,7 +72,7 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
     score = np.asarray(result.score, dtype=np.float64).reshape(-1)
     flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
     detectors = {
-        name: np.asarray(values, dtype=np.float64).reshape(-1)
+        name: values if isinstance(values, ArrayFile) else np.asarray(values).reshape(-1)
         for name, values in result.detector_scores.items()
     }
     for what, values in [("score", score), ("flagged", flagged), *detectors.items()]:
@@ -81,21 +82,24 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
     writer = csv.writer(handle, lineterminator="\n")
     writer.writerow(scores_csv_header(result))
     names = dataset.class_names
-    columns = list(detectors.values())
     finding = result.finding if result.finding is not None else np.full(n, "", dtype=object)
     predicted = result.predicted
     confidence = result.predicted_probability
-    for i in range(n):
-        writer.writerow(
-            [
-                i,
-                dataset.ids[i],
-                names[int(dataset.labels[i])],
-                format(score[i], _FLOAT_FORMAT),
-                int(flagged[i]),
-                *(format(col[i], _FLOAT_FORMAT) for col in columns),
-                finding[i],
-                "" if predicted is None else names[int(predicted[i])],
-                "" if confidence is None else format(confidence[i], _FLOAT_FORMAT),
-            ]
-        )
+    # a block of rows at a time: detector scores of an out-of-core scan are read from files
+    for start in range(0, n, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, n)
+        columns = [np.asarray(col[start:stop], dtype=np.float64) for col in detectors.values()]
+        for i in range(start, stop):
+            writer.writerow(
+                [
+                    i,
+                    dataset.ids[i],
+                    names[int(dataset.labels[i])],
+                    format(score[i], _FLOAT_FORMAT),
+                    int(flagged[i]),
+                    *(format(col[i - start], _FLOAT_FORMAT) for col in columns),
+                    finding[i],
+                    "" if predicted is None else names[int(predicted[i])],
+                    "" if confidence is None else format(confidence[i], _FLOAT_FORMAT),
+                ]
+            )
