@@ -40,7 +40,14 @@ import h5py
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from poisonguard.ondisk import ArrayFile, FeatureSource, all_finite, row_blocks, take_rows
+from poisonguard.ondisk import (
+    BLOCK_ROWS,
+    ArrayFile,
+    FeatureSource,
+    all_finite,
+    row_blocks,
+    take_rows,
+)
 
 __all__ = ["knn_label_disagreement"]
 
@@ -334,8 +341,9 @@ def _nearest_cells(centres: np.ndarray, n_probe: int) -> np.ndarray:
     """
     n_cells = centres.shape[0]
     probes = np.empty((n_cells, n_probe), dtype=np.int64)
-    for start in range(0, n_cells, _PROBE_ROWS):
-        rows = np.arange(start, min(start + _PROBE_ROWS, n_cells))
+    step = min(_PROBE_ROWS, _rows_per_block(n_cells))
+    for start in range(0, n_cells, step):
+        rows = np.arange(start, min(start + step, n_cells))
         between = _squared_distances(centres[rows], centres)
         between[np.arange(rows.size), rows] = -np.inf  # a cell probes itself first
         # every value up to the n_probe-th smallest, then a stable sort of those few
@@ -363,12 +371,28 @@ def _kmeans(points: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.nd
     return centres
 
 
-def _nearest_centre(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def _nearest_centre(points: np.ndarray | ArrayFile, centres: np.ndarray) -> np.ndarray:
+    """Each point's nearest centre, for a block of rows at a time; a block's distance matrix
+    holds at most :data:`DISTANCE_VALUES` values (a million samples have 3,906 cells: 4,096 rows
+    at once would be 128 MB, 256 MB at two million). A row's result does not depend on the
+    block it is in."""
     nearest = np.empty(points.shape[0], dtype=np.int64)
-    for start in range(0, points.shape[0], 8 * QUERY_CHUNK):
-        chunk = points[start : start + 8 * QUERY_CHUNK]
-        nearest[start : start + chunk.shape[0]] = _squared_distances(chunk, centres).argmin(axis=1)
+    step = _rows_per_block(centres.shape[0])
+    for rows, block in row_blocks(points):
+        for start in range(0, block.shape[0], step):
+            chunk = block[start : start + step]
+            at = rows.start + start
+            nearest[at : at + chunk.shape[0]] = _squared_distances(chunk, centres).argmin(axis=1)
     return nearest
+
+
+DISTANCE_VALUES = 1 << 21
+"""Most values in one block of point-to-centre or centre-to-centre distances (8 MB of float32;
+the expression's temporaries take a few times that)."""
+
+
+def _rows_per_block(n_columns: int) -> int:
+    return max(1, min(BLOCK_ROWS, DISTANCE_VALUES // max(n_columns, 1)))
 
 
 def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
