@@ -22,6 +22,7 @@ single-threaded.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
 from poisonguard.detectors.spectral import ClassBasis, class_basis
-from poisonguard.ondisk import RowSubset
+from poisonguard.ondisk import BLOCK_ROWS, RowSubset
 from poisonguard.seeding import class_rng
 
 __all__ = [
@@ -131,8 +132,8 @@ def split_class(
     of the smaller cluster, and the separation. None when the rows have no usable direction.
 
     The rows are read block by block (``basis``, if already known, gives the column scales);
-    only the fitted subset and the ``(n, k)`` reduction are held, except with UMAP, whose
-    transform of new points depends on the batch, which takes the class whole.
+    only the fitted subset and per-row numbers are held, except with UMAP, whose transform of
+    new points depends on the batch, which takes the class whole.
     """
     if reduce not in REDUCERS:
         raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
@@ -154,6 +155,27 @@ def activation_clustering_scores(features: np.ndarray, labels: np.ndarray, **opt
     return activation_clustering(features, labels, **options)[0]
 
 
+@dataclass(frozen=True)
+class _Reduced:
+    """A class's reduction: the reduced rows the 2-means is fitted on, and every row's reduced
+    block by block (:meth:`blocks`; a linear map is applied to one block of rows at a time,
+    UMAP's embedding is held whole)."""
+
+    fitted: np.ndarray
+    transform: Callable[[np.ndarray], np.ndarray] | None
+    rows: RowSubset
+    keep: np.ndarray
+    whole: np.ndarray | None = None
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        if self.whole is not None:
+            for start in range(0, self.whole.shape[0], BLOCK_ROWS):
+                yield self.whole[start : start + BLOCK_ROWS]
+            return
+        for block in self.rows.blocks():
+            yield self.transform(block[:, self.keep])
+
+
 def _reduce(
     rows: RowSubset,
     basis: ClassBasis,
@@ -161,7 +183,7 @@ def _reduce(
     method: str,
     n_components: int,
     seed: int,
-) -> np.ndarray | None:
+) -> _Reduced | None:
     spread = np.sqrt(basis.scatter_diagonal / basis.n)  # the columns' standard deviations
     keep = spread > 1e-9 * max(float(spread.max(initial=0.0)), 1e-300)
     if not keep.any():
@@ -182,31 +204,57 @@ def _reduce(
                     n_components=k, whiten="unit-variance", max_iter=400, random_state=seed
                 )
             model.fit(fitted_rows)
-            # a linear map: each row's result does not depend on the block it is in
-            return np.concatenate([model.transform(block[:, keep]) for block in rows.blocks()])
+            reduced = _Reduced(np.empty((fit.size, k)), model.transform, rows, keep)
+            # the fitted rows' reductions taken from whole blocks, as every row's is: a matrix
+            # product's rows can differ in the last bits with the number of rows multiplied
+            start = 0
+            for block in reduced.blocks():
+                low, high = np.searchsorted(fit, [start, start + block.shape[0]])
+                reduced.fitted[low:high] = block[fit[low:high] - start]
+                start += block.shape[0]
+            return reduced
         import umap  # imported here: loading umap (numba) costs seconds
 
         model = umap.UMAP(
             n_components=k, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1
         ).fit(fitted_rows)
         if fit.size == len(rows):
-            return model.embedding_
-        return model.transform(rows.take(np.arange(len(rows)))[:, keep])
+            whole = model.embedding_
+        else:
+            whole = model.transform(rows.take(np.arange(len(rows)))[:, keep])
+        return _Reduced(whole[fit], None, rows, keep, whole)
 
 
-def _split(reduced: np.ndarray, fit: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """2-means on the fitted rows; scores and the minority of every row."""
-    reduced = np.nan_to_num(reduced)
-    model = KMeans(n_clusters=2, n_init=4, random_state=seed).fit(reduced[fit])
-    assigned = model.predict(reduced)
+def _split(reduced: _Reduced, fit: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """2-means on the fitted rows; scores and the minority of every row.
+
+    One pass over the reduced blocks assigns each row and measures its position on the line
+    between the centres both ways (which cluster is the smaller is known only at the end), so
+    that only per-row numbers are held, not the ``(n, k)`` reduction.
+    """
+    model = KMeans(n_clusters=2, n_init=4, random_state=seed).fit(np.nan_to_num(reduced.fitted))
+    centres = model.cluster_centers_
+    length = float(np.linalg.norm(centres[1] - centres[0]))
+    n = len(reduced.rows)
+    assigned = np.empty(n, dtype=np.int64)
+    # towards: position from centre c towards the other centre, for c = 0 and c = 1
+    towards = np.empty((2, n))
+    start = 0
+    for block in reduced.blocks():
+        block = np.nan_to_num(block)
+        stop = start + block.shape[0]
+        assigned[start:stop] = model.predict(block)
+        if length > 0:
+            for c in (0, 1):
+                axis = centres[1 - c] - centres[c]
+                towards[c, start:stop] = (block - centres[c]) @ (axis / length)
+        start = stop
     counts = np.bincount(assigned, minlength=2)
     small = int(np.argmin(counts)) if counts[0] != counts[1] else 1
     large = 1 - small
-    axis = model.cluster_centers_[small] - model.cluster_centers_[large]
-    length = float(np.linalg.norm(axis))
     if length == 0 or counts[small] == 0:
-        return np.zeros(reduced.shape[0]), np.zeros(0, dtype=np.int64), 0.0
-    position = (reduced - model.cluster_centers_[large]) @ (axis / length)
+        return np.zeros(n), np.zeros(0, dtype=np.int64), 0.0
+    position = towards[large]
     spreads = [position[assigned == c].std() for c in (large, small)]
     pooled = float(np.sqrt((spreads[0] ** 2 + spreads[1] ** 2) / 2))
     separation = length / pooled if pooled > 0 else 0.0

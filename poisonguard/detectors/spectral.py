@@ -67,8 +67,12 @@ class ClassBasis:
 
     def project(self, rows: RowSubset, k: int) -> np.ndarray:
         """The centred rows on the top ``k`` eigenvectors, ``(n, k)``, block by block."""
-        basis = self.vectors[:, -k:]
-        return np.concatenate([(block - self.mean) @ basis for block in rows.blocks()])
+        return np.concatenate([self.project_block(block, k) for block in rows.blocks()])
+
+    def project_block(self, block: np.ndarray, k: int) -> np.ndarray:
+        """One block of rows ``(b, F)`` centred and on the top ``k`` eigenvectors; a row's
+        result does not depend on the other rows of the block."""
+        return (block - self.mean) @ self.vectors[:, -k:]
 
 
 def class_basis(rows: RowSubset) -> ClassBasis:

@@ -45,6 +45,7 @@ __all__ = [
     "robust_class_fits",
     "spectre_scores",
     "que_scores",
+    "que_weights",
     "minimum_covariance_determinant",
 ]
 
@@ -119,18 +120,41 @@ def robust_class_fit(
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
-    fitted = _robustly_whitened(
+    whitening = _robust_whitening(
         rows, basis or class_basis(rows), n_components, max_fit_samples, rng
     )
-    if fitted is None:
+    if whitening is None:
         return None
-    whitened, support = fitted
-    squared = np.nan_to_num(np.square(whitened).sum(axis=1), nan=0.0, posinf=1e12)
+    # Two passes over the class's blocks, holding per-row numbers only, never the (n, k)
+    # whitened rows: squared distances and the whitened covariance, then the QUE scores.
+    k = whitening.k
+    squared = np.empty(len(rows))
+    covariance = np.zeros((k, k))
+    for start, block in _starts(rows):
+        whitened = whitening.apply(block)
+        squared[start : start + block.shape[0]] = _squared_norms(whitened)
+        covariance += whitened.T @ whitened
+    weights = que_weights(covariance / max(len(rows), 1), alpha=alpha)
+    que = np.empty(len(rows))
+    for start, block in _starts(rows):
+        que[start : start + block.shape[0]] = _que(whitening.apply(block), weights)
     # The median over the estimator's clean support, not over the class: when poison is half of
     # a class, the class median falls in the gap between the two groups.
-    middle = float(np.median(squared[support]))
+    middle = float(np.median(squared[whitening.support]))
     ratio = squared / middle if middle > 0 else np.zeros_like(squared)
-    return que_scores(whitened, alpha=alpha), squared, ratio
+    return que, squared, ratio
+
+
+def _starts(rows: RowSubset):
+    """``(position of the first row, block)`` over the blocks of ``rows``."""
+    start = 0
+    for block in rows.blocks():
+        yield start, block
+        start += block.shape[0]
+
+
+def _squared_norms(whitened: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(np.square(whitened).sum(axis=1), nan=0.0, posinf=1e12)
 
 
 def spectre_scores(
@@ -181,12 +205,22 @@ def que_scores(whitened: np.ndarray, *, alpha: float = 4.0) -> np.ndarray:
     """QUE score of each row of an already whitened matrix ``(n, k)``."""
     n, k = whitened.shape
     covariance = whitened.T @ whitened / max(n, 1)
+    return _que(whitened, que_weights(covariance, alpha=alpha))
+
+
+def que_weights(covariance: np.ndarray, *, alpha: float = 4.0) -> np.ndarray:
+    """QUE's weighting ``exp(alpha (C - I) / (||C|| - 1))`` of the whitened rows' covariance
+    ``C`` (``k x k``); the identity when nothing stands out (``||C|| <= 1``) or ``alpha == 0``."""
+    k = covariance.shape[0]
     top = float(np.linalg.eigvalsh(covariance)[-1]) if k else 0.0
     if alpha == 0 or top <= 1.0 + 1e-6:
         # Nothing beyond the identity: every direction weighs the same.
-        weights = np.eye(k)
-    else:
-        weights = linalg.expm(alpha * (covariance - np.eye(k)) / (top - 1.0))
+        return np.eye(k)
+    return linalg.expm(alpha * (covariance - np.eye(k)) / (top - 1.0))
+
+
+def _que(whitened: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-row QUE score ``w^T W w / tr W``; a row's score depends on that row only."""
     scores = np.einsum("ij,jk,ik->i", whitened, weights, whitened) / np.trace(weights)
     return np.nan_to_num(scores, nan=0.0, posinf=1e12)
 
@@ -195,34 +229,54 @@ _MCD_RESTARTS = 3
 _CLUSTER_STARTS = 2
 
 
-def _robustly_whitened(
+@dataclass(frozen=True)
+class _Whitening:
+    """A class's robust whitening of its top ``k`` principal subspace, and the positions of the
+    rows in the MCD estimator's support."""
+
+    basis: ClassBasis
+    k: int
+    location: np.ndarray
+    axes: np.ndarray
+    scale: np.ndarray
+    support: np.ndarray
+
+    def apply(self, block: np.ndarray) -> np.ndarray:
+        """Whitened rows of one block ``(b, F)`` -> ``(b, k)``."""
+        return (self.basis.project_block(block, self.k) - self.location) @ self.axes / self.scale
+
+
+def _robust_whitening(
     rows: RowSubset,
     basis: ClassBasis,
     n_components: int,
     max_fit_samples: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Project ``rows`` on their top principal subspace and whiten with an MCD fit.
-
-    Returns the whitened rows and the indices of the rows in the estimator's support. Only the
-    ``(n, k)`` projection is held, never the ``(n, F)`` rows.
-    """
+) -> _Whitening | None:
+    """Fit an MCD whitening of the rows' top principal subspace on at most ``max_fit_samples``
+    rows (only those rows' projections are kept); None when the class has no usable
+    direction."""
     n = len(rows)
     eigenvalues = basis.eigenvalues
     usable = eigenvalues > 1e-9 * max(eigenvalues[-1], 1e-300)
     k = int(min(n_components, usable.sum(), max(1, n // 5)))
     if k == 0:
         return None
-    projected = basis.project(rows, k)
     chosen = np.arange(n)
     if n > max_fit_samples:
         chosen = np.sort(rng.choice(n, max_fit_samples, replace=False))
-    location, covariance, support = minimum_covariance_determinant(projected[chosen], rng)
+    # the chosen rows' projections taken from whole blocks: a matrix product's rows can differ
+    # in the last bits with the number of rows multiplied, and blocks are the same everywhere
+    fitted = np.empty((chosen.size, k))
+    for start, block in _starts(rows):
+        low, high = np.searchsorted(chosen, [start, start + block.shape[0]])
+        if low < high:
+            fitted[low:high] = basis.project_block(block, k)[chosen[low:high] - start]
+    location, covariance, support = minimum_covariance_determinant(fitted, rng)
     covariance = covariance + 1e-9 * np.trace(covariance) / k * np.eye(k)
     values, axes = np.linalg.eigh(covariance)
     values = np.maximum(values, 1e-12 * max(values[-1], 1e-300))
-    whitened = (projected - location) @ axes / np.sqrt(values)
-    return whitened, chosen[support]
+    return _Whitening(basis, k, location, axes, np.sqrt(values), chosen[support])
 
 
 def minimum_covariance_determinant(
