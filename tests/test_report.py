@@ -313,9 +313,13 @@ def test_map_subsample_keeps_flagged_and_is_deterministic():
     assert a.size == 50 and np.array_equal(a, b) and not np.array_equal(a, c)
     assert set(np.flatnonzero(flagged)) <= set(a.tolist())
     assert np.all(np.diff(a) > 0)
-    # More flagged than room: all flagged are kept anyway; small data: everything.
-    many = np.ones(100, dtype=bool)
-    assert projection.map_subsample(many, max_points=10, seed=0).size == 100
+    # More flagged than room: a random choice of them, and a third as many others; small data:
+    # everything.
+    many = np.zeros(1000, dtype=bool)
+    many[:100] = True
+    drawn = projection.map_subsample(many, max_points=10, seed=0)
+    assert many[drawn].sum() == 10 and (~many[drawn]).sum() == 3
+    assert projection.map_subsample(np.ones(100, dtype=bool), max_points=10, seed=0).size == 10
     assert np.array_equal(
         projection.map_subsample(flagged[:20], max_points=50, seed=0), np.arange(20)
     )

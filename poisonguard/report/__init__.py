@@ -76,7 +76,9 @@ def write_report(
     seed : int
         Seed of the map's random subsample and of UMAP; the same seed gives the same map.
     map_points : int
-        Most samples drawn on the UMAP map; every flagged sample is drawn regardless.
+        Most flagged samples drawn on the UMAP map; unflagged samples fill the rest of these
+        places, and at least a third of them (see
+        :func:`~poisonguard.report.projection.map_subsample`).
     thumbnails : int
         How many of the most suspicious samples the page shows (image thumbnails, or table rows
         for tabular data).

@@ -50,7 +50,7 @@ class ReportFigures:
     map_png : bytes
         UMAP map of the subsample ``map_indices``.
     map_indices : ndarray of int64
-        Samples drawn on the map (every flagged sample plus a random choice of the rest).
+        Samples drawn on the map (see :func:`~poisonguard.report.projection.map_subsample`).
     top : list of dict
         The most suspicious samples, highest score first: ``index``, ``id``, ``label``,
         ``score``, ``flagged`` and, for image datasets, ``thumbnail`` (a ``data:`` URI).
@@ -74,7 +74,8 @@ def prepare_figures(
     seed : int
         Seed of the map's subsample and of UMAP.
     map_points : int
-        Most points drawn on the map (all flagged samples are drawn even beyond this).
+        Most flagged points drawn on the map, and the places the unflagged ones fill (see
+        :func:`~poisonguard.report.projection.map_subsample`).
     thumbnails_count : int
         How many of the most suspicious samples the page shows (thumbnails for images, table
         rows for tables).
@@ -152,6 +153,7 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "map_src": _data_uri(figures.map_png),
         "map_shown": int(figures.map_indices.size),
         "map_flagged": int(flagged[figures.map_indices].sum()),
+        "flagged_total": int(flagged.sum()),
         "top": figures.top,
         "is_image": result.dataset.kind == "image",
     }

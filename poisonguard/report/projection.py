@@ -2,8 +2,9 @@
 
 UMAP (McInnes, Healy & Melville, 2018, "UMAP: Uniform Manifold Approximation and Projection for
 Dimension Reduction", arXiv:1802.03426) on the standardized penultimate-layer features. The map is
-drawn on a subsample that keeps every flagged sample, so a large dataset stays cheap to project and
-the page stays small; the layout is for looking only, no detector reads it.
+drawn on a subsample of at most a few thousand points (every flagged sample when they are not more
+than that), so a large dataset stays cheap to project and the page stays small; the layout is for
+looking only, no detector reads it.
 
 The neighbour graph is computed exactly with scikit-learn and handed to UMAP, and the layout runs
 200 epochs (UMAP's own choice for large data): on 6,000 points this takes about 6 s instead of 15 s,
@@ -37,11 +38,12 @@ def map_subsample(flagged: np.ndarray, *, max_points: int, seed: int) -> np.ndar
     flagged : ndarray of bool, shape (N,)
         The scan's decision per sample.
     max_points : int
-        How many points to draw at most. Every flagged sample is kept even when there are more
-        flagged samples than ``max_points``; the remaining places are filled with a random choice
-        of the unflagged samples.
+        How many flagged samples to draw at most: all of them when there are no more, else a
+        random choice of ``max_points``. The unflagged samples fill the rest of ``max_points``
+        places, and at least a third of them, so that the map always shows what the flagged
+        ones stand out from (at most ``max_points + max_points // 3`` points, whatever N).
     seed : int
-        Seed of that random choice; the same seed gives the same subsample.
+        Seed of the random choices; the same seed gives the same subsample.
 
     Returns
     -------
@@ -51,14 +53,18 @@ def map_subsample(flagged: np.ndarray, *, max_points: int, seed: int) -> np.ndar
     if max_points < 0:
         raise ValueError(f"max_points must be >= 0, got {max_points}")
     flagged = np.asarray(flagged, dtype=bool).reshape(-1)
-    keep = np.flatnonzero(flagged)
-    rest = np.flatnonzero(~flagged)
-    room = max(0, max_points - keep.size)
-    if room >= rest.size:
-        chosen = rest
-    else:
-        chosen = np.random.default_rng(seed).choice(rest, size=room, replace=False)
+    rng = np.random.default_rng(seed)
+    keep = _some(np.flatnonzero(flagged), max_points, rng)
+    room = max(max_points - keep.size, max_points // 3)
+    chosen = _some(np.flatnonzero(~flagged), room, rng)
     return np.sort(np.concatenate([keep, chosen])).astype(np.int64)
+
+
+def _some(indices: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """All of ``indices`` when there are at most ``count``, else a random choice of ``count``."""
+    if indices.size <= count:
+        return indices
+    return rng.choice(indices, size=count, replace=False)
 
 
 def umap_coordinates(features: np.ndarray, *, seed: int) -> np.ndarray:
