@@ -1,11 +1,17 @@
 """Arrays that stay on disk: the out-of-core path of a scan.
 
-With ``--chunk-rows N`` a scan holds neither the samples nor the embedding's features in memory:
+With ``--chunk-rows N`` a scan holds no per-sample array with a width in memory:
 
 - the loader copies the samples, block by block and already in the model's layout, into an
   uncompressed staging file (:class:`Staging`), and training and inference read batches from it;
-- inference writes the features into the embedding cache file chunk by chunk, and the detectors
-  read them back a block of rows or one class at a time.
+- inference writes the features into the embedding cache file chunk by chunk; the probabilities
+  and the training records are read from that file too, a block of rows or one class at a time;
+- what the detectors compute for every sample (out-of-sample probabilities, each detector's
+  scores, the per-class results) goes to staging files as it is computed (:func:`new_rows`,
+  :func:`kept_rows`), and the decision and the report read it back the same way.
+
+What remains in memory per sample is a few numbers (the labels, the final score and flag, which
+detectors fired) and, while a class is scored, a few numbers per row of that class.
 
 An :class:`ArrayFile` looks enough like an array for that: ``shape``, ``dtype``, slicing by a
 contiguous range of rows, an integer row, or a sorted index array (a training batch), and
@@ -217,7 +223,7 @@ class Staging:
 
     def allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> h5py.Dataset:
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle = h5py.File(self.folder / f"samples-{uuid.uuid4().hex}.h5", "w")
+        handle = h5py.File(self.folder / f"array-{uuid.uuid4().hex}.h5", "w")
         data = handle.create_dataset("x", shape=shape, dtype=dtype)  # contiguous, uncompressed
         self._handles[id(data)] = handle
         return data

@@ -197,6 +197,7 @@ def _scan_dataset(
         progress=progress,
         runner=runner,
         chunk_rows=chunk_rows,
+        staging=staging,
     )
     timings["embed"] = time.perf_counter() - start
     for stage, seconds in embedding.stage_seconds.items():

@@ -245,9 +245,18 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
     _, dataset = small_images
     settings = EmbedSettings(epochs=2)
     in_memory = embed_dataset(dataset, settings, use_cache=False, progress=False)
-    streamed = embed_dataset(
-        dataset, settings, cache_dir=tmp_path, chunk_rows=BLOCK_ROWS, progress=False
-    )
+    with staging_area(tmp_path / "staging-parent", BLOCK_ROWS) as staging:
+        # training keeps one epoch of records in memory, the others in staging files
+        streamed = embed_dataset(
+            dataset,
+            settings,
+            cache_dir=tmp_path,
+            chunk_rows=BLOCK_ROWS,
+            progress=False,
+            staging=staging,
+        )
+        assert len(list(staging.folder.glob("array-*.h5"))) == 3
+    assert streamed.train_accuracy == in_memory.train_accuracy
     n = dataset.n_samples
     for name in ("features", "probabilities", "loss", "margin", "gradient_sq"):
         on_disk = getattr(streamed, name)
@@ -260,7 +269,9 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
     assert again.from_cache
     assert all(isinstance(getattr(again, name), ArrayFile) for name in ("features", "margin"))
     assert np.array_equal(again.gradient_sq[0:n], in_memory.gradient_sq)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [streamed.cache_path.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [streamed.cache_path.name, "staging-parent"]
+    )
     with pytest.raises(ValueError, match="cannot run without it"):
         embed_dataset(dataset, settings, use_cache=False, chunk_rows=BLOCK_ROWS)
 

@@ -45,7 +45,7 @@ from poisonguard.embed.training import (
 )
 from poisonguard.errors import OutputError
 from poisonguard.fingerprint import file_sha256, fingerprint_arrays
-from poisonguard.ondisk import ArrayFile
+from poisonguard.ondisk import ArrayFile, Staging
 from poisonguard.results import Embedding
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -103,6 +103,7 @@ def embed_dataset(
     progress: bool = True,
     runner: TaskRunner | None = None,
     chunk_rows: int | None = None,
+    staging: Staging | None = None,
 ) -> Embedding:
     """Embed every sample of ``dataset``: features, probabilities and training dynamics.
 
@@ -110,10 +111,12 @@ def embed_dataset(
     stores the result (a cache that cannot be written is reported and skipped). Training runs
     here; inference runs as chunk tasks on ``runner`` (default: a pool of one thread per core).
 
-    With ``chunk_rows`` (the out-of-core path) the features are written to the cache file chunk
-    by chunk as inference produces them and stay there: the embedding's ``features`` is a
-    :class:`~poisonguard.ondisk.ArrayFile` read ``chunk_rows`` rows at a time. It needs the
-    cache (``use_cache``); a cache that cannot be written is then an error.
+    With ``chunk_rows`` (the out-of-core path) the features and probabilities are written to
+    the cache file chunk by chunk as inference produces them and stay there, with the training
+    records: the embedding's per-sample arrays are :class:`~poisonguard.ondisk.ArrayFile`
+    objects read ``chunk_rows`` rows at a time. It needs the cache (``use_cache``); a cache that
+    cannot be written is then an error. With ``staging`` too, training keeps one epoch of its
+    per-sample records in memory and the others in staging files.
     """
     if chunk_rows is not None and not use_cache:
         raise ValueError(
@@ -174,6 +177,7 @@ def embed_dataset(
             recipe,
             progress=progress,
             description=f"Training {type(model).__name__}",
+            staging=staging if chunk_rows is not None else None,
         )
         seconds["train"] = time.perf_counter() - start
         weights = _weights(model, scaler)
@@ -222,7 +226,10 @@ def _assembled(
     fingerprint: str,
     weights: dict[str, np.ndarray],
     seconds: dict[str, float],
+    train_accuracy: float | None = None,
 ) -> Embedding:
+    if train_accuracy is None:
+        train_accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.labels))
     return Embedding(
         features=features,
         probabilities=probabilities,
@@ -231,7 +238,7 @@ def _assembled(
         gradient_sq=dynamics.gradient_sq,
         model=description,
         input_shape=tuple(int(s) for s in dataset.x.shape[1:]),
-        train_accuracy=float(np.mean(probabilities.argmax(axis=1) == dataset.labels)),
+        train_accuracy=train_accuracy,
         fingerprint=fingerprint,
         weights=weights,
         stage_seconds=seconds,
@@ -251,16 +258,20 @@ def _embed_out_of_core(
     seconds: dict[str, float],
     progress: bool,
 ) -> Embedding:
-    """Inference of a trained model whose features go to the cache file chunk by chunk."""
+    """Inference of a trained model whose features and probabilities go to the cache file chunk
+    by chunk."""
     start = time.perf_counter()
     n = dataset.n_samples
-    probabilities = np.empty((n, dataset.n_classes), dtype=np.float32)
+    correct = 0
     try:
         with streamed_cache_file(cache_dir, fingerprint) as (path, handle):
 
             def keep(rows: slice, features: np.ndarray, chunk_probabilities) -> None:
+                nonlocal correct
                 append_rows(handle, n, rows, features)
-                probabilities[rows] = chunk_probabilities
+                append_rows(handle, n, rows, chunk_probabilities, name="probabilities")
+                given = dataset.labels[rows]
+                correct += int(np.count_nonzero(chunk_probabilities.argmax(axis=1) == given))
 
             infer_in_chunks(
                 runner,
@@ -271,16 +282,16 @@ def _embed_out_of_core(
                 sink=keep,
             )
             seconds["inference"] = time.perf_counter() - start
-            features = ArrayFile(path, "features", chunk_rows)
             embedding = _assembled(
                 dataset,
-                features,
-                probabilities,
+                ArrayFile(path, "features", chunk_rows),
+                ArrayFile(path, "probabilities", chunk_rows),  # read once the file is complete
                 dynamics,
                 description,
                 fingerprint,
                 weights,
                 seconds,
+                train_accuracy=correct / n if n else float("nan"),
             )
             embedding.cache_path = path
             finish_streamed(handle, embedding)

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from poisonguard.atomic import atomic_path
-from poisonguard.ondisk import ArrayFile, all_finite
+from poisonguard.ondisk import ArrayFile, all_finite, row_blocks
 from poisonguard.results import Embedding
 
 __all__ = [
@@ -137,26 +137,36 @@ def streamed_cache_file(cache_dir: Path, fingerprint: str) -> Iterator[tuple[Pat
             yield path, handle
 
 
-def append_rows(handle: h5py.File, n_rows: int, rows: slice, block: np.ndarray) -> None:
-    """Write ``block`` as rows ``rows`` of the ``(n_rows, F)`` features dataset (created, in
+def append_rows(
+    handle: h5py.File, n_rows: int, rows: slice, block: np.ndarray, *, name: str = "features"
+) -> None:
+    """Write ``block`` as rows ``rows`` of the ``(n_rows, F)`` dataset ``name`` (created, in
     compressed blocks of at most 4,096 rows, on the first call)."""
-    if "features" not in handle:
+    if name not in handle:
         width = block.shape[1]
         handle.create_dataset(
-            "features",
+            name,
             shape=(n_rows, width),
             dtype=block.dtype,
             chunks=(max(1, min(4096, n_rows)), width),
             compression="lzf",
         )
-    handle["features"][rows] = block
+    handle[name][rows] = block
 
 
 def finish_streamed(handle: h5py.File, embedding: Embedding) -> None:
-    """Write everything but the features (already written) of ``embedding``."""
+    """Write what is not written yet of ``embedding``'s arrays (the streamed features and
+    probabilities are), its weights and its description. An array in a staging file (training
+    records of an out-of-core scan) is copied a block of rows at a time."""
     for name in _ARRAYS:
-        if name != "features":
-            handle.create_dataset(name, data=getattr(embedding, name), compression="lzf")
+        if name in handle:
+            continue
+        values = getattr(embedding, name)
+        if isinstance(values, ArrayFile):
+            for rows, block in row_blocks(values):
+                append_rows(handle, values.shape[0], rows, block, name=name)
+        else:
+            handle.create_dataset(name, data=values, compression="lzf")
     group = handle.create_group("weights")
     for name, value in embedding.weights.items():
         group.create_dataset(name, data=value)

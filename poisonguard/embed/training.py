@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from poisonguard.embed.inputs import InputScaler, batch_slices
+from poisonguard.ondisk import FeatureSource, Staging, finished_rows, new_rows
 
 __all__ = [
     "TrainingRecipe",
@@ -46,11 +47,12 @@ class TrainingRecipe:
 
 @dataclass
 class TrainingDynamics:
-    """Per-sample, per-epoch records of one training run, each ``(N, epochs)`` float32."""
+    """Per-sample, per-epoch records of one training run, each ``(N, epochs)`` float32 (arrays,
+    or files of an out-of-core scan's staging area)."""
 
-    loss: np.ndarray
-    margin: np.ndarray
-    gradient_sq: np.ndarray
+    loss: FeatureSource
+    margin: FeatureSource
+    gradient_sq: FeatureSource
 
 
 def choose_epochs(
@@ -79,11 +81,14 @@ def train_with_dynamics(
     *,
     progress: bool = True,
     description: str = "Training",
+    staging: Staging | None = None,
 ) -> TrainingDynamics:
     """Train ``model`` in place; return the per-sample training dynamics.
 
     ``model`` must expose ``features(x)`` and ``head(features)`` (see
-    :mod:`poisonguard.embed.models`).
+    :mod:`poisonguard.embed.models`). An epoch's records are gathered in memory and stored at
+    its end; with ``staging`` (an out-of-core scan) they are stored in staging files, so memory
+    holds one epoch of them, not all.
     """
     n = labels.shape[0]
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -94,9 +99,7 @@ def train_with_dynamics(
         model.parameters(), lr=recipe.max_learning_rate, weight_decay=recipe.weight_decay
     )
     schedule = _one_cycle(optimizer, recipe.max_learning_rate, recipe.epochs * len(batches))
-    loss_history = np.zeros((n, recipe.epochs), dtype=np.float32)
-    margin_history = np.zeros((n, recipe.epochs), dtype=np.float32)
-    gradient_history = np.zeros((n, recipe.epochs), dtype=np.float32)
+    histories = [new_rows(staging, (n, recipe.epochs), np.float32) for _ in range(3)]
     model.train()
     with tqdm(
         total=recipe.epochs * len(batches),
@@ -106,6 +109,7 @@ def train_with_dynamics(
         leave=False,
     ) as bar:
         for epoch in range(recipe.epochs):
+            loss, margin, gradient_sq = (np.zeros(n, dtype=np.float32) for _ in range(3))
             order = torch.randperm(n, generator=generator)
             for part in batches:
                 index = order[part]
@@ -120,17 +124,17 @@ def train_with_dynamics(
                 optimizer.step()
                 schedule.step()
                 with torch.no_grad():
-                    loss_history[index_np, epoch] = per_sample.numpy()
-                    margin_history[index_np, epoch] = _margins(logits, batch_targets).numpy()
-                    gradient_history[index_np, epoch] = _last_layer_gradient_sq(
+                    loss[index_np] = per_sample.numpy()
+                    margin[index_np] = _margins(logits, batch_targets).numpy()
+                    gradient_sq[index_np] = _last_layer_gradient_sq(
                         hidden, logits, batch_targets
                     ).numpy()
                 bar.update(1)
-            bar.set_postfix(
-                epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss_history[:, epoch].mean():.3f}"
-            )
+            for history, column in zip(histories, (loss, margin, gradient_sq), strict=True):
+                history[:, epoch] = column
+            bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss.mean():.3f}")
     model.eval()
-    return TrainingDynamics(loss_history, margin_history, gradient_history)
+    return TrainingDynamics(*(finished_rows(staging, history) for history in histories))
 
 
 def _one_cycle(
