@@ -23,6 +23,7 @@ from poisonguard.report import (
     scores_csv_text,
     write_report,
 )
+from poisonguard.report.json_report import ranked_indices
 from poisonguard.report.thumbnails import image_thumbnail_png
 from poisonguard.results import ClassFinding, Embedding, ScanResult
 
@@ -351,3 +352,16 @@ def test_plots_are_pngs_with_untrusted_class_names():
     ):
         picture = Image.open(io.BytesIO(png))
         assert picture.format == "PNG" and picture.size == (800, 500)
+
+
+def test_ranked_indices_among_and_count_match_the_full_ranking():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(0, 60))
+        score = np.round(rng.random(n), 1)  # many ties, broken by index
+        score[rng.random(n) < 0.1] = np.nan  # ranked last
+        among = rng.random(n) < 0.5
+        full = ranked_indices(score).tolist()
+        for count in (None, 0, 1, 3, 100):
+            expected = [i for i in full if among[i]][:count]
+            assert ranked_indices(score, among, count).tolist() == expected

@@ -97,10 +97,12 @@ def prepare_figures(
     )
 
     # Flagged samples first (a reviewer checks those), then the highest-scoring others.
-    order = ranked_indices(score)
-    order = np.concatenate([order[flagged[order]], order[~flagged[order]]])
+    order = ranked_indices(score, flagged, thumbnails_count)
+    if order.size < thumbnails_count:
+        others = ranked_indices(score, ~flagged, thumbnails_count - order.size)
+        order = np.concatenate([order, others])
     top = []
-    for i in order[:thumbnails_count]:
+    for i in order:
         i = int(i)
         entry: dict[str, Any] = {
             "index": i,

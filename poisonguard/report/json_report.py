@@ -58,7 +58,7 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
     flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
     counts = dataset.class_counts()
 
-    top = [int(i) for i in ranked_indices(score) if flagged[i]][:TOP_FLAGGED]
+    top = [int(i) for i in ranked_indices(score, flagged, TOP_FLAGGED)]
     top_flagged = []
     for i in top:
         entry: dict[str, Any] = {
@@ -133,14 +133,28 @@ def report_json_text(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def ranked_indices(score: np.ndarray) -> np.ndarray:
+def ranked_indices(
+    score: np.ndarray, among: np.ndarray | None = None, count: int | None = None
+) -> np.ndarray:
     """Sample indices from most to least suspicious (highest score first; ties by index).
 
-    Non-finite scores (NaN) rank last.
+    Non-finite scores (NaN) rank last. ``among`` (a boolean mask) keeps only those samples, and
+    ``count`` only the first ``count`` of them: then only the candidates are ordered, never all
+    N samples (the report needs the first hundred of the flagged ones).
     """
     score = np.asarray(score, dtype=np.float64).reshape(-1)
-    key = np.where(np.isnan(score), -np.inf, score)
-    return np.argsort(-key, kind="stable")
+    candidates = np.arange(score.size) if among is None else np.flatnonzero(among)
+    key = -score[candidates]
+    key[np.isnan(key)] = np.inf
+    if count is not None and count < candidates.size:
+        if count <= 0:
+            return candidates[:0]
+        # every candidate up to the count-th smallest key (ties at it included), then in order
+        kth = np.partition(key, count - 1)[count - 1]
+        near = np.flatnonzero(key <= kth)
+        candidates, key = candidates[near], key[near]
+    order = np.argsort(key, kind="stable")  # candidates are in index order: ties by index
+    return candidates[order][:count]
 
 
 def jsonable(value: Any) -> Any:
@@ -194,13 +208,15 @@ def _summary(values: np.ndarray | ArrayFile) -> dict[str, Any]:
     arr = whole(_column(values))
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
-    finite = arr[np.isfinite(arr)]
-    if finite.size == 0:
+    finite = np.isfinite(arr)
+    if not finite.any():
         return {"min": None, "median": None, "max": None}
+    finite = arr[finite]  # a copy, which the median may reorder
+    low, high = finite.min(), finite.max()
     return {
-        "min": _number(finite.min()),
-        "median": _number(np.median(finite)),
-        "max": _number(finite.max()),
+        "min": _number(low),
+        "median": _number(np.median(finite, overwrite_input=True)),
+        "max": _number(high),
     }
 
 
