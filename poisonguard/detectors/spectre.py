@@ -27,6 +27,7 @@ classes with one another instead of thresholding scores.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,7 +146,7 @@ def robust_class_fit(
     return que, squared, ratio
 
 
-def _starts(rows: RowSubset):
+def _starts(rows: RowSubset) -> Iterator[tuple[int, np.ndarray]]:
     """``(position of the first row, block)`` over the blocks of ``rows``."""
     start = 0
     for block in rows.blocks():
