@@ -237,11 +237,12 @@ def decide(
     if oos_probabilities is None:
         notes.append("label-noise rule off: the confident-learning detector did not run")
     else:
-        predicted = map_rows(_most_probable, oos_probabilities)
         looks_other = map_rows(partial(_looks_like_another, settings), oos_probabilities, labels)
         label_suspects = scored & looks_other
+        suspects = np.flatnonzero(label_suspects)
+        predicted = take_rows(oos_probabilities, suspects).argmax(axis=1)
         pairs = np.zeros((n_classes, n_classes), dtype=np.int64)
-        np.add.at(pairs, (labels[label_suspects], predicted[label_suspects]), 1)
+        np.add.at(pairs, (labels[suspects], predicted), 1)
         active = np.flatnonzero(scored_classes)
         if active.size >= 2:
             block = pairs[np.ix_(active, active)]
@@ -277,10 +278,6 @@ def _area_under_margin(margin: FeatureSource, members: np.ndarray) -> np.ndarray
     if margin.ndim < 2 or margin.shape[1] == 0:
         return np.zeros(members.size)
     return take_rows(margin, members).mean(axis=1)
-
-
-def _most_probable(probabilities: np.ndarray) -> np.ndarray:
-    return probabilities.argmax(axis=1)
 
 
 def _looks_like_another(

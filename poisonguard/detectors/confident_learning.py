@@ -251,7 +251,10 @@ def confident_learning_scores(probabilities: np.ndarray, labels: np.ndarray) -> 
 
 
 def _one_minus_given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    probabilities, labels = _check_probabilities_labels(probabilities, labels)
+    """``1 - p_y`` of a block of rows whose shape and labels are already checked."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if not np.isfinite(probabilities).all():
+        raise ValueError("probabilities contain NaN or infinite values")
     return 1.0 - probabilities[np.arange(labels.shape[0]), labels]
 
 
@@ -435,11 +438,8 @@ def _check_probabilities_labels(
     probabilities: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or (probabilities.shape[0] and probabilities.shape[1] == 0):
-        raise ValueError(
-            f"probabilities must have shape (N, K) with K >= 1, got {probabilities.shape}"
-        )
+    n_classes = _width(probabilities)
     if not np.isfinite(probabilities).all():
         raise ValueError("probabilities contain NaN or infinite values")
-    labels = _check_labels(labels, probabilities.shape[0], probabilities.shape[1])
+    labels = _check_labels(labels, probabilities.shape[0], n_classes)
     return probabilities, labels

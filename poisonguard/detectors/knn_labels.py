@@ -261,7 +261,7 @@ def _neighbours(
         if candidates.size <= k:  # too few to choose from: search everyone (exact)
             near = [cell] + [c for c in range(probes.shape[0]) if c != cell]
             candidates = np.concatenate([members[c] for c in near])
-        candidate_points = cell_points.of(near)
+        candidate_points = cell_points.of(near, candidates)
         candidate_norms = norms[candidates]
         for start in range(0, own.size, QUERY_CHUNK):
             queries = own[start : start + QUERY_CHUNK]
@@ -296,7 +296,7 @@ class _CellPoints:
         bounds: np.ndarray,
         store: h5py.File | None,
     ) -> None:
-        self.points, self.order, self.bounds = points, order, bounds
+        self.points, self.bounds = points, bounds
         self.sorted = None
         if store is None:
             return
@@ -324,10 +324,11 @@ class _CellPoints:
             rows[np.argsort(index)] = region
             self.sorted[start : start + index.size] = rows
 
-    def of(self, cells: list[int]) -> np.ndarray:
-        ranges = [(int(self.bounds[c]), int(self.bounds[c + 1])) for c in cells]
+    def of(self, cells: list[int], members: np.ndarray) -> np.ndarray:
+        """The points of ``cells``, whose members (in cell order) are ``members``."""
         if self.sorted is None:
-            return self.points[np.concatenate([self.order[a:b] for a, b in ranges])]
+            return self.points[members]
+        ranges = [(int(self.bounds[c]), int(self.bounds[c + 1])) for c in cells]
         return np.concatenate([self.sorted[a:b] for a, b in ranges if b > a])
 
 
