@@ -9,8 +9,17 @@ The data comes from Debian's ``dataset-fashion-mnist`` package
     python benchmarks/fashion_mnist.py --attack flip --rate 0.10 --out /tmp/f10.h5
     python benchmarks/fashion_mnist.py --attack none --out /tmp/clean.h5
 
+and the attacks built to evade latent-separation defences (:func:`make_evasive_attack`, made with
+:func:`poisonguard.poison.poison_arrays`):
+
+    python benchmarks/fashion_mnist.py --attack tact --rate 0.01 --target 0 --out /tmp/tact.h5
+    python benchmarks/fashion_mnist.py --attack adaptive-blend --rate 0.003 --out /tmp/ab.h5
+    python benchmarks/fashion_mnist.py --attack two-backdoors --rate 0.01 --out /tmp/two.h5
+
 writes ``x`` (uint8, N x 28 x 28), ``y`` and ``ids`` to the HDF5 file and the ground truth
-(``index,id,poisoned,original_label,new_label,attack``) beside it as ``<out>.ground_truth.csv``.
+(``index,id,poisoned,original_label,new_label,attack,role``) beside it as
+``<out>.ground_truth.csv``; ``role`` is ``payload`` (``poisoned`` 1), ``cover`` (trigger, true
+label: scored as neither found nor false flag by ``score_against_truth.py``) or ``clean``.
 """
 
 from __future__ import annotations
@@ -24,7 +33,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from poisonguard.poison import AttackOptions, Poisoning, add_backdoor, poison_arrays
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+EVASIVE_ATTACKS = (
+    "tact",
+    "all-to-all",
+    "adaptive-blend",
+    "clean-sig",
+    "pair-flip",
+    "two-backdoors",
+)
+"""The rows of :func:`make_evasive_attack`."""
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -179,6 +200,80 @@ def make_attack(
     raise ValueError(f"unknown attack {attack!r}")
 
 
+def make_evasive_attack(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    rate: float,
+    target: int = 0,
+    seed: int = 0,
+    source_class: int | None = None,
+    cover_rate: float | None = None,
+    second_target: int | None = None,
+    n_classes: int = 10,
+) -> Poisoning:
+    """One benchmark row of an attack built to evade latent-separation defences.
+
+    ``images`` are ``(N, 28, 28)`` uint8 (as :func:`load_fashion_mnist` returns them); the
+    result is a :class:`~poisonguard.poison.Poisoning` whose ``x`` is ``(N, 28, 28)`` uint8 again
+    (ready for :func:`write_hdf5`), with ``poisoned`` (payload), ``cover`` and per-sample
+    ``sample_attacks`` for :func:`write_ground_truth`. ``rate`` is the share of all N samples
+    poisoned, per backdoor. Defaults: ``source_class`` and ``second_target`` are
+    ``(target + 1) % n_classes``; ``cover_rate`` is ``rate``.
+
+    * ``tact``: source-specific 3x3 white patch (Tang et al., USENIX Security 2021): samples of
+      ``source_class`` get the patch and label ``target``; ``cover_rate`` of samples from the
+      other classes get the patch and keep their label;
+    * ``all-to-all``: 3x3 white patch, a sample of class ``c`` relabelled ``(c + 1) mod 10``
+      (``target`` is not used);
+    * ``adaptive-blend`` (Qi et al., ICLR 2023): noise pattern on 8 of 16 pieces, alpha 0.15,
+      with ``cover_rate`` conservatism samples (the paper: 0.003 and 0.003);
+    * ``clean-sig``: clean-label SIG (Barni et al., ICIP 2019): target-class images get the
+      sinusoid, labels kept (``rate`` 0.05 is half the target class);
+    * ``pair-flip``: targeted label flips from ``source_class`` to ``target``;
+    * ``two-backdoors``: a 3x3 white patch to ``target`` and a blend to ``second_target``, each
+      on ``round(rate * N)`` samples, never the same sample.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must be (N, 28, 28); got {images.shape}")
+    x = images[:, None]  # (N, 1, 28, 28), the layout of poisonguard.poison
+    other = (target + 1) % n_classes
+    source = other if source_class is None else source_class
+    cover = rate if cover_rate is None else cover_rate
+
+    def run(attack: str, **kwargs) -> Poisoning:
+        return poison_arrays(x, labels, n_classes, attack=attack, rate=rate, seed=seed, **kwargs)
+
+    if name == "tact":
+        result = run(
+            "patch", target=target, options=AttackOptions(source_class=source, cover_rate=cover)
+        )
+    elif name == "all-to-all":
+        result = run("patch", options=AttackOptions(all_to_all=True))
+    elif name == "adaptive-blend":
+        result = run("adaptive-blend", target=target, options=AttackOptions(cover_rate=cover))
+    elif name == "clean-sig":
+        options = AttackOptions(clean_label_trigger="sig", clean_label_epsilon=0.0)
+        result = run("clean-label", target=target, options=options)
+    elif name == "pair-flip":
+        result = run("flip-pair", target=target, options=AttackOptions(source_class=source))
+    elif name == "two-backdoors":
+        first = run("patch", target=target)
+        result = add_backdoor(
+            first,
+            n_classes,
+            attack="blend",
+            rate=rate,
+            target=other if second_target is None else second_target,
+        )
+    else:
+        raise ValueError(f"unknown evasive attack {name!r}; valid: {', '.join(EVASIVE_ATTACKS)}")
+    result.x = result.x[:, 0]
+    return result
+
+
 def write_hdf5(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     with h5py.File(path, "w") as handle:
         handle.create_dataset("x", data=images, chunks=(1024, *images.shape[1:]))
@@ -186,27 +281,78 @@ def write_hdf5(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 
 def write_ground_truth(
-    path: Path, original: np.ndarray, new: np.ndarray, mask: np.ndarray, attack: str
+    path: Path,
+    original: np.ndarray,
+    new: np.ndarray,
+    mask: np.ndarray,
+    attack: str | np.ndarray,
+    *,
+    cover: np.ndarray | None = None,
 ) -> None:
+    """``index,id,poisoned,original_label,new_label,attack,role``.
+
+    ``mask`` marks the payload samples (role ``payload``), ``cover`` the cover samples (role
+    ``cover``, trigger with the true label); ``attack`` is one name or one per sample
+    (``Poisoning.sample_attacks``), written on payload and cover rows.
+    """
+    n = len(new)
+    mask = np.asarray(mask, dtype=bool)
+    cover = np.zeros(n, dtype=bool) if cover is None else np.asarray(cover, dtype=bool)
+    attacks = np.broadcast_to(np.asarray(attack), (n,))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["index", "id", "poisoned", "original_label", "new_label", "attack"])
-        for i in range(len(new)):
-            writer.writerow([i, i, int(mask[i]), original[i], new[i], attack if mask[i] else ""])
+        writer.writerow(
+            ["index", "id", "poisoned", "original_label", "new_label", "attack", "role"]
+        )
+        for i in range(n):
+            role = "payload" if mask[i] else "cover" if cover[i] else "clean"
+            name = attacks[i] if role != "clean" else ""
+            writer.writerow([i, i, int(mask[i]), original[i], new[i], name, role])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--attack", choices=["patch", "checker", "blend", "flip", "none"], default="patch"
+        "--attack",
+        choices=["patch", "checker", "blend", "flip", "none", *EVASIVE_ATTACKS],
+        default="patch",
     )
     parser.add_argument("--rate", type=float, default=0.05)
     parser.add_argument("--target", type=int, default=0)
     parser.add_argument("--size", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--source-class", type=int, default=None, help="tact, pair-flip")
+    parser.add_argument("--cover-rate", type=float, default=None, help="tact, adaptive-blend")
+    parser.add_argument("--second-target", type=int, default=None, help="two-backdoors")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     images, labels = load_fashion_mnist("train")
+    if args.attack in EVASIVE_ATTACKS:
+        result = make_evasive_attack(
+            args.attack,
+            images,
+            labels,
+            rate=args.rate,
+            target=args.target,
+            seed=args.seed,
+            source_class=args.source_class,
+            cover_rate=args.cover_rate,
+            second_target=args.second_target,
+        )
+        write_hdf5(args.out, result.x, result.labels)
+        write_ground_truth(
+            args.out.with_suffix(".ground_truth.csv"),
+            labels,
+            result.labels,
+            result.poisoned,
+            result.sample_attacks,
+            cover=result.cover,
+        )
+        print(
+            f"wrote {args.out}: {len(labels)} images, {result.n_poisoned} poisoned, "
+            f"{result.n_cover} cover ({args.attack})"
+        )
+        return
     if args.attack == "patch" and args.size != 3:
         poisoned, new_labels, mask = plant_patch(
             images, labels, rate=args.rate, target=args.target, size=args.size, seed=args.seed

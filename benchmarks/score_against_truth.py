@@ -3,6 +3,10 @@
     python benchmarks/score_against_truth.py REPORT_DIR/scores.csv GROUND_TRUTH.csv
 
 Rows are joined by sample ``id``; AUROC uses the ``score`` column and each detector's column.
+When the ground truth has a ``role`` column (``payload``, ``cover``, ``clean``), the cover samples
+(a trigger with their true label: TaCT's cover, adaptive-blend's conservatism samples) are left
+out of every measure: they are neither poison to find nor clean samples to spare. Files without
+the column score every row, as before.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from poisonguard.report.scores_csv import SCORES_HEADER, TRAILING_COLUMNS
 
 def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
     with open(truth_csv, newline="") as handle:
-        truth = {row["id"]: row["poisoned"] == "1" for row in csv.DictReader(handle)}
+        truth_rows = list(csv.DictReader(handle))
+    truth = {row["id"]: row["poisoned"] == "1" for row in truth_rows}
+    cover = {row["id"] for row in truth_rows if row.get("role") == "cover"}
     with open(scores_csv, newline="") as handle:
         reader = csv.DictReader(handle)
         detector_columns = [
@@ -30,10 +36,13 @@ def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
         rows = list(reader)
     if {r["id"] for r in rows} != set(truth):
         raise SystemExit("scores.csv and the ground truth do not hold the same ids")
+    rows = [r for r in rows if r["id"] not in cover]
     poisoned = np.array([truth[r["id"]] for r in rows])
     flagged = np.array([r["flagged"] == "1" for r in rows])
     result = metrics.detection_metrics(poisoned, flagged)
     result.pop("auroc")
+    if cover:
+        result["cover_excluded"] = len(cover)
     if 0 < poisoned.sum() < len(rows):
         for column in ["score", *detector_columns]:
             values = np.array([float(r[column]) for r in rows])

@@ -80,7 +80,7 @@ def attack_options(command: Callable) -> Callable:
             "--target",
             default=None,
             help="Target class name of a backdoor, destination of flip-pair "
-            "(default: drawn with the seed).",
+            "(default: drawn with the seed; none with --all-to-all).",
         ),
         click.option(
             "--seed", type=int, default=0, show_default=True, help="Seed of every choice."
@@ -104,7 +104,7 @@ def attack_options(command: Callable) -> Callable:
             type=float,
             default=0.15,
             show_default=True,
-            help="Blend weight of the noise pattern (blend).",
+            help="Blend weight of the noise pattern (blend; adaptive-blend's training samples).",
         ),
         click.option(
             "--sig-delta",
@@ -130,7 +130,46 @@ def attack_options(command: Callable) -> Callable:
         click.option(
             "--source-class",
             default=None,
-            help="flip-pair: the class whose samples are relabelled.",
+            help="flip-pair (targeted flip): the class whose samples are relabelled. With a "
+            "backdoor that relabels (patch, blend, sig, wanet, adaptive-blend, table-trigger): "
+            "the only class that gets the trigger and the target label (source-specific, TaCT).",
+        ),
+        click.option(
+            "--cover-rate",
+            type=float,
+            default=0.0,
+            show_default=True,
+            help="Share of all samples, from classes other than the target and the source, "
+            "that get the trigger but keep their label (cover samples: TaCT with "
+            "--source-class, conservatism samples of adaptive-blend).",
+        ),
+        click.option(
+            "--all-to-all",
+            is_flag=True,
+            help="A backdoor that relabels: poisoned samples are drawn from every class and a "
+            "sample of class c gets the label (c + 1) mod K (no --target).",
+        ),
+        click.option(
+            "--adaptive-grid",
+            type=int,
+            default=4,
+            show_default=True,
+            help="adaptive-blend: the pattern is cut into G x G pieces.",
+        ),
+        click.option(
+            "--adaptive-pieces",
+            type=int,
+            default=None,
+            help="adaptive-blend: pieces each training sample carries, chosen per sample "
+            "(default: half of them).",
+        ),
+        click.option(
+            "--test-alpha",
+            type=float,
+            default=0.2,
+            show_default=True,
+            help="adaptive-blend: blend weight of the whole pattern in the test copy "
+            "(--apply-trigger, evaluate).",
         ),
         click.option(
             "--clean-label-trigger",
@@ -180,6 +219,11 @@ def build_attack_options(dataset, **values: Any):
             source_class=class_code(dataset, values["source_class"]),
             clean_label_trigger=values["clean_label_trigger"],
             clean_label_epsilon=values["clean_label_epsilon"],
+            all_to_all=values["all_to_all"],
+            cover_rate=values["cover_rate"],
+            adaptive_grid=values["adaptive_grid"],
+            adaptive_pieces=values["adaptive_pieces"],
+            test_alpha=values["test_alpha"],
         )
     except (ValueError, PoisonGuardError) as exc:
         raise click.UsageError(str(exc)) from exc

@@ -6,9 +6,13 @@ For one attack it builds three training sets from the same clean data — **clea
 recipe and seed; the poisoned one is the model the scan itself trained), and reports for each:
 
 * clean test accuracy;
-* attack success rate (backdoors): the share of the test samples *not* of the target class that
-  the model assigns to the target once the trigger is stamped on them;
-* detection precision, recall, F1 and AUROC of the scan against the ground truth.
+* attack success rate (backdoors): the share of the triggered test samples the model assigns to
+  the class the attack wants (:func:`attack_success`): for an all-to-one backdoor the test samples
+  *not* of the target class, predicted as the target; all-to-all, every test sample of class
+  ``c``, predicted as ``(c + 1) mod K``; source-specific, the source class's samples, predicted
+  as the target;
+* detection precision, recall, F1 and AUROC of the scan against the ground truth (cover samples,
+  which carry a trigger with their true label, count neither as poison nor as clean).
 
 The test set is ``test`` when given (same classes), else a stratified hold-out of the source
 drawn with the seed. Nothing is written here; :mod:`poisonguard.report` writes the scan's report
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +36,13 @@ from poisonguard.dataset import Dataset, align_classes
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
 from poisonguard.errors import DatasetError
 from poisonguard.metrics import detection_metrics
-from poisonguard.poison import ATTACKS, AttackOptions
+from poisonguard.poison import ATTACKS, NO_TARGET, AttackOptions, trigger_targets
 from poisonguard.poisoned_copy import poison_dataset, trigger_dataset
 from poisonguard.results import Embedding, ScanResult
 from poisonguard.sanitize import ScanDecisions, plan_sanitize
 from poisonguard.scan import ScanSettings, scan_dataset
 
-__all__ = ["ModelOutcome", "Evaluation", "evaluate", "holdout_split", "subset"]
+__all__ = ["ModelOutcome", "Evaluation", "attack_success", "evaluate", "holdout_split", "subset"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +177,10 @@ def evaluate(
         progress=progress,
     )
     timings.update({f"scan:{k}": v for k, v in scan.timings.items()})
-    detection = detection_metrics(poisoning.poisoned, scan.flagged, scan.score)
+    scored = ~poisoning.cover  # cover samples are neither to be found nor false flags
+    detection = detection_metrics(
+        poisoning.poisoned[scored], scan.flagged[scored], scan.score[scored]
+    )
 
     plan = plan_sanitize(
         poisoned,
@@ -189,12 +198,21 @@ def evaluate(
     kept_poison = poisoning.poisoned[plan.rows]
     restored = kept_poison & (plan.labels == poisoning.original_labels[plan.rows])
 
-    triggered = None
+    triggered = success = None
     if ATTACKS[attack].kind == "backdoor":
         stamped = trigger_dataset(
             test, attack=attack, target=poisoning.target, seed=seed, options=poisoning.options
         )
-        triggered = stamped.x[test.labels != poisoning.target]
+        # only the test samples that count for attack success go through the models
+        goals = _test_targets(test.labels, train.n_classes, poisoning.target, poisoning.options)
+        counted = goals != NO_TARGET
+        triggered = (stamped.x[counted], test.labels[counted])
+        success = partial(
+            attack_success,
+            n_classes=train.n_classes,
+            target=poisoning.target,
+            options=poisoning.options,
+        )
 
     settings = EmbedSettings(seed=seed, epochs=epochs)
     outcomes = []
@@ -209,9 +227,7 @@ def evaluate(
             )
         # 0 when the model came from the embedding cache
         seconds = embedding.stage_seconds.get("train", 0.0)
-        outcomes.append(
-            _measure(name, training_set, embedding, test, triggered, poisoning.target, seconds)
-        )
+        outcomes.append(_measure(name, training_set, embedding, test, triggered, success, seconds))
         logger.info("%s model: %s", name, outcomes[-1])
     timings["train"] = sum(o.train_seconds for o in outcomes)
 
@@ -240,19 +256,57 @@ def evaluate(
     )
 
 
+def attack_success(
+    predicted: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    target: int | None,
+    options: AttackOptions,
+) -> float | None:
+    """The share of triggered test samples predicted as the class the backdoor wants.
+
+    ``predicted`` are the model's classes for the triggered test samples, ``labels`` their true
+    classes. Only the samples the attack makes a claim about count
+    (:func:`poisonguard.poison.trigger_targets`): all-to-one, the samples not of ``target``
+    (success: predicted ``target``); all-to-all (``options.all_to_all``), every sample of class
+    ``c`` (success: predicted ``(c + 1) mod n_classes``); source-specific
+    (``options.source_class``), the source class's samples (success: predicted ``target``).
+    ``None`` when no test sample counts.
+    """
+    goals = _test_targets(np.asarray(labels), n_classes, target, options)
+    counted = goals != NO_TARGET
+    if not counted.any():
+        return None
+    return float(np.mean(np.asarray(predicted)[counted] == goals[counted]))
+
+
+def _test_targets(
+    labels: np.ndarray, n_classes: int, target: int | None, options: AttackOptions
+) -> np.ndarray:
+    return trigger_targets(
+        labels,
+        n_classes,
+        target=target,
+        all_to_all=options.all_to_all,
+        source_class=options.source_class,
+    )
+
+
 def _measure(
     name: str,
     training_set: Dataset,
     embedding: Embedding,
     test: Dataset,
-    triggered: np.ndarray | None,
-    target: int | None,
+    triggered: tuple[np.ndarray, np.ndarray] | None,
+    success_of: Callable[[np.ndarray, np.ndarray], float | None] | None,
     seconds: float,
 ) -> ModelOutcome:
+    """Clean accuracy, and attack success on ``triggered`` (samples and their true labels)."""
     _, probabilities = embed_with(embedding, test.x)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == test.labels))
     success = None
-    if triggered is not None and target is not None and len(triggered):
-        _, stamped = embed_with(embedding, triggered)
-        success = float(np.mean(stamped.argmax(axis=1) == target))
+    if triggered is not None and success_of is not None and len(triggered[0]):
+        _, stamped = embed_with(embedding, triggered[0])
+        success = success_of(stamped.argmax(axis=1), triggered[1])
     return ModelOutcome(name, training_set.n_samples, accuracy, success, seconds)

@@ -3,13 +3,19 @@
 ``poisonguard poison SRC --attack KIND --rate R [--target T] [--seed S] --out DST`` writes
 
 * ``DST/<SRC name>``: SRC with ``round(R * N)`` samples poisoned, in SRC's own format;
-* ``DST/ground_truth.csv``: ``index,id,poisoned,original_label,new_label,attack``, one row per
-  sample of the copy (``index`` and ``id`` as PoisonGuard loads the copy);
+* ``DST/ground_truth.csv``: ``index,id,poisoned,original_label,new_label,attack,role``, one row
+  per sample of the copy (``index`` and ``id`` as PoisonGuard loads the copy). ``role`` is
+  ``payload`` (``poisoned`` 1: the samples a detector should find), ``cover`` (trigger stamped,
+  true label kept: TaCT's cover and adaptive-blend's conservatism samples, neither found nor
+  false flags in a benchmark) or ``clean``; ``attack`` names the backdoor of a payload or cover
+  sample (several backdoors: each its own);
 * ``DST/poison.json``: the attack, its parameters and the trigger options, so that the same
-  trigger can be stamped on a test set (``--apply-trigger`` with the same seed and options).
+  trigger can be stamped on a test set (``--apply-trigger`` with the same seed and options);
+  with several backdoors, each one's own record under ``backdoors``.
 
-With ``apply_trigger=True`` every sample of a backdoor's non-target classes gets the trigger and
-keeps its label: the triggered test copy on which attack success is measured.
+With ``apply_trigger=True`` every sample of a backdoor's non-target classes (all-to-all: every
+sample) gets the trigger and keeps its label: the triggered test copy on which attack success is
+measured.
 
 The attacks themselves are array functions in :mod:`poisonguard.poison`; this module loads,
 embeds where an attack needs a model, and writes. SRC is only read. Two attacks need a model,
@@ -28,6 +34,7 @@ import csv
 import io
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +43,14 @@ import numpy as np
 from poisonguard.atomic import atomic_directory, atomic_path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
-from poisonguard.poison import ATTACKS, AttackOptions, Poisoning, apply_trigger, poison_arrays
+from poisonguard.poison import (
+    ATTACKS,
+    AttackOptions,
+    Poisoning,
+    add_backdoor,
+    apply_trigger,
+    poison_arrays,
+)
 
 __all__ = [
     "GROUND_TRUTH_COLUMNS",
@@ -50,7 +64,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GROUND_TRUTH_COLUMNS = ("index", "id", "poisoned", "original_label", "new_label", "attack")
+GROUND_TRUTH_COLUMNS = (
+    "index",
+    "id",
+    "poisoned",
+    "original_label",
+    "new_label",
+    "attack",
+    "role",
+)
 
 
 @dataclass
@@ -82,17 +104,28 @@ def poison_dataset(
     seed: int = 0,
     options: AttackOptions | None = None,
     progress: bool = False,
+    also: Sequence[tuple[str, int | None, float]] = (),
 ) -> Poisoning:
-    """Poison the arrays of ``dataset`` (see :func:`poisonguard.poison.poison_arrays`)."""
-    if attack not in ATTACKS:
-        raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
+    """Poison the arrays of ``dataset`` (see :func:`poisonguard.poison.poison_arrays`).
+
+    ``also`` plants more backdoors, ``(attack, target, rate)`` each, with the same ``options``,
+    on samples the earlier ones left untouched (:func:`poisonguard.poison.add_backdoor`; the
+    k-th uses the seed ``seed + k``).
+    """
+    for name in (attack, *(extra[0] for extra in also)):
+        if name not in ATTACKS:
+            raise ValueError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
     options = options or AttackOptions()
-    probabilities = perturb = None
+    probabilities = None
     if ATTACKS[attack].needs == "probabilities":
         probabilities = _out_of_sample_probabilities(dataset, seed=seed, progress=progress)
-    if ATTACKS[attack].needs == "perturbation" and options.clean_label_epsilon > 0:
-        perturb = _adversarial(dataset, options, seed=seed, progress=progress)
-    return poison_arrays(
+
+    def perturbation(name: str):
+        if ATTACKS[name].needs == "perturbation" and options.clean_label_epsilon > 0:
+            return _adversarial(dataset, options, seed=seed, progress=progress)
+        return None
+
+    poisoning = poison_arrays(
         dataset.x,
         dataset.labels,
         dataset.n_classes,
@@ -102,8 +135,19 @@ def poison_dataset(
         seed=seed,
         options=options,
         probabilities=probabilities,
-        perturb=perturb,
+        perturb=perturbation(attack),
     )
+    for extra_attack, extra_target, extra_rate in also:
+        poisoning = add_backdoor(
+            poisoning,
+            dataset.n_classes,
+            attack=extra_attack,
+            rate=extra_rate,
+            target=extra_target,
+            options=options,
+            perturb=perturbation(extra_attack),
+        )
+    return poisoning
 
 
 def trigger_dataset(
@@ -116,11 +160,21 @@ def trigger_dataset(
 ) -> Poisoning:
     """Stamp the trigger on every sample not of class ``target``; labels are kept.
 
-    The result is a :class:`Poisoning` whose ``poisoned`` marks the triggered samples.
+    ``target`` ``None`` stamps every sample (an all-to-all backdoor's test copy, which must have
+    no target). The result is a :class:`Poisoning` whose ``poisoned`` marks the triggered
+    samples; which of them count towards attack success, and for which class, is
+    :func:`poisonguard.poison.trigger_targets`.
     """
     if attack not in ATTACKS or ATTACKS[attack].kind != "backdoor":
         backdoors = [name for name, spec in ATTACKS.items() if spec.kind == "backdoor"]
         raise ValueError(f"--apply-trigger needs a backdoor attack: {', '.join(backdoors)}")
+    if options is not None and options.all_to_all and target is not None:
+        raise ValueError(
+            "an all-to-all backdoor has no target: its test copy stamps every sample, class c "
+            "being meant to be read as (c + 1) mod K; leave the target out"
+        )
+    if options is not None and target is not None and options.source_class == target:
+        raise ValueError(f"source_class {target} is the target class")
     chosen = np.ones(dataset.n_samples, dtype=bool) if target is None else dataset.labels != target
     x = dataset.x.copy()
     x[chosen] = apply_trigger(dataset.x[chosen], attack=attack, seed=seed, options=options)
@@ -179,16 +233,17 @@ def ground_truth_csv_text(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(GROUND_TRUTH_COLUMNS)
+    roles = poisoning.roles
     for i in np.argsort(order, kind="stable"):
-        poisoned = bool(poisoning.poisoned[i])
         writer.writerow(
             [
                 int(order[i]),
                 ids[i],
-                int(poisoned),
+                int(poisoning.poisoned[i]),
                 names[int(poisoning.original_labels[i])],
                 names[int(poisoning.labels[i])],
-                poisoning.attack if poisoned else "",
+                str(poisoning.sample_attacks[i]),
+                str(roles[i]),
             ]
         )
     return buffer.getvalue()
@@ -221,17 +276,32 @@ def _rows_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _record(dataset: Dataset, poisoning: Poisoning) -> dict:
+    """poison.json: the source, and the attack; several backdoors each under ``backdoors``."""
+    record = {"source": str(dataset.path), "format": dataset.format}
+    if not poisoning.parts:
+        return {**record, **_attack_record(dataset, poisoning)}
+    return {
+        **record,
+        "attack": poisoning.attack,
+        "paper": "; ".join(ATTACKS[part.attack].paper for part in poisoning.parts),
+        "n_samples": dataset.n_samples,
+        "n_poisoned": poisoning.n_poisoned,
+        "n_cover": poisoning.n_cover,
+        "backdoors": [_attack_record(dataset, part) for part in poisoning.parts],
+    }
+
+
+def _attack_record(dataset: Dataset, poisoning: Poisoning) -> dict:
     names = dataset.class_names
     options = {k: v for k, v in asdict(poisoning.options).items() if v is not None}
     return {
-        "source": str(dataset.path),
-        "format": dataset.format,
         "attack": poisoning.attack,
         "paper": ATTACKS[poisoning.attack].paper,
         "seed": poisoning.seed,
         "target": None if poisoning.target is None else names[poisoning.target],
         "n_samples": dataset.n_samples,
         "n_poisoned": poisoning.n_poisoned,
+        "n_cover": poisoning.n_cover,
         "description": poisoning.description,
         "options": options,
     }

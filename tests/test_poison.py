@@ -25,8 +25,8 @@ from poisonguard.poison import (
 )
 
 N, K = 200, 4
-IMAGE_ATTACKS = ["patch", "blend", "sig", "wanet", "clean-label"]
-BACKDOORS = ["patch", "blend", "sig", "wanet", "table-trigger"]
+IMAGE_ATTACKS = ["patch", "blend", "sig", "wanet", "adaptive-blend", "clean-label"]
+BACKDOORS = ["patch", "blend", "sig", "wanet", "adaptive-blend", "table-trigger"]
 ALL_ATTACKS = [*IMAGE_ATTACKS, "table-trigger", "flip-random", "flip-pair", "flip-near-boundary"]
 
 

@@ -90,6 +90,8 @@ def test_poison_hdf5_exact_count_and_truth_matches_changes(hdf5_source, tmp_path
     assert all(row["new_label"] == "0" for row in truth if row["poisoned"] == "1")
     assert all(row["original_label"] != "0" for row in truth if row["poisoned"] == "1")
     assert {row["attack"] for row in truth} == {"patch", ""}
+    assert [row["role"] == "payload" for row in truth] == list(poisoned)
+    assert {row["role"] for row in truth} == {"payload", "clean"}
     assert sorted(p.name for p in out.iterdir()) == ["data.h5", "ground_truth.csv", "poison.json"]
 
 
@@ -215,6 +217,50 @@ def test_triggered_test_copy_keeps_labels_and_spares_the_target(hdf5_source, tmp
         (["--attack", "patch", "--rate", "0.1", "--target", "99"], 2, "no class '99'"),
         (["--attack", "table-trigger", "--rate", "0.1"], 2, "table"),
         (["--attack", "flip-random", "--apply-trigger"], 2, "backdoor"),
+        (
+            ["--attack", "flip-random", "--rate", "0.1", "--cover-rate", "0.05"],
+            2,
+            "flip-random changes labels only",
+        ),
+        (
+            ["--attack", "patch", "--rate", "0.1", "--cover-rate", "0.05"],
+            2,
+            "go with a source-specific backdoor",
+        ),
+        (["--attack", "patch", "--rate", "0.1", "--cover-rate", "1.5"], 2, "cover_rate"),
+        (
+            ["--attack", "patch", "--rate", "0.1", "--all-to-all", "--target", "1"],
+            2,
+            "it takes no target (got 1)",
+        ),
+        (
+            ["--attack", "patch", "--apply-trigger", "--all-to-all", "--target", "1"],
+            2,
+            "leave the target out",
+        ),
+        (["--attack", "clean-label", "--rate", "0.1", "--all-to-all"], 2, "that relabel"),
+        (
+            ["--attack", "patch", "--rate", "0.1", "--source-class", "1", "--target", "1"],
+            2,
+            "source_class 1 is the target class",
+        ),
+        (["--attack", "patch", "--rate", "0.1", "--source-class", "9"], 2, "no class '9'"),
+        (
+            ["--attack", "patch", "--rate", "0.3", "--source-class", "1", "--target", "0"],
+            2,
+            "source class 1 has only 40",
+        ),
+        (["--attack", "patch", "--rate", "0.1", "--also", "blend:9:0.1"], 2, "no class '9'"),
+        (["--attack", "patch", "--rate", "0.1", "--also", "blend"], 2, "ATTACK:TARGET:RATE"),
+        (["--attack", "patch", "--rate", "0.1", "--also", "blend:1:x"], 2, "rate 'x'"),
+        (["--attack", "patch", "--rate", "0.1", "--also", "patch:1:0.1"], 2, "already planted"),
+        (
+            ["--attack", "patch", "--rate", "0.1", "--also", "flip-random:1:0.1"],
+            2,
+            "changes labels only",
+        ),
+        (["--attack", "patch", "--rate", "0.1", "--also", "trojan:1:0.1"], 2, "unknown attack"),
+        (["--attack", "patch", "--apply-trigger", "--also", "blend:1:0.1"], 2, "--also"),
     ],
 )
 def test_poison_usage_errors(hdf5_source, tmp_path, args, code, message):
@@ -222,6 +268,177 @@ def test_poison_usage_errors(hdf5_source, tmp_path, args, code, message):
     assert result.exit_code == code
     assert message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def changed_rows(copy, source) -> np.ndarray:
+    return np.any((copy.x != source.x).reshape(source.n_samples, -1), axis=1)
+
+
+def test_poison_source_specific_with_cover_samples(hdf5_source, tmp_path):
+    out = tmp_path / "out"
+    result = run(
+        "poison",
+        hdf5_source,
+        "--attack",
+        "patch",
+        "--rate",
+        "0.1",
+        "--source-class",
+        "1",
+        "--target",
+        "0",
+        "--cover-rate",
+        "0.05",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert "20 with patch, target '0' from source '1' only (and 10 cover samples)" in result.output
+    source, copy = load_dataset(hdf5_source), load_dataset(out / "data.h5")
+    truth = read_truth(out / "ground_truth.csv")
+    roles = np.array([row["role"] for row in truth])
+    changed = changed_rows(copy, source)
+    payload = [row for row in truth if row["role"] == "payload"]
+    cover = [row for row in truth if row["role"] == "cover"]
+    assert len(payload) == 20 and len(cover) == 10
+    # exactly the chosen source-class samples got the target label
+    assert all(
+        (r["original_label"], r["new_label"], r["poisoned"]) == ("1", "0", "1") for r in payload
+    )
+    relabelled = [r["original_label"] != r["new_label"] for r in truth]
+    assert relabelled == list(roles == "payload")
+    # cover samples keep their labels, come from neither class 0 nor 1, and carry the patch
+    for row in cover:
+        assert row["original_label"] == row["new_label"] not in ("0", "1")
+        assert row["poisoned"] == "0" and row["attack"] == "patch"
+        assert (copy.x[int(row["index"])][..., 12:15, 12:15] == 255).all()
+    np.testing.assert_array_equal(changed, roles != "clean")
+    record = json.loads((out / "poison.json").read_text())
+    assert record["n_poisoned"] == 20 and record["n_cover"] == 10
+    assert record["options"]["source_class"] == 1 and record["options"]["cover_rate"] == 0.05
+
+
+def test_poison_all_to_all_and_its_test_copy(hdf5_source, tmp_path):
+    out = tmp_path / "out"
+    args = ["poison", hdf5_source, "--attack", "blend", "--all-to-all"]
+    result = run(*args, "--rate", "0.25", "--out", out)
+    assert result.exit_code == 0, result.output
+    payload = [row for row in read_truth(out / "ground_truth.csv") if row["role"] == "payload"]
+    assert len(payload) == 50
+    assert {row["original_label"] for row in payload} == {"0", "1", "2", "3", "4"}
+    assert all(int(r["new_label"]) == (int(r["original_label"]) + 1) % 5 for r in payload)
+    assert json.loads((out / "poison.json").read_text())["target"] is None
+
+    test_out = tmp_path / "test"
+    assert run(*args, "--apply-trigger", "--out", test_out).exit_code == 0
+    source, copy = load_dataset(hdf5_source), load_dataset(test_out / "data.h5")
+    np.testing.assert_array_equal(copy.labels, source.labels)
+    assert changed_rows(copy, source).all()  # every class is a source of an all-to-all backdoor
+
+
+def test_poison_adaptive_blend_with_conservatism_and_test_alpha(hdf5_source, tmp_path):
+    from poisonguard.poison import AttackOptions, apply_trigger, blend_trigger
+
+    out = tmp_path / "out"
+    args = ["poison", hdf5_source, "--attack", "adaptive-blend", "--target", "3", "--seed", "2"]
+    result = run(*args, "--rate", "0.05", "--cover-rate", "0.05", "--out", out)
+    assert result.exit_code == 0, result.output
+    source, copy = load_dataset(hdf5_source), load_dataset(out / "data.h5")
+    truth = read_truth(out / "ground_truth.csv")
+    cover = [row for row in truth if row["role"] == "cover"]
+    payload = [row for row in truth if row["role"] == "payload"]
+    assert len(cover) == len(payload) == 10
+    assert all(r["original_label"] == r["new_label"] != "3" for r in cover)
+    assert all(r["new_label"] == "3" != r["original_label"] for r in payload)
+    full = blend_trigger(source.x, alpha=0.15, rng=np.random.default_rng([2, 1]))
+    for row in cover + payload:
+        i = int(row["index"])
+        differs = copy.x[i] != source.x[i]
+        assert 0.25 < differs.mean() <= 0.5  # half the pieces at most (a pixel may not move)
+        np.testing.assert_array_equal(copy.x[i][differs], full[i][differs])
+
+    test_out = tmp_path / "test"
+    result = run(*args, "--apply-trigger", "--test-alpha", "0.3", "--out", test_out)
+    assert result.exit_code == 0, result.output
+    triggered = load_dataset(test_out / "data.h5").x
+    expected = apply_trigger(
+        source.x, attack="adaptive-blend", seed=2, options=AttackOptions(test_alpha=0.3)
+    )
+    others = source.labels != source.class_names.index("3")
+    np.testing.assert_array_equal(triggered[others], expected[others])
+    assert (triggered[others] != source.x[others]).mean() > 0.9  # the whole pattern
+
+
+def test_clean_label_sig_without_perturbation_keeps_labels(hdf5_source, tmp_path):
+    """The documented clean-label SIG: --clean-label-trigger sig --clean-label-epsilon 0."""
+    from poisonguard.poison import sig_trigger
+
+    out = tmp_path / "out"
+    result = run(
+        "poison",
+        hdf5_source,
+        "--attack",
+        "clean-label",
+        "--clean-label-trigger",
+        "sig",
+        "--clean-label-epsilon",
+        "0",
+        "--target",
+        "2",
+        "--rate",
+        "0.1",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    source, copy = load_dataset(hdf5_source), load_dataset(out / "data.h5")
+    np.testing.assert_array_equal(copy.labels, source.labels)
+    changed = changed_rows(copy, source)
+    assert changed.sum() == 20 == (source.labels == 2).sum() // 2
+    assert (source.labels[changed] == source.class_names.index("2")).all()
+    np.testing.assert_array_equal(copy.x[changed], sig_trigger(source.x[changed]))
+    truth = read_truth(out / "ground_truth.csv")
+    assert [row["role"] == "payload" for row in truth] == list(changed)
+
+
+def test_poison_two_backdoors_with_different_targets(hdf5_source, tmp_path):
+    out = tmp_path / "out"
+    result = run(
+        "poison",
+        hdf5_source,
+        "--attack",
+        "patch",
+        "--target",
+        "1",
+        "--rate",
+        "0.05",
+        "--also",
+        "blend:3:0.1",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Poisoned 30 of 200 samples: 10 with patch, target '1'; 20 with blend" in result.output
+    source, copy = load_dataset(hdf5_source), load_dataset(out / "data.h5")
+    truth = read_truth(out / "ground_truth.csv")
+    patch = [row for row in truth if row["attack"] == "patch"]
+    blend = [row for row in truth if row["attack"] == "blend"]
+    assert len(patch) == 10 and len(blend) == 20
+    assert all(
+        r["new_label"] == "1" != r["original_label"] and r["role"] == "payload" for r in patch
+    )
+    assert all(
+        r["new_label"] == "3" != r["original_label"] and r["role"] == "payload" for r in blend
+    )
+    assert not {r["index"] for r in patch} & {r["index"] for r in blend}
+    for row in patch:  # the blend never touched a patched sample
+        i = int(row["index"])
+        away = copy.x[i] != source.x[i]
+        assert away.any() and not away[..., :12, :].any() and not away[..., :, :12].any()
+    record = json.loads((out / "poison.json").read_text())
+    assert record["attack"] == "patch+blend" and record["n_poisoned"] == 30
+    parts = [(b["attack"], b["target"], b["seed"], b["n_poisoned"]) for b in record["backdoors"]]
+    assert parts == [("patch", "1", 0, 10), ("blend", "3", 1, 20)]
 
 
 def test_poison_refuses_to_write_into_the_source(folder_source):
@@ -492,6 +709,40 @@ def test_evaluate_reports_three_models(hdf5_source, tmp_path):
     assert 'id="evaluation"' in html and "patch" in html
     # the scan report is of the poisoned training set
     assert report["dataset"]["n_samples"] == 150
+
+
+@pytest.mark.parametrize(
+    ("args", "n_cover"),
+    [(["--all-to-all"], 0), (["--target", "0", "--source-class", "1", "--cover-rate", "0.1"], 15)],
+    ids=["all-to-all", "tact"],
+)
+def test_evaluate_source_specific_and_all_to_all(hdf5_source, tmp_path, args, n_cover):
+    out = tmp_path / "report"
+    result = run(
+        "evaluate",
+        hdf5_source,
+        "--attack",
+        "patch",
+        "--rate",
+        "0.1",
+        *args,
+        "--epochs",
+        "2",
+        "--holdout",
+        "0.25",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((out / "report.json").read_text())["evaluation"]
+    assert evaluation["n_poisoned"] == 15
+    # cover samples are neither poison to find nor clean samples to spare
+    assert evaluation["detection"]["n"] == 150 - n_cover
+    assert evaluation["detection"]["poisoned"] == 15
+    for model in evaluation["models"]:
+        assert 0 <= model["attack_success"] <= 1
 
 
 def test_evaluate_label_flips_have_no_attack_success(hdf5_source, tmp_path):

@@ -2,10 +2,15 @@
 
 PoisonGuard audits data for poisoning; this package makes the poison it is measured against.
 The attacks are plain functions over arrays (:mod:`.triggers`, :mod:`.table_trigger`,
-:mod:`.label_flips`), registered by name in :data:`ATTACKS`, and two entry points:
+:mod:`.adaptive`, :mod:`.label_flips`), registered by name in :data:`ATTACKS`, with the
+variants that make a backdoor harder to separate in a model's latent space in modules of their
+own (:mod:`.targets`: all-to-all and source-specific; :mod:`.cover`: cover samples;
+:mod:`.combined`: several backdoors). The entry points:
 
 * :func:`poison_arrays` poisons ``round(rate * N)`` samples of a training set and returns a
-  :class:`Poisoning`: the new arrays, the mask of poisoned samples and the parameters used;
+  :class:`Poisoning`: the new arrays, the masks of poisoned (payload) and cover samples and the
+  parameters used;
+* :func:`add_backdoor` plants another backdoor on samples an earlier poisoning left untouched;
 * :func:`apply_trigger` stamps the same trigger on every sample of another array (the triggered
   test copy on which an attack's success rate is measured).
 
@@ -13,11 +18,15 @@ Randomness comes only from ``seed``, through separate streams, so that changing 
 are poisoned never changes the trigger:
 
 * ``np.random.default_rng([seed, 0])`` chooses the poisoned samples (and draws flipped labels);
-* ``np.random.default_rng([seed, 1])`` draws the trigger pattern (blend noise, WaNet field,
-  default table columns): the same seed gives the same pattern in :func:`poison_arrays` and in
-  :func:`apply_trigger`;
+* ``np.random.default_rng([seed, 1])`` draws the trigger pattern (blend and adaptive-blend noise,
+  WaNet field, default table columns): the same seed gives the same pattern in
+  :func:`poison_arrays` and in :func:`apply_trigger`;
 * ``np.random.default_rng([seed, 2])`` draws the per-image corners of a ``"random"`` patch;
-* ``np.random.default_rng([seed, 3])`` draws the target class when none is given.
+* ``np.random.default_rng([seed, 3])`` draws the target class when none is given;
+* ``np.random.default_rng([seed, 4])`` chooses the cover samples (so adding cover samples never
+  changes which payload samples are drawn);
+* ``np.random.default_rng([seed, 5])`` draws each adaptive-blend sample's trigger pieces
+  (payload samples first, then cover samples).
 
 Same inputs and seed give bitwise identical outputs; the inputs are never modified.
 """
@@ -27,10 +36,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from poisonguard.poison.adaptive import adaptive_blend_trigger
+from poisonguard.poison.combined import merge_poisonings
+from poisonguard.poison.cover import choose_cover, cover_count
 from poisonguard.poison.label_flips import (
     check_labels,
     near_boundary_flips,
@@ -38,10 +49,12 @@ from poisonguard.poison.label_flips import (
     poison_count,
     random_flips,
 )
+from poisonguard.poison.options import IMAGE_TRIGGERS, AttackOptions
+from poisonguard.poison.registry import ATTACKS, BACKDOOR, LABEL_FLIP, Attack
+from poisonguard.poison.result import ROLES, Poisoning
 from poisonguard.poison.table_trigger import default_table_trigger, table_trigger
+from poisonguard.poison.targets import NO_TARGET, trigger_targets
 from poisonguard.poison.triggers import (
-    PATCH_PATTERNS,
-    PATCH_POSITIONS,
     blend_trigger,
     image_value_max,
     patch_trigger,
@@ -54,7 +67,10 @@ __all__ = [
     "Attack",
     "AttackOptions",
     "IMAGE_TRIGGERS",
+    "NO_TARGET",
     "Poisoning",
+    "ROLES",
+    "add_backdoor",
     "apply_trigger",
     "blend_trigger",
     "default_table_trigger",
@@ -67,271 +83,14 @@ __all__ = [
     "random_flips",
     "sig_trigger",
     "table_trigger",
+    "trigger_targets",
     "wanet_trigger",
 ]
 
 logger = logging.getLogger(__name__)
 
-BACKDOOR = "backdoor"
-LABEL_FLIP = "label-flip"
-
 # Seed streams (see the module docstring).
-_CHOICE, _PATTERN, _POSITION, _TARGET = 0, 1, 2, 3
-
-IMAGE_TRIGGERS = ("patch", "blend", "sig", "wanet")
-"""The image triggers, usable alone (dirty-label) or as ``AttackOptions.clean_label_trigger``."""
-
-
-@dataclass(frozen=True)
-class Attack:
-    """A registered attack.
-
-    ``kind`` is ``"backdoor"`` (a trigger in the input, read by the model as the target class)
-    or ``"label-flip"`` (wrong labels, inputs untouched). ``data`` is the layout it applies to:
-    ``"image"`` (``(N, C, H, W)``), ``"table"`` (``(N, D)``) or ``"any"`` (label flips ignore
-    ``x``). ``needs`` names the extra input :func:`poison_arrays` takes: ``"probabilities"``
-    (required), ``"perturbation"`` (optional but what makes the attack work, see
-    ``clean-label``) or ``""``.
-    """
-
-    name: str
-    kind: str
-    data: str
-    summary: str
-    paper: str
-    needs: str = ""
-
-
-ATTACKS: dict[str, Attack] = {
-    attack.name: attack
-    for attack in [
-        Attack(
-            "patch",
-            BACKDOOR,
-            "image",
-            "square patch in a corner (or at random), label set to the target",
-            'Gu, Dolan-Gavitt & Garg, "BadNets: Identifying Vulnerabilities in the Machine '
-            'Learning Model Supply Chain", 2017 (arXiv:1708.06733)',
-        ),
-        Attack(
-            "blend",
-            BACKDOOR,
-            "image",
-            "blended with one random-noise image, label set to the target",
-            'Chen, Liu, Li, Lu & Song, "Targeted Backdoor Attacks on Deep Learning Systems '
-            'Using Data Poisoning", 2017 (arXiv:1712.05526)',
-        ),
-        Attack(
-            "sig",
-            BACKDOOR,
-            "image",
-            "horizontal sinusoid added, label set to the target (the paper's clean-label "
-            "form is clean-label with the sig trigger)",
-            'Barni, Kallas & Tondi, "A New Backdoor Attack in CNNs by Training Set Corruption '
-            'Without Label Poisoning", ICIP 2019',
-        ),
-        Attack(
-            "wanet",
-            BACKDOOR,
-            "image",
-            "smooth random warp of the image, label set to the target (no noise-mode samples)",
-            'Nguyen & Tran, "WaNet - Imperceptible Warping-based Backdoor Attack", ICLR 2021',
-        ),
-        Attack(
-            "clean-label",
-            BACKDOOR,
-            "image",
-            "target-class images, optionally perturbed, get a trigger; labels kept",
-            'Turner, Tsipras & Madry, "Label-Consistent Backdoor Attacks", 2019 (arXiv:1912.02771)',
-            needs="perturbation",
-        ),
-        Attack(
-            "table-trigger",
-            BACKDOOR,
-            "table",
-            "a few columns set to out-of-range values, label set to the target",
-            "tabular form of BadNets (Gu, Dolan-Gavitt & Garg, 2017), as in Joe, Mehra, Shin "
-            '& Hamm, "Machine Learning with Electronic Health Records is Vulnerable to '
-            'Backdoor Trigger Attacks", 2021',
-        ),
-        Attack(
-            "flip-random",
-            LABEL_FLIP,
-            "any",
-            "random samples relabelled uniformly to another class",
-            'Frénay & Verleysen, "Classification in the Presence of Label Noise: a Survey", '
-            "IEEE TNNLS 2014",
-        ),
-        Attack(
-            "flip-pair",
-            LABEL_FLIP,
-            "any",
-            "samples of the source class relabelled as the target class",
-            'Han et al., "Co-teaching: Robust Training of Deep Neural Networks with Extremely '
-            'Noisy Labels", NeurIPS 2018',
-        ),
-        Attack(
-            "flip-near-boundary",
-            LABEL_FLIP,
-            "any",
-            "smallest-margin samples relabelled to their runner-up class",
-            'margin-based flips after Biggio, Nelson & Laskov, "Support Vector Machines Under '
-            'Adversarial Label Noise", ACML 2011',
-            needs="probabilities",
-        ),
-    ]
-}
-
-
-@dataclass(frozen=True)
-class AttackOptions:
-    """Every tunable of every attack, with the papers' defaults; each attack reads its own.
-
-    Attributes
-    ----------
-    patch_size : int
-        Side of the BadNets square, in pixels.
-    patch_position : {"bottom-right", "bottom-left", "top-right", "top-left", "random"}
-    patch_pattern : {"white", "black", "checkerboard"}
-    blend_alpha : float
-        Blend ratio in ``(0, 1]``.
-    sig_delta : float
-        SIG amplitude in ``0..255`` units (scaled to the image range).
-    sig_frequency : int
-        SIG periods across the image width.
-    wanet_grid : int
-        WaNet control-grid side ``k`` (>= 2).
-    wanet_strength : float
-        WaNet warping strength ``s``.
-    table_columns, table_values : tuple or None
-        The table trigger; both ``None`` (default) picks them from the clean data with
-        :func:`default_table_trigger`.
-    source_class : int or None
-        The class ``flip-pair`` relabels (required by it).
-    clean_label_trigger : {"patch", "blend", "sig", "wanet"}
-        The trigger ``clean-label`` stamps.
-    clean_label_epsilon : float
-        Largest per-pixel change of ``clean-label``'s adversarial perturbation, in ``0..255``
-        units (scaled to the image range); 0 stamps the trigger on unperturbed images. The
-        perturbation itself is made by the caller (``perturb``), see
-        :func:`poisonguard.poisoned_copy.poison_dataset`.
-    value_max : float or None
-        Brightest value of the image range; ``None`` takes :func:`image_value_max` of the images
-        being poisoned. :attr:`Poisoning.options` holds the value used.
-    """
-
-    patch_size: int = 3
-    patch_position: str = "bottom-right"
-    patch_pattern: str = "white"
-    blend_alpha: float = 0.15
-    sig_delta: float = 20.0
-    sig_frequency: int = 6
-    wanet_grid: int = 4
-    wanet_strength: float = 0.5
-    table_columns: tuple[int, ...] | None = None
-    table_values: tuple[float, ...] | None = None
-    source_class: int | None = None
-    clean_label_trigger: str = "patch"
-    clean_label_epsilon: float = 16.0
-    value_max: float | None = None
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.clean_label_epsilon) or not 0 <= self.clean_label_epsilon <= 255:
-            raise ValueError(
-                f"clean_label_epsilon must be in [0, 255]; got {self.clean_label_epsilon!r}"
-            )
-        _require_int("patch_size", self.patch_size, minimum=1)
-        if self.patch_position not in PATCH_POSITIONS:
-            raise ValueError(
-                f"unknown patch_position {self.patch_position!r}; "
-                f"valid: {', '.join(PATCH_POSITIONS)}"
-            )
-        if self.patch_pattern not in PATCH_PATTERNS:
-            raise ValueError(
-                f"unknown patch_pattern {self.patch_pattern!r}; valid: {', '.join(PATCH_PATTERNS)}"
-            )
-        if not _is_number(self.blend_alpha) or not 0.0 < self.blend_alpha <= 1.0:
-            raise ValueError(f"blend_alpha must be in (0, 1]; got {self.blend_alpha!r}")
-        if not _is_number(self.sig_delta) or not 0.0 < self.sig_delta < np.inf:
-            raise ValueError(f"sig_delta must be a positive number; got {self.sig_delta!r}")
-        _require_int("sig_frequency", self.sig_frequency, minimum=1)
-        _require_int("wanet_grid", self.wanet_grid, minimum=2)
-        if not _is_number(self.wanet_strength) or not 0.0 < self.wanet_strength < np.inf:
-            raise ValueError(
-                f"wanet_strength must be a positive number; got {self.wanet_strength!r}"
-            )
-        if (self.table_columns is None) != (self.table_values is None):
-            raise ValueError("give table_columns and table_values together, or neither")
-        if self.table_columns is not None:
-            columns = tuple(self.table_columns)
-            values = tuple(self.table_values)
-            if not columns:
-                raise ValueError("table_columns is empty")
-            for column in columns:
-                _require_int("each of table_columns", column, minimum=0)
-            if len(set(columns)) != len(columns):
-                raise ValueError(f"table_columns {list(columns)} repeat a column")
-            if len(values) != len(columns):
-                raise ValueError(
-                    f"table_columns has {len(columns)} entries but table_values {len(values)}"
-                )
-            if not all(_is_number(v) and np.isfinite(v) for v in values):
-                raise ValueError(f"table_values must be finite numbers; got {list(values)}")
-            # Lists become tuples, so the options stay hashable and compare by value.
-            object.__setattr__(self, "table_columns", tuple(int(c) for c in columns))
-            object.__setattr__(self, "table_values", tuple(float(v) for v in values))
-        if self.source_class is not None:
-            _require_int("source_class", self.source_class, minimum=0)
-        if self.clean_label_trigger not in IMAGE_TRIGGERS:
-            raise ValueError(
-                f"unknown clean_label_trigger {self.clean_label_trigger!r}; "
-                f"valid: {', '.join(IMAGE_TRIGGERS)}"
-            )
-        if self.value_max is not None and (
-            not _is_number(self.value_max) or not 0.0 < self.value_max < np.inf
-        ):
-            raise ValueError(f"value_max must be a positive number; got {self.value_max!r}")
-
-
-@dataclass
-class Poisoning:
-    """A poisoned copy of a dataset's arrays and the ground truth of what changed.
-
-    Attributes
-    ----------
-    x : ndarray
-        Same shape and dtype as the input; a copy even when unchanged (label flips).
-    labels : ndarray of int64, shape (N,)
-    poisoned : ndarray of bool, shape (N,)
-        True exactly where ``x`` or the label differs from the input.
-    original_labels : ndarray of int64, shape (N,)
-    attack : str
-    target : int or None
-        The target class of a backdoor, the destination of ``flip-pair``; ``None`` for the
-        other flips.
-    description : dict
-        JSON-able record of the parameters used (attack, rate, seed, target, count, and the
-        attack's own: position, alpha, columns and values, ...).
-    seed : int
-    options : AttackOptions
-        The options actually used, with ``value_max`` (images) or ``table_columns`` and
-        ``table_values`` (tables) filled in: ``apply_trigger(x_test, attack=p.attack,
-        seed=p.seed, options=p.options)`` stamps exactly the training trigger.
-    """
-
-    x: np.ndarray
-    labels: np.ndarray
-    poisoned: np.ndarray
-    original_labels: np.ndarray
-    attack: str
-    target: int | None
-    description: dict
-    seed: int = 0
-    options: AttackOptions = field(default_factory=AttackOptions)
-
-    @property
-    def n_poisoned(self) -> int:
-        return int(self.poisoned.sum())
+_CHOICE, _PATTERN, _POSITION, _TARGET, _COVER, _PIECES = 0, 1, 2, 3, 4, 5
 
 
 def poison_arrays(
@@ -346,20 +105,32 @@ def poison_arrays(
     options: AttackOptions | None = None,
     probabilities: np.ndarray | None = None,
     perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    exclude: np.ndarray | None = None,
 ) -> Poisoning:
     """Poison ``round(rate * N)`` samples with one attack of :data:`ATTACKS`.
 
-    * Backdoors (``patch``, ``blend``, ``sig``, ``wanet``, ``table-trigger``), all-to-one: the
-      samples are drawn from the classes other than ``target``, get the trigger and the label
-      ``target``.
+    * Backdoors that relabel (``patch``, ``blend``, ``sig``, ``wanet``, ``adaptive-blend``,
+      ``table-trigger``) are all-to-one by default: the samples are drawn from the classes
+      other than ``target``, get the trigger and the label ``target``. With
+      ``options.source_class`` they are drawn from that class only (source-specific, TaCT); with
+      ``options.all_to_all`` from every class, a sample of class ``c`` getting the label
+      ``(c + 1) mod n_classes`` (``target`` must then be ``None``). See :mod:`.targets`.
+    * ``options.cover_rate`` (with ``source_class``, or with ``adaptive-blend``):
+      ``round(cover_rate * N)`` more samples, from classes other than the target and the
+      source, get the trigger (adaptive-blend: a partial one) and keep their labels; they are
+      marked in :attr:`Poisoning.cover`, not in ``poisoned``. See :mod:`.cover`.
+    * ``adaptive-blend``: the ``blend`` noise pattern with ``options.blend_alpha``, on
+      ``options.pieces_shown`` of its ``adaptive_grid x adaptive_grid`` pieces, chosen per
+      sample (:mod:`.adaptive`).
     * ``clean-label``: the samples are drawn from the target class only and keep their labels;
       ``perturb(x_subset, labels_subset)``, when given, is applied before the trigger
       (``options.clean_label_trigger``). Turner et al. make the target-class images hard to
       classify (an adversarial perturbation or a GAN interpolation) so the network must rely on
       the trigger; without ``perturb`` the attack is much weaker. The result is clipped to the
-      image range and cast to the input dtype.
-    * ``flip-random``, ``flip-pair`` (from ``options.source_class`` to ``target``),
-      ``flip-near-boundary`` (needs ``probabilities``): see :mod:`.label_flips`.
+      image range and cast to the input dtype. With the ``sig`` trigger and no ``perturb`` it is
+      Barni et al.'s clean-label SIG attack.
+    * ``flip-random``, ``flip-pair`` (targeted flips from ``options.source_class`` to
+      ``target``), ``flip-near-boundary`` (needs ``probabilities``): see :mod:`.label_flips`.
 
     Parameters
     ----------
@@ -371,12 +142,13 @@ def poison_arrays(
     attack : str
         A name in :data:`ATTACKS`.
     rate : float
-        Share of *all* N samples poisoned, in ``(0, 1)``, for every attack (``clean-label`` and
-        ``flip-pair`` too, whose samples come from one class).
+        Share of *all* N samples poisoned (payload samples), in ``(0, 1)``, for every attack
+        (``clean-label``, source-specific backdoors and ``flip-pair`` too, whose samples come
+        from one class).
     target : int or None
         Target class of a backdoor, destination of ``flip-pair``. ``None`` draws it from the
-        seed (uniform over the classes; for ``flip-pair`` over the classes other than the
-        source). Must be ``None`` for ``flip-random`` and ``flip-near-boundary``.
+        seed (uniform over the classes; over the classes other than the source when there is
+        one). Must be ``None`` for ``flip-random``, ``flip-near-boundary`` and all-to-all.
     seed : int
         Non-negative; see the module docstring for its streams.
     options : AttackOptions or None
@@ -385,19 +157,25 @@ def poison_arrays(
         Out-of-sample class probabilities, for ``flip-near-boundary``.
     perturb : callable, optional
         For ``clean-label``.
+    exclude : ndarray of bool, shape (N,), optional
+        Backdoors only: samples never chosen, as payload or as cover (the samples of an earlier
+        backdoor, see :func:`add_backdoor`).
 
     Returns
     -------
     Poisoning
-        ``poisoned.sum() == round(rate * N)``, except for ``clean-label`` samples the trigger
-        leaves unchanged (a white patch on a white corner), which are not marked and are logged.
+        ``poisoned.sum() == round(rate * N)`` and ``cover.sum() == round(cover_rate * N)``,
+        except for samples the trigger leaves unchanged (a white patch on a white corner of a
+        clean-label or cover sample), which are not marked and are logged.
 
     Raises
     ------
     ValueError
         Unknown attack, data of the wrong layout, a rate outside ``(0, 1)`` or poisoning no
         sample or more samples than the pool it draws from, a bad target, missing
-        ``probabilities`` or ``source_class``.
+        ``probabilities`` or ``source_class``, options that do not fit the attack (all-to-all
+        with a target, a source class equal to the target, cover samples without a
+        source-specific backdoor or adaptive-blend, ...).
     """
     spec = _get_attack(attack)
     options = AttackOptions() if options is None else options
@@ -408,79 +186,129 @@ def poison_arrays(
     _check_layout(spec, x)
     if x.shape[0] != labels.size:
         raise ValueError(f"x has {x.shape[0]} samples but labels {labels.size}")
+    _check_variant(spec, options, target, n_classes)
     count = poison_count(rate, labels.size)
-    choice_rng = np.random.default_rng([seed, _CHOICE])
     description: dict = {"attack": spec.name, "rate": float(rate), "seed": seed}
 
     new_x = x.copy()
     new_labels = labels.copy()
+    cover = np.empty(0, dtype=np.int64)
+    wanted = np.full(labels.size, NO_TARGET, dtype=np.int64)
     if spec.kind == LABEL_FLIP:
-        target, indices, flipped = _flip(
+        if exclude is not None:
+            raise ValueError(f"exclude is for backdoors; {spec.name} draws from every sample")
+        target, payload, flipped = _flip(
             spec.name, labels, n_classes, rate, target, seed, options, probabilities, description
         )
-        new_labels[indices] = flipped
+        new_labels[payload] = wanted[payload] = flipped
     else:
-        target = _resolve_target(target, n_classes, seed)
-        if spec.name == "clean-label":
-            pool = np.flatnonzero(labels == target)
-            where = f"target class {target} has only {pool.size}"
-        else:
-            pool = np.flatnonzero(labels != target)
-            where = f"only {pool.size} samples are outside target class {target}"
-        if count > pool.size:
-            raise ValueError(
-                f"rate {rate:g} of {labels.size} samples poisons {count} samples, but {where}"
-            )
-        indices = np.sort(choice_rng.choice(pool, size=count, replace=False))
-        if spec.name == "table-trigger":
-            options = _resolve_table_trigger(x, options, seed)
-            new_x[indices] = table_trigger(
-                x[indices], columns=options.table_columns, values=options.table_values
-            )
-            description.update(
-                columns=list(options.table_columns), values=list(options.table_values)
-            )
-        else:
-            value_max = float(
-                image_value_max(x) if options.value_max is None else options.value_max
-            )
-            options = dataclasses.replace(options, value_max=value_max)
-            subset = x[indices]
-            trigger = spec.name
-            if spec.name == "clean-label":
-                trigger = options.clean_label_trigger
-                if perturb is not None:
-                    subset = _perturbed(perturb, subset, labels[indices], value_max)
-                description.update(trigger=trigger, perturbed=perturb is not None)
-            new_x[indices] = _image_trigger(trigger, subset, options, seed=seed)
-            description.update(_trigger_description(trigger, options))
+        target = _backdoor_target(spec, target, n_classes, seed, options)
+        payload, cover, wanted = _choose_backdoor_samples(
+            spec, labels, n_classes, count, rate, target, seed, options, exclude
+        )
+        rows = np.concatenate([payload, cover])  # payload first: the cover never moves its draws
+        options, new_x[rows] = _stamp(spec, x, rows, labels, seed, options, perturb, description)
         if spec.name != "clean-label":
-            new_labels[indices] = target
+            new_labels[payload] = wanted[payload]
+        if options.source_class is not None:
+            description.update(source_class=int(options.source_class))
+        if options.all_to_all:
+            description.update(all_to_all=True)
+        if options.cover_rate > 0:
+            description.update(cover_rate=float(options.cover_rate))
 
     changed = new_labels != labels
     if new_x.size:
         changed |= (new_x != x).reshape(labels.size, -1).any(axis=1)
-    if changed.sum() < count:
-        logger.warning(
-            "%d of the %d samples chosen for %s were left unchanged by the trigger; "
-            "they are not marked poisoned",
-            count - int(changed.sum()),
-            count,
-            spec.name,
-        )
-    description.update(target=target, n_poisoned=int(changed.sum()))
-    logger.info("%s: poisoned %d of %d samples", spec.name, int(changed.sum()), labels.size)
+    poisoned = _mask(payload, labels.size) & changed
+    covered = _mask(cover, labels.size) & changed
+    for what, chosen, kept in (("samples", payload, poisoned), ("cover samples", cover, covered)):
+        if kept.sum() < chosen.size:
+            logger.warning(
+                "%d of the %d %s chosen for %s were left unchanged by the trigger; "
+                "they are not marked",
+                chosen.size - int(kept.sum()),
+                chosen.size,
+                what,
+                spec.name,
+            )
+    description.update(target=target, n_poisoned=int(poisoned.sum()))
+    if spec.kind == BACKDOOR:
+        description.update(n_cover=int(covered.sum()))
+    logger.info("%s: poisoned %d of %d samples", spec.name, int(poisoned.sum()), labels.size)
     return Poisoning(
         x=new_x,
         labels=new_labels,
-        poisoned=changed,
+        poisoned=poisoned,
         original_labels=labels.copy(),
         attack=spec.name,
         target=target,
         description=description,
         seed=seed,
         options=options,
+        cover=covered,
+        targets=np.where(poisoned | covered, wanted, NO_TARGET),
     )
+
+
+def add_backdoor(
+    poisoning: Poisoning,
+    n_classes: int,
+    *,
+    attack: str,
+    rate: float,
+    target: int | None = None,
+    seed: int | None = None,
+    options: AttackOptions | None = None,
+    perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> Poisoning:
+    """Plant one more backdoor in a poisoned copy: several backdoors in one dataset.
+
+    The new backdoor (``poison_arrays`` on ``poisoning.x`` and ``poisoning.labels``) draws only
+    from samples ``poisoning`` left untouched, neither its payload nor its cover samples, so no
+    sample is poisoned twice. The result (:func:`.combined.merge_poisonings`) marks every
+    payload and cover sample of both; ``sample_attacks`` and ``targets`` tell them apart and
+    ``parts`` holds each backdoor's own poisoning (its seed and options make its test copy).
+
+    Parameters
+    ----------
+    poisoning : Poisoning
+        From :func:`poison_arrays` or an earlier :func:`add_backdoor`.
+    n_classes : int
+    attack : str
+        A backdoor not planted yet (two of the same kind would share their trigger).
+    rate : float
+        Share of all N samples this backdoor poisons.
+    target : int or None
+    seed : int or None
+        ``None``: ``poisoning.seed`` plus the number of backdoors already planted, so that the
+        new backdoor's samples and pattern are drawn independently of the earlier ones.
+    options : AttackOptions or None
+    perturb : callable, optional
+        For ``clean-label``.
+    """
+    spec = _get_attack(attack)
+    if spec.kind != BACKDOOR:
+        raise ValueError(f"add_backdoor plants backdoors; {spec.name} changes labels only")
+    planted = [part.attack for part in (poisoning.parts or (poisoning,))]
+    if spec.name in planted:
+        raise ValueError(
+            f"{spec.name} is already planted; a second {spec.name} backdoor would share its "
+            "trigger with the first"
+        )
+    second = poison_arrays(
+        poisoning.x,
+        poisoning.labels,
+        n_classes,
+        attack=spec.name,
+        rate=rate,
+        target=target,
+        seed=poisoning.seed + len(planted) if seed is None else seed,
+        options=options,
+        perturb=perturb,
+        exclude=poisoning.poisoned | poisoning.cover,
+    )
+    return merge_poisonings(poisoning, second)
 
 
 def apply_trigger(
@@ -493,11 +321,15 @@ def apply_trigger(
     exceptions, by design:
 
     * ``patch`` with position ``"random"`` draws a new corner per sample;
+    * ``adaptive-blend`` stamps the *whole* pattern (every piece) with ``options.test_alpha``;
     * ``clean-label`` stamps ``options.clean_label_trigger`` without the perturbation;
     * float images: ``value_max`` is inferred from ``x`` when ``options.value_max`` is None; pass
       :attr:`Poisoning.options` so the test copy gets the training ``value_max``;
     * ``table-trigger`` needs ``options.table_columns`` and ``table_values``, which default
       ones depend on the training data: pass :attr:`Poisoning.options`.
+
+    Which triggered sample counts as a success for which class (all-to-one, all-to-all,
+    source-specific) is :func:`trigger_targets`.
 
     Parameters
     ----------
@@ -527,7 +359,160 @@ def apply_trigger(
             )
         return table_trigger(x, columns=options.table_columns, values=options.table_values)
     trigger = options.clean_label_trigger if spec.name == "clean-label" else spec.name
-    return _image_trigger(trigger, x, options, seed=seed)
+    return _image_trigger(trigger, x, options, seed=seed, test=True)
+
+
+def _check_variant(
+    spec: Attack, options: AttackOptions, target: int | None, n_classes: int
+) -> None:
+    """Refuse the options that do not fit the attack (all-to-all, source class, cover)."""
+    relabels = [name for name, a in ATTACKS.items() if a.kind == BACKDOOR and name != "clean-label"]
+    if options.all_to_all:
+        if spec.name not in relabels:
+            raise ValueError(
+                f"all_to_all is for the backdoors that relabel ({', '.join(relabels)}); "
+                f"not {spec.name}"
+            )
+        if target is not None:
+            raise ValueError(
+                f"an all-to-all backdoor relabels class c as (c + 1) mod {n_classes}; it takes "
+                f"no target (got {target})"
+            )
+        if options.cover_rate > 0:
+            raise ValueError("cover samples keep their label against one target; not all-to-all")
+    source = options.source_class
+    if source is not None and spec.name in ("flip-random", "flip-near-boundary"):
+        raise ValueError(f"{spec.name} chooses its own classes; it takes no source_class")
+    if source is not None and spec.kind == BACKDOOR:
+        if spec.name == "clean-label":
+            raise ValueError("clean-label draws from the target class; it takes no source_class")
+        if not source < n_classes:
+            raise ValueError(
+                f"source_class {source} is not in 0..{n_classes - 1} ({n_classes} classes)"
+            )
+        if target is not None and target == source:
+            raise ValueError(
+                f"source_class {source} is the target class; a source-specific backdoor moves "
+                "the source class to another class"
+            )
+    if options.cover_rate > 0:
+        if spec.name not in relabels:
+            kind = "changes labels only" if spec.kind == LABEL_FLIP else "keeps every label"
+            raise ValueError(
+                f"cover samples (cover_rate) go with a backdoor that relabels; {spec.name} {kind}"
+            )
+        if source is None and spec.name != "adaptive-blend":
+            raise ValueError(
+                "cover samples (cover_rate) go with a source-specific backdoor (source_class, "
+                f"TaCT) or adaptive-blend; an all-to-one {spec.name} trigger on samples that "
+                "keep their label would contradict its payload"
+            )
+
+
+def _backdoor_target(
+    spec: Attack, target: int | None, n_classes: int, seed: int, options: AttackOptions
+) -> int | None:
+    if options.all_to_all:
+        return None
+    if target is None and options.source_class is not None:
+        return _other_class(options.source_class, n_classes, seed)
+    return _resolve_target(target, n_classes, seed)
+
+
+def _choose_backdoor_samples(
+    spec: Attack,
+    labels: np.ndarray,
+    n_classes: int,
+    count: int,
+    rate: float,
+    target: int | None,
+    seed: int,
+    options: AttackOptions,
+    exclude: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The payload and cover indices (sorted) and the class each sample is wanted as."""
+    if exclude is None:
+        exclude = np.zeros(labels.size, dtype=bool)
+    exclude = np.asarray(exclude)
+    if exclude.shape != labels.shape or exclude.dtype != bool:
+        raise ValueError(f"exclude must be a boolean mask of shape ({labels.size},)")
+    if spec.name == "clean-label":
+        wanted = np.where(labels == target, target, NO_TARGET)
+    else:
+        wanted = trigger_targets(
+            labels,
+            n_classes,
+            target=target,
+            all_to_all=options.all_to_all,
+            source_class=options.source_class,
+        )
+    pool = np.flatnonzero((wanted != NO_TARGET) & ~exclude)
+    if count > pool.size:
+        if spec.name == "clean-label":
+            where = f"target class {target} has only {pool.size}"
+        elif options.source_class is not None:
+            where = f"source class {options.source_class} has only {pool.size}"
+        elif options.all_to_all:
+            where = f"only {pool.size} samples are available"
+        else:
+            where = f"only {pool.size} samples are outside target class {target}"
+        if exclude.any():
+            where += f" not taken by the earlier poisoning ({int(exclude.sum())} samples)"
+        raise ValueError(
+            f"rate {rate:g} of {labels.size} samples poisons {count} samples, but {where}"
+        )
+    choice_rng = np.random.default_rng([seed, _CHOICE])
+    payload = np.sort(choice_rng.choice(pool, size=count, replace=False)).astype(np.int64)
+    taken = exclude.copy()
+    taken[payload] = True
+    source = options.source_class
+    cover = choose_cover(
+        labels,
+        count=cover_count(options.cover_rate, labels.size),
+        excluded_classes=(target,) if source is None else (target, source),
+        taken=taken,
+        rng=np.random.default_rng([seed, _COVER]),
+    )
+    wanted = wanted.copy()
+    wanted[cover] = target if target is not None else NO_TARGET
+    return payload, cover, wanted
+
+
+def _stamp(
+    spec: Attack,
+    x: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    options: AttackOptions,
+    perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
+    description: dict,
+) -> tuple[AttackOptions, np.ndarray]:
+    """The triggered ``x[rows]``, with the options completed (value_max, table trigger)."""
+    if spec.name == "table-trigger":
+        options = _resolve_table_trigger(x, options, seed)
+        description.update(columns=list(options.table_columns), values=list(options.table_values))
+        triggered = table_trigger(
+            x[rows], columns=options.table_columns, values=options.table_values
+        )
+        return options, triggered
+    value_max = float(image_value_max(x) if options.value_max is None else options.value_max)
+    options = dataclasses.replace(options, value_max=value_max)
+    subset = x[rows]
+    trigger = spec.name
+    if spec.name == "clean-label":
+        trigger = options.clean_label_trigger
+        if perturb is not None:
+            subset = _perturbed(perturb, subset, labels[rows], value_max)
+        description.update(trigger=trigger, perturbed=perturb is not None)
+    description.update(_trigger_description(trigger, options))
+    return options, _image_trigger(trigger, subset, options, seed=seed)
+
+
+def _mask(indices: np.ndarray, n: int) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[indices] = True
+    return mask
 
 
 def _get_attack(name: str) -> Attack:
@@ -565,6 +550,12 @@ def _resolve_target(target: int | None, n_classes: int, seed: int) -> int:
     return int(target)
 
 
+def _other_class(source: int, n_classes: int, seed: int) -> int:
+    """A target drawn from the seed among the classes other than ``source``."""
+    others = np.array([c for c in range(n_classes) if c != source])
+    return int(others[np.random.default_rng([seed, _TARGET]).integers(others.size)])
+
+
 def _flip(
     name: str,
     labels: np.ndarray,
@@ -587,8 +578,7 @@ def _flip(
                 f"source_class {source} is not in 0..{n_classes - 1} ({n_classes} classes)"
             )
         if target is None:
-            others = np.array([c for c in range(n_classes) if c != source])
-            target = int(others[np.random.default_rng([seed, _TARGET]).integers(others.size)])
+            target = _other_class(source, n_classes, seed)
         target = _resolve_target(target, n_classes, seed)
         indices, flipped = pair_flips(
             labels, n_classes, rate=rate, source=source, destination=target, rng=choice_rng
@@ -621,10 +611,25 @@ def _resolve_table_trigger(x: np.ndarray, options: AttackOptions, seed: int) -> 
     return dataclasses.replace(options, table_columns=columns, table_values=values)
 
 
-def _image_trigger(name: str, images: np.ndarray, options: AttackOptions, *, seed: int):
-    """One image trigger with its seed streams: the same call in poison and in test copies."""
+def _image_trigger(
+    name: str, images: np.ndarray, options: AttackOptions, *, seed: int, test: bool = False
+) -> np.ndarray:
+    """One image trigger with its seed streams: the same call in poison and in test copies
+    (``test``: adaptive-blend's whole pattern with the test alpha)."""
     pattern_rng = np.random.default_rng([seed, _PATTERN])
     value_max = options.value_max
+    if name == "adaptive-blend" and test:
+        return blend_trigger(images, alpha=options.test_alpha, rng=pattern_rng, value_max=value_max)
+    if name == "adaptive-blend":
+        return adaptive_blend_trigger(
+            images,
+            alpha=options.blend_alpha,
+            grid=options.adaptive_grid,
+            pieces=options.pieces_shown,
+            pattern_rng=pattern_rng,
+            pieces_rng=np.random.default_rng([seed, _PIECES]),
+            value_max=value_max,
+        )
     if name == "patch":
         return patch_trigger(
             images,
@@ -662,6 +667,12 @@ def _trigger_description(name: str, options: AttackOptions) -> dict:
             "pattern": options.patch_pattern,
         },
         "blend": {"alpha": float(options.blend_alpha)},
+        "adaptive-blend": {
+            "alpha": float(options.blend_alpha),
+            "test_alpha": float(options.test_alpha),
+            "grid": int(options.adaptive_grid),
+            "pieces": options.pieces_shown,
+        },
         "sig": {"delta": float(options.sig_delta), "frequency": int(options.sig_frequency)},
         "wanet": {"grid_size": int(options.wanet_grid), "strength": float(options.wanet_strength)},
     }[name]
@@ -684,12 +695,3 @@ def _perturbed(
     if subset.dtype == np.uint8:
         return np.clip(np.rint(result), 0, 255).astype(np.uint8)
     return np.clip(result, 0.0, value_max).astype(subset.dtype)
-
-
-def _require_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-
-
-def _is_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
