@@ -6,24 +6,40 @@ Two attacks leave different traces, so two rules decide, each on the evidence th
 (:mod:`poisonguard.detectors.spectre`); a sample's *distance ratio* is its squared robust distance
 over the median of the estimator's clean support (about 1 for a typical sample). Real classes
 have far members too: rare styles, natural sub-types (e.g. two kinds of bag), mislabelled
-samples. What marks a backdoor's poisons is that they are far from their class *and*
+samples. Two tests call a class a backdoor target; either suffices.
 
-1. *easy*: the model fits them at least as well as the class's own core or as a typical class's
-   core (the trigger is a shortcut; Li et al., NeurIPS 2021), whereas natural outliers are hard
-   samples with low margins. (The typical core, the median over classes, matters when the target
-   class itself is unusually easy: a 3x3 patch on the 8x8 digits' class 0, whose core has a mean
-   margin of 12.4 against a median of 9.9 and the poisons' 10.5.)
-2. *of diverse origin*: poisons come from several source classes, so the model's runner-up
-   class varies among them much more than among the class's core samples.
+*Separated group* (:func:`tail_gap`). A natural tail thins out smoothly; poisons, which share a
+trigger, sit together apart from the rest of the class, with an empty stretch of distance
+ratios between them and the class (measured on Fashion-MNIST: at 0.3 % patch poisons, the 180
+poisons lie beyond ratio 72 and the next clean sample at 16; all-to-all, every class's ~300
+poisons end at a drop of 2-4x). The test's false-call rate comes from a null model, not a
+tuned constant: beyond the core, the log distance ratios of a class have an exponential tail
+(a Pareto tail in the ratio), so by Rényi's representation the normalised spacings
+``j (L_(j) - L_(j+1))`` of the sorted log ratios are independent exponentials whose mean the
+Hill estimator gives. The largest spacing in the far region (ratio above ``far_ratio``) gets a
+p-value from that null (the maximum of ``m`` exponentials), and a class is called when it is
+below ``gap_alpha`` divided by the number of classes tested (Bonferroni). On the clean
+Fashion-MNIST the smallest class p-value was 5e-3 (the threshold is 1e-4). Mislabelled
+samples form far groups too, but a model that never saw them puts them in another class, so
+the group is called only when out-of-sample heads put at least half of it in its own class
+(under 10 % random flips the nine classes with a gap had 5-40 % there). The test needs
+neither a minimum share nor several source classes, so it covers source-specific and
+all-to-all backdoors, low rates and two-class tasks.
 
-A class is called a backdoor target when its far group (distance ratio above ``far_ratio``) is
-at least ``min_group_share`` of the class, has a mean margin (area under the margin) at least
-that of the core (ratio at most ``core_ratio``) or of the median class core, and its
-runner-up-class entropy exceeds the
-core's by ``min_entropy_gain`` (normalised entropies). Inside a called class, the samples beyond
-the emptiest point of the distance-ratio histogram between the core and the far group are
-flagged. Measured on Fashion-MNIST and digits (docs/benchmarks.md); the entropy test needs at
-least four classes, so with fewer no class is called a backdoor target.
+*Mixed origin.* The far group (ratio above ``far_ratio``) is at least ``min_group_share`` of
+the class, is *easy* (its mean margin, the area under the margin, is at least the core's or
+the median class core's: the trigger is a shortcut, Li et al., NeurIPS 2021, where natural
+outliers are hard) and of *diverse origin* (its runner-up-class entropy exceeds the core's
+by ``min_entropy_gain``: poisons come from several source classes). It needs at least four
+classes. (The typical core matters when the target class itself is unusually easy: a 3x3
+patch on the 8x8 digits' class 0, whose core has a mean margin of 12.4 against a median of
+9.9 and the poisons' 10.5.)
+
+Inside a called class the samples above the significant gap are flagged; in a class called by
+the mixed-origin test alone, the samples beyond the emptiest point of the distance-ratio
+histogram between the core and the far group (a cut that errs towards recall: on the digits
+sample the strongest gap, not significant there, would leave 9 of the 90 poisons). Measured in
+docs/benchmarks.md.
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
@@ -53,10 +69,21 @@ import numpy as np
 
 from poisonguard.ondisk import FeatureSource, map_rows, take_rows
 
-__all__ = ["DecisionSettings", "Decision", "ClassEvidence", "decide", "robust_z"]
+__all__ = [
+    "ClassEvidence",
+    "Decision",
+    "DecisionSettings",
+    "TailGap",
+    "decide",
+    "robust_z",
+    "tail_gap",
+]
 
 BACKDOOR = "backdoor"
 LABEL_NOISE = "label-noise"
+# the tests that call a class a backdoor target (ClassEvidence.rule)
+MIXED_ORIGIN = "mixed-origin-group"
+SEPARATED_GROUP = "separated-group"
 
 
 @dataclass(frozen=True)
@@ -72,6 +99,25 @@ class DecisionSettings:
     min_pair_count: int = 3
     min_noise_rate: float = 0.005
     fired_z: float = 3.0
+    gap_alpha: float = 0.001
+
+
+@dataclass(frozen=True)
+class TailGap:
+    """The strongest gap of a class's far tail (see :func:`tail_gap`).
+
+    ``size`` samples lie above the gap, whose edges are the distance ratios ``upper`` (the
+    group's nearest member) and ``lower`` (the rest's farthest); ``statistic`` is the gap's
+    normalised spacing in units of the tail's mean spacing, ``p_value`` the chance of a
+    statistic at least as large among ``positions`` spacings of a tail without a group.
+    """
+
+    size: int
+    upper: float
+    lower: float
+    statistic: float
+    positions: int
+    p_value: float
 
 
 @dataclass
@@ -88,6 +134,9 @@ class ClassEvidence:
     backdoor: bool = False
     cut_ratio: float = float("nan")
     label_flags: int = 0
+    gap: TailGap | None = None
+    group_agrees: float = float("nan")
+    rule: str = ""
 
 
 @dataclass
@@ -191,7 +240,8 @@ def decide(
         notes.append("backdoor rule off: the spectre detector did not run")
     elif int(scored_classes.sum()) < 4 or n_classes < 4:
         notes.append(
-            "backdoor rule off: it compares runner-up classes, which needs at least 4 classes"
+            "mixed-origin backdoor test off: it compares runner-up classes, which needs at "
+            "least 4 classes (the separated-group test still runs)"
         )
     else:
         measured = []
@@ -213,10 +263,10 @@ def decide(
             runner_up = _runner_up(take_rows(probabilities, members), code)
             item.far_entropy = _entropy(runner_up[far], n_classes)
             item.core_entropy = _entropy(runner_up[core], n_classes)
-            measured.append((code, members, ratio))
+            measured.append((code, ratio))
         cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
         typical = float(np.median(cores)) if cores else float("nan")
-        for code, members, ratio in measured:
+        for code, ratio in measured:
             item = evidence[code]
             item.typical_margin = typical
             item.backdoor = bool(
@@ -225,8 +275,41 @@ def decide(
                 and item.far_entropy - item.core_entropy >= settings.min_entropy_gain
             )
             if item.backdoor:
-                targets.append(int(code))
+                item.rule = MIXED_ORIGIN
                 item.cut_ratio = _emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
+    if distance_ratio is not None:
+        tested = np.flatnonzero(scored_classes)
+        for code in tested:
+            item = evidence[code]
+            members = np.flatnonzero(labels == code)
+            ratio = take_rows(distance_ratio, members)
+            if not np.isfinite(item.far_share):
+                item.far_share = float(np.mean(ratio > settings.far_ratio))
+            item.gap = tail_gap(
+                ratio,
+                far_ratio=settings.far_ratio,
+                core_ratio=settings.core_ratio,
+                min_group_size=settings.min_group_size,
+            )
+            separated = (
+                item.gap is not None
+                and item.gap.p_value < settings.gap_alpha / max(tested.size, 1)
+            )
+            if separated:
+                group = members[ratio >= item.gap.upper]
+                item.group_agrees = _label_agreement(oos_probabilities, group, code)
+                # mislabelled samples form far groups too, but a model that never saw them
+                # puts them in another class; a backdoor's poisons carry their label's trigger
+                separated = item.group_agrees >= 0.5
+            if separated and not item.backdoor:
+                item.backdoor, item.rule = True, SEPARATED_GROUP
+            if separated:
+                # a group apart ends at its gap, whichever test called the class: the cut sits
+                # in the middle of the gap (geometric mean of its edges); without a significant
+                # gap the emptiest-cut of the mixed-origin test stands (it errs towards recall)
+                item.cut_ratio = float(np.sqrt(item.gap.upper * item.gap.lower))
+            if item.backdoor:
+                targets.append(int(code))
                 hit = members[ratio > item.cut_ratio]
                 flagged[hit] = True
                 kind[hit] = BACKDOOR
@@ -271,6 +354,62 @@ def decide(
         pair_median=pair_median,
         notes=notes,
     )
+
+
+def tail_gap(
+    ratio: np.ndarray, *, far_ratio: float, core_ratio: float, min_group_size: int
+) -> TailGap | None:
+    """The strongest gap between a far group and the rest of a class, with its p-value.
+
+    ``L_(1) >= L_(2) >= ...`` are the class's log distance ratios, sorted. Beyond the core
+    (ratio above ``core_ratio``, ``k`` samples) a tail without a group is modelled as
+    exponential in ``L`` (Pareto in the ratio); then the normalised spacings
+    ``S_j = j (L_(j) - L_(j+1))`` are independent exponentials with mean ``theta``
+    (Rényi, 1953), estimated by their mean over the tail (the Hill estimator; the gap itself is
+    included, which makes the test conservative). A group of ``j`` samples standing apart leaves
+    one large ``S_j``. Searched over the groups of ``min_group_size`` samples up to the last far
+    sample (ratio above ``far_ratio``; ``m`` positions), the statistic ``t = max S_j / theta``
+    has the p-value ``1 - (1 - exp(-t)) ** m`` under the model. ``None`` when the tail is too
+    short to judge (fewer than ``min_group_size`` far samples or ``2 min_group_size`` beyond
+    the core).
+    """
+    values = np.asarray(ratio, dtype=np.float64)
+    values = values[np.isfinite(values) & (values > 0)]
+    logs = np.sort(np.log(values))[::-1]
+    far = int(np.count_nonzero(logs > np.log(far_ratio)))
+    beyond = int(np.count_nonzero(logs > np.log(core_ratio)))
+    if far < min_group_size or beyond < 2 * min_group_size or far >= logs.size:
+        return None
+    ranks = np.arange(1, logs.size)
+    spacings = ranks * (logs[:-1] - logs[1:])
+    theta = float(np.mean(spacings[: beyond - 1]))
+    if not theta > 0:
+        return None
+    searched = spacings[min_group_size - 1 : far] / theta
+    best = int(np.argmax(searched))
+    size = best + min_group_size
+    statistic = float(searched[best])
+    positions = int(searched.size)
+    # 1 - (1 - e^-t)^m, computed without cancellation for small e^-t
+    p_value = float(-np.expm1(positions * np.log1p(-np.exp(-statistic))))
+    return TailGap(
+        size=size,
+        upper=float(np.exp(logs[size - 1])),
+        lower=float(np.exp(logs[size])),
+        statistic=statistic,
+        positions=positions,
+        p_value=p_value,
+    )
+
+
+def _label_agreement(
+    oos_probabilities: FeatureSource | None, group: np.ndarray, code: int
+) -> float:
+    """Share of ``group`` that a model which never saw them puts in class ``code`` (1 without
+    out-of-sample probabilities: no evidence against the label)."""
+    if oos_probabilities is None or group.size == 0:
+        return 1.0
+    return float(np.mean(take_rows(oos_probabilities, group).argmax(axis=1) == code))
 
 
 def _area_under_margin(margin: FeatureSource, members: np.ndarray) -> np.ndarray:

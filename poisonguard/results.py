@@ -75,7 +75,8 @@ class ClassFinding:
     ``verdict`` is ``"backdoor-target"`` (a group of suspected backdoor poisons was found in it),
     ``"noisy-labels"`` (samples labelled with it look like other classes, and the labels were
     judged noisy), ``"clean"`` or ``"skipped"`` (too small for the detectors); ``reason`` says
-    why in plain words.
+    why in plain words; ``evidence`` names the test that carried the verdict
+    (``"separated-group"``, ``"mixed-origin-group"``, ``"label-noise-spread"`` or ``""``).
     """
 
     code: int
@@ -84,6 +85,7 @@ class ClassFinding:
     flagged: int
     verdict: str
     reason: str
+    evidence: str = ""
 
 
 @dataclass

@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from poisonguard.dataset import Dataset, align_classes
-from poisonguard.decision import BACKDOOR, LABEL_NOISE, Decision, DecisionSettings, decide
+from poisonguard.decision import (
+    BACKDOOR,
+    LABEL_NOISE,
+    SEPARATED_GROUP,
+    Decision,
+    DecisionSettings,
+    decide,
+)
 from poisonguard.detectors import (
     PER_CLASS_DETECTORS,
     REDUCERS,
@@ -368,10 +375,11 @@ def _sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
         detectors = [name for name in fired_names if decision.fired[name][i]]
         fired = f"; detectors that fired: {', '.join(detectors)}" if detectors else ""
         if decision.kind[i] == BACKDOOR:
-            reasons[i] = (
-                f"part of a far, easily learned group of mixed origin inside class {label!r} "
-                f"(suspected backdoor target){fired}"
-            )
+            if decision.evidence[int(dataset.labels[i])].rule == SEPARATED_GROUP:
+                group = "a group that stands apart from the rest of"
+            else:
+                group = "a far, easily learned group of mixed origin inside"
+            reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
         elif decision.kind[i] == LABEL_NOISE:
             ratio = DecisionSettings().label_ratio
             reasons[i] = (
@@ -392,6 +400,17 @@ def _class_findings(
         far = f"{item.far_share:.1%} of the class lies far from its core"
         if not scored[code]:
             verdict, reason = "skipped", f"only {count} samples; too few for the detectors"
+        elif item.backdoor and item.rule == SEPARATED_GROUP:
+            verdict = "backdoor-target"
+            gap = item.gap
+            reason = (
+                f"{gap.size} samples stand apart from the rest of the class: an empty stretch of "
+                f"distance ratios between {gap.lower:.3g} and {gap.upper:.3g} that a class "
+                f"without such a group would show with probability {gap.p_value:.1e} "
+                f"(separated-group test); a model that never saw them still puts "
+                f"{item.group_agrees:.0%} of them in this class, so they are not mislabelled "
+                f"samples of another class; {hits} samples flagged"
+            )
         elif item.backdoor:
             verdict = "backdoor-target"
             easier = "the core" if item.far_margin >= item.core_margin else "a typical class"
@@ -411,7 +430,13 @@ def _class_findings(
         else:
             verdict = "clean"
             reason = _clean_reason(item, far)
-        findings.append(ClassFinding(code, name, count, hits, verdict, reason))
+        if verdict == "backdoor-target":
+            evidence = item.rule
+        elif verdict == "noisy-labels":
+            evidence = "label-noise-spread"
+        else:
+            evidence = ""
+        findings.append(ClassFinding(code, name, count, hits, verdict, reason, evidence))
     return findings
 
 

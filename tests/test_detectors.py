@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poisonguard.decision import Decision, DecisionSettings, decide, robust_z
+from poisonguard.decision import Decision, DecisionSettings, decide, robust_z, tail_gap
 from poisonguard.detectors import (
     DETECTORS,
     Detector,
@@ -710,16 +710,43 @@ def test_backdoor_rule_calls_a_far_easy_group_of_diverse_origin():
     assert not decision.noisy_labels
 
 
-def test_backdoor_rule_ignores_a_far_group_of_hard_samples():
+def smooth_tail(rng, size: int, far_share: float = 0.25) -> np.ndarray:
+    """Distance ratios with a smooth Pareto tail (no group apart): ``far_share`` above 10."""
+    scale = np.log(10.0) / np.log(1.0 / far_share)  # P(log ratio > log 10) = far_share
+    return np.exp(rng.exponential(scale, size=size))
+
+
+def test_backdoor_rule_ignores_a_far_tail_of_hard_samples():
+    """A quarter of the class far from the core, but hard to learn and with no gap between it
+    and the core: natural outliers, not a backdoor."""
     data = Synthetic()
-    data.plant_far_group(margin=-1.0, diverse=True)
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    data.ratio[members] = smooth_tail(data.rng, members.size)
+    far = members[data.ratio[members] > 10.0]
+    data.margin[far] = -1.0 + 0.3 * data.rng.normal(size=(far.size, 4))
+    others = [c for c in range(K) if c != TARGET_CLASS]
+    data.runner_up[far] = np.resize(others, far.size)
     decision = data.decide()
     evidence = decision.evidence[TARGET_CLASS]
-    assert evidence.far_share == pytest.approx(0.25)  # the group was measured ...
+    assert evidence.far_share == pytest.approx(far.size / members.size)  # measured ...
     assert evidence.far_margin < evidence.core_margin  # ... and found hard
+    assert evidence.gap is not None and evidence.gap.p_value > 0.001  # ... and no gap
     assert decision.target_classes == []
     assert not decision.flagged.any()
     assert np.all(decision.score < 0.5)
+
+
+def test_separated_group_test_calls_a_hard_group_apart_from_its_class():
+    """The same hard group, but apart from the core (ratios 50-200 against at most 2.5): a
+    group that does not belong, such as the partial-trigger payload of an adaptive attack."""
+    data = Synthetic()
+    far = data.plant_far_group(margin=-1.0, diverse=True)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.far_margin < evidence.core_margin
+    assert evidence.rule == "separated-group"
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
 
 
 def test_backdoor_rule_calls_a_group_easier_than_a_typical_class_in_an_easy_class():
@@ -734,20 +761,77 @@ def test_backdoor_rule_calls_a_group_easier_than_a_typical_class_in_an_easy_clas
     assert evidence.typical_margin == pytest.approx(2.0, abs=0.1)
     assert decision.target_classes == [TARGET_CLASS]
     assert decision.flagged[far].all() and decision.flagged.sum() == far.size
-    # the same group but harder than a typical class's core is natural outliers
+    assert evidence.rule == "mixed-origin-group"
+    # the same group but harder than a typical class's core fails the mixed-origin test; it is
+    # still a group apart from its class
     data.margin[far] = 1.0
-    assert data.decide().target_classes == []
+    again = data.decide()
+    assert again.target_classes == [TARGET_CLASS]
+    assert again.evidence[TARGET_CLASS].rule == "separated-group"
 
 
-def test_backdoor_rule_ignores_a_far_group_of_one_origin():
+def test_separated_group_test_calls_a_group_of_one_origin():
+    """Poisons from one source class (source-specific and all-to-all backdoors) have no
+    runner-up variety: the mixed-origin test passes them, the separated-group test does not."""
     data = Synthetic()
-    data.plant_far_group(margin=5.0, diverse=False)
+    far = data.plant_far_group(margin=5.0, diverse=False)
     decision = data.decide()
     evidence = decision.evidence[TARGET_CLASS]
-    assert evidence.far_margin > evidence.core_margin
     assert evidence.far_entropy == pytest.approx(evidence.core_entropy)
-    assert decision.target_classes == []
-    assert not decision.flagged.any()
+    assert evidence.rule == "separated-group"
+    assert evidence.gap.size == far.size == 75
+    assert evidence.gap.p_value < 1e-6
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
+    assert set(decision.kind[far]) == {"backdoor"}
+
+
+def test_separated_group_test_works_with_two_classes():
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 400)
+    ratio = smooth_tail(rng, labels.size, far_share=0.05)
+    group = np.flatnonzero(labels == 1)[:20]
+    ratio[group] = rng.uniform(300.0, 900.0, size=group.size)
+    probabilities = np.where(np.eye(2, dtype=bool)[labels], 0.9, 0.1)
+    decision = decide(
+        labels,
+        2,
+        np.ones(2, dtype=bool),
+        {"spectre": ratio},
+        distance_ratio=ratio,
+        margin=np.full((labels.size, 3), 2.0),
+        probabilities=probabilities,
+        oos_probabilities=probabilities,
+    )
+    assert decision.target_classes == [1]
+    assert np.flatnonzero(decision.flagged).tolist() == group.tolist()
+    assert any("mixed-origin backdoor test off" in note for note in decision.notes)
+
+
+def test_tail_gap_p_values_hold_on_smooth_tails():
+    """On tails with no group the gap test's p-value is (close to) uniform: its false calls
+    are what ``gap_alpha`` says, not a matter of tuning."""
+    rng = np.random.default_rng(0)
+    p_values = []
+    for _ in range(300):
+        gap = tail_gap(smooth_tail(rng, 3000), far_ratio=10.0, core_ratio=3.0, min_group_size=5)
+        p_values.append(gap.p_value)
+    p_values = np.array(p_values)
+    # conservative (the Hill estimate includes the gap itself): at most the nominal rate
+    assert np.mean(p_values < 0.05) <= 0.08
+    assert np.mean(p_values < 0.001) <= 0.01
+    assert np.mean(p_values < 0.5) > 0.2  # ... but not blind: the statistic varies
+
+
+def test_tail_gap_finds_the_group_boundary():
+    rng = np.random.default_rng(1)
+    tail = smooth_tail(rng, 3000, far_share=0.05)
+    ratio = np.concatenate([tail, rng.uniform(5e4, 1e5, size=12)])
+    gap = tail_gap(ratio, far_ratio=10.0, core_ratio=3.0, min_group_size=5)
+    assert gap.size == 12 and gap.upper >= 5e4 and gap.lower == tail.max()
+    assert gap.p_value < 1e-6
+    # too short a tail to judge
+    assert tail_gap(np.ones(50), far_ratio=10.0, core_ratio=3.0, min_group_size=5) is None
 
 
 def test_backdoor_rule_is_off_without_distance_ratios():
@@ -760,7 +844,7 @@ def test_backdoor_rule_is_off_without_distance_ratios():
     assert np.all(decision.score < 0.5)
 
 
-def test_backdoor_rule_is_off_with_fewer_than_four_classes():
+def test_mixed_origin_test_is_off_with_fewer_than_four_classes():
     data = Synthetic()
     far = data.plant_far_group(margin=5.0, diverse=True)
     keep = data.labels < 3  # classes 0, 1 and 2 (the target)
@@ -780,10 +864,12 @@ def test_backdoor_rule_is_off_with_fewer_than_four_classes():
         oos_probabilities=oos,
     )
     assert far.max() < keep.sum()
-    assert decision.target_classes == []
-    assert not decision.flagged.any()
+    # the mixed-origin test is off; the group apart from its class is still called
     assert any("at least 4 classes" in note for note in decision.notes)
-    # Four classes of which only three are scored: off as well.
+    assert decision.target_classes == [TARGET_CLASS]
+    assert decision.evidence[TARGET_CLASS].rule == "separated-group"
+    assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
+    # Four classes of which only three are scored: the mixed-origin test is off as well
     scored = np.array([True, True, True, False, False])
     decision = decide(
         data.labels,
@@ -795,7 +881,8 @@ def test_backdoor_rule_is_off_with_fewer_than_four_classes():
         probabilities=data.probabilities,
         oos_probabilities=data.oos_probabilities,
     )
-    assert decision.target_classes == [] and not decision.flagged.any()
+    assert any("at least 4 classes" in note for note in decision.notes)
+    assert decision.evidence[TARGET_CLASS].rule == "separated-group"
 
 
 def plant_label_noise(data: Synthetic, per_class: int) -> np.ndarray:

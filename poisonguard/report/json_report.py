@@ -69,6 +69,11 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
         }
         if result.reasons:
             entry["reason"] = result.reasons[i]
+        finding = result.class_findings[int(dataset.labels[i])] if result.class_findings else None
+        if finding is not None and str(result.finding[i]) == "backdoor":
+            entry["evidence"] = finding.evidence
+        elif str(result.finding[i]) == "label-noise":
+            entry["evidence"] = "label-noise-spread"
         entry["fired"] = [name for name, hits in result.fired.items() if hits[i]]
         for name, values in result.detector_scores.items():
             entry[name] = _number(_column(values)[i])
