@@ -1028,3 +1028,17 @@ def test_robust_z_gives_zero_to_unscored_classes_and_copes_with_constant_ones():
     assert z[np.flatnonzero(labels == 1)[0]] > 0
     # A single scored sample cannot be calibrated: 0.
     assert robust_z(np.array([3.0, 1.0]), np.array([0, 1]), np.ones(2, bool)).tolist() == [0, 0]
+
+
+def test_tail_gap_leaves_a_second_mode_of_the_class_alone():
+    """Half a class in a second mode (a natural sub-type) is not a group in the class's tail:
+    searched in the farthest quarter only, and over everything when asked to."""
+    rng = np.random.default_rng(2)
+    core = smooth_tail(rng, 2000, far_share=0.02)
+    mode = np.exp(rng.normal(np.log(300.0), 0.2, size=1800))
+    ratio = np.concatenate([core, mode])
+    tail = tail_gap(ratio, far_ratio=10.0, core_ratio=3.0, min_group_size=5)
+    assert tail.positions <= ratio.size // 4
+    assert tail.p_value > 1e-4
+    whole = tail_gap(ratio, far_ratio=10.0, core_ratio=3.0, min_group_size=5, tail_share=1.0)
+    assert abs(whole.size - 1800) <= 5 and whole.p_value < 1e-6  # a core sample may reach it
