@@ -15,17 +15,20 @@ poisons lie beyond ratio 72 and the next clean sample at 16; all-to-all, every c
 poisons end at a drop of 2-4x). The test's false-call rate comes from a null model, not a
 tuned constant: beyond the core, the log distance ratios of a class have an exponential tail
 (a Pareto tail in the ratio), so by Rényi's representation the normalised spacings
-``j (L_(j) - L_(j+1))`` of the sorted log ratios are independent exponentials whose mean the
-Hill estimator gives. The largest spacing in the far region (ratio above ``far_ratio``) gets a
-p-value from that null (the maximum of ``m`` exponentials), and a class is called when it is
+``j (L_(j) - L_(j+1))`` of the sorted log ratios are independent exponentials whose local mean
+the spacings on either side of a gap estimate. The most unlikely spacing in the far region
+(ratio above ``far_ratio``) gets a p-value from that null (an F law for each spacing, then the
+smallest of ``m``), and a class is called when it is
 below ``gap_alpha`` divided by the number of classes tested (Bonferroni). Groups are sought
 in the farthest quarter of a class (``TAIL_SHARE``): the model holds for a tail, and a larger
 group is a mode of the class, which this test cannot tell from a natural sub-type (the bags
 of Fashion-MNIST have a second mode of up to 46 % of the class). On the clean
-Fashion-MNIST the smallest class p-value was 5e-3 (the threshold is 1e-4). Mislabelled
+Fashion-MNIST the smallest class p-value was 0.36, and over eleven poisoned 60,000-image runs the
+smallest of a class without poison 4.6e-3 (the threshold is 1e-4). Mislabelled
 samples form far groups too, but a model that never saw them puts them in another class, so
 the group is called only when out-of-sample heads put at least half of it in its own class
-(under 10 % random flips the nine classes with a gap had 5-40 % there). The test needs
+(under 10 % random flips four classes had a significant gap, groups of 171-407 samples of
+which out-of-sample heads put at most 0.4 % in their own class). The test needs
 neither a minimum share nor several source classes, so it covers source-specific and
 all-to-all backdoors, low rates and two-class tasks.
 
@@ -369,52 +372,65 @@ def tail_gap(
     far_ratio: float,
     core_ratio: float,
     min_group_size: int,
-    tail_share: float = 0.25,
+    tail_share: float = TAIL_SHARE,
 ) -> TailGap | None:
     """The strongest gap between a far group and the rest of a class, with its p-value.
 
-    ``L_(1) >= L_(2) >= ...`` are the class's log distance ratios, sorted. Beyond the core
-    (ratio above ``core_ratio``, ``k`` samples) a tail without a group is modelled as
-    exponential in ``L`` (Pareto in the ratio); then the normalised spacings
-    ``S_j = j (L_(j) - L_(j+1))`` are independent exponentials with mean ``theta``
-    (Rényi, 1953), estimated by their mean over the tail (the Hill estimator; the gap itself is
-    included, which makes the test conservative). A group of ``j`` samples standing apart leaves
-    one large ``S_j``. Searched over the groups of ``min_group_size`` samples up to the last far
-    sample (ratio above ``far_ratio``; ``m`` positions), the statistic ``t = max S_j / theta``
-    has the p-value ``1 - (1 - exp(-t)) ** m`` under the model. ``None`` when the tail is too
-    short to judge (fewer than ``min_group_size`` far samples or ``2 min_group_size`` beyond
-    the core). Only the farthest ``tail_share`` of the class is searched and used for the
-    scale: the model holds for a tail, and a larger group is a mode of the class.
+    ``L_(1) >= L_(2) >= ...`` are the class's log distance ratios, sorted. A tail without a
+    group is modelled as exponential in ``L`` (Pareto in the ratio) with a scale that may drift
+    slowly along the tail; then the normalised spacings ``S_j = j (L_(j) - L_(j+1))`` are
+    independent exponentials (Rényi, 1953) whose local mean ``theta_j`` is estimated from the
+    ``w`` spacings within ``max(j, 20)`` ranks on either side of ``j`` (a local Hill
+    estimator). A group of ``j`` samples standing apart leaves one ``S_j`` much larger than its
+    neighbours; with ``theta_j`` estimated from ``w`` exponentials, ``t = S_j / theta_j``
+    follows an F(2, 2w) law, ``P(t' > t) = (1 + t / w) ** -w``. The gap with the smallest such
+    probability among the ``m`` groups searched (``min_group_size`` samples up to the last far
+    sample, ratio above ``far_ratio``) gets the p-value ``1 - (1 - p) ** m``. A global scale
+    instead of a local one called a natural second mode of 24 % of Fashion-MNIST's sandals
+    (p = 4e-6); with the local scale its p-value is above 0.01.
+
+    Only the farthest ``tail_share`` of the class is searched: the model holds for a tail, and
+    a larger group is a mode of the class, which this test cannot tell from a natural sub-type
+    (Fashion-MNIST's bags have a second mode of up to 46 % of the class). ``None`` when there
+    is nothing to search (fewer than ``min_group_size`` far samples, or no sample below them).
+    ``core_ratio`` bounds the spacings used for the scale from below: the core is not a tail.
     """
     values = np.asarray(ratio, dtype=np.float64)
     values = values[np.isfinite(values) & (values > 0)]
     logs = np.sort(np.log(values))[::-1]
-    # the spacings model describes a tail, not the body of a class: groups and the scale are
-    # taken from the farthest ``tail_share`` of it (a larger group is a mode of the class, which
-    # this test cannot tell from a natural sub-type: Fashion-MNIST's bags have a second mode of
-    # up to 46 % of the class)
     tail = int(logs.size * tail_share)
     far = min(int(np.count_nonzero(logs > np.log(far_ratio))), tail)
-    beyond = min(int(np.count_nonzero(logs > np.log(core_ratio))), tail)
-    if far < min_group_size or beyond < 2 * min_group_size or far >= logs.size:
+    beyond = int(np.count_nonzero(logs > np.log(core_ratio)))
+    if far < min_group_size or far >= logs.size:
         return None
     ranks = np.arange(1, logs.size)
-    spacings = ranks * (logs[:-1] - logs[1:])
-    theta = float(np.mean(spacings[: beyond - 1]))
-    if not theta > 0:
+    spacings = ranks * (logs[:-1] - logs[1:])  # spacings[j - 1] is S_j
+    running = np.concatenate([[0.0], np.cumsum(spacings)])
+    sizes = np.arange(min_group_size, far + 1)
+    window = np.maximum(sizes, 20)
+    # spacings above the gap: S_(j-w) .. S_(j-1); below: S_(j+1) .. S_(j+w), not into the core
+    above_start = np.maximum(sizes - 1 - window, 0)
+    below_end = np.minimum(sizes + window, max(beyond, far + 1))
+    below_end = np.minimum(below_end, spacings.size)
+    counts = (sizes - 1 - above_start) + (below_end - sizes)
+    sums = (running[sizes - 1] - running[above_start]) + (running[below_end] - running[sizes])
+    valid = (counts > 0) & (sums > 0)
+    if not valid.any():
         return None
-    searched = spacings[min_group_size - 1 : far] / theta
-    best = int(np.argmax(searched))
-    size = best + min_group_size
-    statistic = float(searched[best])
-    positions = int(searched.size)
-    # 1 - (1 - e^-t)^m, computed without cancellation for small e^-t
-    p_value = float(-np.expm1(positions * np.log1p(-np.exp(-statistic))))
+    theta = np.where(valid, sums / np.maximum(counts, 1), np.inf)
+    statistic = spacings[sizes - 1] / theta
+    log_tail = -counts * np.log1p(statistic / np.maximum(counts, 1))  # log P(F(2, 2w) > t)
+    log_tail = np.where(valid, log_tail, 0.0)
+    best = int(np.argmin(log_tail))
+    size = int(sizes[best])
+    positions = int(sizes.size)
+    # 1 - (1 - p)^m, computed without cancellation for small p
+    p_value = float(-np.expm1(positions * np.log1p(-np.exp(log_tail[best]))))
     return TailGap(
         size=size,
         upper=float(np.exp(logs[size - 1])),
         lower=float(np.exp(logs[size])),
-        statistic=statistic,
+        statistic=float(statistic[best]),
         positions=positions,
         p_value=p_value,
     )
