@@ -137,17 +137,38 @@ def plant_blend(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All-to-one blended backdoor (Chen et al., 2017): ``(1 - alpha) * x + alpha * noise`` with
     one uniform random-noise image (drawn from ``seed``) shared by every poisoned sample."""
-    rng = np.random.default_rng(seed)
-    n_poison = round(rate * len(labels))
-    chosen = rng.choice(np.flatnonzero(labels != target), n_poison, replace=False)
-    noise = rng.integers(0, 256, size=images.shape[1:]).astype(np.float64)
+    chosen, noise = _blend_draws(labels, images.shape[1:], rate=rate, target=target, seed=seed)
     images, labels = images.copy(), labels.copy()
-    blended = (1 - alpha) * images[chosen].astype(np.float64) + alpha * noise
-    images[chosen] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    images[chosen] = blend_images(images[chosen], noise, alpha)
     labels[chosen] = target
     mask = np.zeros(len(labels), dtype=bool)
     mask[chosen] = True
     return images, labels, mask
+
+
+def blend_noise(
+    labels: np.ndarray, shape: tuple[int, ...], *, rate: float, target: int, seed: int = 0
+) -> np.ndarray:
+    """The noise image :func:`plant_blend` draws for these arguments (float64, ``0..255``): what
+    :func:`blend_images` stamps on a triggered test copy. It depends on the samples drawn before
+    it, so it takes the same labels, rate and target."""
+    return _blend_draws(labels, shape, rate=rate, target=target, seed=seed)[1]
+
+
+def blend_images(images: np.ndarray, noise: np.ndarray, alpha: float = 0.15) -> np.ndarray:
+    """``(1 - alpha) * images + alpha * noise``, rounded to uint8."""
+    blended = (1 - alpha) * images.astype(np.float64) + alpha * noise
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def _blend_draws(
+    labels: np.ndarray, shape: tuple[int, ...], *, rate: float, target: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_poison = round(rate * len(labels))
+    chosen = rng.choice(np.flatnonzero(labels != target), n_poison, replace=False)
+    noise = rng.integers(0, 256, size=shape).astype(np.float64)
+    return chosen, noise
 
 
 def flip_labels(

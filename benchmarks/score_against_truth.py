@@ -1,4 +1,5 @@
-"""Compare a scan's ``scores.csv`` with a ground-truth file: precision, recall, F1, AUROC.
+"""Compare a scan's ``scores.csv`` with a ground-truth file: precision, recall, F1, AUROC, and
+the clean samples flagged (``clean_flagged``, ``clean_flagged_fraction``).
 
     python benchmarks/score_against_truth.py REPORT_DIR/scores.csv GROUND_TRUTH.csv
 
@@ -41,6 +42,7 @@ def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
     flagged = np.array([r["flagged"] == "1" for r in rows])
     result = metrics.detection_metrics(poisoned, flagged)
     result.pop("auroc")
+    result["clean_flagged"] = int(np.sum(flagged & ~poisoned))
     if cover:
         result["cover_excluded"] = len(cover)
     if 0 < poisoned.sum() < len(rows):

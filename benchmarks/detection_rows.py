@@ -1,0 +1,534 @@
+"""The rows of the detection benchmark (:mod:`detection`): what each one plants, and how its
+attack success is measured.
+
+A :class:`Row` names one poisoned training set: the data it starts from (Fashion-MNIST train, or
+a two-class subset of it), the poison it plants (:class:`Planted`: the new arrays, the payload
+and cover masks for the ground truth) and, for each backdoor or targeted flip in it, an
+:class:`AttackTest`: how to stamp its trigger on test images and which class each test image is
+then wanted as. Three groups:
+
+* ``textbook`` (issue 3): all-to-one patch and blend at 1/5/10 %, random label flips at 5/10 %,
+  no poison, and two checkerboard rows held out then; made with
+  :func:`fashion_mnist.make_attack`, exactly as before;
+* ``evasive`` (issue 13): attacks built to evade latent-separation defences, made with
+  :func:`fashion_mnist.make_evasive_attack` (:mod:`poisonguard.poison`), and the all-to-one
+  patch at 0.1 %, 0.3 %, 1 % and 5 % (``make_attack``'s patch; the last two are textbook rows
+  too);
+* ``held-out`` (issue 13): other triggers, targets, source classes and seeds, labelled
+  "held out: not used in development", made with :func:`poisonguard.poison.poison_arrays`.
+
+Every row is deterministic: the same images and labels give the same poisoning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from fashion_mnist import (
+    blend_images,
+    blend_noise,
+    load_fashion_mnist,
+    make_attack,
+    make_evasive_attack,
+)
+
+from poisonguard.poison import (
+    ATTACKS,
+    NO_TARGET,
+    AttackOptions,
+    Poisoning,
+    add_backdoor,
+    apply_trigger,
+    poison_arrays,
+    trigger_targets,
+)
+
+GROUPS = ("textbook", "evasive", "held-out")
+HELD_OUT = "held out: not used in development"
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+"""Fashion-MNIST's classes, by label."""
+
+
+@dataclass(frozen=True)
+class AttackTest:
+    """How one attack's success is measured on test images ``(N, 28, 28)`` uint8.
+
+    ``stamp`` returns the triggered copy (a targeted flip has no trigger: the images as they
+    are); ``goals`` maps the true labels to the class each image is wanted as, ``NO_TARGET``
+    (-1) where the attack makes no claim. Attack success: the share of counted images the model
+    predicts as their goal.
+    """
+
+    name: str
+    stamp: Callable[[np.ndarray], np.ndarray]
+    goals: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Planted:
+    """A poisoned training set and its ground truth (``x`` is ``(N, 28, 28)`` uint8)."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    original: np.ndarray
+    payload: np.ndarray
+    attacks: np.ndarray | str
+    rate: float
+    targets: tuple[int, ...] = ()
+    tests: tuple[AttackTest, ...] = ()
+    cover: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.cover is None:
+            self.cover = np.zeros(len(self.labels), dtype=bool)
+
+    @property
+    def roles(self) -> np.ndarray:
+        return np.where(self.payload, "payload", np.where(self.cover, "cover", "clean"))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark row. ``build(images, labels, n_classes)`` plants its poison on the training
+    data of ``classes`` (``None``: all ten; two classes: relabelled 0 and 1 in that order).
+    ``held_out``: never used to develop or tune the scan (:data:`HELD_OUT`)."""
+
+    name: str
+    groups: tuple[str, ...]
+    attack: str
+    build: Callable[[np.ndarray, np.ndarray, int], Planted] = field(repr=False)
+    classes: tuple[int, ...] | None = None
+    held_out: bool = False
+
+    @property
+    def dataset(self) -> str:
+        if self.classes is None:
+            return "Fashion-MNIST train"
+        named = " and ".join(f"{c} ({CLASS_NAMES[c]})" for c in self.classes)
+        return f"Fashion-MNIST train, classes {named} as 0 and 1"
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def select_classes(
+    images: np.ndarray, labels: np.ndarray, classes: tuple[int, ...] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of ``classes``, relabelled ``0 .. len(classes) - 1`` in that order."""
+    if classes is None:
+        return images, labels
+    keep = np.isin(labels, classes)
+    codes = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    codes[list(classes)] = np.arange(len(classes))
+    return images[keep], codes[labels[keep]]
+
+
+def subset_rows(n: int, size: int | None, seed: int = 0) -> np.ndarray:
+    """``size`` sample indices of ``n`` drawn with ``seed``, ascending (all when ``None``)."""
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def row_data(row: Row, split: str, subset: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(images, labels, n_classes)`` of ``split`` (``train`` or ``t10k``) for ``row``;
+    ``subset`` keeps that many training images (drawn with seed 0; the test split is whole)."""
+    images, labels = select_classes(*load_fashion_mnist(split), row.classes)
+    if split == "train":
+        rows = subset_rows(len(labels), subset)
+        images, labels = images[rows], labels[rows]
+    return images, labels, 10 if row.classes is None else len(row.classes)
+
+
+def data_key(row: Row, subset: int | None) -> str:
+    """Names the training set a row starts from (clean models are shared per key)."""
+    classes = "all" if row.classes is None else "c" + "-".join(map(str, row.classes))
+    return classes if subset is None else f"{classes}-subset{subset}"
+
+
+# --- tests (attack success) --------------------------------------------------------------------
+
+
+def _all_to_one(target: int, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda y: trigger_targets(y, n_classes, target=target)
+
+
+def _poisoning_tests(poisoning: Poisoning, n_classes: int) -> tuple[AttackTest, ...]:
+    """One test per backdoor (its own seed and options) or targeted flip of ``poisoning``."""
+    tests = []
+    for part in poisoning.parts or (poisoning,):
+        options = part.options
+        if part.attack == "flip-pair":
+            source, target = options.source_class, part.target
+
+            def goals(y, source=source, target=target):
+                return np.where(y == source, target, NO_TARGET).astype(np.int64)
+
+            tests.append(AttackTest(f"flip {source}->{target}", lambda x: x, goals))
+            continue
+        if ATTACKS[part.attack].kind != "backdoor":
+            continue
+
+        def stamp(x, part=part):
+            return apply_trigger(
+                x[:, None], attack=part.attack, seed=part.seed, options=part.options
+            )[:, 0]
+
+        if part.attack == "clean-label":
+            goals = _all_to_one(part.target, n_classes)
+        else:
+
+            def goals(y, part=part):
+                return trigger_targets(
+                    y,
+                    n_classes,
+                    target=part.target,
+                    all_to_all=part.options.all_to_all,
+                    source_class=part.options.source_class,
+                )
+
+        to = "c+1" if part.options.all_to_all else str(part.target)
+        tests.append(AttackTest(f"{part.attack}->{to}", stamp, goals))
+    return tuple(tests)
+
+
+def from_poisoning(poisoning: Poisoning, n_classes: int) -> Planted:
+    """A :class:`Planted` from a :class:`~poisonguard.poison.Poisoning` of ``(N, 28, 28)``
+    images (as :func:`fashion_mnist.make_evasive_attack` returns) or ``(N, 1, 28, 28)``."""
+    x = poisoning.x[:, 0] if poisoning.x.ndim == 4 else poisoning.x
+    parts = poisoning.parts or (poisoning,)
+    targets = sorted({p.target for p in parts if p.target is not None})
+    if not targets and any(p.options.all_to_all for p in parts):
+        targets = list(range(n_classes))
+    return Planted(
+        x=x,
+        labels=poisoning.labels,
+        original=poisoning.original_labels,
+        payload=poisoning.poisoned,
+        cover=poisoning.cover,
+        attacks=poisoning.sample_attacks,
+        rate=float(poisoning.description.get("rate", sum(p.description["rate"] for p in parts))),
+        targets=tuple(int(t) for t in targets),
+        tests=_poisoning_tests(poisoning, n_classes),
+    )
+
+
+# --- builders ----------------------------------------------------------------------------------
+
+
+def textbook(attack: str, rate: float, target: int) -> Callable[..., Planted]:
+    """A row of :func:`fashion_mnist.make_attack` (``patch``, ``checker``, ``blend``, ``flip``,
+    ``none``), seed 0."""
+
+    def build(images: np.ndarray, labels: np.ndarray, n_classes: int) -> Planted:
+        x, new, mask = make_attack(attack, images, labels, rate=rate, target=target, seed=0)
+        tests: tuple[AttackTest, ...] = ()
+        goals = _all_to_one(target, n_classes)
+        if attack in ("patch", "checker"):
+            options = (
+                AttackOptions()
+                if attack == "patch"
+                else AttackOptions(
+                    patch_size=4, patch_position="top-left", patch_pattern="checkerboard"
+                )
+            )
+
+            def stamp(t):
+                return apply_trigger(t[:, None], attack="patch", options=options)[:, 0]
+
+            tests = (AttackTest(f"{attack}->{target}", stamp, goals),)
+        elif attack == "blend":
+            noise = blend_noise(labels, images.shape[1:], rate=rate, target=target, seed=0)
+            tests = (AttackTest(f"blend->{target}", lambda t: blend_images(t, noise), goals),)
+        backdoor = attack in ("patch", "checker", "blend")
+        return Planted(
+            x=x,
+            labels=new,
+            original=labels,
+            payload=mask,
+            attacks=attack,
+            rate=rate,
+            targets=(target,) if backdoor else (),
+            tests=tests,
+        )
+
+    return build
+
+
+def evasive(name: str, **kwargs) -> Callable[..., Planted]:
+    """A row of :func:`fashion_mnist.make_evasive_attack` (seed 0)."""
+
+    def build(images: np.ndarray, labels: np.ndarray, n_classes: int) -> Planted:
+        poisoning = make_evasive_attack(name, images, labels, n_classes=n_classes, **kwargs)
+        return from_poisoning(poisoning, n_classes)
+
+    return build
+
+
+def pair_flip(source: int, target: int, share: float = 0.3, **kwargs) -> Callable[..., Planted]:
+    """Targeted flips of ``share`` of the ``source`` class to ``target``: the rate is
+    ``round(share * class size) / N``."""
+
+    def build(images: np.ndarray, labels: np.ndarray, n_classes: int) -> Planted:
+        rate = round(share * int(np.sum(labels == source))) / len(labels)
+        poisoning = make_evasive_attack(
+            "pair-flip",
+            images,
+            labels,
+            rate=rate,
+            target=target,
+            source_class=source,
+            n_classes=n_classes,
+            **kwargs,
+        )
+        return from_poisoning(poisoning, n_classes)
+
+    return build
+
+
+def poisoned(attack: str, rate: float, *, seed: int, target: int | None = None, **options):
+    """A row of :func:`poisonguard.poison.poison_arrays` with ``AttackOptions(**options)``."""
+
+    def build(images: np.ndarray, labels: np.ndarray, n_classes: int) -> Planted:
+        poisoning = poison_arrays(
+            images[:, None],
+            labels,
+            n_classes,
+            attack=attack,
+            rate=rate,
+            target=target,
+            seed=seed,
+            options=AttackOptions(**options),
+        )
+        return from_poisoning(poisoning, n_classes)
+
+    return build
+
+
+def sig_then_patch(images: np.ndarray, labels: np.ndarray, n_classes: int) -> Planted:
+    """Held out: dirty-label SIG 1 % -> 8 (seed 6), then a 3x3 patch 1 % -> 3 (seed 7)."""
+    first = poison_arrays(
+        images[:, None], labels, n_classes, attack="sig", rate=0.01, target=8, seed=6
+    )
+    both = add_backdoor(first, n_classes, attack="patch", rate=0.01, target=3)
+    return from_poisoning(both, n_classes)
+
+
+CHECKER = {"patch_pattern": "checkerboard", "patch_size": 4}
+SIG_4 = {
+    "clean_label_trigger": "sig",
+    "clean_label_epsilon": 0.0,
+    "sig_delta": 25.0,
+    "sig_frequency": 4,
+}
+
+
+def _row(name: str, groups: str, attack: str, build, classes=None, held_out=None) -> Row:
+    """``groups``: space-separated (a row may belong to two)."""
+    held = "held-out" in groups.split() if held_out is None else held_out
+    return Row(name, tuple(groups.split()), attack, build, classes, held)
+
+
+ROWS: tuple[Row, ...] = (
+    # issue 3's rows, unchanged
+    _row(
+        "patch-0.01-t0",
+        "textbook evasive",
+        "patch 3x3 white, bottom-right, 1 % -> 0",
+        textbook("patch", 0.01, 0),
+    ),
+    _row(
+        "patch-0.05-t0",
+        "textbook evasive",
+        "patch 3x3 white, bottom-right, 5 % -> 0",
+        textbook("patch", 0.05, 0),
+    ),
+    _row(
+        "patch-0.10-t0",
+        "textbook",
+        "patch 3x3 white, bottom-right, 10 % -> 0",
+        textbook("patch", 0.10, 0),
+    ),
+    _row(
+        "blend-0.01-t0", "textbook", "blend noise alpha 0.15, 1 % -> 0", textbook("blend", 0.01, 0)
+    ),
+    _row(
+        "blend-0.05-t0", "textbook", "blend noise alpha 0.15, 5 % -> 0", textbook("blend", 0.05, 0)
+    ),
+    _row(
+        "blend-0.10-t0", "textbook", "blend noise alpha 0.15, 10 % -> 0", textbook("blend", 0.10, 0)
+    ),
+    _row("flip-0.05-t0", "textbook", "random label flips 5 %", textbook("flip", 0.05, 0)),
+    _row("flip-0.10-t0", "textbook", "random label flips 10 %", textbook("flip", 0.10, 0)),
+    _row("none-0.00-t0", "textbook", "no poison", textbook("none", 0.0, 0)),
+    _row(
+        "checker-0.01-t7",
+        "textbook",
+        "4x4 checkerboard, top-left, 1 % -> 7",
+        textbook("checker", 0.01, 7),
+        held_out=True,
+    ),
+    _row(
+        "checker-0.05-t7",
+        "textbook",
+        "4x4 checkerboard, top-left, 5 % -> 7",
+        textbook("checker", 0.05, 7),
+        held_out=True,
+    ),
+    # issue 13: attacks built to evade latent-separation defences
+    _row(
+        "patch-0.001-t0",
+        "evasive",
+        "patch 3x3 white, bottom-right, 0.1 % -> 0",
+        textbook("patch", 0.001, 0),
+    ),
+    _row(
+        "patch-0.003-t0",
+        "evasive",
+        "patch 3x3 white, bottom-right, 0.3 % -> 0",
+        textbook("patch", 0.003, 0),
+    ),
+    _row(
+        "tact-0.01-s3-t5",
+        "evasive",
+        "source-specific (TaCT) patch 3 -> 5, 1 % + 1 % cover",
+        evasive("tact", rate=0.01, target=5, source_class=3, cover_rate=0.01),
+    ),
+    _row(
+        "all-to-all-0.05",
+        "evasive",
+        "all-to-all patch (c -> c+1), 5 %",
+        evasive("all-to-all", rate=0.05),
+    ),
+    _row(
+        "adaptive-blend-0.003-t0",
+        "evasive",
+        "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 0, 0.3 % + 0.3 % conservatism",
+        evasive("adaptive-blend", rate=0.003, target=0, cover_rate=0.003),
+    ),
+    _row(
+        "clean-sig-0.05-t0",
+        "evasive",
+        "clean-label SIG (delta 20, f 6) on half of class 0 (rate 0.05)",
+        evasive("clean-sig", rate=0.05, target=0),
+    ),
+    _row(
+        "pair-flip-s2-t4", "evasive", "targeted flip: 30 % of class 2 labelled 4", pair_flip(2, 4)
+    ),
+    _row(
+        "two-backdoors-0.01-t0-t1",
+        "evasive",
+        "two backdoors, 1 % each: patch -> 0, blend -> 1",
+        evasive("two-backdoors", rate=0.01, target=0, second_target=1),
+    ),
+    _row(
+        "two-class-1-7-patch-0.05",
+        "evasive",
+        "two classes (1 Trouser, 7 Sneaker as 0, 1): patch 5 % -> 0",
+        textbook("patch", 0.05, 0),
+        classes=(1, 7),
+    ),
+    # issue 13, held out: not used in development (other triggers, targets, sources and seeds)
+    _row(
+        "held-tact-blend-0.01-s7-t1",
+        "held-out",
+        "source-specific blend 7 -> 1, 1 % + 1 % cover",
+        poisoned("blend", 0.01, target=1, seed=3, source_class=7, cover_rate=0.01),
+    ),
+    _row(
+        "held-all-to-all-checker-0.05",
+        "held-out",
+        "all-to-all 4x4 checkerboard top-left (c -> c+1), 5 %",
+        poisoned("patch", 0.05, seed=4, all_to_all=True, patch_position="top-left", **CHECKER),
+    ),
+    _row(
+        "held-checker-0.003-t4",
+        "held-out",
+        "4x4 checkerboard top-right, 0.3 % -> 4",
+        poisoned("patch", 0.003, target=4, seed=5, patch_position="top-right", **CHECKER),
+    ),
+    _row(
+        "held-two-backdoors-0.01-t8-t3",
+        "held-out",
+        "two backdoors, 1 % each: SIG -> 8, patch -> 3",
+        sig_then_patch,
+    ),
+    _row(
+        "held-two-class-0-9-blend-0.05",
+        "held-out",
+        "two classes (0 T-shirt, 9 Ankle boot as 0, 1): blend 5 % -> 1",
+        poisoned("blend", 0.05, target=1, seed=7),
+        classes=(0, 9),
+    ),
+    _row(
+        "held-tact-patch-0.003-s5-t9",
+        "held-out",
+        "source-specific 2x2 patch bottom-left 5 -> 9, 0.3 % + 0.3 % cover",
+        poisoned(
+            "patch",
+            0.003,
+            target=9,
+            seed=8,
+            source_class=5,
+            cover_rate=0.003,
+            patch_position="bottom-left",
+            patch_size=2,
+        ),
+    ),
+    _row(
+        "held-adaptive-blend-0.003-t8",
+        "held-out",
+        "adaptive blend (5 of 3x3 pieces, alpha 0.15) -> 8, 0.3 % + 0.3 % conservatism",
+        poisoned(
+            "adaptive-blend",
+            0.003,
+            target=8,
+            seed=9,
+            cover_rate=0.003,
+            adaptive_grid=3,
+            adaptive_pieces=5,
+        ),
+    ),
+    _row(
+        "held-clean-sig-0.05-t6",
+        "held-out",
+        "clean-label SIG (delta 25, f 4) on half of class 6 (rate 0.05)",
+        poisoned("clean-label", 0.05, target=6, seed=10, **SIG_4),
+    ),
+    _row(
+        "held-pair-flip-s9-t7",
+        "held-out",
+        "targeted flip: 30 % of class 9 labelled 7",
+        pair_flip(9, 7, seed=11),
+    ),
+)
+"""Every row, in the order they run."""
+
+
+def select_rows(only: str | None) -> list[Row]:
+    """The rows named in ``only`` (comma-separated row names or groups: ``textbook``,
+    ``evasive``, ``held-out``), in table order; every row when ``None``."""
+    if not only:
+        return list(ROWS)
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    known = {row.name for row in ROWS} | set(GROUPS)
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ValueError(
+            f"unknown row(s) {', '.join(unknown)}; valid: {', '.join(GROUPS)}, "
+            + ", ".join(row.name for row in ROWS)
+        )
+    return [row for row in ROWS if row.name in wanted or wanted.intersection(row.groups)]
