@@ -33,11 +33,13 @@ neither a minimum share nor several source classes, so it covers source-specific
 all-to-all backdoors, low rates and two-class tasks.
 
 *Mixed origin.* The far group (ratio above ``far_ratio``) is at least ``min_group_share`` of
-the class, is *easy* (its mean margin, the area under the margin, is at least the core's or
+the class, of *diverse origin* (its runner-up-class entropy exceeds the core's by
+``min_entropy_gain``: poisons come from several source classes) and not the class's natural
+outliers: it is *easy* (its mean margin, the area under the margin, is at least the core's or
 the median class core's: the trigger is a shortcut, Li et al., NeurIPS 2021, where natural
-outliers are hard) and of *diverse origin* (its runner-up-class entropy exceeds the core's
-by ``min_entropy_gain``: poisons come from several source classes). It needs at least four
-classes. (The typical core matters when the target class itself is unusually easy: a 3x3
+outliers are hard) or it ends at a significant gap, searched from the core out over the whole
+class (on the 8x8 digits with a 5 % patch the poisons reach 0.9 of a typical core's margin,
+and end at a gap of p = 2e-5). It needs at least four classes. (The typical core matters when the target class itself is unusually easy: a 3x3
 patch on the 8x8 digits' class 0, whose core has a mean margin of 12.4 against a median of
 9.9 and the poisons' 10.5.)
 
@@ -144,6 +146,7 @@ class ClassEvidence:
     label_flags: int = 0
     gap: TailGap | None = None
     group_agrees: float = float("nan")
+    easy: bool = False
     rule: str = ""
 
 
@@ -274,50 +277,65 @@ def decide(
             measured.append((code, ratio))
         cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
         typical = float(np.median(cores)) if cores else float("nan")
+        threshold = settings.gap_alpha / max(int(scored_classes.sum()), 1)
         for code, ratio in measured:
             item = evidence[code]
             item.typical_margin = typical
-            item.backdoor = bool(
+            item.easy = bool(item.far_margin >= min(item.core_margin, typical))
+            if not (
                 item.far_share >= settings.min_group_share
-                and item.far_margin >= min(item.core_margin, typical)
                 and item.far_entropy - item.core_entropy >= settings.min_entropy_gain
+            ):
+                continue
+            # a target class holds a group of any size (a 5 % patch is a third of its class),
+            # searched from the core out; a significant gap is the other sign, beside being
+            # easy, that the far group is not the class's natural outliers (8x8 digits, 5 %
+            # patch: the poisons reach 0.9 of a typical core's margin, and end at a gap of
+            # p = 2e-5)
+            members = np.flatnonzero(labels == code)
+            gap, agrees = _group_apart(
+                ratio,
+                members,
+                code,
+                oos_probabilities,
+                search_from=settings.core_ratio,
+                tail_share=1.0,
+                settings=settings,
             )
-            if item.backdoor:
-                item.rule = MIXED_ORIGIN
-                item.cut_ratio = _emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
+            apart = gap is not None and gap.p_value < threshold and agrees >= 0.5
+            if item.easy or apart:
+                item.backdoor, item.rule = True, MIXED_ORIGIN
+                if apart:
+                    item.gap, item.group_agrees = gap, agrees
+                    item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
+                else:
+                    item.cut_ratio = _emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
     if distance_ratio is not None:
         tested = np.flatnonzero(scored_classes)
+        threshold = settings.gap_alpha / max(tested.size, 1)
         for code in tested:
             item = evidence[code]
             members = np.flatnonzero(labels == code)
             ratio = take_rows(distance_ratio, members)
             if not np.isfinite(item.far_share):
                 item.far_share = float(np.mean(ratio > settings.far_ratio))
-            threshold = settings.gap_alpha / max(tested.size, 1)
-            # a class the mixed-origin test called may hold a group of any size (a 5 % patch
-            # is a third of its target class): its gap is searched over the whole far region
-            share = 1.0 if item.backdoor else TAIL_SHARE
-            item.gap = tail_gap(
-                ratio,
-                far_ratio=settings.far_ratio,
-                core_ratio=settings.core_ratio,
-                min_group_size=settings.min_group_size,
-                tail_share=share,
-            )
-            separated = item.gap is not None and item.gap.p_value < threshold
-            if separated:
-                group = members[ratio >= item.gap.upper]
-                item.group_agrees = _label_agreement(oos_probabilities, group, code)
+            if not item.backdoor:
+                gap, agrees = _group_apart(
+                    ratio,
+                    members,
+                    code,
+                    oos_probabilities,
+                    search_from=settings.far_ratio,
+                    tail_share=TAIL_SHARE,
+                    settings=settings,
+                )
+                item.gap, item.group_agrees = gap, agrees
                 # mislabelled samples form far groups too, but a model that never saw them
                 # puts them in another class; a backdoor's poisons carry their label's trigger
-                separated = item.group_agrees >= 0.5
-            if separated and not item.backdoor:
-                item.backdoor, item.rule = True, SEPARATED_GROUP
-            if separated:
-                # a group apart ends at its gap, whichever test called the class: the cut sits
-                # in the middle of the gap (geometric mean of its edges); without a significant
-                # gap the emptiest-cut of the mixed-origin test stands (it errs towards recall)
-                item.cut_ratio = float(np.sqrt(item.gap.upper * item.gap.lower))
+                if gap is not None and gap.p_value < threshold and agrees >= 0.5:
+                    item.backdoor, item.rule = True, SEPARATED_GROUP
+                    # the cut sits in the middle of the gap (geometric mean of its edges)
+                    item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
             if item.backdoor:
                 targets.append(int(code))
                 hit = members[ratio > item.cut_ratio]
@@ -434,6 +452,31 @@ def tail_gap(
         positions=positions,
         p_value=p_value,
     )
+
+
+def _group_apart(
+    ratio: np.ndarray,
+    members: np.ndarray,
+    code: int,
+    oos_probabilities: FeatureSource | None,
+    *,
+    search_from: float,
+    tail_share: float,
+    settings: DecisionSettings,
+) -> tuple[TailGap | None, float]:
+    """The class's strongest tail gap (groups beyond ``search_from``) and the share of the group
+    above it that out-of-sample heads put in the class (NaN without a gap)."""
+    gap = tail_gap(
+        ratio,
+        far_ratio=search_from,
+        core_ratio=settings.core_ratio,
+        min_group_size=settings.min_group_size,
+        tail_share=tail_share,
+    )
+    if gap is None:
+        return None, float("nan")
+    group = members[ratio >= gap.upper]
+    return gap, _label_agreement(oos_probabilities, group, code)
 
 
 def _label_agreement(

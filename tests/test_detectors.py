@@ -738,12 +738,22 @@ def test_backdoor_rule_ignores_a_far_tail_of_hard_samples():
 
 def test_separated_group_test_calls_a_hard_group_apart_from_its_class():
     """The same hard group, but apart from the core (ratios 50-200 against at most 2.5): a
-    group that does not belong, such as the partial-trigger payload of an adaptive attack."""
+    group that does not belong, such as the partial-trigger payload of an adaptive attack. Of
+    diverse origin, the mixed-origin test calls it on its gap; of one origin, the
+    separated-group test."""
     data = Synthetic()
     far = data.plant_far_group(margin=-1.0, diverse=True)
     decision = data.decide()
     evidence = decision.evidence[TARGET_CLASS]
-    assert evidence.far_margin < evidence.core_margin
+    assert evidence.far_margin < evidence.core_margin and not evidence.easy
+    assert evidence.rule == "mixed-origin-group"
+    assert evidence.gap.size == far.size and evidence.gap.p_value < 1e-6
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
+    data = Synthetic()
+    far = data.plant_far_group(margin=-1.0, diverse=False)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
     assert evidence.rule == "separated-group"
     assert decision.target_classes == [TARGET_CLASS]
     assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
@@ -762,12 +772,14 @@ def test_backdoor_rule_calls_a_group_easier_than_a_typical_class_in_an_easy_clas
     assert decision.target_classes == [TARGET_CLASS]
     assert decision.flagged[far].all() and decision.flagged.sum() == far.size
     assert evidence.rule == "mixed-origin-group"
-    # the same group but harder than a typical class's core fails the mixed-origin test; it is
-    # still a group apart from its class
+    assert evidence.easy
+    # the same group but harder than a typical class's core is not easy; it is still a group
+    # apart from its class, which calls it too
     data.margin[far] = 1.0
     again = data.decide()
     assert again.target_classes == [TARGET_CLASS]
-    assert again.evidence[TARGET_CLASS].rule == "separated-group"
+    assert not again.evidence[TARGET_CLASS].easy
+    assert again.evidence[TARGET_CLASS].gap.p_value < 1e-6
 
 
 def test_separated_group_test_calls_a_group_of_one_origin():
@@ -1042,3 +1054,22 @@ def test_tail_gap_leaves_a_second_mode_of_the_class_alone():
     assert tail.p_value > 1e-4
     whole = tail_gap(ratio, far_ratio=10.0, core_ratio=3.0, min_group_size=5, tail_share=1.0)
     assert abs(whole.size - 1800) <= 5 and whole.p_value < 1e-6  # a core sample may reach it
+
+
+def test_mixed_origin_test_finds_a_hard_group_below_the_far_ratio_by_its_gap():
+    """Poisons of a small dataset that reach only ratios 5-9 (below ``far_ratio``) and are not
+    learned more easily than the core (the 8x8 digits with a 5 % patch): the gap between them
+    and the core, searched from the core out, calls the class and cuts the group exactly."""
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    group = members[:60]
+    data.ratio[group] = data.rng.uniform(5.0, 9.0, size=group.size)
+    data.ratio[members[60:70]] = data.rng.uniform(10.0, 12.0, size=10)  # ten farther ones
+    data.margin[members[:70]] = 1.0
+    others = [c for c in range(K) if c != TARGET_CLASS]
+    data.runner_up[members[:70]] = np.resize(others, 70)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert not evidence.easy and evidence.rule == "mixed-origin-group"
+    assert decision.target_classes == [TARGET_CLASS]
+    assert set(np.flatnonzero(decision.flagged)) == set(members[:70])
