@@ -39,9 +39,9 @@ outliers: it is *easy* (its mean margin, the area under the margin, is at least 
 the median class core's: the trigger is a shortcut, Li et al., NeurIPS 2021, where natural
 outliers are hard) or it ends at a significant gap, searched from the core out over the whole
 class (on the 8x8 digits with a 5 % patch the poisons reach 0.9 of a typical core's margin,
-and end at a gap of p = 2e-5). It needs at least four classes. (The typical core matters when the target class itself is unusually easy: a 3x3
-patch on the 8x8 digits' class 0, whose core has a mean margin of 12.4 against a median of
-9.9 and the poisons' 10.5.)
+and end at a gap of p = 2e-5). It needs at least four classes. (The typical core matters
+when the target class itself is unusually easy: a 3x3 patch on the 8x8 digits' class 0,
+whose core has a mean margin of 12.4 against a median of 9.9 and the poisons' 10.5.)
 
 Inside a called class the samples above the significant gap are flagged; in a class called by
 the mixed-origin test alone, the samples beyond the emptiest point of the distance-ratio
