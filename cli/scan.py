@@ -189,7 +189,12 @@ def _summary(result: ScanResult, html: Path) -> str:
         lines.append(f"Suspected attack: {' and '.join(result.attack_kinds)}.")
     for finding in called:
         lines.append(f"  class {finding.name} ({finding.verdict}): {finding.reason}")
-    if not result.attack_kinds:
+    skipped = " and ".join(rule.summary for rule in result.rules_off)
+    if result.rules_off and not result.n_flagged:
+        lines.append(f"No samples flagged — but {skipped}.")
+    elif result.rules_off:
+        lines.append(f"Not every rule ran: {skipped}.")
+    elif not result.attack_kinds:
         lines.append("No attack found: no class holds a backdoor-like group; labels look clean.")
     for warning in result.warnings:
         lines.append(f"Warning: {warning}")

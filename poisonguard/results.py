@@ -10,7 +10,7 @@ import numpy as np
 
 from poisonguard.dataset import Dataset
 
-__all__ = ["Embedding", "ClassFinding", "ScanResult"]
+__all__ = ["Embedding", "ClassFinding", "RuleOff", "ScanResult"]
 
 
 @dataclass
@@ -74,9 +74,11 @@ class ClassFinding:
 
     ``verdict`` is ``"backdoor-target"`` (a group of suspected backdoor poisons was found in it),
     ``"noisy-labels"`` (samples labelled with it look like other classes, and the labels were
-    judged noisy), ``"clean"`` or ``"skipped"`` (too small for the detectors); ``reason`` says
-    why in plain words; ``evidence`` names the test that carried the verdict
-    (``"separated-group"``, ``"mixed-origin-group"``, ``"label-noise-spread"`` or ``""``).
+    judged noisy), ``"clean"`` (nothing found, and every rule ran), ``"not-cleared"`` (nothing
+    found, but a rule did not run: see :class:`RuleOff`) or ``"skipped"`` (too small for the
+    detectors); ``reason`` says why in plain words; ``evidence`` names the test that carried
+    the verdict (``"separated-group"``, ``"mixed-origin-group"``, ``"label-noise-spread"`` or
+    ``""``).
     """
 
     code: int
@@ -86,6 +88,23 @@ class ClassFinding:
     verdict: str
     reason: str
     evidence: str = ""
+
+
+@dataclass(frozen=True)
+class RuleOff:
+    """A flagging rule that did not run because the detector it needs was not selected.
+
+    ``rule`` is ``"backdoor"`` (the separated-group and mixed-origin tests) or
+    ``"label-noise"``; ``detector`` names the detector the rule needs and ``needs`` what it
+    takes from it; ``summary`` is a short phrase for a summary line ("the backdoor tests did
+    not run (spectre not selected)") and ``message`` the full warning.
+    """
+
+    rule: str
+    detector: str
+    needs: str
+    summary: str
+    message: str
 
 
 @dataclass
@@ -104,7 +123,9 @@ class ScanResult:
     model's own prediction, and ``predicted_probability`` that model's probability of it.
     ``poisonguard sanitize --action relabel`` uses both. ``execution`` says where the work ran
     (``tasks``: in this process or on which Dask cluster) and where the features were
-    (``features``: in memory or in a file); neither changes a score.
+    (``features``: in memory or in a file); neither changes a score. ``rules_off`` lists the
+    flagging rules that did not run because the detector they need was not selected: a scan
+    that flags nothing has then not ruled that attack out.
     """
 
     dataset: Dataset
@@ -125,6 +146,7 @@ class ScanResult:
     predicted: np.ndarray | None = None
     predicted_probability: np.ndarray | None = None
     execution: dict[str, str] = field(default_factory=dict)
+    rules_off: list[RuleOff] = field(default_factory=list)
 
     @property
     def n_flagged(self) -> int:

@@ -33,10 +33,17 @@ from poisonguard.detectors import (
 )
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.ondisk import ArrayFile, FeatureSource, Staging, kept_rows, map_rows
-from poisonguard.results import ClassFinding, Embedding, ScanResult
+from poisonguard.results import ClassFinding, Embedding, RuleOff, ScanResult
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
-__all__ = ["ScanSettings", "scan_dataset", "scan_embedding", "scan_path"]
+__all__ = [
+    "RULE_DETECTORS",
+    "ScanSettings",
+    "rules_off",
+    "scan_dataset",
+    "scan_embedding",
+    "scan_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -291,17 +298,24 @@ def scan_embedding(
         dataset.n_classes,
         scored,
         detector_scores,
-        distance_ratio=inputs.robust_fits.distance_ratio if "spectre" in chosen else None,
+        distance_ratio=(
+            inputs.robust_fits.distance_ratio if RULE_DETECTORS["backdoor"] in chosen else None
+        ),
         margin=embedding.margin,
         probabilities=embedding.probabilities,
         oos_probabilities=(
-            inputs.out_of_sample_probabilities if "confident-learning" in chosen else None
+            inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
     )
+    off = rules_off(chosen)
     for note in decision.notes:
         warnings_.append(note)
-        logger.warning(note)
-    findings = _class_findings(dataset, decision, counts, scored)
+        # a rule off for want of its detector is logged once, by the clearer message below
+        if not any(rule.detector in note for rule in off):
+            logger.warning(note)
+    for rule in off:
+        logger.warning(rule.message)
+    findings = _class_findings(dataset, decision, counts, scored, off)
     predicting = (
         inputs.out_of_sample_probabilities
         if "confident-learning" in chosen
@@ -328,6 +342,7 @@ def scan_embedding(
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
+        rules_off=off,
         execution={
             "tasks": inputs.runner.description,
             "samples": _where(dataset.x, staged=True),
@@ -349,6 +364,58 @@ def _where(array, *, staged: bool = False) -> str:
         return "in memory"
     where = "a staging file removed after the scan" if staged else f"file {array.path}"
     return f"{where}, read {array.chunk_rows} rows at a time"
+
+
+RULE_DETECTORS = {"backdoor": "spectre", "label-noise": "confident-learning"}
+"""The decision's contract: the detector each flagging rule needs (:func:`rules_off`). The
+backdoor tests (separated-group and mixed-origin) rank a class's samples by spectre's robust
+distance ratios; the label-noise rule reads confident learning's out-of-sample probabilities."""
+
+_RULE_TEXT = {
+    # rule: (its name, what its warning starts with, what it takes from its detector, what
+    # goes unflagged without it)
+    "backdoor": (
+        "the backdoor tests",
+        "the backdoor tests (separated-group and mixed-origin) did not run: they need",
+        "its robust distance ratios",
+        "backdoor poisons",
+    ),
+    "label-noise": (
+        "the label-noise rule",
+        "the label-noise rule did not run: it needs",
+        "its out-of-sample probabilities",
+        "mislabelled samples",
+    ),
+}
+
+
+def rules_off(detectors) -> list[RuleOff]:
+    """The flagging rules that cannot run with only ``detectors`` (names) selected.
+
+    :func:`~poisonguard.decision.decide` turns a rule off when the detector it needs did not
+    run (see :data:`RULE_DETECTORS`); a scan that then flags nothing has not ruled that attack
+    out, and the report and the command line say so.
+    """
+    chosen = set(detectors)
+    off = []
+    for rule, detector in RULE_DETECTORS.items():
+        if detector in chosen:
+            continue
+        name, did_not_run, needs, missed = _RULE_TEXT[rule]
+        off.append(
+            RuleOff(
+                rule=rule,
+                detector=detector,
+                needs=needs,
+                summary=f"{name} did not run ({detector} not selected)",
+                message=(
+                    f"{did_not_run} the {detector} detector ({needs}), which the selected "
+                    f"detectors (--detectors) leave out, so {missed} are not flagged; add "
+                    f"{detector} to --detectors to run it"
+                ),
+            )
+        )
+    return off
 
 
 FLAG_THRESHOLD = 0.5
@@ -390,8 +457,14 @@ def _sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
 
 
 def _class_findings(
-    dataset: Dataset, decision: Decision, counts: np.ndarray, scored: np.ndarray
+    dataset: Dataset,
+    decision: Decision,
+    counts: np.ndarray,
+    scored: np.ndarray,
+    off: list[RuleOff] | tuple = (),
 ) -> list[ClassFinding]:
+    """Each class's verdict; a class where nothing was found is ``"clean"`` only when no rule
+    was off (``off``), else ``"not-cleared"``."""
     findings = []
     flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
     for code, name in enumerate(dataset.class_names):
@@ -428,8 +501,8 @@ def _class_findings(
                 "them, and such samples are spread over many class pairs in this dataset"
             )
         else:
-            verdict = "clean"
-            reason = _clean_reason(item, far)
+            verdict = "not-cleared" if off else "clean"
+            reason = _clean_reason(item, far, off)
         if verdict == "backdoor-target":
             evidence = item.rule
         elif verdict == "noisy-labels":
@@ -440,7 +513,12 @@ def _class_findings(
     return findings
 
 
-def _clean_reason(item, far: str) -> str:
+def _clean_reason(item, far: str, off: list[RuleOff] | tuple = ()) -> str:
+    if off:
+        skipped = " and ".join(rule.summary for rule in off)
+        if not np.isfinite(item.far_share):  # the backdoor tests did not run
+            return f"nothing flagged, but {skipped}"
+        return f"{_clean_reason(item, far)}; but {skipped}"
     if not np.isfinite(item.far_share):
         return "no backdoor rule was run; no label-noise flags"
     if not np.isfinite(item.far_margin) or item.far_share < DecisionSettings().min_group_share:

@@ -256,6 +256,66 @@ def test_detectors_option_selects_the_columns(first_scan, clean_folder, cache_di
     assert {r["id"]: r[name] for r in read_scores(out)} == full
 
 
+# --- --detectors that turn a flagging rule off ---------------------------------------------------
+
+
+def test_no_rule_off_with_every_detector(first_scan):
+    result, out = first_scan
+    assert "did not run" not in result.stderr and "did not run" not in result.stdout
+    assert read_report(out)["findings"]["rules_off"] == []
+
+
+def test_detectors_without_spectre_say_the_backdoor_tests_did_not_run(
+    first_scan, clean_folder, cache_dir
+):
+    _, first_out = first_scan
+    out = first_out.parent / "no-spectre"
+    result = scan(clean_folder, out, cache_dir, "--detectors", "spectral,confident-learning")
+    assert_ok(result)
+    # a warning line on stderr naming the missing detector and the rule that is off
+    warnings = [line for line in result.stderr.splitlines() if "did not run" in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("poisonguard: WARNING: the backdoor tests")
+    assert "spectre" in warnings[0] and "--detectors" in warnings[0]
+    # the summary never reads as "no attack found"
+    report = read_report(out)
+    assert "No attack found" not in result.stdout
+    if report["findings"]["flagged_count"] == 0:
+        assert (
+            "No samples flagged — but the backdoor tests did not run (spectre not selected)."
+            in result.stdout
+        )
+    else:
+        assert "Not every rule ran: the backdoor tests did not run" in result.stdout
+    (off,) = report["findings"]["rules_off"]
+    assert (off["rule"], off["detector"]) == ("backdoor", "spectre")
+    assert off["message"] in warnings[0]
+    assert any("backdoor rule off" in w for w in report["warnings"])
+    assert "backdoor-target" not in {c["verdict"] for c in report["findings"]["per_class"]}
+    assert "clean" not in {c["verdict"] for c in report["findings"]["per_class"]}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="rules-off"' in html and "spectre not selected" in html
+
+
+def test_json_output_keeps_the_rule_off_warning_on_stderr(first_scan, clean_folder, cache_dir):
+    _, first_out = first_scan
+    out = first_out.parent / "no-rules-json"
+    result = scan(clean_folder, out, cache_dir, "--detectors", "spectral", "--json")
+    assert_ok(result)
+    printed = json.loads(result.stdout)  # stdout stays pure JSON
+    assert [r["detector"] for r in printed["findings"]["rules_off"]] == [
+        "spectre",
+        "confident-learning",
+    ]
+    assert printed["findings"]["flagged_count"] == 0  # both rules off: nothing can be flagged
+    warnings = [line for line in result.stderr.splitlines() if "did not run" in line]
+    assert len(warnings) == 2
+    assert "spectre" in warnings[0] and "confident-learning" in warnings[1]
+    assert "label-noise rule" in warnings[1]
+    verdicts = {c["verdict"] for c in printed["findings"]["per_class"]}
+    assert verdicts == {"not-cleared"}
+
+
 def test_default_out_is_under_reports(first_scan, clean_folder, cache_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run("scan", clean_folder, "--epochs", EPOCHS, "--cache-dir", cache_dir)

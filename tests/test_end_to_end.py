@@ -100,3 +100,22 @@ def test_digits_backdoor_is_found(digits_scan):
     )
     assert recall >= MIN_RECALL, summary
     assert clean_share <= MAX_CLEAN_FLAGGED, summary
+
+
+def test_digits_report_locates_the_patch(digits_scan):
+    """The group-minus-core difference of the target class puts its strongest spot on the
+    2x2 trigger (rows 6-7, columns 6-7), and the page draws it."""
+    result, out = digits_scan
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    (evidence,) = report["findings"]["group_differences"]
+    assert evidence["class"] == "0"
+    assert evidence["group_size"] == report["findings"]["per_class"][0]["flagged"]
+    patch = {"row_min": 6, "row_max": 7, "col_min": 6, "col_max": 7, "pixels": 4}
+    assert evidence["peak_region"] == patch
+    box = evidence["bounding_box"]
+    assert box["row_min"] <= 6 and box["row_max"] == 7 and box["col_min"] <= 6
+    assert box["col_max"] == 7
+    assert report["findings"]["rules_off"] == []
+    html = " ".join((out / "report.html").read_text(encoding="utf-8").split())
+    assert 'id="group-evidence"' in html and "covers rows 6–7, columns 6–7" in html

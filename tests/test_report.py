@@ -26,6 +26,7 @@ from poisonguard.report import (
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.report.thumbnails import image_thumbnail_png
 from poisonguard.results import ClassFinding, Embedding, ScanResult
+from poisonguard.scan import rules_off
 
 HOSTILE_ID = '<script>alert(1)</script>,"x'
 HOSTILE_CLASS = "<img src=x onerror=alert(2)>"
@@ -201,7 +202,7 @@ def test_report_json_keys_and_counts(tmp_path):
     top = findings["top_flagged"]
     assert sorted(t["index"] for t in top) == sorted(FLAGGED)
     assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
-    assert set(top[0]) == {"index", "id", "label", "score", "fired", *DETECTORS}
+    assert set(top[0]) == {"index", "id", "label", "score", "evidence", "fired", *DETECTORS}
     assert HOSTILE_ID in {t["id"] for t in top}
     assert set(report["detectors"]) == set(DETECTORS)
     assert set(report["detectors"]["spectral"]) == {
@@ -230,7 +231,8 @@ def test_html_is_escaped_and_self_contained(tmp_path):
     assert HOSTILE_CLASS not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
     assert "<b>toy" not in html and "<i>.png" not in html
     assert re.search(r"https?://", html) is None
-    assert html.count('src="data:image/png;base64,') == 2 + 10
+    # histogram, map, 10 thumbnails, and the backdoor target's group, core and difference
+    assert html.count('src="data:image/png;base64,') == 2 + 10 + 3
     assert "<title>PoisonGuard report: &lt;b&gt;toy</title>" in html
     assert 'class="suspicious"' in html
     for text in ("only 20 samples &lt;per&gt; class", "resized &lt;nothing&gt;", "spectral"):
@@ -365,3 +367,113 @@ def test_ranked_indices_among_and_count_match_the_full_ranking():
         for count in (None, 0, 1, 3, 100):
             expected = [i for i in full if among[i]][:count]
             assert ranked_indices(score, among, count).tolist() == expected
+
+
+# --- the evidence of a backdoor target (group_evidence) -----------------------------------------
+
+PATCH = (slice(1, 4), slice(4, 7))  # rows 1-3, columns 4-6
+
+
+def planted_patch_result() -> ScanResult:
+    """``make_result`` on flat grey images, with a 3x3 white patch on the samples of the
+    backdoor target (class 0) flagged as backdoor."""
+    result = make_result()
+    x = result.dataset.x
+    x[:] = 40
+    group = (result.dataset.labels == 0) & (result.finding == "backdoor")
+    x[group, 0, PATCH[0], PATCH[1]] = 255
+    return result
+
+
+def test_backdoor_target_evidence_in_report_json_and_html(tmp_path):
+    files = write_report(planted_patch_result(), tmp_path / "r", thumbnails=0)
+    report = json.loads(files.json.read_text(encoding="utf-8"))
+    (evidence,) = report["findings"]["group_differences"]
+    assert evidence["class"] == "cat" and evidence["code"] == 0
+    assert evidence["group_size"] == 2 and evidence["core_size"] == 18  # FLAGGED 3 and 42
+    box = {"row_min": 1, "row_max": 3, "col_min": 4, "col_max": 6, "pixels": 9}
+    assert evidence["bounding_box"] == box and evidence["peak_region"] == box
+    assert evidence["max_abs_difference"] == 215.0
+    assert evidence["difference_l2"] == pytest.approx(215.0 * 3)
+    html = files.html.read_text(encoding="utf-8")
+    section = html[html.index('<section id="group-evidence">') :]
+    section = section[: section.index("</section>")]
+    assert section.count('src="data:image/png;base64,') == 3
+    assert "flagged group: mean of 2" in section and "core: mean of 18" in section
+    assert "rows 1–3, columns 4–6" in section
+    assert re.search(r"https?://", html) is None
+
+
+def test_no_backdoor_target_no_evidence_section(tmp_path):
+    result = planted_patch_result()
+    for finding in result.class_findings:
+        finding.verdict = "clean"
+    files = write_report(result, tmp_path / "r", thumbnails=0)
+    assert json.loads(files.json.read_text())["findings"]["group_differences"] == []
+    html = files.html.read_text(encoding="utf-8")
+    assert 'id="group-evidence"' not in html
+    assert html.count('src="data:image/png;base64,') == 2
+
+
+def test_table_evidence_lists_the_planted_column_first(tmp_path):
+    result = make_result(kind="table")
+    group = (result.dataset.labels == 0) & (result.finding == "backdoor")
+    result.dataset.x[group, 3] += 10.0
+    files = write_report(result, tmp_path / "r", thumbnails=0)
+    (evidence,) = json.loads(files.json.read_text())["findings"]["group_differences"]
+    columns = evidence["top_columns"]
+    assert [c["column"] for c in columns][0] == "f3" and len(columns) == 5
+    assert columns[0]["standardized_difference"] > 5
+    html = files.html.read_text(encoding="utf-8")
+    section = html[html.index('<section id="group-evidence">') :]
+    section = section[: section.index("</section>")]
+    assert section.index(">f3<") < min(section.index(f">f{i}<") for i in (0, 1, 2, 4))
+    assert "data:image" not in section
+
+
+# --- rules that did not run ---------------------------------------------------------------------
+
+
+def test_rules_off_are_in_report_json_and_the_html_summary(tmp_path):
+    result = make_result()
+    result.flagged[:] = False
+    result.rules_off = rules_off(["spectral", "confident-learning"])
+    files = write_report(result, tmp_path / "r", thumbnails=0)
+    findings = json.loads(files.json.read_text())["findings"]
+    assert [(r["rule"], r["detector"]) for r in findings["rules_off"]] == [("backdoor", "spectre")]
+    assert "spectre" in findings["rules_off"][0]["message"]
+    html = files.html.read_text(encoding="utf-8")
+    summary = html[html.index('<section id="summary">') :]
+    summary = summary[: summary.index("</section>")]
+    assert (
+        "No samples flagged — but the backdoor tests did not run (spectre not selected)." in summary
+    )
+    assert 'id="rules-off"' in summary and "no attack found" not in summary
+    assert "nothing found by the rules that ran, but the backdoor tests did not run" in summary
+    # with flags, the count stays and the rule that was off is named beside it
+    result.flagged[3] = True
+    result.rules_off = rules_off(["spectre"])
+    html = write_report(result, tmp_path / "r2", thumbnails=0).html.read_text(encoding="utf-8")
+    assert "1 of 60 samples flagged" in html and "the label-noise rule did not run" in html
+    assert "confident-learning not selected" in html
+
+
+def test_no_rules_off_no_alert(tmp_path):
+    result = make_result()
+    result.flagged[:] = False
+    result.attack_kinds = []
+    files = write_report(result, tmp_path / "r", thumbnails=0)
+    assert json.loads(files.json.read_text())["findings"]["rules_off"] == []
+    html = files.html.read_text(encoding="utf-8")
+    assert 'id="rules-off"' not in html and "did not run" not in html
+    assert "no attack found" in html
+
+
+def test_rules_off_names_the_missing_detectors():
+    assert rules_off(["spectre", "confident-learning", "spectral"]) == []
+    off = rules_off(["knn-labels"])
+    assert [(r.rule, r.detector) for r in off] == [
+        ("backdoor", "spectre"),
+        ("label-noise", "confident-learning"),
+    ]
+    assert off[1].summary == "the label-noise rule did not run (confident-learning not selected)"

@@ -9,8 +9,10 @@ Where each part comes from:
 * ``report.json`` -- :mod:`poisonguard.report.json_report` (findings, settings, timings);
 * ``report.html`` -- :mod:`poisonguard.report.html_report` with the template
   ``templates/report.html``, its figures from :mod:`~poisonguard.report.plots`, the map layout from
-  :mod:`~poisonguard.report.projection` and image thumbnails from
-  :mod:`~poisonguard.report.thumbnails`.
+  :mod:`~poisonguard.report.projection`, image thumbnails from
+  :mod:`~poisonguard.report.thumbnails` and, per backdoor target class, what sets the flagged
+  group apart from the rest of the class from :mod:`~poisonguard.report.group_evidence` (in
+  report.json too).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def write_report(
             result, seed=seed, map_points=map_points, thumbnails_count=thumbnails
         )
         result.timings["report"] = time.perf_counter() - start
-        report = build_report_json(result)
+        report = build_report_json(result, figures.group_differences)
         if evaluation is not None:
             report["evaluation"] = evaluation
         (tmp / REPORT_JSON).write_bytes(report_json_text(report).encode("utf-8"))

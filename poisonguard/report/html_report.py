@@ -1,7 +1,9 @@
 """``report.html``: one self-contained page a person reads to judge a scan.
 
 The page renders :func:`~poisonguard.report.json_report.build_report_json`'s dictionary plus the
-figures made here (score histogram, UMAP map, thumbnails of the most suspicious images). Images are
+figures made here (score histogram, UMAP map, thumbnails of the most suspicious images, and for
+each backdoor target the mean images of its flagged group and core and their difference, from
+:mod:`~poisonguard.report.group_evidence`). Images are
 inlined as ``data:`` URIs and the CSS is inline, so the file works offline and loads nothing from
 elsewhere; a Content-Security-Policy forbids scripts and outside resources. Ids and class names are
 untrusted text: the Jinja2 environment autoescapes everything, and nothing is marked ``|safe``.
@@ -24,7 +26,7 @@ import jinja2
 import numpy as np
 
 from poisonguard.ondisk import take_rows
-from poisonguard.report import plots, projection, thumbnails
+from poisonguard.report import group_evidence, plots, projection, thumbnails
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.results import ScanResult
 
@@ -54,18 +56,27 @@ class ReportFigures:
     top : list of dict
         The most suspicious samples, highest score first: ``index``, ``id``, ``label``,
         ``score``, ``flagged`` and, for image datasets, ``thumbnail`` (a ``data:`` URI).
+    group_differences : list of GroupDifference
+        Per backdoor target class, its flagged group against the rest of the class
+        (:func:`~poisonguard.report.group_evidence.target_group_differences`).
+    evidence_images : dict of int to dict of str
+        For image datasets, per target class code: ``group``, ``core`` and ``difference``, the
+        group's and the core's mean images and their difference as ``data:`` URIs.
     """
 
     histogram_png: bytes
     map_png: bytes
     map_indices: np.ndarray
     top: list[dict[str, Any]] = field(default_factory=list)
+    group_differences: list[group_evidence.GroupDifference] = field(default_factory=list)
+    evidence_images: dict[int, dict[str, str]] = field(default_factory=dict)
 
 
 def prepare_figures(
     result: ScanResult, *, seed: int = 0, map_points: int = 3000, thumbnails_count: int = 48
 ) -> ReportFigures:
-    """Draw the histogram and the map and pick the most suspicious samples.
+    """Draw the histogram and the map, pick the most suspicious samples and compare each
+    backdoor target's flagged group with the rest of its class.
 
     Parameters
     ----------
@@ -115,7 +126,28 @@ def prepare_figures(
         if dataset.kind == "image":
             entry["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))
         top.append(entry)
-    return ReportFigures(histogram_png=histogram, map_png=map_png, map_indices=indices, top=top)
+
+    differences = group_evidence.target_group_differences(result)
+    evidence_images = {}
+    if dataset.kind == "image":
+        value_range = (0.0, 255.0) if np.dtype(dataset.x.dtype) == np.uint8 else None
+        for gd in differences:
+            group_png, core_png = group_evidence.mean_images_png(
+                gd.group_mean, gd.core_mean, value_range
+            )
+            evidence_images[gd.code] = {
+                "group": _data_uri(group_png),
+                "core": _data_uri(core_png),
+                "difference": _data_uri(group_evidence.difference_png(gd.difference)),
+            }
+    return ReportFigures(
+        histogram_png=histogram,
+        map_png=map_png,
+        map_indices=indices,
+        top=top,
+        group_differences=differences,
+        evidence_images=evidence_images,
+    )
 
 
 def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigures) -> str:
@@ -158,6 +190,7 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "flagged_total": int(flagged.sum()),
         "top": figures.top,
         "is_image": result.dataset.kind == "image",
+        "evidence_images": figures.evidence_images,
     }
     return template_environment().get_template(_TEMPLATE).render(**context)
 

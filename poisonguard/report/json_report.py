@@ -21,6 +21,7 @@ import numpy as np
 
 import poisonguard
 from poisonguard.ondisk import ArrayFile, whole
+from poisonguard.report import group_evidence
 from poisonguard.results import ScanResult
 
 __all__ = ["TOP_FLAGGED", "build_report_json", "report_json_text", "jsonable", "ranked_indices"]
@@ -31,13 +32,19 @@ TOP_FLAGGED = 100
 _VERSIONED_PACKAGES = ("numpy", "torch", "scikit-learn", "umap-learn", "h5py", "dask")
 
 
-def build_report_json(result: ScanResult) -> dict[str, Any]:
+def build_report_json(
+    result: ScanResult,
+    group_differences: list[group_evidence.GroupDifference] | None = None,
+) -> dict[str, Any]:
     """Describe a scan as a JSON-able dictionary.
 
     Parameters
     ----------
     result : ScanResult
         The scan to describe.
+    group_differences : list of GroupDifference, optional
+        :func:`~poisonguard.report.group_evidence.target_group_differences` of the same scan,
+        if already computed (it reads the target classes' samples); computed here otherwise.
 
     Returns
     -------
@@ -49,6 +56,11 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
         so ``json.dumps(..., allow_nan=False)`` accepts it. Scores are "higher = more
         suspicious"; ``findings.top_flagged`` lists at most :data:`TOP_FLAGGED` flagged samples,
         highest ``score`` first, each with every detector's score under the detector's name.
+        ``findings.rules_off`` lists the flagging rules that did not run because the detector
+        they need was not selected (``rule``, ``detector``, ``needs``, ``summary``,
+        ``message``); ``findings.group_differences`` holds, per backdoor target class, what
+        sets its flagged group apart from the rest of the class
+        (:func:`~poisonguard.report.group_evidence.summarize`).
     """
     dataset = result.dataset
     embedding = result.embedding
@@ -78,6 +90,13 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
         for name, values in result.detector_scores.items():
             entry[name] = _number(_column(values)[i])
         top_flagged.append(entry)
+
+    if group_differences is None:
+        group_differences = group_evidence.target_group_differences(result)
+    differences = [
+        group_evidence.summarize(gd, dataset.kind, names[gd.code], dataset.feature_names)
+        for gd in group_differences
+    ]
 
     model = dict(embedding.model)
     model.update(
@@ -110,8 +129,10 @@ def build_report_json(result: ScanResult) -> dict[str, Any]:
             "flagged_fraction": result.n_flagged / n if n else 0.0,
             "threshold": result.threshold,
             "attack_kinds": list(result.attack_kinds),
+            "rules_off": [dataclasses.asdict(rule) for rule in result.rules_off],
             "target_classes": list(result.target_classes),
             "per_class": [dataclasses.asdict(finding) for finding in result.class_findings],
+            "group_differences": differences,
             "top_flagged": top_flagged,
         },
         "detectors": {
