@@ -277,6 +277,7 @@ def scan_embedding(
         runner=runner or LocalTasks(),
         progress=progress,
         staging=staging,
+        table=dataset.x if dataset.kind == "table" else None,
     )
     if inputs.per_class_detectors:
         start = time.perf_counter()
@@ -486,13 +487,24 @@ def _class_findings(
             )
         elif item.backdoor:
             verdict = "backdoor-target"
-            easier = "the core" if item.far_margin >= item.core_margin else "a typical class"
+            if item.easy:
+                easier = "the core" if item.far_margin >= item.core_margin else "a typical class"
+                apart = (
+                    f"that group is learned more easily than {easier} (mean margin "
+                    f"{item.far_margin:.2f} vs {item.core_margin:.2f} for the core, "
+                    f"{item.typical_margin:.2f} for a typical class)"
+                )
+            else:
+                apart = (
+                    f"that group ends at an empty stretch of distance ratios between "
+                    f"{item.gap.lower:.3g} and {item.gap.upper:.3g} that a class without such "
+                    f"a group would show with probability {item.gap.p_value:.1e}, so it is not "
+                    f"the class's natural outliers"
+                )
             reason = (
-                f"{far}; that group is learned more easily than {easier} (mean margin "
-                f"{item.far_margin:.2f} vs {item.core_margin:.2f} for the core, "
-                f"{item.typical_margin:.2f} for a typical class) and its runner-up classes "
-                f"are more varied (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f}), "
-                f"as poisons from several source classes are; {hits} samples flagged"
+                f"{far}; {apart}, and its runner-up classes are more varied (entropy "
+                f"{item.far_entropy:.2f} vs {item.core_entropy:.2f}), as poisons from several "
+                f"source classes are; {hits} samples flagged"
             )
         elif item.label_flags:
             verdict = "noisy-labels"
