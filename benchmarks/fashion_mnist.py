@@ -25,7 +25,6 @@ label: scored as neither found nor false flag by ``score_against_truth.py``) or 
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import struct
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from poisonguard import csv_safety
 from poisonguard.poison import AttackOptions, Poisoning, add_backdoor, poison_arrays
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -321,7 +321,7 @@ def write_ground_truth(
     cover = np.zeros(n, dtype=bool) if cover is None else np.asarray(cover, dtype=bool)
     attacks = np.broadcast_to(np.asarray(attack), (n,))
     with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
+        writer = csv_safety.writer(handle)
         writer.writerow(
             ["index", "id", "poisoned", "original_label", "new_label", "attack", "role"]
         )

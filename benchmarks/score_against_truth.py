@@ -7,7 +7,9 @@ Rows are joined by sample ``id``; AUROC uses the ``score`` column and each detec
 When the ground truth has a ``role`` column (``payload``, ``cover``, ``clean``), the cover samples
 (a trigger with their true label: TaCT's cover, adaptive-blend's conservatism samples) are left
 out of every measure: they are neither poison to find nor clean samples to spare. Files without
-the column score every row, as before.
+the column score every row, as before. Both files are read back through
+``poisonguard.csv_safety`` (ids that would start a spreadsheet formula are written with a leading
+quote), so ids are compared as the dataset holds them.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from poisonguard import metrics
+from poisonguard import csv_safety, metrics
 from poisonguard.report.scores_csv import SCORES_HEADER, TRAILING_COLUMNS
+
+
+def _unescaped(row: dict[str, str]) -> dict[str, str]:
+    return {
+        key: csv_safety.unescape_cell(value) if isinstance(value, str) else value
+        for key, value in row.items()
+    }
 
 
 def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
     with open(truth_csv, newline="") as handle:
-        truth_rows = list(csv.DictReader(handle))
+        truth_rows = [_unescaped(row) for row in csv.DictReader(handle)]
     truth = {row["id"]: row["poisoned"] == "1" for row in truth_rows}
     cover = {row["id"] for row in truth_rows if row.get("role") == "cover"}
     with open(scores_csv, newline="") as handle:
@@ -34,7 +43,7 @@ def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
         detector_columns = [
             name for name in reader.fieldnames[len(SCORES_HEADER) :] if name not in TRAILING_COLUMNS
         ]
-        rows = list(reader)
+        rows = [_unescaped(row) for row in reader]
     if {r["id"] for r in rows} != set(truth):
         raise SystemExit("scores.csv and the ground truth do not hold the same ids")
     rows = [r for r in rows if r["id"] not in cover]

@@ -30,7 +30,6 @@ trained on SRC itself with the embedding recipe (and cached like a scan's):
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poisonguard import csv_safety
 from poisonguard.atomic import atomic_directory, atomic_path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
@@ -228,10 +228,11 @@ def write_poisoned_copy(
 def ground_truth_csv_text(
     dataset: Dataset, poisoning: Poisoning, ids: list[str], order: np.ndarray
 ) -> str:
-    """One row per sample, sorted by its index in the written copy."""
+    """One row per sample, sorted by its index in the written copy; every cell made
+    spreadsheet-safe (:mod:`poisonguard.csv_safety`)."""
     names = dataset.class_names
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_safety.writer(buffer, lineterminator="\n")
     writer.writerow(GROUND_TRUTH_COLUMNS)
     roles = poisoning.roles
     for i in np.argsort(order, kind="stable"):

@@ -8,6 +8,9 @@ number of samples, same ids, same labels), and writes into ``DST``:
 * ``DST/quarantine.csv``: every removed or relabelled sample with its score and reason
   (``index,id,label,score,finding,action,new_label,reason``; ``index`` and ``id`` are SRC's).
 
+Both CSV files are spreadsheet-safe (:mod:`poisonguard.csv_safety`): ``scores.csv`` is read back
+through :func:`poisonguard.csv_safety.reader`, so ids match SRC's exactly.
+
 Actions:
 
 ``remove``
@@ -32,12 +35,13 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from poisonguard import csv_safety
 from poisonguard.atomic import atomic_directory, atomic_path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
@@ -126,10 +130,12 @@ def read_scan_decisions(scan_dir: str | Path, dataset: Dataset) -> ScanDecisions
     if not path.is_file():
         raise DatasetError(path, "no scores.csv here; pass the folder a scan wrote (--out)")
     try:
-        text = path.read_text(encoding="utf-8")
+        # newline="": a carriage return inside a quoted id is text, not a line end
+        with path.open(encoding="utf-8", newline="") as handle:
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(path, f"cannot read the scores ({exc})") from exc
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = _scores_rows(path, text)
     header = next(reader, None)
     if not header:
         raise DatasetError(path, "is empty; expected the scores.csv a scan writes")
@@ -208,6 +214,15 @@ def read_scan_decisions(scan_dir: str | Path, dataset: Dataset) -> ScanDecisions
     return ScanDecisions(path, score, flagged, finding, predicted, confidence)
 
 
+def _scores_rows(path: Path, text: str) -> Iterator[list[str]]:
+    """The rows of ``scores.csv`` text, every cell unescaped (a scan writes ids and class names
+    spreadsheet-safe, :mod:`poisonguard.csv_safety`); a malformed file is a DatasetError."""
+    try:
+        yield from csv_safety.reader(io.StringIO(text, newline=""))
+    except csv.Error as exc:
+        raise DatasetError(path, f"is not a readable CSV file ({exc})") from exc
+
+
 def plan_sanitize(
     dataset: Dataset,
     decisions: ScanDecisions,
@@ -275,11 +290,13 @@ def _removal_reason(finding: str, label: str) -> str:
 
 
 def quarantine_csv_text(entries: Sequence[dict[str, str]]) -> str:
-    """``quarantine.csv`` text: one row per removed or relabelled sample."""
+    """``quarantine.csv`` text: one row per removed or relabelled sample, every cell made
+    spreadsheet-safe (:mod:`poisonguard.csv_safety`)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=QUARANTINE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(entries)
+    writer = csv_safety.writer(buffer, lineterminator="\n")
+    writer.writerow(QUARANTINE_COLUMNS)
+    for entry in entries:
+        writer.writerow([entry.get(column, "") for column in QUARANTINE_COLUMNS])
     return buffer.getvalue()
 
 

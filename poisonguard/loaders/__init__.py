@@ -12,6 +12,10 @@ Format             Path                                Module
 HDF5 and NPZ share their reading logic in :mod:`poisonguard.loaders.arrays`. Every loader returns
 a :class:`~poisonguard.dataset.Dataset` and raises :class:`~poisonguard.errors.DatasetError`
 naming the file and the problem.
+
+Nothing outside the dataset is read: image folders skip symbolic links that leave the folder,
+loop or are broken (:mod:`poisonguard.loaders.links`), and HDF5 files with data stored outside
+them (external storage, virtual datasets) are refused (:mod:`poisonguard.loaders.hdf5`).
 """
 
 from __future__ import annotations

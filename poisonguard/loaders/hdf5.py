@@ -4,6 +4,12 @@ The file is opened read-only with h5py. Every dataset in it, at the top level or
 is known by its path (``"x"``, ``"train/images"``); the samples, labels and optional ids are
 picked and read as described in :mod:`poisonguard.loaders.arrays`. Links to other files are not
 followed.
+
+Nothing outside the file is read: a file with a dataset whose data live elsewhere is refused
+before anything is read (:func:`refuse_outside_storage`), whichever dataset it is (``poison``
+and ``sanitize`` copy every dataset of the file): a dataset with external storage (h5py
+``external=``: raw data in other files, found relative to the working directory) or a virtual
+dataset (VDS: mapped from source datasets, which may lie in other files).
 """
 
 from __future__ import annotations
@@ -35,6 +41,32 @@ def list_datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
     return found
 
 
+def refuse_outside_storage(path: Path, datasets: dict[str, h5py.Dataset]) -> None:
+    """Raise :class:`DatasetError` naming ``path`` and the key of the first dataset whose data
+    are stored outside the file: external storage or a virtual dataset."""
+    for key, dataset in datasets.items():
+        if dataset.is_virtual:
+            raise DatasetError(
+                path,
+                f"dataset {key!r} is a virtual dataset (its data are mapped from source datasets "
+                "that may lie in other files); refused, as nothing outside the dataset file is "
+                "read: store the data in the file itself",
+            )
+        external = dataset.external
+        if external:
+            names = ", ".join(repr(_text(entry[0])) for entry in external[:3])
+            raise DatasetError(
+                path,
+                f"dataset {key!r} keeps its data in external raw file(s) outside the HDF5 file "
+                f"({names}); refused, as nothing outside the dataset file is read: store the "
+                "data in the file itself",
+            )
+
+
+def _text(name: str | bytes) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
 def load_hdf5(
     path: str | Path,
     *,
@@ -62,8 +94,8 @@ def load_hdf5(
     Raises
     ------
     DatasetError
-        If the file is not HDF5, lacks the arrays (the message lists the datasets it has) or
-        holds unusable data.
+        If the file is not HDF5, lacks the arrays (the message lists the datasets it has), has a
+        dataset stored outside it (external storage, virtual dataset) or holds unusable data.
     """
     path = Path(path)
     if path.is_dir():
@@ -74,6 +106,7 @@ def load_hdf5(
         raise DatasetError(path, f"is not a readable HDF5 file ({exc})") from exc
     with handle:
         datasets = list_datasets(handle)
+        refuse_outside_storage(path, datasets)
         try:
             return load_arrays(
                 list(datasets),

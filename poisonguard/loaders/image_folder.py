@@ -17,7 +17,10 @@ preallocated ``uint8`` array of shape ``(N, C, H, W)``:
 
 Ignored: hidden files and folders (names starting with ``.``), ``__MACOSX`` folders, regular
 files directly under the root (a README or a ground-truth CSV), and files with other extensions
-or sub-folders inside class folders (with a note). A corrupt, truncated or oversized image (a
+or sub-folders inside class folders (with a note). Symbolic links (to a class folder or an
+image) are followed only when their target lies inside the root; a link that leads outside it, a
+link loop or a broken link is skipped, never read, and listed in :attr:`Dataset.notes` with the
+reason (:mod:`poisonguard.loaders.links`). A corrupt, truncated or oversized image (a
 possible decompression bomb, see ``PIL.Image.MAX_IMAGE_PIXELS``) stops loading with an error
 naming the file, or with ``skip_bad`` is left out and listed in :attr:`Dataset.skipped`.
 """
@@ -39,6 +42,7 @@ from tqdm import tqdm
 
 from poisonguard.dataset import Dataset, encode_labels
 from poisonguard.errors import DatasetError
+from poisonguard.loaders.links import link_problem, real_folder
 from poisonguard.ondisk import ArrayFile, Staging
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
@@ -102,13 +106,28 @@ def _examples(items: list[str]) -> str:
     return shown + (", ..." if len(items) > _EXAMPLES else "")
 
 
-def _list_classes(root: Path) -> list[str]:
-    """Names of the class folders under ``root``, unsorted."""
+def _skipped_links_text(links: list[tuple[str, str]]) -> str:
+    """``"<reason>: <examples>; ..."``, one part per reason, in sorted order."""
+    by_reason: dict[str, list[str]] = {}
+    for rel, reason in sorted(links, key=lambda link: (link[1], link[0])):
+        by_reason.setdefault(reason, []).append(rel)
+    return "; ".join(
+        f"{len(rels)} x {reason}: {_examples(rels)}" for reason, rels in by_reason.items()
+    )
+
+
+def _list_classes(root: Path, real_root: str, links: list[tuple[str, str]]) -> list[str]:
+    """Names of the class folders under ``root``, unsorted; skipped links are added to
+    ``links`` as ``(relative path, reason)``."""
     classes: list[str] = []
     loose_images = 0
     with os.scandir(root) as entries:
         for entry in entries:
             if _is_hidden(entry.name):
+                continue
+            problem = link_problem(real_root, entry)
+            if problem is not None:
+                links.append((entry.name, problem))
                 continue
             if entry.is_dir():
                 if entry.name in _IGNORED_FOLDERS:
@@ -124,6 +143,8 @@ def _list_classes(root: Path) -> list[str]:
             if loose_images
             else ""
         )
+        if links:
+            hint += f"; symbolic links skipped: {_skipped_links_text(links)}"
         raise DatasetError(
             root,
             "has no class folders; an image-folder dataset is <root>/<class_name>/<image files>"
@@ -132,12 +153,24 @@ def _list_classes(root: Path) -> list[str]:
     return classes
 
 
-def _list_images(root: Path, class_name: str, ignored: list[str]) -> list[str]:
-    """Sorted image file names in one class folder; other entries are added to ``ignored``."""
+def _list_images(
+    root: Path,
+    class_name: str,
+    ignored: list[str],
+    real_root: str,
+    links: list[tuple[str, str]],
+) -> list[str]:
+    """Sorted image file names in one class folder; other entries are added to ``ignored``, and
+    skipped symbolic links to ``links``."""
     names: list[str] = []
+    links_before = len(links)
     with os.scandir(root / class_name) as entries:
         for entry in entries:
             if _is_hidden(entry.name):
+                continue
+            problem = link_problem(real_root, entry)
+            if problem is not None:
+                links.append((f"{class_name}/{entry.name}", problem))
                 continue
             is_image = os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
             if is_image and entry.is_file():
@@ -145,9 +178,12 @@ def _list_images(root: Path, class_name: str, ignored: list[str]) -> list[str]:
             else:
                 ignored.append(f"{class_name}/{entry.name}" + ("/" if entry.is_dir() else ""))
     if not names:
+        skipped = links[links_before:]
+        hint = f"; symbolic links skipped: {_skipped_links_text(skipped)}" if skipped else ""
         raise DatasetError(
             root / class_name,
-            f"class folder {class_name!r} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})",
+            f"class folder {class_name!r} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            + hint,
         )
     return sorted(names)
 
@@ -229,9 +265,9 @@ def load_image_folder(
     Raises
     ------
     DatasetError
-        Naming the folder or file: no class folders, a class folder without images, fewer than
-        two classes, an unreadable image (without ``skip_bad``), or a class all of whose images
-        are unreadable.
+        Naming the folder or file: no class folders, a class folder without images (symbolic
+        links that were skipped are listed), fewer than two classes, an unreadable image (without
+        ``skip_bad``), or a class all of whose images are unreadable.
     """
     if max_image_side < 1:
         raise ValueError(f"max_image_side must be at least 1, got {max_image_side}")
@@ -241,9 +277,13 @@ def load_image_folder(
             root, "is not a folder; an image-folder dataset is <root>/<class_name>/<image files>"
         )
 
-    folders = _list_classes(root)
+    real_root = real_folder(root)
+    links: list[tuple[str, str]] = []
+    folders = _list_classes(root, real_root, links)
     ignored: list[str] = []
-    files_per_class = {name: _list_images(root, name, ignored) for name in folders}
+    files_per_class = {
+        name: _list_images(root, name, ignored, real_root, links) for name in folders
+    }
     codes, class_names = encode_labels(folders, path=root)
     headers = [
         _Header(rel=f"{folder}/{name}", full=os.path.join(root, folder, name), class_index=code)
@@ -251,6 +291,12 @@ def load_image_folder(
         for name in files_per_class[folder]
     ]
     notes: list[str] = []
+    if links:
+        notes.append(
+            f"skipped {len(links)} symbolic link(s) that were not followed (nothing outside the "
+            f"dataset folder is read): {_skipped_links_text(links)}"
+        )
+        logger.warning("%s: %s", root, notes[-1])
     if ignored:
         notes.append(
             f"ignored {len(ignored)} entries in class folders that are not images: "

@@ -13,12 +13,12 @@ which ``poisonguard sanitize`` reads.
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import TextIO
 
 import numpy as np
 
+from poisonguard import csv_safety
 from poisonguard.ondisk import BLOCK_ROWS, ArrayFile
 from poisonguard.results import ScanResult
 
@@ -63,9 +63,11 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
 
     Notes
     -----
-    CSV text with ``\\n`` line endings. Ids are untrusted text and are quoted by the :mod:`csv`
-    module as needed (commas, quotes, newlines), so every id reads back unchanged. Floats are
-    written with 6 significant digits; a non-finite score is written as ``nan`` or ``inf``.
+    CSV text with ``\\n`` line endings. Ids and class names are untrusted text: they are quoted
+    by the :mod:`csv` module as needed (commas, quotes, newlines) and made spreadsheet-safe with
+    :mod:`poisonguard.csv_safety` (a cell that would start a formula, or starts with ``'``, gets a
+    leading ``'``), so every cell reads back unchanged through :func:`csv_safety.reader`. Floats
+    are written with 6 significant digits; a non-finite score is written as ``nan`` or ``inf``.
     """
     dataset = result.dataset
     n = dataset.n_samples
@@ -79,7 +81,7 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
         if values.shape[0] != n:
             raise ValueError(f"{what} has {values.shape[0]} values for {n} samples")
 
-    writer = csv.writer(handle, lineterminator="\n")
+    writer = csv_safety.writer(handle, lineterminator="\n")
     writer.writerow(scores_csv_header(result))
     names = dataset.class_names
     finding = result.finding if result.finding is not None else np.full(n, "", dtype=object)

@@ -28,7 +28,7 @@ import numpy as np
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
 from poisonguard.loaders.arrays import IDS_KEY
-from poisonguard.loaders.hdf5 import list_datasets
+from poisonguard.loaders.hdf5 import list_datasets, refuse_outside_storage
 from poisonguard.writers.arrays import (
     ArrayPlan,
     new_labels,
@@ -75,6 +75,7 @@ def write_hdf5(
         raise DatasetError(path, f"is not a readable HDF5 file ({exc})") from exc
     with handle:
         datasets = list_datasets(handle)
+        refuse_outside_storage(path, datasets)  # checked at loading too; the file may have changed
         plan = plan_arrays(list(datasets), datasets.__getitem__, source, rows, options)
         if plan.add_ids and IDS_KEY in handle:
             raise DatasetError(

@@ -14,6 +14,10 @@ folder (compared without case, for case-insensitive file systems), it gets a num
 final relative paths. Only the samples are written: hidden files, files that are not images,
 images left out when loading (``skip_bad``) and emptied class folders are not in the copy.
 
+Nothing outside the source folder is read: before a file is copied or re-encoded, its path, with
+every symbolic link followed, must still lie inside the source folder (the loader skipped the
+links that do not; a link changed since loading stops the copy with an error).
+
 The loader lists samples by class and file name, so a copy read back has its samples in that
 order, not in ``rows`` order: match them by id.
 """
@@ -30,6 +34,7 @@ from tqdm import tqdm
 
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
+from poisonguard.loaders.links import outside_problem, real_folder
 from poisonguard.writers.arrays import to_source_dtype
 
 __all__ = ["write_image_folder", "encode_like"]
@@ -67,6 +72,7 @@ def write_image_folder(
         The relative path (``"<class folder>/<file>"``) of each written image, in ``rows`` order.
     """
     root = Path(source.path)
+    real_root = real_folder(root)
     folder_of: dict[int, str] = {}
     for code, sample_id in zip(source.labels.tolist(), source.ids, strict=True):
         folder_of.setdefault(code, sample_id.rsplit("/", 1)[0])
@@ -81,6 +87,11 @@ def write_image_folder(
         src_file = root.joinpath(*sources[i])
         if not src_file.is_file():
             raise DatasetError(src_file, "is missing; the folder changed since it was loaded")
+        problem = outside_problem(real_root, src_file)
+        if problem is not None:
+            raise DatasetError(
+                src_file, f"is {problem} (not read); the folder changed since it was loaded"
+            )
         if folders[i] not in made:
             (target / folders[i]).mkdir()
             made.add(folders[i])
