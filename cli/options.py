@@ -13,14 +13,44 @@ import click
 
 from poisonguard.detectors import get_detectors
 from poisonguard.errors import PoisonGuardError
+from poisonguard.limits import DEFAULT_STAGED_BYTES, max_bytes_setting, parse_bytes
 from poisonguard.loaders import FORMATS
 from poisonguard.ondisk import BLOCK_ROWS
 
 EXIT_FINDINGS = 3
 
 
+class ByteSize(click.ParamType):
+    """A size in bytes: ``68719476736``, ``64G`` or ``64GiB`` (powers of 1,024), ``64GB`` (of
+    1,000), ``1e12``."""
+
+    name = "bytes"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_bytes(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _with_max_bytes(command: Callable) -> Callable:
+    """Run ``command`` with its ``--max-bytes`` value as the limit of every dataset it loads
+    (:func:`poisonguard.limits.max_bytes_setting`); the command does not take the value."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, max_bytes: int | None = None, **kwargs: Any) -> Any:
+        with max_bytes_setting(max_bytes):
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
 def dataset_options(command: Callable) -> Callable:
-    """Arguments and options that say how to read a dataset."""
+    """Arguments and options that say how to read a dataset (``--max-bytes`` applies to every
+    dataset the command loads)."""
+    command = _with_max_bytes(command)
     decorators = [
         click.argument("dataset", type=click.Path(path_type=Path)),
         click.option(
@@ -44,6 +74,17 @@ def dataset_options(command: Callable) -> Callable:
             "--skip-bad",
             is_flag=True,
             help="Skip unreadable images and list them in the report instead of stopping.",
+        ),
+        click.option(
+            "--max-bytes",
+            type=ByteSize(),
+            default=None,
+            metavar="SIZE",
+            help="Refuse a dataset that declares an array (or an image) larger than SIZE once "
+            "loaded, before reading it (64G, 64GiB, 500MB, 1e12). Default: half the memory for "
+            f"what is held in memory, {DEFAULT_STAGED_BYTES >> 30} GiB for samples staged on "
+            "disk (--chunk-rows), PIL's decompression-bomb limit (89,478,485 pixels) for one "
+            "image.",
         ),
     ]
     for decorator in reversed(decorators):

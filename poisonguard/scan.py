@@ -279,10 +279,12 @@ def scan_embedding(
         staging=staging,
         table=dataset.x if dataset.kind == "table" else None,
     )
+    unjudged: dict[int, str] = {}
     if inputs.per_class_detectors:
         start = time.perf_counter()
-        inputs.per_class  # noqa: B018 - runs the per-class tasks together, timed on their own
+        per_class = inputs.per_class  # runs the per-class tasks together, timed on their own
         timings["detectors:per-class"] = time.perf_counter() - start
+        unjudged = _per_class_warnings(dataset, per_class, scored, warnings_)
     detector_scores: dict[str, FeatureSource] = {}
     for detector in detectors:
         start = time.perf_counter()
@@ -316,7 +318,7 @@ def scan_embedding(
             logger.warning(note)
     for rule in off:
         logger.warning(rule.message)
-    findings = _class_findings(dataset, decision, counts, scored, off)
+    findings = _class_findings(dataset, decision, counts, scored, off, unjudged)
     predicting = (
         inputs.out_of_sample_probabilities
         if "confident-learning" in chosen
@@ -457,15 +459,41 @@ def _sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
     return reasons
 
 
+def _per_class_warnings(
+    dataset: Dataset, per_class, scored: np.ndarray, warnings_: list[str]
+) -> dict[int, str]:
+    """Log and add to ``warnings_`` what the per-class detectors could not judge in each class
+    (identical samples, a robust core of copies) and how they coped; returns, by class code,
+    why the backdoor tests could not judge the classes whose robust fit failed."""
+    unjudged: dict[int, str] = {}
+    for code, notes in sorted(per_class.notes.items()):
+        if not scored[code]:
+            continue  # already said: too small to score
+        name = dataset.class_names[code]
+        text = "; ".join(notes)
+        if code in per_class.unfitted:
+            unjudged[code] = text
+            text += "; the backdoor tests could not judge this class"
+        warnings_.append(f"class {name!r}: {text}")
+        logger.warning(warnings_[-1])
+    for code in sorted(per_class.unfitted - set(unjudged)):
+        if scored[code]:
+            unjudged[code] = "spectre could not fit a robust core"
+    return unjudged
+
+
 def _class_findings(
     dataset: Dataset,
     decision: Decision,
     counts: np.ndarray,
     scored: np.ndarray,
     off: list[RuleOff] | tuple = (),
+    unjudged: dict[int, str] | None = None,
 ) -> list[ClassFinding]:
     """Each class's verdict; a class where nothing was found is ``"clean"`` only when no rule
-    was off (``off``), else ``"not-cleared"``."""
+    was off (``off``) and the backdoor tests could judge it (not in ``unjudged``, which says
+    why by class code), else ``"not-cleared"``."""
+    unjudged = unjudged or {}
     findings = []
     flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
     for code, name in enumerate(dataset.class_names):
@@ -512,6 +540,14 @@ def _class_findings(
                 f"{item.label_flags} samples look like another class to a model that never saw "
                 "them, and such samples are spread over many class pairs in this dataset"
             )
+        elif code in unjudged:
+            verdict = "not-cleared"
+            reason = (
+                f"nothing flagged, but the backdoor tests could not judge this class: "
+                f"{unjudged[code]}"
+            )
+            if off:
+                reason += f"; and {' and '.join(rule.summary for rule in off)}"
         else:
             verdict = "not-cleared" if off else "clean"
             reason = _clean_reason(item, far, off)

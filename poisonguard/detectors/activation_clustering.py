@@ -144,6 +144,8 @@ def split_class(
         fit = np.sort(rng.choice(n, max_fit_samples, replace=False))
     class_seed = int(rng.integers(2**31 - 1))
     basis = basis or class_basis(rows)
+    if not basis.has_spread:
+        return None  # identical rows: no split to find (2-means would split rounding)
     reduced = _reduce(rows, basis, fit, reduce, n_components, class_seed)
     if reduced is None:
         return None

@@ -8,11 +8,15 @@ Dask cluster. Every class's
 random draws come from :func:`~poisonguard.seeding.class_rng`, so the scores do not depend on
 where or in which order the classes ran. :func:`per_class_scores` gathers them into per-sample
 arrays, the same arrays the whole-dataset functions of each detector module return.
+
+A class that the detectors cannot judge (identical samples: no spread in the features; a
+robust core of coinciding samples) gets score 0 and a note saying why
+(:attr:`PerClassScores.notes`), which the scan turns into a warning.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,22 +64,30 @@ class ClassTask:
 @dataclass(frozen=True)
 class ClassScores:
     """One class's results, in the order of its members (None for a detector that did not run
-    or found no usable direction)."""
+    or found no usable direction), and notes on what could not be judged, and why."""
 
     code: int
     spectral: np.ndarray | None
     spectre: tuple[np.ndarray, np.ndarray, np.ndarray] | None
     split: tuple[np.ndarray, np.ndarray, float] | None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PerClassScores:
     """Per-sample results of every class: spectral scores, the robust fits (SPECTRE) and the
-    activation-clustering scores and splits (arrays, or files of an out-of-core scan)."""
+    activation-clustering scores and splits (arrays, or files of an out-of-core scan).
+
+    ``notes`` holds, by class code, what the detectors could not judge in that class and why
+    (or how they coped: a robust core fitted on the distinct samples); ``unfitted`` the
+    classes large enough to score whose robust fit (SPECTRE, the backdoor tests' distance
+    ratios) could not be made: their samples score 0 there."""
 
     spectral: FeatureSource
     robust: RobustClassFit
     clusters: tuple[FeatureSource, list[ClassSplit]]
+    notes: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    unfitted: frozenset[int] = frozenset()
 
 
 def score_class(task: ClassTask) -> ClassScores:
@@ -83,13 +95,29 @@ def score_class(task: ClassTask) -> ClassScores:
     rows = RowSubset(task.rows, task.in_rows)  # read block by block, never whole
     basis = class_basis(rows)  # the class's mean and scatter, shared by the three detectors
     spectral = spectre = split = None
+    notes: list[str] = []
+    if not basis.has_spread:
+        # identical samples: nothing to rank; every detector below gives them score 0
+        notes.append(
+            f"its {len(rows)} samples have the same features in the model (identical or all but "
+            f"identical inputs), so the per-class detectors ({', '.join(task.detectors)}) cannot "
+            "rank them: they score 0"
+        )
     if task.scored and "spectral" in task.detectors:
         spectral = spectral_class_scores(rows, basis)
     if task.scored and "spectre" in task.detectors:
-        spectre = robust_class_fit(rows, class_rng(task.seed, task.code), basis=basis)
+        fit_notes: list[str] = []
+        spectre = robust_class_fit(
+            rows, class_rng(task.seed, task.code), basis=basis, notes=fit_notes
+        )
+        if basis.has_spread and spectre is None:
+            why = "; ".join(fit_notes) or "no usable direction"
+            notes.append(f"spectre could not fit a robust core ({why}): its samples score 0 there")
+        elif basis.has_spread:
+            notes.extend(f"spectre: {note}" for note in fit_notes)
     if task.split and "activation-clustering" in task.detectors:
         split = split_class(rows, class_rng(task.seed, task.code), reduce=task.reduce, basis=basis)
-    return ClassScores(task.code, spectral, spectre, split)
+    return ClassScores(task.code, spectral, spectre, split, tuple(notes))
 
 
 def per_class_scores(
@@ -149,7 +177,13 @@ def per_class_scores(
 
     robust_scored = np.zeros(n, dtype=bool)
     splits = []
+    notes: dict[int, tuple[str, ...]] = {}
+    unfitted: set[int] = set()
     for task, result in zip(tasks, results, strict=True):
+        if result.notes:
+            notes[task.code] = result.notes
+        if task.scored and "spectre" in task.detectors and result.spectre is None:
+            unfitted.add(task.code)
         if result.spectre is not None:
             robust_scored[task.members] = True
         if result.split is not None:
@@ -159,4 +193,6 @@ def per_class_scores(
     spectre_part = [lambda r, i=i: None if r.spectre is None else r.spectre[i] for i in range(3)]
     robust = RobustClassFit(*(gathered(pick) for pick in spectre_part), robust_scored)
     clusters = gathered(lambda r: None if r.split is None else r.split[0])
-    return PerClassScores(gathered(lambda r: r.spectral), robust, (clusters, splits))
+    return PerClassScores(
+        gathered(lambda r: r.spectral), robust, (clusters, splits), notes, frozenset(unfitted)
+    )

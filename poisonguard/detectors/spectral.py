@@ -18,7 +18,19 @@ import numpy as np
 
 from poisonguard.ondisk import FeatureSource, RowSubset
 
-__all__ = ["ClassBasis", "class_basis", "spectral_class_scores", "spectral_signature_scores"]
+__all__ = [
+    "SPREAD_TOLERANCE",
+    "ClassBasis",
+    "class_basis",
+    "spectral_class_scores",
+    "spectral_signature_scores",
+]
+
+SPREAD_TOLERANCE = 1e-6
+"""A class *has no spread* when no feature's standard deviation over the class exceeds this
+share of the feature's magnitude (:attr:`ClassBasis.has_spread`): identical inputs give identical
+features, and what is left after centering is rounding (float32 features carry about 7 digits),
+which no detector should rank."""
 
 
 def spectral_signature_scores(
@@ -65,6 +77,16 @@ class ClassBasis:
     eigenvalues: np.ndarray
     vectors: np.ndarray
 
+    @property
+    def has_spread(self) -> bool:
+        """Whether the rows differ at all: some feature's standard deviation above
+        :data:`SPREAD_TOLERANCE` times its magnitude (the larger of its mean's and its root
+        mean square's). False for a class of identical rows (blank placeholders, copies of one
+        image); the per-class detectors then give its samples score 0 and say so."""
+        deviation = np.sqrt(np.maximum(self.scatter_diagonal, 0.0) / max(self.n, 1))
+        magnitude = np.sqrt(np.square(self.mean) + np.square(deviation))
+        return bool(np.any(deviation > SPREAD_TOLERANCE * magnitude))
+
     def project(self, rows: RowSubset, k: int) -> np.ndarray:
         """The centred rows on the top ``k`` eigenvectors, ``(n, k)``, block by block."""
         return np.concatenate([self.project_block(block, k) for block in rows.blocks()])
@@ -98,5 +120,7 @@ def spectral_class_scores(
     """Spectral-signature scores of one class's rows (see above); ``basis`` if already known."""
     rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
     basis = basis or class_basis(rows)
+    if not basis.has_spread:
+        return np.zeros(len(rows))  # no direction to project on: rounding is not a signature
     projection = basis.project(rows, 1)[:, 0]
     return np.square(projection - np.median(projection))

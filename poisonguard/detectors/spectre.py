@@ -22,6 +22,18 @@ Limits: the clean part of a class must be more than half of it (MCD's breakdown 
 smaller than ``5 * n_components`` is scored in a smaller subspace; heavy-tailed clean classes
 produce some large scores of their own, which is why :mod:`poisonguard.decision` compares
 classes with one another instead of thresholding scores.
+
+Degenerate classes (identical samples, duplicates, features of a tiny scale) are fitted where a
+fit means something and left unscored, with a note that says why, where it does not:
+
+* a class whose features have no spread at all (:attr:`ClassBasis.has_spread`: identical
+  samples) has no direction to whiten: not fitted;
+* when more than half of the rows the fit uses coincide, the MCD's core is those copies, with no
+  spread to scale distances by (scikit-learn refuses such a support outright: "The covariance
+  matrix of the support data is equal to 0"). The fit is then made on the distinct rows, one
+  copy each, and says so; if even those leave no spread, the class is not fitted;
+* scikit-learn's test for a zero covariance has an absolute tolerance, which features of a
+  small scale fail although they spread: such a start is retried at unit scale.
 """
 
 from __future__ import annotations
@@ -112,17 +124,21 @@ def robust_class_fit(
     alpha: float = 4.0,
     max_fit_samples: int = 500,
     basis: ClassBasis | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """QUE score, squared robust distance and distance ratio of one class's rows ``(n, F)``
     (read block by block; ``basis`` if already known).
 
-    None when the class has no usable direction. See :class:`RobustClassFit`.
+    None when the class has no usable direction or its robust core has no spread (see the
+    module docstring); ``notes``, if given, gets a sentence saying why, or that the fit was
+    made on the distinct rows only. See :class:`RobustClassFit`.
     """
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
+    notes = [] if notes is None else notes
     whitening = _robust_whitening(
-        rows, basis or class_basis(rows), n_components, max_fit_samples, rng
+        rows, basis or class_basis(rows), n_components, max_fit_samples, rng, notes
     )
     if whitening is None:
         return None
@@ -247,21 +263,35 @@ class _Whitening:
         return (self.basis.project_block(block, self.k) - self.location) @ self.axes / self.scale
 
 
+CORE_SPREAD_TOLERANCE = 1e-6
+"""The robust core *has no spread* when its variance along every axis of the subspace is below
+this share of the class's (the MCD picked a half of coinciding rows)."""
+
+
 def _robust_whitening(
     rows: RowSubset,
     basis: ClassBasis,
     n_components: int,
     max_fit_samples: int,
     rng: np.random.Generator,
+    notes: list[str] | None = None,
 ) -> _Whitening | None:
     """Fit an MCD whitening of the rows' top principal subspace on at most ``max_fit_samples``
     rows (only those rows' projections are kept); None when the class has no usable
-    direction."""
+    direction or no robust core with a spread (``notes`` gets the reason)."""
+    notes = [] if notes is None else notes
     n = len(rows)
+    if not basis.has_spread:
+        notes.append(
+            f"its {n} samples have the same features in the model (identical or all but "
+            "identical inputs), so there is no direction to whiten"
+        )
+        return None
     eigenvalues = basis.eigenvalues
     usable = eigenvalues > 1e-9 * max(eigenvalues[-1], 1e-300)
     k = int(min(n_components, usable.sum(), max(1, n // 5)))
     if k == 0:
+        notes.append(f"its {n} samples leave no usable direction in the model's features")
         return None
     chosen = np.arange(n)
     if n > max_fit_samples:
@@ -273,11 +303,78 @@ def _robust_whitening(
         low, high = np.searchsorted(chosen, [start, start + block.shape[0]])
         if low < high:
             fitted[low:high] = basis.project_block(block, k)[chosen[low:high] - start]
-    location, covariance, support = minimum_covariance_determinant(fitted, rng)
+    # the class's own variance along each axis of the subspace (the axes are its eigenvectors)
+    class_variance = np.maximum(eigenvalues[-k:], 1e-300) / n
+    half = _best_half(fitted, rng)
+    if _no_spread(fitted[half], class_variance):
+        # more than half of the fitted rows coincide: fit on the distinct rows, one copy each
+        distinct = np.sort(np.unique(fitted, axis=0, return_index=True)[1])
+        repeated = chosen.size - distinct.size
+        smaller = int(min(k, max(1, distinct.size // 5)))  # as for a class of that size
+        if smaller < k:
+            fitted, class_variance, k = fitted[:, -smaller:], class_variance[-smaller:], smaller
+        if distinct.size < max(2 * (k + 1), 5):
+            notes.append(
+                f"{repeated} of the {chosen.size} samples of its robust fit are copies of "
+                f"others in the model's features, which leaves {distinct.size} distinct ones: "
+                "too few for a robust core"
+            )
+            return None
+        unique_rows = fitted[distinct]
+        half = _best_half(unique_rows, rng)
+        if _no_spread(unique_rows[half], class_variance):
+            notes.append(
+                "more than half of the samples of its robust fit coincide in the model's "
+                f"features, even among its {distinct.size} distinct ones, so its robust core "
+                "has no spread to measure distances by"
+            )
+            return None
+        notes.append(
+            f"{repeated} of the {chosen.size} samples of its robust fit are copies of others "
+            "in the model's features (more than the half a robust fit may leave out); its core "
+            f"was fitted on the {distinct.size} distinct ones, one copy each"
+        )
+        location, covariance, support = _reweighted(unique_rows, half)
+        support = distinct[support]
+    else:
+        location, covariance, support = _reweighted(fitted, half)
     covariance = covariance + 1e-9 * np.trace(covariance) / k * np.eye(k)
     values, axes = np.linalg.eigh(covariance)
     values = np.maximum(values, 1e-12 * max(values[-1], 1e-300))
     return _Whitening(basis, k, location, axes, np.sqrt(values), chosen[support])
+
+
+def _no_spread(rows: np.ndarray, class_variance: np.ndarray) -> bool:
+    """Whether ``rows`` (a robust core) have (all but) no spread along every axis, relative to
+    the class's variance along it (:data:`CORE_SPREAD_TOLERANCE`)."""
+    return bool(np.all(np.var(rows, axis=0) <= CORE_SPREAD_TOLERANCE * class_variance))
+
+
+def _fast_mcd_support(x: np.ndarray, random_state: int) -> np.ndarray | None:
+    """Positions of the raw support of scikit-learn's FastMCD from ``random_state``, or None when
+    it finds no support with a spread.
+
+    scikit-learn refuses a support whose covariance is all but 0 ("The covariance matrix of the
+    support data is equal to 0"), with an absolute tolerance: rows of a small scale fail it too
+    although they spread, so such a start is retried once at unit scale (a power of two, which
+    changes no digit); a support of coinciding rows fails both.
+    """
+    with warnings.catch_warnings():
+        # MCD warns when the determinant of a subset covariance vanishes; it still converges
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return np.flatnonzero(MinCovDet(random_state=random_state).fit(x).raw_support_)
+        except ValueError:
+            spread = float(np.sqrt(np.mean(np.var(x, axis=0))))
+            if not (np.isfinite(spread) and spread > 0):
+                return None
+            scaled = x * 2.0 ** -np.round(np.log2(spread))
+            try:
+                fitted = MinCovDet(random_state=random_state).fit(scaled)
+            except ValueError:
+                return None
+            return np.flatnonzero(fitted.raw_support_)
 
 
 def minimum_covariance_determinant(
@@ -298,16 +395,22 @@ def minimum_covariance_determinant(
 
     ``x`` needs more than ``k`` rows; ``rng`` seeds the random starts and the 2-means split.
     """
+    return _reweighted(x, _best_half(x, rng))
+
+
+def _best_half(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The raw MCD half of :func:`minimum_covariance_determinant`: positions of the ``h`` rows
+    with the smallest covariance determinant found from every start. A start that finds no
+    support with a spread (more than half of the rows coincide) is left out; if every one is,
+    the half nearest the coordinate-wise median is taken (the caller sees that it has no
+    spread)."""
     n, k = x.shape
     h = min(n, (n + k + 1) // 2)
     halves = []
     for _ in range(_MCD_RESTARTS):
-        with warnings.catch_warnings():
-            # MCD warns when the determinant of a subset covariance vanishes; it still converges
-            warnings.simplefilter("ignore", RuntimeWarning)
-            warnings.simplefilter("ignore", UserWarning)
-            fitted = MinCovDet(random_state=int(rng.integers(2**31 - 1))).fit(x)
-        halves.append(np.flatnonzero(fitted.raw_support_))
+        support = _fast_mcd_support(x, int(rng.integers(2**31 - 1)))
+        if support is not None:
+            halves.append(support)
     if n >= 2 * (k + 1):
         clusters = KMeans(
             n_clusters=_CLUSTER_STARTS, n_init=3, random_state=int(rng.integers(2**31 - 1))
@@ -316,8 +419,10 @@ def minimum_covariance_determinant(
             members = np.flatnonzero(clusters == cluster)
             if members.size > k:
                 halves.append(_concentrate(x, members, h))
-    best = min(halves, key=lambda half: _log_det(x[half]))
-    return _reweighted(x, best)
+    if not halves:
+        nearest = np.square(x - np.median(x, axis=0)).sum(axis=1)
+        halves.append(np.sort(np.argsort(nearest, kind="stable")[:h]))
+    return min(halves, key=lambda half: _log_det(x[half]))
 
 
 def _log_det(rows: np.ndarray) -> float:

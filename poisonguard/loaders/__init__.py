@@ -16,6 +16,9 @@ naming the file and the problem.
 Nothing outside the dataset is read: image folders skip symbolic links that leave the folder,
 loop or are broken (:mod:`poisonguard.loaders.links`), and HDF5 files with data stored outside
 them (external storage, virtual datasets) are refused (:mod:`poisonguard.loaders.hdf5`).
+
+Every loader checks the sizes a file declares (array shapes, image headers, a CSV's lines and
+columns) against a limit before it allocates anything (:mod:`poisonguard.limits`, ``max_bytes``).
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def load_dataset(
     skip_bad: bool = False,
     max_image_side: int = 64,
     staging: Staging | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Read a dataset with the loader for its format.
 
@@ -117,6 +121,12 @@ def load_dataset(
     staging : Staging, optional
         HDF5 files and image folders: put the samples in a staging file instead of memory, a
         block of samples at a time (an out-of-core scan). NPZ and CSV files are read whole.
+    max_bytes : int, optional
+        The most bytes one array the file declares may take once loaded, and one image decoded
+        (see :mod:`poisonguard.limits`); by default the command's ``--max-bytes``
+        (:func:`~poisonguard.limits.max_bytes_setting`), else half the memory for what is held
+        in memory, 64 GiB for samples staged on disk, and PIL's decompression-bomb limit for
+        one image.
 
     Options that do not apply to the chosen format are ignored with a warning in the log.
 
@@ -129,7 +139,8 @@ def load_dataset(
     ValueError
         For an unknown ``format`` name (the message lists the valid ones).
     DatasetError
-        If ``path`` does not exist or cannot be read as a dataset of that format.
+        If ``path`` does not exist or cannot be read as a dataset of that format, or declares
+        sizes over the limit.
     """
     if format is not None and format not in FORMATS:
         raise ValueError(
@@ -157,6 +168,8 @@ def load_dataset(
             kwargs[option] = value
         elif value is not None and value != defaults.get(option):
             logger.warning("option %s does not apply to %s datasets; ignored", option, name)
+    if max_bytes is not None:
+        kwargs["max_bytes"] = max_bytes  # every loader takes it
     if staging is not None:
         if "staging" in accepted:
             kwargs["staging"] = staging

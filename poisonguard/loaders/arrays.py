@@ -17,6 +17,10 @@ Accepted layouts of ``x``:
 Image values keep ``uint8`` when they are integers in ``0..255`` (``uint8`` and ``bool`` sources
 always); any other numeric image becomes ``float32`` in the source's value range. Tables are
 ``float32``. Images are not resized here.
+
+Declared sizes are checked before anything is allocated or read (:mod:`poisonguard.limits`):
+what ``x`` takes once loaded (in memory, or in the staging file of an out-of-core scan), and
+``y`` and ``ids``, which are read whole.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 
 from poisonguard.dataset import Dataset, RowNumbers, check_finite, encode_labels
 from poisonguard.errors import DatasetError
+from poisonguard.limits import ByteLimit, byte_limit, check_declared, declared_bytes
 from poisonguard.ondisk import ArrayFile, Staging
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "read_labels",
     "read_ids",
     "load_arrays",
+    "check_whole_array",
 ]
 
 logger = logging.getLogger(__name__)
@@ -353,6 +359,29 @@ def copy_chunked(
     return (out if staging is None else staging.finish(out)), notes
 
 
+def _loaded_bytes(shape: tuple[int, ...], source: np.dtype, out: np.dtype) -> int:
+    """Bytes of ``x`` once loaded: ``out`` per value, or ``float32`` for integer images from a
+    source wider than ``uint8`` (widened when a value leaves 0..255)."""
+    itemsize = out.itemsize
+    if out == np.uint8 and source.kind in "iu" and source.itemsize > 1:
+        itemsize = np.dtype(np.float32).itemsize
+    return declared_bytes(shape, itemsize)
+
+
+def check_whole_array(path: str | Path, name: str, source: ArrayLike, limit: ByteLimit) -> None:
+    """Refuse an array that is read whole (labels, ids, an NPZ member) when its declared shape
+    and dtype take more than ``limit`` (see :mod:`poisonguard.limits`)."""
+    shape = tuple(int(s) for s in (source.shape or ()))
+    dtype = np.dtype(source.dtype)
+    check_declared(
+        path,
+        f"array {name!r} declares shape {shape} of {dtype}, which would take",
+        declared_bytes(shape, dtype.itemsize),
+        limit,
+        place=" in memory (it is read whole)",
+    )
+
+
 def _is_one_hot(y: np.ndarray) -> bool:
     if y.dtype.kind not in "biuf" or y.shape[1] < 2:
         return False
@@ -434,6 +463,7 @@ def load_arrays(
     x_key: str | None = None,
     y_key: str | None = None,
     staging: Staging | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Build a :class:`Dataset` from the named arrays of one file.
 
@@ -453,6 +483,10 @@ def load_arrays(
         the sample indices ``"0" .. "N-1"``.
     staging : Staging, optional
         Copy ``x`` to a staging file instead of memory (an out-of-core scan).
+    max_bytes : int, optional
+        The most bytes ``x`` may take once loaded, and ``y`` and ``ids`` each; by default
+        :func:`poisonguard.limits.byte_limit`'s (``--max-bytes``, else half the memory, or 64 GiB
+        for ``x`` staged on disk).
 
     Returns
     -------
@@ -463,7 +497,8 @@ def load_arrays(
     ------
     DatasetError
         Naming the file and the problem: a missing array, a bad shape or dtype, ``x`` and ``y``
-        of different lengths, NaN/inf, bad or duplicate ids, fewer than two classes.
+        of different lengths, NaN/inf, bad or duplicate ids, fewer than two classes, or an
+        array whose declared size is over the limit (checked before it is read).
     """
     keys = sorted(keys)
     xk = resolve_key(keys, x_key, X_KEYS, path=path, role="x", option="--x-key")
@@ -475,8 +510,24 @@ def load_arrays(
 
     x_source = get(xk)
     layout = plan_layout(x_source.shape, path=path, name=xk)
-    _output_dtype(np.dtype(x_source.dtype), layout, path=path, name=xk)
+    source_dtype = np.dtype(x_source.dtype)
+    out_dtype = _output_dtype(source_dtype, layout, path=path, name=xk)
     n = layout.out_shape[0]
+    where = "a staging file" if staging is not None else "memory"
+    check_declared(
+        path,
+        f"array {xk!r} declares shape {tuple(int(s) for s in x_source.shape)} of "
+        f"{source_dtype}, which would take",
+        _loaded_bytes(layout.out_shape, source_dtype, out_dtype),
+        byte_limit(max_bytes, staged=staging is not None),
+        place=f" in {where} once loaded",
+        hint=(
+            "; poisonguard scan can also read an HDF5 file out of core (--chunk-rows)"
+            if staging is None and format == "hdf5"
+            else ""
+        ),
+    )
+    in_memory = byte_limit(max_bytes)
 
     y_source = get(yk)
     y_shape = y_source.shape
@@ -484,12 +535,15 @@ def load_arrays(
         raise DatasetError(path, f"{yk} has shape {y_shape}; labels must have shape (N,)")
     if y_shape[0] != n:
         raise DatasetError(path, f"x has {n} rows but y has {y_shape[0]} ({xk!r}, {yk!r})")
+    check_whole_array(path, yk, y_source, in_memory)
     labels, class_names, label_notes = read_labels(y_source[()], path=path, name=yk)
 
     if ids_key is None:
         ids = RowNumbers(n)
     else:
-        ids = read_ids(get(ids_key)[()], n, path=path, name=ids_key)
+        ids_source = get(ids_key)
+        check_whole_array(path, ids_key, ids_source, in_memory)
+        ids = read_ids(ids_source[()], n, path=path, name=ids_key)
 
     x, copy_notes = copy_chunked(x_source, layout, path=path, name=xk, staging=staging)
     logger.info(

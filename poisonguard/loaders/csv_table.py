@@ -5,6 +5,11 @@ mark is allowed). The label column is ``label`` (or the one named with ``label_c
 column (``id_column``, else a column named ``id`` if there is one) gives the sample ids and is
 not a feature; every other column is a numeric feature, read as ``float32``. Blank lines are
 skipped. Errors name the file, the line (the header is line 1) and the column.
+
+The table is read whole into one array allocated up front, of (lines in the file) x (feature
+columns in the header) ``float32`` values; that size is checked against the limit on what is
+held in memory first (:mod:`poisonguard.limits`): a wide header over many blank lines declares
+far more than the file holds.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 
 from poisonguard.dataset import Dataset, RowNumbers, encode_labels
 from poisonguard.errors import DatasetError
+from poisonguard.limits import ByteLimit, byte_limit, check_declared, declared_bytes
 
 __all__ = ["load_csv"]
 
@@ -78,7 +84,11 @@ def _bad_cell(path: Path, line: int, column: str, cell: str) -> DatasetError:
 
 
 def load_csv(
-    path: str | Path, *, label_column: str | None = None, id_column: str | None = None
+    path: str | Path,
+    *,
+    label_column: str | None = None,
+    id_column: str | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Read a CSV table of numeric features with a label column.
 
@@ -92,6 +102,9 @@ def load_csv(
     id_column : str, optional
         Name of the column of sample ids; default ``id`` when present. Without one, the ids are
         the 0-based indices of the data rows (``"0"`` is the first row after the header).
+    max_bytes : int, optional
+        The most bytes the table may take in memory (see :mod:`poisonguard.limits`; by default
+        ``--max-bytes``, else half the memory).
 
     Returns
     -------
@@ -105,7 +118,8 @@ def load_csv(
         Naming the file, and the line and column where that applies: an empty file, a missing
         label or id column (listing the columns), duplicate or empty column names, no feature
         columns, a row with the wrong number of fields, an empty, non-numeric, NaN or infinite
-        feature value, an empty or duplicate id, fewer than two classes.
+        feature value, an empty or duplicate id, fewer than two classes, or a table whose lines
+        and header columns would take more than the limit.
     """
     path = Path(path)
     if path.is_dir():
@@ -116,7 +130,12 @@ def load_csv(
             reader = csv.reader(handle)
             try:
                 return _read_table(
-                    path, reader, capacity, label_column=label_column, id_column=id_column
+                    path,
+                    reader,
+                    capacity,
+                    label_column=label_column,
+                    id_column=id_column,
+                    limit=byte_limit(max_bytes),
                 )
             except csv.Error as exc:
                 raise DatasetError(path, f"line {reader.line_num}: {exc}") from exc
@@ -133,6 +152,7 @@ def _read_table(
     *,
     label_column: str | None,
     id_column: str | None,
+    limit: ByteLimit | None = None,
 ) -> Dataset:
     """Parse the rows of ``reader`` (a ``csv.reader``, for its ``line_num``) into a Dataset."""
     header = None
@@ -174,6 +194,14 @@ def _read_table(
     feature_names = [header[i] for i in feature_at]
     n_fields = len(header)
 
+    check_declared(
+        path,
+        f"has up to {capacity:,} rows (lines) of {len(feature_at):,} feature columns (in its "
+        "header), which would take up to",
+        declared_bytes((capacity, len(feature_at)), np.dtype(np.float32).itemsize),
+        limit or byte_limit(),
+        place=" in memory as float32",
+    )
     x = np.empty((capacity, len(feature_at)), dtype=np.float32)
     raw_labels: list[str] = []
     ids: list[str] = []

@@ -73,6 +73,7 @@ def load_hdf5(
     x_key: str | None = None,
     y_key: str | None = None,
     staging: Staging | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Read an HDF5 file of samples and labels.
 
@@ -85,6 +86,9 @@ def load_hdf5(
         or ``images`` and ``y`` or ``labels``. A dataset ``ids`` holds optional sample ids.
     staging : Staging, optional
         Copy the samples block by block to a staging file instead of memory (out of core).
+    max_bytes : int, optional
+        The most bytes the samples may take once loaded, and the labels and ids each (see
+        :mod:`poisonguard.limits`): checked against the declared shapes before anything is read.
 
     Returns
     -------
@@ -116,6 +120,7 @@ def load_hdf5(
                 x_key=x_key,
                 y_key=y_key,
                 staging=staging,
+                max_bytes=max_bytes,
             )
         except OSError as exc:
             raise DatasetError(path, f"could not be read ({exc})") from exc

@@ -21,8 +21,14 @@ or sub-folders inside class folders (with a note). Symbolic links (to a class fo
 image) are followed only when their target lies inside the root; a link that leads outside it, a
 link loop or a broken link is skipped, never read, and listed in :attr:`Dataset.notes` with the
 reason (:mod:`poisonguard.loaders.links`). A corrupt, truncated or oversized image (a
-possible decompression bomb, see ``PIL.Image.MAX_IMAGE_PIXELS``) stops loading with an error
-naming the file, or with ``skip_bad`` is left out and listed in :attr:`Dataset.skipped`.
+possible decompression bomb) stops loading with an error naming the file, or with ``skip_bad`` is
+left out and listed in :attr:`Dataset.skipped`.
+
+Sizes are checked before anything is decoded or allocated (:mod:`poisonguard.limits`): each image
+whose header declares more pixels than the limit on one decoded image (width x height x 4 bytes;
+by default PIL's decompression-bomb limit of 89,478,485 pixels, else ``--max-bytes``) is refused
+with its size and the limit, and so is a folder whose images together would take more than the
+limit on the loaded samples.
 """
 
 from __future__ import annotations
@@ -42,6 +48,14 @@ from tqdm import tqdm
 
 from poisonguard.dataset import Dataset, encode_labels
 from poisonguard.errors import DatasetError
+from poisonguard.limits import (
+    IMAGE_BYTES_PER_PIXEL,
+    ByteLimit,
+    byte_limit,
+    check_declared,
+    declared_bytes,
+    image_limit,
+)
 from poisonguard.loaders.links import link_problem, real_folder
 from poisonguard.ondisk import ArrayFile, Staging
 
@@ -71,6 +85,28 @@ _BAD_IMAGE_ERRORS = (
 _EXAMPLES = 3
 
 
+class _ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than the limit; the message says both."""
+
+
+def _check_image_size(image: Image.Image, limit: ByteLimit) -> None:
+    """Raise :class:`_ImageTooLarge` when the opened (not yet decoded) ``image`` declares more
+    decoded bytes than ``limit``."""
+    width, height = image.size
+    try:
+        check_declared(
+            None,
+            f"declares {width} x {height} pixels ({width * height:,} pixels), which would take up "
+            "to",
+            width * height * IMAGE_BYTES_PER_PIXEL,
+            limit,
+            place=" decoded",
+            hint=" (a possible decompression bomb)",
+        )
+    except DatasetError as exc:
+        raise _ImageTooLarge(exc.problem) from None
+
+
 @dataclass
 class _Header:
     rel: str
@@ -93,6 +129,8 @@ def _is_high_depth(mode: str) -> bool:
 
 
 def _bad_reason(exc: BaseException) -> str:
+    if isinstance(exc, _ImageTooLarge):
+        return str(exc)
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return f"refused as a possible decompression bomb ({exc})"
     if isinstance(exc, UnidentifiedImageError):
@@ -241,6 +279,7 @@ def load_image_folder(
     skip_bad: bool = False,
     max_image_side: int = 64,
     staging: Staging | None = None,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """Read a folder of class folders of images.
 
@@ -255,6 +294,10 @@ def load_image_folder(
         Longest side of the loaded images; larger images are scaled down.
     staging : Staging, optional
         Decode the images into a staging file instead of memory (an out-of-core scan).
+    max_bytes : int, optional
+        The most bytes one decoded image, and all the loaded images together, may take (see
+        :mod:`poisonguard.limits`; by default ``--max-bytes``, else PIL's decompression-bomb
+        limit for one image and half the memory, or 64 GiB staged, for all of them).
 
     Returns
     -------
@@ -266,8 +309,9 @@ def load_image_folder(
     ------
     DatasetError
         Naming the folder or file: no class folders, a class folder without images (symbolic
-        links that were skipped are listed), fewer than two classes, an unreadable image (without
-        ``skip_bad``), or a class all of whose images are unreadable.
+        links that were skipped are listed), fewer than two classes, an unreadable image or one
+        whose header declares a size over the limit (without ``skip_bad``), a class all of whose
+        images are unreadable, or images that together take more than the limit.
     """
     if max_image_side < 1:
         raise ValueError(f"max_image_side must be at least 1, got {max_image_side}")
@@ -315,9 +359,13 @@ def load_image_folder(
 
     hide_progress = None if len(headers) > PROGRESS_MIN_FILES else True
     load_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+    pil_pixels = Image.MAX_IMAGE_PIXELS
+    limits = (image_limit(max_bytes), byte_limit(max_bytes, staged=staging is not None))
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated image is an error, never padded
+        # each image's declared size is checked here against the limit, with its own message
+        Image.MAX_IMAGE_PIXELS = None
         try:
             x, labels, ids, notes_decoding = _read_images(
                 root,
@@ -327,9 +375,11 @@ def load_image_folder(
                 max_image_side=max_image_side,
                 hide_progress=hide_progress,
                 staging=staging,
+                limits=limits,
             )
         finally:
             ImageFile.LOAD_TRUNCATED_IMAGES = load_truncated
+            Image.MAX_IMAGE_PIXELS = pil_pixels
     notes.extend(notes_decoding)
 
     if skipped:
@@ -377,13 +427,17 @@ def _read_images(
     max_image_side: int,
     hide_progress: bool | None,
     staging: Staging | None = None,
+    limits: tuple[ByteLimit, ByteLimit] | None = None,
 ) -> tuple[np.ndarray | ArrayFile, np.ndarray, list[str], list[str]]:
-    """The two reading passes; returns ``x``, ``labels``, ``ids`` and notes."""
+    """The two reading passes; returns ``x``, ``labels``, ``ids`` and notes. ``limits``: on one
+    decoded image and on all the loaded images (default: :mod:`poisonguard.limits`')."""
+    each, whole = limits or (image_limit(), byte_limit(staged=staging is not None))
     # Pass 1: sizes and modes from the headers only.
     readable: list[_Header] = []
     for header in tqdm(headers, desc="reading image headers", unit="file", disable=hide_progress):
         try:
             with Image.open(header.full, formats=_PIL_FORMATS) as image:
+                _check_image_size(image, each)
                 header.size = (image.height, image.width)
                 header.mode = image.mode
         except _BAD_IMAGE_ERRORS as exc:
@@ -400,6 +454,15 @@ def _read_images(
         rgb = any(not _is_gray(h.mode) for h in readable)
         sizes = Counter(h.size for h in readable if h.size is not None)
         target, notes = _target_size(sizes, max_image_side)
+        shape = (len(readable), 3 if rgb else 1, *target)
+        check_declared(
+            root,
+            f"its {len(readable)} images, loaded as {shape[1]} x {target[0]} x {target[1]} "
+            "uint8 each, would take",
+            declared_bytes(shape, 1),
+            whole,
+            place=" in memory" if staging is None else " in a staging file",
+        )
         x, labels, decoded = _decode_all(
             readable,
             reject=reject,
@@ -407,6 +470,7 @@ def _read_images(
             size=target,
             hide_progress=hide_progress,
             allocate=np.empty if staging is None else staging.allocate,
+            limit=each,
         )
         if len(decoded) == len(readable):
             x = x if staging is None else staging.finish(x)
@@ -445,13 +509,16 @@ def _decode_all(
     size: tuple[int, int],
     hide_progress: bool | None,
     allocate: Callable = np.empty,
+    limit: ByteLimit | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[_Header]]:
     """Decode each image straight into its row of one preallocated array (``allocate(shape,
     dtype)``: ``np.empty``, or a staging file's).
 
     Returns ``x`` and ``labels`` with one row per header (rows past the decoded ones unused) and
-    the headers of the images that decoded.
+    the headers of the images that decoded. Each image's declared size is checked again against
+    ``limit`` before it is decoded (the file may have changed since its header was read).
     """
+    limit = limit or image_limit()
     height, width = size
     x = allocate((len(headers), 3 if rgb else 1, height, width), np.dtype(np.uint8))
     labels = np.empty(len(headers), dtype=np.int64)
@@ -459,6 +526,7 @@ def _decode_all(
     for header in tqdm(headers, desc="decoding images", unit="image", disable=hide_progress):
         try:
             with Image.open(header.full, formats=_PIL_FORMATS) as image:
+                _check_image_size(image, limit)
                 if image.format in ("JPEG", "MPO") and header.size != size:
                     # Let libjpeg decode at a reduced scale (never below the target size).
                     image.draft("RGB" if rgb else "L", (width, height))
