@@ -443,7 +443,8 @@ def tail_gap(
     size = int(sizes[best])
     positions = int(sizes.size)
     # 1 - (1 - p)^m, computed without cancellation for small p
-    p_value = float(-np.expm1(positions * np.log1p(-np.exp(log_tail[best]))))
+    single = float(np.exp(log_tail[best]))
+    p_value = 1.0 if single >= 1.0 else float(-np.expm1(positions * np.log1p(-single)))
     return TailGap(
         size=size,
         upper=float(np.exp(logs[size - 1])),

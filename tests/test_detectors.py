@@ -8,6 +8,8 @@ through the registry.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -1073,3 +1075,12 @@ def test_mixed_origin_test_finds_a_hard_group_below_the_far_ratio_by_its_gap():
     assert not evidence.easy and evidence.rule == "mixed-origin-group"
     assert decision.target_classes == [TARGET_CLASS]
     assert set(np.flatnonzero(decision.flagged)) == set(members[:70])
+
+
+def test_tail_gap_of_a_flat_tail_has_p_value_one_without_warnings():
+    """Tied ratios (identical samples) leave no spacing to speak of: p = 1, no warning."""
+    ratio = np.concatenate([np.full(40, 20.0), np.full(60, 1.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gap = tail_gap(ratio, far_ratio=10.0, core_ratio=3.0, min_group_size=5)
+    assert gap is None or gap.p_value <= 1.0
