@@ -123,7 +123,8 @@ class ScanResult:
     model's own prediction, and ``predicted_probability`` that model's probability of it.
     ``poisonguard sanitize --action relabel`` uses both. ``execution`` says where the work ran
     (``tasks``: in this process or on which Dask cluster) and where the features were
-    (``features``: in memory or in a file); neither changes a score. ``rules_off`` lists the
+    (``features``: in memory or in a file); neither changes a score. Its ``torch_threads``, the
+    torch threads the embedding model trained on, does. ``rules_off`` lists the
     flagging rules that did not run because the detector they need was not selected: a scan
     that flags nothing has then not ruled that attack out.
     """
@@ -145,7 +146,7 @@ class ScanResult:
     finding: np.ndarray | None = None
     predicted: np.ndarray | None = None
     predicted_probability: np.ndarray | None = None
-    execution: dict[str, str] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=dict)
     rules_off: list[RuleOff] = field(default_factory=list)
 
     @property

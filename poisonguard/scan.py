@@ -350,6 +350,8 @@ def scan_embedding(
             "tasks": inputs.runner.description,
             "samples": _where(dataset.x, staged=True),
             "features": _where(embedding.features),
+            # training's thread count changes the scores (see embed.torch_threads)
+            "torch_threads": embedding.model.get("training", {}).get("torch_threads"),
         },
     )
 

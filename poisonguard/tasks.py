@@ -28,7 +28,14 @@ from tqdm.auto import tqdm
 
 from poisonguard.errors import PoisonGuardError
 
-__all__ = ["TaskRunner", "LocalTasks", "DaskTasks", "task_runner", "single_threaded"]
+__all__ = [
+    "TaskRunner",
+    "LocalTasks",
+    "DaskTasks",
+    "task_runner",
+    "dask_security",
+    "single_threaded",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +161,52 @@ class DaskTasks:
             ) from exc
 
 
+def dask_security(address: str) -> Any:
+    """The :class:`distributed.security.Security` to connect to ``address`` with: the one dask's
+    configuration describes (``distributed.comm.tls.*``, ``distributed.comm.require-encryption``,
+    also set by ``DASK_DISTRIBUTED__COMM__...`` environment variables), as
+    :class:`distributed.Client` builds it by default; None when a
+    ``distributed.client.security-loader`` is configured, so that the Client calls it.
+
+    Raises :class:`~poisonguard.errors.PoisonGuardError` when the configuration requires
+    encryption and ``address`` is not a ``tls://`` one (or is ``local``: the LocalCluster that
+    ``--dask local`` starts is not encrypted).
+    """
+    import dask.config
+    from distributed.security import Security
+
+    if dask.config.get("distributed.client.security-loader", None):
+        security = None
+        required = bool(dask.config.get("distributed.comm.require-encryption", None))
+    else:
+        security = Security()
+        required = bool(security.require_encryption)
+    if address == LOCAL_CLUSTER:
+        scheme = "local"
+    elif "://" in address:
+        scheme = address.split("://", 1)[0].lower()
+    else:
+        scheme = str(dask.config.get("distributed.comm.default-scheme", "tcp")).lower()
+    if required and scheme != "tls":
+        where = (
+            "--dask local starts an unencrypted LocalCluster"
+            if scheme == "local"
+            else f"{address!r} is not a tls:// address"
+        )
+        raise PoisonGuardError(
+            "dask's configuration requires encryption (distributed.comm.require-encryption) "
+            f"and {where}; use the scheduler's tls:// address"
+        )
+    return security
+
+
 @contextmanager
 def task_runner(dask: str | None = None, *, workers: int = 1) -> Iterator[TaskRunner]:
     """The runner for ``--dask``: None runs tasks here (on ``workers`` threads); ``"local"``
     starts a LocalCluster with one single-threaded worker process per core; anything else is the
-    address of a running scheduler (``tcp://host:8786``), whose workers must have the same
-    PoisonGuard installed.
+    address of a running scheduler (``tls://host:8786``, or ``tcp://host:8786``: unencrypted
+    and unauthenticated), whose workers must have the same PoisonGuard installed. The connection
+    uses dask's own security configuration (:func:`dask_security`).
 
     Raises :class:`~poisonguard.errors.PoisonGuardError` when the scheduler cannot be reached.
     """
@@ -171,6 +218,9 @@ def task_runner(dask: str | None = None, *, workers: int = 1) -> Iterator[TaskRu
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise PoisonGuardError(f"--dask needs dask.distributed ({exc})") from exc
 
+    # before anything else (and so before any data is read): an address the configuration
+    # forbids is refused here
+    security = dask_security(dask)
     # the cluster's own INFO lines (scheduler and worker start-up) are not the scan's news
     logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
@@ -188,9 +238,11 @@ def task_runner(dask: str | None = None, *, workers: int = 1) -> Iterator[TaskRu
             client = Client(cluster)
             description = f"dask LocalCluster, {len(cluster.workers)} workers"
         else:
-            client = Client(dask, timeout=f"{CONNECT_TIMEOUT_S}s")
+            client = Client(dask, timeout=f"{CONNECT_TIMEOUT_S}s", security=security)
             description = f"dask cluster at {dask}"
-    except (OSError, TimeoutError, ValueError) as exc:
+    except (OSError, TimeoutError, ValueError, RuntimeError) as exc:
+        # RuntimeError: distributed's own refusal of an unencrypted address when a security
+        # loader's credentials require encryption
         if cluster is not None:
             cluster.close()
         raise PoisonGuardError(f"cannot use the Dask scheduler {dask!r}: {exc}") from exc

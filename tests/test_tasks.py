@@ -193,3 +193,81 @@ def test_scan_with_an_unreachable_scheduler_exits_1_before_reading(tmp_path, mon
     assert result.exit_code == 1
     assert "cannot use the Dask scheduler 'tcp://127.0.0.1:9'" in result.output
     assert not out.exists()
+
+
+# --- security: dask's own TLS configuration is honoured (issue 14, item 6) ---
+
+
+def test_a_tcp_address_is_refused_when_dask_requires_encryption(tmp_path):
+    dask = pytest.importorskip("dask")
+    out = tmp_path / "report"
+    with dask.config.set({"distributed.comm.require-encryption": True}):
+        for address in ("tcp://127.0.0.1:8786", "127.0.0.1:8786", "local"):
+            with pytest.raises(PoisonGuardError, match="requires encryption"):
+                with task_runner(address):
+                    pass
+        result = CliRunner().invoke(
+            main, ["scan", str(DIGITS), "--dask", "tcp://127.0.0.1:8786", "--out", str(out)]
+        )
+    assert result.exit_code == 1
+    message = [line for line in result.output.splitlines() if "requires encryption" in line]
+    assert len(message) == 1 and "'tcp://127.0.0.1:8786' is not a tls:// address" in message[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+class RecordingClient:
+    """Stands in for distributed.Client: records how it was built."""
+
+    calls: list[tuple[tuple, dict]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        RecordingClient.calls.append((args, kwargs))
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_client_gets_the_security_of_dask_s_configuration(tmp_path, monkeypatch):
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(distributed, "Client", RecordingClient)
+    RecordingClient.calls = []
+    files = {}
+    for name in ("ca.pem", "client.pem", "client.key"):
+        files[name] = tmp_path / name
+        files[name].write_text("not read until a connection is made\n")
+    config = {
+        "distributed.comm.require-encryption": True,
+        "distributed.comm.tls.ca-file": str(files["ca.pem"]),
+        "distributed.comm.tls.client.cert": str(files["client.pem"]),
+        "distributed.comm.tls.client.key": str(files["client.key"]),
+    }
+    with dask.config.set(config):
+        with task_runner("tls://scheduler.example:8786") as runner:
+            assert runner.description == "dask cluster at tls://scheduler.example:8786"
+    (args, kwargs), *_ = RecordingClient.calls
+    assert args == ("tls://scheduler.example:8786",)
+    security = kwargs["security"]
+    assert isinstance(security, distributed.security.Security)
+    assert security.require_encryption is True
+    assert security.tls_ca_file == str(files["ca.pem"])
+    assert security.tls_client_cert == str(files["client.pem"])
+    assert security.tls_client_key == str(files["client.key"])
+    # without TLS settings a tcp:// address still connects, with the configuration's defaults
+    RecordingClient.calls = []
+    with task_runner("tcp://127.0.0.1:8786"):
+        pass
+    security = RecordingClient.calls[0][1]["security"]
+    assert security.require_encryption in (False, None) and security.tls_ca_file is None
+
+
+def test_a_configured_security_loader_is_left_to_the_client(monkeypatch):
+    dask = pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(distributed, "Client", RecordingClient)
+    RecordingClient.calls = []
+    with dask.config.set({"distributed.client.security-loader": "my_site.load_security"}):
+        with task_runner("tls://scheduler.example:8786"):
+            pass
+    assert RecordingClient.calls[0][1]["security"] is None  # distributed calls the loader

@@ -51,7 +51,8 @@ def build_report_json(
     dict
         Keys ``poisonguard_version``, ``dataset``, ``settings``, ``model``, ``findings``,
         ``detectors``, ``timings`` (seconds, 3 decimals), ``execution`` (where the tasks ran and
-        where the features were), ``warnings``, ``versions`` and
+        where the features were; ``torch_threads``: training's thread count, on which the
+        scores depend), ``warnings``, ``versions`` and
         ``created_utc``. It holds only built-in Python types; NaN and infinity become ``None``,
         so ``json.dumps(..., allow_nan=False)`` accepts it. Scores are "higher = more
         suspicious"; ``findings.top_flagged`` lists at most :data:`TOP_FLAGGED` flagged samples,
