@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from poisonguard.atomic import describe_os_error
 from poisonguard.detectors import get_detectors
 from poisonguard.errors import PoisonGuardError
 from poisonguard.limits import DEFAULT_STAGED_BYTES, max_bytes_setting, parse_bytes
@@ -346,7 +347,9 @@ def parse_detectors(
 
 
 def library_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a :class:`PoisonGuardError` into a one-line message and exit code 1."""
+    """Turn a :class:`PoisonGuardError`, or an :class:`OSError` from the system (a full disk, an
+    unwritable or read-only output, cache or staging folder), into a one-line message
+    (``Error: <path>: <problem>``) and exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -354,6 +357,8 @@ def library_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except PoisonGuardError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(describe_os_error(exc)) from exc
 
     return wrapper
 

@@ -35,6 +35,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from poisonguard.atomic import describe_os_error
+from poisonguard.errors import OutputError
+
 __all__ = [
     "ArrayFile",
     "FeatureSource",
@@ -238,10 +241,23 @@ class Staging:
 @contextmanager
 def staging_area(parent: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Staging]:
     """A :class:`Staging` in a new folder under ``parent`` (the embedding cache folder), removed
-    with everything in it when the block ends, however it ends."""
+    with everything in it when the block ends, however it ends.
+
+    Raises
+    ------
+    OutputError
+        If the folder cannot be created (read-only, not writable, disk full). A write that fails
+        later raises :class:`OSError`, which the command line reports in one line.
+    """
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="staging-", dir=parent) as folder:
+    try:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        area = tempfile.TemporaryDirectory(prefix="staging-", dir=parent)
+    except OSError as exc:
+        raise OutputError(
+            f"{parent}: cannot create the staging area ({describe_os_error(exc)})"
+        ) from exc
+    with area as folder:
         yield Staging(folder, chunk_rows)
 
 

@@ -2,15 +2,25 @@
 
 Training the embedding model is the slow part of a scan. Its outputs (features, probabilities,
 training dynamics) are stored under ``<cache dir>/<fingerprint>.h5``; a later scan of the same data
-with the same settings reads them back. Files are written atomically. A damaged cache file is
-reported, ignored and rewritten, never trusted.
+with the same settings reads them back. Files are written atomically and fsynced. A damaged cache
+file is reported, ignored and rewritten, never trusted.
+
+Whoever can write the cache can plant clean-looking features for a poisoned data set, so a cache
+folder or file that another user could have written is **neither read nor written**
+(:func:`cache_trouble`): one writable by group or others (mode ``& 0o022``), owned by another
+user, or (a file) a symbolic link. :func:`load_cached` then warns and returns None (the embedding
+is recomputed); :func:`store_cached` and :func:`streamed_cache_file` raise
+:class:`UntrustedCacheError` (a :class:`PermissionError`, handled as an unwritable cache).
+PoisonGuard creates the folder ``0o700`` and its files ``0o600``, whatever the umask.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +40,9 @@ __all__ = [
     "append_rows",
     "finish_streamed",
     "records_in_file",
+    "cache_trouble",
+    "trusted_cache_dir",
+    "UntrustedCacheError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +66,50 @@ def cache_file(cache_dir: Path, fingerprint: str) -> Path:
     return Path(cache_dir) / f"{fingerprint}.h5"
 
 
+class UntrustedCacheError(PermissionError):
+    """The cache folder could be written by another user; it is not used. A
+    :class:`PermissionError`, so that callers treat it as an unwritable cache: a warning in
+    memory, an error (exit 1) out of core."""
+
+
+def cache_trouble(path: str | Path, *, folder: bool = False) -> str | None:
+    """Why the cache folder (``folder=True``) or cache file ``path`` cannot be trusted, or None
+    if it can (or does not exist).
+
+    Not trusted: writable by group or others (``st_mode & 0o022``), owned by another user than
+    this process's effective user, or, for a file, a symbolic link. A folder's link is followed
+    (``~/.cache`` is often one); what it points to is checked.
+    """
+    path = Path(path)
+    try:
+        info = os.stat(path) if folder else os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not folder and stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if info.st_mode & 0o022:
+        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        return f"is owned by another user (uid {info.st_uid}, not {os.geteuid()})"
+    return None
+
+
+def trusted_cache_dir(cache_dir: Path) -> Path:
+    """Create ``cache_dir`` (``0o700``) if missing and return it; raise
+    :class:`UntrustedCacheError` if it cannot be trusted (:func:`cache_trouble`)."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    trouble = cache_trouble(cache_dir, folder=True)
+    if trouble is not None:
+        raise UntrustedCacheError(
+            errno.EACCES,
+            f"cache folder {trouble}; anyone who can write it could plant features, so it is "
+            "not used (chmod go-w it, or choose another --cache-dir)",
+            str(cache_dir),
+        )
+    return cache_dir
+
+
 def load_cached(
     cache_dir: Path, fingerprint: str, n_samples: int, *, chunk_rows: int | None = None
 ) -> Embedding | None:
@@ -64,6 +121,18 @@ def load_cached(
     path = cache_file(cache_dir, fingerprint)
     if not path.is_file():
         return None
+    for where, trouble in (
+        (Path(cache_dir), cache_trouble(cache_dir, folder=True)),
+        (path, cache_trouble(path)),
+    ):
+        if trouble is not None:
+            logger.warning(
+                "not reading the embedding cache: %s %s (anyone who can write it could plant "
+                "features); recomputing",
+                where,
+                trouble,
+            )
+            return None
     names = _ARRAYS if chunk_rows is None else ()
     try:
         with h5py.File(path, "r") as handle:
@@ -116,9 +185,12 @@ def records_in_file(path: Path, chunk_rows: int) -> dict[str, ArrayFile]:
 
 
 def store_cached(cache_dir: Path, embedding: Embedding) -> Path:
-    """Write ``embedding`` to its cache file atomically; return the path."""
-    path = cache_file(cache_dir, embedding.fingerprint)
-    with atomic_path(path) as tmp:
+    """Write ``embedding`` to its cache file atomically; return the path.
+
+    Raises :class:`UntrustedCacheError` if the folder cannot be trusted, :class:`OSError` if
+    writing fails."""
+    path = cache_file(trusted_cache_dir(cache_dir), embedding.fingerprint)
+    with atomic_path(path, mode=0o600) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("features", data=embedding.features, compression="lzf")
             finish_streamed(handle, embedding)
@@ -130,9 +202,10 @@ def streamed_cache_file(cache_dir: Path, fingerprint: str) -> Iterator[tuple[Pat
     """Open a new cache file to be filled while the embedding is computed (the out-of-core
     path): yields its final path and the open file; the caller writes the ``features``
     dataset block by block (:func:`append_rows`) and then :func:`finish_streamed`. The file
-    appears under its name only when the block succeeds."""
-    path = cache_file(cache_dir, fingerprint)
-    with atomic_path(path) as tmp:
+    appears under its name only when the block succeeds. Raises :class:`UntrustedCacheError`
+    if the folder cannot be trusted."""
+    path = cache_file(trusted_cache_dir(cache_dir), fingerprint)
+    with atomic_path(path, mode=0o600) as tmp:
         with h5py.File(tmp, "w") as handle:
             yield path, handle
 

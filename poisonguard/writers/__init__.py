@@ -19,25 +19,22 @@ from the source file in their stored form (never from :attr:`Dataset.x`, which m
 everything else in the file (other arrays, attributes, columns, header) is carried over. The copy
 can be read back with :func:`poisonguard.loaders.load_dataset`.
 
-Writing is atomic: the copy is built under a temporary name beside ``destination``
-(``.<name>.<random>.tmp``) and renamed into place only when complete; on any error the temporary
-is removed and the error re-raised, so a half-written destination is never left behind. The
+Writing is atomic (:mod:`poisonguard.atomic`): the copy is built under a temporary name beside
+``destination`` (``.<name>.<random>.tmp``), fsynced, and renamed (a folder: swapped) into place
+only when complete; on any error the temporary is removed and the error re-raised, so a
+half-written destination is never left behind and an earlier copy stays as it was. The
 source is only read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from poisonguard.atomic import atomic_path
+from poisonguard.atomic import atomic_directory, atomic_path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import OutputError
 from poisonguard.writers.csv_table import write_csv
@@ -139,7 +136,9 @@ def write_like(
         int(np.count_nonzero(x_changed)),
         destination,
     )
-    context = _atomic_folder(destination) if is_folder else atomic_path(destination)
+    context = (
+        atomic_directory(destination, replaceable=None) if is_folder else atomic_path(destination)
+    )
     try:
         with context as tmp:
             return writer(
@@ -259,54 +258,3 @@ def _check_destination(source: Path, destination: Path, *, folder: bool) -> None
         raise OutputError(f"{destination}: exists and is not a folder")
     if not folder and destination.is_dir():
         raise OutputError(f"{destination}: is a folder; expected a file path for the copy")
-
-
-@contextlib.contextmanager
-def _atomic_folder(destination: Path) -> Iterator[Path]:
-    """Yield a new empty folder beside ``destination``; swap it into place if the block succeeds.
-
-    An existing ``destination`` is renamed away, the new folder renamed in, then the old one
-    deleted (if the second rename fails, the old folder is put back). If the block raises, the
-    temporary folder is deleted and ``destination`` is untouched.
-    """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(
-        tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    )
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-        if destination.exists() or destination.is_symlink():
-            old = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
-                )
-            )
-            previous = old / "previous"
-            os.replace(destination, previous)
-            try:
-                os.replace(tmp, destination)
-            except BaseException:
-                os.replace(previous, destination)
-                old.rmdir()
-                raise
-            _remove(old)
-        else:
-            os.replace(tmp, destination)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _remove(path: Path) -> None:
-    """Delete the folder holding the replaced destination (a link or file inside it included)."""
-    previous = path / "previous"
-    if previous.is_symlink() or previous.is_file():
-        previous.unlink()
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
