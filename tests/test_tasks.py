@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,25 @@ def test_a_configured_security_loader_is_left_to_the_client(monkeypatch):
         with task_runner("tls://scheduler.example:8786"):
             pass
     assert RecordingClient.calls[0][1]["security"] is None  # distributed calls the loader
+
+
+def test_a_worker_killed_during_a_task_is_a_clear_error():
+    """An interrupted worker (here one that exits in the middle of its task) ends the scan with
+    one line naming the cluster, not a traceback or a hang."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        runner = DaskTasks(client, "test cluster")
+        with pytest.raises(PoisonGuardError, match="a task failed on the test cluster"):
+            runner.map(os._exit, [3])
