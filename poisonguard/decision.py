@@ -274,11 +274,11 @@ def decide(
             runner_up = _runner_up(take_rows(probabilities, members), code)
             item.far_entropy = _entropy(runner_up[far], n_classes)
             item.core_entropy = _entropy(runner_up[core], n_classes)
-            measured.append((code, ratio))
+            measured.append((code, members, ratio))
         cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
         typical = float(np.median(cores)) if cores else float("nan")
         threshold = settings.gap_alpha / max(int(scored_classes.sum()), 1)
-        for code, ratio in measured:
+        for code, members, ratio in measured:
             item = evidence[code]
             item.typical_margin = typical
             item.easy = bool(item.far_margin >= min(item.core_margin, typical))
@@ -292,7 +292,6 @@ def decide(
             # easy, that the far group is not the class's natural outliers (8x8 digits, 5 %
             # patch: the poisons reach 0.9 of a typical core's margin, and end at a gap of
             # p = 2e-5)
-            members = np.flatnonzero(labels == code)
             gap, agrees = _group_apart(
                 ratio,
                 members,

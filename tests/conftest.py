@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 from PIL import Image
+from poisonguard.cli.main import main
 
 SIDE = 8
 
@@ -124,3 +126,19 @@ def synthetic() -> SimpleNamespace:
         write_image_folder=write_image_folder,
         write_table_csv=write_table_csv,
     )
+
+
+def run_cli(*args: str | Path) -> Result:
+    """``poisonguard ARGS...`` through click's test runner, exceptions caught."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
+
+
+def assert_clean_failure(result: Result, *fragments: str) -> None:
+    """Exit 1 with a one-line message holding every fragment, and no traceback."""
+    assert result.exit_code == 1, result.output
+    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
+    assert "Traceback" not in result.output
+    message = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(message) == 1, result.output
+    for fragment in fragments:
+        assert fragment in message[0], (fragment, message[0])

@@ -17,8 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from poisonguard.cli.main import main
+from conftest import assert_clean_failure
+from conftest import run_cli as run
 
 from poisonguard import atomic
 from poisonguard.embed import cache as cache_module
@@ -26,21 +26,6 @@ from poisonguard.embed import cache as cache_module
 EPOCHS = "2"
 FILES = ("scores.csv", "report.json", "report.html")
 ROOT = os.name == "posix" and os.geteuid() == 0
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
-
-
-def assert_clean_failure(result: Result, *fragments: str) -> None:
-    """Exit 1 with a one-line message holding every fragment, and no traceback."""
-    assert result.exit_code == 1, result.output
-    assert result.exc_info is None or result.exc_info[0] is SystemExit, result.exc_info
-    assert "Traceback" not in result.output
-    message = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(message) == 1, result.output
-    for fragment in fragments:
-        assert fragment in message[0], (fragment, message[0])
 
 
 def checksums(root: Path) -> dict[str, str]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +41,30 @@ def features_and_labels() -> tuple[np.ndarray, np.ndarray]:
     return features[order], labels[order]
 
 
-@pytest.fixture(scope="module")
-def dask_tasks():
+@contextmanager
+def local_dask_tasks(n_workers: int, **config) -> Iterator[DaskTasks]:
+    """A LocalCluster of single-threaded worker processes (with dask ``config`` set) as tasks."""
     distributed = pytest.importorskip("distributed")
+    import dask
+
     with (
+        dask.config.set(config),
         distributed.LocalCluster(
-            n_workers=2,
+            n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
         yield DaskTasks(client, "test cluster")
+
+
+@pytest.fixture(scope="module")
+def dask_tasks():
+    with local_dask_tasks(2) as runner:
+        yield runner
 
 
 def assert_same_per_class(a, b) -> None:
@@ -277,20 +289,6 @@ def test_a_configured_security_loader_is_left_to_the_client(monkeypatch):
 def test_a_worker_killed_during_a_task_is_a_clear_error():
     """An interrupted worker (here one that exits in the middle of its task) ends the scan with
     one line naming the cluster, not a traceback or a hang."""
-    distributed = pytest.importorskip("distributed")
-    import dask
-
-    with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
-        runner = DaskTasks(client, "test cluster")
+    with local_dask_tasks(1, **{"distributed.scheduler.allowed-failures": 0}) as runner:
         with pytest.raises(PoisonGuardError, match="a task failed on the test cluster"):
             runner.map(os._exit, [3])
