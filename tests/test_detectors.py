@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
-from poisonguard.decision import Decision, DecisionSettings, decide, robust_z, tail_gap
+from poisonguard.decision import Decision, DecisionSettings, decide, robust_z
 from poisonguard.detectors import (
     DETECTORS,
     Detector,
@@ -25,6 +25,7 @@ from poisonguard.detectors.activation_clustering import ClassSplit, activation_c
 from poisonguard.detectors.spectral import spectral_signature_scores
 from poisonguard.detectors.spectre import que_scores, robust_class_fits, spectre_scores
 from poisonguard.results import Embedding
+from poisonguard.tail_gap import tail_gap
 
 # --- synthetic data -----------------------------------------------------------------------------
 
