@@ -15,14 +15,24 @@ Every function flips exactly ``round(rate * N)`` samples (see :func:`poison_coun
   finds next most likely, the hardest flips to tell from genuine ambiguity (in the spirit of the
   margin-based label-flip attacks of Biggio, Nelson & Laskov, "Support Vector Machines Under
   Adversarial Label Noise", ACML 2011).
+
+:func:`flip_labels` runs one of them as the label-flip attack of that name (``flip-random``,
+``flip-pair``, ``flip-near-boundary``) for :func:`~poisonguard.poison.poison_arrays`: it checks
+what the attack needs (a source class, probabilities, no target), draws from the seed's choice
+stream (:mod:`.seeds`) and returns the target too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from poisonguard.poison.options import AttackOptions
+from poisonguard.poison.seeds import CHOICE
+from poisonguard.poison.targets import other_class, resolve_target
+
 __all__ = [
     "check_labels",
+    "flip_labels",
     "near_boundary_flips",
     "pair_flips",
     "poison_count",
@@ -189,3 +199,47 @@ def near_boundary_flips(
     chosen = np.argsort(margin, kind="stable")[:count]
     indices = np.sort(chosen).astype(np.int64)
     return indices, runner_up[indices].astype(np.int64)
+
+
+def flip_labels(
+    name: str,
+    labels: np.ndarray,
+    n_classes: int,
+    rate: float,
+    target: int | None,
+    seed: int,
+    options: AttackOptions,
+    probabilities: np.ndarray | None,
+    description: dict,
+) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """Run one label flip; returns (target, indices, new labels) and fills ``description``."""
+    choice_rng = np.random.default_rng([seed, CHOICE])
+    if name == "flip-pair":
+        source = options.source_class
+        if source is None:
+            raise ValueError("flip-pair needs options.source_class, the class to relabel")
+        if not source < n_classes:
+            raise ValueError(
+                f"source_class {source} is not in 0..{n_classes - 1} ({n_classes} classes)"
+            )
+        if target is None:
+            target = other_class(source, n_classes, seed)
+        target = resolve_target(target, n_classes, seed)
+        indices, flipped = pair_flips(
+            labels, n_classes, rate=rate, source=source, destination=target, rng=choice_rng
+        )
+        description.update(source_class=int(source))
+        return target, indices, flipped
+    if target is not None:
+        raise ValueError(f"{name} has no target class; leave target as None (got {target!r})")
+    if name == "flip-random":
+        return None, *random_flips(labels, n_classes, rate=rate, rng=choice_rng)
+    if probabilities is None:
+        raise ValueError("flip-near-boundary needs probabilities, shape (N, n_classes)")
+    probabilities = np.asarray(probabilities)
+    if probabilities.shape != (labels.size, n_classes):
+        raise ValueError(
+            f"flip-near-boundary needs probabilities of shape (N, n_classes) = "
+            f"({labels.size}, {n_classes}); got {probabilities.shape}"
+        )
+    return None, *near_boundary_flips(labels, probabilities, rate=rate)

@@ -14,13 +14,21 @@ sample counts as an attack success when the model predicts its mapped class.
   source class maps to the target; a trigger on any other class should change nothing, which
   TaCT teaches the model with cover samples (:mod:`.cover`) and which makes the poisoned
   samples' representations hard to separate from the target class's.
+
+The target class itself is the one given, else drawn from the seed's target stream
+(:func:`resolve_target`; among the classes other than the source when there is one,
+:func:`other_class`); an all-to-all backdoor has none (:func:`backdoor_target`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NO_TARGET", "trigger_targets"]
+from poisonguard.poison.options import AttackOptions
+from poisonguard.poison.registry import Attack
+from poisonguard.poison.seeds import TARGET
+
+__all__ = ["NO_TARGET", "backdoor_target", "other_class", "resolve_target", "trigger_targets"]
 
 NO_TARGET = -1
 """The mapped class of a sample the attack makes no claim about."""
@@ -61,3 +69,31 @@ def trigger_targets(
     if source_class is not None:
         return np.where(labels == source_class, target, NO_TARGET).astype(np.int64)
     return np.where(labels != target, target, NO_TARGET).astype(np.int64)
+
+
+def resolve_target(target: int | None, n_classes: int, seed: int) -> int:
+    """``target`` checked as a class code, or drawn from the seed when ``None``."""
+    if target is None:
+        return int(np.random.default_rng([seed, TARGET]).integers(n_classes))
+    if isinstance(target, bool) or not isinstance(target, int | np.integer):
+        raise ValueError(f"target must be a class code; got {target!r}")
+    if not 0 <= target < n_classes:
+        raise ValueError(f"target {target} is not in 0..{n_classes - 1} ({n_classes} classes)")
+    return int(target)
+
+
+def other_class(source: int, n_classes: int, seed: int) -> int:
+    """A target drawn from the seed among the classes other than ``source``."""
+    others = np.array([c for c in range(n_classes) if c != source])
+    return int(others[np.random.default_rng([seed, TARGET]).integers(others.size)])
+
+
+def backdoor_target(
+    spec: Attack, target: int | None, n_classes: int, seed: int, options: AttackOptions
+) -> int | None:
+    """The target class of a backdoor: ``None`` for all-to-all, else given or drawn."""
+    if options.all_to_all:
+        return None
+    if target is None and options.source_class is not None:
+        return other_class(options.source_class, n_classes, seed)
+    return resolve_target(target, n_classes, seed)
