@@ -7,15 +7,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from poisonguard.privacy.membership import (
+from poisonguard.privacy.membership_attacks import (
     _logit_confidence,
     lira_offline_scores,
     lira_online_statistic,
     lira_statistic,
     loss_attack_scores,
-    membership_metrics,
-    per_class_membership,
 )
+from poisonguard.privacy.membership_metrics import membership_metrics, per_class_membership
 
 
 def _probabilities_from_phi(phi: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -4,7 +4,8 @@ The probe splits the data into **members** (the model is trained on them) and **
 (held out: ``--holdout PATH``, or a stratified ``--holdout-fraction`` of the data), trains the
 embedding model on the members (or uses ``--model``), and measures:
 
-1. **Membership inference** (:mod:`poisonguard.privacy.membership`): the loss-threshold attack
+1. **Membership inference** (:mod:`poisonguard.privacy.membership_attacks`, figures from
+   :mod:`poisonguard.privacy.membership_metrics`): the loss-threshold attack
    and offline LiRA with shadow heads on the model's features, and with ``shadow_models`` > 0
    offline LiRA with shadow models trained like the target (``lira-models``: stronger, one
    training run each); AUC, membership advantage and TPR
@@ -16,9 +17,10 @@ embedding model on the members (or uses ``--model``), and measures:
    (on equal numbers of records per class: the nearest of more records is nearer by chance), and
    its SSIM to that training image (:mod:`poisonguard.privacy.inversion_leakage`).
 3. **Checklist** (:mod:`poisonguard.privacy.checklist`): duplicates inside the training set and
-   between training and held-out data, the train/held-out accuracy gap, ID-like table columns,
-   classes whose leakage stands out, and the membership and inversion figures against the
-   thresholds stated in that module.
+   between training and held-out data (:mod:`poisonguard.privacy.duplicates`), the train/held-out
+   accuracy gap, ID-like table columns (:mod:`poisonguard.privacy.id_columns`), classes whose
+   leakage stands out, and the membership and inversion figures against the thresholds stated in
+   that module.
 """
 
 from __future__ import annotations
@@ -35,16 +37,17 @@ from poisonguard.dataset import Dataset, align_classes
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
 from poisonguard.evaluate import holdout_split, subset
 from poisonguard.privacy import checklist as checks
+from poisonguard.privacy.duplicates import exact_duplicates, near_duplicates
+from poisonguard.privacy.id_columns import id_like_columns
 from poisonguard.privacy.inversion_leakage import inversion_leakage, summarise_inversion
-from poisonguard.privacy.membership import (
+from poisonguard.privacy.membership_attacks import (
     lira_offline_scores,
     lira_online_statistic,
     lira_statistic,
     logit_confidence,
     loss_attack_scores,
-    membership_metrics,
-    per_class_membership,
 )
+from poisonguard.privacy.membership_metrics import membership_metrics, per_class_membership
 from poisonguard.results import Embedding
 
 __all__ = ["PrivacySettings", "PrivacyResult", "privacy_probe"]
@@ -327,14 +330,14 @@ def _value_max(dataset: Dataset) -> float:
 
 def _checklist(dataset, members, nonmembers, membership, inversion, train_acc, held_acc):
     items = []
-    exact = checks.exact_duplicates(members.x, members.ids)
-    near = checks.near_duplicates(members.x)
+    exact = exact_duplicates(members.x, members.ids)
+    near = near_duplicates(members.x)
     items.append(checks.duplicates_item(exact, near.pairs, members.n_samples))
-    cross = checks.near_duplicates(members.x, other=nonmembers.x, threshold=near.threshold)
+    cross = near_duplicates(members.x, other=nonmembers.x, threshold=near.threshold)
     items.append(checks.train_heldout_overlap_item(cross.pairs, nonmembers.n_samples))
     items.append(checks.accuracy_gap_item(checks.accuracy_gap(train_acc, held_acc)))
     if dataset.kind == "table":
-        columns = checks.id_like_columns(dataset.x, dataset.feature_names or [])
+        columns = id_like_columns(dataset.x, dataset.feature_names or [])
     else:
         columns = None
     items.append(checks.id_columns_item(columns))
