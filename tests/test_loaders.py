@@ -14,7 +14,7 @@ from PIL import Image
 
 from poisonguard.errors import DatasetError
 from poisonguard.loaders import FORMATS, detect_format, load_dataset
-from poisonguard.loaders.arrays import copy_chunked, plan_layout
+from poisonguard.loaders.array_layout import copy_chunked, plan_layout
 
 RNG = np.random.default_rng(0)
 

@@ -346,7 +346,7 @@ def test_hdf5_samples_staged_on_disk_equal_the_loaded_ones(tmp_path, widen):
     with h5py.File(tmp_path / "data.h5", "w") as handle:
         handle["x"] = x
         handle["y"] = np.arange(300) % 3
-    from poisonguard.loaders.arrays import copy_chunked, plan_layout
+    from poisonguard.loaders.array_layout import copy_chunked, plan_layout
 
     staged, eager = staged_and_eager(tmp_path / "data.h5", tmp_path)
     assert eager.x.dtype == (np.float32 if widen else np.uint8)

@@ -29,15 +29,8 @@ import numpy as np
 
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
-from poisonguard.loaders.arrays import (
-    IDS_KEY,
-    X_KEYS,
-    Y_KEYS,
-    Layout,
-    plan_layout,
-    read_labels,
-    resolve_key,
-)
+from poisonguard.loaders.array_layout import Layout, plan_layout
+from poisonguard.loaders.arrays import IDS_KEY, X_KEYS, Y_KEYS, read_labels, resolve_key
 
 __all__ = [
     "CHUNK_BYTES",
