@@ -156,7 +156,7 @@ def read_synthetic(path: Path, chunk_rows: int):
 
 
 def run_one(n: int, *, feature_file: Path | None, chunk_rows: int, dask: str | None) -> dict:
-    from poisonguard.embed import available_cores
+    from poisonguard.machine import available_cores
     from poisonguard.metrics import detection_metrics
     from poisonguard.ondisk import staging_area
     from poisonguard.report import write_report

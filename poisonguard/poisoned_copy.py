@@ -316,7 +316,8 @@ def _numpy_scalar(value):
 
 
 def _adversarial(dataset: Dataset, options: AttackOptions, *, seed: int, progress: bool):
-    from poisonguard.embed import EmbedSettings, adversarial_perturbation, embed_dataset
+    from poisonguard.embed import EmbedSettings, embed_dataset
+    from poisonguard.poison.clean_label import adversarial_perturbation
 
     if dataset.kind != "image":
         raise ValueError("clean-label needs images")

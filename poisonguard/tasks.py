@@ -1,9 +1,9 @@
 """Where the scan's independent pieces of work run: in this process, or on a Dask cluster.
 
 Two stages are split into tasks: embedding inference (one task per chunk of rows, see
-:func:`poisonguard.embed.infer_in_chunks`) and the per-class detectors (one task per class, see
-:mod:`poisonguard.detectors.per_class`). A task is a module-level function of one argument, so
-that it can be shipped to a Dask worker.
+:func:`poisonguard.embed.inference.infer_in_chunks`) and the per-class detectors (one task per
+class, see :mod:`poisonguard.detectors.per_class`). A task is a module-level function of one
+argument, so that it can be shipped to a Dask worker.
 
 Every task runs with one BLAS/OpenMP thread and one torch thread, wherever it runs. The number of
 threads changes how sums are split, and so the last bits of floating-point results (measured:
@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from poisonguard.errors import PoisonGuardError
+from poisonguard.machine import available_cores
 
 __all__ = [
     "TaskRunner",
@@ -226,8 +227,6 @@ def task_runner(dask: str | None = None, *, workers: int = 1) -> Iterator[TaskRu
     cluster = None
     try:
         if dask == LOCAL_CLUSTER:
-            from poisonguard.embed import available_cores
-
             cluster = LocalCluster(
                 n_workers=available_cores(),
                 threads_per_worker=1,

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from poisonguard.cli.main import main
 
 import poisonguard.embed as embed
+import poisonguard.machine as machine
 from poisonguard.errors import PoisonGuardError
 from poisonguard.loaders import load_dataset
 
@@ -30,21 +31,21 @@ def dataset(tmp_path_factory, synthetic):
 
 def embedded(dataset, monkeypatch, threads: int | None, **options):
     if threads is None:
-        monkeypatch.delenv(embed.TORCH_THREADS_ENV, raising=False)
+        monkeypatch.delenv(machine.TORCH_THREADS_ENV, raising=False)
     else:
-        monkeypatch.setenv(embed.TORCH_THREADS_ENV, str(threads))
+        monkeypatch.setenv(machine.TORCH_THREADS_ENV, str(threads))
     return embed.embed_dataset(dataset, SETTINGS, progress=False, **options)
 
 
 def test_the_thread_count_defaults_to_the_cores_and_can_be_fixed(monkeypatch):
-    monkeypatch.delenv(embed.TORCH_THREADS_ENV, raising=False)
-    assert embed.torch_threads() == embed.available_cores()
-    monkeypatch.setenv(embed.TORCH_THREADS_ENV, " 3 ")
-    assert embed.torch_threads() == 3
+    monkeypatch.delenv(machine.TORCH_THREADS_ENV, raising=False)
+    assert machine.torch_threads() == machine.available_cores()
+    monkeypatch.setenv(machine.TORCH_THREADS_ENV, " 3 ")
+    assert machine.torch_threads() == 3
     for bad in ("0", "-2", "two", "1.5"):
-        monkeypatch.setenv(embed.TORCH_THREADS_ENV, bad)
+        monkeypatch.setenv(machine.TORCH_THREADS_ENV, bad)
         with pytest.raises(PoisonGuardError, match="POISONGUARD_TORCH_THREADS must be a positive"):
-            embed.torch_threads()
+            machine.torch_threads()
 
 
 def test_the_same_thread_count_gives_the_same_embedding(dataset, monkeypatch):
@@ -88,7 +89,7 @@ def test_report_json_records_the_thread_count_and_scores_repeat(tmp_path, synthe
     folder = synthetic.write_image_folder(
         tmp_path / "images", {c: 30 for c in "abcd"}, planted={"a": 8}
     )
-    monkeypatch.setenv(embed.TORCH_THREADS_ENV, "1")
+    monkeypatch.setenv(machine.TORCH_THREADS_ENV, "1")
     scores = []
     for name in ("first", "second"):
         out = tmp_path / name
@@ -104,7 +105,7 @@ def test_report_json_records_the_thread_count_and_scores_repeat(tmp_path, synthe
 
 def test_a_bad_thread_count_is_a_one_line_error(tmp_path, synthetic, monkeypatch):
     folder = synthetic.write_image_folder(tmp_path / "images", {c: 10 for c in "ab"})
-    monkeypatch.setenv(embed.TORCH_THREADS_ENV, "many")
+    monkeypatch.setenv(machine.TORCH_THREADS_ENV, "many")
     out = tmp_path / "report"
     result = CliRunner().invoke(main, ["scan", str(folder), "--no-cache", "--out", str(out)])
     assert result.exit_code == 1

@@ -11,7 +11,6 @@ import pytest
 
 from poisonguard.dataset import Dataset
 from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
-from poisonguard.embed.inversion import Inversion, invert_classes
 from poisonguard.privacy import inversion_leakage as leakage
 from poisonguard.privacy.inversion_leakage import (
     inversion_leakage,
@@ -19,6 +18,7 @@ from poisonguard.privacy.inversion_leakage import (
     ssim,
     summarise_inversion,
 )
+from poisonguard.privacy.model_inversion import Inversion, invert_classes
 
 N_CLASSES = 3
 SIDE = 8

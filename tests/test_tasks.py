@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from poisonguard.cli.main import main
 
 import poisonguard.embed as embed
+import poisonguard.embed.inference as inference
 import poisonguard.tasks as tasks
 from poisonguard.detectors.activation_clustering import activation_clustering
 from poisonguard.detectors.per_class import per_class_scores
@@ -136,13 +137,13 @@ def trained_embedding(tmp_path_factory, synthetic):
 
 def test_chunked_inference_equals_one_pass_and_runs_anywhere(trained_embedding, dask_tasks):
     dataset, embedding = trained_embedding
-    model, scaler = embed.trained_model(embedding)
+    model, scaler = inference.trained_model(embedding)
     with single_threaded():
         one_pass = run_inference(model, dataset.x, scaler, progress=False)
     assert dataset.n_samples == 1200  # three chunks of 512 rows, the last one partial
     options = dict(weights=embedding.weights, n_classes=4, chunk_rows=512)
     for runner in (LocalTasks(1), LocalTasks(2), dask_tasks):
-        features, probabilities = embed.infer_in_chunks(runner, dataset.x, **options)
+        features, probabilities = inference.infer_in_chunks(runner, dataset.x, **options)
         assert np.array_equal(features, one_pass[0]), runner.description
         assert np.array_equal(probabilities, one_pass[1]), runner.description
     # embed_dataset itself stores what the chunked inference gives
@@ -174,7 +175,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
 
 
 def test_scan_with_dask_local_writes_the_same_scores_csv(tmp_path, synthetic, monkeypatch):
-    monkeypatch.setattr(embed, "INFERENCE_CHUNK_ROWS", 64)  # several inference tasks
+    monkeypatch.setattr(inference, "INFERENCE_CHUNK_ROWS", 64)  # several inference tasks
     folder = synthetic.write_image_folder(
         tmp_path / "images", {c: 40 for c in "abcd"}, planted={"a": 12}
     )

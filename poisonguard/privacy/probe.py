@@ -247,7 +247,7 @@ def _lira_with_models(
 
 
 def _invert(dataset, members, nonmembers, embedding, settings, cache_dir, use_cache, progress):
-    from poisonguard.embed.inversion import invert_classes
+    from poisonguard.privacy.model_inversion import invert_classes
 
     classes = np.unique(members.labels)
     value_max = _value_max(members)

@@ -12,7 +12,7 @@ reconstruction that looks like nothing proves little; one that matches a trainin
 evidence of leakage.
 
 This is the only torch code of the privacy probe; the model is rebuilt from
-``Embedding.weights`` exactly as :func:`poisonguard.embed.embed_with` does.
+``Embedding.weights`` exactly as :func:`poisonguard.embed.inference.embed_with` does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from poisonguard.embed import available_cores, trained_model
+from poisonguard.embed.inference import trained_model
+from poisonguard.machine import available_cores
 from poisonguard.results import Embedding
 
 logger = logging.getLogger(__name__)

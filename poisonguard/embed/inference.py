@@ -1,0 +1,206 @@
+"""Running a trained embedding model: rebuilding it from its weights and chunked inference.
+
+A model PoisonGuard trained is stored as its weights
+(:attr:`~poisonguard.results.Embedding.weights`) and rebuilt here (:func:`model_from_weights`).
+Inference runs as chunk tasks on a :class:`~poisonguard.tasks.TaskRunner`
+(:func:`infer_in_chunks`), so that its result does not depend on where each chunk ran;
+:func:`embed_with` places other samples (a trusted clean set) in the same representation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from poisonguard.embed.inputs import InputScaler
+from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP
+from poisonguard.embed.torchscript import extract_features, load_feature_extractor
+from poisonguard.embed.training import run_inference
+from poisonguard.machine import torch_threads
+from poisonguard.results import Embedding
+from poisonguard.tasks import TaskRunner
+
+__all__ = [
+    "trained_model",
+    "model_from_weights",
+    "INFERENCE_CHUNK_ROWS",
+    "InferenceTask",
+    "infer_chunk",
+    "infer_in_chunks",
+    "embed_with",
+]
+
+
+def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler]:
+    """The model ``embedding``'s run trained (SmallCNN or SmallMLP), rebuilt from its cached
+    weights in evaluation mode with its parameters frozen, and its input scaling.
+
+    Raises ``ValueError`` for an embedding of a user's TorchScript extractor (only its linear
+    head was trained) or one without weights.
+    """
+    if embedding.model.get("source") == "torchscript":
+        raise ValueError(
+            "this needs a model PoisonGuard trained itself; the embedding used a TorchScript "
+            "feature extractor"
+        )
+    if not embedding.weights:
+        raise ValueError("the embedding carries no trained weights")
+    return model_from_weights(
+        embedding.weights, embedding.input_shape, int(embedding.probabilities.shape[1])
+    )
+
+
+def model_from_weights(
+    weights: dict[str, np.ndarray], input_shape: tuple[int, ...], n_classes: int
+) -> tuple[torch.nn.Module, InputScaler]:
+    """A SmallCNN (``(C, H, W)`` inputs) or SmallMLP (``(D,)`` inputs) with ``weights`` (as
+    :attr:`~poisonguard.results.Embedding.weights` holds them), frozen, and its input scaling."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) not in (1, 3):
+        raise ValueError(f"trained models take (C, H, W) images or (D,) rows, not {shape}")
+    weights = dict(weights)
+    scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
+    if len(shape) == 3:
+        model: torch.nn.Module = SmallCNN(shape[0], n_classes, (shape[1], shape[2]))
+    else:
+        model = SmallMLP(shape[0], n_classes)
+    model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, scaler
+
+
+INFERENCE_CHUNK_ROWS = 8192
+"""Rows per inference task; a multiple of the inference batch sizes (512 for trained models,
+256 for TorchScript extractors), so that every sample sees the same batches wherever its chunk
+runs."""
+
+
+@dataclass(frozen=True)
+class InferenceTask:
+    """One chunk of the embedding inference: the model (trained weights, or the path of a
+    TorchScript extractor) and the chunk's samples.
+
+    ``x`` holds the chunk, or, when ``rows`` is given, the whole dataset whose ``rows`` are the
+    chunk (for tasks that run in this process: no copy).
+    """
+
+    x: np.ndarray
+    rows: slice | None
+    weights: dict[str, np.ndarray] | None = None
+    input_shape: tuple[int, ...] = ()
+    n_classes: int = 0
+    model_file: Path | None = None
+
+
+def infer_chunk(task: InferenceTask) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features and probabilities of one chunk (probabilities None for a TorchScript
+    extractor, whose head is trained afterwards on all features)."""
+    x = task.x if task.rows is None else task.x[task.rows]
+    if task.model_file is not None:
+        extractor = load_feature_extractor(task.model_file)
+        return extract_features(extractor, x, path=task.model_file, progress=False), None
+    model, scaler = model_from_weights(task.weights, task.input_shape, task.n_classes)
+    return run_inference(model, x, scaler, progress=False)
+
+
+def infer_in_chunks(
+    runner: TaskRunner,
+    x: np.ndarray,
+    *,
+    weights: dict[str, np.ndarray] | None = None,
+    n_classes: int = 0,
+    model_file: Path | None = None,
+    chunk_rows: int | None = None,
+    progress: bool = False,
+    sink: Callable[[slice, np.ndarray, np.ndarray | None], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Embed ``x`` chunk by chunk as tasks on ``runner``: with a trained model's ``weights``,
+    its features and probabilities; with a TorchScript ``model_file``, the extractor's features
+    (and None). Each chunk is ``chunk_rows`` rows (default :data:`INFERENCE_CHUNK_ROWS`; keep it
+    a multiple of 512); the result does not depend on the runner (see :mod:`poisonguard.tasks`).
+
+    With ``sink``, each chunk's ``(rows, features, probabilities)`` is handed to it in order as
+    soon as its group of tasks is done, and nothing is returned: memory holds a few chunks, not
+    all of them (the out-of-core path).
+    """
+    chunk_rows = chunk_rows or INFERENCE_CHUNK_ROWS
+    chunks = [
+        slice(start, min(start + chunk_rows, x.shape[0]))
+        for start in range(0, x.shape[0], chunk_rows)
+    ]
+    window = len(chunks) if sink is None else max(1, 2 * runner.parallelism)
+    kept = []
+    bar = tqdm(total=len(chunks), desc="Embedding", unit="chunk", disable=not progress, leave=False)
+    with bar:
+        for first in range(0, len(chunks), window):
+            group = chunks[first : first + window]
+            tasks = [
+                InferenceTask(
+                    *((x, rows) if runner.shares_memory else (np.ascontiguousarray(x[rows]), None)),
+                    weights=weights,
+                    input_shape=tuple(int(s) for s in x.shape[1:]),
+                    n_classes=n_classes,
+                    model_file=model_file,
+                )
+                for rows in group
+            ]
+            results = runner.map(infer_chunk, tasks)
+            bar.update(len(group))
+            if sink is None:
+                kept.extend(results)
+                continue
+            for rows, (features, probabilities) in zip(group, results, strict=True):
+                sink(rows, features, probabilities)
+    if sink is not None:
+        return None
+    features = np.concatenate([features for features, _ in kept])
+    if model_file is not None:
+        return features, None
+    return features, np.concatenate([probabilities for _, probabilities in kept])
+
+
+def embed_with(
+    embedding: Embedding,
+    x: np.ndarray,
+    *,
+    model_file: str | Path | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and probabilities of other samples ``x`` under ``embedding``'s trained model.
+
+    Used to place a trusted clean set in the same representation as the audited data. ``x``
+    must have the audited data's sample shape; with a user's extractor, ``model_file`` is that
+    extractor. Raises ``ValueError`` when the shapes do not match or the weights are missing.
+    """
+    if not embedding.weights:
+        raise ValueError("the embedding carries no trained weights")
+    if tuple(x.shape[1:]) != tuple(embedding.input_shape):
+        raise ValueError(
+            f"samples of shape {tuple(x.shape[1:])} do not match the model's input shape "
+            f"{tuple(embedding.input_shape)}"
+        )
+    torch.set_num_threads(torch_threads())
+    n_classes = embedding.probabilities.shape[1]
+    weights = dict(embedding.weights)
+    scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
+    if embedding.model.get("source") == "torchscript":
+        if model_file is None:
+            raise ValueError("this embedding used a TorchScript extractor: pass model_file")
+        extractor = load_feature_extractor(Path(model_file))
+        inputs = extract_features(extractor, x, path=model_file, progress=progress)
+        model: torch.nn.Module = LinearHead(inputs.shape[1], n_classes)
+        model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
+    else:
+        inputs = x
+        model, scaler = trained_model(embedding)
+    features, probabilities = run_inference(model, inputs, scaler, progress=progress)
+    if embedding.model.get("source") == "torchscript":
+        features = inputs  # the head's own "features" are the standardized extractor outputs
+    return features, probabilities
