@@ -15,7 +15,7 @@ from poisonguard.atomic import describe_os_error
 from poisonguard.detectors import get_detectors
 from poisonguard.errors import PoisonGuardError
 from poisonguard.limits import DEFAULT_STAGED_BYTES, max_bytes_setting, parse_bytes
-from poisonguard.loaders import FORMATS
+from poisonguard.loaders import FORMATS, load_plugins
 from poisonguard.ondisk import BLOCK_ROWS
 
 EXIT_FINDINGS = 3
@@ -52,6 +52,7 @@ def dataset_options(command: Callable) -> Callable:
     """Arguments and options that say how to read a dataset (``--max-bytes`` applies to every
     dataset the command loads)."""
     command = _with_max_bytes(command)
+    load_plugins()  # --format offers the formats plug-ins add
     decorators = [
         click.argument("dataset", type=click.Path(path_type=Path)),
         click.option(

@@ -7,6 +7,7 @@ are redirected); the tests read the reports. See sample_data/README.md for what 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -53,6 +54,24 @@ CASES = {
     "digits": ("digits_scan", DIGITS_TRUTH, 1797),
     "breast_cancer": ("cancer_scan", CANCER_TRUTH, 569),
 }
+
+
+# sha256 of scores.csv of each sample scan with default settings. A change that alters them
+# alters every user's scores: update the digest in the same commit, saying why the scores
+# changed (CONTRIBUTING.md). The trained embedding is deterministic on one machine (torch on
+# CPU, a fixed thread count: report.json "execution"); another CPU family may round differently.
+GOLDEN_SCORES = {
+    "digits": "54df62cda26aa9cf142db8cc7f13be0aeb13e5688e052745592dceefe99a4ae1",
+    "breast_cancer": "376ef962e01ce67374b8801365e4d31a552545d2b522ed13f75f3eb755a27828",
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sample_scores_are_byte_identical_to_the_recorded_ones(case, request):
+    result, out = request.getfixturevalue(CASES[case][0])
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256((out / "scores.csv").read_bytes()).hexdigest()
+    assert digest == GOLDEN_SCORES[case]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -16,7 +16,7 @@ probabilities) is computed once, on first use.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -35,13 +35,19 @@ from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import PER_CLASS_DETECTORS, PerClassScores, per_class_scores
 from poisonguard.detectors.spectre import RobustClassFit
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
-from poisonguard.ondisk import FeatureSource, Staging, map_rows
+from poisonguard.ondisk import FeatureSource, Staging, map_rows, whole
+from poisonguard.plugins import DETECTOR_GROUP, PluginFailure, discover
 from poisonguard.results import Embedding
 from poisonguard.tasks import LocalTasks, TaskRunner
 
 __all__ = [
+    "ARRAY_INPUTS",
+    "BACKDOOR",
+    "LABEL_NOISE",
     "DETECTORS",
     "Detector",
+    "array_detector",
+    "load_plugins",
     "DetectorInputs",
     "PER_CLASS_DETECTORS",
     "TrustedSet",
@@ -172,6 +178,59 @@ class Detector:
     family: str
     summary: str
     needs_trusted: bool = False
+    plugin: str = ""
+    """The distribution (``"name version"``) of a plug-in detector; empty for a built-in."""
+
+
+ARRAY_INPUTS: dict[str, Callable[[DetectorInputs], FeatureSource]] = {
+    "features": lambda inputs: inputs.embedding.features,
+    "probabilities": lambda inputs: inputs.embedding.probabilities,
+    "labels": lambda inputs: inputs.labels,
+    "loss": lambda inputs: inputs.embedding.loss,
+    "margin": lambda inputs: inputs.embedding.margin,
+    "gradient_sq": lambda inputs: inputs.embedding.gradient_sq,
+    "oos_probabilities": lambda inputs: inputs.out_of_sample_probabilities,
+}
+"""The arrays :func:`array_detector` can pass to a function, by name: the model's features
+``(N, D)`` and probabilities ``(N, K)``, the labels ``(N,)``, the training records ``(N, E)``
+(loss, margin and squared last-layer gradient norm per epoch) and the out-of-sample
+probabilities ``(N, K)`` the label-noise rule uses."""
+
+
+def array_detector(
+    name: str,
+    function: Callable[..., np.ndarray],
+    *,
+    family: str,
+    summary: str,
+    inputs: tuple[str, ...] = ("features", "labels"),
+    per_row: bool = False,
+) -> Detector:
+    """A :class:`Detector` from a plain array function: ``function(*arrays) -> scores``.
+
+    ``inputs`` names the arrays passed, in order (keys of :data:`ARRAY_INPUTS`). The function
+    gets them in memory; with ``per_row=True`` (a score that depends on the sample's own rows
+    only, like a mean loss) it is called on consecutive blocks of rows of every array instead,
+    so an out-of-core scan never holds them whole. This is how a plug-in detector is written
+    (CONTRIBUTING.md).
+    """
+    unknown = [key for key in inputs if key not in ARRAY_INPUTS]
+    if unknown or not inputs:
+        raise ValueError(
+            f"detector {name!r}: unknown input(s) {', '.join(unknown) or '(none given)'}; "
+            f"valid: {', '.join(ARRAY_INPUTS)}"
+        )
+    if family not in (BACKDOOR, LABEL_NOISE):
+        raise ValueError(f"detector {name!r}: family must be {BACKDOOR!r} or {LABEL_NOISE!r}")
+
+    def run(detector_inputs: DetectorInputs) -> np.ndarray:
+        arrays = [ARRAY_INPUTS[key](detector_inputs) for key in inputs]
+        if per_row:
+            return map_rows(function, arrays[0], *(whole(a) for a in arrays[1:]))
+        return np.asarray(function(*(whole(a) for a in arrays)))
+
+    run.__name__ = run.__qualname__ = f"array_detector[{name}]"
+    return Detector(name, run, family, summary)
 
 
 def _spectral(inputs: DetectorInputs) -> np.ndarray:
@@ -300,6 +359,42 @@ DETECTORS: dict[str, Detector] = {
 }
 
 
+def _check_plugin(detector: Detector) -> None:
+    if not isinstance(detector.name, str) or not detector.name or "," in detector.name:
+        raise ValueError(f"the name {detector.name!r} is not a non-empty name without commas")
+    if not callable(detector.run):
+        raise TypeError("its run is not callable")
+    if detector.family not in (BACKDOOR, LABEL_NOISE):
+        raise ValueError(f"its family {detector.family!r} is not {BACKDOOR!r} or {LABEL_NOISE!r}")
+
+
+PLUGIN_FAILURES: list[PluginFailure] = []
+"""Entry points of the ``poisonguard.detectors`` group that were left out, and why."""
+_PLUGINS: list[str] = []  # the names of the loaded plug-ins
+
+
+def load_plugins(*, again: bool = False) -> list[str]:
+    """Add the detectors installed packages register under ``poisonguard.detectors`` to
+    :data:`DETECTORS`, once (``again``: forget them and look again, for a package installed
+    while running). Called by :func:`get_detectors`, not on import, so that a plug-in module
+    may import this package. Returns the plug-ins' names."""
+    global _loaded
+    if _loaded and not again:
+        return list(_PLUGINS)
+    for name in _PLUGINS:
+        DETECTORS.pop(name, None)
+    found, failures = discover(DETECTOR_GROUP, Detector, DETECTORS.__contains__, _check_plugin)
+    for detector, distribution in found:
+        DETECTORS[detector.name] = replace(detector, plugin=distribution)
+    _PLUGINS[:] = [detector.name for detector, _ in found]
+    PLUGIN_FAILURES[:] = failures
+    _loaded = True
+    return list(_PLUGINS)
+
+
+_loaded = False
+
+
 def get_detectors(
     names: str | list[str] | tuple[str, ...] | None, *, trusted: bool = False
 ) -> list[Detector]:
@@ -309,15 +404,17 @@ def get_detectors(
     ``trusted`` is false. Raises ``ValueError`` listing the valid names for an unknown one, and
     for a detector that needs a trusted set when none is given.
     """
+    load_plugins()
     if names is None or names == "all":
         return [d for d in DETECTORS.values() if trusted or not d.needs_trusted]
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in names if n not in DETECTORS]
     if unknown or not names:
+        why = [f.describe() for f in PLUGIN_FAILURES if f.name in unknown]
         raise ValueError(
             f"unknown detector(s) {', '.join(unknown) or '(none given)'}; "
-            f"valid: {', '.join(DETECTORS)}"
+            f"valid: {', '.join(DETECTORS)}" + "".join(f"; {line}" for line in why)
         )
     chosen = [DETECTORS[n] for n in dict.fromkeys(names)]
     missing = [d.name for d in chosen if d.needs_trusted and not trusted]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from poisonguard.dataset import Dataset
@@ -35,9 +36,12 @@ from poisonguard.loaders.hdf5 import load_hdf5
 from poisonguard.loaders.image_folder import load_image_folder
 from poisonguard.loaders.npz import load_npz
 from poisonguard.ondisk import Staging
+from poisonguard.plugins import LOADER_GROUP, PluginFailure, discover
 
 __all__ = [
     "FORMATS",
+    "LoaderFormat",
+    "load_plugins",
     "detect_format",
     "load_dataset",
     "load_csv",
@@ -62,6 +66,66 @@ _FORMAT_HELP = (
 )
 
 
+@dataclass(frozen=True)
+class LoaderFormat:
+    """A dataset format added by a plug-in (entry-point group ``poisonguard.loaders``).
+
+    ``load(path, **options) -> Dataset`` reads a file whose suffix is one of ``suffixes``
+    (lower case, with the dot, e.g. ``(".parquet",)``), or any path given with
+    ``--format name``. It is passed the :func:`load_dataset` options its signature names
+    (``x_key``, ``y_key``, ``label_column``, ``id_column``, ``skip_bad``, ``max_image_side``,
+    ``max_bytes``, ``staging``) and must raise :class:`~poisonguard.errors.DatasetError`
+    naming the file and the problem for bad input.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Callable[..., Dataset]
+
+
+def _check_plugin(spec: LoaderFormat) -> None:
+    if not isinstance(spec.name, str) or not spec.name:
+        raise ValueError(f"the format name {spec.name!r} is empty")
+    if not callable(spec.load):
+        raise TypeError("its load is not callable")
+    taken = [s for s in spec.suffixes if not s.startswith(".") or s.lower() in _SUFFIXES]
+    if taken:
+        raise ValueError(f"suffixes {', '.join(taken)} are taken or do not start with a dot")
+
+
+PLUGIN_FAILURES: list[PluginFailure] = []
+"""Entry points of the ``poisonguard.loaders`` group that were left out, and why."""
+_PLUGINS: list[str] = []  # the names of the loaded plug-in formats
+_BUILTIN_HELP = _FORMAT_HELP
+
+
+def load_plugins(*, again: bool = False) -> list[str]:
+    """Add the formats installed packages register under ``poisonguard.loaders`` to
+    :data:`FORMATS`, once (``again``: forget them and look again). Called by
+    :func:`detect_format` and :func:`load_dataset` (and the command line, for ``--format``),
+    not on import, so that a plug-in module may import this package. Returns their names."""
+    global _loaded, _FORMAT_HELP
+    if _loaded and not again:
+        return list(_PLUGINS)
+    for name in _PLUGINS:
+        FORMATS.pop(name, None)
+        for suffix in [s for s, n in _SUFFIXES.items() if n == name]:
+            del _SUFFIXES[suffix]
+    found, failures = discover(LOADER_GROUP, LoaderFormat, FORMATS.__contains__, _check_plugin)
+    _FORMAT_HELP = _BUILTIN_HELP
+    for spec, _ in found:
+        FORMATS[spec.name] = spec.load
+        _SUFFIXES.update((suffix.lower(), spec.name) for suffix in spec.suffixes)
+        _FORMAT_HELP += f", {spec.name} ({', '.join(spec.suffixes) or 'with --format'})"
+    _PLUGINS[:] = [spec.name for spec, _ in found]
+    PLUGIN_FAILURES[:] = failures
+    _loaded = True
+    return list(_PLUGINS)
+
+
+_loaded = False
+
+
 def detect_format(path: str | Path) -> str:
     """The format of ``path``, from its kind (folder) or file extension.
 
@@ -76,6 +140,7 @@ def detect_format(path: str | Path) -> str:
     DatasetError
         For any other extension; the message lists the formats and points to ``--format``.
     """
+    load_plugins()
     path = Path(path)
     if path.is_dir():
         return "image-folder"
@@ -142,9 +207,12 @@ def load_dataset(
         If ``path`` does not exist or cannot be read as a dataset of that format, or declares
         sizes over the limit.
     """
+    load_plugins()
     if format is not None and format not in FORMATS:
+        why = [f"; {f.describe()}" for f in PLUGIN_FAILURES if f.name == format]
         raise ValueError(
             f"unknown dataset format {format!r}; valid formats are: {', '.join(sorted(FORMATS))}"
+            + "".join(why)
         )
     path = Path(path)
     if not path.exists():
@@ -168,8 +236,8 @@ def load_dataset(
             kwargs[option] = value
         elif value is not None and value != defaults.get(option):
             logger.warning("option %s does not apply to %s datasets; ignored", option, name)
-    if max_bytes is not None:
-        kwargs["max_bytes"] = max_bytes  # every loader takes it
+    if max_bytes is not None and "max_bytes" in accepted:
+        kwargs["max_bytes"] = max_bytes  # every built-in loader takes it
     if staging is not None:
         if "staging" in accepted:
             kwargs["staging"] = staging

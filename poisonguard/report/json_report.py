@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import poisonguard
+from poisonguard.detectors import DETECTORS
 from poisonguard.ondisk import ArrayFile, whole
 from poisonguard.report import group_evidence
 from poisonguard.results import ScanResult
@@ -143,6 +144,7 @@ def build_report_json(
                 "fired_on_flagged": int(np.count_nonzero(result.fired[name] & flagged))
                 if name in result.fired
                 else 0,
+                **_plugin(name),
             }
             for name, values in result.detector_scores.items()
         },
@@ -228,6 +230,13 @@ def _number(value: Any) -> int | float | bool | None:
 def _column(values: Any) -> np.ndarray | ArrayFile:
     """A detector's scores as a 1-D array, or the file they stay in (out of core)."""
     return values if isinstance(values, ArrayFile) else np.asarray(values).reshape(-1)
+
+
+def _plugin(name: str) -> dict[str, str]:
+    """``{"plugin": "distribution version"}`` for a plug-in detector: a reviewer sees which
+    scores came from code outside PoisonGuard."""
+    detector = DETECTORS.get(name)
+    return {"plugin": detector.plugin} if detector is not None and detector.plugin else {}
 
 
 def _summary(values: np.ndarray | ArrayFile) -> dict[str, Any]:
