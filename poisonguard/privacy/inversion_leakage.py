@@ -1,8 +1,8 @@
 """How much a model inversion reveals about the training records.
 
-A reconstruction from :func:`poisonguard.embed.inversion.invert_classes` (MI-Face, Fredrikson,
-Jha & Ristenpart, CCS 2015) leaks training data when it resembles particular training records
-more than records of the same class the model never saw. Per inverted class:
+A reconstruction from :func:`poisonguard.privacy.model_inversion.invert_classes` (MI-Face,
+Fredrikson, Jha & Ristenpart, CCS 2015) leaks training data when it resembles particular
+training records more than records of the same class the model never saw. Per inverted class:
 
 * **distance ratio**: Euclidean distance (data scaled by ``value_max``, flattened) to the nearest
   *training* sample of the class divided by the distance to the nearest *held-out* sample of the
@@ -200,7 +200,7 @@ def inversion_leakage(
     Parameters
     ----------
     inversion : Inversion
-        From :func:`poisonguard.embed.inversion.invert_classes` (its ``images`` and
+        From :func:`poisonguard.privacy.model_inversion.invert_classes` (its ``images`` and
         ``confidence`` are read; images ``(K, C, H, W)`` or table rows ``(K, D)``).
     classes : sequence of int, length K
         The class code of each reconstruction (the order ``invert_classes`` was given).

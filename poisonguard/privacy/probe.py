@@ -11,7 +11,7 @@ embedding model on the members (or uses ``--model``), and measures:
    training run each); AUC, membership advantage and TPR
    at low FPR with confidence intervals, overall and per class. The headline figures are those of
    the stronger attack (higher AUC).
-2. **Model inversion** (:mod:`poisonguard.embed.inversion`, MI-Face): one reconstruction per
+2. **Model inversion** (:mod:`poisonguard.privacy.model_inversion`, MI-Face): one reconstruction per
    class; an independent classifier trained on the non-members judges whether it shows its class;
    its distance to the nearest training record against the nearest held-out record of the class
    (on equal numbers of records per class: the nearest of more records is nearer by chance), and
