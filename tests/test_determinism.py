@@ -85,6 +85,7 @@ def test_training_leaves_the_thread_count_it_was_told(dataset, monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_report_json_records_the_thread_count_and_scores_repeat(tmp_path, synthetic, monkeypatch):
     folder = synthetic.write_image_folder(
         tmp_path / "images", {c: 30 for c in "abcd"}, planted={"a": 8}

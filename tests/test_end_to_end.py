@@ -23,6 +23,9 @@ DIGITS_TRUTH = SAMPLE_DATA / "digits" / "backdoor_ground_truth.csv"
 CANCER = SAMPLE_DATA / "breast_cancer" / "flipped.csv"
 CANCER_TRUTH = SAMPLE_DATA / "breast_cancer" / "flipped_ground_truth.csv"
 
+# every test here reads a scan of a shipped sample, which trains a model (about 30 s)
+pytestmark = pytest.mark.slow
+
 MIN_RECALL = 0.90
 MAX_CLEAN_FLAGGED = 0.02
 

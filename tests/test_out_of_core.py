@@ -276,6 +276,7 @@ def test_an_out_of_core_embedding_keeps_its_features_in_the_cache_file(small_ima
         embed_dataset(dataset, settings, use_cache=False, chunk_rows=BLOCK_ROWS)
 
 
+@pytest.mark.slow
 def test_an_out_of_core_scan_writes_the_same_scores_csv(small_images, tmp_path):
     folder, _ = small_images
     outputs = []

@@ -174,6 +174,7 @@ def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
             pass
 
 
+@pytest.mark.slow
 def test_scan_with_dask_local_writes_the_same_scores_csv(tmp_path, synthetic, monkeypatch):
     monkeypatch.setattr(inference, "INFERENCE_CHUNK_ROWS", 64)  # several inference tasks
     folder = synthetic.write_image_folder(
