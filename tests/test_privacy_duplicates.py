@@ -75,15 +75,11 @@ def test_exact_duplicates_survives_hash_collisions(digits, monkeypatch):
     monkeypatch.setattr(duplicates.hashlib, "blake2b", hashlib.blake2b)
 
 
-def test_exact_duplicates_60000_mnist_sized_rows_is_fast():
-    import time
-
+def test_exact_duplicates_finds_one_copy_among_60000_mnist_sized_rows():
+    # its speed is measured in benchmarks/privacy.py, not asserted here
     x = np.random.default_rng(0).integers(0, 256, size=(60_000, 784), dtype=np.uint8)
     x[59_999] = x[12]
-    start = time.perf_counter()
-    groups = exact_duplicates(x)
-    assert time.perf_counter() - start < 2.0
-    assert groups == [[12, 59_999]]
+    assert exact_duplicates(x) == [[12, 59_999]]
 
 
 # --- near duplicates ---------------------------------------------------------------------------
