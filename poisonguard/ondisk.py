@@ -237,6 +237,12 @@ class Staging:
         handle.close()
         return ArrayFile(path, "x", self.chunk_rows, length)
 
+    def close(self) -> None:
+        """Close the files allocated and never finished (scratch arrays)."""
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
 
 @contextmanager
 def staging_area(parent: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Staging]:
