@@ -8,11 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from poisonguard.detectors import influence
-from poisonguard.detectors.influence import (
-    influence_self_scores,
-    tracin_self_influence,
-    trusted_influence_scores,
-)
+from poisonguard.detectors.influence import tracin_self_influence
+from poisonguard.detectors.streaming import influence_self_scores, trusted_influence_scores
 
 pytestmark = pytest.mark.filterwarnings("error")
 

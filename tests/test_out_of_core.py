@@ -16,9 +16,9 @@ from poisonguard.detectors.confident_learning import (
     confident_learning_scores,
     out_of_sample_probabilities,
 )
-from poisonguard.detectors.influence import influence_self_scores
 from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import per_class_scores
+from poisonguard.detectors.streaming import influence_self_scores
 from poisonguard.embed import EmbedSettings, embed_dataset
 from poisonguard.ondisk import (
     BLOCK_ROWS,

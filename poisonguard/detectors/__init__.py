@@ -26,14 +26,11 @@ from poisonguard.detectors.confident_learning import (
     confident_learning_scores,
     out_of_sample_probabilities,
 )
-from poisonguard.detectors.influence import (
-    influence_self_scores,
-    tracin_self_influence,
-    trusted_influence_scores,
-)
+from poisonguard.detectors.influence import tracin_self_influence
 from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import PER_CLASS_DETECTORS, PerClassScores, per_class_scores
 from poisonguard.detectors.spectre import RobustClassFit
+from poisonguard.detectors.streaming import influence_self_scores, trusted_influence_scores
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
 from poisonguard.ondisk import FeatureSource, Staging, map_rows, whole
 from poisonguard.plugins import DETECTOR_GROUP, PluginFailure, discover
