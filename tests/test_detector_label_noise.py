@@ -9,9 +9,8 @@ import pytest
 from poisonguard.detectors.confident_learning import (
     confident_joint_issues,
     confident_learning_scores,
-    out_of_sample_probabilities,
 )
-from poisonguard.detectors.knn_labels import knn_label_disagreement
+from poisonguard.detectors.streaming import knn_label_disagreement, out_of_sample_probabilities
 from poisonguard.detectors.training_dynamics import (
     area_under_margin_scores,
     early_loss_scores,

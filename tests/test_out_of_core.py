@@ -12,13 +12,13 @@ from click.testing import CliRunner
 from poisonguard.cli.main import main
 
 from poisonguard.dataset import Dataset, RowNumbers
-from poisonguard.detectors.confident_learning import (
-    confident_learning_scores,
+from poisonguard.detectors.confident_learning import confident_learning_scores
+from poisonguard.detectors.per_class import per_class_scores
+from poisonguard.detectors.streaming import (
+    influence_self_scores,
+    knn_label_disagreement,
     out_of_sample_probabilities,
 )
-from poisonguard.detectors.knn_labels import knn_label_disagreement
-from poisonguard.detectors.per_class import per_class_scores
-from poisonguard.detectors.streaming import influence_self_scores
 from poisonguard.embed import EmbedSettings, embed_dataset
 from poisonguard.ondisk import (
     BLOCK_ROWS,
@@ -32,6 +32,7 @@ from poisonguard.ondisk import (
 from poisonguard.report.json_report import build_report_json
 from poisonguard.report.scores_csv import scores_csv_text
 from poisonguard.results import Embedding
+from poisonguard.rows import Rows, RowStore
 from poisonguard.scan import ScanSettings, scan_embedding
 from poisonguard.tasks import LocalTasks
 
@@ -190,12 +191,14 @@ def test_a_scan_with_staging_keeps_its_results_in_files_and_reports_the_same(
 def test_shared_results_written_to_staging_equal_those_in_memory(features_file, tmp_path):
     features, labels, _, on_disk = features_file
     with staging_area(tmp_path, BLOCK_ROWS) as staging:
-        oos = out_of_sample_probabilities(on_disk, labels, seed=4, staging=staging)
+        store = RowStore(staging)
+        oos = out_of_sample_probabilities(on_disk, labels, seed=4, store=store)
         assert isinstance(oos, ArrayFile)
         expected = out_of_sample_probabilities(features, labels, seed=4)
         assert np.array_equal(oos[0 : labels.size], expected)
         assert np.array_equal(
-            confident_learning_scores(oos, labels), confident_learning_scores(expected, labels)
+            Rows(oos).map(confident_learning_scores, labels),
+            confident_learning_scores(expected, labels),
         )
         staged = per_class_scores(on_disk, labels, seed=2, staging=staging)
         in_memory = per_class_scores(features, labels, seed=2)
@@ -206,7 +209,7 @@ def test_shared_results_written_to_staging_equal_those_in_memory(features_file, 
         ]:
             assert isinstance(got, ArrayFile)
             assert np.array_equal(got[0 : labels.size], want)
-        single = out_of_sample_probabilities(on_disk, np.zeros_like(labels), staging=staging)
+        single = out_of_sample_probabilities(on_disk, np.zeros_like(labels), store=store)
         assert np.array_equal(single[0 : labels.size][:, 0], np.ones(labels.size))
 
 

@@ -22,19 +22,21 @@ from functools import cached_property
 import numpy as np
 
 from poisonguard.detectors.activation_clustering import REDUCERS, ClassSplit
-from poisonguard.detectors.confident_learning import (
-    confident_learning_scores,
-    out_of_sample_probabilities,
-)
+from poisonguard.detectors.confident_learning import confident_learning_scores
 from poisonguard.detectors.influence import tracin_self_influence
-from poisonguard.detectors.knn_labels import knn_label_disagreement
 from poisonguard.detectors.per_class import PER_CLASS_DETECTORS, PerClassScores, per_class_scores
 from poisonguard.detectors.spectre import RobustClassFit
-from poisonguard.detectors.streaming import influence_self_scores, trusted_influence_scores
+from poisonguard.detectors.streaming import (
+    influence_self_scores,
+    knn_label_disagreement,
+    out_of_sample_probabilities,
+    trusted_influence_scores,
+)
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
 from poisonguard.ondisk import FeatureSource, Staging, map_rows, whole
 from poisonguard.plugins import DETECTOR_GROUP, PluginFailure, discover
 from poisonguard.results import Embedding
+from poisonguard.rows import RowStore, as_rows
 from poisonguard.tasks import LocalTasks, TaskRunner
 
 __all__ = [
@@ -152,7 +154,7 @@ class DetectorInputs:
             self.labels,
             n_classes=self.n_classes,
             seed=self.seed,
-            staging=self.staging,
+            store=RowStore(self.staging),
         )
 
     @cached_property
@@ -270,7 +272,7 @@ def _trusted_influence(inputs: DetectorInputs) -> np.ndarray:
 
 
 def _confident_learning(inputs: DetectorInputs) -> np.ndarray:
-    return confident_learning_scores(inputs.out_of_sample_probabilities, inputs.labels)
+    return as_rows(inputs.out_of_sample_probabilities).map(confident_learning_scores, inputs.labels)
 
 
 def _knn_labels(inputs: DetectorInputs) -> np.ndarray:

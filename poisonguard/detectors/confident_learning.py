@@ -4,11 +4,15 @@ Dataset Labels", JAIR 2021).
 A sample whose given label disagrees with what a model that never saw it predicts, *confidently*
 by that class's own standard, is likely mislabelled. Three steps:
 
-1. :func:`out_of_sample_probabilities`: cross-validated class probabilities. The paper trains the
-   model K times; here a cheap linear head is refitted per fold on the penultimate features of
-   the network PoisonGuard already trained, which keeps the audit to seconds. The network itself
-   saw every sample, so the features of a flipped sample may already lean towards its given
-   label; the head's out-of-sample view removes only the head's own memorisation.
+1. :func:`~poisonguard.detectors.streaming.out_of_sample_probabilities`: cross-validated class
+   probabilities. The paper trains the model K times; here a cheap linear head is refitted per
+   fold on the penultimate features of the network PoisonGuard already trained, which keeps the
+   audit to seconds. The network itself saw every sample, so the features of a flipped sample
+   may already lean towards its given label; the head's out-of-sample view removes only the
+   head's own memorisation. Its steps are here, as functions of arrays (:func:`stratified_folds`,
+   :class:`FoldSums` summed a block of rows at a time, :func:`lda_head` and
+   :meth:`Head.calibrated`, :func:`predict` for a block); the walk over the rows, in memory or
+   in a file, is in :mod:`poisonguard.detectors.streaming`.
 2. :func:`confident_joint_issues`: the off-diagonal of the confident joint. Per class ``j`` the
    threshold ``t_j`` is the mean predicted ``p_j`` over the samples labelled ``j``; a sample is
    counted in class ``j*`` = the most probable class among those with ``p_j >= t_j``, and is an
@@ -32,25 +36,20 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import optimize, sparse
-from threadpoolctl import threadpool_limits
 
-from poisonguard.ondisk import (
-    BLOCK_ROWS,
-    ArrayFile,
-    FeatureSource,
-    Staging,
-    all_finite,
-    finished_rows,
-    map_rows,
-    new_rows,
-    row_blocks,
-    take_rows,
-)
+from poisonguard.detectors.validation import check_finite, check_labels
 
 __all__ = [
-    "out_of_sample_probabilities",
+    "FoldSums",
+    "Head",
+    "calibration_rows",
+    "centred",
     "confident_joint_issues",
     "confident_learning_scores",
+    "lda_head",
+    "one_hot",
+    "predict",
+    "stratified_folds",
 ]
 
 # Absolute slack on ``p_j >= t_j``: a mean of equal probabilities can round one ulp above them.
@@ -60,132 +59,6 @@ _THRESHOLD_SLACK = 1e-9
 _BETA_BOUNDS = (1e-3, 1e3)
 _MAX_NOISE_RATE = 0.5
 _CALIBRATION_SAMPLES = 20_000
-
-
-def out_of_sample_probabilities(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    n_classes: int | None = None,
-    n_folds: int = 5,
-    seed: int = 0,
-    staging: Staging | None = None,
-) -> FeatureSource:
-    """Cross-validated class probabilities from a linear head on fixed features.
-
-    Folds are stratified: each class's samples are shuffled (``seed``) and dealt round-robin to
-    the folds, so every fold holds ``n_c / n_folds`` of class ``c`` (give or take one) and a class
-    with fewer samples than folds is spread over as many folds as it has samples. For each fold,
-    on the other folds only:
-
-    * the features are standardized (constant columns get scale 1);
-    * a linear discriminant analysis is fitted: class means, the pooled within-class covariance
-      shrunk towards a scaled identity with the OAS coefficient (Chen, Wiesel, Eldar & Hero,
-      2010), class priors from the label counts;
-    * one inverse temperature ``beta`` is fitted to its logits, jointly with a symmetric
-      label-noise rate that explains the given labels that disagree with them (see
-      ``_fit_sharpness``). Plain LDA probabilities are overconfident when the classes are not
-      Gaussian; a plain temperature fitted to noisy labels flattens every probability to leave
-      room for the flipped ones, which puts many flipped samples below their true class's
-      confident-learning threshold.
-
-    The held-out fold gets ``softmax(beta * logits)``, an estimate of the posterior of the
-    *true* label. On Fashion-MNIST CNN features (60,000 x 128) with 10 % uniformly flipped
-    labels: accuracy against the true labels 0.903, log-loss against them 0.28;
-    :func:`confident_joint_issues` precision 0.72 and recall 0.86 for the flips (plain LDA 0.58
-    and 0.95, plain temperature 0.78 and 0.77); with the true labels it flags 3 % of the data,
-    the samples the head gets confidently wrong (plain LDA 8 %, plain temperature 2.6 %).
-
-    Why LDA and not logistic regression: it is closed-form (no iteration count or tolerance to
-    tune) and takes ~0.1 s per fold at 48,000 x 128, where a softmax regression needs ~15 L-BFGS
-    iterations for the same out-of-sample accuracy (0.90-0.91 against the true labels on the
-    benchmark above, and the same ranking of the flips).
-
-    Parameters
-    ----------
-    features : ndarray, shape (N, F)
-        Penultimate-layer features.
-    labels : ndarray of int, shape (N,)
-        Given labels in ``0 .. n_classes - 1``.
-    n_classes : int, optional
-        Number of classes ``K``; default ``labels.max() + 1``.
-    n_folds : int
-        Number of folds, at least 2; fewer are used when there are fewer samples.
-    seed : int
-        Seeds the fold assignment and the subsample of at most 20,000 training rows that each
-        calibration is fitted on; the result is deterministic for a given seed.
-    staging : Staging or None
-        With it (an out-of-core scan) the result is written to a staging file a block of rows
-        at a time and returned as an :class:`~poisonguard.ondisk.ArrayFile`.
-
-    Returns
-    -------
-    ndarray or ArrayFile of float64, shape (N, K)
-        Rows sum to 1. A class absent from a sample's training folds gets probability 0 in that
-        sample's row. If the training folds hold a single class (or the data does), that class
-        gets probability 1.
-    """
-    features, labels, n_classes = _check_features_labels(features, labels, n_classes)
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
-    n_samples = labels.shape[0]
-    probabilities = new_rows(staging, (n_samples, n_classes), np.float64)
-    if n_samples == 0:
-        return finished_rows(staging, probabilities)
-    if np.unique(labels).size == 1 or n_samples == 1:
-        for start in range(0, n_samples, BLOCK_ROWS):
-            given = labels[start : start + BLOCK_ROWS]
-            block = np.zeros((given.size, n_classes))
-            block[np.arange(given.size), given] = 1.0
-            probabilities[start : start + given.size] = block
-        return finished_rows(staging, probabilities)
-    rng = np.random.default_rng(seed)
-    folds = _stratified_folds(labels, min(n_folds, n_samples), rng)
-    fold_count = int(folds.max()) + 1
-    # Small GEMMs, one BLAS thread: a two-thread OpenBLAS that shares a core with another process
-    # spins (measured 0.03 s -> 1 s for one 48,000 x 128 Gram matrix with one core busy), and
-    # this whole function takes well under a second single-threaded at 60,000 x 128.
-    with threadpool_limits(limits=1, user_api="blas"):
-        # Rows are centred in float64 (so that the Gram matrices lose no precision to a large
-        # mean) one block at a time: memory is a block, not a float64 copy of the features.
-        total = np.zeros(features.shape[1])
-        for _, block in row_blocks(features):
-            total += block.sum(axis=0, dtype=np.float64)
-        mean = total / n_samples
-        stats: list[_Stats | None] = [None] * fold_count
-        for rows, block in row_blocks(features):
-            centred = block.astype(np.float64)
-            centred -= mean
-            for f in range(fold_count):
-                inside = folds[rows] == f
-                part = _sufficient_statistics(centred[inside], labels[rows][inside], n_classes)
-                stats[f] = part if stats[f] is None else _Stats.sum([stats[f], part])
-        total_stats = _Stats.sum(stats)
-        heads = []
-        for f, held_out in enumerate(stats):
-            weights, bias, present = _fit_lda(total_stats.minus(held_out))
-            if present.size == 1:
-                heads.append((None, None, present, 1.0))
-                continue
-            train = np.flatnonzero(folds != f)
-            if train.size > _CALIBRATION_SAMPLES:
-                train = np.sort(rng.choice(train, _CALIBRATION_SAMPLES, replace=False))
-            centred = take_rows(features, train).astype(np.float64) - mean
-            beta = _fit_sharpness(centred @ weights + bias, np.searchsorted(present, labels[train]))
-            heads.append((weights, bias, present, beta))
-        for rows, block in row_blocks(features):
-            centred = block.astype(np.float64)
-            centred -= mean
-            out = np.zeros((block.shape[0], n_classes))
-            for f, (weights, bias, present, beta) in enumerate(heads):
-                inside = np.flatnonzero(folds[rows] == f)
-                if weights is None:
-                    out[inside, present[0]] = 1.0
-                else:
-                    logits = beta * (centred[inside] @ weights + bias)
-                    out[np.ix_(inside, present)] = _softmax(logits)
-            probabilities[rows] = out
-    return finished_rows(staging, probabilities)
 
 
 def confident_joint_issues(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -200,7 +73,8 @@ def confident_joint_issues(probabilities: np.ndarray, labels: np.ndarray) -> np.
     Parameters
     ----------
     probabilities : ndarray, shape (N, K)
-        Out-of-sample class probabilities (see :func:`out_of_sample_probabilities`); in-sample
+        Out-of-sample class probabilities (see
+        :func:`~poisonguard.detectors.streaming.out_of_sample_probabilities`); in-sample
         probabilities of a model that memorised its labels flag almost nothing.
     labels : ndarray of int, shape (N,)
 
@@ -227,15 +101,17 @@ def confident_learning_scores(probabilities: np.ndarray, labels: np.ndarray) -> 
     prune-by-class method and cleanlab's default ``get_label_quality_scores`` method (its
     prune-by-noise-rate method ranks by the normalized margin instead). Self-confidence beat the
     alternatives on Fashion-MNIST CNN features with 10 % uniformly flipped labels (AUROC
-    of flipped vs clean, from :func:`out_of_sample_probabilities`): ``1 - p_y`` 0.994, the
-    normalized margin ``max_{j != y} p_j - p_y`` 0.990, threshold-adjusted margins 0.988-0.990,
-    ``t_y - p_y`` 0.985. Use :func:`confident_joint_issues` for the per-class-threshold
-    decision; this score orders samples within and across classes.
+    of flipped vs clean, from :func:`~poisonguard.detectors.streaming.out_of_sample_probabilities`):
+    ``1 - p_y`` 0.994, the normalized margin ``max_{j != y} p_j - p_y`` 0.990, threshold-adjusted
+    margins 0.988-0.990, ``t_y - p_y`` 0.985. Use :func:`confident_joint_issues` for the
+    per-class-threshold decision; this score orders samples within and across classes.
+
+    A sample's score depends on its own row only, so the registry applies this function to
+    blocks of rows of probabilities kept in a file.
 
     Parameters
     ----------
-    probabilities : ndarray or ArrayFile, shape (N, K)
-        Read a block of rows at a time.
+    probabilities : ndarray, shape (N, K)
     labels : ndarray of int, shape (N,)
 
     Returns
@@ -244,21 +120,13 @@ def confident_learning_scores(probabilities: np.ndarray, labels: np.ndarray) -> 
         In ``[0, 1]`` for probabilities that sum to 1; 0 everywhere with a single class. Not
         calibrated: the ordering is what carries information.
     """
-    if not isinstance(probabilities, ArrayFile):
-        probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = _check_labels(labels, probabilities.shape[0], _width(probabilities))
-    return map_rows(_one_minus_given, probabilities, labels)
-
-
-def _one_minus_given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """``1 - p_y`` of a block of rows whose shape and labels are already checked."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    if not np.isfinite(probabilities).all():
-        raise ValueError("probabilities contain NaN or infinite values")
+    labels = check_labels(labels, probabilities.shape[0], _width(probabilities))
+    check_finite(probabilities, "probabilities")
     return 1.0 - probabilities[np.arange(labels.shape[0]), labels]
 
 
-def _width(probabilities: FeatureSource) -> int:
+def _width(probabilities: np.ndarray) -> int:
     shape = probabilities.shape
     if len(shape) != 2 or (shape[0] and shape[1] == 0):
         raise ValueError(f"probabilities must have shape (N, K) with K >= 1, got {shape}")
@@ -295,6 +163,97 @@ def _sufficient_statistics(rows: np.ndarray, labels: np.ndarray, n_classes: int)
         np.bincount(labels, minlength=n_classes).astype(np.float64),
         np.asarray(one_hot @ rows),
     )
+
+
+class FoldSums:
+    """The sufficient statistics (count, sum, Gram matrix, per-class counts and sums) of the
+    rows of each fold, summed a block of rows at a time (:meth:`add`, as scikit-learn's
+    ``partial_fit``); what the linear heads of the other folds are fitted on."""
+
+    def __init__(self, fold_count: int, n_classes: int) -> None:
+        self.n_classes = n_classes
+        self.parts: list[_Stats | None] = [None] * fold_count
+
+    def add(self, centred: np.ndarray, folds: np.ndarray, labels: np.ndarray) -> None:
+        """Add a block of globally centred float64 rows (:func:`centred`), their folds and
+        labels."""
+        for f in range(len(self.parts)):
+            inside = folds == f
+            part = _sufficient_statistics(centred[inside], labels[inside], self.n_classes)
+            self.parts[f] = part if self.parts[f] is None else _Stats.sum([self.parts[f], part])
+
+    @property
+    def total(self) -> _Stats:
+        return _Stats.sum(self.parts)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A fold's linear head: LDA weights and bias acting on globally centred rows, the classes
+    present in its training folds, and its inverse temperature ``beta``. Without weights (one
+    class present) it gives that class probability 1."""
+
+    weights: np.ndarray | None
+    bias: np.ndarray | None
+    present: np.ndarray
+    beta: float = 1.0
+
+    def calibrated(self, centred_rows: np.ndarray, labels: np.ndarray) -> Head:
+        """This head with ``beta`` fitted on some of its training rows (centred, float64) and
+        their labels (see ``_fit_sharpness``)."""
+        logits = centred_rows @ self.weights + self.bias
+        beta = _fit_sharpness(logits, np.searchsorted(self.present, labels))
+        return Head(self.weights, self.bias, self.present, beta)
+
+
+def lda_head(stats: _Stats) -> Head:
+    """The LDA head fitted on sufficient statistics (``FoldSums.total.minus(held_out)``);
+    uncalibrated (``beta = 1``)."""
+    weights, bias, present = _fit_lda(stats)
+    if present.size == 1:
+        return Head(None, None, present)
+    return Head(weights, bias, present)
+
+
+def calibration_rows(folds: np.ndarray, fold: int, rng: np.random.Generator) -> np.ndarray:
+    """The sorted training rows of ``fold``'s head that its calibration is fitted on: all rows
+    of the other folds, or a seeded sample of 20,000 of them."""
+    train = np.flatnonzero(folds != fold)
+    if train.size > _CALIBRATION_SAMPLES:
+        train = np.sort(rng.choice(train, _CALIBRATION_SAMPLES, replace=False))
+    return train
+
+
+def centred(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """A block of rows minus the global mean, in float64 (so that the Gram matrices lose no
+    precision to a large mean)."""
+    out = block.astype(np.float64)
+    out -= mean
+    return out
+
+
+def predict(
+    heads: list[Head], centred_block: np.ndarray, folds: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Out-of-sample probabilities ``(b, K)`` of a block of centred rows: each row from the
+    head of its own fold, ``softmax(beta * logits)``; 0 for the classes the head never saw."""
+    out = np.zeros((centred_block.shape[0], n_classes))
+    for f, head in enumerate(heads):
+        inside = np.flatnonzero(folds == f)
+        if head.weights is None:
+            out[inside, head.present[0]] = 1.0
+        else:
+            logits = head.beta * (centred_block[inside] @ head.weights + head.bias)
+            out[np.ix_(inside, head.present)] = _softmax(logits)
+    return out
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probability 1 for each given label: the out-of-sample probabilities when the data holds
+    a single class (or a single sample)."""
+    block = np.zeros((labels.size, n_classes))
+    block[np.arange(labels.size), labels] = 1.0
+    return block
 
 
 def _fit_lda(stats: _Stats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -382,7 +341,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def _stratified_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+def stratified_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
     """Fold of each sample: classes shuffled one by one and dealt round-robin, continuing the
     deal across classes so that fold sizes differ by at most one."""
     order = np.concatenate(
@@ -403,43 +362,11 @@ def _class_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarr
     return thresholds
 
 
-def _check_labels(labels: np.ndarray, n_samples: int, n_classes: int | None) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape != (n_samples,):
-        raise ValueError(f"labels must have shape ({n_samples},), got {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"labels must be >= 0, got {labels.min()}")
-    if labels.size and n_classes is not None and labels.max() >= n_classes:
-        raise ValueError(f"labels must be < n_classes={n_classes}, got {labels.max()}")
-    return labels
-
-
-def _check_features_labels(
-    features: FeatureSource, labels: np.ndarray, n_classes: int | None
-) -> tuple[FeatureSource, np.ndarray, int]:
-    if not isinstance(features, ArrayFile):
-        features = np.asarray(features)
-        if features.dtype.kind != "f":
-            features = features.astype(np.float64)
-    if features.ndim != 2:
-        raise ValueError(f"features must have shape (N, F), got {features.shape}")
-    if not all_finite(features):
-        raise ValueError("features contain NaN or infinite values")
-    labels = _check_labels(labels, features.shape[0], n_classes)
-    if n_classes is None:
-        n_classes = int(labels.max()) + 1 if labels.size else 0
-    return features, labels, int(n_classes)
-
-
 def _check_probabilities_labels(
     probabilities: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     n_classes = _width(probabilities)
-    if not np.isfinite(probabilities).all():
-        raise ValueError("probabilities contain NaN or infinite values")
-    labels = _check_labels(labels, probabilities.shape[0], n_classes)
+    check_finite(probabilities, "probabilities")
+    labels = check_labels(labels, probabilities.shape[0], n_classes)
     return probabilities, labels

@@ -18,14 +18,21 @@ says the caller did (a scan checks the embedding once, as it enters the detector
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from poisonguard.detectors import influence
-from poisonguard.detectors.validation import check_finite, check_probabilities
+from poisonguard.detectors import confident_learning, influence, knn_labels, validation
 from poisonguard.ondisk import ArrayFile
-from poisonguard.rows import Rows, as_rows
+from poisonguard.rows import Rows, RowStore, as_rows
 
-__all__ = ["influence_self_scores", "trusted_influence_scores"]
+__all__ = [
+    "influence_self_scores",
+    "knn_label_disagreement",
+    "out_of_sample_probabilities",
+    "trusted_influence_scores",
+]
 
 RowsLike = np.ndarray | ArrayFile | Rows
 """What the functions here accept for per-sample arrays."""
@@ -192,6 +199,268 @@ def trusted_influence_scores(
     return scores
 
 
+def out_of_sample_probabilities(
+    features: RowsLike,
+    labels: np.ndarray,
+    *,
+    n_classes: int | None = None,
+    n_folds: int = 5,
+    seed: int = 0,
+    store: RowStore | None = None,
+    check_finite: bool = True,
+) -> np.ndarray | ArrayFile:
+    """Cross-validated class probabilities from a linear head on fixed features.
+
+    Folds are stratified: each class's samples are shuffled (``seed``) and dealt round-robin to
+    the folds, so every fold holds ``n_c / n_folds`` of class ``c`` (give or take one) and a class
+    with fewer samples than folds is spread over as many folds as it has samples. For each fold,
+    on the other folds only:
+
+    * the features are standardized (constant columns get scale 1);
+    * a linear discriminant analysis is fitted: class means, the pooled within-class covariance
+      shrunk towards a scaled identity with the OAS coefficient (Chen, Wiesel, Eldar & Hero,
+      2010), class priors from the label counts;
+    * one inverse temperature ``beta`` is fitted to its logits, jointly with a symmetric
+      label-noise rate that explains the given labels that disagree with them (see
+      :meth:`~poisonguard.detectors.confident_learning.Head.calibrated`). Plain LDA
+      probabilities are overconfident when the classes are not Gaussian; a plain temperature
+      fitted to noisy labels flattens every probability to leave room for the flipped ones,
+      which puts many flipped samples below their true class's confident-learning threshold.
+
+    The held-out fold gets ``softmax(beta * logits)``, an estimate of the posterior of the
+    *true* label. On Fashion-MNIST CNN features (60,000 x 128) with 10 % uniformly flipped
+    labels: accuracy against the true labels 0.903, log-loss against them 0.28;
+    :func:`~poisonguard.detectors.confident_learning.confident_joint_issues` precision 0.72 and
+    recall 0.86 for the flips (plain LDA 0.58 and 0.95, plain temperature 0.78 and 0.77); with
+    the true labels it flags 3 % of the data, the samples the head gets confidently wrong (plain
+    LDA 8 %, plain temperature 2.6 %).
+
+    Why LDA and not logistic regression: it is closed-form (no iteration count or tolerance to
+    tune) and takes ~0.1 s per fold at 48,000 x 128, where a softmax regression needs ~15 L-BFGS
+    iterations for the same out-of-sample accuracy (0.90-0.91 against the true labels on the
+    benchmark above, and the same ranking of the flips).
+
+    Parameters
+    ----------
+    features : ndarray, ArrayFile or Rows, shape (N, F)
+        Penultimate-layer features (or a table's raw columns).
+    labels : ndarray of int, shape (N,)
+        Given labels in ``0 .. n_classes - 1``.
+    n_classes : int, optional
+        Number of classes ``K``; default ``labels.max() + 1``.
+    n_folds : int
+        Number of folds, at least 2; fewer are used when there are fewer samples.
+    seed : int
+        Seeds the fold assignment and the subsample of at most 20,000 training rows that each
+        calibration is fitted on; the result is deterministic for a given seed.
+    store : RowStore or None
+        Where the result goes, a block of rows at a time: memory (default) or, on an
+        out-of-core scan, a staging file (returned as an :class:`~poisonguard.ondisk.ArrayFile`).
+    check_finite : bool
+        Check that the features are finite (a pass over them); False when the caller has.
+
+    Returns
+    -------
+    ndarray or ArrayFile of float64, shape (N, K)
+        Rows sum to 1. A class absent from a sample's training folds gets probability 0 in that
+        sample's row. If the training folds hold a single class (or the data does), that class
+        gets probability 1.
+    """
+    features = _float_rows(features, check_finite)
+    labels = validation.check_labels(labels, features.shape[0], n_classes)
+    if n_classes is None:
+        n_classes = int(labels.max()) + 1 if labels.size else 0
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    store = store or RowStore()
+    n_samples = labels.shape[0]
+    probabilities = store.empty((n_samples, n_classes), np.float64)
+    if n_samples <= 1 or np.unique(labels).size == 1:
+        for rows, given in Rows(labels).blocks():
+            probabilities[rows] = confident_learning.one_hot(given, n_classes)
+        return store.finish(probabilities)
+    rng = np.random.default_rng(seed)
+    folds = confident_learning.stratified_folds(labels, min(n_folds, n_samples), rng)
+    # Small GEMMs, one BLAS thread: a two-thread OpenBLAS that shares a core with another process
+    # spins (measured 0.03 s -> 1 s for one 48,000 x 128 Gram matrix with one core busy), and
+    # this whole function takes well under a second single-threaded at 60,000 x 128.
+    with threadpool_limits(limits=1, user_api="blas"):
+        # Rows are centred in float64 one block at a time: memory is a block, not a float64
+        # copy of the features.
+        total = np.zeros(features.shape[1])
+        for _, block in features.blocks():
+            total += block.sum(axis=0, dtype=np.float64)
+        mean = total / n_samples
+        sums = confident_learning.FoldSums(int(folds.max()) + 1, n_classes)
+        for rows, block in features.blocks():
+            sums.add(confident_learning.centred(block, mean), folds[rows], labels[rows])
+        everything = sums.total
+        heads = []
+        for f, held_out in enumerate(sums.parts):
+            head = confident_learning.lda_head(everything.minus(held_out))
+            if head.weights is not None:
+                train = confident_learning.calibration_rows(folds, f, rng)
+                head = head.calibrated(features.take(train, np.float64) - mean, labels[train])
+            heads.append(head)
+        for rows, block in features.blocks():
+            centred = confident_learning.centred(block, mean)
+            probabilities[rows] = confident_learning.predict(heads, centred, folds[rows], n_classes)
+    return store.finish(probabilities)
+
+
+def knn_label_disagreement(
+    features: RowsLike,
+    labels: np.ndarray,
+    *,
+    k: int = 10,
+    n_components: int = 32,
+    weights: str = "uniform",
+    n_probe: int | None = 16,
+    seed: int = 0,
+    check_finite: bool = True,
+) -> np.ndarray:
+    """Share of a sample's ``k`` nearest neighbours whose label differs from its own; higher =
+    more suspicious (see :mod:`poisonguard.detectors.knn_labels` for the search).
+
+    Parameters
+    ----------
+    features : ndarray, ArrayFile or Rows, shape (N, F)
+        The projected points go where the features are: memory, or a scratch folder next to
+        their file (removed afterwards).
+    labels : ndarray of int, shape (N,)
+    k : int
+        Neighbours per sample, not counting the sample itself (an exact duplicate of it is a
+        neighbour). With ``N <= k`` every other sample is a neighbour.
+    n_components : int
+        Principal components of the standardized features kept for the search.
+    weights : {"uniform", "distance"}
+        ``"uniform"``: the plain share. ``"distance"``: each neighbour weighted by
+        ``1 / (distance + c)``, with ``c`` 1 % of the median k-th-neighbour distance.
+    n_probe : int or None
+        Cells of the inverted file searched per sample; ``None`` searches all (exact, quadratic).
+    seed : int
+        Seeds the k-means cells; the result is deterministic for a given seed.
+    check_finite : bool
+        Check that the features are finite (a pass over them); False when the caller has.
+
+    Returns
+    -------
+    ndarray of float64, shape (N,)
+        In ``[0, 1]``; 0 for every sample when there is one class or one sample. Comparable
+        across classes, but a class's level depends on how much the representation mixes it with
+        others.
+    """
+    knn_labels.check_options(k, n_components, weights, n_probe)
+    features = _float_rows(features, check_finite)
+    labels = validation.check_labels(labels, features.shape[0])
+    n_samples = features.shape[0]
+    if n_samples < 2 or np.unique(labels).size < 2:
+        return np.zeros(n_samples, dtype=np.float64)
+    k = min(k, n_samples - 1)
+    rng = np.random.default_rng(seed)
+    weighting = knn_labels.WEIGHTINGS[weights]
+    # Small matrix products, one BLAS thread: two spin when another process holds a core (see
+    # out_of_sample_probabilities); single-threaded this takes ~2 s at 60,000 x 128.
+    with threadpool_limits(limits=1, user_api="blas"), features.scratch() as store:
+        points, norms = _principal_projection(features, n_components, store)
+        if weights == "uniform":  # the share needs no distances and no (N, k) arrays
+            scores = np.empty(n_samples, dtype=np.float64)
+            for queries, differs, _ in _neighbours(points, norms, labels, k, n_probe, rng, store):
+                scores[queries] = weighting(None, differs)
+            return scores
+        differs_all = np.empty((n_samples, k), dtype=bool)
+        distances_all = np.empty((n_samples, k), dtype=np.float64)
+        for queries, differs, distances in _neighbours(
+            points, norms, labels, k, n_probe, rng, store, with_distances=True
+        ):
+            differs_all[queries], distances_all[queries] = differs, distances
+        return weighting(distances_all, differs_all).astype(np.float64)
+
+
+def _principal_projection(
+    features: Rows, n_components: int, store: RowStore
+) -> tuple[Rows, np.ndarray]:
+    """The search points (standardized features on their top principal components, float32,
+    kept in ``store``) and their squared norms. Mean, scale and the Gram matrix are summed in
+    float64 over blocks of rows, so the memory beyond the output is a block, not a float64 copy
+    of the input (1 GB at a million 128-d rows)."""
+    n, width = features.shape
+    total = np.zeros(width)
+    for _, block in features.blocks():
+        total += block.sum(axis=0, dtype=np.float64)
+    mean = total / n
+    gram = np.zeros((width, width))
+    squares = np.zeros(width)
+    for _, block in features.blocks():
+        block_squares, block_gram = knn_labels.centred_moments(block, mean)
+        squares += block_squares
+        gram += block_gram
+    basis = knn_labels.standardized_basis(squares, gram, n, n_components)
+    points = store.empty((n, basis.shape[1]), np.float32)
+    norms = np.empty(n, dtype=np.float32)
+    for rows, block in features.blocks():
+        points[rows], norms[rows] = knn_labels.project(block, mean, basis)
+    return Rows(store.finish(points)), norms
+
+
+def _neighbours(
+    points: Rows,
+    norms: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    n_probe: int | None,
+    rng: np.random.Generator,
+    store: RowStore,
+    *,
+    with_distances: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Each point's approximate k nearest other points, by an inverted file over k-means cells,
+    a block of query points at a time (see :func:`~poisonguard.detectors.knn_labels.query_cell`).
+
+    Points in a file are copied once more in cell order (:meth:`~poisonguard.rows.Rows.grouped`,
+    in ``store``), so that a cell's candidates are a few contiguous ranges, read per cell. The
+    neighbours' indices are used a query block at a time and never stored (80 MB a million
+    samples).
+    """
+    n_samples = points.shape[0]
+    n_cells = max(1, round(n_samples / knn_labels.CELL_SIZE))
+    if n_probe is None or n_probe >= n_cells:
+        cells = np.zeros(n_samples, dtype=np.int64)
+        probes = np.zeros((1, 1), dtype=np.int64)
+    else:
+        sample = points.take(knn_labels.kmeans_sample(n_samples, n_cells, rng))
+        centres = knn_labels.kmeans(sample, n_cells, rng)
+        del sample
+        cells = np.empty(n_samples, dtype=np.int64)
+        for rows, block in points.blocks():
+            cells[rows] = knn_labels.nearest_centre(block, centres)
+        probes = knn_labels.nearest_cells(centres, n_probe)
+    order, bounds = knn_labels.cell_order(cells, probes.shape[0])
+    del cells
+    members = [order[bounds[c] : bounds[c + 1]] for c in range(probes.shape[0])]
+    by_cell = points.grouped(order, bounds, store)
+    for cell, own in enumerate(members):
+        if own.size == 0:
+            continue
+        near, found = knn_labels.candidates(cell, probes, members, k)
+        yield from knn_labels.query_cell(
+            own, found, by_cell.of(near, found), norms, labels, k, with_distances=with_distances
+        )
+
+
+def _float_rows(features: RowsLike, values: bool) -> Rows:
+    """``features`` as rows of floats (an array of integers in memory is converted to float64),
+    after checking that they form a matrix and, with ``values``, that they are finite."""
+    features = as_rows(features)
+    if features.dtype.kind != "f":
+        features = Rows(features.whole().astype(np.float64))
+    validation.check_matrix(features.shape)
+    if values:
+        for _, block in features.blocks():
+            validation.check_finite(block)
+    return features
+
+
 def _influence_inputs(
     features: RowsLike,
     probabilities: RowsLike,
@@ -204,9 +473,9 @@ def _influence_inputs(
     labels = influence.check_shapes(features.shape, probabilities.shape, labels, prefix=prefix)
     if values:
         for _, block in features.blocks():
-            check_finite(block, f"{prefix}features")
+            validation.check_finite(block, f"{prefix}features")
         for _, block in probabilities.blocks():
-            check_probabilities(block, f"{prefix}probabilities")
+            validation.check_probabilities(block, f"{prefix}probabilities")
     return features, probabilities, labels
 
 
