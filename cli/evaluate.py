@@ -15,6 +15,7 @@ from poisonguard.cli.options import (
     library_errors,
     loader_options,
     progress_option,
+    refuse_text,
     resolve_progress,
 )
 
@@ -74,6 +75,7 @@ def evaluate_command(
     y_key: str | None,
     label_column: str | None,
     id_column: str | None,
+    text_column: str | None,
     skip_bad: bool,
     attack: str,
     target: str | None,
@@ -95,8 +97,9 @@ def evaluate_command(
     detection precision, recall, F1 and AUROC; the report folder gets the scan's report of the
     poisoned data with an evaluation section (report.json "evaluation", report.html).
     """
-    options = loader_options(format_, x_key, y_key, label_column, id_column)
+    options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
+    refuse_text(source, doing="evaluated")
     test = None if test_path is None else load_dataset(test_path, skip_bad=skip_bad, **options)
     attack_settings = build_attack_options(source, **tuning)
     try:

@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from poisonguard.atomic import describe_os_error
+from poisonguard.dataset import Dataset
 from poisonguard.detectors import get_detectors
-from poisonguard.errors import PoisonGuardError
+from poisonguard.errors import DatasetError, PoisonGuardError
 from poisonguard.limits import DEFAULT_STAGED_BYTES, max_bytes_setting, parse_bytes
 from poisonguard.loaders import FORMATS, load_plugins
 from poisonguard.ondisk import BLOCK_ROWS
@@ -60,7 +61,8 @@ def dataset_options(command: Callable) -> Callable:
             "format_",
             type=click.Choice(sorted(FORMATS)),
             default=None,
-            help="Dataset format; by default picked from the path (folder, .h5/.hdf5, .npz, .csv).",
+            help="Dataset format; by default picked from the path (a folder of images or of "
+            ".txt files, .h5/.hdf5, .npz, .csv, .tsv, .jsonl, .parquet).",
         ),
         click.option(
             "--x-key", default=None, help="HDF5/NPZ key of the samples (default x, images)."
@@ -68,9 +70,20 @@ def dataset_options(command: Callable) -> Callable:
         click.option(
             "--y-key", default=None, help="HDF5/NPZ key of the labels (default y, labels)."
         ),
-        click.option("--label-column", default=None, help="CSV label column (default label)."),
         click.option(
-            "--id-column", default=None, help="CSV column of sample ids (default id, if present)."
+            "--label-column",
+            default=None,
+            help="CSV, TSV, JSON Lines or Parquet label column (default label).",
+        ),
+        click.option(
+            "--id-column",
+            default=None,
+            help="CSV, TSV, JSON Lines or Parquet column of sample ids (default id, if present).",
+        ),
+        click.option(
+            "--text-column",
+            default=None,
+            help="Text column of a text dataset (default text; a CSV file with it holds text).",
         ),
         click.option(
             "--skip-bad",
@@ -100,11 +113,29 @@ def loader_options(
     y_key: str | None,
     label_column: str | None,
     id_column: str | None,
+    text_column: str | None = None,
 ) -> dict[str, str | None]:
     """The options :func:`poisonguard.loaders.load_dataset` and the writers take."""
     return dict(
-        format=format_, x_key=x_key, y_key=y_key, label_column=label_column, id_column=id_column
+        format=format_,
+        x_key=x_key,
+        y_key=y_key,
+        label_column=label_column,
+        id_column=id_column,
+        text_column=text_column,
     )
+
+
+def refuse_text(dataset: Dataset, *, doing: str) -> None:
+    """Stop a command that does not take text datasets yet with a one-line error (exit 1):
+    text datasets are read (``Dataset.kind == "text"``), but embedding, detection, poisoning,
+    sanitizing and the privacy probe of text are still to come."""
+    if dataset.kind == "text":
+        raise DatasetError(
+            dataset.path,
+            f"is a text dataset ({dataset.format}, {dataset.n_samples} texts): text datasets "
+            f"are read but cannot be {doing} yet",
+        )
 
 
 def attack_options(command: Callable) -> Callable:

@@ -13,6 +13,7 @@ from poisonguard.cli.options import (
     library_errors,
     loader_options,
     progress_option,
+    refuse_text,
     resolve_progress,
 )
 
@@ -64,6 +65,7 @@ def poison(
     y_key: str | None,
     label_column: str | None,
     id_column: str | None,
+    text_column: str | None,
     skip_bad: bool,
     attack: str,
     target: str | None,
@@ -88,8 +90,9 @@ def poison(
             "--also plants more backdoors in a training copy; make each backdoor's test copy "
             "with its own --apply-trigger run (its seed is in poison.json)"
         )
-    options = loader_options(format_, x_key, y_key, label_column, id_column)
+    options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
+    refuse_text(source, doing="poisoned")
     attack_settings = build_attack_options(source, **tuning)
     try:
         target_code = class_code(source, target)

@@ -12,6 +12,7 @@ from poisonguard.cli.options import (
     library_errors,
     loader_options,
     progress_option,
+    refuse_text,
     resolve_progress,
 )
 
@@ -82,6 +83,7 @@ def privacy(
     y_key: str | None,
     label_column: str | None,
     id_column: str | None,
+    text_column: str | None,
     skip_bad: bool,
     model_file: Path | None,
     holdout_path: Path | None,
@@ -100,8 +102,9 @@ def privacy(
     Membership inference (loss threshold and offline LiRA), model inversion (MI-Face) and a
     privacy review checklist; report.json and report.html in the report folder.
     """
-    options = loader_options(format_, x_key, y_key, label_column, id_column)
+    options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
+    refuse_text(source, doing="probed for privacy")
     holdout = (
         None if holdout_path is None else load_dataset(holdout_path, skip_bad=skip_bad, **options)
     )

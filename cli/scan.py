@@ -21,6 +21,8 @@ from poisonguard.cli.options import (
 
 from poisonguard.detectors import DETECTORS
 from poisonguard.embed import default_cache_dir
+from poisonguard.errors import DatasetError
+from poisonguard.loaders import is_text_dataset
 from poisonguard.ondisk import staging_area
 from poisonguard.report import write_report
 from poisonguard.results import ScanResult
@@ -94,6 +96,7 @@ def scan(
     y_key: str | None,
     label_column: str | None,
     id_column: str | None,
+    text_column: str | None,
     skip_bad: bool,
     model_file: Path | None,
     detectors: tuple[str, ...] | None,
@@ -114,9 +117,14 @@ def scan(
     """Scan DATASET for poisoned samples and write a report.
 
     DATASET is an image folder (one sub-folder per class), an HDF5 or NPZ file with arrays x and
-    y, or a CSV table with a label column. The report folder gets scores.csv, report.json and
-    report.html.
+    y, or a CSV table with a label column. Text datasets (a CSV file with a text column, TSV,
+    JSON Lines, Parquet, a folder of .txt files) are read but cannot be scanned yet. The report
+    folder gets scores.csv, report.json and report.html.
     """
+    if is_text_dataset(dataset, format=format_, text_column=text_column):
+        raise DatasetError(
+            dataset, "is a text dataset: text datasets are read but cannot be scanned yet"
+        )
     if detectors and trusted is None:
         needing = [d for d in detectors if DETECTORS[d].needs_trusted]
         if needing:

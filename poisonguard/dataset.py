@@ -1,10 +1,14 @@
 """The in-memory dataset every loader returns and every later stage reads.
 
-A :class:`Dataset` holds the samples in one of two layouts:
+A :class:`Dataset` holds the samples in one of three layouts:
 
 * ``kind == "image"``: ``x`` has shape ``(N, C, H, W)`` (``C`` is 1 or 3), dtype ``uint8`` or
   ``float32``, in the value range of the source file;
-* ``kind == "table"``: ``x`` has shape ``(N, D)``, dtype ``float32``.
+* ``kind == "table"``: ``x`` has shape ``(N, D)``, dtype ``float32``;
+* ``kind == "text"``: ``x`` has shape ``(N,)``, dtype ``object``, one Python ``str`` per sample:
+  the text exactly as the file holds it (no stripping, case folding or Unicode normalisation;
+  line ends inside a text are kept), never empty or only white space, and encodable as UTF-8
+  (no lone surrogates). ``feature_names`` is ``None``.
 
 Labels are stored as integer codes ``0 .. K-1`` into ``class_names``; the original labels (integers
 or strings) are kept as the class names, so reports show what the user wrote.
@@ -23,7 +27,9 @@ from poisonguard.errors import DatasetError
 
 __all__ = ["Dataset", "RowNumbers", "encode_labels", "check_finite", "align_classes"]
 
-DatasetKind = Literal["image", "table"]
+DatasetKind = Literal["image", "table", "text"]
+
+_NDIM = {"image": 4, "table": 2, "text": 1}
 
 
 class RowNumbers(Sequence):
@@ -62,18 +68,20 @@ class Dataset:
     Attributes
     ----------
     x : ndarray
-        ``(N, C, H, W)`` images or ``(N, D)`` table rows (see module docstring).
+        ``(N, C, H, W)`` images, ``(N, D)`` table rows or ``(N,)`` texts (``str`` objects; see
+        the module docstring).
     labels : ndarray of int64, shape (N,)
         Class codes into ``class_names``.
     class_names : list of str
         The original label of each class code, as text.
     ids : list of str or RowNumbers
         One identifier per sample (relative path, ``ids`` array or row number).
-    kind : {"image", "table"}
+    kind : {"image", "table", "text"}
     path : Path
         The file or folder the dataset was read from.
     format : str
-        Name of the loader that read it (``"image-folder"``, ``"hdf5"``, ``"npz"``, ``"csv"``).
+        Name of the loader that read it (``"image-folder"``, ``"hdf5"``, ``"npz"``, ``"csv"``;
+        for text, ``"csv"``, ``"tsv"``, ``"jsonl"``, ``"parquet"``, ``"text-folder"``).
     feature_names : list of str or None
         Column names of a table.
     notes : list of str
@@ -101,9 +109,13 @@ class Dataset:
                 f"x has {self.x.shape[0]} samples, labels {n} and ids {len(self.ids)}; "
                 "they must all have the same length",
             )
-        expected_ndim = 4 if self.kind == "image" else 2
+        expected_ndim = _NDIM.get(self.kind)
+        if expected_ndim is None:
+            raise DatasetError(self.path, f"internal: unknown dataset kind {self.kind!r}")
         if self.x.ndim != expected_ndim:
             raise DatasetError(self.path, f"internal: {self.kind} x has shape {self.x.shape}")
+        if self.kind == "text":
+            _check_texts(self.x, self.path)
 
     @property
     def n_samples(self) -> int:
@@ -120,6 +132,15 @@ class Dataset:
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.n_classes)
+
+
+def _check_texts(x: np.ndarray, path: Path) -> None:
+    """The ``kind == "text"`` layout: an object array of non-blank ``str``."""
+    if x.dtype != object:
+        raise DatasetError(path, f"internal: text x has dtype {x.dtype}, expected object")
+    for index, text in enumerate(x.tolist()):
+        if not isinstance(text, str) or not text.strip():
+            raise DatasetError(path, f"internal: text x holds {text!r} at sample {index}")
 
 
 def align_classes(other: Dataset, reference: Dataset, *, role: str) -> Dataset:

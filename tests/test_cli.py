@@ -417,7 +417,7 @@ def test_unknown_detector_is_a_usage_error(clean_folder, tmp_path):
         ["--epochs", "many"],
         ["--seed", "1.5"],
         ["--min-class-size", "1"],
-        ["--format", "parquet"],
+        ["--format", "feather"],
         ["--detectors", ","],
         ["--no-such-option"],
     ],
@@ -515,7 +515,7 @@ def _csv_non_numeric(root: Path, synthetic) -> tuple[Path, list[str], Path]:
 
 
 def _unknown_extension(root: Path, synthetic) -> tuple[Path, list[str], Path]:
-    path = root / "data.parquet"
+    path = root / "data.feather"
     path.write_bytes(b"PAR1")
     return path, [], path
 

@@ -696,9 +696,9 @@ def test_bad_arguments_are_value_errors(tmp_path):
 
 def test_unknown_format_is_a_value_error(tmp_path):
     source, _ = build("npz", tmp_path)
-    source.format = "parquet"
+    source.format = "feather"
     with pytest.raises(ValueError, match="csv, hdf5, image-folder, npz"):
-        write_like(source, tmp_path / "o.parquet", rows=np.arange(N), labels=source.labels)
+        write_like(source, tmp_path / "o.feather", rows=np.arange(N), labels=source.labels)
 
 
 # --- prepare_output_dir ----------------------------------------------------------------------

@@ -1,21 +1,29 @@
 """Dataset loaders: one module per format, and :func:`load_dataset`, which picks one by path.
 
-=================  ==================================  ==========================================
-Format             Path                                Module
-=================  ==================================  ==========================================
-``image-folder``   a folder ``<root>/<class>/<image>``  :mod:`poisonguard.loaders.image_folder`
-``hdf5``           ``.h5``, ``.hdf5``, ``.hdf``         :mod:`poisonguard.loaders.hdf5`
-``npz``            ``.npz``                             :mod:`poisonguard.loaders.npz`
-``csv``            ``.csv``                             :mod:`poisonguard.loaders.csv_table`
-=================  ==================================  ==========================================
+=================  =======================================  =======================================
+Format             Path                                     Module
+=================  =======================================  =======================================
+``image-folder``   a folder ``<root>/<class>/<image>``      :mod:`poisonguard.loaders.image_folder`
+``hdf5``           ``.h5``, ``.hdf5``, ``.hdf``              :mod:`poisonguard.loaders.hdf5`
+``npz``            ``.npz``                                  :mod:`poisonguard.loaders.npz`
+``csv``            ``.csv``: a numeric table, or text        :mod:`poisonguard.loaders.csv_table`,
+                   when the header has the text column      :mod:`poisonguard.loaders.text_table`
+``tsv``            ``.tsv`` (text)                           :mod:`poisonguard.loaders.text_table`
+``jsonl``          ``.jsonl`` (text)                         :mod:`poisonguard.loaders.text_jsonl`
+``parquet``        ``.parquet`` (text)                       :mod:`poisonguard.loaders.text_parquet`
+``text-folder``    a folder ``<root>/<class>/<name>.txt``   :mod:`poisonguard.loaders.text_folder`
+=================  =======================================  =======================================
 
-HDF5 and NPZ share their reading logic in :mod:`poisonguard.loaders.arrays`. Every loader returns
-a :class:`~poisonguard.dataset.Dataset` and raises :class:`~poisonguard.errors.DatasetError`
-naming the file and the problem.
+HDF5 and NPZ share their reading logic in :mod:`poisonguard.loaders.arrays`, the text formats
+theirs (columns, checks, the :class:`~poisonguard.dataset.Dataset` of ``kind == "text"``) in
+:mod:`poisonguard.loaders.text_rows`. Every loader returns a
+:class:`~poisonguard.dataset.Dataset` and raises :class:`~poisonguard.errors.DatasetError` naming
+the file and the problem.
 
-Nothing outside the dataset is read: image folders skip symbolic links that leave the folder,
-loop or are broken (:mod:`poisonguard.loaders.links`), and HDF5 files with data stored outside
-them (external storage, virtual datasets) are refused (:mod:`poisonguard.loaders.hdf5`).
+Nothing outside the dataset is read: image and text folders skip symbolic links that leave the
+folder, loop or are broken (:mod:`poisonguard.loaders.links`), and HDF5 files with data stored
+outside them (external storage, virtual datasets) are refused (:mod:`poisonguard.loaders.hdf5`).
+Nothing is unpickled.
 
 Every loader checks the sizes a file declares (array shapes, image headers, a CSV's lines and
 columns) against a limit before it allocates anything (:mod:`poisonguard.limits`, ``max_bytes``).
@@ -35,19 +43,29 @@ from poisonguard.loaders.csv_table import load_csv
 from poisonguard.loaders.hdf5 import load_hdf5
 from poisonguard.loaders.image_folder import load_image_folder
 from poisonguard.loaders.npz import load_npz
+from poisonguard.loaders.text_folder import is_text_folder, load_text_folder
+from poisonguard.loaders.text_jsonl import load_jsonl
+from poisonguard.loaders.text_parquet import load_parquet
+from poisonguard.loaders.text_table import csv_text_column, load_tsv
 from poisonguard.ondisk import Staging
 from poisonguard.plugins import LOADER_GROUP, PluginFailure, discover
 
 __all__ = [
     "FORMATS",
+    "TEXT_FORMATS",
     "LoaderFormat",
     "load_plugins",
     "detect_format",
     "load_dataset",
+    "is_text_dataset",
     "load_csv",
     "load_hdf5",
     "load_image_folder",
+    "load_jsonl",
     "load_npz",
+    "load_parquet",
+    "load_text_folder",
+    "load_tsv",
 ]
 
 logger = logging.getLogger(__name__)
@@ -57,12 +75,31 @@ FORMATS: dict[str, Callable[..., Dataset]] = {
     "hdf5": load_hdf5,
     "npz": load_npz,
     "csv": load_csv,
+    "tsv": load_tsv,
+    "jsonl": load_jsonl,
+    "parquet": load_parquet,
+    "text-folder": load_text_folder,
 }
 """Loader of each format, by the name given with ``--format``."""
 
-_SUFFIXES = {".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".npz": "npz", ".csv": "csv"}
+TEXT_FORMATS = frozenset({"tsv", "jsonl", "parquet", "text-folder"})
+"""The formats that always hold text (a ``csv`` file holds text when its header has the text
+column: :func:`is_text_dataset`)."""
+
+_SUFFIXES = {
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".hdf": "hdf5",
+    ".npz": "npz",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".parquet": "parquet",
+}
 _FORMAT_HELP = (
-    "image-folder (a folder of class folders), hdf5 (.h5, .hdf5, .hdf), npz (.npz), csv (.csv)"
+    "image-folder (a folder of class folders of images), text-folder (of .txt files), hdf5 "
+    "(.h5, .hdf5, .hdf), npz (.npz), csv (.csv: a table, or text with a text column), tsv "
+    "(.tsv), jsonl (.jsonl), parquet (.parquet)"
 )
 
 
@@ -73,9 +110,9 @@ class LoaderFormat:
     ``load(path, **options) -> Dataset`` reads a file whose suffix is one of ``suffixes``
     (lower case, with the dot, e.g. ``(".parquet",)``), or any path given with
     ``--format name``. It is passed the :func:`load_dataset` options its signature names
-    (``x_key``, ``y_key``, ``label_column``, ``id_column``, ``skip_bad``, ``max_image_side``,
-    ``max_bytes``, ``staging``) and must raise :class:`~poisonguard.errors.DatasetError`
-    naming the file and the problem for bad input.
+    (``x_key``, ``y_key``, ``label_column``, ``id_column``, ``text_column``, ``skip_bad``,
+    ``max_image_side``, ``max_bytes``, ``staging``) and must raise
+    :class:`~poisonguard.errors.DatasetError` naming the file and the problem for bad input.
     """
 
     name: str
@@ -132,8 +169,11 @@ def detect_format(path: str | Path) -> str:
     Returns
     -------
     str
-        A key of :data:`FORMATS`: ``"image-folder"`` for a directory, else by extension (any
-        case): ``.h5``/``.hdf5``/``.hdf`` ``"hdf5"``, ``.npz`` ``"npz"``, ``.csv`` ``"csv"``.
+        A key of :data:`FORMATS`: for a directory ``"text-folder"`` when its class folders hold
+        ``.txt`` files and no images (:func:`~poisonguard.loaders.text_folder.is_text_folder`),
+        else ``"image-folder"``; else by extension (any case): ``.h5``/``.hdf5``/``.hdf``
+        ``"hdf5"``, ``.npz`` ``"npz"``, ``.csv`` ``"csv"``, ``.tsv`` ``"tsv"``, ``.jsonl``
+        ``"jsonl"``, ``.parquet`` ``"parquet"``.
 
     Raises
     ------
@@ -143,7 +183,7 @@ def detect_format(path: str | Path) -> str:
     load_plugins()
     path = Path(path)
     if path.is_dir():
-        return "image-folder"
+        return "text-folder" if is_text_folder(path) else "image-folder"
     found = _SUFFIXES.get(path.suffix.lower())
     if found is None:
         raise DatasetError(
@@ -162,6 +202,7 @@ def load_dataset(
     y_key: str | None = None,
     label_column: str | None = None,
     id_column: str | None = None,
+    text_column: str | None = None,
     skip_bad: bool = False,
     max_image_side: int = 64,
     staging: Staging | None = None,
@@ -172,13 +213,16 @@ def load_dataset(
     Parameters
     ----------
     path : str or Path
-        A folder of class folders of images, or an HDF5, NPZ or CSV file.
+        A folder of class folders of images or of ``.txt`` files, or an HDF5, NPZ, CSV, TSV,
+        JSON Lines or Parquet file.
     format : str, optional
         A key of :data:`FORMATS`; by default :func:`detect_format` picks one.
     x_key, y_key : str, optional
         HDF5/NPZ names of the sample and label arrays.
     label_column, id_column : str, optional
-        CSV columns of the labels and of the sample ids.
+        CSV, TSV, JSON Lines and Parquet columns of the labels and of the sample ids.
+    text_column : str, optional
+        The text column of a text dataset (default ``text``); a CSV file with it holds text.
     skip_bad : bool, default False
         Image folders: leave out unreadable images instead of stopping.
     max_image_side : int, default 64
@@ -225,6 +269,7 @@ def load_dataset(
         "y_key": y_key,
         "label_column": label_column,
         "id_column": id_column,
+        "text_column": text_column,
         "skip_bad": skip_bad,
         "max_image_side": max_image_side,
     }
@@ -245,3 +290,19 @@ def load_dataset(
             logger.info("%s datasets are read whole into memory, not staged on disk", name)
     logger.debug("%s: loading as %s", path, name)
     return loader(path, **kwargs)
+
+
+def is_text_dataset(
+    path: str | Path, *, format: str | None = None, text_column: str | None = None
+) -> bool:
+    """Whether :func:`load_dataset` would read ``path`` as text, found without reading it: its
+    format is one of :data:`TEXT_FORMATS`, or a CSV file's header has the text column. ``False``
+    for a path that does not exist (loading it says so). Raises :class:`DatasetError` as
+    :func:`detect_format` does, and when a named ``text_column`` is missing from a CSV header."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    name = format if format is not None else detect_format(path)
+    if name in TEXT_FORMATS:
+        return True
+    return name == "csv" and csv_text_column(path, text_column) is not None

@@ -1,5 +1,8 @@
 """Read a table of numeric features and labels from a CSV file.
 
+A CSV file whose header has a text column (``text``, or the one named with ``--text-column``) is
+a text dataset instead: :func:`load_csv` hands it to :mod:`poisonguard.loaders.text_table`.
+
 One row per sample, a header row with the column names, comma-separated, UTF-8 (a byte-order
 mark is allowed). The label column is ``label`` (or the one named with ``label_column``); an id
 column (``id_column``, else a column named ``id`` if there is one) gives the sample ids and is
@@ -54,7 +57,8 @@ def find_column(header: list[str], name: str, *, exact: bool) -> int | None:
     return None
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def check_header(path: Path, header: list[str]) -> None:
+    """Raise :class:`DatasetError` for an empty or repeated column name in a CSV header."""
     first_at: dict[str, int] = {}
     for index, name in enumerate(header, start=1):
         if name == "":
@@ -88,9 +92,10 @@ def load_csv(
     *,
     label_column: str | None = None,
     id_column: str | None = None,
+    text_column: str | None = None,
     max_bytes: int | None = None,
 ) -> Dataset:
-    """Read a CSV table of numeric features with a label column.
+    """Read a CSV table of numeric features with a label column, or a CSV text dataset.
 
     Parameters
     ----------
@@ -102,6 +107,11 @@ def load_csv(
     id_column : str, optional
         Name of the column of sample ids; default ``id`` when present. Without one, the ids are
         the 0-based indices of the data rows (``"0"`` is the first row after the header).
+    text_column : str, optional
+        The text column of a text dataset (default ``text``, matched case-insensitively). A
+        header with that column makes the file a text dataset, read by
+        :func:`~poisonguard.loaders.text_table.load_text_table`; when ``text_column`` is given,
+        a header without it is an error.
     max_bytes : int, optional
         The most bytes the table may take in memory (see :mod:`poisonguard.limits`; by default
         ``--max-bytes``, else half the memory).
@@ -110,7 +120,8 @@ def load_csv(
     -------
     Dataset
         ``kind="table"``, ``format="csv"``, ``x`` of shape ``(N, D)`` and dtype ``float32``,
-        ``feature_names`` the ``D`` feature columns in file order.
+        ``feature_names`` the ``D`` feature columns in file order; for a text dataset,
+        ``kind="text"`` (see :func:`~poisonguard.loaders.text_table.load_text_table`).
 
     Raises
     ------
@@ -124,6 +135,16 @@ def load_csv(
     path = Path(path)
     if path.is_dir():
         raise DatasetError(path, "is a folder, not a CSV file")
+    from poisonguard.loaders.text_table import csv_text_column, load_text_table
+
+    if csv_text_column(path, text_column) is not None:
+        return load_text_table(
+            path,
+            text_column=text_column,
+            label_column=label_column,
+            id_column=id_column,
+            max_bytes=max_bytes,
+        )
     try:
         capacity = _count_lines(path)
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -163,7 +184,7 @@ def _read_table(
     if header is None:
         raise DatasetError(path, "is empty; expected a header row and one row per sample")
     header_line = reader.line_num
-    _check_header(path, header)
+    check_header(path, header)
     columns = ", ".join(repr(c) for c in header)
 
     label_name = label_column or DEFAULT_LABEL_COLUMN

@@ -33,7 +33,7 @@ from poisonguard.dataset import Dataset, encode_labels
 from poisonguard.errors import DatasetError
 from poisonguard.limits import byte_limit, image_limit
 from poisonguard.loaders.image_decoding import ImageHeader, bad_reason, read_images
-from poisonguard.loaders.links import link_problem, real_folder
+from poisonguard.loaders.links import examples, link_problem, real_folder, skipped_links_text
 from poisonguard.ondisk import Staging
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
@@ -47,26 +47,10 @@ PROGRESS_MIN_FILES = 2000
 """Show a progress bar when there are more image files than this."""
 
 _IGNORED_FOLDERS = frozenset({"__MACOSX"})
-_EXAMPLES = 3
 
 
 def _is_hidden(name: str) -> bool:
     return name.startswith(".")
-
-
-def _examples(items: list[str]) -> str:
-    shown = ", ".join(items[:_EXAMPLES])
-    return shown + (", ..." if len(items) > _EXAMPLES else "")
-
-
-def _skipped_links_text(links: list[tuple[str, str]]) -> str:
-    """``"<reason>: <examples>; ..."``, one part per reason, in sorted order."""
-    by_reason: dict[str, list[str]] = {}
-    for rel, reason in sorted(links, key=lambda link: (link[1], link[0])):
-        by_reason.setdefault(reason, []).append(rel)
-    return "; ".join(
-        f"{len(rels)} x {reason}: {_examples(rels)}" for reason, rels in by_reason.items()
-    )
 
 
 def _list_classes(root: Path, real_root: str, links: list[tuple[str, str]]) -> list[str]:
@@ -97,7 +81,7 @@ def _list_classes(root: Path, real_root: str, links: list[tuple[str, str]]) -> l
             else ""
         )
         if links:
-            hint += f"; symbolic links skipped: {_skipped_links_text(links)}"
+            hint += f"; symbolic links skipped: {skipped_links_text(links)}"
         raise DatasetError(
             root,
             "has no class folders; an image-folder dataset is <root>/<class_name>/<image files>"
@@ -132,7 +116,7 @@ def _list_images(
                 ignored.append(f"{class_name}/{entry.name}" + ("/" if entry.is_dir() else ""))
     if not names:
         skipped = links[links_before:]
-        hint = f"; symbolic links skipped: {_skipped_links_text(skipped)}" if skipped else ""
+        hint = f"; symbolic links skipped: {skipped_links_text(skipped)}" if skipped else ""
         raise DatasetError(
             root / class_name,
             f"class folder {class_name!r} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
@@ -206,13 +190,13 @@ def load_image_folder(
     if links:
         notes.append(
             f"skipped {len(links)} symbolic link(s) that were not followed (nothing outside the "
-            f"dataset folder is read): {_skipped_links_text(links)}"
+            f"dataset folder is read): {skipped_links_text(links)}"
         )
         logger.warning("%s: %s", root, notes[-1])
     if ignored:
         notes.append(
             f"ignored {len(ignored)} entries in class folders that are not images: "
-            f"{_examples(ignored)}"
+            f"{examples(ignored)}"
         )
     skipped: list[tuple[str, str]] = []
 
@@ -253,7 +237,7 @@ def load_image_folder(
     if skipped:
         notes.append(
             f"skipped {len(skipped)} unreadable image(s): "
-            f"{_examples([rel for rel, _ in skipped])} (see the skipped list)"
+            f"{examples([rel for rel, _ in skipped])} (see the skipped list)"
         )
     logger.info(
         "%s: read %d images of shape %s in %d classes",

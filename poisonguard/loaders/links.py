@@ -20,10 +20,19 @@ import errno
 import os
 from pathlib import Path
 
-__all__ = ["LEAVES_FOLDER", "real_folder", "link_problem", "outside_problem"]
+__all__ = [
+    "LEAVES_FOLDER",
+    "examples",
+    "real_folder",
+    "link_problem",
+    "outside_problem",
+    "skipped_links_text",
+]
 
 LEAVES_FOLDER = "a symbolic link that leads outside the dataset folder"
 """The reason given for a link whose target is outside the dataset folder."""
+
+_EXAMPLES = 3
 
 
 def real_folder(root: str | Path) -> str:
@@ -59,3 +68,20 @@ def link_problem(real_root: str, entry: os.DirEntry) -> str | None:
     if not entry.is_symlink():
         return None
     return outside_problem(real_root, entry.path)
+
+
+def examples(items: list[str]) -> str:
+    """The first few of ``items``, comma-separated, with ``", ..."`` when there are more."""
+    shown = ", ".join(items[:_EXAMPLES])
+    return shown + (", ..." if len(items) > _EXAMPLES else "")
+
+
+def skipped_links_text(links: list[tuple[str, str]]) -> str:
+    """``"<n> x <reason>: <examples>; ..."`` for ``(relative path, reason)`` pairs, one part per
+    reason, in sorted order (for the notes and errors of a folder loader)."""
+    by_reason: dict[str, list[str]] = {}
+    for rel, reason in sorted(links, key=lambda link: (link[1], link[0])):
+        by_reason.setdefault(reason, []).append(rel)
+    return "; ".join(
+        f"{len(rels)} x {reason}: {examples(rels)}" for reason, rels in by_reason.items()
+    )
