@@ -21,9 +21,14 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
-from poisonguard.detectors.activation_clustering import ClassSplit, activation_clustering
-from poisonguard.detectors.spectral import spectral_signature_scores
-from poisonguard.detectors.spectre import que_scores, robust_class_fits, spectre_scores
+from poisonguard.detectors.activation_clustering import ClassSplit
+from poisonguard.detectors.class_rows import (
+    activation_clustering,
+    robust_class_fits,
+    spectral_signature_scores,
+    spectre_scores,
+)
+from poisonguard.detectors.spectre import que_scores
 from poisonguard.results import Embedding
 from poisonguard.tail_gap import tail_gap
 

@@ -35,8 +35,8 @@ from poisonguard.cli.main import main
 
 from poisonguard import limits
 from poisonguard.dataset import Dataset
+from poisonguard.detectors.class_rows import robust_class_fit
 from poisonguard.detectors.per_class import per_class_scores
-from poisonguard.detectors.spectre import robust_class_fit
 from poisonguard.errors import DatasetError
 from poisonguard.loaders import load_dataset
 from poisonguard.report import REPORT_FILES

@@ -200,7 +200,7 @@ def test_shared_results_written_to_staging_equal_those_in_memory(features_file, 
             Rows(oos).map(confident_learning_scores, labels),
             confident_learning_scores(expected, labels),
         )
-        staged = per_class_scores(on_disk, labels, seed=2, staging=staging)
+        staged = per_class_scores(on_disk, labels, seed=2, store=store)
         in_memory = per_class_scores(features, labels, seed=2)
         for got, want in [
             (staged.spectral, in_memory.spectral),

@@ -18,10 +18,12 @@ from poisonguard.cli.main import main
 import poisonguard.embed as embed
 import poisonguard.embed.inference as inference
 import poisonguard.tasks as tasks
-from poisonguard.detectors.activation_clustering import activation_clustering
+from poisonguard.detectors.class_rows import (
+    activation_clustering,
+    robust_class_fits,
+    spectral_signature_scores,
+)
 from poisonguard.detectors.per_class import per_class_scores
-from poisonguard.detectors.spectral import spectral_signature_scores
-from poisonguard.detectors.spectre import robust_class_fits
 from poisonguard.embed.training import run_inference
 from poisonguard.errors import PoisonGuardError
 from poisonguard.tasks import DaskTasks, LocalTasks, single_threaded, task_runner

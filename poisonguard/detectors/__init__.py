@@ -133,7 +133,7 @@ class DetectorInputs:
             reduce=self.reduce,
             runner=self.runner,
             progress=self.progress,
-            staging=self.staging,
+            store=RowStore(self.staging),
         )
 
     def per_class_result(self, name: str) -> PerClassScores:

@@ -17,29 +17,40 @@ Limits: two clusters per class (a class poisoned with two triggers shows the str
 poison must be a distinct group in the representation, so random label noise is not caught;
 ``reduce="umap"`` is much slower than PCA or ICA (minutes on 60,000 samples) and, being seeded,
 single-threaded.
+
+This module holds the steps, as functions of arrays: the rows the reduction and the 2-means are
+fitted on (:func:`fit_rows`), the columns and dimensions kept (:func:`reduction_plan`), the
+reduction (:func:`fit_reduction`, applied to each block of rows), and the 2-means split
+(:class:`TwoMeans`: fitted on the reduced fit rows, then assigning each block of reduced rows).
+:mod:`poisonguard.detectors.class_rows` walks each class's rows, in memory or in a file, through
+them (:func:`~poisonguard.detectors.class_rows.split_class`,
+:func:`~poisonguard.detectors.class_rows.activation_clustering`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
-from poisonguard.detectors.spectral import ClassBasis, class_basis
-from poisonguard.ondisk import BLOCK_ROWS, RowSubset
-from poisonguard.seeding import class_rng
+from poisonguard.detectors.spectral import ClassBasis
 
 __all__ = [
     "ClassSplit",
     "REDUCERS",
-    "activation_clustering",
-    "activation_clustering_scores",
-    "split_class",
+    "TwoMeans",
+    "check_reduce",
+    "fit_reduction",
+    "fit_rows",
+    "quiet",
+    "reduction_plan",
 ]
 
 REDUCERS = ("pca", "ica", "umap")
@@ -64,201 +75,104 @@ class ClassSplit:
         return self.minority.size / max(self.size, 1)
 
 
-def activation_clustering(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    reduce: str = "pca",
-    n_components: int = 10,
-    min_class_size: int = 10,
-    max_fit_samples: int = 10000,
-    seed: int = 0,
-) -> tuple[np.ndarray, list[ClassSplit]]:
-    """Per-sample scores and per-class splits (see the module docstring).
-
-    Parameters
-    ----------
-    features : ndarray, shape (N, F)
-    labels : ndarray of int, shape (N,)
-    reduce : {"pca", "ica", "umap"}
-    n_components : int
-        Dimensions kept by the reduction.
-    min_class_size : int
-        Smaller classes are not scored (score 0, no split).
-    max_fit_samples : int
-        The reduction and k-means are fitted on at most this many samples of a class (a seeded
-        random subset); every sample is assigned and scored.
-    seed : int
-
-    Returns
-    -------
-    scores : ndarray of float64, shape (N,)
-        Higher = closer to the class's smaller cluster.
-    splits : list of ClassSplit
-        One per scored class.
-    """
+def check_reduce(reduce: str) -> None:
     if reduce not in REDUCERS:
         raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
-    scores = np.zeros(features.shape[0], dtype=np.float64)
-    splits = []
-    for code in np.unique(labels):
-        members = np.flatnonzero(labels == code)
-        if members.size < max(4, min_class_size):
-            continue
-        fitted = split_class(
-            RowSubset(features, members),
-            class_rng(seed, code),
-            reduce=reduce,
-            n_components=n_components,
-            max_fit_samples=max_fit_samples,
-        )
-        if fitted is None:
-            continue
-        scores[members], minority, separation = fitted
-        splits.append(ClassSplit(int(code), int(members.size), members[minority], separation))
-    return scores, splits
 
 
-def split_class(
-    rows: RowSubset | np.ndarray,
-    rng: np.random.Generator,
-    *,
-    reduce: str = "pca",
-    n_components: int = 10,
-    max_fit_samples: int = 10000,
-    basis: ClassBasis | None = None,
-) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Split one class's rows ``(n, F)`` in two: per-row scores, the positions (within ``rows``)
-    of the smaller cluster, and the separation. None when the rows have no usable direction.
-
-    The rows are read block by block (``basis``, if already known, gives the column scales);
-    only the fitted subset and per-row numbers are held, except with UMAP, whose transform of
-    new points depends on the batch, which takes the class whole.
-    """
-    if reduce not in REDUCERS:
-        raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
-    rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
-    n = len(rows)
+def fit_rows(n: int, max_fit_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """The sorted positions of the rows (at most ``max_fit_samples``, a seeded sample) that a
+    class's reduction and 2-means are fitted on, and the seed of those fits."""
     fit = np.arange(n)
     if n > max_fit_samples:
         fit = np.sort(rng.choice(n, max_fit_samples, replace=False))
-    class_seed = int(rng.integers(2**31 - 1))
-    basis = basis or class_basis(rows)
-    if not basis.has_spread:
-        return None  # identical rows: no split to find (2-means would split rounding)
-    reduced = _reduce(rows, basis, fit, reduce, n_components, class_seed)
-    if reduced is None:
-        return None
-    return _split(reduced, fit, class_seed)
+    return fit, int(rng.integers(2**31 - 1))
 
 
-def activation_clustering_scores(features: np.ndarray, labels: np.ndarray, **options) -> np.ndarray:
-    """Only the per-sample scores of :func:`activation_clustering`."""
-    return activation_clustering(features, labels, **options)[0]
-
-
-@dataclass(frozen=True)
-class _Reduced:
-    """A class's reduction: the reduced rows the 2-means is fitted on, and every row's reduced
-    block by block (:meth:`blocks`; a linear map is applied to one block of rows at a time,
-    UMAP's embedding is held whole)."""
-
-    fitted: np.ndarray
-    transform: Callable[[np.ndarray], np.ndarray] | None
-    rows: RowSubset
-    keep: np.ndarray
-    whole: np.ndarray | None = None
-
-    def blocks(self) -> Iterator[np.ndarray]:
-        if self.whole is not None:
-            for start in range(0, self.whole.shape[0], BLOCK_ROWS):
-                yield self.whole[start : start + BLOCK_ROWS]
-            return
-        for block in self.rows.blocks():
-            yield self.transform(block[:, self.keep])
-
-
-def _reduce(
-    rows: RowSubset,
-    basis: ClassBasis,
-    fit: np.ndarray,
-    method: str,
-    n_components: int,
-    seed: int,
-) -> _Reduced | None:
+def reduction_plan(
+    basis: ClassBasis, n_fit: int, n_components: int
+) -> tuple[np.ndarray, int] | None:
+    """The columns a class's reduction keeps (those with a spread) and its dimension ``k``, for
+    a fit on ``n_fit`` rows; None when nothing is left to reduce."""
     spread = np.sqrt(basis.scatter_diagonal / basis.n)  # the columns' standard deviations
     keep = spread > 1e-9 * max(float(spread.max(initial=0.0)), 1e-300)
     if not keep.any():
         return None
-    k = int(min(n_components, int(keep.sum()), fit.size - 1))
+    k = int(min(n_components, int(keep.sum()), n_fit - 1))
     if k < 1:
         return None
-    fitted_rows = rows.take(fit)[:, keep]
+    return keep, k
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the convergence and numerical warnings of the reductions (FastICA on a class
+    without independent sources, UMAP on few rows); what they produce is still usable."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", UserWarning)
-        if method in ("pca", "ica"):
-            if method == "pca":
-                model = PCA(n_components=k, random_state=seed)
-            else:
-                model = FastICA(
-                    n_components=k, whiten="unit-variance", max_iter=400, random_state=seed
-                )
-            model.fit(fitted_rows)
-            reduced = _Reduced(np.empty((fit.size, k)), model.transform, rows, keep)
-            # the fitted rows' reductions taken from whole blocks, as every row's is: a matrix
-            # product's rows can differ in the last bits with the number of rows multiplied
-            start = 0
-            for block in reduced.blocks():
-                low, high = np.searchsorted(fit, [start, start + block.shape[0]])
-                reduced.fitted[low:high] = block[fit[low:high] - start]
-                start += block.shape[0]
-            return reduced
-        import umap  # imported here: loading umap (numba) costs seconds
-
-        model = umap.UMAP(
-            n_components=k, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1
-        ).fit(fitted_rows)
-        if fit.size == len(rows):
-            whole = model.embedding_
-        else:
-            whole = model.transform(rows.take(np.arange(len(rows)))[:, keep])
-        return _Reduced(whole[fit], None, rows, keep, whole)
+        yield
 
 
-def _split(reduced: _Reduced, fit: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """2-means on the fitted rows; scores and the minority of every row.
+def fit_reduction(rows: np.ndarray, method: str, k: int, seed: int) -> Any:
+    """The reduction to ``k`` dimensions fitted on ``rows`` (the kept columns of the fit rows):
+    a scikit-learn PCA or FastICA, whose ``transform`` is applied to each block of rows, or a
+    UMAP model, whose transform of new points depends on the batch (call within
+    :func:`quiet`)."""
+    if method == "pca":
+        return PCA(n_components=k, random_state=seed).fit(rows)
+    if method == "ica":
+        model = FastICA(n_components=k, whiten="unit-variance", max_iter=400, random_state=seed)
+        return model.fit(rows)
+    import umap  # imported here: loading umap (numba) costs seconds
 
-    One pass over the reduced blocks assigns each row and measures its position on the line
-    between the centres both ways (which cluster is the smaller is known only at the end), so
-    that only per-row numbers are held, not the ``(n, k)`` reduction.
+    model = umap.UMAP(n_components=k, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1)
+    return model.fit(rows)
+
+
+class TwoMeans:
+    """The 2-means split of a class's reduced rows: fitted on the reduced fit rows, then
+    :meth:`assign` takes a block of reduced rows at a time and :meth:`split` turns what it gave
+    for every row into scores, the minority and the separation.
+
+    Each row is assigned and its position on the line between the centres measured both ways
+    (which cluster is the smaller is known only at the end), so that only per-row numbers are
+    held, not the ``(n, k)`` reduction.
     """
-    model = KMeans(n_clusters=2, n_init=4, random_state=seed).fit(np.nan_to_num(reduced.fitted))
-    centres = model.cluster_centers_
-    length = float(np.linalg.norm(centres[1] - centres[0]))
-    n = len(reduced.rows)
-    assigned = np.empty(n, dtype=np.int64)
-    # towards: position from centre c towards the other centre, for c = 0 and c = 1
-    towards = np.empty((2, n))
-    start = 0
-    for block in reduced.blocks():
+
+    def __init__(self, fitted: np.ndarray, seed: int) -> None:
+        self.model = KMeans(n_clusters=2, n_init=4, random_state=seed).fit(np.nan_to_num(fitted))
+        self.centres = self.model.cluster_centers_
+        self.length = float(np.linalg.norm(self.centres[1] - self.centres[0]))
+
+    def assign(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """A block of reduced rows' clusters and, for c = 0 and 1, their positions from centre
+        c towards the other ``(2, b)`` (None when the centres coincide)."""
         block = np.nan_to_num(block)
-        stop = start + block.shape[0]
-        assigned[start:stop] = model.predict(block)
-        if length > 0:
-            for c in (0, 1):
-                axis = centres[1 - c] - centres[c]
-                towards[c, start:stop] = (block - centres[c]) @ (axis / length)
-        start = stop
-    counts = np.bincount(assigned, minlength=2)
-    small = int(np.argmin(counts)) if counts[0] != counts[1] else 1
-    large = 1 - small
-    if length == 0 or counts[small] == 0:
-        return np.zeros(n), np.zeros(0, dtype=np.int64), 0.0
-    position = towards[large]
-    spreads = [position[assigned == c].std() for c in (large, small)]
-    pooled = float(np.sqrt((spreads[0] ** 2 + spreads[1] ** 2) / 2))
-    separation = length / pooled if pooled > 0 else 0.0
-    unit = spreads[0] if spreads[0] > 0 else max(pooled, 1.0)
-    return position / unit, np.flatnonzero(assigned == small), float(separation)
+        assigned = self.model.predict(block)
+        if self.length <= 0:
+            return assigned, None
+        towards = np.empty((2, block.shape[0]))
+        for c in (0, 1):
+            axis = self.centres[1 - c] - self.centres[c]
+            towards[c] = (block - self.centres[c]) @ (axis / self.length)
+        return assigned, towards
+
+    def split(
+        self, assigned: np.ndarray, towards: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Scores (position towards the smaller cluster in units of the larger one's spread),
+        positions of the smaller cluster's rows, and the separation ``d'``."""
+        n = assigned.shape[0]
+        counts = np.bincount(assigned, minlength=2)
+        small = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+        large = 1 - small
+        if self.length == 0 or counts[small] == 0:
+            return np.zeros(n), np.zeros(0, dtype=np.int64), 0.0
+        position = towards[large]
+        spreads = [position[assigned == c].std() for c in (large, small)]
+        pooled = float(np.sqrt((spreads[0] ** 2 + spreads[1] ** 2) / 2))
+        separation = self.length / pooled if pooled > 0 else 0.0
+        unit = spreads[0] if spreads[0] > 0 else max(pooled, 1.0)
+        return position / unit, np.flatnonzero(assigned == small), float(separation)

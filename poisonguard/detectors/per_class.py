@@ -1,13 +1,16 @@
 """The per-class detectors (spectral signatures, SPECTRE, activation clustering) as class tasks.
 
 These three look at one class at a time, so each class is a task of its own
-(:func:`score_class`) that reads only that class's feature rows, 4,096 at a time (the class's
-mean and scatter matrix, :func:`~poisonguard.detectors.spectral.class_basis`, are computed once
-and shared by the three); a :class:`~poisonguard.tasks.TaskRunner` runs the tasks here or on a
-Dask cluster. Every class's
+(:func:`score_class`) that reads only that class's feature rows, 4,096 at a time
+(:mod:`~poisonguard.detectors.class_rows`; the class's mean and scatter matrix,
+:func:`~poisonguard.detectors.class_rows.class_basis`, are computed once and shared by the
+three); a :class:`~poisonguard.tasks.TaskRunner` runs the tasks here or on a Dask cluster. A
+task carries its class's :class:`~poisonguard.rows.Rows` (a file's path and the class's
+positions, or, to another process, a copy of the class's rows in memory). Every class's
 random draws come from :func:`~poisonguard.seeding.class_rng`, so the scores do not depend on
 where or in which order the classes ran. :func:`per_class_scores` gathers them into per-sample
-arrays, the same arrays the whole-dataset functions of each detector module return.
+arrays (in a :class:`~poisonguard.rows.RowStore`), the same arrays the whole-dataset functions of
+:mod:`~poisonguard.detectors.class_rows` return.
 
 A class that the detectors cannot judge (identical samples: no spread in the features; a
 robust core of coinciding samples) gets score 0 and a note saying why
@@ -20,10 +23,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from poisonguard.detectors.activation_clustering import ClassSplit, split_class
-from poisonguard.detectors.spectral import class_basis, spectral_class_scores
-from poisonguard.detectors.spectre import RobustClassFit, robust_class_fit
-from poisonguard.ondisk import ArrayFile, FeatureSource, RowSubset, Staging, kept_rows
+from poisonguard.detectors.activation_clustering import ClassSplit
+from poisonguard.detectors.class_rows import (
+    class_basis,
+    robust_class_fit,
+    spectral_class_scores,
+    split_class,
+)
+from poisonguard.detectors.spectre import RobustClassFit
+from poisonguard.ondisk import ArrayFile
+from poisonguard.rows import Rows, RowStore, as_rows
 from poisonguard.seeding import class_rng
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -44,16 +53,14 @@ class ClassTask:
     """One class's work: its code, its members (dataset indices), its feature rows and which
     detectors to run.
 
-    ``rows`` holds the class's rows, or, when ``in_rows`` is given, a larger array or a
-    :class:`~poisonguard.ondisk.ArrayFile` whose rows ``in_rows`` are the class's (the local
-    runner passes the whole feature array and so makes no copy; a Dask task carries only its
+    ``rows`` are the class's rows (:meth:`~poisonguard.rows.Rows.for_task`: the local runner
+    reads them from the whole feature array and so makes no copy; a Dask task carries only its
     class's rows, or the file's path).
     """
 
     code: int
     members: np.ndarray
-    rows: FeatureSource
-    in_rows: np.ndarray | None
+    rows: Rows
     detectors: tuple[str, ...]
     seed: int
     reduce: str
@@ -83,16 +90,16 @@ class PerClassScores:
     classes large enough to score whose robust fit (SPECTRE, the backdoor tests' distance
     ratios) could not be made: their samples score 0 there."""
 
-    spectral: FeatureSource
+    spectral: np.ndarray | ArrayFile
     robust: RobustClassFit
-    clusters: tuple[FeatureSource, list[ClassSplit]]
+    clusters: tuple[np.ndarray | ArrayFile, list[ClassSplit]]
     notes: dict[int, tuple[str, ...]] = field(default_factory=dict)
     unfitted: frozenset[int] = frozenset()
 
 
 def score_class(task: ClassTask) -> ClassScores:
     """Run the chosen per-class detectors on one class (a task; see the module docstring)."""
-    rows = RowSubset(task.rows, task.in_rows)  # read block by block, never whole
+    rows = task.rows  # read block by block, never whole
     basis = class_basis(rows)  # the class's mean and scatter, shared by the three detectors
     spectral = spectre = split = None
     notes: list[str] = []
@@ -121,7 +128,7 @@ def score_class(task: ClassTask) -> ClassScores:
 
 
 def per_class_scores(
-    features: FeatureSource,
+    features: np.ndarray | ArrayFile | Rows,
     labels: np.ndarray,
     *,
     detectors: tuple[str, ...] = PER_CLASS_DETECTORS,
@@ -130,21 +137,24 @@ def per_class_scores(
     reduce: str = "pca",
     runner: TaskRunner | None = None,
     progress: bool = False,
-    staging: Staging | None = None,
+    store: RowStore | None = None,
 ) -> PerClassScores:
-    """Run the per-class ``detectors`` on every class of ``features`` ``(N, F)`` (an array or a
-    :class:`~poisonguard.ondisk.ArrayFile`), one task per class on ``runner`` (default: one
-    after another in this process). Each task reads only its class's rows, a block at a time.
+    """Run the per-class ``detectors`` on every class of ``features`` ``(N, F)`` (an array, an
+    :class:`~poisonguard.ondisk.ArrayFile` or :class:`~poisonguard.rows.Rows`), one task per
+    class on ``runner`` (default: one after another in this process). Each task reads only its
+    class's rows, a block at a time.
 
     Classes smaller than ``min_class_size`` (and than 2, or 4 for activation clustering) get
-    score 0, as in the whole-dataset functions. With ``staging`` (an out-of-core scan) the
-    per-sample arrays are written there and read back as
-    :class:`~poisonguard.ondisk.ArrayFile` objects.
+    score 0, as in the whole-dataset functions. The per-sample arrays go to ``store`` (default:
+    memory; on an out-of-core scan, staging files read back as
+    :class:`~poisonguard.ondisk.ArrayFile` objects).
     """
     unknown = [name for name in detectors if name not in PER_CLASS_DETECTORS]
     if unknown:
         raise ValueError(f"not per-class detectors: {', '.join(unknown)}")
     runner = runner or LocalTasks()
+    store = store or RowStore()
+    features = as_rows(features)
     labels = np.asarray(labels)
     tasks = []
     for code in np.unique(labels):
@@ -153,27 +163,22 @@ def per_class_scores(
         split = members.size >= max(4, min_class_size)
         if not (scored or split):
             continue
-        if runner.shares_memory or isinstance(features, ArrayFile):
-            rows, in_rows = features, members  # no copy; a worker reads a file itself
-        else:
-            rows, in_rows = np.ascontiguousarray(features[members]), None
+        rows = features.subset(members).for_task(runner.shares_memory)
         tasks.append(
-            ClassTask(
-                int(code), members, rows, in_rows, tuple(detectors), seed, reduce, scored, split
-            )
+            ClassTask(int(code), members, rows, tuple(detectors), seed, reduce, scored, split)
         )
     results = runner.map(score_class, tasks, label="Per-class detectors", progress=progress)
 
     n = labels.shape[0]
 
-    def gathered(pick) -> FeatureSource:
-        """One per-sample array from every class's results (kept in ``staging`` if given)."""
+    def gathered(pick) -> np.ndarray | ArrayFile:
+        """One per-sample array from every class's results, kept in ``store``."""
         out = np.zeros(n)
         for task, result in zip(tasks, results, strict=True):
             values = pick(result)
             if values is not None:
                 out[task.members] = values
-        return kept_rows(staging, out)
+        return store.keep(out)
 
     robust_scored = np.zeros(n, dtype=bool)
     splits = []

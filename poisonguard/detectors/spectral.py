@@ -8,6 +8,12 @@ Limits: needs a few per cent of a class to be poisoned for the signal to reach t
 direction; misses attacks that do not separate in the representation (e.g. clean-label attacks
 with small perturbations, random label noise); in a class with a strong natural split the top
 direction is that split and the score flags it too.
+
+This module holds the steps, as functions of arrays: a class's mean and scatter summed over
+blocks of its rows (:func:`scatter`, :meth:`ClassBasis.from_sums`), the projection of a block
+(:meth:`ClassBasis.project_block`) and the score of the projections (:func:`scores`).
+:mod:`poisonguard.detectors.class_rows` walks each class's rows, in memory or in a file, through
+them (:func:`~poisonguard.detectors.class_rows.spectral_signature_scores`).
 """
 
 from __future__ import annotations
@@ -16,53 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poisonguard.ondisk import FeatureSource, RowSubset
-
-__all__ = [
-    "SPREAD_TOLERANCE",
-    "ClassBasis",
-    "class_basis",
-    "spectral_class_scores",
-    "spectral_signature_scores",
-]
+__all__ = ["SPREAD_TOLERANCE", "ClassBasis", "scatter", "scores"]
 
 SPREAD_TOLERANCE = 1e-6
 """A class *has no spread* when no feature's standard deviation over the class exceeds this
 share of the feature's magnitude (:attr:`ClassBasis.has_spread`): identical inputs give identical
 features, and what is left after centering is rounding (float32 features carry about 7 digits),
 which no detector should rank."""
-
-
-def spectral_signature_scores(
-    features: FeatureSource, labels: np.ndarray, *, min_class_size: int = 10
-) -> np.ndarray:
-    """Per-sample spectral-signature score; higher = more suspicious.
-
-    For each class: centre the features at the class mean, take the top right singular vector
-    ``v`` of the centred matrix, project each sample on it, and score it by its squared distance
-    from the class's *median* projection. (The paper measures from the mean; the median keeps the
-    centre inside the clean mode when an all-to-one attack makes the poison a third or more of the
-    target class, which pulls the mean into the gap between the two groups.)
-
-    Parameters
-    ----------
-    features : ndarray, shape (N, F)
-    labels : ndarray of int, shape (N,)
-    min_class_size : int
-        Classes with fewer samples are not scored (score 0): a singular direction of a handful of
-        samples says nothing.
-
-    Returns
-    -------
-    ndarray of float64, shape (N,)
-        Non-negative; comparable within a class, not across classes.
-    """
-    scores = np.zeros(features.shape[0], dtype=np.float64)
-    for code in np.unique(labels):
-        members = np.flatnonzero(labels == code)
-        if members.size >= max(2, min_class_size):
-            scores[members] = spectral_class_scores(RowSubset(features, members))
-    return scores
 
 
 @dataclass(frozen=True)
@@ -87,9 +53,13 @@ class ClassBasis:
         magnitude = np.sqrt(np.square(self.mean) + np.square(deviation))
         return bool(np.any(deviation > SPREAD_TOLERANCE * magnitude))
 
-    def project(self, rows: RowSubset, k: int) -> np.ndarray:
-        """The centred rows on the top ``k`` eigenvectors, ``(n, k)``, block by block."""
-        return np.concatenate([self.project_block(block, k) for block in rows.blocks()])
+    @staticmethod
+    def from_sums(n: int, mean: np.ndarray, scatter: np.ndarray) -> ClassBasis:
+        """The basis of ``n`` rows from their mean and their summed :func:`scatter` ``(F, F)``:
+        the top right singular vectors of the centred class are the top eigenvectors of the
+        scatter matrix, cheaper than an SVD of the ``(n, F)`` matrix when ``n >> F``."""
+        eigenvalues, vectors = np.linalg.eigh(scatter)
+        return ClassBasis(n, mean, np.diag(scatter).copy(), eigenvalues, vectors)
 
     def project_block(self, block: np.ndarray, k: int) -> np.ndarray:
         """One block of rows ``(b, F)`` centred and on the top ``k`` eigenvectors; a row's
@@ -97,30 +67,15 @@ class ClassBasis:
         return (block - self.mean) @ self.vectors[:, -k:]
 
 
-def class_basis(rows: RowSubset) -> ClassBasis:
-    """Two passes over the rows (mean, then scatter), one block in memory at a time: the
-    top right singular vectors of the centred class are the top eigenvectors of the ``F x F``
-    scatter matrix, cheaper than an SVD of the ``(n, F)`` matrix when ``n >> F``."""
-    n = len(rows)
-    total = np.zeros(rows.width)
-    for block in rows.blocks():
-        total += block.sum(axis=0)
-    mean = total / n
-    scatter = np.zeros((rows.width, rows.width))
-    for block in rows.blocks():
-        centred = block - mean
-        scatter += centred.T @ centred
-    eigenvalues, vectors = np.linalg.eigh(scatter)
-    return ClassBasis(n, mean, np.diag(scatter).copy(), eigenvalues, vectors)
+def scatter(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """A block of a class's rows' contribution ``(F, F)`` to its scatter matrix about ``mean``
+    (summed over the blocks after a first pass for the mean)."""
+    centred = block - mean
+    return centred.T @ centred
 
 
-def spectral_class_scores(
-    rows: RowSubset | np.ndarray, basis: ClassBasis | None = None
-) -> np.ndarray:
-    """Spectral-signature scores of one class's rows (see above); ``basis`` if already known."""
-    rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
-    basis = basis or class_basis(rows)
-    if not basis.has_spread:
-        return np.zeros(len(rows))  # no direction to project on: rounding is not a signature
-    projection = basis.project(rows, 1)[:, 0]
+def scores(projection: np.ndarray) -> np.ndarray:
+    """Spectral-signature scores of one class from its rows' projections on the top direction
+    (:meth:`ClassBasis.project_block` with ``k = 1``): the squared distance from the class's
+    *median* projection."""
     return np.square(projection - np.median(projection))

@@ -34,12 +34,19 @@ fit means something and left unscored, with a note that says why, where it does 
   copy each, and says so; if even those leave no spread, the class is not fitted;
 * scikit-learn's test for a zero covariance has an absolute tolerance, which features of a
   small scale fail although they spread: such a start is retried at unit scale.
+
+This module holds the steps, as functions of arrays: which rows the fit uses
+(:func:`whitening_plan`), the robust fit on their projections (:func:`fit_whitening`), and, for
+each block of rows, the whitened rows (:meth:`Whitening.apply`), their distances
+(:func:`squared_norms`) and QUE scores (:func:`que`, weighted by :func:`que_weights` of the
+whitened covariance). :mod:`poisonguard.detectors.class_rows` walks each class's rows, in memory
+or in a file, through them (:func:`~poisonguard.detectors.class_rows.robust_class_fit`,
+:func:`~poisonguard.detectors.class_rows.spectre_scores`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,18 +55,20 @@ from scipy.stats import chi2
 from sklearn.cluster import KMeans
 from sklearn.covariance import MinCovDet
 
-from poisonguard.detectors.spectral import ClassBasis, class_basis
-from poisonguard.ondisk import RowSubset
-from poisonguard.seeding import class_rng
+from poisonguard.detectors.spectral import ClassBasis
 
 __all__ = [
     "RobustClassFit",
-    "robust_class_fit",
-    "robust_class_fits",
-    "spectre_scores",
+    "Whitening",
+    "check_alpha",
+    "distance_ratio",
+    "fit_whitening",
+    "minimum_covariance_determinant",
+    "que",
     "que_scores",
     "que_weights",
-    "minimum_covariance_determinant",
+    "squared_norms",
+    "whitening_plan",
 ]
 
 
@@ -79,150 +88,29 @@ class RobustClassFit:
     scored: np.ndarray
 
 
-def robust_class_fits(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    min_class_size: int = 10,
-    n_components: int = 10,
-    alpha: float = 4.0,
-    max_fit_samples: int = 500,
-    seed: int = 0,
-) -> RobustClassFit:
-    """Robustly whiten each class's top subspace once; QUE scores and robust distances.
-
-    Parameters are those of :func:`spectre_scores`; each class is fitted by
-    :func:`robust_class_fit` with its own generator (:func:`~poisonguard.seeding.class_rng`).
-    """
+def check_alpha(alpha: float) -> None:
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    n = features.shape[0]
-    que, distance, ratio = np.zeros(n), np.zeros(n), np.zeros(n)
-    scored = np.zeros(n, dtype=bool)
-    for code in np.unique(labels):
-        members = np.flatnonzero(labels == code)
-        if members.size < max(2, min_class_size):
-            continue
-        fitted = robust_class_fit(
-            RowSubset(features, members),
-            class_rng(seed, code),
-            n_components=n_components,
-            alpha=alpha,
-            max_fit_samples=max_fit_samples,
-        )
-        if fitted is not None:
-            scored[members] = True
-            que[members], distance[members], ratio[members] = fitted
-    return RobustClassFit(que, distance, ratio, scored)
 
 
-def robust_class_fit(
-    rows: RowSubset | np.ndarray,
-    rng: np.random.Generator,
-    *,
-    n_components: int = 10,
-    alpha: float = 4.0,
-    max_fit_samples: int = 500,
-    basis: ClassBasis | None = None,
-    notes: list[str] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """QUE score, squared robust distance and distance ratio of one class's rows ``(n, F)``
-    (read block by block; ``basis`` if already known).
-
-    None when the class has no usable direction or its robust core has no spread (see the
-    module docstring); ``notes``, if given, gets a sentence saying why, or that the fit was
-    made on the distinct rows only. See :class:`RobustClassFit`.
-    """
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    rows = rows if isinstance(rows, RowSubset) else RowSubset(rows)
-    notes = [] if notes is None else notes
-    whitening = _robust_whitening(
-        rows, basis or class_basis(rows), n_components, max_fit_samples, rng, notes
-    )
-    if whitening is None:
-        return None
-    # Two passes over the class's blocks, holding per-row numbers only, never the (n, k)
-    # whitened rows: squared distances and the whitened covariance, then the QUE scores.
-    k = whitening.k
-    squared = np.empty(len(rows))
-    covariance = np.zeros((k, k))
-    for start, block in _starts(rows):
-        whitened = whitening.apply(block)
-        squared[start : start + block.shape[0]] = _squared_norms(whitened)
-        covariance += whitened.T @ whitened
-    weights = que_weights(covariance / max(len(rows), 1), alpha=alpha)
-    que = np.empty(len(rows))
-    for start, block in _starts(rows):
-        que[start : start + block.shape[0]] = _que(whitening.apply(block), weights)
-    # The median over the estimator's clean support, not over the class: when poison is half of
-    # a class, the class median falls in the gap between the two groups.
-    middle = float(np.median(squared[whitening.support]))
-    ratio = squared / middle if middle > 0 else np.zeros_like(squared)
-    return que, squared, ratio
-
-
-def _starts(rows: RowSubset) -> Iterator[tuple[int, np.ndarray]]:
-    """``(position of the first row, block)`` over the blocks of ``rows``."""
-    start = 0
-    for block in rows.blocks():
-        yield start, block
-        start += block.shape[0]
-
-
-def _squared_norms(whitened: np.ndarray) -> np.ndarray:
+def squared_norms(whitened: np.ndarray) -> np.ndarray:
+    """Squared robust distances of whitened rows (:meth:`Whitening.apply`)."""
     return np.nan_to_num(np.square(whitened).sum(axis=1), nan=0.0, posinf=1e12)
 
 
-def spectre_scores(
-    features: np.ndarray,
-    labels: np.ndarray,
-    *,
-    min_class_size: int = 10,
-    n_components: int = 10,
-    alpha: float = 4.0,
-    max_fit_samples: int = 500,
-    seed: int = 0,
-) -> np.ndarray:
-    """Per-sample QUE score in each class's robustly whitened top subspace; higher = more
-    suspicious.
-
-    Parameters
-    ----------
-    features : ndarray, shape (N, F)
-    labels : ndarray of int, shape (N,)
-    min_class_size : int
-        Smaller classes are not scored (score 0).
-    n_components : int
-        Dimension ``k`` of the principal subspace of each class.
-    alpha : float
-        QUE's temperature (``>= 0``); 0 gives the robust Mahalanobis distance.
-    max_fit_samples : int
-        The robust covariance is fitted on at most this many samples of a class (a seeded random
-        subset); every sample is scored.
-    seed : int
-
-    Returns
-    -------
-    ndarray of float64, shape (N,)
-        Non-negative; comparable within a class, not across classes.
-    """
-    return robust_class_fits(
-        features,
-        labels,
-        min_class_size=min_class_size,
-        n_components=n_components,
-        alpha=alpha,
-        max_fit_samples=max_fit_samples,
-        seed=seed,
-    ).que
+def distance_ratio(squared: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Squared robust distances divided by their median over the estimator's clean support,
+    not over the class: when poison is half of a class, the class median falls in the gap
+    between the two groups."""
+    middle = float(np.median(squared[support]))
+    return squared / middle if middle > 0 else np.zeros_like(squared)
 
 
 def que_scores(whitened: np.ndarray, *, alpha: float = 4.0) -> np.ndarray:
     """QUE score of each row of an already whitened matrix ``(n, k)``."""
     n, k = whitened.shape
     covariance = whitened.T @ whitened / max(n, 1)
-    return _que(whitened, que_weights(covariance, alpha=alpha))
+    return que(whitened, que_weights(covariance, alpha=alpha))
 
 
 def que_weights(covariance: np.ndarray, *, alpha: float = 4.0) -> np.ndarray:
@@ -236,7 +124,7 @@ def que_weights(covariance: np.ndarray, *, alpha: float = 4.0) -> np.ndarray:
     return linalg.expm(alpha * (covariance - np.eye(k)) / (top - 1.0))
 
 
-def _que(whitened: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def que(whitened: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per-row QUE score ``w^T W w / tr W``; a row's score depends on that row only."""
     scores = np.einsum("ij,jk,ik->i", whitened, weights, whitened) / np.trace(weights)
     return np.nan_to_num(scores, nan=0.0, posinf=1e12)
@@ -247,7 +135,7 @@ _CLUSTER_STARTS = 2
 
 
 @dataclass(frozen=True)
-class _Whitening:
+class Whitening:
     """A class's robust whitening of its top ``k`` principal subspace, and the positions of the
     rows in the MCD estimator's support."""
 
@@ -268,19 +156,18 @@ CORE_SPREAD_TOLERANCE = 1e-6
 this share of the class's (the MCD picked a half of coinciding rows)."""
 
 
-def _robust_whitening(
-    rows: RowSubset,
+def whitening_plan(
     basis: ClassBasis,
     n_components: int,
     max_fit_samples: int,
     rng: np.random.Generator,
     notes: list[str] | None = None,
-) -> _Whitening | None:
-    """Fit an MCD whitening of the rows' top principal subspace on at most ``max_fit_samples``
-    rows (only those rows' projections are kept); None when the class has no usable
-    direction or no robust core with a spread (``notes`` gets the reason)."""
+) -> tuple[int, np.ndarray] | None:
+    """The dimension ``k`` of a class's robust whitening and the sorted positions of the rows
+    (at most ``max_fit_samples``, a seeded sample) it is fitted on; None when the class has no
+    usable direction (``notes`` gets the reason)."""
     notes = [] if notes is None else notes
-    n = len(rows)
+    n = basis.n
     if not basis.has_spread:
         notes.append(
             f"its {n} samples have the same features in the model (identical or all but "
@@ -296,13 +183,24 @@ def _robust_whitening(
     chosen = np.arange(n)
     if n > max_fit_samples:
         chosen = np.sort(rng.choice(n, max_fit_samples, replace=False))
-    # the chosen rows' projections taken from whole blocks: a matrix product's rows can differ
-    # in the last bits with the number of rows multiplied, and blocks are the same everywhere
-    fitted = np.empty((chosen.size, k))
-    for start, block in _starts(rows):
-        low, high = np.searchsorted(chosen, [start, start + block.shape[0]])
-        if low < high:
-            fitted[low:high] = basis.project_block(block, k)[chosen[low:high] - start]
+    return k, chosen
+
+
+def fit_whitening(
+    basis: ClassBasis,
+    fitted: np.ndarray,
+    chosen: np.ndarray,
+    rng: np.random.Generator,
+    notes: list[str] | None = None,
+) -> Whitening | None:
+    """Fit an MCD whitening of the class's top ``k`` principal subspace on the projections
+    ``fitted`` ``(m, k)`` (:meth:`ClassBasis.project_block`) of its rows ``chosen`` (see
+    :func:`whitening_plan`; take them from the blocks every row is projected in: a matrix
+    product's rows can differ in the last bits with the number of rows multiplied); None when
+    the class has no robust core with a spread (``notes`` gets the reason)."""
+    notes = [] if notes is None else notes
+    n, k = basis.n, fitted.shape[1]
+    eigenvalues = basis.eigenvalues
     # the class's own variance along each axis of the subspace (the axes are its eigenvectors)
     class_variance = np.maximum(eigenvalues[-k:], 1e-300) / n
     half = _best_half(fitted, rng)
@@ -341,7 +239,7 @@ def _robust_whitening(
     covariance = covariance + 1e-9 * np.trace(covariance) / k * np.eye(k)
     values, axes = np.linalg.eigh(covariance)
     values = np.maximum(values, 1e-12 * max(values[-1], 1e-300))
-    return _Whitening(basis, k, location, axes, np.sqrt(values), chosen[support])
+    return Whitening(basis, k, location, axes, np.sqrt(values), chosen[support])
 
 
 def _no_spread(rows: np.ndarray, class_variance: np.ndarray) -> bool:
