@@ -35,7 +35,7 @@ import numpy as np
 
 from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, Staging
 
-__all__ = ["BLOCK_ROWS", "RowStore", "Rows", "as_rows", "where"]
+__all__ = ["BLOCK_ROWS", "RowStore", "Rows", "RowsLike", "as_rows", "where"]
 
 
 class Rows:
@@ -258,12 +258,17 @@ class GroupedRows:
         return np.concatenate([self.sorted[a:b] for a, b in ranges if b > a])
 
 
-def as_rows(array: np.ndarray | ArrayFile | Rows) -> Rows:
+RowsLike = np.ndarray | ArrayFile | Rows
+"""What takes rows: an array in memory, an :class:`~poisonguard.ondisk.ArrayFile`, or
+:class:`Rows`."""
+
+
+def as_rows(array: RowsLike) -> Rows:
     """``array`` as :class:`Rows` (itself if it already is)."""
     return array if isinstance(array, Rows) else Rows(array)
 
 
-def where(array: np.ndarray | ArrayFile | Rows, *, staged: bool = False) -> str:
+def where(array: RowsLike, *, staged: bool = False) -> str:
     """Where ``array``'s rows are, in words (:meth:`Rows.location`)."""
     return as_rows(array).location(staged=staged)
 

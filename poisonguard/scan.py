@@ -32,8 +32,9 @@ from poisonguard.detectors import (
     get_detectors,
 )
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
-from poisonguard.ondisk import ArrayFile, FeatureSource, Staging, kept_rows, map_rows
+from poisonguard.ondisk import ArrayFile, Staging
 from poisonguard.results import ClassFinding, Embedding, RuleOff, ScanResult
+from poisonguard.rows import RowStore, as_rows, where
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
 __all__ = [
@@ -276,7 +277,7 @@ def scan_embedding(
         per_class_detectors=tuple(d.name for d in detectors if d.name in PER_CLASS_DETECTORS),
         runner=runner or LocalTasks(),
         progress=progress,
-        staging=staging,
+        store=RowStore(staging),
         table=dataset.x if dataset.kind == "table" else None,
     )
     unjudged: dict[int, str] = {}
@@ -285,13 +286,10 @@ def scan_embedding(
         per_class = inputs.per_class  # runs the per-class tasks together, timed on their own
         timings["detectors:per-class"] = time.perf_counter() - start
         unjudged = _per_class_warnings(dataset, per_class, scored, warnings_)
-    detector_scores: dict[str, FeatureSource] = {}
+    detector_scores: dict[str, np.ndarray | ArrayFile] = {}
     for detector in detectors:
         start = time.perf_counter()
-        scores = detector.run(inputs)
-        if not isinstance(scores, ArrayFile):  # else already written to staging
-            scores = kept_rows(staging, np.asarray(scores, dtype=np.float64))
-        detector_scores[detector.name] = scores
+        detector_scores[detector.name] = inputs.store.keep_scores(detector.run(inputs))
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -340,16 +338,16 @@ def scan_embedding(
         target_classes=[dataset.class_names[c] for c in decision.target_classes],
         attack_kinds=decision.attack_kinds,
         finding=np.asarray(decision.kind, dtype=object),
-        predicted=map_rows(_most_probable, predicting).astype(np.int64),
-        predicted_probability=map_rows(_top_probability, predicting).astype(np.float64),
+        predicted=as_rows(predicting).map(_most_probable).astype(np.int64),
+        predicted_probability=as_rows(predicting).map(_top_probability).astype(np.float64),
         settings=settings.as_dict(),
         timings=timings,
         warnings=warnings_,
         rules_off=off,
         execution={
             "tasks": inputs.runner.description,
-            "samples": _where(dataset.x, staged=True),
-            "features": _where(embedding.features),
+            "samples": where(dataset.x, staged=True),
+            "features": where(embedding.features),
             # training's thread count changes the scores (see embed.torch_threads)
             "torch_threads": embedding.model.get("training", {}).get("torch_threads"),
         },
@@ -362,13 +360,6 @@ def _most_probable(probabilities: np.ndarray) -> np.ndarray:
 
 def _top_probability(probabilities: np.ndarray) -> np.ndarray:
     return probabilities.max(axis=1)
-
-
-def _where(array, *, staged: bool = False) -> str:
-    if not isinstance(array, ArrayFile):
-        return "in memory"
-    where = "a staging file removed after the scan" if staged else f"file {array.path}"
-    return f"{where}, read {array.chunk_rows} rows at a time"
 
 
 RULE_DETECTORS = {"backdoor": "spectre", "label-noise": "confident-learning"}

@@ -6,11 +6,16 @@ Scores are comparable within a class, not across detectors; :mod:`poisonguard.de
 calibrates them per class and turns them into flags.
 
 The registry adapts each function to one call signature, ``run(inputs) -> scores``, where
-``inputs`` is a :class:`DetectorInputs`; functions whose score for a sample depends on that
-sample's records only (early loss, TracIn, AUM) are applied to blocks of rows
-(:func:`~poisonguard.ondisk.map_rows`), so the records may stay in a file. Work that several
+``inputs`` is a :class:`DetectorInputs`. The detector modules see arrays only; this registry and
+its adapters do the walking over rows that may be in memory or in a file
+(:class:`~poisonguard.rows.Rows`): functions whose score for a sample depends on that sample's
+records only (early loss, TracIn, AUM, confident learning's ``1 - p_y``) are applied to blocks of
+rows (:meth:`~poisonguard.rows.Rows.map`); the detectors that pass over every sample are walked
+by :mod:`~poisonguard.detectors.streaming`, the per-class ones class by class by
+:mod:`~poisonguard.detectors.class_rows` as tasks of :mod:`~poisonguard.detectors.per_class`.
+:class:`DetectorInputs` checks the embedding once, as it enters the detectors. Work that several
 detectors and the decision share (the robust whitening of each class, the out-of-sample
-probabilities) is computed once, on first use.
+probabilities) is computed once, on first use, and kept in its :class:`~poisonguard.rows.RowStore`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
+from poisonguard.detectors import validation
 from poisonguard.detectors.activation_clustering import REDUCERS, ClassSplit
 from poisonguard.detectors.confident_learning import confident_learning_scores
 from poisonguard.detectors.influence import tracin_self_influence
@@ -33,10 +39,9 @@ from poisonguard.detectors.streaming import (
     trusted_influence_scores,
 )
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
-from poisonguard.ondisk import FeatureSource, Staging, map_rows, whole
 from poisonguard.plugins import DETECTOR_GROUP, PluginFailure, discover
 from poisonguard.results import Embedding
-from poisonguard.rows import RowStore, as_rows
+from poisonguard.rows import RowsLike, RowStore, as_rows
 from poisonguard.tasks import LocalTasks, TaskRunner
 
 __all__ = [
@@ -89,9 +94,9 @@ class DetectorInputs:
         Where the per-class tasks run (default: here, one after another).
     progress : bool
         Show a progress bar over the per-class tasks.
-    staging : Staging or None
-        An out-of-core scan's staging area: the shared per-sample results (per-class scores,
-        out-of-sample probabilities) are written there and read back a block or a class at a
+    store : RowStore
+        Where the shared per-sample results (per-class scores, out-of-sample probabilities)
+        go: memory, or an out-of-core scan's staging folder, read back a block or a class at a
         time.
     table : ndarray (N, D), ArrayFile or None
         The raw columns of a table dataset. The out-of-sample heads are fitted on them instead
@@ -99,6 +104,15 @@ class DetectorInputs:
         features, so heads on those features are not out of sample (the shipped breast-cancer
         table with 57 of 569 labels flipped: AUROC of ``1 - p_y`` 0.88 on the features, 0.97
         on the columns; concatenating both: 0.87).
+
+    Raises
+    ------
+    ValueError
+        If the embedding's features ``(N, F)``, probabilities ``(N, K)`` (softmax outputs),
+        the labels ``(N,)`` in ``[0, K)`` or the table do not fit together, or hold NaN or
+        infinite values. Values are checked here, once, in a pass over the rows (not when the
+        embedding came from the cache, which checked them on reading), so the detectors do not
+        check them again.
     """
 
     embedding: Embedding
@@ -110,8 +124,34 @@ class DetectorInputs:
     per_class_detectors: tuple[str, ...] = PER_CLASS_DETECTORS
     runner: TaskRunner = field(default_factory=LocalTasks)
     progress: bool = False
-    staging: Staging | None = None
-    table: FeatureSource | None = None
+    store: RowStore = field(default_factory=RowStore)
+    table: RowsLike | None = None
+
+    def __post_init__(self) -> None:
+        features = as_rows(self.embedding.features)
+        probabilities = as_rows(self.embedding.probabilities)
+        validation.check_matrix(features.shape)
+        validation.check_matrix(probabilities.shape, "probabilities", "K")
+        n = features.shape[0]
+        if probabilities.shape[0] != n:
+            raise ValueError(
+                f"probabilities must have shape (N, K) = ({n}, K) to match features of shape "
+                f"{features.shape}; got {probabilities.shape}"
+            )
+        self.labels = validation.check_labels(self.labels, n, probabilities.shape[1])
+        checks = [] if self.embedding.from_cache else [(features, "features")]
+        if self.table is not None:
+            validation.check_matrix(as_rows(self.table).shape, "table columns", "D")
+            checks.append((as_rows(self.table), "table columns"))
+        for rows, name in checks:
+            for _, block in rows.blocks():
+                validation.check_finite(block, name)
+        if not self.embedding.from_cache:
+            for _, block in probabilities.blocks():
+                validation.check_probabilities(block)
+        if self.trusted is not None:  # in memory, and small
+            validation.check_finite(self.trusted.features, "trusted features")
+            validation.check_probabilities(self.trusted.probabilities, "trusted probabilities")
 
     @property
     def n_classes(self) -> int:
@@ -133,7 +173,7 @@ class DetectorInputs:
             reduce=self.reduce,
             runner=self.runner,
             progress=self.progress,
-            store=RowStore(self.staging),
+            store=self.store,
         )
 
     def per_class_result(self, name: str) -> PerClassScores:
@@ -154,7 +194,8 @@ class DetectorInputs:
             self.labels,
             n_classes=self.n_classes,
             seed=self.seed,
-            store=RowStore(self.staging),
+            store=self.store,
+            check_finite=False,
         )
 
     @cached_property
@@ -181,7 +222,7 @@ class Detector:
     """The distribution (``"name version"``) of a plug-in detector; empty for a built-in."""
 
 
-ARRAY_INPUTS: dict[str, Callable[[DetectorInputs], FeatureSource]] = {
+ARRAY_INPUTS: dict[str, Callable[[DetectorInputs], RowsLike]] = {
     "features": lambda inputs: inputs.embedding.features,
     "probabilities": lambda inputs: inputs.embedding.probabilities,
     "labels": lambda inputs: inputs.labels,
@@ -225,8 +266,8 @@ def array_detector(
     def run(detector_inputs: DetectorInputs) -> np.ndarray:
         arrays = [ARRAY_INPUTS[key](detector_inputs) for key in inputs]
         if per_row:
-            return map_rows(function, arrays[0], *(whole(a) for a in arrays[1:]))
-        return np.asarray(function(*(whole(a) for a in arrays)))
+            return as_rows(arrays[0]).map(function, *(as_rows(a).whole() for a in arrays[1:]))
+        return np.asarray(function(*(as_rows(a).whole() for a in arrays)))
 
     run.__name__ = run.__qualname__ = f"array_detector[{name}]"
     return Detector(name, run, family, summary)
@@ -245,16 +286,18 @@ def _activation_clustering(inputs: DetectorInputs) -> np.ndarray:
 
 
 def _early_loss(inputs: DetectorInputs) -> np.ndarray:
-    return map_rows(early_loss_scores, inputs.embedding.loss)
+    return as_rows(inputs.embedding.loss).map(early_loss_scores)
 
 
 def _tracin(inputs: DetectorInputs) -> np.ndarray:
-    return map_rows(tracin_self_influence, inputs.embedding.gradient_sq)
+    return as_rows(inputs.embedding.gradient_sq).map(tracin_self_influence)
 
 
 def _influence(inputs: DetectorInputs) -> np.ndarray:
     embedding = inputs.embedding
-    return influence_self_scores(embedding.features, embedding.probabilities, inputs.labels)
+    return influence_self_scores(
+        embedding.features, embedding.probabilities, inputs.labels, check_finite=False
+    )
 
 
 def _trusted_influence(inputs: DetectorInputs) -> np.ndarray:
@@ -268,6 +311,7 @@ def _trusted_influence(inputs: DetectorInputs) -> np.ndarray:
         trusted.features,
         trusted.probabilities,
         trusted.labels,
+        check_finite=False,
     )
 
 
@@ -276,11 +320,12 @@ def _confident_learning(inputs: DetectorInputs) -> np.ndarray:
 
 
 def _knn_labels(inputs: DetectorInputs) -> np.ndarray:
-    return knn_label_disagreement(inputs.embedding.features, inputs.labels, seed=inputs.seed)
+    features = inputs.embedding.features
+    return knn_label_disagreement(features, inputs.labels, seed=inputs.seed, check_finite=False)
 
 
 def _area_under_margin(inputs: DetectorInputs) -> np.ndarray:
-    return map_rows(area_under_margin_scores, inputs.embedding.margin)
+    return as_rows(inputs.embedding.margin).map(area_under_margin_scores)
 
 
 DETECTORS: dict[str, Detector] = {

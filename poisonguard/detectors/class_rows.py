@@ -22,8 +22,7 @@ from poisonguard.detectors import spectral, spectre
 from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.spectral import ClassBasis
 from poisonguard.detectors.spectre import RobustClassFit
-from poisonguard.ondisk import ArrayFile
-from poisonguard.rows import Rows, as_rows
+from poisonguard.rows import Rows, RowsLike, as_rows
 from poisonguard.seeding import class_rng
 
 __all__ = [
@@ -37,8 +36,6 @@ __all__ = [
     "spectre_scores",
     "split_class",
 ]
-
-RowsLike = np.ndarray | ArrayFile | Rows
 
 
 def _blocks(rows: Rows) -> Iterator[np.ndarray]:

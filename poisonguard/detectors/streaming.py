@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from poisonguard.detectors import confident_learning, influence, knn_labels, validation
 from poisonguard.ondisk import ArrayFile
-from poisonguard.rows import Rows, RowStore, as_rows
+from poisonguard.rows import Rows, RowsLike, RowStore, as_rows
 
 __all__ = [
     "influence_self_scores",
@@ -33,10 +33,6 @@ __all__ = [
     "out_of_sample_probabilities",
     "trusted_influence_scores",
 ]
-
-RowsLike = np.ndarray | ArrayFile | Rows
-"""What the functions here accept for per-sample arrays."""
-
 
 def influence_self_scores(
     features: RowsLike,
