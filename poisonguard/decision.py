@@ -74,7 +74,7 @@ from functools import partial
 
 import numpy as np
 
-from poisonguard.ondisk import FeatureSource, map_rows, take_rows
+from poisonguard.rows import Rows, RowsLike, as_rows
 from poisonguard.tail_gap import TAIL_SHARE, TailGap, emptiest_cut, tail_gap
 
 __all__ = [
@@ -158,18 +158,19 @@ class Decision:
         return kinds
 
 
-def robust_z(scores: FeatureSource, labels: np.ndarray, scored: np.ndarray) -> np.ndarray:
+def robust_z(scores: RowsLike, labels: np.ndarray, scored: np.ndarray) -> np.ndarray:
     """Per-class robust z-score ``(s - median) / (1.4826 MAD)``; 0 in unscored classes.
 
     A class whose MAD is 0 (over half its scores tie) falls back to the mean absolute deviation,
     then to 1.
     """
+    scores = as_rows(scores)
     z = np.zeros(scores.shape[0], dtype=np.float64)
     for code in np.unique(labels):
         members = np.flatnonzero((labels == code) & scored)
         if members.size < 2:
             continue
-        values = take_rows(scores, members).astype(np.float64)
+        values = scores.take(members).astype(np.float64)
         centre = np.median(values)
         spread = 1.4826 * np.median(np.abs(values - centre))
         if not spread > 0:
@@ -182,12 +183,12 @@ def decide(
     labels: np.ndarray,
     n_classes: int,
     scored_classes: np.ndarray,
-    detector_scores: dict[str, FeatureSource],
+    detector_scores: dict[str, RowsLike],
     *,
-    distance_ratio: FeatureSource | None,
-    margin: FeatureSource,
-    probabilities: FeatureSource,
-    oos_probabilities: FeatureSource | None,
+    distance_ratio: RowsLike | None,
+    margin: RowsLike,
+    probabilities: RowsLike,
+    oos_probabilities: RowsLike | None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -215,6 +216,12 @@ def decide(
     n = labels.shape[0]
     scored = scored_classes[labels]
     notes: list[str] = []
+    # per-sample arrays in memory or in files, read a class or a block of rows at a time
+    margin, probabilities = as_rows(margin), as_rows(probabilities)
+    if distance_ratio is not None:
+        distance_ratio = as_rows(distance_ratio)
+    if oos_probabilities is not None:
+        oos_probabilities = as_rows(oos_probabilities)
     # one detector's z-scores at a time: only whether it fired is kept
     fired = {
         name: robust_z(s, labels, scored) > settings.fired_z for name, s in detector_scores.items()
@@ -237,7 +244,7 @@ def decide(
         for code in np.flatnonzero(scored_classes):
             # one class's records at a time: margin and probabilities may stay in a file
             members = np.flatnonzero(labels == code)
-            ratio = take_rows(distance_ratio, members)
+            ratio = distance_ratio.take(members)
             far, core = ratio > settings.far_ratio, ratio <= settings.core_ratio
             n_far, n_core = int(far.sum()), int(core.sum())
             item = evidence[code]
@@ -249,7 +256,7 @@ def decide(
             if n_far < settings.min_group_size:
                 continue
             item.far_margin = float(aum[far].mean())
-            runner_up = _runner_up(take_rows(probabilities, members), code)
+            runner_up = _runner_up(probabilities.take(members), code)
             item.far_entropy = _entropy(runner_up[far], n_classes)
             item.core_entropy = _entropy(runner_up[core], n_classes)
             measured.append((code, members, ratio))
@@ -293,7 +300,7 @@ def decide(
         for code in tested:
             item = evidence[code]
             members = np.flatnonzero(labels == code)
-            ratio = take_rows(distance_ratio, members)
+            ratio = distance_ratio.take(members)
             if not np.isfinite(item.far_share):
                 item.far_share = float(np.mean(ratio > settings.far_ratio))
             if not item.backdoor:
@@ -325,10 +332,10 @@ def decide(
     if oos_probabilities is None:
         notes.append("label-noise rule off: the confident-learning detector did not run")
     else:
-        looks_other = map_rows(partial(_looks_like_another, settings), oos_probabilities, labels)
+        looks_other = oos_probabilities.map(partial(_looks_like_another, settings), labels)
         label_suspects = scored & looks_other
         suspects = np.flatnonzero(label_suspects)
-        predicted = take_rows(oos_probabilities, suspects).argmax(axis=1)
+        predicted = oos_probabilities.take(suspects).argmax(axis=1)
         pairs = np.zeros((n_classes, n_classes), dtype=np.int64)
         np.add.at(pairs, (labels[suspects], predicted), 1)
         active = np.flatnonzero(scored_classes)
@@ -365,7 +372,7 @@ def _group_apart(
     ratio: np.ndarray,
     members: np.ndarray,
     code: int,
-    oos_probabilities: FeatureSource | None,
+    oos_probabilities: Rows | None,
     *,
     search_from: float,
     tail_share: float,
@@ -386,21 +393,19 @@ def _group_apart(
     return gap, _label_agreement(oos_probabilities, group, code)
 
 
-def _label_agreement(
-    oos_probabilities: FeatureSource | None, group: np.ndarray, code: int
-) -> float:
+def _label_agreement(oos_probabilities: Rows | None, group: np.ndarray, code: int) -> float:
     """Share of ``group`` that a model which never saw them puts in class ``code`` (1 without
     out-of-sample probabilities: no evidence against the label)."""
     if oos_probabilities is None or group.size == 0:
         return 1.0
-    return float(np.mean(take_rows(oos_probabilities, group).argmax(axis=1) == code))
+    return float(np.mean(oos_probabilities.take(group).argmax(axis=1) == code))
 
 
-def _area_under_margin(margin: FeatureSource, members: np.ndarray) -> np.ndarray:
+def _area_under_margin(margin: Rows, members: np.ndarray) -> np.ndarray:
     """Mean margin over the epochs of the samples ``members`` (0 without records)."""
     if margin.ndim < 2 or margin.shape[1] == 0:
         return np.zeros(members.size)
-    return take_rows(margin, members).mean(axis=1)
+    return margin.take(members).mean(axis=1)
 
 
 def _looks_like_another(
@@ -437,8 +442,8 @@ def _far_evidence(far_ratio: float, ratio: np.ndarray) -> np.ndarray:
 
 def _fused_score(
     flagged: np.ndarray,
-    distance_ratio: FeatureSource | None,
-    oos_probabilities: FeatureSource | None,
+    distance_ratio: Rows | None,
+    oos_probabilities: Rows | None,
     labels: np.ndarray,
     settings: DecisionSettings,
 ) -> np.ndarray:
@@ -447,9 +452,9 @@ def _fused_score(
     evidence = np.zeros(n)
     if distance_ratio is not None:
         far = partial(_far_evidence, settings.far_ratio)
-        evidence = np.maximum(evidence, map_rows(far, distance_ratio))
+        evidence = np.maximum(evidence, distance_ratio.map(far))
     if oos_probabilities is not None:
-        given = map_rows(_given, oos_probabilities, labels)
+        given = oos_probabilities.map(_given, labels)
         evidence = np.maximum(evidence, 1.0 - given)
     evidence = np.clip(np.nan_to_num(evidence), 0.0, 1.0)
     return np.where(flagged, 0.5 + 0.5 * evidence, 0.4999 * evidence)

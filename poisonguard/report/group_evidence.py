@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from poisonguard.ondisk import FeatureSource, take_rows
 from poisonguard.report.thumbnails import image_thumbnail_png
 from poisonguard.results import ScanResult
+from poisonguard.rows import RowsLike, as_rows
 
 __all__ = [
     "BLOCK_BYTES",
@@ -112,7 +112,7 @@ class _Moments:
 
 
 def group_difference(
-    x: FeatureSource,
+    x: RowsLike,
     labels: np.ndarray,
     flagged_mask: np.ndarray,
     code: int,
@@ -141,6 +141,7 @@ def group_difference(
     -------
     GroupDifference
     """
+    x = as_rows(x)
     labels = np.asarray(labels).reshape(-1)
     flagged_mask = np.asarray(flagged_mask, dtype=bool).reshape(-1)
     if labels.shape[0] != x.shape[0] or flagged_mask.shape[0] != x.shape[0]:
@@ -160,7 +161,7 @@ def group_difference(
     moments = {"group": _Moments(shape), "core": _Moments(shape)}
     for start in range(0, members.size, step):
         rows = members[start : start + step]
-        block = np.asarray(take_rows(x, rows), dtype=np.float64)
+        block = x.take(rows, np.float64)
         in_group = group[rows]
         moments["group"].add(block[in_group])
         moments["core"].add(block[core[rows]])

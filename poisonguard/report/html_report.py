@@ -25,10 +25,10 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from poisonguard.ondisk import take_rows
 from poisonguard.report import group_evidence, plots, projection, thumbnails
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.results import ScanResult
+from poisonguard.rows import as_rows
 
 __all__ = ["ReportFigures", "prepare_figures", "render_html", "TEMPLATE_DIR"]
 
@@ -102,7 +102,8 @@ def prepare_figures(
     indices = projection.map_subsample(flagged, max_points=map_points, seed=seed)
     logger.info("Laying out %d of %d samples with UMAP", indices.size, dataset.n_samples)
     # sorted positions: read from a feature file block by block on an out-of-core scan
-    coords = projection.umap_coordinates(take_rows(result.embedding.features, indices), seed=seed)
+    features = as_rows(result.embedding.features)
+    coords = projection.umap_coordinates(features.take(indices), seed=seed)
     map_png = plots.embedding_map_png(
         coords, dataset.labels[indices], flagged[indices], dataset.class_names
     )

@@ -21,9 +21,9 @@ import numpy as np
 
 import poisonguard
 from poisonguard.detectors import DETECTORS
-from poisonguard.ondisk import ArrayFile, whole
 from poisonguard.report import group_evidence
 from poisonguard.results import ScanResult
+from poisonguard.rows import RowsLike, as_rows
 
 __all__ = ["TOP_FLAGGED", "build_report_json", "report_json_text", "jsonable", "ranked_indices"]
 
@@ -90,7 +90,8 @@ def build_report_json(
             entry["evidence"] = "label-noise-spread"
         entry["fired"] = [name for name, hits in result.fired.items() if hits[i]]
         for name, values in result.detector_scores.items():
-            entry[name] = _number(_column(values)[i])
+            # one row: scores of an out-of-core scan are read from their file
+            entry[name] = _number(as_rows(values)[i : i + 1].reshape(-1)[0])
         top_flagged.append(entry)
 
     if group_differences is None:
@@ -227,11 +228,6 @@ def _number(value: Any) -> int | float | bool | None:
     return number if math.isfinite(number) else None
 
 
-def _column(values: Any) -> np.ndarray | ArrayFile:
-    """A detector's scores as a 1-D array, or the file they stay in (out of core)."""
-    return values if isinstance(values, ArrayFile) else np.asarray(values).reshape(-1)
-
-
 def _plugin(name: str) -> dict[str, str]:
     """``{"plugin": "distribution version"}`` for a plug-in detector: a reviewer sees which
     scores came from code outside PoisonGuard."""
@@ -239,9 +235,10 @@ def _plugin(name: str) -> dict[str, str]:
     return {"plugin": detector.plugin} if detector is not None and detector.plugin else {}
 
 
-def _summary(values: np.ndarray | ArrayFile) -> dict[str, Any]:
-    """min / median / max of a detector's finite scores (``None`` when there are none)."""
-    arr = whole(_column(values))
+def _summary(values: RowsLike) -> dict[str, Any]:
+    """min / median / max of a detector's finite scores (``None`` when there are none; scores
+    kept in a file, out of core, are read whole: a median needs them all)."""
+    arr = as_rows(values).whole().reshape(-1)
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     finite = np.isfinite(arr)

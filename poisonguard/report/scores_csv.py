@@ -19,8 +19,8 @@ from typing import TextIO
 import numpy as np
 
 from poisonguard import csv_safety
-from poisonguard.ondisk import BLOCK_ROWS, ArrayFile
 from poisonguard.results import ScanResult
+from poisonguard.rows import BLOCK_ROWS, as_rows
 
 __all__ = [
     "SCORES_HEADER",
@@ -73,10 +73,7 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
     n = dataset.n_samples
     score = np.asarray(result.score, dtype=np.float64).reshape(-1)
     flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
-    detectors = {
-        name: values if isinstance(values, ArrayFile) else np.asarray(values).reshape(-1)
-        for name, values in result.detector_scores.items()
-    }
+    detectors = {name: as_rows(values) for name, values in result.detector_scores.items()}
     for what, values in [("score", score), ("flagged", flagged), *detectors.items()]:
         if values.shape[0] != n:
             raise ValueError(f"{what} has {values.shape[0]} values for {n} samples")
@@ -90,7 +87,9 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
     # a block of rows at a time: detector scores of an out-of-core scan are read from files
     for start in range(0, n, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n)
-        columns = [np.asarray(col[start:stop], dtype=np.float64) for col in detectors.values()]
+        columns = [
+            np.asarray(col[start:stop], dtype=np.float64).reshape(-1) for col in detectors.values()
+        ]
         for i in range(start, stop):
             writer.writerow(
                 [
