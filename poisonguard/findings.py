@@ -1,0 +1,229 @@
+"""What a scan says in words: each class's verdict, a reason for each flagged sample, and the
+flagging rules that did not run.
+
+:data:`RULE_DETECTORS` is the contract between the decision's flagging rules and the detectors
+they need; :func:`rules_off` names the rules a selection of detectors leaves off. The scan
+(:func:`poisonguard.scan.scan_embedding`) turns a :class:`~poisonguard.decision.Decision` into
+:class:`~poisonguard.results.ClassFinding` objects (:func:`class_findings`) and per-sample
+reasons (:func:`sample_reasons`) here, and logs what the per-class detectors could not judge
+(:func:`per_class_warnings`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from poisonguard.dataset import Dataset
+from poisonguard.decision import BACKDOOR, LABEL_NOISE, SEPARATED_GROUP, Decision, DecisionSettings
+from poisonguard.results import ClassFinding, RuleOff
+
+__all__ = [
+    "RULE_DETECTORS",
+    "class_findings",
+    "per_class_warnings",
+    "rules_off",
+    "sample_reasons",
+]
+
+logger = logging.getLogger(__name__)
+
+
+RULE_DETECTORS = {"backdoor": "spectre", "label-noise": "confident-learning"}
+"""The decision's contract: the detector each flagging rule needs (:func:`rules_off`). The
+backdoor tests (separated-group and mixed-origin) rank a class's samples by spectre's robust
+distance ratios; the label-noise rule reads confident learning's out-of-sample probabilities."""
+
+_RULE_TEXT = {
+    # rule: (its name, what its warning starts with, what it takes from its detector, what
+    # goes unflagged without it)
+    "backdoor": (
+        "the backdoor tests",
+        "the backdoor tests (separated-group and mixed-origin) did not run: they need",
+        "its robust distance ratios",
+        "backdoor poisons",
+    ),
+    "label-noise": (
+        "the label-noise rule",
+        "the label-noise rule did not run: it needs",
+        "its out-of-sample probabilities",
+        "mislabelled samples",
+    ),
+}
+
+
+def rules_off(detectors) -> list[RuleOff]:
+    """The flagging rules that cannot run with only ``detectors`` (names) selected.
+
+    :func:`~poisonguard.decision.decide` turns a rule off when the detector it needs did not
+    run (see :data:`RULE_DETECTORS`); a scan that then flags nothing has not ruled that attack
+    out, and the report and the command line say so.
+    """
+    chosen = set(detectors)
+    off = []
+    for rule, detector in RULE_DETECTORS.items():
+        if detector in chosen:
+            continue
+        name, did_not_run, needs, missed = _RULE_TEXT[rule]
+        off.append(
+            RuleOff(
+                rule=rule,
+                detector=detector,
+                needs=needs,
+                summary=f"{name} did not run ({detector} not selected)",
+                message=(
+                    f"{did_not_run} the {detector} detector ({needs}), which the selected "
+                    f"detectors (--detectors) leave out, so {missed} are not flagged; add "
+                    f"{detector} to --detectors to run it"
+                ),
+            )
+        )
+    return off
+
+
+def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
+    """A plain-words reason for every flagged sample ("" for the others)."""
+    names = dataset.class_names
+    reasons = [""] * dataset.n_samples
+    fired_names = list(decision.fired)
+    for i in np.flatnonzero(decision.flagged):
+        label = names[int(dataset.labels[i])]
+        detectors = [name for name in fired_names if decision.fired[name][i]]
+        fired = f"; detectors that fired: {', '.join(detectors)}" if detectors else ""
+        if decision.kind[i] == BACKDOOR:
+            if decision.evidence[int(dataset.labels[i])].rule == SEPARATED_GROUP:
+                group = "a group that stands apart from the rest of"
+            else:
+                group = "a far, easily learned group of mixed origin inside"
+            reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
+        elif decision.kind[i] == LABEL_NOISE:
+            ratio = DecisionSettings().label_ratio
+            reasons[i] = (
+                f"labelled {label!r} but a model that never saw it finds another class over "
+                f"{1 / ratio:g} times more likely{fired}"
+            )
+    return reasons
+
+
+def per_class_warnings(
+    dataset: Dataset, per_class, scored: np.ndarray, warnings_: list[str]
+) -> dict[int, str]:
+    """Log and add to ``warnings_`` what the per-class detectors could not judge in each class
+    (identical samples, a robust core of copies) and how they coped; returns, by class code,
+    why the backdoor tests could not judge the classes whose robust fit failed."""
+    unjudged: dict[int, str] = {}
+    for code, notes in sorted(per_class.notes.items()):
+        if not scored[code]:
+            continue  # already said: too small to score
+        name = dataset.class_names[code]
+        text = "; ".join(notes)
+        if code in per_class.unfitted:
+            unjudged[code] = text
+            text += "; the backdoor tests could not judge this class"
+        warnings_.append(f"class {name!r}: {text}")
+        logger.warning(warnings_[-1])
+    for code in sorted(per_class.unfitted - set(unjudged)):
+        if scored[code]:
+            unjudged[code] = "spectre could not fit a robust core"
+    return unjudged
+
+
+def class_findings(
+    dataset: Dataset,
+    decision: Decision,
+    counts: np.ndarray,
+    scored: np.ndarray,
+    off: list[RuleOff] | tuple = (),
+    unjudged: dict[int, str] | None = None,
+) -> list[ClassFinding]:
+    """Each class's verdict; a class where nothing was found is ``"clean"`` only when no rule
+    was off (``off``) and the backdoor tests could judge it (not in ``unjudged``, which says
+    why by class code), else ``"not-cleared"``."""
+    unjudged = unjudged or {}
+    findings = []
+    flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
+    for code, name in enumerate(dataset.class_names):
+        count, hits = int(counts[code]), int(flagged_counts[code])
+        item = decision.evidence[code]
+        far = f"{item.far_share:.1%} of the class lies far from its core"
+        if not scored[code]:
+            verdict, reason = "skipped", f"only {count} samples; too few for the detectors"
+        elif item.backdoor and item.rule == SEPARATED_GROUP:
+            verdict = "backdoor-target"
+            gap = item.gap
+            reason = (
+                f"{gap.size} samples stand apart from the rest of the class: an empty stretch of "
+                f"distance ratios between {gap.lower:.3g} and {gap.upper:.3g} that a class "
+                f"without such a group would show with probability {gap.p_value:.1e} "
+                f"(separated-group test); a model that never saw them still puts "
+                f"{item.group_agrees:.0%} of them in this class, so they are not mislabelled "
+                f"samples of another class; {hits} samples flagged"
+            )
+        elif item.backdoor:
+            verdict = "backdoor-target"
+            if item.easy:
+                easier = "the core" if item.far_margin >= item.core_margin else "a typical class"
+                apart = (
+                    f"that group is learned more easily than {easier} (mean margin "
+                    f"{item.far_margin:.2f} vs {item.core_margin:.2f} for the core, "
+                    f"{item.typical_margin:.2f} for a typical class)"
+                )
+            else:
+                apart = (
+                    f"that group ends at an empty stretch of distance ratios between "
+                    f"{item.gap.lower:.3g} and {item.gap.upper:.3g} that a class without such "
+                    f"a group would show with probability {item.gap.p_value:.1e}, so it is not "
+                    f"the class's natural outliers"
+                )
+            reason = (
+                f"{far}; {apart}, and its runner-up classes are more varied (entropy "
+                f"{item.far_entropy:.2f} vs {item.core_entropy:.2f}), as poisons from several "
+                f"source classes are; {hits} samples flagged"
+            )
+        elif item.label_flags:
+            verdict = "noisy-labels"
+            reason = (
+                f"{item.label_flags} samples look like another class to a model that never saw "
+                "them, and such samples are spread over many class pairs in this dataset"
+            )
+        elif code in unjudged:
+            verdict = "not-cleared"
+            reason = (
+                f"nothing flagged, but the backdoor tests could not judge this class: "
+                f"{unjudged[code]}"
+            )
+            if off:
+                reason += f"; and {' and '.join(rule.summary for rule in off)}"
+        else:
+            verdict = "not-cleared" if off else "clean"
+            reason = _clean_reason(item, far, off)
+        if verdict == "backdoor-target":
+            evidence = item.rule
+        elif verdict == "noisy-labels":
+            evidence = "label-noise-spread"
+        else:
+            evidence = ""
+        findings.append(ClassFinding(code, name, count, hits, verdict, reason, evidence))
+    return findings
+
+
+def _clean_reason(item, far: str, off: list[RuleOff] | tuple = ()) -> str:
+    if off:
+        skipped = " and ".join(rule.summary for rule in off)
+        if not np.isfinite(item.far_share):  # the backdoor tests did not run
+            return f"nothing flagged, but {skipped}"
+        return f"{_clean_reason(item, far)}; but {skipped}"
+    if not np.isfinite(item.far_share):
+        return "no backdoor rule was run; no label-noise flags"
+    if not np.isfinite(item.far_margin) or item.far_share < DecisionSettings().min_group_share:
+        return f"{far}; too few far samples to form a group"
+    if item.far_margin < min(item.core_margin, item.typical_margin):
+        return (
+            f"{far}, but those samples are harder to learn than the core and than a typical "
+            "class: natural outliers"
+        )
+    return (
+        f"{far}; those samples are easy to learn but their runner-up classes are not more "
+        f"varied than the core's (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f})"
+    )
