@@ -1,25 +1,24 @@
-"""Arrays that stay on disk: the out-of-core path of a scan.
+"""Arrays that stay on disk: the HDF5 files of an out-of-core scan.
 
 With ``--chunk-rows N`` a scan holds no per-sample array with a width in memory:
 
 - the loader copies the samples, block by block and already in the model's layout, into an
-  uncompressed staging file (:class:`Staging`), and training and inference read batches from it;
+  uncompressed staging file (:class:`Staging`, in a folder :func:`staging_area` removes at the
+  end), and training and inference read batches from it;
 - inference writes the features into the embedding cache file chunk by chunk; the probabilities
-  and the training records are read from that file too, a block of rows or one class at a time;
+  and the training records are read from that file too;
 - what the detectors compute for every sample (out-of-sample probabilities, each detector's
-  scores, the per-class results) goes to staging files as it is computed (:func:`new_rows`,
-  :func:`kept_rows`), and the decision and the report read it back the same way.
+  scores, the per-class results) goes to staging files as it is computed, through a
+  :class:`~poisonguard.rows.RowStore`, and the decision and the report read it back.
 
 What remains in memory per sample is a few numbers (the labels, the final score and flag, which
 detectors fired) and, while a class is scored, a few numbers per row of that class.
 
-An :class:`ArrayFile` looks enough like an array for that: ``shape``, ``dtype``, slicing by a
-contiguous range of rows, an integer row, or a sorted index array (a training batch), and
-:meth:`ArrayFile.rows` for the many rows of one class.
-
-Every computation that walks all rows does so in blocks of :data:`BLOCK_ROWS` (:func:`row_blocks`),
-from an array or a file alike, so the scores do not depend on where the arrays are or on
-``chunk_rows`` (``tests/test_out_of_core.py``).
+An :class:`ArrayFile` is one such array: ``shape``, ``dtype``, slicing by a contiguous range of
+rows, an integer row, or a sorted index array (a training batch), and :meth:`ArrayFile.rows` for
+the many rows of one class, read ``chunk_rows`` rows at a time. Nothing else reads it directly:
+:class:`~poisonguard.rows.Rows` is the one view of rows in memory or in such a file that the
+detectors' adapters, the decision and the report walk, in blocks of :data:`BLOCK_ROWS`.
 """
 
 from __future__ import annotations
@@ -40,26 +39,16 @@ from poisonguard.errors import OutputError
 
 __all__ = [
     "ArrayFile",
-    "FeatureSource",
     "Staging",
-    "RowSubset",
     "staging_area",
     "BLOCK_ROWS",
     "DEFAULT_CHUNK_ROWS",
-    "row_blocks",
-    "take_rows",
-    "all_finite",
-    "map_rows",
-    "new_rows",
-    "finished_rows",
-    "kept_rows",
-    "whole",
 ]
 
 BLOCK_ROWS = 4096
-"""Rows per block of every computation that walks all rows (:func:`row_blocks`), whether the
-array is in memory or in a file, so that the scores do not depend on where it is or on
-``chunk_rows``."""
+"""Rows per block of every computation that walks all rows
+(:meth:`poisonguard.rows.Rows.blocks`), whether the array is in memory or in a file, so that the
+scores do not depend on where it is or on ``chunk_rows``."""
 
 DEFAULT_CHUNK_ROWS = 65_536
 """Rows an :class:`ArrayFile` reads from disk at once (32 MB of 128-d float32); a multiple of
@@ -204,16 +193,12 @@ def _increasing(index: np.ndarray, n: int) -> np.ndarray:
     return index
 
 
-FeatureSource = np.ndarray | ArrayFile
-"""What the detectors accept as features: an array in memory or an :class:`ArrayFile`."""
-
-
 class Staging:
     """Where an out-of-core scan keeps its large arrays: one uncompressed, contiguous HDF5 file
     per array in ``folder`` (the caller removes the folder). The loader puts the samples there,
     so that a training batch reads its rows directly; the detectors and the decision put the
-    per-sample results they compute there (:func:`new_rows`, :func:`kept_rows`), which the
-    report reads back.
+    per-sample results they compute there (through a :class:`~poisonguard.rows.RowStore`),
+    which the report reads back.
 
     A loader calls :meth:`allocate` instead of ``np.empty``, writes blocks or rows into what it
     gets, and calls :meth:`finish` to get the :class:`ArrayFile` a :class:`Dataset` holds.
@@ -265,101 +250,3 @@ def staging_area(parent: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> It
         ) from exc
     with area as folder:
         yield Staging(folder, chunk_rows)
-
-
-@dataclass(frozen=True)
-class RowSubset:
-    """Rows ``index`` (sorted; None: all rows) of an array or an :class:`ArrayFile`: one class's
-    rows, walked in blocks of :data:`BLOCK_ROWS` as float64, so that work on a large class holds
-    a block at a time, not the class."""
-
-    source: FeatureSource
-    index: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self.source.shape[0] if self.index is None else int(self.index.size)
-
-    @property
-    def width(self) -> int:
-        return int(self.source.shape[1])
-
-    def blocks(self) -> Iterator[np.ndarray]:
-        """Consecutive blocks of :data:`BLOCK_ROWS` rows, float64."""
-        for start in range(0, len(self), BLOCK_ROWS):
-            yield self.take(np.arange(start, min(start + BLOCK_ROWS, len(self))))
-
-    def take(self, positions: np.ndarray) -> np.ndarray:
-        """The rows at the sorted ``positions`` within the subset, float64."""
-        index = positions if self.index is None else self.index[positions]
-        return np.asarray(take_rows(self.source, index), dtype=np.float64)
-
-
-def row_blocks(features: FeatureSource) -> Iterator[tuple[slice, np.ndarray]]:
-    """``(rows, block)`` over consecutive blocks of :data:`BLOCK_ROWS` rows, from an array or
-    a file (whose reads of ``chunk_rows`` rows serve several blocks each)."""
-    n = features.shape[0]
-    for start in range(0, n, BLOCK_ROWS):
-        rows = slice(start, min(start + BLOCK_ROWS, n))
-        yield rows, np.asarray(features[rows])
-
-
-def take_rows(features: FeatureSource, index: np.ndarray) -> np.ndarray:
-    """The rows at the sorted positions ``index``, from an array or a file."""
-    if isinstance(features, ArrayFile):
-        return features.rows(index)
-    return np.asarray(features)[index]
-
-
-def all_finite(features: FeatureSource) -> bool:
-    """True when no value is NaN or infinite (checked block by block)."""
-    return all(np.isfinite(block).all() for _, block in row_blocks(features))
-
-
-def map_rows(function, array: FeatureSource, *alongside: np.ndarray) -> np.ndarray:
-    """``function`` applied to consecutive blocks of :data:`BLOCK_ROWS` rows of ``array`` (an
-    array or a file), its per-row results joined: for functions whose result for a row depends
-    on that row only (a mean over epochs, a product with a fixed vector). The same rows of each
-    ``alongside`` array (the labels) are passed after the block. Memory: one block and the
-    result, not a float64 copy of the input."""
-    out = None
-    for rows, block in row_blocks(array):
-        part = np.asarray(function(block, *(extra[rows] for extra in alongside)))
-        if out is None:
-            out = np.empty((array.shape[0], *part.shape[1:]), dtype=part.dtype)
-        out[rows] = part
-    if out is None:  # no rows: the function still checks the (empty) input's shape
-        empty = np.asarray(array[0:0])
-        out = np.asarray(function(empty, *(extra[0:0] for extra in alongside)))
-    return out
-
-
-def new_rows(staging: Staging | None, shape: tuple[int, ...], dtype) -> np.ndarray | h5py.Dataset:
-    """Room for a computed per-sample array, filled by row slices: zeros in memory, or, with
-    ``staging`` (an out-of-core scan), a dataset in a staging file (HDF5 fills it with zeros
-    too). :func:`finished_rows` makes it readable."""
-    if staging is None:
-        return np.zeros(shape, dtype=dtype)
-    return staging.allocate(shape, np.dtype(dtype))
-
-
-def finished_rows(staging: Staging | None, data: np.ndarray | h5py.Dataset) -> FeatureSource:
-    """What :func:`new_rows` gave, filled: the array itself, or an :class:`ArrayFile` of the
-    staging file."""
-    return data if staging is None else staging.finish(data)
-
-
-def kept_rows(staging: Staging | None, array: np.ndarray) -> FeatureSource:
-    """``array`` itself without ``staging``; with it, a copy in a staging file, read back as an
-    :class:`ArrayFile` (the caller drops the array, and with it the memory)."""
-    if staging is None:
-        return array
-    data = staging.allocate(array.shape, array.dtype)
-    for start in range(0, array.shape[0], staging.chunk_rows):
-        data[start : start + staging.chunk_rows] = array[start : start + staging.chunk_rows]
-    return staging.finish(data)
-
-
-def whole(array: FeatureSource) -> np.ndarray:
-    """All of ``array`` in memory (an :class:`ArrayFile` is read): for a per-sample column whose
-    whole is needed at once, such as a median."""
-    return np.asarray(array[0 : array.shape[0]]) if isinstance(array, ArrayFile) else array

@@ -35,7 +35,7 @@ import numpy as np
 
 from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, Staging
 
-__all__ = ["BLOCK_ROWS", "RowStore", "Rows", "RowsLike", "as_rows", "where"]
+__all__ = ["BLOCK_ROWS", "RowStore", "Rows", "RowsLike", "Stored", "as_rows", "where"]
 
 
 class Rows:
@@ -146,7 +146,7 @@ class Rows:
         function: Callable[..., np.ndarray],
         *alongside: np.ndarray,
         store: RowStore | None = None,
-    ) -> np.ndarray | ArrayFile:
+    ) -> Stored:
         """``function`` applied to consecutive blocks of :data:`BLOCK_ROWS` rows, its per-row
         results joined (in ``store`` if given, else in memory): for functions whose result for
         a row depends on that row only (a mean over epochs, a product with a fixed vector). The
@@ -263,6 +263,10 @@ RowsLike = np.ndarray | ArrayFile | Rows
 :class:`Rows`."""
 
 
+Stored = np.ndarray | ArrayFile
+"""What a :class:`RowStore` gives back: an array in memory, or its staging file."""
+
+
 def as_rows(array: RowsLike) -> Rows:
     """``array`` as :class:`Rows` (itself if it already is)."""
     return array if isinstance(array, Rows) else Rows(array)
@@ -292,12 +296,12 @@ class RowStore:
             return np.zeros(shape, dtype=dtype)
         return self.staging.allocate(shape, np.dtype(dtype))
 
-    def finish(self, data: np.ndarray | h5py.Dataset) -> np.ndarray | ArrayFile:
+    def finish(self, data: np.ndarray | h5py.Dataset) -> Stored:
         """What :meth:`empty` gave, filled: the array itself, or the staging file as an
         :class:`~poisonguard.ondisk.ArrayFile`."""
         return data if self.staging is None else self.staging.finish(data)
 
-    def keep(self, array: np.ndarray) -> np.ndarray | ArrayFile:
+    def keep(self, array: np.ndarray) -> Stored:
         """``array`` itself in memory; with staging, a copy in a staging file, read back as an
         :class:`~poisonguard.ondisk.ArrayFile` (the caller drops the array, and with it the
         memory)."""
@@ -309,7 +313,7 @@ class RowStore:
             data[start : start + step] = array[start : start + step]
         return self.staging.finish(data)
 
-    def keep_scores(self, values: np.ndarray | ArrayFile) -> np.ndarray | ArrayFile:
+    def keep_scores(self, values: Stored) -> Stored:
         """A detector's per-sample scores as the store holds them: a file (already written
         where it belongs) as it is, else as float64, kept by :meth:`keep`."""
         if isinstance(values, ArrayFile):

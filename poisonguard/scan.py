@@ -40,9 +40,9 @@ from poisonguard.findings import (
     rules_off,
     sample_reasons,
 )
-from poisonguard.ondisk import ArrayFile, Staging
+from poisonguard.ondisk import Staging
 from poisonguard.results import Embedding, ScanResult
-from poisonguard.rows import RowStore, as_rows, where
+from poisonguard.rows import RowStore, Stored, as_rows, where
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
 __all__ = [
@@ -294,7 +294,7 @@ def scan_embedding(
         per_class = inputs.per_class  # runs the per-class tasks together, timed on their own
         timings["detectors:per-class"] = time.perf_counter() - start
         unjudged = per_class_warnings(dataset, per_class, scored, warnings_)
-    detector_scores: dict[str, np.ndarray | ArrayFile] = {}
+    detector_scores: dict[str, Stored] = {}
     for detector in detectors:
         start = time.perf_counter()
         detector_scores[detector.name] = inputs.store.keep_scores(detector.run(inputs))

@@ -21,8 +21,9 @@ import numpy as np
 
 from poisonguard.dataset import Dataset, RowNumbers
 from poisonguard.detectors import Detector
-from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, staging_area, whole
+from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, staging_area
 from poisonguard.results import Embedding
+from poisonguard.rows import Rows
 from poisonguard.scan import ScanSettings, scan_embedding
 
 N_CLASSES = 4
@@ -101,7 +102,7 @@ def scores_of(
         return np.asarray(result.detector_scores[detector.name], dtype=np.float64)
     with staging_area(folder) as staging:
         result = scan_embedding(dataset, embedding, settings, staging=staging)
-        return np.asarray(whole(result.detector_scores[detector.name]), dtype=np.float64)
+        return np.asarray(Rows(result.detector_scores[detector.name]).whole(), dtype=np.float64)
 
 
 def check_one_finite_score_per_sample(detector: Detector) -> None:

@@ -20,15 +20,7 @@ from poisonguard.detectors.streaming import (
     out_of_sample_probabilities,
 )
 from poisonguard.embed import EmbedSettings, embed_dataset
-from poisonguard.ondisk import (
-    BLOCK_ROWS,
-    ArrayFile,
-    all_finite,
-    map_rows,
-    row_blocks,
-    staging_area,
-    take_rows,
-)
+from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, staging_area
 from poisonguard.report.json_report import build_report_json
 from poisonguard.report.scores_csv import scores_csv_text
 from poisonguard.results import Embedding
@@ -70,12 +62,12 @@ def test_an_array_file_reads_like_the_array(features_file):
     assert np.array_equal(on_disk[BLOCK_ROWS * 2 - 3 : BLOCK_ROWS * 2 + 3], features[8189:8195])
     index = np.sort(np.random.default_rng(0).choice(N_ROWS, 777, replace=False))
     assert np.array_equal(on_disk.rows(index), features[index])
-    assert np.array_equal(take_rows(on_disk, index), take_rows(features, index))
+    assert np.array_equal(Rows(on_disk).take(index), Rows(features).take(index))
     assert on_disk.rows(np.zeros(0, dtype=np.int64)).shape == (0, 12)
-    blocks = list(row_blocks(on_disk))
+    blocks = list(Rows(on_disk).blocks())
     assert [rows.start for rows, _ in blocks] == list(range(0, N_ROWS, BLOCK_ROWS))
     assert np.array_equal(np.concatenate([block for _, block in blocks]), features)
-    assert all_finite(on_disk)
+    assert Rows(on_disk).all_finite()
 
 
 def test_an_array_file_refuses_what_it_cannot_read(features_file):
@@ -211,18 +203,6 @@ def test_shared_results_written_to_staging_equal_those_in_memory(features_file, 
             assert np.array_equal(got[0 : labels.size], want)
         single = out_of_sample_probabilities(on_disk, np.zeros_like(labels), store=store)
         assert np.array_equal(single[0 : labels.size][:, 0], np.ones(labels.size))
-
-
-def test_map_rows_walks_blocks_with_the_rows_alongside(features_file):
-    features, labels, _, on_disk = features_file
-
-    def shifted_sum(block, block_labels):
-        return block.sum(axis=1) + block_labels
-
-    expected = features.sum(axis=1) + labels
-    assert np.array_equal(map_rows(shifted_sum, on_disk, labels), expected)
-    assert np.array_equal(map_rows(shifted_sum, features, labels), expected)
-    assert map_rows(shifted_sum, features[:0], labels[:0]).shape == (0,)
 
 
 def test_a_non_finite_feature_file_is_refused(tmp_path):

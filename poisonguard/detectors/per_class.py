@@ -31,8 +31,7 @@ from poisonguard.detectors.class_rows import (
     split_class,
 )
 from poisonguard.detectors.spectre import RobustClassFit
-from poisonguard.ondisk import ArrayFile
-from poisonguard.rows import Rows, RowStore, as_rows
+from poisonguard.rows import Rows, RowsLike, RowStore, Stored, as_rows
 from poisonguard.seeding import class_rng
 from poisonguard.tasks import LocalTasks, TaskRunner
 
@@ -90,9 +89,9 @@ class PerClassScores:
     classes large enough to score whose robust fit (SPECTRE, the backdoor tests' distance
     ratios) could not be made: their samples score 0 there."""
 
-    spectral: np.ndarray | ArrayFile
+    spectral: Stored
     robust: RobustClassFit
-    clusters: tuple[np.ndarray | ArrayFile, list[ClassSplit]]
+    clusters: tuple[Stored, list[ClassSplit]]
     notes: dict[int, tuple[str, ...]] = field(default_factory=dict)
     unfitted: frozenset[int] = frozenset()
 
@@ -128,7 +127,7 @@ def score_class(task: ClassTask) -> ClassScores:
 
 
 def per_class_scores(
-    features: np.ndarray | ArrayFile | Rows,
+    features: RowsLike,
     labels: np.ndarray,
     *,
     detectors: tuple[str, ...] = PER_CLASS_DETECTORS,
@@ -171,7 +170,7 @@ def per_class_scores(
 
     n = labels.shape[0]
 
-    def gathered(pick) -> np.ndarray | ArrayFile:
+    def gathered(pick) -> Stored:
         """One per-sample array from every class's results, kept in ``store``."""
         out = np.zeros(n)
         for task, result in zip(tasks, results, strict=True):

@@ -24,8 +24,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from poisonguard.detectors import confident_learning, influence, knn_labels, validation
-from poisonguard.ondisk import ArrayFile
-from poisonguard.rows import Rows, RowsLike, RowStore, as_rows
+from poisonguard.rows import Rows, RowsLike, RowStore, Stored, as_rows
 
 __all__ = [
     "influence_self_scores",
@@ -33,6 +32,7 @@ __all__ = [
     "out_of_sample_probabilities",
     "trusted_influence_scores",
 ]
+
 
 def influence_self_scores(
     features: RowsLike,
@@ -204,7 +204,7 @@ def out_of_sample_probabilities(
     seed: int = 0,
     store: RowStore | None = None,
     check_finite: bool = True,
-) -> np.ndarray | ArrayFile:
+) -> Stored:
     """Cross-validated class probabilities from a linear head on fixed features.
 
     Folds are stratified: each class's samples are shuffled (``seed``) and dealt round-robin to

@@ -29,8 +29,9 @@ import h5py
 import numpy as np
 
 from poisonguard.atomic import atomic_path
-from poisonguard.ondisk import ArrayFile, all_finite, row_blocks
+from poisonguard.ondisk import ArrayFile
 from poisonguard.results import Embedding
+from poisonguard.rows import as_rows
 
 __all__ = [
     "default_cache_dir",
@@ -152,7 +153,8 @@ def load_cached(
         if chunk_rows is not None:
             arrays = records_in_file(path, chunk_rows)
             if any(
-                array.shape[0] != n_samples or not all_finite(array) for array in arrays.values()
+                array.shape[0] != n_samples or not as_rows(array).all_finite()
+                for array in arrays.values()
             ):
                 raise ValueError("array lengths or values do not match the dataset")
         if any(
@@ -234,12 +236,12 @@ def finish_streamed(handle: h5py.File, embedding: Embedding) -> None:
     for name in _ARRAYS:
         if name in handle:
             continue
-        values = getattr(embedding, name)
-        if isinstance(values, ArrayFile):
-            for rows, block in row_blocks(values):
-                append_rows(handle, values.shape[0], rows, block, name=name)
+        values = as_rows(getattr(embedding, name))
+        if values.in_memory:
+            handle.create_dataset(name, data=values.whole(), compression="lzf")
         else:
-            handle.create_dataset(name, data=values, compression="lzf")
+            for rows, block in values.blocks():
+                append_rows(handle, values.shape[0], rows, block, name=name)
     group = handle.create_group("weights")
     for name, value in embedding.weights.items():
         group.create_dataset(name, data=value)

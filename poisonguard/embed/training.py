@@ -20,7 +20,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from poisonguard.embed.inputs import InputScaler, batch_slices
-from poisonguard.ondisk import FeatureSource, Staging, finished_rows, new_rows
+from poisonguard.ondisk import Staging
+from poisonguard.rows import RowsLike, RowStore
 
 __all__ = [
     "TrainingRecipe",
@@ -50,9 +51,9 @@ class TrainingDynamics:
     """Per-sample, per-epoch records of one training run, each ``(N, epochs)`` float32 (arrays,
     or files of an out-of-core scan's staging area)."""
 
-    loss: FeatureSource
-    margin: FeatureSource
-    gradient_sq: FeatureSource
+    loss: RowsLike
+    margin: RowsLike
+    gradient_sq: RowsLike
 
 
 def choose_epochs(
@@ -99,7 +100,8 @@ def train_with_dynamics(
         model.parameters(), lr=recipe.max_learning_rate, weight_decay=recipe.weight_decay
     )
     schedule = _one_cycle(optimizer, recipe.max_learning_rate, recipe.epochs * len(batches))
-    histories = [new_rows(staging, (n, recipe.epochs), np.float32) for _ in range(3)]
+    store = RowStore(staging)
+    histories = [store.empty((n, recipe.epochs), np.float32) for _ in range(3)]
     model.train()
     with tqdm(
         total=recipe.epochs * len(batches),
@@ -134,7 +136,7 @@ def train_with_dynamics(
                 history[:, epoch] = column
             bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{loss.mean():.3f}")
     model.eval()
-    return TrainingDynamics(*(finished_rows(staging, history) for history in histories))
+    return TrainingDynamics(*(store.finish(history) for history in histories))
 
 
 def _one_cycle(
