@@ -141,8 +141,11 @@ class DetectorInputs:
         self.labels = validation.check_labels(self.labels, n, probabilities.shape[1])
         checks = [] if self.embedding.from_cache else [(features, "features")]
         if self.table is not None:
-            validation.check_matrix(as_rows(self.table).shape, "table columns", "D")
-            checks.append((as_rows(self.table), "table columns"))
+            table = as_rows(self.table)
+            validation.check_matrix(table.shape, "table columns", "D")
+            if table.shape[0] != n:
+                raise ValueError(f"the table has {table.shape[0]} rows for {n} samples")
+            checks.append((table, "table columns"))
         for rows, name in checks:
             for _, block in rows.blocks():
                 validation.check_finite(block, name)
