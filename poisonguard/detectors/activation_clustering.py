@@ -41,6 +41,7 @@ from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 
 from poisonguard.detectors.spectral import ClassBasis
+from poisonguard.seeding import key_order, sample_by_key
 
 __all__ = [
     "ClassSplit",
@@ -80,13 +81,15 @@ def check_reduce(reduce: str) -> None:
         raise ValueError(f"unknown reduction {reduce!r}; valid: {', '.join(REDUCERS)}")
 
 
-def fit_rows(n: int, max_fit_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """The sorted positions of the rows (at most ``max_fit_samples``, a seeded sample) that a
-    class's reduction and 2-means are fitted on, and the seed of those fits."""
-    fit = np.arange(n)
-    if n > max_fit_samples:
-        fit = np.sort(rng.choice(n, max_fit_samples, replace=False))
-    return fit, int(rng.integers(2**31 - 1))
+def fit_rows(
+    keys: np.ndarray, max_fit_samples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
+    """The rows that a class's reduction and 2-means are fitted on (at most
+    ``max_fit_samples``: those with the smallest content ``keys``, a seeded sample that does not
+    depend on the order of the rows), as positions in the order of their keys (the order the
+    fits see them in: k-means++ and UMAP depend on it), and the seed of those fits."""
+    fit = sample_by_key(keys, max_fit_samples)
+    return fit[key_order(keys[fit])], int(rng.integers(2**31 - 1))
 
 
 def reduction_plan(

@@ -23,12 +23,13 @@ from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.spectral import ClassBasis
 from poisonguard.detectors.spectre import RobustClassFit
 from poisonguard.rows import Rows, RowsLike, as_rows
-from poisonguard.seeding import class_rng
+from poisonguard.seeding import class_rng, row_keys
 
 __all__ = [
     "activation_clustering",
     "activation_clustering_scores",
     "class_basis",
+    "class_keys",
     "robust_class_fit",
     "robust_class_fits",
     "spectral_class_scores",
@@ -55,6 +56,25 @@ def _picked(rows: Rows, chosen: np.ndarray, function: Callable, width: int) -> n
         if low < high:
             out[low:high] = function(block)[chosen[low:high] - start]
     return out
+
+
+def class_keys(rows: RowsLike, rng: np.random.Generator) -> np.ndarray:
+    """The content keys of a class's rows (:func:`~poisonguard.seeding.row_keys`), seeded by
+    the first draw of the class's generator ``rng`` (pass a fresh one): the per-class fits draw
+    their subsets by them, so that a class's scores do not depend on the order of its rows."""
+    seed = _key_seed(rng)
+    return np.asarray(as_rows(rows).map(lambda block: row_keys(block, seed)))
+
+
+def _key_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**63))
+
+
+def _keys(rows: Rows, rng: np.random.Generator, keys: np.ndarray | None) -> np.ndarray:
+    """``keys``, or the class's keys from ``rng``'s first draw; that draw is taken either way,
+    so that the later draws do not depend on whether the keys were given."""
+    seed = _key_seed(rng)
+    return np.asarray(rows.map(lambda block: row_keys(block, seed))) if keys is None else keys
 
 
 def class_basis(rows: RowsLike) -> ClassBasis:
@@ -90,25 +110,28 @@ def robust_class_fit(
     max_fit_samples: int = 500,
     basis: ClassBasis | None = None,
     notes: list[str] | None = None,
+    keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """QUE score, squared robust distance and distance ratio of one class's rows ``(n, F)``
     (``basis`` if already known).
 
     None when the class has no usable direction or its robust core has no spread (see
     :mod:`poisonguard.detectors.spectre`); ``notes``, if given, gets a sentence saying why, or
-    that the fit was made on the distinct rows only. See
+    that the fit was made on the distinct rows only. The fitted subset is drawn, and fitted,
+    by the rows' content ``keys`` (:func:`class_keys`, computed if not given). See
     :class:`~poisonguard.detectors.spectre.RobustClassFit`.
     """
     spectre.check_alpha(alpha)
     rows = as_rows(rows)
     notes = [] if notes is None else notes
+    keys = _keys(rows, rng, keys)
     basis = basis or class_basis(rows)
-    plan = spectre.whitening_plan(basis, n_components, max_fit_samples, rng, notes)
+    plan = spectre.whitening_plan(basis, n_components, max_fit_samples, keys, notes)
     if plan is None:
         return None
     k, chosen = plan
     fitted = _picked(rows, chosen, lambda block: basis.project_block(block, k), k)
-    whitening = spectre.fit_whitening(basis, fitted, chosen, rng, notes)
+    whitening = spectre.fit_whitening(basis, fitted, chosen, rng, notes, keys[chosen])
     if whitening is None:
         return None
     # Two passes over the class's blocks, holding per-row numbers only, never the (n, k)
@@ -134,17 +157,22 @@ def split_class(
     n_components: int = 10,
     max_fit_samples: int = 10000,
     basis: ClassBasis | None = None,
+    keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Split one class's rows ``(n, F)`` in two: per-row scores, the positions (within ``rows``)
     of the smaller cluster, and the separation. None when the rows have no usable direction.
 
     The rows are read block by block (``basis``, if already known, gives the column scales);
     only the fitted subset and per-row numbers are held, except with UMAP, whose transform of
-    new points depends on the batch, which takes the class whole.
+    new points depends on the batch, which takes the class whole. The fitted subset is drawn,
+    and fitted, by the rows' content ``keys`` (:func:`class_keys`, computed if not given).
     """
     clustering.check_reduce(reduce)
     rows = as_rows(rows)
-    fit, seed = clustering.fit_rows(len(rows), max_fit_samples, rng)
+    keys = _keys(rows, rng, keys)
+    fit, seed = clustering.fit_rows(keys, max_fit_samples, rng)  # in the order of the keys
+    stored = np.sort(fit)  # the order the rows are read in
+    in_fit_order = np.searchsorted(stored, fit)
     basis = basis or class_basis(rows)
     if not basis.has_spread:
         return None  # identical rows: no split to find (2-means would split rounding)
@@ -153,16 +181,19 @@ def split_class(
         return None
     keep, k = plan
     with clustering.quiet():
-        model = clustering.fit_reduction(rows.take(fit, np.float64)[:, keep], reduce, k, seed)
+        picked = rows.take(stored, np.float64)[in_fit_order][:, keep]
+        model = clustering.fit_reduction(picked, reduce, k, seed)
         whole = None
         if reduce == "umap":
             if fit.size == len(rows):
-                whole = model.embedding_
+                whole = np.empty_like(model.embedding_)
+                whole[fit] = model.embedding_
             else:
                 whole = model.transform(rows.take(np.arange(len(rows)), np.float64)[:, keep])
             fitted = whole[fit]
         else:
-            fitted = _picked(rows, fit, lambda block: model.transform(block[:, keep]), k)
+            transform = lambda block: model.transform(block[:, keep])  # noqa: E731
+            fitted = _picked(rows, stored, transform, k)[in_fit_order]
     two = clustering.TwoMeans(fitted, seed)
     assigned = np.empty(len(rows), dtype=np.int64)
     towards = np.empty((2, len(rows)))

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import optimize, sparse
 
 from poisonguard.detectors.validation import check_finite, check_labels
+from poisonguard.seeding import key_order, sample_by_key
 
 __all__ = [
     "FoldSums",
@@ -215,13 +216,12 @@ def lda_head(stats: _Stats) -> Head:
     return Head(weights, bias, present)
 
 
-def calibration_rows(folds: np.ndarray, fold: int, rng: np.random.Generator) -> np.ndarray:
+def calibration_rows(folds: np.ndarray, fold: int, keys: np.ndarray) -> np.ndarray:
     """The sorted training rows of ``fold``'s head that its calibration is fitted on: all rows
-    of the other folds, or a seeded sample of 20,000 of them."""
+    of the other folds, or the 20,000 of them with the smallest keys (a seeded sample drawn by
+    content, :func:`~poisonguard.seeding.sample_by_key`)."""
     train = np.flatnonzero(folds != fold)
-    if train.size > _CALIBRATION_SAMPLES:
-        train = np.sort(rng.choice(train, _CALIBRATION_SAMPLES, replace=False))
-    return train
+    return train[sample_by_key(keys[train], _CALIBRATION_SAMPLES)]
 
 
 def centred(block: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -341,15 +341,21 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def stratified_folds(labels: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold of each sample: classes shuffled one by one and dealt round-robin, continuing the
-    deal across classes so that fold sizes differ by at most one."""
+def stratified_folds(labels: np.ndarray, n_folds: int, keys: np.ndarray) -> np.ndarray:
+    """Fold of each sample: each class's samples in the order of their keys (a seeded shuffle
+    by content, :func:`~poisonguard.seeding.row_keys`, so that a sample's fold does not depend on
+    where it sits) dealt round-robin, continuing the deal across classes so that fold sizes
+    differ by at most one."""
     order = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == code)) for code in np.unique(labels)]
+        [members[key_order(keys[members])] for members in _class_members(labels)]
     )
     folds = np.empty(labels.shape[0], dtype=np.int64)
     folds[order] = np.arange(labels.shape[0]) % n_folds
     return folds
+
+
+def _class_members(labels: np.ndarray) -> list[np.ndarray]:
+    return [np.flatnonzero(labels == code) for code in np.unique(labels)]
 
 
 def _class_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ smaller than ``k`` disagrees with its neighbours by construction.
 
 This module holds the steps, as functions of arrays: the standardized principal basis from
 summed moments (:func:`centred_moments`, :func:`standardized_basis`), the projection of a block
-(:func:`project`), the cells (:func:`kmeans` on a :func:`kmeans_sample`, :func:`nearest_centre`,
+(:func:`project`), the cells (:func:`kmeans` on a sample drawn by content, :func:`nearest_centre`,
 :func:`nearest_cells`) and the search within one cell's candidates (:func:`query_cell`).
 :func:`poisonguard.detectors.streaming.knn_label_disagreement` walks the rows through them, from
 memory or from a file, and keeps the projected points where the features are.
@@ -49,7 +49,7 @@ __all__ = [
     "centred_moments",
     "check_options",
     "kmeans",
-    "kmeans_sample",
+    "kmeans_sample_size",
     "nearest_cells",
     "nearest_centre",
     "project",
@@ -124,15 +124,14 @@ def project(
     return projected, np.einsum("nd,nd->n", projected, projected)
 
 
-def kmeans_sample(n: int, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted positions of the seeded subsample the k-means cells are fitted on."""
-    n_sample = min(n, max(_KMEANS_SAMPLES, 8 * n_cells))
-    return np.sort(rng.choice(n, n_sample, replace=False))
+def kmeans_sample_size(n: int, n_cells: int) -> int:
+    """How many of ``n`` points the k-means cells are fitted on."""
+    return min(n, max(_KMEANS_SAMPLES, 8 * n_cells))
 
 
 def kmeans(sample: np.ndarray, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """A few Lloyd iterations on the points of :func:`kmeans_sample`; centres of empty cells
-    stay where they are."""
+    """A few Lloyd iterations on the sampled points (:func:`kmeans_sample_size` of them, in
+    the order of their content keys); centres of empty cells stay where they are."""
     centres = sample[np.sort(rng.choice(sample.shape[0], n_cells, replace=False))].copy()
     for _ in range(_KMEANS_ITERATIONS):
         assignment = nearest_centre(sample, centres)

@@ -26,6 +26,7 @@ import numpy as np
 from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.class_rows import (
     class_basis,
+    class_keys,
     robust_class_fit,
     spectral_class_scores,
     split_class,
@@ -111,10 +112,12 @@ def score_class(task: ClassTask) -> ClassScores:
         )
     if task.scored and "spectral" in task.detectors:
         spectral = spectral_class_scores(rows, basis)
+    # both fits draw their subsets by the rows' content keys: read the class once for them
+    keys = class_keys(rows, class_rng(task.seed, task.code)) if basis.has_spread else None
     if task.scored and "spectre" in task.detectors:
         fit_notes: list[str] = []
         spectre = robust_class_fit(
-            rows, class_rng(task.seed, task.code), basis=basis, notes=fit_notes
+            rows, class_rng(task.seed, task.code), basis=basis, notes=fit_notes, keys=keys
         )
         if basis.has_spread and spectre is None:
             why = "; ".join(fit_notes) or "no usable direction"
@@ -122,7 +125,9 @@ def score_class(task: ClassTask) -> ClassScores:
         elif basis.has_spread:
             notes.extend(f"spectre: {note}" for note in fit_notes)
     if task.split and "activation-clustering" in task.detectors:
-        split = split_class(rows, class_rng(task.seed, task.code), reduce=task.reduce, basis=basis)
+        split = split_class(
+            rows, class_rng(task.seed, task.code), reduce=task.reduce, basis=basis, keys=keys
+        )
     return ClassScores(task.code, spectral, spectre, split, tuple(notes))
 
 

@@ -56,6 +56,7 @@ from sklearn.cluster import KMeans
 from sklearn.covariance import MinCovDet
 
 from poisonguard.detectors.spectral import ClassBasis
+from poisonguard.seeding import key_order, sample_by_key
 
 __all__ = [
     "RobustClassFit",
@@ -160,11 +161,12 @@ def whitening_plan(
     basis: ClassBasis,
     n_components: int,
     max_fit_samples: int,
-    rng: np.random.Generator,
+    keys: np.ndarray,
     notes: list[str] | None = None,
 ) -> tuple[int, np.ndarray] | None:
     """The dimension ``k`` of a class's robust whitening and the sorted positions of the rows
-    (at most ``max_fit_samples``, a seeded sample) it is fitted on; None when the class has no
+    it is fitted on (at most ``max_fit_samples``: those with the smallest content ``keys``, a
+    seeded sample that does not depend on the order of the rows); None when the class has no
     usable direction (``notes`` gets the reason)."""
     notes = [] if notes is None else notes
     n = basis.n
@@ -180,10 +182,7 @@ def whitening_plan(
     if k == 0:
         notes.append(f"its {n} samples leave no usable direction in the model's features")
         return None
-    chosen = np.arange(n)
-    if n > max_fit_samples:
-        chosen = np.sort(rng.choice(n, max_fit_samples, replace=False))
-    return k, chosen
+    return k, sample_by_key(keys, max_fit_samples)
 
 
 def fit_whitening(
@@ -192,18 +191,22 @@ def fit_whitening(
     chosen: np.ndarray,
     rng: np.random.Generator,
     notes: list[str] | None = None,
+    keys: np.ndarray | None = None,
 ) -> Whitening | None:
     """Fit an MCD whitening of the class's top ``k`` principal subspace on the projections
     ``fitted`` ``(m, k)`` (:meth:`ClassBasis.project_block`) of its rows ``chosen`` (see
     :func:`whitening_plan`; take them from the blocks every row is projected in: a matrix
     product's rows can differ in the last bits with the number of rows multiplied); None when
-    the class has no robust core with a spread (``notes`` gets the reason)."""
+    the class has no robust core with a spread (``notes`` gets the reason). FastMCD's random
+    starts and the 2-means split depend on the order of their rows: they see the rows in the
+    order of their content ``keys`` (those of the rows ``chosen``; default: as given)."""
     notes = [] if notes is None else notes
     n, k = basis.n, fitted.shape[1]
     eigenvalues = basis.eigenvalues
     # the class's own variance along each axis of the subspace (the axes are its eigenvectors)
     class_variance = np.maximum(eigenvalues[-k:], 1e-300) / n
-    half = _best_half(fitted, rng)
+    keys = np.arange(fitted.shape[0], dtype=np.uint64) if keys is None else keys
+    half = _best_half_by_key(fitted, keys, rng)
     if _no_spread(fitted[half], class_variance):
         # more than half of the fitted rows coincide: fit on the distinct rows, one copy each
         distinct = np.sort(np.unique(fitted, axis=0, return_index=True)[1])
@@ -219,7 +222,7 @@ def fit_whitening(
             )
             return None
         unique_rows = fitted[distinct]
-        half = _best_half(unique_rows, rng)
+        half = _best_half_by_key(unique_rows, keys[distinct], rng)
         if _no_spread(unique_rows[half], class_variance):
             notes.append(
                 "more than half of the samples of its robust fit coincide in the model's "
@@ -294,6 +297,13 @@ def minimum_covariance_determinant(
     ``x`` needs more than ``k`` rows; ``rng`` seeds the random starts and the 2-means split.
     """
     return _reweighted(x, _best_half(x, rng))
+
+
+def _best_half_by_key(x: np.ndarray, keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`_best_half` of the rows taken in the order of their ``keys``, as sorted positions
+    in ``x``."""
+    order = key_order(keys)
+    return np.sort(order[_best_half(x[order], rng)])
 
 
 def _best_half(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from poisonguard.detectors import confident_learning, influence, knn_labels, validation
 from poisonguard.rows import Rows, RowsLike, RowStore, Stored, as_rows
+from poisonguard.seeding import key_order, row_keys, sample_by_key
 
 __all__ = [
     "influence_self_scores",
@@ -207,7 +208,8 @@ def out_of_sample_probabilities(
 ) -> Stored:
     """Cross-validated class probabilities from a linear head on fixed features.
 
-    Folds are stratified: each class's samples are shuffled (``seed``) and dealt round-robin to
+    Folds are stratified: each class's samples are shuffled (``seed``; by a key of each row's
+    content, so that the result does not depend on the order of the rows) and dealt round-robin to
     the folds, so every fold holds ``n_c / n_folds`` of class ``c`` (give or take one) and a class
     with fewer samples than folds is spread over as many folds as it has samples. For each fold,
     on the other folds only:
@@ -248,7 +250,8 @@ def out_of_sample_probabilities(
         Number of folds, at least 2; fewer are used when there are fewer samples.
     seed : int
         Seeds the fold assignment and the subsample of at most 20,000 training rows that each
-        calibration is fitted on; the result is deterministic for a given seed.
+        calibration is fitted on (both drawn by the rows' content keys,
+        :func:`~poisonguard.seeding.row_keys`); the result is deterministic for a given seed.
     store : RowStore or None
         Where the result goes, a block of rows at a time: memory (default) or, on an
         out-of-core scan, a staging file (returned as an :class:`~poisonguard.ondisk.ArrayFile`).
@@ -275,18 +278,19 @@ def out_of_sample_probabilities(
         for rows, given in Rows(labels).blocks():
             probabilities[rows] = confident_learning.one_hot(given, n_classes)
         return store.finish(probabilities)
-    rng = np.random.default_rng(seed)
-    folds = confident_learning.stratified_folds(labels, min(n_folds, n_samples), rng)
+    # Rows are centred in float64 one block at a time: memory is a block, not a float64 copy of
+    # the features. The same pass keys every row by its content, for the folds and samples.
+    total = np.zeros(features.shape[1])
+    keys = np.empty(n_samples, dtype=np.uint64)
+    for rows, block in features.blocks():
+        total += block.sum(axis=0, dtype=np.float64)
+        keys[rows] = row_keys(block, seed)
+    mean = total / n_samples
+    folds = confident_learning.stratified_folds(labels, min(n_folds, n_samples), keys)
     # Small GEMMs, one BLAS thread: a two-thread OpenBLAS that shares a core with another process
     # spins (measured 0.03 s -> 1 s for one 48,000 x 128 Gram matrix with one core busy), and
     # this whole function takes well under a second single-threaded at 60,000 x 128.
     with threadpool_limits(limits=1, user_api="blas"):
-        # Rows are centred in float64 one block at a time: memory is a block, not a float64
-        # copy of the features.
-        total = np.zeros(features.shape[1])
-        for _, block in features.blocks():
-            total += block.sum(axis=0, dtype=np.float64)
-        mean = total / n_samples
         sums = confident_learning.FoldSums(int(folds.max()) + 1, n_classes)
         for rows, block in features.blocks():
             sums.add(confident_learning.centred(block, mean), folds[rows], labels[rows])
@@ -295,7 +299,7 @@ def out_of_sample_probabilities(
         for f, held_out in enumerate(sums.parts):
             head = confident_learning.lda_head(everything.minus(held_out))
             if head.weights is not None:
-                train = confident_learning.calibration_rows(folds, f, rng)
+                train = confident_learning.calibration_rows(folds, f, keys)
                 head = head.calibrated(features.take(train, np.float64) - mean, labels[train])
             heads.append(head)
         for rows, block in features.blocks():
@@ -358,32 +362,35 @@ def knn_label_disagreement(
     # Small matrix products, one BLAS thread: two spin when another process holds a core (see
     # out_of_sample_probabilities); single-threaded this takes ~2 s at 60,000 x 128.
     with threadpool_limits(limits=1, user_api="blas"), features.scratch() as store:
-        points, norms = _principal_projection(features, n_components, store)
+        points, norms, keys = _principal_projection(features, n_components, seed, store)
         if weights == "uniform":  # the share needs no distances and no (N, k) arrays
             scores = np.empty(n_samples, dtype=np.float64)
-            for queries, differs, _ in _neighbours(points, norms, labels, k, n_probe, rng, store):
+            neighbours = _neighbours(points, norms, keys, labels, k, n_probe, rng, store)
+            for queries, differs, _ in neighbours:
                 scores[queries] = weighting(None, differs)
             return scores
         differs_all = np.empty((n_samples, k), dtype=bool)
         distances_all = np.empty((n_samples, k), dtype=np.float64)
         for queries, differs, distances in _neighbours(
-            points, norms, labels, k, n_probe, rng, store, with_distances=True
+            points, norms, keys, labels, k, n_probe, rng, store, with_distances=True
         ):
             differs_all[queries], distances_all[queries] = differs, distances
         return weighting(distances_all, differs_all).astype(np.float64)
 
 
 def _principal_projection(
-    features: Rows, n_components: int, store: RowStore
-) -> tuple[Rows, np.ndarray]:
+    features: Rows, n_components: int, seed: int, store: RowStore
+) -> tuple[Rows, np.ndarray, np.ndarray]:
     """The search points (standardized features on their top principal components, float32,
-    kept in ``store``) and their squared norms. Mean, scale and the Gram matrix are summed in
-    float64 over blocks of rows, so the memory beyond the output is a block, not a float64 copy
-    of the input (1 GB at a million 128-d rows)."""
+    kept in ``store``), their squared norms and the rows' content keys (``seed``). Mean, scale
+    and the Gram matrix are summed in float64 over blocks of rows, so the memory beyond the
+    output is a block, not a float64 copy of the input (1 GB at a million 128-d rows)."""
     n, width = features.shape
     total = np.zeros(width)
-    for _, block in features.blocks():
+    keys = np.empty(n, dtype=np.uint64)
+    for rows, block in features.blocks():
         total += block.sum(axis=0, dtype=np.float64)
+        keys[rows] = row_keys(block, seed)
     mean = total / n
     gram = np.zeros((width, width))
     squares = np.zeros(width)
@@ -396,12 +403,13 @@ def _principal_projection(
     norms = np.empty(n, dtype=np.float32)
     for rows, block in features.blocks():
         points[rows], norms[rows] = knn_labels.project(block, mean, basis)
-    return Rows(store.finish(points)), norms
+    return Rows(store.finish(points)), norms, keys
 
 
 def _neighbours(
     points: Rows,
     norms: np.ndarray,
+    keys: np.ndarray,
     labels: np.ndarray,
     k: int,
     n_probe: int | None,
@@ -424,7 +432,10 @@ def _neighbours(
         cells = np.zeros(n_samples, dtype=np.int64)
         probes = np.zeros((1, 1), dtype=np.int64)
     else:
-        sample = points.take(knn_labels.kmeans_sample(n_samples, n_cells, rng))
+        # the k-means sample drawn by the rows' content keys and fitted in key order, so that
+        # the cells do not depend on the order of the rows
+        chosen = sample_by_key(keys, knn_labels.kmeans_sample_size(n_samples, n_cells))
+        sample = points.take(chosen)[key_order(keys[chosen])]
         centres = knn_labels.kmeans(sample, n_cells, rng)
         del sample
         cells = np.empty(n_samples, dtype=np.int64)
