@@ -28,13 +28,16 @@ import numpy as np
 from poisonguard.dataset import Dataset, RowNumbers, encode_labels
 from poisonguard.errors import DatasetError
 from poisonguard.limits import ByteLimit, byte_limit, check_declared, declared_bytes
+from poisonguard.loaders.columns import (
+    DEFAULT_ID_COLUMN,
+    DEFAULT_LABEL_COLUMN,
+    check_header,
+    find_column,
+)
 
 __all__ = ["load_csv"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_LABEL_COLUMN = "label"
-DEFAULT_ID_COLUMN = "id"
 
 
 def _count_lines(path: Path) -> int:
@@ -44,32 +47,6 @@ def _count_lines(path: Path) -> int:
         while block := handle.read(1 << 20):
             count += block.count(b"\n")
     return count
-
-
-def find_column(header: list[str], name: str, *, exact: bool) -> int | None:
-    """Index of column ``name``; without ``exact``, a unique case-insensitive match also counts."""
-    if name in header:
-        return header.index(name)
-    if not exact:
-        matches = [i for i, col in enumerate(header) if col.lower() == name.lower()]
-        if len(matches) == 1:
-            return matches[0]
-    return None
-
-
-def check_header(path: Path, header: list[str]) -> None:
-    """Raise :class:`DatasetError` for an empty or repeated column name in a CSV header."""
-    first_at: dict[str, int] = {}
-    for index, name in enumerate(header, start=1):
-        if name == "":
-            raise DatasetError(path, f"column {index} of the header (line 1) has no name")
-        if name in first_at:
-            raise DatasetError(
-                path,
-                f"column name {name!r} appears twice in the header (columns {first_at[name]} "
-                f"and {index}); column names must be unique",
-            )
-        first_at[name] = index
 
 
 def _bad_cell(path: Path, line: int, column: str, cell: str) -> DatasetError:

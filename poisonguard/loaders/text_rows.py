@@ -32,7 +32,7 @@ import numpy as np
 from poisonguard.dataset import Dataset, RowNumbers, encode_labels
 from poisonguard.errors import DatasetError
 from poisonguard.limits import ByteLimit, byte_limit, check_declared
-from poisonguard.loaders.csv_table import DEFAULT_ID_COLUMN, DEFAULT_LABEL_COLUMN, find_column
+from poisonguard.loaders.columns import DEFAULT_ID_COLUMN, DEFAULT_LABEL_COLUMN, find_column
 
 __all__ = [
     "DEFAULT_TEXT_COLUMN",

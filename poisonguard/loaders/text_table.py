@@ -28,7 +28,7 @@ from pathlib import Path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
 from poisonguard.limits import byte_limit
-from poisonguard.loaders.csv_table import check_header, find_column
+from poisonguard.loaders.columns import check_header, find_column
 from poisonguard.loaders.text_rows import (
     DEFAULT_TEXT_COLUMN,
     TextRows,

@@ -34,7 +34,7 @@ import numpy as np
 
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
-from poisonguard.loaders.csv_table import DEFAULT_ID_COLUMN, DEFAULT_LABEL_COLUMN, find_column
+from poisonguard.loaders.columns import DEFAULT_ID_COLUMN, DEFAULT_LABEL_COLUMN, find_column
 
 __all__ = ["write_csv"]
 
