@@ -3,17 +3,13 @@
 Influence functions, confident learning's out-of-sample probabilities and the k-NN label
 disagreement each need a few passes over every sample: a sum over blocks (a Hessian, sufficient
 statistics, a Gram matrix), a fit on the sums or on a sample, then a score for each block given
-the fit. Their modules (:mod:`~poisonguard.detectors.influence`,
-:mod:`~poisonguard.detectors.confident_learning`, :mod:`~poisonguard.detectors.knn_labels`)
-hold those steps as functions of arrays; the functions here walk the rows through them, from
-an array or an :class:`~poisonguard.ondisk.ArrayFile` alike (:class:`~poisonguard.rows.Rows`),
-in the same blocks, so the scores are the same wherever the rows are. What a walk computes for
-every sample goes to a :class:`~poisonguard.rows.RowStore` (memory, or the staging folder of an
-out-of-core scan).
-
-Each function takes arrays, files or :class:`~poisonguard.rows.Rows`, checks shapes and labels,
-and checks the values (finite, softmax probabilities) in one pass unless ``check_finite=False``
-says the caller did (a scan checks the embedding once, as it enters the detectors).
+the fit. Their modules (``influence``, ``confident_learning``, ``knn_labels``) hold those steps
+as functions of arrays; the functions here walk the rows through them, from an array or a file
+alike (:class:`~poisonguard.rows.Rows`), in the same blocks, so the scores are the same
+wherever the rows are. What a walk computes for every sample goes to a
+:class:`~poisonguard.rows.RowStore` (memory, or the staging folder of an out-of-core scan).
+Shapes and labels are checked here, the values (finite, softmax) too unless
+``check_finite=False`` says the caller did (a scan checks the embedding once).
 """
 
 from __future__ import annotations
