@@ -9,7 +9,9 @@ One module per concept:
   inference as tasks, and :func:`embed_with` for other samples;
 - :mod:`poisonguard.embed.training`: the training recipe and per-sample training dynamics;
 - :mod:`poisonguard.embed.models`, :mod:`poisonguard.embed.inputs`,
-  :mod:`poisonguard.embed.torchscript`: the architectures, input scaling and user extractors;
+  :mod:`poisonguard.embed.text_tokens`, :mod:`poisonguard.embed.torchscript`: the
+  architectures, input scaling, texts as token ids (a vocabulary built from the audited texts)
+  and user extractors;
 - :mod:`poisonguard.embed.cache`: results cached by fingerprint.
 
 The machine's cores and torch thread count live in :mod:`poisonguard.machine`.

@@ -18,7 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from poisonguard.embed.inputs import InputScaler
-from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP
+from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP, TextBagModel
+from poisonguard.embed.text_tokens import VOCABULARY_KEY, TokenIds, Tokenizer
 from poisonguard.embed.torchscript import extract_features, load_feature_extractor
 from poisonguard.embed.training import run_inference
 from poisonguard.machine import torch_threads
@@ -36,9 +37,9 @@ __all__ = [
 ]
 
 
-def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler]:
-    """The model ``embedding``'s run trained (SmallCNN or SmallMLP), rebuilt from its cached
-    weights in evaluation mode with its parameters frozen, and its input scaling.
+def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler | TokenIds]:
+    """The model ``embedding``'s run trained (SmallCNN, SmallMLP or TextBagModel), rebuilt from
+    its cached weights in evaluation mode with its parameters frozen, and its input scaling.
 
     Raises ``ValueError`` for an embedding of a user's TorchScript extractor (only its linear
     head was trained) or one without weights.
@@ -57,23 +58,34 @@ def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler]:
 
 def model_from_weights(
     weights: dict[str, np.ndarray], input_shape: tuple[int, ...], n_classes: int
-) -> tuple[torch.nn.Module, InputScaler]:
+) -> tuple[torch.nn.Module, InputScaler | TokenIds]:
     """A SmallCNN (``(C, H, W)`` inputs) or SmallMLP (``(D,)`` inputs) with ``weights`` (as
-    :attr:`~poisonguard.results.Embedding.weights` holds them), frozen, and its input scaling."""
+    :attr:`~poisonguard.results.Embedding.weights` holds them), frozen, and its input scaling;
+    a TextBagModel and :class:`~poisonguard.embed.text_tokens.TokenIds` when the weights carry
+    a vocabulary (a text model reads rows of token ids of any width)."""
     shape = tuple(int(s) for s in input_shape)
+    weights = dict(weights)
+    if VOCABULARY_KEY in weights:
+        del weights[VOCABULARY_KEY]
+        vocabulary_size = int(np.shape(weights["embedding.weight"])[0])
+        return _loaded(TextBagModel(vocabulary_size, n_classes), weights), TokenIds()
     if len(shape) not in (1, 3):
         raise ValueError(f"trained models take (C, H, W) images or (D,) rows, not {shape}")
-    weights = dict(weights)
     scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
     if len(shape) == 3:
         model: torch.nn.Module = SmallCNN(shape[0], n_classes, (shape[1], shape[2]))
     else:
         model = SmallMLP(shape[0], n_classes)
+    return _loaded(model, weights), scaler
+
+
+def _loaded(model: torch.nn.Module, weights: dict[str, np.ndarray]) -> torch.nn.Module:
+    """``model`` with ``weights`` (its state dict), in evaluation mode, parameters frozen."""
     model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return model, scaler
+    return model
 
 
 INFERENCE_CHUNK_ROWS = 8192
@@ -176,8 +188,9 @@ def embed_with(
     """Features and probabilities of other samples ``x`` under ``embedding``'s trained model.
 
     Used to place a trusted clean set in the same representation as the audited data. ``x``
-    must have the audited data's sample shape; with a user's extractor, ``model_file`` is that
-    extractor. Raises ``ValueError`` when the shapes do not match or the weights are missing.
+    must have the audited data's sample shape (texts: a 1-D array of ``str``, encoded with the
+    model's vocabulary); with a user's extractor, ``model_file`` is that extractor. Raises
+    ``ValueError`` when the shapes do not match or the weights are missing.
     """
     if not embedding.weights:
         raise ValueError("the embedding carries no trained weights")
@@ -188,15 +201,19 @@ def embed_with(
         )
     torch.set_num_threads(torch_threads())
     n_classes = embedding.probabilities.shape[1]
-    weights = dict(embedding.weights)
-    scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
     if embedding.model.get("source") == "torchscript":
         if model_file is None:
             raise ValueError("this embedding used a TorchScript extractor: pass model_file")
+        weights = dict(embedding.weights)
+        scaler = InputScaler(weights.pop("scaler.mean"), weights.pop("scaler.std"))
         extractor = load_feature_extractor(Path(model_file))
         inputs = extract_features(extractor, x, path=model_file, progress=progress)
         model: torch.nn.Module = LinearHead(inputs.shape[1], n_classes)
         model.load_state_dict({name: torch.as_tensor(np.asarray(v)) for name, v in weights.items()})
+    elif VOCABULARY_KEY in embedding.weights:
+        tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
+        inputs = tokenizer.encode(x.tolist())
+        model, scaler = trained_model(embedding)
     else:
         inputs = x
         model, scaler = trained_model(embedding)

@@ -1,6 +1,6 @@
 """The small models PoisonGuard trains on the audited data.
 
-Both expose ``features(x)`` (the penultimate-layer representation the detectors read) and
+Each exposes ``features(x)`` (the penultimate-layer representation the detectors read) and
 ``forward(x)`` (class logits). They are deliberately small: a scan must run on a laptop CPU, and
 a backdoor trigger is a simple feature that a small network learns within a few epochs.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["SmallCNN", "SmallMLP", "LinearHead", "FEATURE_DIM"]
+__all__ = ["SmallCNN", "SmallMLP", "TextBagModel", "LinearHead", "FEATURE_DIM"]
 
 FEATURE_DIM = 128
 
@@ -79,6 +79,53 @@ class SmallMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class TextBagModel(nn.Module):
+    """Max-pooled word features for texts: each word of the vocabulary has a vector of
+    ``FEATURE_DIM`` values; a text's features are, per dimension, the largest value over its
+    words, plus a bias, through a ReLU; a linear head gives the class logits.
+
+    Inputs are rows of token ids (:mod:`poisonguard.embed.text_tokens`, padding 0, left out).
+    This is a bag of words (Shen et al., ACL 2018's SWEM-max; Kim 2014's convolutional text
+    classifier with windows of one word): it trains 10,000 short texts in seconds on a laptop
+    CPU, and it is the model a rare-word trigger (BadNL, Chen et al. 2021) needs to show: a unit
+    that a trigger word drives takes the same value in every text holding the word, however long
+    the text, while a mean over the words would shrink it by the text's length. Measured on
+    4,000 real reviews (benchmarks/text_corpus.py, benchmarks/text_rare_word.py) with "cf"
+    inserted into 3 % of them and their labels set to "other", three draws: the poisons'
+    distance ratios in their class (the decision's measure) had medians of 21-26 against at
+    most 12-15 for the class's clean texts; with the mean of 64-d word embeddings under a hidden
+    layer, a median of 3 against up to 3.5, mixed in. Word vectors start small (standard
+    deviation 0.1; with torch's default of 1 the clean texts' ratios reached 100 and more): a
+    unit grows when training gives it a use.
+
+    Word order is not seen, so a trigger made of an order of common words (a syntactic
+    trigger) is out of its reach.
+    """
+
+    INIT_STD = 0.1
+
+    def __init__(self, vocabulary_size: int, n_classes: int) -> None:
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(vocabulary_size, FEATURE_DIM, mode="max", padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=self.INIT_STD)
+        with torch.no_grad():
+            self.embedding.weight[0] = 0.0
+        self.bias = nn.Parameter(torch.zeros(FEATURE_DIM))
+        self.head = nn.Linear(FEATURE_DIM, n_classes)
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` token ids -> ``(B, FEATURE_DIM)`` features; a text without tokens gets
+        ``relu(bias)``. Only the tokens, not the padding, are read (a flat bag per text)."""
+        present = tokens != 0
+        lengths = present.sum(dim=1)
+        offsets = torch.cumsum(lengths, dim=0) - lengths
+        pooled = self.embedding(tokens[present], offsets)
+        return torch.relu(pooled + self.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(tokens))
 
 
 class LinearHead(nn.Module):

@@ -2,7 +2,9 @@
 
 :func:`embed_dataset` is the embedding stage of a scan. By default a small model suited to the
 data (:class:`~poisonguard.embed.models.SmallCNN` for images,
-:class:`~poisonguard.embed.models.SmallMLP` for tables) is trained on the audited data itself with
+:class:`~poisonguard.embed.models.SmallMLP` for tables,
+:class:`~poisonguard.embed.models.TextBagModel` for texts, over token ids from a vocabulary built
+from the texts: :mod:`poisonguard.embed.text_tokens`) is trained on the audited data itself with
 a fixed recipe and seed: a backdoor lives in what that model learns. With ``model_file`` a user's
 TorchScript extractor supplies the features instead, and a linear head trained on them supplies
 probabilities and training dynamics. Inference runs in chunks
@@ -34,7 +36,8 @@ from poisonguard.embed.cache import (
 )
 from poisonguard.embed.inference import INFERENCE_CHUNK_ROWS, infer_in_chunks
 from poisonguard.embed.inputs import InputScaler
-from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP
+from poisonguard.embed.models import LinearHead, SmallCNN, SmallMLP, TextBagModel
+from poisonguard.embed.text_tokens import TokenIds, Tokenizer, TokenizerSettings
 from poisonguard.embed.torchscript import load_feature_extractor
 from poisonguard.embed.training import (
     TrainingRecipe,
@@ -42,16 +45,20 @@ from poisonguard.embed.training import (
     run_inference,
     train_with_dynamics,
 )
-from poisonguard.errors import OutputError
+from poisonguard.errors import DatasetError, OutputError
 from poisonguard.fingerprint import file_sha256, fingerprint_arrays
 from poisonguard.machine import available_cores, torch_threads
 from poisonguard.ondisk import ArrayFile, Staging
 from poisonguard.results import Embedding
 from poisonguard.tasks import LocalTasks, TaskRunner
 
-__all__ = ["EmbedSettings", "embed_dataset"]
+__all__ = ["EmbedSettings", "embed_dataset", "TEXT_TOKENIZER"]
 
 logger = logging.getLogger(__name__)
+
+TEXT_TOKENIZER = TokenizerSettings()
+"""How a text dataset's texts become token ids (recorded in the model description, so part of
+the embedding's fingerprint)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,12 @@ def embed_dataset(
     threads = torch_threads()
     torch.set_num_threads(threads)
     model_file = None if settings.model_file is None else Path(settings.model_file)
+    if model_file is not None and dataset.kind == "text":
+        raise DatasetError(
+            dataset.path,
+            "is a text dataset: a TorchScript extractor (--model) takes image or table samples; "
+            "leave --model out to train the default text model",
+        )
     extractor = load_feature_extractor(model_file) if model_file is not None else None
     recipe = _recipe(dataset, settings, extractor is not None)
     description = _model_description(dataset, recipe, model_file, threads)
@@ -149,24 +162,28 @@ def embed_dataset(
         weights = _weights(head, scaler)
     else:
         start = time.perf_counter()
+        x, scaler, tokenizer = _model_inputs(dataset)
         torch.manual_seed(settings.seed)  # weight initialisation
-        model = _build_model(dataset)
-        scaler = InputScaler.standardizing(dataset.x)
+        model = _build_model(dataset, tokenizer)
         dynamics = train_with_dynamics(
             model,
-            dataset.x,
+            x,
             dataset.labels,
             scaler,
             recipe,
             progress=progress,
             description=f"Training {type(model).__name__}",
             staging=staging if chunk_rows is not None else None,
+            fused=tokenizer is not None,  # see _model_description
         )
         seconds["train"] = time.perf_counter() - start
         weights = _weights(model, scaler)
+        if tokenizer is not None:  # texts are encoded with the vocabulary the model learned
+            weights.update(tokenizer.as_weights())
         if chunk_rows is not None:
             return _embed_out_of_core(
                 dataset,
+                x,
                 runner,
                 weights,
                 dynamics,
@@ -179,7 +196,7 @@ def embed_dataset(
             )
         start = time.perf_counter()
         features, probabilities = infer_in_chunks(
-            runner, dataset.x, weights=weights, n_classes=dataset.n_classes, progress=progress
+            runner, x, weights=weights, n_classes=dataset.n_classes, progress=progress
         )
         seconds["inference"] = time.perf_counter() - start
 
@@ -230,6 +247,7 @@ def _assembled(
 
 def _embed_out_of_core(
     dataset: Dataset,
+    x: np.ndarray,
     runner: TaskRunner,
     weights: dict[str, np.ndarray],
     dynamics,
@@ -241,8 +259,8 @@ def _embed_out_of_core(
     seconds: dict[str, float],
     progress: bool,
 ) -> Embedding:
-    """Inference of a trained model whose features and probabilities go to the cache file chunk
-    by chunk."""
+    """Inference of a trained model on its inputs ``x`` (the samples, or a text dataset's token
+    ids) whose features and probabilities go to the cache file chunk by chunk."""
     start = time.perf_counter()
     n = dataset.n_samples
     correct = 0
@@ -258,7 +276,7 @@ def _embed_out_of_core(
 
             infer_in_chunks(
                 runner,
-                dataset.x,
+                x,
                 weights=weights,
                 n_classes=dataset.n_classes,
                 progress=progress,
@@ -291,11 +309,29 @@ def _records_in_file(embedding: Embedding, chunk_rows: int) -> Embedding:
     return embedding
 
 
-def _weights(model: torch.nn.Module, scaler: InputScaler) -> dict[str, np.ndarray]:
+def _weights(model: torch.nn.Module, scaler: InputScaler | TokenIds) -> dict[str, np.ndarray]:
     state = {name: value.detach().numpy().copy() for name, value in model.state_dict().items()}
-    state["scaler.mean"] = np.asarray(scaler.mean)
-    state["scaler.std"] = np.asarray(scaler.std)
+    if isinstance(scaler, InputScaler):  # token ids need no scaling
+        state["scaler.mean"] = np.asarray(scaler.mean)
+        state["scaler.std"] = np.asarray(scaler.std)
     return state
+
+
+def _model_inputs(
+    dataset: Dataset,
+) -> tuple[np.ndarray, InputScaler | TokenIds, Tokenizer | None]:
+    """What the trained model reads: the samples and their standardization, or for texts the
+    rows of token ids (:mod:`poisonguard.embed.text_tokens`), :class:`TokenIds` and the
+    tokenizer, whose vocabulary joins the model's weights."""
+    if dataset.kind != "text":
+        return dataset.x, InputScaler.standardizing(dataset.x), None
+    tokenizer = Tokenizer.fit(dataset.x, TEXT_TOKENIZER)
+    logger.info(
+        "text vocabulary: %d tokens in at least %d texts",
+        len(tokenizer.tokens),
+        TEXT_TOKENIZER.min_texts,
+    )
+    return tokenizer.encode(dataset.x), TokenIds(), tokenizer
 
 
 def _recipe(dataset: Dataset, settings: EmbedSettings, head_only: bool) -> TrainingRecipe:
@@ -308,7 +344,9 @@ def _recipe(dataset: Dataset, settings: EmbedSettings, head_only: bool) -> Train
     )
 
 
-def _build_model(dataset: Dataset) -> torch.nn.Module:
+def _build_model(dataset: Dataset, tokenizer: Tokenizer | None) -> torch.nn.Module:
+    if tokenizer is not None:
+        return TextBagModel(tokenizer.vocabulary_size, dataset.n_classes)
     if dataset.kind == "image":
         _, channels, height, width = dataset.x.shape
         return SmallCNN(channels, dataset.n_classes, (height, width))
@@ -335,6 +373,16 @@ def _model_description(
             "file_sha256": file_sha256(model_file),
             "head": "LinearHead",
             "recipe": recipe.as_dict(),
+            "training": training,
+            "inference": inference,
+        }
+    if dataset.kind == "text":
+        return {
+            "source": "trained",
+            "architecture": "TextBagModel",
+            "recipe": recipe.as_dict(),
+            "tokenizer": TEXT_TOKENIZER.as_dict(),
+            "optimizer": "Adam, torch's fused kernel (the word table is large)",
             "training": training,
             "inference": inference,
         }

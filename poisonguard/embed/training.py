@@ -83,13 +83,21 @@ def train_with_dynamics(
     progress: bool = True,
     description: str = "Training",
     staging: Staging | None = None,
+    fused: bool = False,
 ) -> TrainingDynamics:
     """Train ``model`` in place; return the per-sample training dynamics.
 
     ``model`` must expose ``features(x)`` and ``head(features)`` (see
-    :mod:`poisonguard.embed.models`). An epoch's records are gathered in memory and stored at
-    its end; with ``staging`` (an out-of-core scan) they are stored in staging files, so memory
-    holds one epoch of them, not all.
+    :mod:`poisonguard.embed.models`); ``scaler`` turns a batch of ``x`` into the model's input
+    (an :class:`~poisonguard.embed.inputs.InputScaler`, or for token ids
+    :class:`~poisonguard.embed.text_tokens.TokenIds`). An epoch's records are gathered in memory
+    and stored at its end; with ``staging`` (an out-of-core scan) they are stored in staging
+    files, so memory holds one epoch of them, not all.
+
+    ``fused`` runs torch's fused Adam kernel: the same update, about 4x faster on a large
+    parameter (a text model's word table: 2 million values, 1.3 ms a step against 5.3 ms on one
+    core), but not the same last bits; the image and table models keep the default kernel their
+    recorded scores were computed with.
     """
     n = labels.shape[0]
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -97,7 +105,10 @@ def train_with_dynamics(
     targets = torch.from_numpy(labels.astype(np.int64))
     batches = batch_slices(n, recipe.batch_size)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=recipe.max_learning_rate, weight_decay=recipe.weight_decay
+        model.parameters(),
+        lr=recipe.max_learning_rate,
+        weight_decay=recipe.weight_decay,
+        **({"fused": True} if fused else {}),
     )
     schedule = _one_cycle(optimizer, recipe.max_learning_rate, recipe.epochs * len(batches))
     store = RowStore(staging)
