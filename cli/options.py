@@ -128,8 +128,8 @@ def loader_options(
 
 def refuse_text(dataset: Dataset, *, doing: str) -> None:
     """Stop a command that does not take text datasets yet with a one-line error (exit 1):
-    text datasets are read (``Dataset.kind == "text"``), but embedding, detection, poisoning,
-    sanitizing and the privacy probe of text are still to come."""
+    text datasets are read (``Dataset.kind == "text"``) and scanned, but poisoning, sanitizing,
+    evaluating and the privacy probe of text are still to come."""
     if dataset.kind == "text":
         raise DatasetError(
             dataset.path,

@@ -117,13 +117,15 @@ def scan(
     """Scan DATASET for poisoned samples and write a report.
 
     DATASET is an image folder (one sub-folder per class), an HDF5 or NPZ file with arrays x and
-    y, or a CSV table with a label column. Text datasets (a CSV file with a text column, TSV,
-    JSON Lines, Parquet, a folder of .txt files) are read but cannot be scanned yet. The report
-    folder gets scores.csv, report.json and report.html.
+    y, a CSV table with a label column, or a text dataset (a CSV file with a text column, TSV,
+    JSON Lines, Parquet, a folder of .txt files; a small text classifier is trained on it). The
+    report folder gets scores.csv, report.json and report.html.
     """
-    if is_text_dataset(dataset, format=format_, text_column=text_column):
+    if model_file is not None and is_text_dataset(dataset, format=format_, text_column=text_column):
         raise DatasetError(
-            dataset, "is a text dataset: text datasets are read but cannot be scanned yet"
+            dataset,
+            "is a text dataset: a TorchScript extractor (--model) takes image or table samples; "
+            "leave --model out to train the default text model",
         )
     if detectors and trusted is None:
         needing = [d for d in detectors if DETECTORS[d].needs_trusted]
@@ -156,6 +158,7 @@ def scan(
             y_key=y_key,
             label_column=label_column,
             id_column=id_column,
+            text_column=text_column,
             skip_bad=skip_bad,
             cache_dir=cache_dir,
             use_cache=not no_cache,

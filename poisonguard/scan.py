@@ -105,6 +105,7 @@ def scan_path(
     y_key: str | None = None,
     label_column: str | None = None,
     id_column: str | None = None,
+    text_column: str | None = None,
     skip_bad: bool = False,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
@@ -118,7 +119,8 @@ def scan_path(
     With ``staging`` (out of core, see :func:`poisonguard.ondisk.staging_area`), HDF5 and
     image-folder samples are copied block by block to a staging file instead of memory; the
     result reads them from there (thumbnails), so write the report before the staging area
-    ends.
+    ends. ``text_column`` names a text dataset's text column (default ``text``; see
+    :func:`~poisonguard.loaders.load_dataset`).
     """
     # reject an unknown detector or reduction before the slow steps
     get_detectors(settings.detectors, trusted=settings.trusted is not None)
@@ -127,7 +129,12 @@ def scan_path(
     from poisonguard.loaders import load_dataset
 
     options = dict(
-        format=format, x_key=x_key, y_key=y_key, label_column=label_column, id_column=id_column
+        format=format,
+        x_key=x_key,
+        y_key=y_key,
+        label_column=label_column,
+        id_column=id_column,
+        text_column=text_column,
     )
     # reach the cluster before reading the data, so that a wrong address fails fast
     with task_runner(dask, workers=available_cores()) as runner:

@@ -1,6 +1,7 @@
 """Text datasets (issue 16, item 1): CSV/TSV, JSON Lines, Parquet and folders of .txt files read
 to the same Dataset of ``kind == "text"``; bad input ends in a DatasetError naming the file and
-the problem; the commands refuse text in one line until text can be embedded."""
+the problem; ``scan`` reads every text format, the other commands refuse text in one line until
+they take it (the scan of text itself: test_text_scan.py)."""
 
 from __future__ import annotations
 
@@ -423,15 +424,18 @@ def test_dataset_checks_the_text_layout(tmp_path):
             make(x)
 
 
-# --- the commands: text is read but not yet scanned ----------------------------------------------
+# --- the commands: text is scanned, not yet poisoned, sanitized, evaluated or probed ----------
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_scan_refuses_text_in_one_line(fmt, tmp_path):
+def test_scan_reads_every_text_format(fmt, tmp_path):
     path = write_corpus(fmt, tmp_path)
     result = run_cli("scan", path, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
-    assert_clean_failure(result, path.name, "text datasets are read but cannot be scanned yet")
-    assert not (tmp_path / "out").exists()
+    assert result.exit_code == 0, result.output
+    assert "6 samples, 2 classes" in result.output  # classes of 3: too small to be scored
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["dataset"]["kind"] == "text"
+    assert report["dataset"]["format"] == fmt
 
 
 def test_scan_with_a_text_column_the_csv_lacks(tmp_path):

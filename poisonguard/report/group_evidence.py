@@ -351,8 +351,11 @@ def summarize(
 def target_group_differences(result: ScanResult) -> list[GroupDifference]:
     """One :class:`GroupDifference` per class the scan calls a backdoor target, in class order:
     its samples flagged ``"backdoor"`` against its unflagged samples. Classes whose group or
-    core is empty are left out."""
+    core is empty are left out, and so is every class of a text dataset: texts have no mean
+    (the words that set a flagged group of texts apart are issue 16's next step)."""
     dataset = result.dataset
+    if dataset.kind == "text":
+        return []
     flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
     if result.finding is not None:
         backdoor = np.asarray(result.finding, dtype=object) == "backdoor"

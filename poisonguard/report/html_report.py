@@ -30,13 +30,14 @@ from poisonguard.report.json_report import ranked_indices
 from poisonguard.results import ScanResult
 from poisonguard.rows import as_rows
 
-__all__ = ["ReportFigures", "prepare_figures", "render_html", "TEMPLATE_DIR"]
+__all__ = ["ReportFigures", "prepare_figures", "render_html", "text_snippet", "TEMPLATE_DIR"]
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TEMPLATE = "report.html"
 _MAX_LISTED_SKIPPED = 50
+_SNIPPET_CHARS = 200  # of a text shown among the most suspicious samples
 # Model description keys shown on their own line of the summary, not in the model details.
 _MODEL_SUMMARY_KEYS = ("train_accuracy", "from_cache", "cache_path")
 
@@ -55,7 +56,9 @@ class ReportFigures:
         Samples drawn on the map (see :func:`~poisonguard.report.projection.map_subsample`).
     top : list of dict
         The most suspicious samples, highest score first: ``index``, ``id``, ``label``,
-        ``score``, ``flagged`` and, for image datasets, ``thumbnail`` (a ``data:`` URI).
+        ``score``, ``flagged`` and, for image datasets, ``thumbnail`` (a ``data:`` URI), for
+        text datasets ``text`` (the text's start, :func:`text_snippet`; escaped on the page
+        like every value).
     group_differences : list of GroupDifference
         Per backdoor target class, its flagged group against the rest of the class
         (:func:`~poisonguard.report.group_evidence.target_group_differences`).
@@ -126,6 +129,8 @@ def prepare_figures(
         }
         if dataset.kind == "image":
             entry["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))
+        elif dataset.kind == "text":
+            entry["text"] = text_snippet(dataset.x[i])
         top.append(entry)
 
     differences = group_evidence.target_group_differences(result)
@@ -191,6 +196,7 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "flagged_total": int(flagged.sum()),
         "top": figures.top,
         "is_image": result.dataset.kind == "image",
+        "is_text": result.dataset.kind == "text",
         "evidence_images": figures.evidence_images,
     }
     return template_environment().get_template(_TEMPLATE).render(**context)
@@ -209,6 +215,13 @@ def template_environment() -> jinja2.Environment:
     env.filters["pct"] = _format_percent
     env.filters["seconds"] = _format_seconds
     return env
+
+
+def text_snippet(text: str, limit: int = _SNIPPET_CHARS) -> str:
+    """The start of ``text`` for the page: runs of white space (line breaks too) made one space,
+    at most ``limit`` characters, an ellipsis when cut. Plain text: the template escapes it."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def _data_uri(png: bytes) -> str:
