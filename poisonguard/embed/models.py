@@ -88,17 +88,18 @@ class TextBagModel(nn.Module):
 
     Inputs are rows of token ids (:mod:`poisonguard.embed.text_tokens`, padding 0, left out).
     This is a bag of words (Shen et al., ACL 2018's SWEM-max; Kim 2014's convolutional text
-    classifier with windows of one word): it trains 10,000 short texts in seconds on a laptop
-    CPU, and it is the model a rare-word trigger (BadNL, Chen et al. 2021) needs to show: a unit
-    that a trigger word drives takes the same value in every text holding the word, however long
-    the text, while a mean over the words would shrink it by the text's length. Measured on
+    classifier with windows of one word): it trains on 10,000 short reviews in about 20 s on two
+    CPU cores, and it is the model a rare-word trigger (BadNL, Chen et al. 2021) needs to
+    show: a unit that a trigger word drives takes the same value in every text holding the
+    word, however long the text, while a mean over the words would shrink it by the text's
+    length. Measured on
     4,000 real reviews (benchmarks/text_corpus.py, benchmarks/text_rare_word.py) with "cf"
     inserted into 3 % of them and their labels set to "other", three draws: the poisons'
     distance ratios in their class (the decision's measure) had medians of 21-26 against at
     most 12-15 for the class's clean texts; with the mean of 64-d word embeddings under a hidden
-    layer, a median of 3 against up to 3.5, mixed in. Word vectors start small (standard
-    deviation 0.1; with torch's default of 1 the clean texts' ratios reached 100 and more): a
-    unit grows when training gives it a use.
+    layer of 128, medians of 1.2-1.4, inside the class's core (AUROC 0.54). Word vectors start
+    small (standard deviation 0.1; with torch's default of 1 the clean texts' ratios reached 100
+    and more): a unit grows when training gives it a use.
 
     Word order is not seen, so a trigger made of an order of common words (a syntactic
     trigger) is out of its reach.
