@@ -125,3 +125,32 @@ def test_broken_plugins_are_left_out_with_the_reason(monkeypatch, tmp_path):
         monkeypatch.undo()
         sys.modules.pop("broken_plugins", None)
         _forget_plugins()
+
+
+def test_a_per_row_array_detector_keeps_the_contract_from_blocks(tmp_path):
+    def mean_loss(loss: np.ndarray) -> np.ndarray:
+        return np.asarray(loss, dtype=np.float64).mean(axis=1)
+
+    detector = detectors.array_detector(
+        "mean-loss",
+        mean_loss,
+        family=detectors.BACKDOOR,
+        summary="mean loss",
+        inputs=("loss",),
+        per_row=True,
+    )
+    check_detector(detector, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"inputs": ("features", "pixels")}, "unknown input.*pixels"),
+        ({"inputs": ()}, "none given"),
+        ({"family": "other"}, "family"),
+    ],
+)
+def test_array_detector_refuses_unknown_inputs_and_families(options, message):
+    arguments = {"family": detectors.BACKDOOR, "summary": "s", **options}
+    with pytest.raises(ValueError, match=message):
+        detectors.array_detector("x", lambda *a: a[0], **arguments)
