@@ -127,7 +127,7 @@ def test_broken_plugins_are_left_out_with_the_reason(monkeypatch, tmp_path):
         _forget_plugins()
 
 
-def test_a_per_row_array_detector_keeps_the_contract_from_blocks(tmp_path):
+def test_a_per_row_array_detector_keeps_the_contract_from_blocks(monkeypatch, tmp_path):
     def mean_loss(loss: np.ndarray) -> np.ndarray:
         return np.asarray(loss, dtype=np.float64).mean(axis=1)
 
@@ -139,6 +139,7 @@ def test_a_per_row_array_detector_keeps_the_contract_from_blocks(tmp_path):
         inputs=("loss",),
         per_row=True,
     )
+    monkeypatch.setitem(detectors.DETECTORS, detector.name, detector)  # registered for the test
     check_detector(detector, tmp_path)
 
 
