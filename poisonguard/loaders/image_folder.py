@@ -33,7 +33,13 @@ from poisonguard.dataset import Dataset, encode_labels
 from poisonguard.errors import DatasetError
 from poisonguard.limits import byte_limit, image_limit
 from poisonguard.loaders.image_decoding import ImageHeader, bad_reason, read_images
-from poisonguard.loaders.links import examples, link_problem, real_folder, skipped_links_text
+from poisonguard.loaders.links import (
+    examples,
+    folder_notes,
+    link_problem,
+    real_folder,
+    skipped_links_text,
+)
 from poisonguard.ondisk import Staging
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
@@ -186,18 +192,7 @@ def load_image_folder(
         for code, folder in sorted(zip(codes.tolist(), folders, strict=True))
         for name in files_per_class[folder]
     ]
-    notes: list[str] = []
-    if links:
-        notes.append(
-            f"skipped {len(links)} symbolic link(s) that were not followed (nothing outside the "
-            f"dataset folder is read): {skipped_links_text(links)}"
-        )
-        logger.warning("%s: %s", root, notes[-1])
-    if ignored:
-        notes.append(
-            f"ignored {len(ignored)} entries in class folders that are not images: "
-            f"{examples(ignored)}"
-        )
+    notes = folder_notes(root, links, ignored, "images", logger)
     skipped: list[tuple[str, str]] = []
 
     def reject(header: ImageHeader, exc: BaseException) -> None:

@@ -17,6 +17,7 @@ link is fine.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "real_folder",
     "link_problem",
     "outside_problem",
+    "folder_notes",
     "skipped_links_text",
 ]
 
@@ -85,3 +87,27 @@ def skipped_links_text(links: list[tuple[str, str]]) -> str:
     return "; ".join(
         f"{len(rels)} x {reason}: {examples(rels)}" for reason, rels in by_reason.items()
     )
+
+
+def folder_notes(
+    root: str | Path,
+    links: list[tuple[str, str]],
+    ignored: list[str],
+    wanted: str,
+    logger: logging.Logger,
+) -> list[str]:
+    """The dataset notes of a class-folder walk: the symbolic links skipped (also logged as a
+    warning) and the entries ignored because they are not ``wanted`` (e.g. "images")."""
+    notes: list[str] = []
+    if links:
+        notes.append(
+            f"skipped {len(links)} symbolic link(s) that were not followed (nothing outside the "
+            f"dataset folder is read): {skipped_links_text(links)}"
+        )
+        logger.warning("%s: %s", root, notes[-1])
+    if ignored:
+        notes.append(
+            f"ignored {len(ignored)} entries in class folders that are not {wanted}: "
+            f"{examples(ignored)}"
+        )
+    return notes

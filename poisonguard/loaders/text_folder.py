@@ -28,7 +28,12 @@ from poisonguard.dataset import Dataset, encode_labels
 from poisonguard.errors import DatasetError
 from poisonguard.limits import byte_limit
 from poisonguard.loaders.image_folder import IMAGE_EXTENSIONS
-from poisonguard.loaders.links import examples, link_problem, real_folder, skipped_links_text
+from poisonguard.loaders.links import (
+    folder_notes,
+    link_problem,
+    real_folder,
+    skipped_links_text,
+)
 from poisonguard.loaders.text_rows import TextColumns, TextRows, check_text_bytes, decode_utf8
 
 __all__ = ["TEXT_EXTENSIONS", "is_text_folder", "load_text_folder"]
@@ -171,18 +176,7 @@ def load_text_folder(path: str | Path, *, max_bytes: int | None = None) -> Datas
         if not text.strip():
             raise DatasetError(full, "is empty (or only white space); every text file needs a text")
         rows.add(text, folder, rel, where=rel)
-    notes: list[str] = []
-    if links:
-        notes.append(
-            f"skipped {len(links)} symbolic link(s) that were not followed (nothing outside the "
-            f"dataset folder is read): {skipped_links_text(links)}"
-        )
-        logger.warning("%s: %s", root, notes[-1])
-    if ignored:
-        notes.append(
-            f"ignored {len(ignored)} entries in class folders that are not .txt files: "
-            f"{examples(ignored)}"
-        )
+    notes = folder_notes(root, links, ignored, ".txt files", logger)
     dataset = rows.dataset(format="text-folder", notes=notes)
     logger.info("%s: read %d texts in %d classes", root, dataset.n_samples, dataset.n_classes)
     return dataset
