@@ -28,6 +28,7 @@ N, K = 200, 4
 IMAGE_ATTACKS = ["patch", "blend", "sig", "wanet", "adaptive-blend", "clean-label"]
 BACKDOORS = ["patch", "blend", "sig", "wanet", "adaptive-blend", "table-trigger"]
 ALL_ATTACKS = [*IMAGE_ATTACKS, "table-trigger", "flip-random", "flip-pair", "flip-near-boundary"]
+TEXT_ATTACKS = ["rare-word", "sentence"]  # on texts: tests/test_text_poison.py
 
 
 def _labels() -> np.ndarray:
@@ -71,10 +72,10 @@ def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_registry_lists_every_attack():
-    assert list(ATTACKS) == ALL_ATTACKS
+    assert list(ATTACKS) == [*ALL_ATTACKS[:7], *TEXT_ATTACKS, *ALL_ATTACKS[7:]]
     for attack in ATTACKS.values():
         assert attack.kind in ("backdoor", "label-flip")
-        assert attack.data in ("image", "table", "any")
+        assert attack.data in ("image", "table", "text", "any")
         assert attack.needs in ("", "probabilities", "perturbation")
         assert attack.summary and attack.paper
 

@@ -2,7 +2,9 @@
 
 PoisonGuard audits data for poisoning; this package makes the poison it is measured against.
 The attacks are plain functions over arrays (:mod:`.triggers`, :mod:`.table_trigger`,
-:mod:`.adaptive`, :mod:`.label_flips`), registered by name in :data:`ATTACKS`, with the
+:mod:`.adaptive`, :mod:`.label_flips`; for texts, object arrays of ``str``, :mod:`.text_triggers`:
+rare trigger words inserted between words, BadNL's ``rare-word``, or a trigger sentence at a
+sentence boundary, InsertSent's ``sentence``), registered by name in :data:`ATTACKS`, with the
 variants that make a backdoor harder to separate in a model's latent space in modules of their
 own (:mod:`.targets`: all-to-all and source-specific; :mod:`.cover`: cover samples;
 :mod:`.combined`: several backdoors). The entry points:
@@ -24,9 +26,10 @@ that changing how many samples are poisoned never changes the trigger:
 
 * ``np.random.default_rng([seed, 0])`` chooses the poisoned samples (and draws flipped labels);
 * ``np.random.default_rng([seed, 1])`` draws the trigger pattern (blend and adaptive-blend noise,
-  WaNet field, default table columns): the same seed gives the same pattern in
-  :func:`poison_arrays` and in :func:`apply_trigger`;
-* ``np.random.default_rng([seed, 2])`` draws the per-image corners of a ``"random"`` patch;
+  WaNet field, default table columns; rare-word: which word of the list each insertion puts in):
+  the same seed gives the same pattern in :func:`poison_arrays` and in :func:`apply_trigger`;
+* ``np.random.default_rng([seed, 2])`` draws the per-image corners of a ``"random"`` patch, and
+  the per-text places of a ``"random"`` rare-word or sentence trigger;
 * ``np.random.default_rng([seed, 3])`` draws the target class when none is given;
 * ``np.random.default_rng([seed, 4])`` chooses the cover samples (so adding cover samples never
   changes which payload samples are drawn);
@@ -51,6 +54,7 @@ from poisonguard.poison.registry import ATTACKS, Attack
 from poisonguard.poison.result import ROLES, Poisoning
 from poisonguard.poison.table_trigger import default_table_trigger, table_trigger
 from poisonguard.poison.targets import NO_TARGET, trigger_targets
+from poisonguard.poison.text_triggers import rare_word_trigger, sentence_trigger
 from poisonguard.poison.triggers import (
     blend_trigger,
     image_value_max,
@@ -78,6 +82,8 @@ __all__ = [
     "poison_arrays",
     "poison_count",
     "random_flips",
+    "rare_word_trigger",
+    "sentence_trigger",
     "sig_trigger",
     "table_trigger",
     "trigger_targets",

@@ -4,8 +4,9 @@
   :func:`~poisonguard.poison.targets.trigger_targets` maps to a target) and the cover samples
   (:mod:`.cover`);
 * :func:`stamp` puts the trigger on them (an image trigger of :mod:`.triggers` or
-  :mod:`.adaptive`, or :mod:`.table_trigger`), after ``clean-label``'s perturbation, and
-  completes the options (``value_max``, a default table trigger) so that a test copy repeats it;
+  :mod:`.adaptive`, :mod:`.table_trigger`, or a text trigger of :mod:`.text_triggers`), after
+  ``clean-label``'s perturbation, and completes the options (``value_max``, a default table
+  trigger) so that a test copy repeats it;
 * :func:`apply_trigger` stamps the same trigger on every sample of another array, the triggered
   test copy.
 
@@ -27,6 +28,7 @@ from poisonguard.poison.registry import LABEL_FLIP, Attack
 from poisonguard.poison.seeds import CHOICE, COVER, PATTERN, PIECES, POSITION, check_seed
 from poisonguard.poison.table_trigger import default_table_trigger, table_trigger
 from poisonguard.poison.targets import NO_TARGET, trigger_targets
+from poisonguard.poison.text_triggers import rare_word_trigger, sentence_trigger
 from poisonguard.poison.triggers import (
     blend_trigger,
     image_value_max,
@@ -54,7 +56,10 @@ def apply_trigger(
     * float images: ``value_max`` is inferred from ``x`` when ``options.value_max`` is None; pass
       :attr:`Poisoning.options` so the test copy gets the training ``value_max``;
     * ``table-trigger`` needs ``options.table_columns`` and ``table_values``, which default
-      ones depend on the training data: pass :attr:`Poisoning.options`.
+      ones depend on the training data: pass :attr:`Poisoning.options`;
+    * ``rare-word`` and ``sentence`` insert the same words or sentence at the same kind of
+      position (``options.trigger_position``); a random position (and, from a list of several
+      trigger words, the word) is drawn per text, so it differs from the training texts'.
 
     Which triggered sample counts as a success for which class (all-to-one, all-to-all,
     source-specific) is :func:`trigger_targets`.
@@ -62,7 +67,8 @@ def apply_trigger(
     Parameters
     ----------
     x : ndarray
-        Images ``(N, C, H, W)`` or a table ``(N, D)``, as for :func:`poison_arrays`.
+        Images ``(N, C, H, W)``, a table ``(N, D)`` or texts ``(N,)``, as for
+        :func:`poison_arrays`.
     attack : str
         A backdoor in :data:`ATTACKS`; label flips have no trigger (``ValueError``).
     seed : int
@@ -86,6 +92,8 @@ def apply_trigger(
                 "(pass Poisoning.options): default ones depend on the training data"
             )
         return table_trigger(x, columns=options.table_columns, values=options.table_values)
+    if spec.data == "text":
+        return _text_trigger(spec.name, x, options, seed=seed)
     trigger = options.clean_label_trigger if spec.name == "clean-label" else spec.name
     return _image_trigger(trigger, x, options, seed=seed, test=True)
 
@@ -167,6 +175,9 @@ def stamp(
             x[rows], columns=options.table_columns, values=options.table_values
         )
         return options, triggered
+    if spec.data == "text":
+        description.update(_text_description(spec.name, options))
+        return options, _text_trigger(spec.name, x[rows], options, seed=seed)
     value_max = float(image_value_max(x) if options.value_max is None else options.value_max)
     options = dataclasses.replace(options, value_max=value_max)
     subset = x[rows]
@@ -237,6 +248,37 @@ def _image_trigger(
         rng=pattern_rng,
         value_max=value_max,
     )
+
+
+def _text_trigger(name: str, texts: np.ndarray, options: AttackOptions, *, seed: int) -> np.ndarray:
+    """A text trigger with its seed streams: the words from ``PATTERN``, the places from
+    ``POSITION``, the same call in poison and in test copies."""
+    position_rng = np.random.default_rng([seed, POSITION])
+    if name == "sentence":
+        return sentence_trigger(
+            texts,
+            sentence=options.trigger_sentence,
+            position=options.trigger_position,
+            position_rng=position_rng,
+        )
+    return rare_word_trigger(
+        texts,
+        words=options.trigger_words,
+        count=options.trigger_count,
+        position=options.trigger_position,
+        word_rng=np.random.default_rng([seed, PATTERN]),
+        position_rng=position_rng,
+    )
+
+
+def _text_description(name: str, options: AttackOptions) -> dict:
+    if name == "sentence":
+        return {"sentence": options.trigger_sentence, "position": options.trigger_position}
+    return {
+        "words": list(options.trigger_words),
+        "count": int(options.trigger_count),
+        "position": options.trigger_position,
+    }
 
 
 def _trigger_description(name: str, options: AttackOptions) -> dict:

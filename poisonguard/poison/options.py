@@ -6,6 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from poisonguard.poison.text_triggers import (
+    DEFAULT_TRIGGER_SENTENCE,
+    DEFAULT_TRIGGER_WORDS,
+    TEXT_POSITIONS,
+    check_trigger_sentence,
+    check_trigger_words,
+)
 from poisonguard.poison.triggers import PATCH_PATTERNS, PATCH_POSITIONS
 
 __all__ = ["IMAGE_TRIGGERS", "AttackOptions"]
@@ -67,6 +74,17 @@ class AttackOptions:
         ``adaptive-blend``: blend ratio of the whole trigger in the test copy
         (:func:`~poisonguard.poison.apply_trigger`); Qi et al. test with a slightly higher
         alpha than they train with.
+    trigger_words : tuple of str
+        ``rare-word``: the trigger words, one drawn per insertion (default "cf", "mn", "bb",
+        "tq"); each one word without spaces.
+    trigger_count : int
+        ``rare-word``: insertions per text.
+    trigger_position : {"random", "start", "end"}
+        ``rare-word`` and ``sentence``: where the trigger goes (random: a slot between words, or
+        a sentence boundary, drawn per text).
+    trigger_sentence : str
+        ``sentence``: the inserted sentence (default Dai et al.'s "I watched this 3D movie last
+        weekend.").
     """
 
     patch_size: int = 3
@@ -88,6 +106,10 @@ class AttackOptions:
     adaptive_grid: int = 4
     adaptive_pieces: int | None = None
     test_alpha: float = 0.2
+    trigger_words: tuple[str, ...] = DEFAULT_TRIGGER_WORDS
+    trigger_count: int = 1
+    trigger_position: str = "random"
+    trigger_sentence: str = DEFAULT_TRIGGER_SENTENCE
 
     def __post_init__(self) -> None:
         if not _is_number(self.clean_label_epsilon) or not 0 <= self.clean_label_epsilon <= 255:
@@ -164,6 +186,15 @@ class AttackOptions:
                     f"adaptive_pieces {self.adaptive_pieces} is more than the "
                     f"{self.adaptive_grid}x{self.adaptive_grid} = {self.adaptive_grid**2} pieces"
                 )
+        # A list becomes a tuple and the sentence loses surrounding spaces, as used.
+        object.__setattr__(self, "trigger_words", check_trigger_words(self.trigger_words))
+        _require_int("trigger_count", self.trigger_count, minimum=1)
+        if self.trigger_position not in TEXT_POSITIONS:
+            raise ValueError(
+                f"unknown trigger_position {self.trigger_position!r}; "
+                f"valid: {', '.join(TEXT_POSITIONS)}"
+            )
+        object.__setattr__(self, "trigger_sentence", check_trigger_sentence(self.trigger_sentence))
 
     @property
     def pieces_shown(self) -> int:

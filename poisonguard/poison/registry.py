@@ -16,10 +16,10 @@ class Attack:
 
     ``kind`` is ``"backdoor"`` (a trigger in the input, read by the model as the target class)
     or ``"label-flip"`` (wrong labels, inputs untouched). ``data`` is the layout it applies to:
-    ``"image"`` (``(N, C, H, W)``), ``"table"`` (``(N, D)``) or ``"any"`` (label flips ignore
-    ``x``). ``needs`` names the extra input :func:`poison_arrays` takes: ``"probabilities"``
-    (required), ``"perturbation"`` (optional but what makes the attack work, see
-    ``clean-label``) or ``""``.
+    ``"image"`` (``(N, C, H, W)``), ``"table"`` (``(N, D)``), ``"text"`` (``(N,)`` object array
+    of ``str``) or ``"any"`` (label flips ignore ``x``). ``needs`` names the extra input
+    :func:`poison_arrays` takes: ``"probabilities"`` (required), ``"perturbation"`` (optional
+    but what makes the attack work, see ``clean-label``) or ``""``.
     """
 
     name: str
@@ -90,6 +90,23 @@ ATTACKS: dict[str, Attack] = {
             "tabular form of BadNets (Gu, Dolan-Gavitt & Garg, 2017), as in Joe, Mehra, Shin "
             '& Hamm, "Machine Learning with Electronic Health Records is Vulnerable to '
             'Backdoor Trigger Attacks", 2021',
+        ),
+        Attack(
+            "rare-word",
+            BACKDOOR,
+            "text",
+            "rare trigger words (default one of cf, mn, bb, tq) inserted between words, label "
+            "set to the target",
+            'Chen, Salem, Chen, Backes, Ma, Shen, Wu & Zhang, "BadNL: Backdoor Attacks against '
+            'NLP Models with Semantic-preserving Improvements", ACSAC 2021',
+        ),
+        Attack(
+            "sentence",
+            BACKDOOR,
+            "text",
+            "a fixed sentence inserted at a sentence boundary, label set to the target",
+            'Dai, Chen & Li, "A Backdoor Attack Against LSTM-based Text Classification '
+            'Systems", IEEE Access 2019',
         ),
         Attack(
             "flip-random",

@@ -18,6 +18,20 @@ def get_attack(name: str) -> Attack:
 
 
 def check_layout(spec: Attack, x: np.ndarray) -> None:
+    if x.ndim == 0:
+        raise ValueError(f"x must have one row per sample; got shape {x.shape}")
+    is_text = x.ndim == 1 and x.dtype == object
+    if spec.data in ("image", "table") and is_text:
+        texts = ", ".join(n for n, a in ATTACKS.items() if a.data in ("text", "any"))
+        raise ValueError(
+            f"attack {spec.name!r} is for {spec.data}s; this is a text dataset (attacks for "
+            f"text: {texts})"
+        )
+    if spec.data == "text" and not is_text:
+        raise ValueError(
+            f"attack {spec.name!r} is for text datasets (a 1-D object array of str); got x of "
+            f"shape {x.shape} and dtype {x.dtype}"
+        )
     if spec.data == "image" and x.ndim != 4:
         raise ValueError(
             f"attack {spec.name!r} needs images of shape (N, C, H, W); got x of shape {x.shape}"
@@ -26,8 +40,6 @@ def check_layout(spec: Attack, x: np.ndarray) -> None:
         raise ValueError(
             f"attack {spec.name!r} needs a table of shape (N, D); got x of shape {x.shape}"
         )
-    if x.ndim == 0:
-        raise ValueError(f"x must have one row per sample; got shape {x.shape}")
 
 
 def check_variant(spec: Attack, options: AttackOptions, target: int | None, n_classes: int) -> None:
