@@ -10,14 +10,23 @@ Format             Destination                          Module
 ``image-folder``   a folder ``<dest>/<class>/<image>``  :mod:`poisonguard.writers.image_folder`
 ``hdf5``           an HDF5 file                         :mod:`poisonguard.writers.hdf5`
 ``npz``            an ``.npz`` archive                  :mod:`poisonguard.writers.npz`
-``csv``            a CSV file                           :mod:`poisonguard.writers.csv_table`
+``csv``            a CSV file (a numeric table)         :mod:`poisonguard.writers.csv_table`
+``csv`` (text)     a CSV file with a text column        :mod:`poisonguard.writers.text_table`
+``tsv``            a TSV file                           :mod:`poisonguard.writers.text_table`
+``jsonl``          a JSON Lines file                    :mod:`poisonguard.writers.text_jsonl`
+``parquet``        a Parquet file                       :mod:`poisonguard.writers.text_parquet`
+``text-folder``    a folder ``<dest>/<class>/<n>.txt``  :mod:`poisonguard.writers.text_folder`
 =================  ===================================  =======================================
+
+A text dataset (``Dataset.kind == "text"``) is written by the writer of :data:`TEXT_WRITERS`
+for its format (a CSV file holds a table or text), any other by that of :data:`WRITERS`.
 
 Every writer keeps what did not change exactly as in the source: unchanged samples are copied
 from the source file in their stored form (never from :attr:`Dataset.x`, which may be
-``float32``, resized or without an alpha channel), labels keep the source's representation, and
-everything else in the file (other arrays, attributes, columns, header) is carried over. The copy
-can be read back with :func:`poisonguard.loaders.load_dataset`.
+``float32``, resized or without an alpha channel; an unchanged text is its record, line or file
+byte for byte), labels keep the source's representation, and everything else in the file (other
+arrays, attributes, columns, fields, header) is carried over. The copy can be read back with
+:func:`poisonguard.loaders.load_dataset` and the same options.
 
 Writing is atomic (:mod:`poisonguard.atomic`): the copy is built under a temporary name beside
 ``destination`` (``.<name>.<random>.tmp``), fsynced, and renamed (a folder: swapped) into place
@@ -41,8 +50,12 @@ from poisonguard.writers.csv_table import write_csv
 from poisonguard.writers.hdf5 import write_hdf5
 from poisonguard.writers.image_folder import write_image_folder
 from poisonguard.writers.npz import write_npz
+from poisonguard.writers.text_folder import write_text_folder
+from poisonguard.writers.text_jsonl import write_jsonl
+from poisonguard.writers.text_parquet import write_parquet
+from poisonguard.writers.text_table import write_text_csv, write_tsv
 
-__all__ = ["WRITERS", "write_like", "prepare_output_dir"]
+__all__ = ["TEXT_WRITERS", "WRITERS", "write_like", "prepare_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +68,16 @@ WRITERS: dict[str, Callable[..., list[str]]] = {
 """Writer of each format, by :attr:`Dataset.format`. Each writes into a new path that must not be
 in use (the temporary chosen by :func:`write_like`); call :func:`write_like`, not these."""
 
-_FOLDER_FORMATS = frozenset({"image-folder"})
+TEXT_WRITERS: dict[str, Callable[..., list[str]]] = {
+    "csv": write_text_csv,
+    "tsv": write_tsv,
+    "jsonl": write_jsonl,
+    "parquet": write_parquet,
+    "text-folder": write_text_folder,
+}
+"""Writer of each format of text datasets (``Dataset.kind == "text"``), as :data:`WRITERS`."""
+
+_FOLDER_FORMATS = frozenset({"image-folder", "text-folder"})
 
 
 def write_like(
@@ -76,34 +98,39 @@ def write_like(
         The dataset as loaded from ``source.path``; ``source.format`` picks the writer. The file
         or folder is read again (it must not have changed since loading) and never modified.
     destination : str or Path
-        The dataset to create: a file for ``hdf5``/``npz``/``csv``, a folder for
-        ``image-folder``. Missing parent folders are created. An existing file is replaced
-        atomically (``os.replace``); an existing folder is renamed away, the new one renamed in,
-        then the old one deleted. It must not be, be inside, or contain the source.
+        The dataset to create: a file for ``hdf5``/``npz``/``csv``/``tsv``/``jsonl``/``parquet``,
+        a folder for ``image-folder`` and ``text-folder``. Missing parent folders are created.
+        An existing file is replaced atomically (``os.replace``); an existing folder is renamed
+        away, the new one renamed in, then the old one deleted. It must not be, be inside, or
+        contain the source.
     rows : ndarray of int, shape (n,)
         Indices into ``source`` of the samples to write, in output order, each at most once
         (all of ``range(N)`` for a poisoned copy).
     labels : ndarray of int, shape (n,)
         New class codes (into ``source.class_names``) of those samples. Where the code equals the
         source's, the source's label value is kept exactly; a changed label is written in the
-        source's representation (integer dtype, text, one-hot, class folder).
-    x : ndarray, shape (n, C, H, W) or (n, D), optional
-        New samples for those rows in the :class:`Dataset` layout. Only rows where ``x_changed``
-        is True are taken from it; all others are copied from the source file as stored.
+        source's representation (integer dtype, text, one-hot, class folder; for text, the label
+        value of the source's first sample of that class).
+    x : ndarray, shape (n, C, H, W), (n, D) or (n,), optional
+        New samples for those rows in the :class:`Dataset` layout: for text, an object array
+        of ``str`` (a changed text must be a non-blank string of valid Unicode). Only rows where
+        ``x_changed`` is True are taken from it; all others are copied from the source file as
+        stored.
     x_changed : ndarray of bool, shape (n,), optional
         Which rows of ``x`` to write. Without it, every row of ``x`` counts as changed.
     loader_options : dict, optional
-        The ``x_key``/``y_key``/``label_column``/``id_column`` the source was loaded with, so
-        that the writer finds the same arrays or columns. Other keys are ignored.
+        The ``x_key``/``y_key``/``label_column``/``id_column``/``text_column`` the source was
+        loaded with, so that the writer finds the same arrays or columns. Other keys are ignored.
 
     Returns
     -------
     list of str
         The id of each written sample in ``destination``, in ``rows`` order, as the loader will
-        report it: the relative path for image folders (the folder changes with the label, and a
-        name may get a numeric suffix), else the source id of the row; for a CSV without an id
-        column, the new row number. HDF5 and NPZ copies of a subset gain an ``ids`` array of the
-        source ids when the source had none, so the source id of each row is kept.
+        report it: the relative path for image and text folders (the folder changes with the
+        label, and a name may get a numeric suffix), else the source id of the row; for a CSV,
+        TSV, JSON Lines or Parquet file without an id column, the new row number. HDF5 and NPZ
+        copies of a subset gain an ``ids`` array of the source ids when the source had none, so
+        the source id of each row is kept.
 
     Raises
     ------
@@ -111,16 +138,19 @@ def write_like(
         For an unknown ``source.format`` (listing the valid ones) or arguments of the wrong shape,
         dtype or range.
     OutputError
-        If ``destination`` overlaps the source or is of the wrong kind (file vs folder), or
-        writing fails with an operating-system error (disk full, permissions).
+        If ``destination`` overlaps the source or is of the wrong kind (file vs folder), a new
+        text cannot be stored in the format (a tab or line break in a TSV text), or writing fails
+        with an operating-system error (disk full, permissions).
     DatasetError
         If the source cannot be read again or no longer matches ``source``.
     """
-    writer = WRITERS.get(source.format)
+    writers = TEXT_WRITERS if source.kind == "text" else WRITERS
+    writer = writers.get(source.format)
     if writer is None:
+        what = "text datasets" if source.kind == "text" else "datasets"
         raise ValueError(
-            f"cannot write datasets of format {source.format!r}; "
-            f"writable formats are: {', '.join(sorted(WRITERS))}"
+            f"cannot write {what} of format {source.format!r}; "
+            f"writable formats are: {', '.join(sorted(writers))}"
         )
     rows, labels, x, x_changed = _check_arguments(source, rows, labels, x, x_changed)
     destination = Path(destination)
@@ -231,7 +261,10 @@ def _check_arguments(
     expected = (n, *source.x.shape[1:])
     if x.shape != expected:
         raise ValueError(f"x has shape {x.shape}; expected {expected} (one sample per row)")
-    if x.dtype.kind not in "biuf":
+    text = source.kind == "text"
+    if text and x.dtype.kind not in "OU":
+        raise ValueError(f"x must hold texts (an object array of str), got dtype {x.dtype}")
+    if not text and x.dtype.kind not in "biuf":
         raise ValueError(f"x must hold numbers, got dtype {x.dtype}")
     if x_changed is None:
         x_changed = np.ones(n, dtype=bool)
@@ -243,7 +276,25 @@ def _check_arguments(
         )
     if x.dtype.kind == "f" and not np.isfinite(x[x_changed]).all():
         raise ValueError("x holds NaN or infinity in a changed row")
+    if text:
+        x = x.astype(object)
+        for i in np.flatnonzero(x_changed).tolist():
+            _check_text(x[i], i)
     return rows, labels, x, x_changed
+
+
+def _check_text(value: object, i: int) -> None:
+    """Refuse a new text the loaders would refuse: not a string, blank, or not valid Unicode."""
+    if not isinstance(value, str):
+        raise ValueError(f"x[{i}] is a {type(value).__name__}, not a str (a changed text)")
+    if not value.strip():
+        raise ValueError(f"x[{i}] is an empty text (or only white space)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"x[{i}] holds a lone surrogate at character {exc.start} (not valid Unicode)"
+        ) from None
 
 
 def _check_destination(source: Path, destination: Path, *, folder: bool) -> None:
