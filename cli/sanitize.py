@@ -5,12 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from poisonguard.cli.options import (
-    dataset_options,
-    library_errors,
-    loader_options,
-    refuse_text,
-)
+from poisonguard.cli.options import dataset_options, library_errors, loader_options
 
 from poisonguard.loaders import load_dataset
 from poisonguard.sanitize import (
@@ -73,7 +68,6 @@ def sanitize(
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     # with --skip-bad (as the scan was run), unreadable images are left out of the copy too
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
-    refuse_text(source, doing="sanitized")
     decisions = read_scan_decisions(scan_dir, source)
     plan = plan_sanitize(source, decisions, action, min_confidence=min_confidence)
     writer_options = {k: v for k, v in options.items() if k != "format"}

@@ -4,7 +4,9 @@
 scan's ``scores.csv`` (one row per sample of SRC, in order), checks that it belongs to SRC (same
 number of samples, same ids, same labels), and writes into ``DST``:
 
-* ``DST/<SRC name>``: a cleaned copy of SRC in SRC's own format (:mod:`poisonguard.writers`);
+* ``DST/<SRC name>``: a cleaned copy of SRC in SRC's own format (:mod:`poisonguard.writers`),
+  for image, array, table and text datasets alike: kept samples as stored (a CSV, TSV or JSON
+  Lines record or a ``.txt`` file byte for byte), relabelled ones with the label as SRC writes it;
 * ``DST/quarantine.csv``: every removed or relabelled sample with its score and reason
   (``index,id,label,score,finding,action,new_label,reason``; ``index`` and ``id`` are SRC's).
 

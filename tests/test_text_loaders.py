@@ -424,7 +424,7 @@ def test_dataset_checks_the_text_layout(tmp_path):
             make(x)
 
 
-# --- the commands: text is scanned, not yet poisoned, sanitized, evaluated or probed ----------
+# --- the commands: text is scanned and sanitized, not yet poisoned, evaluated or probed -------
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -448,7 +448,6 @@ def test_scan_with_a_text_column_the_csv_lacks(tmp_path):
     "command",
     [
         ["poison", "--attack", "flip-random", "--rate", "0.1", "--out", "{tmp}/o"],
-        ["sanitize", "--scores", "{tmp}", "--out", "{tmp}/o"],
         ["evaluate", "--attack", "flip-random", "--rate", "0.1", "--out", "{tmp}/o"],
         ["privacy", "--out", "{tmp}/o"],
     ],

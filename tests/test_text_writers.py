@@ -6,6 +6,7 @@ and ``poisonguard sanitize`` writes a cleaned copy of a scanned text CSV."""
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -14,7 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_cli
 from test_text_loaders import FORMATS, write_corpus
+from test_text_scan import reviews, write_reviews
 
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError, OutputError
@@ -469,3 +472,151 @@ def test_unchanged_rows_of_x_are_not_checked(tmp_path):
     out = tmp_path / "copy.csv"
     write_like(source, out, rows=np.arange(6), labels=source.labels, x=x, x_changed=changed)
     assert load_dataset(out).x.tolist()[1] == "new"
+
+
+# --- poisonguard sanitize on text -----------------------------------------------------------------
+
+
+def write_scores(folder: Path, source: Dataset, decisions: dict[str, tuple]) -> Path:
+    """A ``scores.csv`` as a scan of ``source`` writes it: ``decisions`` maps an id to its
+    ``(finding, predicted label, probability)``; every other sample is not flagged."""
+    folder.mkdir()
+    with open(folder / "scores.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            ["index", "id", "label", "score", "flagged", "finding", "predicted_label",
+             "predicted_probability"]
+        )  # fmt: skip
+        for i, (sample_id, code) in enumerate(zip(source.ids, source.labels.tolist(), strict=True)):
+            finding, predicted, probability = decisions.get(sample_id, ("", "", ""))
+            flagged = "1" if sample_id in decisions else "0"
+            writer.writerow(
+                [i, sample_id, source.class_names[code], 0.5, flagged, finding, predicted,
+                 probability]
+            )  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sanitize_writes_every_text_format(fmt, tmp_path):
+    path = write_corpus(fmt, tmp_path)
+    source = load_dataset(path)
+    doc = {i: source.ids[i] for i in range(6)}  # doc-1 ... doc-6, or neg/doc-1.txt ...
+    scan = write_scores(
+        tmp_path / "scan",
+        source,
+        {doc[1]: ("backdoor", "", ""), doc[4]: ("label-noise", "neg", "0.97")},
+    )
+    out = tmp_path / "clean"
+    result = run_cli(
+        "sanitize", path, "--text-column", "text", "--scores", scan, "--action", "relabel",
+        "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Kept 5 of 6 samples: 1 removed, 1 relabelled." in result.output
+    quarantine = read_quarantine(out)
+    assert [(row["id"], row["action"], row["new_label"]) for row in quarantine] == [
+        (doc[1], "removed", ""),
+        (doc[4], "relabelled", "neg"),
+    ]
+    copy = load_dataset(out / path.name)
+    expected = {
+        sample_id: value for sample_id, value in by_id(source).items() if sample_id != doc[1]
+    }
+    expected[doc[4]] = (expected[doc[4]][0], "neg")
+    if fmt == "text-folder":  # the relabelled file moved to the neg folder
+        expected["neg/doc-5.txt"] = expected.pop(doc[4])
+    assert by_id(copy) == expected
+    if fmt in ("csv", "tsv", "jsonl"):  # kept, unchanged records (one line each) as they were
+        source_lines = path.read_bytes().splitlines(keepends=True)
+        copy_lines = (out / path.name).read_bytes().splitlines(keepends=True)
+        head = 0 if fmt == "jsonl" else 1
+        assert len(copy_lines) == head + 5
+        assert copy_lines[:head] == source_lines[:head]
+        unchanged = {0: 0, 1: 2, 2: 3, 4: 5}  # copy record -> source record (doc-5 changed)
+        for new, old in unchanged.items():
+            assert copy_lines[head + new] == source_lines[head + old]
+        assert copy_lines[head + 3] != source_lines[head + 4]
+
+
+@pytest.fixture(scope="module")
+def scanned_reviews(tmp_path_factory):
+    """400 reviews: 20 "pos" reviews with the rare word "cf" labelled "neg" (a backdoor) and 8
+    clean reviews with the other label; scanned with the detectors that find both."""
+    folder = tmp_path_factory.mktemp("text-sanitize")
+    texts_, labels, poisoned = reviews(400, seed=0, rate=0.05)
+    flipped = np.random.default_rng(3).choice(np.flatnonzero(~poisoned), 8, replace=False)
+    for i in flipped:
+        labels[i] = "pos" if labels[i] == "neg" else "neg"
+    texts_[0] = 'A "quoted", multi-line\nreview — café 🍎 ' + texts_[0]
+    path = write_reviews(folder / "reviews.csv", texts_, labels)
+    scan = folder / "scan"
+    result = run_cli(
+        "scan", path, "--out", scan, "--no-cache", "--no-progress",
+        "--detectors", "spectre,knn-labels,confident-learning",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return path, scan, poisoned
+
+
+def source_records(path: Path) -> dict[str, bytes]:
+    """Each record of a reviews CSV (written with LF endings), by id, as bytes."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    out, buffer = {}, ""
+    for line in lines[1:]:
+        buffer += line + "\n"
+        row = next(csv.reader([buffer]), None) if buffer.count('"') % 2 == 0 else None
+        if row:
+            out[row[0]] = buffer.encode("utf-8")
+            buffer = ""
+    return out
+
+
+def read_quarantine(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "quarantine.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_sanitize_removes_flagged_texts_and_keeps_the_rest_byte_for_byte(scanned_reviews, tmp_path):
+    path, scan, poisoned = scanned_reviews
+    out = tmp_path / "clean"
+    result = run_cli("sanitize", path, "--scores", scan, "--action", "remove", "--out", out)
+    assert result.exit_code == 0, result.output
+    with open(scan / "scores.csv", newline="", encoding="utf-8") as handle:
+        flagged = [row["id"] for row in csv.DictReader(handle) if row["flagged"] == "1"]
+    assert len(flagged) >= 20
+    assert {f"rev-{i:04d}" for i in np.flatnonzero(poisoned)} <= set(flagged)
+    quarantine = read_quarantine(out)
+    assert [row["id"] for row in quarantine] == flagged
+    assert {row["action"] for row in quarantine} == {"removed"}
+    assert f"Kept {400 - len(flagged)} of 400 samples: {len(flagged)} removed" in result.output
+
+    records = source_records(path)
+    assert len(records) == 400
+    kept = [sample_id for sample_id in records if sample_id not in set(flagged)]
+    header = path.read_bytes().split(b"\n", 1)[0] + b"\n"
+    assert (out / "reviews.csv").read_bytes() == header + b"".join(records[i] for i in kept)
+    copy = load_dataset(out / "reviews.csv")
+    assert list(copy.ids) == kept
+
+
+@pytest.mark.slow
+def test_sanitize_relabels_text_judged_mislabelled(scanned_reviews, tmp_path):
+    path, scan, _ = scanned_reviews
+    out = tmp_path / "clean"
+    result = run_cli("sanitize", path, "--scores", scan, "--action", "relabel", "--out", out)
+    assert result.exit_code == 0, result.output
+    quarantine = read_quarantine(out)
+    relabelled = {
+        row["id"]: row["new_label"] for row in quarantine if row["action"] == "relabelled"
+    }
+    removed = {row["id"] for row in quarantine if row["action"] == "removed"}
+    assert relabelled, quarantine  # the scan judged some flips mislabelled with confidence
+    source = by_id(load_dataset(path))
+    copy = by_id(load_dataset(out / "reviews.csv"))
+    assert set(copy) == set(source) - removed
+    for sample_id, (text, label) in copy.items():
+        assert text == source[sample_id][0]
+        assert label == relabelled.get(sample_id, source[sample_id][1])
