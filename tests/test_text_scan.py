@@ -239,12 +239,14 @@ def test_scan_report_of_text(poisoned_scan):
     assert report["model"]["architecture"] == "TextBagModel"
     assert report["model"]["tokenizer"]["max_tokens"] == 512
     assert report["findings"]["target_classes"] == ["neg"]
-    assert report["findings"]["group_differences"] == []  # texts have no mean
+    (evidence,) = report["findings"]["group_differences"]  # texts: the words, not a mean
+    assert evidence["class"] == "neg"
+    assert evidence["over_represented"]["terms"][0]["term"] == TRIGGER
     ids = [row["id"] for row in read_scores(out)]
     assert ids == [f"rev-{i:04d}" for i in range(400)]
     assert {e["id"] for e in report["findings"]["top_flagged"]} <= set(ids)
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "Text (its start)" in page
+    assert '<article class="text-card flagged">' in page and f"<mark>{TRIGGER}</mark>" in page
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 

@@ -12,7 +12,11 @@ class's samples flagged ``"backdoor"``) with the class's *core* (its unflagged s
   diverging-colour map
   (:func:`difference_png`);
 - **tables**: the columns whose means differ most, in standard deviations of the core
-  (:func:`top_columns`): a trigger written into a few columns stands out by tens of them.
+  (:func:`top_columns`): a trigger written into a few columns stands out by tens of them;
+- **texts**: no mean; the words and short phrases found in far more of the group's texts than
+  of the dataset's other texts, with a test that says how sure that is
+  (:mod:`poisonguard.report.text_evidence`): a rare-word trigger or an inserted sentence tops
+  the list.
 
 :func:`group_difference` streams over the class's rows in blocks (the samples may stay in a
 staging file on an out-of-core scan), so a class is never held whole: memory is one block plus
@@ -28,6 +32,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from poisonguard.embed.text_tokens import TokenizerSettings
+from poisonguard.report import text_evidence
 from poisonguard.report.thumbnails import image_thumbnail_png
 from poisonguard.results import ScanResult
 from poisonguard.rows import RowsLike, as_rows
@@ -68,6 +74,10 @@ class GroupDifference:
         NaN where the group or the core is empty.
     core_std : ndarray, same shape
         Standard deviation of the core (population; NaN for an empty core).
+    terms : dict or None
+        For texts (whose means are empty arrays), the terms over-represented in the group
+        against every other text of the dataset
+        (:func:`~poisonguard.report.text_evidence.over_represented_terms`); None otherwise.
     """
 
     code: int
@@ -76,6 +86,7 @@ class GroupDifference:
     group_mean: np.ndarray
     core_mean: np.ndarray
     core_std: np.ndarray
+    terms: dict[str, Any] | None = None
 
     @property
     def difference(self) -> np.ndarray:
@@ -328,7 +339,9 @@ def summarize(
     ``difference_l2`` (L2 norm of the mean difference over all pixels and channels, in the
     data's units), ``max_abs_difference``, ``bounding_box`` (:func:`bounding_box`) and
     ``peak_region`` (:func:`peak_region`); for
-    tables ``top_columns`` (:func:`top_columns`).
+    tables ``top_columns`` (:func:`top_columns`); for texts ``over_represented``
+    (:func:`~poisonguard.report.text_evidence.over_represented_terms`: ``others_size``,
+    ``tested``, ``alpha``, ``max_words`` and ``terms``, the strongest first).
     """
     summary: dict[str, Any] = {
         "class": class_name,
@@ -343,6 +356,8 @@ def summarize(
         summary["max_abs_difference"] = float(np.abs(finite).max()) if finite.size else 0.0
         summary["bounding_box"] = bounding_box(diff)
         summary["peak_region"] = peak_region(diff)
+    elif kind == "text":
+        summary["over_represented"] = gd.terms
     else:
         summary["top_columns"] = top_columns(gd, feature_names)
     return summary
@@ -351,21 +366,52 @@ def summarize(
 def target_group_differences(result: ScanResult) -> list[GroupDifference]:
     """One :class:`GroupDifference` per class the scan calls a backdoor target, in class order:
     its samples flagged ``"backdoor"`` against its unflagged samples. Classes whose group or
-    core is empty are left out, and so is every class of a text dataset: texts have no mean
-    (the words that set a flagged group of texts apart are issue 16's next step)."""
+    core is empty are left out. Texts have no mean: theirs carry the terms over-represented in
+    the group instead (:attr:`GroupDifference.terms`; the dataset's texts are read into one
+    :class:`~poisonguard.report.text_evidence.TermIndex` for all the classes, with the scan's
+    tokenizer limit)."""
     dataset = result.dataset
-    if dataset.kind == "text":
-        return []
     flagged = np.asarray(result.flagged, dtype=bool).reshape(-1)
     if result.finding is not None:
         backdoor = np.asarray(result.finding, dtype=object) == "backdoor"
     else:
         backdoor = flagged
+    targets = [f.code for f in result.class_findings if f.verdict == "backdoor-target"]
+    if dataset.kind == "text":
+        return _text_groups(result, targets, backdoor, flagged)
     out = []
-    for finding in result.class_findings:
-        if finding.verdict != "backdoor-target":
-            continue
-        gd = group_difference(dataset.x, dataset.labels, backdoor, finding.code, core_mask=~flagged)
+    for code in targets:
+        gd = group_difference(dataset.x, dataset.labels, backdoor, code, core_mask=~flagged)
         if gd.group_size and gd.core_size:
             out.append(gd)
     return out
+
+
+def _text_groups(
+    result: ScanResult, targets: list[int], backdoor: np.ndarray, flagged: np.ndarray
+) -> list[GroupDifference]:
+    dataset = result.dataset
+    labels = np.asarray(dataset.labels).reshape(-1)
+    groups = [(code, labels == code) for code in targets]
+    groups = [
+        (code, in_class & backdoor, in_class & ~flagged & ~backdoor) for code, in_class in groups
+    ]
+    groups = [g for g in groups if g[1].any() and g[2].any()]
+    if not groups:
+        return []
+    tokenizer = dict(result.embedding.model.get("tokenizer") or {})
+    max_tokens = int(tokenizer.get("max_tokens", TokenizerSettings().max_tokens))
+    index = text_evidence.TermIndex(dataset.x, max_tokens=max_tokens)
+    empty = np.zeros(0)
+    return [
+        GroupDifference(
+            code=int(code),
+            group_size=int(group.sum()),
+            core_size=int(core.sum()),
+            group_mean=empty,
+            core_mean=empty,
+            core_std=empty,
+            terms=text_evidence.over_represented_terms(index, group),
+        )
+        for code, group, core in groups
+    ]

@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page a person reads to judge a scan.
 
 The page renders :func:`~poisonguard.report.json_report.build_report_json`'s dictionary plus the
-figures made here (score histogram, UMAP map, thumbnails of the most suspicious images, and for
+figures made here (score histogram, UMAP map, thumbnails of the most suspicious images, or the
+most suspicious texts with the words their flagged group over-represents marked, and for
 each backdoor target the mean images of its flagged group and core and their difference, from
 :mod:`~poisonguard.report.group_evidence`). Images are
 inlined as ``data:`` URIs and the CSS is inline, so the file works offline and loads nothing from
@@ -25,7 +26,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from poisonguard.report import group_evidence, plots, projection, thumbnails
+from poisonguard.report import group_evidence, plots, projection, text_evidence, thumbnails
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.results import ScanResult
 from poisonguard.rows import as_rows
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TEMPLATE = "report.html"
 _MAX_LISTED_SKIPPED = 50
-_SNIPPET_CHARS = 200  # of a text shown among the most suspicious samples
+_SNIPPET_CHARS = 200  # of a text's start (text_snippet)
+_EXCERPT_CHARS = 400  # of a text shown among the most suspicious samples, around its marks
 # Model description keys shown on their own line of the summary, not in the model details.
 _MODEL_SUMMARY_KEYS = ("train_accuracy", "from_cache", "cache_path")
 
@@ -57,8 +59,11 @@ class ReportFigures:
     top : list of dict
         The most suspicious samples, highest score first: ``index``, ``id``, ``label``,
         ``score``, ``flagged`` and, for image datasets, ``thumbnail`` (a ``data:`` URI), for
-        text datasets ``text`` (the text's start, :func:`text_snippet`; escaped on the page
-        like every value).
+        text datasets ``text`` (the text's start, :func:`text_snippet`) and ``segments``
+        (the text as ``(piece, marked)`` pairs, :func:`~poisonguard.report.text_evidence.
+        marked_segments`: the terms over-represented in any flagged group marked, and the
+        excerpt moved to the first of them when it lies past the start). The page escapes
+        every piece, marked or not, like every value.
     group_differences : list of GroupDifference
         Per backdoor target class, its flagged group against the rest of the class
         (:func:`~poisonguard.report.group_evidence.target_group_differences`).
@@ -111,6 +116,10 @@ def prepare_figures(
         coords, dataset.labels[indices], flagged[indices], dataset.class_names
     )
 
+    differences = group_evidence.target_group_differences(result)
+    marked = sorted(
+        {t["term"] for gd in differences if gd.terms for t in gd.terms["terms"]}
+    )  # every shown text gets them marked: an unflagged text holding a trigger stands out
     # Flagged samples first (a reviewer checks those), then the highest-scoring others.
     order = ranked_indices(score, flagged, thumbnails_count)
     if order.size < thumbnails_count:
@@ -131,9 +140,9 @@ def prepare_figures(
             entry["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))
         elif dataset.kind == "text":
             entry["text"] = text_snippet(dataset.x[i])
+            entry["segments"] = text_evidence.marked_segments(dataset.x[i], marked, _EXCERPT_CHARS)
         top.append(entry)
 
-    differences = group_evidence.target_group_differences(result)
     evidence_images = {}
     if dataset.kind == "image":
         value_range = (0.0, 255.0) if np.dtype(dataset.x.dtype) == np.uint8 else None
@@ -214,6 +223,7 @@ def template_environment() -> jinja2.Environment:
     env.filters["num"] = _format_number
     env.filters["pct"] = _format_percent
     env.filters["seconds"] = _format_seconds
+    env.filters["pvalue"] = _format_log10_p
     return env
 
 
@@ -251,6 +261,17 @@ def _format_percent(value: Any) -> str:
     if value is None or not np.isfinite(value):
         return "—"
     return f"{100.0 * float(value):.2f}%"
+
+
+def _format_log10_p(value: Any) -> str:
+    """A p-value given as its base-10 logarithm: ``0.0032``, ``1.2e-08``, or ``< 1e-300`` far
+    below the smallest float."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    if value < -300:
+        return f"< 1e{int(np.floor(value)) + 1}"
+    p = 10.0 ** float(value)
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
 def _format_seconds(value: Any) -> str:
