@@ -34,6 +34,7 @@ groups of one scan share one index (:class:`TermIndex`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ import numpy as np
 from scipy.special import gammaln
 from scipy.stats import hypergeom
 
-from poisonguard.embed.text_tokens import _TOKEN, TokenizerSettings, tokenize
+from poisonguard.embed.text_tokens import TOKEN_PATTERN, TokenizerSettings, tokenize
 
 __all__ = [
     "ALPHA",
@@ -70,6 +71,8 @@ _SUBSUMED = 0.9
 term's group texts; overlapping runs are joined when the phrase keeps this share of each."""
 
 _BLOCK_TEXTS = 10_000
+
+_WORD = re.compile(TOKEN_PATTERN)
 
 
 @dataclass
@@ -460,7 +463,7 @@ def marked_segments(
     flat = " ".join(str(text).split())
     wanted = {tuple(t.split()) for t in terms if t.split()}
     longest = max((len(t) for t in wanted), default=0)
-    matches = list(_TOKEN.finditer(flat))
+    matches = list(_WORD.finditer(flat))
     lowered = [m.group().lower() for m in matches]
     spans: list[list[int]] = []
     i = 0
