@@ -15,7 +15,6 @@ from poisonguard.cli.options import (
     library_errors,
     loader_options,
     progress_option,
-    refuse_text,
     resolve_progress,
 )
 
@@ -99,7 +98,6 @@ def evaluate_command(
     """
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
-    refuse_text(source, doing="evaluated")
     test = None if test_path is None else load_dataset(test_path, skip_bad=skip_bad, **options)
     attack_settings = build_attack_options(source, **tuning)
     try:

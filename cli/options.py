@@ -127,9 +127,8 @@ def loader_options(
 
 
 def refuse_text(dataset: Dataset, *, doing: str) -> None:
-    """Stop a command that does not take text datasets yet with a one-line error (exit 1):
-    text datasets are read (``Dataset.kind == "text"``) and scanned, but poisoning, sanitizing,
-    evaluating and the privacy probe of text are still to come."""
+    """Stop a command that does not take text datasets (``Dataset.kind == "text"``) yet with a
+    one-line error (exit 1)."""
     if dataset.kind == "text":
         raise DatasetError(
             dataset.path,
@@ -205,8 +204,9 @@ def attack_options(command: Callable) -> Callable:
             "--source-class",
             default=None,
             help="flip-pair (targeted flip): the class whose samples are relabelled. With a "
-            "backdoor that relabels (patch, blend, sig, wanet, adaptive-blend, table-trigger): "
-            "the only class that gets the trigger and the target label (source-specific, TaCT).",
+            "backdoor that relabels (patch, blend, sig, wanet, adaptive-blend, table-trigger, "
+            "rare-word, sentence): the only class that gets the trigger and the target label "
+            "(source-specific, TaCT).",
         ),
         click.option(
             "--cover-rate",
@@ -259,6 +259,33 @@ def attack_options(command: Callable) -> Callable:
             show_default=True,
             help="clean-label: largest adversarial change per pixel, in 0..255 units (0: none).",
         ),
+        click.option(
+            "--trigger-words",
+            default="cf,mn,bb,tq",
+            show_default=True,
+            help="rare-word: comma-separated trigger words; each insertion draws one.",
+        ),
+        click.option(
+            "--trigger-count",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="rare-word: trigger words inserted per text.",
+        ),
+        click.option(
+            "--trigger-position",
+            type=click.Choice(["random", "start", "end"]),
+            default="random",
+            show_default=True,
+            help="rare-word, sentence: where the trigger goes in a text (random: between two "
+            "words, or at a sentence boundary, drawn per text).",
+        ),
+        click.option(
+            "--trigger-sentence",
+            default="I watched this 3D movie last weekend.",
+            show_default=True,
+            help="sentence: the inserted sentence.",
+        ),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -298,6 +325,10 @@ def build_attack_options(dataset, **values: Any):
             adaptive_grid=values["adaptive_grid"],
             adaptive_pieces=values["adaptive_pieces"],
             test_alpha=values["test_alpha"],
+            trigger_words=tuple(word.strip() for word in values["trigger_words"].split(",")),
+            trigger_count=values["trigger_count"],
+            trigger_position=values["trigger_position"],
+            trigger_sentence=values["trigger_sentence"],
         )
     except (ValueError, PoisonGuardError) as exc:
         raise click.UsageError(str(exc)) from exc

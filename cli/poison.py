@@ -13,7 +13,6 @@ from poisonguard.cli.options import (
     library_errors,
     loader_options,
     progress_option,
-    refuse_text,
     resolve_progress,
 )
 
@@ -92,7 +91,6 @@ def poison(
         )
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
-    refuse_text(source, doing="poisoned")
     attack_settings = build_attack_options(source, **tuning)
     try:
         target_code = class_code(source, target)

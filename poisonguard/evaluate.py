@@ -3,14 +3,17 @@
 For one attack it builds three training sets from the same clean data — **clean**, **poisoned**
 (:mod:`poisonguard.poison`) and **sanitized** (the poisoned set cleaned with the scan's decisions,
 :mod:`poisonguard.sanitize`) — trains the same model on each (the embedding model with its fixed
-recipe and seed; the poisoned one is the model the scan itself trained), and reports for each:
+recipe and seed, :func:`poisonguard.embed.embed_dataset`: for a text dataset the word model
+``TextBagModel`` over a vocabulary built from that training set's own texts; the poisoned one is
+the model the scan itself trained), and reports for each:
 
 * clean test accuracy;
 * attack success rate (backdoors): the share of the triggered test samples the model assigns to
   the class the attack wants (:func:`attack_success`): for an all-to-one backdoor the test samples
   *not* of the target class, predicted as the target; all-to-all, every test sample of class
   ``c``, predicted as ``(c + 1) mod K``; source-specific, the source class's samples, predicted
-  as the target;
+  as the target. Text backdoors (``rare-word``, ``sentence``) are measured the same way, on the
+  held-out texts with the trigger words or sentence inserted;
 * detection precision, recall, F1 and AUROC of the scan against the ground truth (cover samples,
   which carry a trigger with their true label, count neither as poison nor as clean).
 

@@ -17,6 +17,11 @@ With ``apply_trigger=True`` every sample of a backdoor's non-target classes (all
 sample) gets the trigger and keeps its label: the triggered test copy on which attack success is
 measured.
 
+Text datasets take the text backdoors (``rare-word``: trigger words inserted between words;
+``sentence``: a trigger sentence at a sentence boundary) and the label flips; the copy is written
+in the source's text format (CSV or TSV with a text column, JSON Lines, Parquet, a folder of
+``.txt`` files), a changed text replacing the old one and everything else kept.
+
 The attacks themselves are array functions in :mod:`poisonguard.poison`; this module loads,
 embeds where an attack needs a model, and writes. SRC is only read. Two attacks need a model,
 trained on SRC itself with the embedding recipe (and cached like a scan's):
@@ -51,6 +56,7 @@ from poisonguard.poison import (
     apply_trigger,
     poison_arrays,
 )
+from poisonguard.poison.validation import check_layout
 
 __all__ = [
     "GROUND_TRUTH_COLUMNS",
@@ -115,6 +121,8 @@ def poison_dataset(
     for name in (attack, *(extra[0] for extra in also)):
         if name not in ATTACKS:
             raise ValueError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
+        # before a model is trained for the attack: an image attack on texts fails at once
+        check_layout(ATTACKS[name], dataset.x)
     options = options or AttackOptions()
     probabilities = None
     if ATTACKS[attack].needs == "probabilities":
@@ -255,18 +263,18 @@ def _load_order(
 ) -> np.ndarray:
     """Index of each source sample in the written copy as the loader will order it.
 
-    Array formats keep the order. An image folder is listed class by class, so a sample whose
-    label changed moves; the written folder's listing gives the new order.
+    Array and row formats keep the order. A folder of images or texts is listed class by class,
+    so a sample whose label changed moves; the written folder's listing gives the new order.
     """
-    if dataset.format != "image-folder":
+    if dataset.format not in ("image-folder", "text-folder"):
         return np.arange(len(ids))
     from poisonguard.loaders import load_dataset
 
-    listing = load_dataset(written, format="image-folder").ids
+    listing = load_dataset(written, format=dataset.format).ids
     position = {sample_id: i for i, sample_id in enumerate(listing)}
     missing = [sample_id for sample_id in ids if sample_id not in position]
     if missing or len(listing) != len(ids):
-        raise DatasetError(written, "internal: the written folder does not list every image")
+        raise DatasetError(written, "internal: the written folder does not list every sample")
     return np.array([position[sample_id] for sample_id in ids], dtype=np.int64)
 
 

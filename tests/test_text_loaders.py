@@ -447,8 +447,6 @@ def test_scan_with_a_text_column_the_csv_lacks(tmp_path):
 @pytest.mark.parametrize(
     "command",
     [
-        ["poison", "--attack", "flip-random", "--rate", "0.1", "--out", "{tmp}/o"],
-        ["evaluate", "--attack", "flip-random", "--rate", "0.1", "--out", "{tmp}/o"],
         ["privacy", "--out", "{tmp}/o"],
     ],
 )

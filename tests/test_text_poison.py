@@ -5,10 +5,19 @@ text dataset."""
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from conftest import run_cli
+from test_text_scan import reviews
 
 from poisonguard.embed.text_tokens import tokenize
+from poisonguard.loaders import load_dataset
 from poisonguard.poison import (
     ATTACKS,
     AttackOptions,
@@ -300,3 +309,168 @@ def test_text_backdoors_take_the_variants_of_a_backdoor_that_relabels():
     assert (labels[tact.poisoned] == 0).all() and tact.n_cover == 6
     assert all(SENTENCE in t for t in tact.x[tact.cover])
     np.testing.assert_array_equal(tact.labels[tact.cover], labels[tact.cover])
+
+
+# --- poisonguard poison and evaluate on a text dataset -----------------------------------------
+
+FORMATS = ["csv", "tsv", "jsonl", "parquet", "text-folder"]
+
+
+def write_reviews_as(fmt: str, folder: Path, n: int = 60, *, seed: int = 0) -> Path:
+    """``n`` synthetic reviews ("pos" or "neg", :func:`test_text_scan.reviews`) in ``fmt``."""
+    texts, labels, _ = reviews(n, seed=seed)
+    ids = [f"rev-{i:04d}" for i in range(n)]
+    if fmt == "text-folder":
+        root = folder / "reviews"
+        for sample_id, text, label in zip(ids, texts, labels, strict=True):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            (root / label / f"{sample_id}.txt").write_text(text, encoding="utf-8")
+        return root
+    records = [{"id": i, "text": t, "label": y} for i, t, y in zip(ids, texts, labels, strict=True)]
+    path = folder / f"reviews.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    elif fmt == "parquet":
+        pq.write_table(pa.Table.from_pylist(records), path)
+    else:
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(
+                handle, ["id", "text", "label"], delimiter="\t" if fmt == "tsv" else ","
+            )
+            writer.writeheader()
+            writer.writerows(records)
+    return path
+
+
+def read_ground_truth(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "ground_truth.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _by_id(dataset) -> dict[str, tuple[str, str]]:
+    names = dataset.class_names
+    return {
+        sample_id: (text, names[int(label)])
+        for sample_id, text, label in zip(dataset.ids, dataset.x, dataset.labels, strict=True)
+    }
+
+
+def _base_id(sample_id: str) -> str:
+    """``rev-0007`` from ``pos/rev-0007.txt`` (a text folder's id is its path)."""
+    return Path(sample_id).stem
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_poison_writes_a_rare_word_copy_in_the_input_format(fmt, tmp_path):
+    path = write_reviews_as(fmt, tmp_path)
+    result = run_cli(
+        "poison", path, "--attack", "rare-word", "--rate", "0.1", "--target", "pos",
+        "--trigger-words", "cf", "--trigger-count", "2", "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Poisoned 6 of 60 samples: 6 with rare-word, target 'pos'" in result.output
+    source, copy = load_dataset(path), load_dataset(tmp_path / "out" / path.name)
+    assert copy.kind == "text" and copy.format == fmt and copy.n_samples == 60
+    before = {_base_id(k): v for k, v in _by_id(source).items()}
+    after = _by_id(copy)
+    truth = read_ground_truth(tmp_path / "out")
+    assert [int(row["index"]) for row in truth] == list(range(60))
+    assert sum(row["poisoned"] == "1" for row in truth) == 6
+    for row in truth:
+        text, label = after[row["id"]]
+        old_text, old_label = before[_base_id(row["id"])]
+        assert copy.ids[int(row["index"])] == row["id"]  # index as PoisonGuard loads the copy
+        assert (row["original_label"], row["new_label"]) == (old_label, label)
+        if row["poisoned"] == "1":
+            assert (row["attack"], row["role"], label, old_label) == (
+                "rare-word",
+                "payload",
+                "pos",
+                "neg",
+            )
+            assert tokenize(text).count("cf") == 2
+            assert [w for w in text.split() if w != "cf"] == old_text.split()
+        else:
+            assert (text, label, row["role"]) == (old_text, old_label, "clean")
+    record = json.loads((tmp_path / "out" / "poison.json").read_text())
+    assert record["format"] == fmt and record["description"]["words"] == ["cf"]
+    assert record["options"]["trigger_count"] == 2
+
+
+def test_poison_apply_trigger_stamps_every_text_outside_the_target_and_keeps_labels(tmp_path):
+    path = write_reviews_as("jsonl", tmp_path)
+    result = run_cli(
+        "poison", path, "--attack", "sentence", "--apply-trigger", "--target", "pos",
+        "--trigger-position", "end", "--out", tmp_path / "test",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    source, copy = load_dataset(path), load_dataset(tmp_path / "test" / path.name)
+    negative = source.labels == source.class_names.index("neg")
+    assert f"Triggered {negative.sum()} of 60 samples with sentence" in result.output
+    np.testing.assert_array_equal(copy.labels, source.labels)
+    for old, new, stamped in zip(source.x, copy.x, negative, strict=True):
+        assert new == (f"{old} {SENTENCE}" if stamped else old)
+    truth = read_ground_truth(tmp_path / "test")
+    assert [row["poisoned"] == "1" for row in truth] == negative.tolist()
+
+
+@pytest.mark.parametrize("attack", ["flip-random", "flip-pair"])
+def test_poison_flips_labels_of_texts_and_keeps_the_texts(attack, tmp_path):
+    path = write_reviews_as("text-folder", tmp_path)
+    extra = ["--source-class", "neg", "--target", "pos"] if attack == "flip-pair" else []
+    result = run_cli(
+        "poison", path, "--attack", attack, "--rate", "0.1", *extra, "--out", tmp_path / "out"
+    )
+    assert result.exit_code == 0, result.output
+    copy = load_dataset(tmp_path / "out" / path.name)
+    before = {_base_id(k): v for k, v in _by_id(load_dataset(path)).items()}
+    truth = read_ground_truth(tmp_path / "out")
+    assert sum(row["poisoned"] == "1" for row in truth) == 6
+    for row in truth:
+        text, label = _by_id(copy)[row["id"]]
+        assert copy.ids[int(row["index"])] == row["id"]  # moved files: the copy's own order
+        assert text == before[_base_id(row["id"])][0]
+        assert (label != before[_base_id(row["id"])][1]) == (row["poisoned"] == "1")
+
+
+def test_poison_refuses_image_attacks_on_text_and_text_attacks_on_arrays(tmp_path):
+    path = write_reviews_as("csv", tmp_path)
+    result = run_cli("poison", path, "--attack", "patch", "--rate", "0.1", "--out", tmp_path / "o")
+    assert result.exit_code == 2, result.output
+    assert "attack 'patch' is for images; this is a text dataset" in result.output
+    assert "rare-word, sentence" in result.output
+    arrays = tmp_path / "images.npz"
+    np.savez(arrays, x=np.zeros((20, 1, 8, 8), np.uint8), y=np.arange(20) % 2)
+    result = run_cli(
+        "poison", arrays, "--attack", "sentence", "--rate", "0.1", "--out", tmp_path / "o"
+    )
+    assert result.exit_code == 2, result.output
+    assert "attack 'sentence' is for text datasets" in result.output
+    result = run_cli(
+        "poison", path, "--attack", "rare-word", "--rate", "0.1", "--trigger-words", "cf,a b",
+        "--out", tmp_path / "o",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "without spaces" in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_measures_a_sentence_backdoor_on_texts(tmp_path):
+    # 300 reviews, 240 to train: the text model trained on the poisoned texts reads the sentence
+    # as "neg"; the scan flags the 12 poisoned reviews, so the sanitized model does not.
+    path = write_reviews_as("csv", tmp_path, n=300, seed=0)
+    result = run_cli(
+        "evaluate", path, "--attack", "sentence", "--rate", "0.05", "--target", "neg",
+        "--seed", "0", "--no-cache", "--out", tmp_path / "report",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Attack sentence -> class neg: 12 of 240 training samples poisoned" in result.output
+    evaluation = json.loads((tmp_path / "report" / "report.json").read_text())["evaluation"]
+    models = {m["training_set"]: m for m in evaluation["models"]}
+    assert evaluation["n_test"] == 60 and evaluation["n_poisoned"] == 12
+    assert all(m["clean_accuracy"] > 0.9 for m in models.values())
+    assert models["clean"]["attack_success"] < 0.1  # the sentence means nothing to it
+    assert models["poisoned"]["attack_success"] > 0.8  # the backdoor works
+    assert evaluation["detection"]["recall"] == 1.0 and evaluation["sanitized"]["removed"] >= 12
+    assert models["sanitized"]["attack_success"] < 0.1
+    assert models["sanitized"]["n_train"] == 240 - evaluation["sanitized"]["removed"]
