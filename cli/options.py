@@ -12,9 +12,8 @@ from typing import Any
 import click
 
 from poisonguard.atomic import describe_os_error
-from poisonguard.dataset import Dataset
 from poisonguard.detectors import get_detectors
-from poisonguard.errors import DatasetError, PoisonGuardError
+from poisonguard.errors import PoisonGuardError
 from poisonguard.limits import DEFAULT_STAGED_BYTES, max_bytes_setting, parse_bytes
 from poisonguard.loaders import FORMATS, load_plugins
 from poisonguard.ondisk import BLOCK_ROWS
@@ -124,17 +123,6 @@ def loader_options(
         id_column=id_column,
         text_column=text_column,
     )
-
-
-def refuse_text(dataset: Dataset, *, doing: str) -> None:
-    """Stop a command that does not take text datasets (``Dataset.kind == "text"``) yet with a
-    one-line error (exit 1)."""
-    if dataset.kind == "text":
-        raise DatasetError(
-            dataset.path,
-            f"is a text dataset ({dataset.format}, {dataset.n_samples} texts): text datasets "
-            f"are read but cannot be {doing} yet",
-        )
 
 
 def attack_options(command: Callable) -> Callable:

@@ -12,7 +12,6 @@ from poisonguard.cli.options import (
     library_errors,
     loader_options,
     progress_option,
-    refuse_text,
     resolve_progress,
 )
 
@@ -99,12 +98,13 @@ def privacy(
 ) -> None:
     """Probe how much a model trained on DATASET leaks its records.
 
-    Membership inference (loss threshold and offline LiRA), model inversion (MI-Face) and a
-    privacy review checklist; report.json and report.html in the report folder.
+    Membership inference (loss threshold and offline LiRA), model inversion (MI-Face; not for
+    texts) and a privacy review checklist; for texts the checklist adds exact and near-duplicate
+    texts and personal data in them (e-mail addresses, phone numbers, card numbers, IBANs,
+    shown masked). report.json and report.html in the report folder.
     """
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
-    refuse_text(source, doing="probed for privacy")
     holdout = (
         None if holdout_path is None else load_dataset(holdout_path, skip_bad=skip_bad, **options)
     )

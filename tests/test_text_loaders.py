@@ -424,7 +424,7 @@ def test_dataset_checks_the_text_layout(tmp_path):
             make(x)
 
 
-# --- the commands: text is scanned and sanitized, not yet poisoned, evaluated or probed -------
+# --- the commands on text (each command's own tests: test_text_scan, _poison, _privacy...) ---
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -442,20 +442,6 @@ def test_scan_with_a_text_column_the_csv_lacks(tmp_path):
     path = write_table_csv(tmp_path / "table.csv")
     result = run_cli("scan", path, "--text-column", "review", "--out", tmp_path / "out")
     assert_clean_failure(result, "table.csv", "no text column 'review'")
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["privacy", "--out", "{tmp}/o"],
-    ],
-)
-def test_other_commands_refuse_text_in_one_line(command, tmp_path):
-    path = write_corpus("jsonl", tmp_path)
-    args = [a.format(tmp=tmp_path) for a in command]
-    result = run_cli(args[0], path, "--text-column", "text", *args[1:])
-    assert_clean_failure(result, path.name, "text datasets are read but cannot be")
-    assert not (tmp_path / "o").exists()
 
 
 def test_text_column_option_is_offered_where_label_column_is(tmp_path):

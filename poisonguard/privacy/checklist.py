@@ -41,8 +41,19 @@ Thresholds (module constants)
     a class whose membership AUC has a robust z-score (median and MAD over classes) of 3 or more
     leaks much more than the others: ``warn``, naming the classes.
 
+``PERSONAL_DATA_FAIL_KINDS = ("payment_card", "iban")``
+    personal data in texts (:mod:`poisonguard.privacy.personal_data`): any payment card number
+    or IBAN fails, any e-mail address or phone number warns. Language models repeat contact
+    data seen in training (Carlini et al., "Extracting Training Data from Large Language
+    Models", USENIX Security 2021); a card number or an account is harmful wherever it shows,
+    whereas an e-mail address or phone number may be public (a support line), which a
+    reviewer decides.
+
 Identifier columns (:func:`~poisonguard.privacy.id_columns.id_like_columns`) and exact
 training/held-out copies fail on any occurrence; near training/held-out copies warn on any.
+For texts, duplicates are texts equal once normalised and near copies by the Jaccard index of
+character shingles (:mod:`poisonguard.privacy.text_duplicates`), and model inversion is not
+applicable (:func:`inversion_not_applicable_item`).
 """
 
 from __future__ import annotations
@@ -70,6 +81,9 @@ __all__ = [
     "train_heldout_overlap_item",
     "accuracy_gap_item",
     "id_columns_item",
+    "personal_data_item",
+    "inversion_not_applicable_item",
+    "PERSONAL_DATA_FAIL_KINDS",
     "membership_item",
     "inversion_item",
     "outlier_classes_item",
@@ -88,6 +102,7 @@ INVERSION_RATIO_WARN = 0.8
 INVERSION_RATIO_FAIL = 0.5
 INVERSION_RECOGNISED_WARN = 0.9
 OUTLIER_CLASS_Z = 3.0
+PERSONAL_DATA_FAIL_KINDS = ("payment_card", "iban")
 
 
 # --- accuracy gap --------------------------------------------------------------------------------
@@ -125,12 +140,17 @@ def duplicates_item(
     exact_groups: Sequence[Sequence[int]],
     near_pairs: Iterable[NearPair | Sequence[Any]],
     n: int,
+    *,
+    rule: str | None = None,
 ) -> dict[str, Any]:
     """Duplicated records inside the training set.
 
     ``pass`` when there are none; ``warn`` when the samples in an exact-duplicate group or a
     near-duplicate pair are under ``DUPLICATE_FAIL_SHARE`` of ``n``; ``fail`` from there on.
-    ``near_pairs`` are :class:`NearPair` or ``(i, j, distance)`` tuples.
+    ``near_pairs`` are :class:`NearPair` or ``(i, j, distance)`` tuples (texts:
+    :class:`~poisonguard.privacy.text_duplicates.TextPair`). ``rule``, when given, says what
+    counts as a duplicate (texts: the normalisation and the Jaccard threshold) and ends the
+    evidence.
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
@@ -152,6 +172,8 @@ def duplicates_item(
         f"({_percent(share)}) are involved (warn at any, fail at >= "
         f"{_percent(DUPLICATE_FAIL_SHARE)})"
     )
+    if rule:
+        evidence += f"; {rule}"
     details = {
         "exact_groups": len(exact_groups),
         "exact_extra_copies": copies,
@@ -165,13 +187,14 @@ def duplicates_item(
 
 
 def train_heldout_overlap_item(
-    cross_pairs: Iterable[NearPair | Sequence[Any]], n_heldout: int
+    cross_pairs: Iterable[NearPair | Sequence[Any]], n_heldout: int, *, rule: str | None = None
 ) -> dict[str, Any]:
     """Copies of held-out records in the training data.
 
-    ``cross_pairs`` come from ``near_duplicates(train, other=heldout)``. ``fail`` when any
-    held-out record has an exact copy in training (it is not held out), ``warn`` when any has a
-    near copy, ``pass`` otherwise.
+    ``cross_pairs`` come from ``near_duplicates(train, other=heldout)`` (texts:
+    ``text_near_duplicates(train, other=heldout)``). ``fail`` when any held-out record has an
+    exact copy in training (it is not held out), ``warn`` when any has a near copy, ``pass``
+    otherwise. ``rule`` as in :func:`duplicates_item`.
     """
     if n_heldout <= 0:
         raise ValueError(f"n_heldout must be positive, got {n_heldout}")
@@ -189,6 +212,8 @@ def train_heldout_overlap_item(
         f"an exact copy in training (fail at any); {len(near)} more "
         f"({_percent(len(near) / n_heldout)}) have a near copy (warn at any)"
     )
+    if rule:
+        evidence += f"; {rule}"
     details = {
         "heldout_with_exact_copy": len(exact),
         "heldout_with_near_copy": len(near),
@@ -218,15 +243,23 @@ def accuracy_gap_item(gap: float) -> dict[str, Any]:
     return _item("train/held-out accuracy gap", status, evidence, details)
 
 
-def id_columns_item(columns: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
+def id_columns_item(
+    columns: Sequence[dict[str, Any]] | None, *, kind: str = "image"
+) -> dict[str, Any]:
     """Identifier-like columns used as features: ``fail`` on any, ``pass`` otherwise.
 
-    ``columns`` is the output of :func:`id_like_columns`, or None for images (not applicable:
-    ``pass``, evidence "images: no columns").
+    ``columns`` is the output of :func:`id_like_columns`, or None for images and texts (not
+    applicable: ``pass``, evidence "images: no columns" or "texts: ...").
     """
     name = "identifier columns used as features"
     if columns is None:
-        return _item(name, "pass", "images: no columns", {"applicable": False, "columns": []})
+        evidence = (
+            "texts: no feature columns (the model reads only the text; personal data inside "
+            "the texts is its own item)"
+            if kind == "text"
+            else "images: no columns"
+        )
+        return _item(name, "pass", evidence, {"applicable": False, "columns": []})
     listed = [dict(column) for column in columns]
     if listed:
         named = "; ".join(f"{c['column']!r} ({c['reason']})" for c in listed)
@@ -239,6 +272,52 @@ def id_columns_item(columns: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
         evidence = "0 feature columns look like identifiers or row counters (fail at any)"
         status = "pass"
     return _item(name, status, evidence, {"applicable": True, "columns": listed})
+
+
+def personal_data_item(summary: dict[str, Any]) -> dict[str, Any]:
+    """Personal data in the training texts (``summary`` from
+    :func:`~poisonguard.privacy.personal_data.personal_data_summary`).
+
+    ``fail`` on any payment card number or IBAN (financial identifiers: a model that repeats
+    one does harm, and they have no place in training text); ``warn`` on any e-mail address
+    or phone number (contact data; some may be public, such as a company's support line, so
+    a reviewer decides); ``pass`` otherwise. The evidence counts each kind and the texts that
+    hold it; the masked examples are in ``details`` (never a value in full).
+    """
+    kinds = summary["kinds"]
+    n = int(summary["n_texts"])
+    if any(kinds[kind]["occurrences"] for kind in PERSONAL_DATA_FAIL_KINDS):
+        status: Status = "fail"
+    elif any(entry["occurrences"] for entry in kinds.values()):
+        status = "warn"
+    else:
+        status = "pass"
+    counts = ", ".join(
+        f"{entry['occurrences']} {_KIND_NAMES.get(kind, kind)} in {entry['texts']} texts"
+        for kind, entry in kinds.items()
+    )
+    affected = int(summary["texts_affected"])
+    evidence = (
+        f"{affected} of {n} texts ({_percent(affected / n if n else 0.0)}) hold personal data: "
+        f"{counts} (fail at any card number or IBAN, warn at any e-mail address or phone number)"
+    )
+    details = {**summary, "fail_kinds": list(PERSONAL_DATA_FAIL_KINDS)}
+    return _item("personal data in the texts", status, evidence, details)
+
+
+_KIND_NAMES = {
+    "email": "e-mail addresses",
+    "phone": "phone numbers",
+    "payment_card": "payment card numbers",
+    "iban": "IBANs",
+}
+
+
+def inversion_not_applicable_item(kind: str, reason: str) -> dict[str, Any]:
+    """Model inversion where it does not apply (texts): ``pass`` with ``applicable`` False and
+    the reason as the evidence, so the checklist says why the item was not measured."""
+    details = {"applicable": False, "kind": kind}
+    return _item("model inversion", "pass", f"not applicable to {kind}: {reason}", details)
 
 
 def membership_item(

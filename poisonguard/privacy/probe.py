@@ -21,6 +21,14 @@ embedding model on the members (or uses ``--model``), and measures:
    accuracy gap, ID-like table columns (:mod:`poisonguard.privacy.id_columns`), classes whose
    leakage stands out, and the membership and inversion figures against the thresholds stated in
    that module.
+
+Text datasets (``Dataset.kind == "text"``) run the same membership attacks on the text model
+(:class:`~poisonguard.embed.models.TextBagModel`). Model inversion does not apply to them (the
+checklist says so in its item, ``inversion.note`` too); instead the checklist finds duplicate
+texts, exact once normalised and near by the Jaccard index of character shingles
+(:mod:`poisonguard.privacy.text_duplicates`), and personal data in every text of the dataset
+(:mod:`poisonguard.privacy.personal_data`: e-mail addresses, phone numbers, card numbers,
+IBANs, only ever written masked); ``privacy.text`` holds what these found.
 """
 
 from __future__ import annotations
@@ -48,11 +56,26 @@ from poisonguard.privacy.membership_attacks import (
     loss_attack_scores,
 )
 from poisonguard.privacy.membership_metrics import membership_metrics, per_class_membership
+from poisonguard.privacy.personal_data import personal_data_summary
+from poisonguard.privacy.text_duplicates import (
+    NEAR_JACCARD,
+    SHINGLE_CHARS,
+    text_exact_duplicates,
+    text_near_duplicates,
+)
 from poisonguard.results import Embedding
 
-__all__ = ["PrivacySettings", "PrivacyResult", "privacy_probe"]
+__all__ = ["PrivacySettings", "PrivacyResult", "privacy_probe", "TEXT_INVERSION_REASON"]
 
 logger = logging.getLogger(__name__)
+
+TEXT_INVERSION_REASON = (
+    "MI-Face optimises a continuous input by gradient, and a text model reads discrete words; "
+    "what a text model gives away is measured by membership inference and by the duplicate and "
+    "personal-data items"
+)
+#: Pairs of duplicate texts listed (by id) in the report, per search.
+_TEXT_PAIR_EXAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -161,7 +184,9 @@ def privacy_probe(
     start = time.perf_counter()
     inversion: dict[str, Any] = {"per_class": [], "summary": None, "note": None}
     reconstructions = nearest = None
-    if embedding.model.get("source") == "torchscript":
+    if dataset.kind == "text":
+        inversion["note"] = f"not applicable to text: {TEXT_INVERSION_REASON}"
+    elif embedding.model.get("source") == "torchscript":
         inversion["note"] = "not run: inversion needs a model PoisonGuard trained itself"
     else:
         reconstructions, nearest, inversion = _invert(
@@ -173,9 +198,15 @@ def privacy_probe(
     start = time.perf_counter()
     train_accuracy = float(np.mean(embedding.probabilities.argmax(axis=1) == members.labels))
     heldout_accuracy = float(np.mean(held_probabilities.argmax(axis=1) == nonmembers.labels))
-    checklist = _checklist(
-        dataset, members, nonmembers, membership, inversion, train_accuracy, heldout_accuracy
-    )
+    text_checks: dict[str, Any] | None = None
+    if dataset.kind == "text":
+        checklist, text_checks = _text_checklist(
+            dataset, members, nonmembers, membership, train_accuracy, heldout_accuracy
+        )
+    else:
+        checklist = _checklist(
+            dataset, members, nonmembers, membership, inversion, train_accuracy, heldout_accuracy
+        )
     timings["checklist"] = time.perf_counter() - start
 
     privacy = {
@@ -188,6 +219,8 @@ def privacy_probe(
         "inversion": inversion,
         "checklist": checklist,
     }
+    if text_checks is not None:
+        privacy["text"] = text_checks
     return PrivacyResult(
         dataset=dataset,
         members=members,
@@ -341,13 +374,7 @@ def _checklist(dataset, members, nonmembers, membership, inversion, train_acc, h
     else:
         columns = None
     items.append(checks.id_columns_item(columns))
-    low = next(
-        (row for row in membership["tpr_at_fpr"] if row.get("requested_fpr") == 0.01),
-        membership["tpr_at_fpr"][0],
-    )
-    items.append(
-        checks.membership_item(membership["auc"], membership["advantage"], low["tpr"], low["fpr"])
-    )
+    items.append(_membership_check(membership))
     summary = inversion.get("summary")
     if summary:
         items.append(
@@ -359,3 +386,64 @@ def _checklist(dataset, members, nonmembers, membership, inversion, train_acc, h
         )
     )
     return items
+
+
+def _text_checklist(dataset, members, nonmembers, membership, train_acc, held_acc):
+    """The checklist of a text dataset, and the ``privacy.text`` section behind its items:
+    duplicates by text (:mod:`poisonguard.privacy.text_duplicates`), personal data in the texts
+    (:mod:`poisonguard.privacy.personal_data`, over every text of ``dataset``), model inversion
+    not applicable."""
+    rule = (
+        f"texts compared with case and white space ignored; near copies at Jaccard >= "
+        f"{NEAR_JACCARD} of character {SHINGLE_CHARS}-grams"
+    )
+    exact = text_exact_duplicates(members.x)
+    near = text_near_duplicates(members.x)
+    cross = text_near_duplicates(members.x, other=nonmembers.x)
+    personal = personal_data_summary(dataset.x, dataset.ids)
+    items = [
+        checks.duplicates_item(exact, near.pairs, members.n_samples, rule=rule),
+        checks.train_heldout_overlap_item(cross.pairs, nonmembers.n_samples, rule=rule),
+        checks.personal_data_item(personal),
+        checks.accuracy_gap_item(checks.accuracy_gap(train_acc, held_acc)),
+        checks.id_columns_item(None, kind="text"),
+        _membership_check(membership),
+        checks.inversion_not_applicable_item("text", TEXT_INVERSION_REASON),
+        checks.outlier_classes_item(
+            [row for row in membership["per_class"] if row.get("robust_z") is not None]
+        ),
+    ]
+
+    def listed(result, left, right) -> dict[str, Any]:
+        section = result.as_dict(max_pairs=0)
+        section["examples"] = [
+            {
+                "id_a": left.ids[pair.i],
+                "id_b": right.ids[pair.j],
+                "similarity": round(pair.similarity, 4),
+                "exact": pair.exact,
+            }
+            for pair in result.pairs[:_TEXT_PAIR_EXAMPLES]
+        ]
+        del section["pairs"]
+        return section
+
+    text_checks = {
+        "normalisation": "case folded, white space runs made one space",
+        "exact_groups": [[members.ids[i] for i in group] for group in exact[:_TEXT_PAIR_EXAMPLES]],
+        "n_exact_groups": len(exact),
+        "near_duplicates": listed(near, members, members),
+        "train_heldout": listed(cross, members, nonmembers),
+        "personal_data": personal,
+    }
+    return items, text_checks
+
+
+def _membership_check(membership):
+    low = next(
+        (row for row in membership["tpr_at_fpr"] if row.get("requested_fpr") == 0.01),
+        membership["tpr_at_fpr"][0],
+    )
+    return checks.membership_item(
+        membership["auc"], membership["advantage"], low["tpr"], low["fpr"]
+    )

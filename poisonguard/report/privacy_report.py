@@ -3,9 +3,17 @@
 ``report.json`` keys: ``poisonguard_version``, ``dataset``, ``settings``, ``model``, ``privacy``
 (``membership`` with ``auc``, ``advantage`` and ``tpr_at_fpr``, the per-attack and per-class
 figures; ``inversion.per_class``; ``checklist``, a list of ``{item, status, evidence}``),
-``timings``, ``warnings``, ``versions``, ``created_utc``. The page shows the checklist first,
-then the membership figures with a log-scale ROC plot, then each class's reconstruction beside
-its nearest training image.
+``timings``, ``warnings``, ``versions``, ``created_utc``; for a text dataset ``privacy.text``
+too: ``personal_data`` (counts per kind, texts affected, masked examples with their sample ids),
+``near_duplicates`` and ``train_heldout`` (pair counts, the threshold and the first pairs by
+id) and ``exact_groups``. The page shows the checklist first, then (texts) the personal data
+and duplicate texts, then the membership figures with a log-scale ROC plot, then each class's
+reconstruction beside its nearest training image (images only; for texts the inversion section
+says it is not applicable).
+
+Nothing found in a text is written in full: personal data only masked
+(:mod:`poisonguard.privacy.personal_data`), duplicates only by sample id. Ids and class names
+are escaped on the page (Jinja autoescaping).
 """
 
 from __future__ import annotations
