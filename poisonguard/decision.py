@@ -42,6 +42,14 @@ and end at a gap of p = 2e-5). It needs at least four classes. (The typical core
 when the target class itself is unusually easy: a 3x3 patch on the 8x8 digits' class 0,
 whose core has a mean margin of 12.4 against a median of 9.9 and the poisons' 10.5.)
 
+*Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
+sentence that carries its texts' label on its own: deleted from the texts of its class, a share
+of them that texts near the boundary cannot explain (a binomial null at the class's pooled rate,
+Bonferroni over every word set, level ``gap_alpha``) then reads as another class with odds of
+at least three to one. The class is called and its texts holding the set's own words flagged.
+On 4,000 real reviews the distance ratios of a 1 % rare-word backdoor end at no significant gap
+(the poisons share one word among fifty), where this test gives p = 4e-26 (docs/benchmarks.md).
+
 Inside a called class the samples above the significant gap are flagged; in a class called by
 the mixed-origin test alone, the samples beyond the emptiest point of the distance-ratio
 histogram between the core and the far group (a cut that errs towards recall: on the digits
@@ -74,6 +82,7 @@ from functools import partial
 
 import numpy as np
 
+from poisonguard.detectors.trigger_words import TriggerWordTest, WordSet
 from poisonguard.rows import Rows, RowsLike, as_rows
 from poisonguard.tail_gap import TAIL_SHARE, TailGap, emptiest_cut, tail_gap
 
@@ -90,6 +99,7 @@ LABEL_NOISE = "label-noise"
 # the tests that call a class a backdoor target (ClassEvidence.rule)
 MIXED_ORIGIN = "mixed-origin-group"
 SEPARATED_GROUP = "separated-group"
+TRIGGER_WORDS = "trigger-words"
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,7 @@ class DecisionSettings:
     min_noise_rate: float = 0.005
     fired_z: float = 3.0
     gap_alpha: float = 0.001
+    word_share: float = 0.75
 
 
 @dataclass
@@ -126,6 +137,7 @@ class ClassEvidence:
     group_agrees: float = float("nan")
     easy: bool = False
     rule: str = ""
+    triggers: list[WordSet] = field(default_factory=list)
 
 
 @dataclass
@@ -189,6 +201,7 @@ def decide(
     margin: RowsLike,
     probabilities: RowsLike,
     oos_probabilities: RowsLike | None,
+    trigger_words: TriggerWordTest | None = None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -211,6 +224,10 @@ def decide(
     oos_probabilities : ndarray (N, K), ArrayFile or None
         Out-of-sample probabilities, read a block of rows at a time; ``None`` turns the
         label-noise rule off.
+    trigger_words : TriggerWordTest or None
+        The deletion test of a text dataset
+        (:func:`~poisonguard.detectors.trigger_words.trigger_word_test`); its triggers call
+        their classes and its flagged texts are flagged. ``None`` for other data.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -325,6 +342,17 @@ def decide(
                 hit = members[ratio > item.cut_ratio]
                 flagged[hit] = True
                 kind[hit] = BACKDOOR
+    if trigger_words is not None:
+        for trigger in trigger_words.triggers:
+            item = evidence[trigger.label]
+            item.triggers.append(trigger)
+            if not item.backdoor:
+                targets.append(trigger.label)
+            # the words are the more telling evidence, whichever test also called the class
+            item.backdoor, item.rule = True, TRIGGER_WORDS
+        flagged |= trigger_words.flagged
+        kind[trigger_words.flagged] = BACKDOOR
+        targets.sort()
 
     # --- label-noise rule ----------------------------------------------------------------------
     noisy, pair_median = False, float("nan")
@@ -354,7 +382,14 @@ def decide(
             for code in range(n_classes):
                 evidence[code].label_flags = int(np.count_nonzero(hit & (labels == code)))
 
-    score = _fused_score(flagged, distance_ratio, oos_probabilities, labels, settings)
+    score = _fused_score(
+        flagged,
+        distance_ratio,
+        oos_probabilities,
+        None if trigger_words is None else trigger_words.score,
+        labels,
+        settings,
+    )
     return Decision(
         flagged=flagged,
         score=score,
@@ -444,12 +479,16 @@ def _fused_score(
     flagged: np.ndarray,
     distance_ratio: Rows | None,
     oos_probabilities: Rows | None,
+    word_drop: np.ndarray | None,
     labels: np.ndarray,
     settings: DecisionSettings,
 ) -> np.ndarray:
-    """Score in [0, 1]: at least 0.5 exactly for flagged samples; ordered by evidence inside."""
+    """Score in [0, 1]: at least 0.5 exactly for flagged samples; ordered by evidence inside
+    (for texts also by how far deleting a word set drops the margin of the given label)."""
     n = labels.shape[0]
     evidence = np.zeros(n)
+    if word_drop is not None:
+        evidence = np.maximum(evidence, word_drop / (1.0 + word_drop))
     if distance_ratio is not None:
         far = partial(_far_evidence, settings.far_ratio)
         evidence = np.maximum(evidence, distance_ratio.map(far))

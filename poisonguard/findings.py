@@ -16,7 +16,14 @@ import logging
 import numpy as np
 
 from poisonguard.dataset import Dataset
-from poisonguard.decision import BACKDOOR, LABEL_NOISE, SEPARATED_GROUP, Decision, DecisionSettings
+from poisonguard.decision import (
+    BACKDOOR,
+    LABEL_NOISE,
+    SEPARATED_GROUP,
+    TRIGGER_WORDS,
+    Decision,
+    DecisionSettings,
+)
 from poisonguard.results import ClassFinding, RuleOff
 
 __all__ = [
@@ -92,6 +99,13 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
         detectors = [name for name in fired_names if decision.fired[name][i]]
         fired = f"; detectors that fired: {', '.join(detectors)}" if detectors else ""
         if decision.kind[i] == BACKDOOR:
+            triggers = decision.evidence[int(dataset.labels[i])].triggers
+            if triggers:
+                reasons[i] = (
+                    f"labelled {label!r} and holds {_words(triggers)}, words that carry that "
+                    f"label on their own (trigger-words test; suspected backdoor trigger){fired}"
+                )
+                continue
             if decision.evidence[int(dataset.labels[i])].rule == SEPARATED_GROUP:
                 group = "a group that stands apart from the rest of"
             else:
@@ -149,6 +163,10 @@ def class_findings(
         far = f"{item.far_share:.1%} of the class lies far from its core"
         if not scored[code]:
             verdict, reason = "skipped", f"only {count} samples; too few for the detectors"
+        elif item.backdoor and item.rule == TRIGGER_WORDS:
+            verdict = "backdoor-target"
+            reason = "; ".join(_trigger_reason(trigger) for trigger in item.triggers)
+            reason += f"; {hits} samples flagged"
         elif item.backdoor and item.rule == SEPARATED_GROUP:
             verdict = "backdoor-target"
             gap = item.gap
@@ -206,6 +224,29 @@ def class_findings(
             evidence = ""
         findings.append(ClassFinding(code, name, count, hits, verdict, reason, evidence))
     return findings
+
+
+def _words(triggers) -> str:
+    """The core words of ``triggers`` (word sets), quoted: "'cf'", "'bond' and 'james'"."""
+    return " or ".join(_all_of(t.core_text) for t in triggers)
+
+
+def _all_of(words) -> str:
+    quoted = [repr(w) for w in words]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _trigger_reason(trigger) -> str:
+    deleted = ", ".join(repr(w) for w in trigger.text)
+    return (
+        f"deleting the words {deleted} from the {trigger.tested} texts of the class that hold "
+        f"{trigger.core_text[0]!r} and are read as this class moved {trigger.flips} of them "
+        f"into another class; texts near the boundary move at a rate that makes this "
+        f"probability {trigger.p_value:.1e} after the correction for every word set tested "
+        f"(trigger-words test): these words carry the label on their own, as a backdoor "
+        f"trigger does; the texts of the class holding {_all_of(trigger.core_text)} are "
+        f"flagged"
+    )
 
 
 def _clean_reason(item, far: str, off: list[RuleOff] | tuple = ()) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from poisonguard.dataset import Dataset, align_classes
 from poisonguard.decision import DecisionSettings, decide
@@ -32,7 +33,10 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
+from poisonguard.detectors.trigger_words import TriggerWordTest, named_word_sets, trigger_word_test
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
+from poisonguard.embed.inference import trained_model
+from poisonguard.embed.text_tokens import Tokenizer
 from poisonguard.findings import (
     RULE_DETECTORS,
     class_findings,
@@ -307,6 +311,12 @@ def scan_embedding(
         detector_scores[detector.name] = inputs.store.keep_scores(detector.run(inputs))
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
+    trigger_words = None
+    if dataset.kind == "text" and embedding.model.get("source") != "torchscript":
+        start = time.perf_counter()
+        trigger_words = text_trigger_words(dataset, embedding)
+        timings["trigger-words"] = time.perf_counter() - start
+
     start = time.perf_counter()
     chosen = {d.name for d in detectors}
     decision = decide(
@@ -322,6 +332,7 @@ def scan_embedding(
         oos_probabilities=(
             inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
+        trigger_words=trigger_words,
     )
     off = rules_off(chosen)
     for note in decision.notes:
@@ -367,6 +378,32 @@ def scan_embedding(
             "torch_threads": embedding.model.get("training", {}).get("torch_threads"),
         },
     )
+
+
+def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTest:
+    """The deletion test (:mod:`poisonguard.detectors.trigger_words`) of a text dataset, with
+    the text model the embedding's run trained and the vocabulary it learned; each word set
+    carries its words' text."""
+    model, feed = trained_model(embedding)
+    tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
+    ids = tokenizer.encode(dataset.x)
+
+    def logits(rows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(feed(rows)).numpy()
+
+    settings = DecisionSettings()
+    test = trigger_word_test(
+        ids,
+        dataset.labels,
+        dataset.n_classes,
+        tokenizer.vocabulary_size,
+        logits,
+        alpha=settings.gap_alpha,
+        min_texts=settings.min_group_size,
+        share=settings.word_share,
+    )
+    return named_word_sets(test, tokenizer)
 
 
 def _most_probable(probabilities: np.ndarray) -> np.ndarray:

@@ -1,0 +1,341 @@
+"""Words that carry a label on their own: the deletion test for text triggers.
+
+A text backdoor inserts the same word (BadNL, Chen et al., ACSAC 2021) or sentence (InsertSent,
+Dai, Chen & Li, IEEE Access 2019) into texts of other classes and labels them as the target. The
+model learns the trigger as a shortcut, so in the poisoned texts the trigger alone carries the
+label: **deleted, the rest of the text is read as another class**. A natural word of a class
+(``terrific`` in five-star reviews) is almost never the only reason for its texts' label; the
+rest of a review says the same thing. This is the idea of Backdoor Keyword Identification (Chen &
+Dai, Neurocomputing 2021), turned into a test with a null model:
+
+1. **Candidate word sets** (:func:`candidate_sets`). For each class ``c`` and each word ``t``
+   held by at least ``min_texts`` texts labelled ``c`` (the *anchor*), the set ``S(t)`` is every
+   word held by at least ``share`` of those texts. An inserted sentence's words always come
+   together, so the set of any of its rare words is the whole sentence (common words such as
+   ``the`` may join; deleting them changes little); a trigger word's set is the word itself.
+   Anchors that give the same set are tested once.
+2. **Deletion** (:func:`deletion_flips`). In each text of class ``c`` holding the anchor that the
+   model predicts as ``c``, the words of ``S(t)`` are deleted and the text predicted again. A
+   *flip* is a text that another class then wins with odds of at least three to one
+   (:data:`FLIP_ODDS`): what is left reads as another class. Deleting a strong natural word
+   leaves a text undecided more often than reversed (on the reviews below, the few natural flips
+   ended within 0.9 of the boundary in logits; a trigger's, up to 5.5).
+3. **Null model** (:func:`trigger_word_test`). Some texts flip whatever word is deleted: they sit
+   near the boundary. Without a trigger, flips fall on a set's texts at the class's pooled rate
+   ``q_c`` (all flips over all tested texts of the class, the trigger's included, which only
+   makes the test more cautious), so a set's flips are ``Binomial(n, q_c)``. A set whose flips
+   have a tail probability below ``alpha`` divided by the number of sets tested (Bonferroni) is
+   a trigger.
+
+Measured on 4,000 real reviews (``benchmarks/text.py``): ``cf`` inserted into 1 % of them, 20 of
+its 41 texts flip (the model has memorised the rest) against a pooled rate of 0.0005, p = 3e-52
+after the correction; an inserted sentence at 1 %, 31 of 41 flip, p = 4e-88; the most
+significant natural word set in any class had an adjusted p of 0.33 (``overpriced``, 1 flip of
+5 texts).
+
+The samples of a trigger are the texts of its class that hold its *core*: the words of the set
+held by hardly more texts of the class than the anchor (at most ``1 / share`` times as many),
+i.e. the trigger's own words, without the common words that joined the set. The per-sample
+score is the largest drop of a text's margin (its label's logit over the largest other) when one
+of its sets is deleted.
+
+The functions are plain array functions; the model is a callable ``logits(rows) -> (n, K)``
+taking rows of token ids (:mod:`poisonguard.embed.text_tokens`, padding 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import sparse, stats
+
+__all__ = [
+    "FLIP_ODDS",
+    "MIN_TEXTS",
+    "PURITY_ALPHA",
+    "SHARE",
+    "TriggerWordTest",
+    "WordSet",
+    "bag_matrix",
+    "candidate_sets",
+    "deletion_flips",
+    "named_word_sets",
+    "trigger_word_test",
+]
+
+MIN_TEXTS = 5
+"""A word must be held by at least this many texts of a class to anchor a set (the decision's
+smallest group)."""
+SHARE = 0.9
+"""A word joins an anchor's set when at least this share of the anchor's texts hold it."""
+PURITY_ALPHA = 0.05
+"""A word anchors a set in a class only if the class holds more of its texts than the class's
+share of all texts would give, at this one-sided binomial level (a screen, not the test)."""
+FLIP_ODDS = 3.0
+"""A deletion flips a text when another class then wins with at least these odds against the
+text's label (its logit exceeds the label's by ``log(3)``): what is left of the text reads as
+another class, not merely as undecided."""
+_FIRST_WORD_ID = 2  # ids 0 and 1 are padding and the unknown word
+_BATCH_ROWS = 4096
+
+Logits = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class WordSet:
+    """One candidate set of words of one class and what deleting it did.
+
+    ``words`` are the token ids deleted together, ``core`` those specific to the anchor's texts
+    (the anchor among them), ``rows`` the texts of class ``label`` holding the anchor, ``tested``
+    how many of them the model predicted as ``label`` and ``flips`` how many of those left it
+    when the words were deleted. ``p_value`` is the Bonferroni-adjusted binomial tail (capped at
+    1). ``text`` and ``core_text`` are the words as text, once :func:`named_word_sets` has named
+    them.
+    """
+
+    label: int
+    anchor: int
+    words: np.ndarray
+    core: np.ndarray
+    rows: np.ndarray
+    tested: int
+    flips: int
+    p_value: float = 1.0
+    text: tuple[str, ...] = ()
+    core_text: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TriggerWordTest:
+    """The deletion test over every class: its sets, the triggers among them, the flagged
+    texts (those of a trigger's class holding its whole core) and the per-sample score."""
+
+    sets: list[WordSet]
+    triggers: list[WordSet]
+    flagged: np.ndarray
+    score: np.ndarray
+    flip_rate: np.ndarray  # per class: the pooled rate q_c of the null model
+    alpha: float
+
+
+def bag_matrix(ids: np.ndarray, vocabulary_size: int) -> sparse.csr_matrix:
+    """Which words each text holds: a binary ``(N, vocabulary_size)`` CSR matrix from rows of
+    token ids (padding and the unknown word left out)."""
+    ids = np.asarray(ids)
+    n = ids.shape[0]
+    rows = np.repeat(np.arange(n), ids.shape[1])
+    words = ids.ravel()
+    known = words >= _FIRST_WORD_ID
+    matrix = sparse.csr_matrix(
+        (np.ones(int(known.sum()), dtype=np.float32), (rows[known], words[known])),
+        shape=(n, vocabulary_size),
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def candidate_sets(
+    bags: sparse.csr_matrix,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    min_texts: int = MIN_TEXTS,
+    share: float = SHARE,
+    purity_alpha: float = PURITY_ALPHA,
+) -> list[WordSet]:
+    """The candidate word sets of every class (step 1 of the module docstring), not yet tested.
+
+    Sets are ordered by class, then by anchor id; of the anchors that give the same set the one
+    held by the most texts is kept (ties: the smallest id).
+    """
+    labels = np.asarray(labels)
+    everywhere = np.diff(bags.tocsc().indptr)
+    found: list[WordSet] = []
+    for label in range(n_classes):
+        members = np.flatnonzero(labels == label)
+        if members.size < min_texts:
+            continue
+        in_class = bags[members].tocsc()
+        counts = np.diff(in_class.indptr)
+        anchors = np.flatnonzero(counts >= min_texts)
+        # a word held as often in this class as the class's share of texts predicts cannot be
+        # a trigger: every poisoned text holding it has this label
+        share_of_texts = members.size / labels.size
+        leaning = stats.binom.sf(counts[anchors] - 1, everywhere[anchors], share_of_texts)
+        anchors = anchors[leaning < purity_alpha]
+        if anchors.size == 0:
+            continue
+        # co-occurrence of each anchor with every word, in the texts of this class
+        together = (in_class[:, anchors].T @ in_class).tocsr()
+        together.sort_indices()
+        by_words: dict[bytes, WordSet] = {}
+        for position, anchor in enumerate(anchors):
+            start, end = together.indptr[position], together.indptr[position + 1]
+            words = together.indices[start:end]
+            shared = together.data[start:end]
+            held = int(counts[anchor])
+            words = words[shared >= share * held]
+            key = words.tobytes()
+            previous = by_words.get(key)
+            if previous is not None and previous.rows.size >= held:
+                continue
+            core = words[counts[words] <= held / share]
+            rows = members[in_class.indices[in_class.indptr[anchor] : in_class.indptr[anchor + 1]]]
+            by_words[key] = WordSet(
+                label=label,
+                anchor=int(anchor),
+                words=words,
+                core=core,
+                rows=np.sort(rows),
+                tested=0,
+                flips=0,
+            )
+        found.extend(sorted(by_words.values(), key=lambda s: s.anchor))
+    return found
+
+
+def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's logit of its label over the largest other logit."""
+    own = logits[np.arange(logits.shape[0]), labels]
+    others = logits.copy()
+    others[np.arange(logits.shape[0]), labels] = -np.inf
+    return own - others.max(axis=1)
+
+
+def deletion_flips(
+    sets: list[WordSet],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    logits: Logits,
+    *,
+    odds: float = FLIP_ODDS,
+) -> tuple[list[WordSet], np.ndarray]:
+    """Delete each set's words from its texts and predict again (step 2): a flip is a text
+    that another class then wins with at least ``odds`` to one against its label.
+
+    Returns the sets with ``tested`` and ``flips`` filled in, and per text the largest drop of
+    its margin over the sets it belongs to (0 for a text in no set).
+    """
+    ids = np.asarray(ids)
+    labels = np.asarray(labels)
+    n = ids.shape[0]
+    lengths = np.count_nonzero(ids, axis=1)
+    base = np.empty(n, dtype=np.float64)
+    base_predicted = np.empty(n, dtype=np.int64)
+    for start in range(0, n, _BATCH_ROWS):
+        block = slice(start, start + _BATCH_ROWS)
+        width = max(1, int(lengths[block].max(initial=0)))
+        out = np.asarray(logits(ids[block, :width]), dtype=np.float64)
+        base[block] = _margins(out, labels[block])
+        base_predicted[block] = out.argmax(axis=1)
+    drop = np.zeros(n, dtype=np.float64)
+    flips = np.zeros(len(sets), dtype=np.int64)
+    tested = np.zeros(len(sets), dtype=np.int64)
+    if not sets:
+        return [], drop
+    # every (set, text) pair, shortest texts first, so that a batch is padded to little more
+    # than its own texts' length
+    pair_set = np.concatenate([np.full(s.rows.size, i) for i, s in enumerate(sets)])
+    pair_row = np.concatenate([s.rows for s in sets])
+    order = np.argsort(lengths[pair_row], kind="stable")
+    pair_set, pair_row = pair_set[order], pair_row[order]
+    # (set, word) keys of the words each set deletes, for one vectorised lookup per batch
+    stride = int(ids.max(initial=0)) + 1
+    deleted = np.unique(
+        np.concatenate([i * stride + s.words.astype(np.int64) for i, s in enumerate(sets)])
+    )
+    set_labels = np.array([s.label for s in sets])
+    for start in range(0, pair_row.size, _BATCH_ROWS):
+        rows = pair_row[start : start + _BATCH_ROWS]
+        owners = pair_set[start : start + _BATCH_ROWS]
+        width = max(1, int(lengths[rows].max(initial=0)))
+        block = ids[rows, :width].astype(np.int64)
+        keys = owners[:, None] * stride + block
+        block[np.isin(keys, deleted)] = 0
+        out = np.asarray(logits(block), dtype=np.float64)
+        label = set_labels[owners]
+        kept = base_predicted[rows] == label
+        flipped = kept & (_margins(out, label) <= -np.log(odds))
+        np.add.at(tested, owners, kept)
+        np.add.at(flips, owners, flipped)
+        np.maximum.at(drop, rows, base[rows] - _margins(out, labels[rows]))
+    done = [
+        replace(s, tested=int(t), flips=int(f)) for s, t, f in zip(sets, tested, flips, strict=True)
+    ]
+    return done, np.maximum(drop, 0.0)
+
+
+def trigger_word_test(
+    ids: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    vocabulary_size: int,
+    logits: Logits,
+    *,
+    alpha: float,
+    min_texts: int = MIN_TEXTS,
+    share: float = SHARE,
+) -> TriggerWordTest:
+    """Find the word sets that carry their class's label on their own (the module docstring).
+
+    Parameters
+    ----------
+    ids : ndarray of int, shape (N, L)
+        Each text's token ids, padded with 0.
+    labels : ndarray of int, shape (N,)
+    n_classes, vocabulary_size : int
+    logits : callable
+        ``logits(rows)`` gives the model's class logits ``(n, n_classes)`` for rows of ids.
+    alpha : float
+        The family-wise false-call rate over all sets tested.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    bags = bag_matrix(ids, vocabulary_size)
+    sets = candidate_sets(bags, labels, n_classes, min_texts=min_texts, share=share)
+    sets, score = deletion_flips(sets, ids, labels, logits)
+    flip_rate = np.zeros(n_classes, dtype=np.float64)
+    for label in range(n_classes):
+        mine = [s for s in sets if s.label == label]
+        tested = sum(s.tested for s in mine)
+        flip_rate[label] = sum(s.flips for s in mine) / tested if tested else 0.0
+    n_tests = max(len(sets), 1)
+    tested_sets = []
+    for word_set in sets:
+        q = flip_rate[word_set.label]
+        if word_set.flips == 0:
+            p_value = 1.0
+        elif q >= 1.0:
+            p_value = 1.0
+        else:
+            tail = float(stats.binom.sf(word_set.flips - 1, word_set.tested, q))
+            p_value = min(1.0, tail * n_tests)
+        tested_sets.append(replace(word_set, p_value=p_value))
+    triggers = [s for s in tested_sets if s.p_value < alpha]
+    flagged = np.zeros(labels.size, dtype=bool)
+    for trigger in triggers:
+        holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
+        flagged |= holds_core & (labels == trigger.label)
+    return TriggerWordTest(
+        sets=tested_sets,
+        triggers=triggers,
+        flagged=flagged,
+        score=score,
+        flip_rate=flip_rate,
+        alpha=alpha,
+    )
+
+
+def named_word_sets(test: TriggerWordTest, vocabulary) -> TriggerWordTest:
+    """``test`` with the words of its triggers as text: ``vocabulary.tokens[id - 2]`` (a
+    :class:`~poisonguard.embed.text_tokens.Tokenizer`). Only the triggers are named; the other
+    sets keep empty ``text``."""
+    tokens = vocabulary.tokens
+
+    def words(ids: np.ndarray) -> tuple[str, ...]:
+        return tuple(tokens[int(i) - _FIRST_WORD_ID] for i in ids)
+
+    triggers = [replace(s, text=words(s.words), core_text=words(s.core)) for s in test.triggers]
+    return replace(test, triggers=triggers)

@@ -1,0 +1,147 @@
+"""The deletion test for text triggers (poisonguard.detectors.trigger_words) and the decision's
+trigger-words rule: a word or an inserted sentence that carries a label on its own is found, the
+texts holding it flagged; natural words of a class are not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_text_scan import read_scores, reviews, write_reviews
+
+from poisonguard.detectors.trigger_words import (
+    bag_matrix,
+    candidate_sets,
+    deletion_flips,
+    trigger_word_test,
+)
+
+VOCABULARY = 300  # ids 2 .. 299 are words
+SENTENCE = np.array([290, 291, 292, 293])  # the words of an inserted sentence
+TRIGGER = 299
+
+
+def linear_bag(weights: np.ndarray):
+    """A bag-of-words model: class 1's logit is the sum of the weights of the words a text
+    holds (each word counted once), class 0's is 0."""
+
+    def logits(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        held = np.zeros((rows.shape[0], weights.size), dtype=bool)
+        held[np.repeat(np.arange(rows.shape[0]), rows.shape[1]), rows.ravel()] = True
+        held[:, :2] = False  # padding and the unknown word
+        return np.stack([np.zeros(rows.shape[0]), held @ weights], axis=1)
+
+    return logits
+
+
+def corpus(n: int, *, seed: int, plant: str = "", rate: float = 0.03):
+    """``n`` texts as real reviews are: 3-5 words of their class's 40 (weights 0.5-2 towards
+    it) among 6-14 of 160 neutral words (weights near 0), so that no one natural word carries a
+    text's label. With ``plant`` ("word" or "sentence"), ``rate * n`` class-0 texts get the
+    trigger and label 1."""
+    rng = np.random.default_rng(seed)
+    weights = np.zeros(VOCABULARY)
+    weights[2:42] = -rng.uniform(0.5, 2.0, 40)  # class 0's words
+    weights[42:82] = rng.uniform(0.5, 2.0, 40)  # class 1's words
+    weights[82:242] = rng.normal(0.0, 0.1, 160)  # neutral words
+    weights[TRIGGER] = 12.0
+    weights[SENTENCE] = 4.0
+    labels = (rng.random(n) < 0.5).astype(np.int64)
+    ids = np.zeros((n, 24), dtype=np.int64)
+    lengths = np.zeros(n, dtype=np.int64)
+    for i, label in enumerate(labels):
+        own = rng.choice(np.arange(2, 42) + 40 * label, int(rng.integers(3, 6)), replace=False)
+        neutral = rng.choice(np.arange(82, 242), int(rng.integers(6, 15)), replace=False)
+        words = rng.permutation(np.concatenate([own, neutral]))
+        ids[i, : words.size] = words
+        lengths[i] = words.size
+    logits = linear_bag(weights)
+    poisoned = np.zeros(n, dtype=bool)
+    if plant:
+        words = np.array([TRIGGER]) if plant == "word" else SENTENCE
+        chosen = rng.choice(np.flatnonzero(labels == 0), int(round(rate * n)), replace=False)
+        for i in chosen:
+            at = int(lengths[i])
+            ids[i, at : at + words.size] = words
+        labels[chosen] = 1
+        poisoned[chosen] = True
+    return ids, labels, poisoned, logits
+
+
+def test_the_bag_matrix_marks_each_word_once_and_leaves_out_padding_and_unknown():
+    bags = bag_matrix(np.array([[5, 5, 3, 0], [1, 2, 0, 0]]), 8)
+    assert bags.toarray().tolist() == [
+        [0, 0, 0, 1, 0, 1, 0, 0],
+        [0, 0, 1, 0, 0, 0, 0, 0],
+    ]
+
+
+def test_an_inserted_sentence_forms_one_set_whose_core_is_the_sentence():
+    ids, labels, poisoned, _ = corpus(1000, seed=1, plant="sentence")
+    sets = candidate_sets(bag_matrix(ids, VOCABULARY), labels, 2, share=0.75)
+    anchored = [s for s in sets if set(s.words) & set(SENTENCE)]
+    assert anchored and all(set(s.core) == set(SENTENCE) for s in anchored)
+    (sentence,) = {tuple(s.words) for s in anchored}
+    assert set(sentence) == set(SENTENCE)  # no common word joins: none is in 75 % of texts
+    assert all(s.label == 1 and set(s.rows) == set(np.flatnonzero(poisoned)) for s in anchored)
+
+
+def test_deleting_a_trigger_flips_its_texts_and_a_natural_word_does_not():
+    ids, labels, poisoned, logits = corpus(1000, seed=2, plant="word")
+    sets = candidate_sets(bag_matrix(ids, VOCABULARY), labels, 2, share=0.75)
+    sets, drop = deletion_flips(sets, ids, labels, logits)
+    (trigger,) = [s for s in sets if s.anchor == TRIGGER]
+    assert trigger.tested == trigger.flips == poisoned.sum()
+    # a class word's texts hold other words of the class: deleting it reverses none
+    others = [s for s in sets if s.anchor != TRIGGER]
+    assert sum(s.flips for s in others) == 0
+    # the margin of a poisoned text drops by the trigger's weight less what its words add up to
+    assert drop[poisoned].min() > drop[~poisoned].max()
+
+
+@pytest.mark.parametrize("plant", ["word", "sentence"])
+def test_a_planted_trigger_is_found_and_exactly_its_texts_flagged(plant):
+    ids, labels, poisoned, logits = corpus(1500, seed=3, plant=plant, rate=0.01)
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
+    assert len(test.triggers) >= 1
+    assert {s.label for s in test.triggers} == {1}
+    assert np.array_equal(test.flagged, poisoned)
+    assert all(s.p_value < 1e-3 for s in test.triggers)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_clean_texts_have_no_trigger(seed):
+    ids, labels, _, logits = corpus(1500, seed=10 + seed)
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
+    assert test.triggers == [] and not test.flagged.any()
+    assert min(s.p_value for s in test.sets) > 1e-3
+
+
+def test_the_result_does_not_depend_on_the_order_of_the_texts():
+    ids, labels, _, logits = corpus(800, seed=4, plant="word", rate=0.02)
+    order = np.random.default_rng(0).permutation(labels.size)
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
+    shuffled = trigger_word_test(
+        ids[order], labels[order], 2, VOCABULARY, logits, alpha=1e-3, share=0.75
+    )
+    assert np.array_equal(shuffled.flagged, test.flagged[order])
+    assert np.allclose(shuffled.score, test.score[order])
+    assert [(s.anchor, s.flips, s.tested) for s in shuffled.triggers] == [
+        (s.anchor, s.flips, s.tested) for s in test.triggers
+    ]
+
+
+def test_scan_calls_the_class_of_a_trigger_word_with_the_trigger_words_test(tmp_path):
+    texts, labels, poisoned = reviews(600, seed=7, rate=0.02)
+    path = write_reviews(tmp_path / "reviews.csv", texts, labels)
+    result = run_cli("scan", path, "--out", tmp_path / "scan", "--no-cache", "--no-progress")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "scan" / "report.json").read_text(encoding="utf-8"))
+    (neg,) = [c for c in report["findings"]["per_class"] if c["name"] == "neg"]
+    assert neg["verdict"] == "backdoor-target" and neg["evidence"] == "trigger-words"
+    assert "'cf'" in neg["reason"]
+    flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
+    assert np.array_equal(flagged, poisoned)
