@@ -15,6 +15,7 @@ from poisonguard.detectors.trigger_words import (
     bag_matrix,
     candidate_sets,
     deletion_flips,
+    distinct_texts,
     trigger_word_test,
 )
 
@@ -92,7 +93,7 @@ def test_an_inserted_sentence_forms_one_set_whose_core_is_the_sentence():
 def test_deleting_a_trigger_flips_its_texts_and_a_natural_word_does_not():
     ids, labels, poisoned, logits = corpus(1000, seed=2, plant="word")
     sets = candidate_sets(bag_matrix(ids, VOCABULARY), labels, 2, share=0.75)
-    sets, drop = deletion_flips(sets, ids, labels, logits)
+    sets, drop, _ = deletion_flips(sets, ids, labels, logits)
     (trigger,) = [s for s in sets if s.anchor == TRIGGER]
     assert trigger.tested == trigger.flips == poisoned.sum()
     # a class word's texts hold other words of the class: deleting it reverses none
@@ -145,3 +146,17 @@ def test_scan_calls_the_class_of_a_trigger_word_with_the_trigger_words_test(tmp_
     assert "'cf'" in neg["reason"]
     flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
     assert np.array_equal(flagged, poisoned)
+
+
+def test_near_copies_of_a_text_count_once():
+    ids = np.array(
+        [
+            [2, 3, 4, 5, 6, 7, 8, 9],  # a text
+            [2, 3, 4, 5, 6, 7, 8, 0],  # the same text less a word: a near copy
+            [10, 11, 12, 13, 14, 15, 4, 5],  # another text sharing two words
+        ]
+    )
+    bags = bag_matrix(ids, 20)
+    assert distinct_texts(bags, np.array([0, 1, 2])) == 2
+    assert distinct_texts(bags, np.array([0, 2])) == 2
+    assert distinct_texts(bags, np.array([1])) == 1

@@ -20,7 +20,8 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    (:data:`FLIP_ODDS`): what is left reads as another class. Deleting a strong natural word
    leaves a text undecided more often than reversed (on the reviews below, the few natural flips
    ended within 0.9 of the boundary in logits; a trigger's, up to 5.5).
-3. **Null model** (:func:`trigger_word_test`). Some texts flip whatever word is deleted: they sit
+3. **Null model** (:func:`trigger_word_test`). Flipped texts that are near copies of each other
+   (:data:`COPY_JACCARD`) count once. Some texts flip whatever word is deleted: they sit
    near the boundary. Without a trigger, flips fall on a set's texts at the class's pooled rate
    ``q_c`` (all flips over all tested texts of the class, the trigger's included, which only
    makes the test more cautious), so a set's flips are ``Binomial(n, q_c)``. A set whose flips
@@ -50,8 +51,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import sparse, stats
+from scipy.sparse import csgraph
 
 __all__ = [
+    "COPY_JACCARD",
     "FLIP_ODDS",
     "MIN_TEXTS",
     "PURITY_ALPHA",
@@ -61,6 +64,7 @@ __all__ = [
     "bag_matrix",
     "candidate_sets",
     "deletion_flips",
+    "distinct_texts",
     "named_word_sets",
     "trigger_word_test",
 ]
@@ -77,6 +81,10 @@ FLIP_ODDS = 3.0
 """A deletion flips a text when another class then wins with at least these odds against the
 text's label (its logit exceeds the label's by ``log(3)``): what is left of the text reads as
 another class, not merely as undecided."""
+COPY_JACCARD = 0.5
+"""Flipped texts whose sets of words overlap this much (Jaccard) count as one flip: near copies of
+a text (a review posted twice, a word changed) flip together, and the null model takes the
+texts as independent."""
 _FIRST_WORD_ID = 2  # ids 0 and 1 are padding and the unknown word
 _BATCH_ROWS = 4096
 
@@ -212,12 +220,13 @@ def deletion_flips(
     logits: Logits,
     *,
     odds: float = FLIP_ODDS,
-) -> tuple[list[WordSet], np.ndarray]:
+) -> tuple[list[WordSet], np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Delete each set's words from its texts and predict again (step 2): a flip is a text
     that another class then wins with at least ``odds`` to one against its label.
 
-    Returns the sets with ``tested`` and ``flips`` filled in, and per text the largest drop of
-    its margin over the sets it belongs to (0 for a text in no set).
+    Returns the sets with ``tested`` and ``flips`` filled in, per text the largest drop of its
+    margin over the sets it belongs to (0 for a text in no set), and the flips as two arrays:
+    the index of the set and the flipped text.
     """
     ids = np.asarray(ids)
     labels = np.asarray(labels)
@@ -234,8 +243,9 @@ def deletion_flips(
     drop = np.zeros(n, dtype=np.float64)
     flips = np.zeros(len(sets), dtype=np.int64)
     tested = np.zeros(len(sets), dtype=np.int64)
+    no_pairs = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     if not sets:
-        return [], drop
+        return [], drop, no_pairs
     # every (set, text) pair, shortest texts first, so that a batch is padded to little more
     # than its own texts' length
     pair_set = np.concatenate([np.full(s.rows.size, i) for i, s in enumerate(sets)])
@@ -248,6 +258,7 @@ def deletion_flips(
         np.concatenate([i * stride + s.words.astype(np.int64) for i, s in enumerate(sets)])
     )
     set_labels = np.array([s.label for s in sets])
+    flipped_sets, flipped_rows = [], []
     for start in range(0, pair_row.size, _BATCH_ROWS):
         rows = pair_row[start : start + _BATCH_ROWS]
         owners = pair_set[start : start + _BATCH_ROWS]
@@ -261,11 +272,30 @@ def deletion_flips(
         flipped = kept & (_margins(out, label) <= -np.log(odds))
         np.add.at(tested, owners, kept)
         np.add.at(flips, owners, flipped)
+        flipped_sets.append(owners[flipped])
+        flipped_rows.append(rows[flipped])
         np.maximum.at(drop, rows, base[rows] - _margins(out, labels[rows]))
     done = [
         replace(s, tested=int(t), flips=int(f)) for s, t, f in zip(sets, tested, flips, strict=True)
     ]
-    return done, np.maximum(drop, 0.0)
+    pairs = (np.concatenate(flipped_sets), np.concatenate(flipped_rows))
+    return done, np.maximum(drop, 0.0), pairs
+
+
+def distinct_texts(
+    bags: sparse.csr_matrix, rows: np.ndarray, *, jaccard: float = COPY_JACCARD
+) -> int:
+    """How many groups of near copies ``rows`` form: texts whose sets of words have a Jaccard
+    index of at least ``jaccard`` are linked, and linked texts are one group."""
+    if rows.size < 2:
+        return int(rows.size)
+    held = bags[rows]
+    shared = (held @ held.T).toarray()
+    sizes = np.diag(shared)
+    union = sizes[:, None] + sizes[None, :] - shared
+    linked = shared >= jaccard * np.maximum(union, 1)
+    groups, _ = csgraph.connected_components(sparse.csr_matrix(linked), directed=False)
+    return int(groups)
 
 
 def trigger_word_test(
@@ -295,7 +325,17 @@ def trigger_word_test(
     labels = np.asarray(labels, dtype=np.int64)
     bags = bag_matrix(ids, vocabulary_size)
     sets = candidate_sets(bags, labels, n_classes, min_texts=min_texts, share=share)
-    sets, score = deletion_flips(sets, ids, labels, logits)
+    sets, score, (flip_sets, flip_rows) = deletion_flips(sets, ids, labels, logits)
+    # copies of one text flip together: they are one piece of evidence, not several
+    order = np.argsort(flip_sets, kind="stable")
+    flip_sets, flip_rows = flip_sets[order], flip_rows[order]
+    bounds = np.searchsorted(flip_sets, np.arange(len(sets) + 1))
+    sets = [
+        replace(s, flips=distinct_texts(bags, flip_rows[bounds[i] : bounds[i + 1]]))
+        if s.flips > 1
+        else s
+        for i, s in enumerate(sets)
+    ]
     flip_rate = np.zeros(n_classes, dtype=np.float64)
     for label in range(n_classes):
         mine = [s for s in sets if s.label == label]
