@@ -28,11 +28,14 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    have a tail probability below ``alpha`` divided by the number of sets tested (Bonferroni) is
    a trigger.
 
-Measured on 4,000 real reviews (``benchmarks/text.py``): ``cf`` inserted into 1 % of them, 20 of
-its 41 texts flip (the model has memorised the rest) against a pooled rate of 0.0005, p = 3e-52
-after the correction; an inserted sentence at 1 %, 31 of 41 flip, p = 4e-88; the most
-significant natural word set in any class had an adjusted p of 0.33 (``overpriced``, 1 flip of
-5 texts).
+Measured on 4,000 real reviews (``benchmarks/text.py``; the text model the scan trains): ``cf``
+inserted into 1 % of them, 11 of its 41 texts flip (the model has memorised the others) against
+a pooled rate of 0.0004, p = 4e-26 after the correction; an inserted sentence at 1 %, 26 of 42
+flip, p = 3e-66; on the clean corpus the most significant set had an adjusted p of 0.16 (1 flip
+of 7 texts). Shares of 0.6 and 0.9 were tried: at 0.6 so many common words join every set that
+deleting them reverses natural texts (a natural set reached p = 3e-5); at 0.9 a sentence of
+words that also occur naturally ("The weather was lovely that afternoon.") splits into sets too
+small to flip its texts.
 
 The samples of a trigger are the texts of its class that hold its *core*: the words of the set
 held by hardly more texts of the class than the anchor (at most ``1 / share`` times as many),
