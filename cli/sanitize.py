@@ -8,6 +8,7 @@ import click
 from poisonguard.cli.options import dataset_options, library_errors, loader_options
 
 from poisonguard.loaders import load_dataset
+from poisonguard.reviewer_decisions import read_reviewer_decisions
 from poisonguard.sanitize import (
     ACTIONS,
     MIN_CONFIDENCE,
@@ -43,6 +44,15 @@ from poisonguard.sanitize import (
     "is removed.",
 )
 @click.option(
+    "--decisions",
+    "decisions_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A reviewer's decisions CSV (columns id,decision,note; decision keep or remove) "
+    "applied over the scan's flags: keep keeps a flagged sample with its label, remove leaves "
+    "out a sample the scan kept; samples not listed follow the scan.",
+)
+@click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder."
 )
 @library_errors
@@ -58,24 +68,34 @@ def sanitize(
     scan_dir: Path,
     action: str,
     min_confidence: float,
+    decisions_file: Path | None,
     out_dir: Path,
 ) -> None:
     """Write a cleaned copy of DATASET using a scan's decisions.
 
     OUT gets the copy (same format and name as DATASET) and quarantine.csv (every removed or
-    relabelled sample with its score and reason). DATASET is never modified.
+    relabelled sample with its score and reason, and who decided: the scan or, with
+    --decisions, the reviewer, whose kept flags are listed too). DATASET is never modified.
     """
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     # with --skip-bad (as the scan was run), unreadable images are left out of the copy too
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
     decisions = read_scan_decisions(scan_dir, source)
-    plan = plan_sanitize(source, decisions, action, min_confidence=min_confidence)
+    reviewer = None if decisions_file is None else read_reviewer_decisions(decisions_file, source)
+    plan = plan_sanitize(
+        source, decisions, action, min_confidence=min_confidence, reviewer=reviewer
+    )
     writer_options = {k: v for k, v in options.items() if k != "format"}
     written = write_sanitized(source, plan, out_dir, loader_options=writer_options)
     click.echo(
         f"Kept {plan.rows.size} of {source.n_samples} samples: {plan.n_removed} removed, "
         f"{plan.n_relabelled} relabelled."
     )
+    if reviewer is not None:
+        click.echo(
+            f"The reviewer decided {int(reviewer.decided.sum())} sample(s): {plan.n_kept} "
+            f"flag(s) kept, {plan.n_reviewed - plan.n_kept} sample(s) removed by the reviewer."
+        )
     click.echo(f"Wrote {written} and {Path(out_dir) / 'quarantine.csv'}.")
     if source.skipped:
         click.echo(

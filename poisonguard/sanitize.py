@@ -8,7 +8,10 @@ number of samples, same ids, same labels), and writes into ``DST``:
   for image, array, table and text datasets alike: kept samples as stored (a CSV, TSV or JSON
   Lines record or a ``.txt`` file byte for byte), relabelled ones with the label as SRC writes it;
 * ``DST/quarantine.csv``: every removed or relabelled sample with its score and reason
-  (``index,id,label,score,finding,action,new_label,reason``; ``index`` and ``id`` are SRC's).
+  (``index,id,label,score,finding,action,new_label,reason,decided_by,note``; ``index`` and
+  ``id`` are SRC's), and, with ``--decisions``, every flagged sample a reviewer kept (action
+  ``kept``), so that each flag is answered. ``decided_by`` is ``scan`` or ``reviewer``, ``note``
+  the reviewer's note.
 
 Both CSV files are spreadsheet-safe (:mod:`poisonguard.csv_safety`): ``scores.csv`` is read back
 through :func:`poisonguard.csv_safety.reader`, so ids match SRC's exactly.
@@ -27,6 +30,12 @@ Actions:
     back (F1 0.92 of the flags, and 357 flips predicted as a third class) and the retrained model
     recovered a third of the accuracy the flips cost; with the bar at 0.9 it recovered 79 %
     (docs/benchmarks.md).
+
+``--decisions FILE`` (:mod:`poisonguard.reviewer_decisions`) applies a reviewer's decisions
+(``id,decision,note``) over the scan's: ``keep`` keeps a sample with its own label even if the
+scan flagged it (under either action), ``remove`` leaves a sample out even if the scan did not
+flag it (or would have relabelled it); samples the file does not name follow the scan. The file
+is checked against SRC like ``scores.csv``, before anything is written.
 
 SRC is only read. ``DST`` may not be SRC, lie inside it or contain it; it is built under a
 temporary name and swapped in, so a failed run leaves nothing half-written.
@@ -47,6 +56,7 @@ from poisonguard import csv_safety
 from poisonguard.atomic import atomic_directory, atomic_path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
+from poisonguard.reviewer_decisions import ReviewerDecisions
 
 __all__ = [
     "ACTIONS",
@@ -62,7 +72,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ACTIONS = ("remove", "relabel")
-QUARANTINE_COLUMNS = ("index", "id", "label", "score", "finding", "action", "new_label", "reason")
+QUARANTINE_COLUMNS = (
+    "index",
+    "id",
+    "label",
+    "score",
+    "finding",
+    "action",
+    "new_label",
+    "reason",
+    "decided_by",
+    "note",
+)
 _REQUIRED_COLUMNS = (
     "index",
     "id",
@@ -99,8 +120,8 @@ class SanitizePlan:
     """Which source rows the cleaned copy keeps and with which labels, and the quarantine.
 
     ``rows`` are indices into the source, ascending; ``labels`` the class code of each kept row.
-    ``quarantine`` has one entry per removed or relabelled sample (columns
-    :data:`QUARANTINE_COLUMNS`).
+    ``quarantine`` has one entry per removed or relabelled sample and per flagged sample a
+    reviewer kept (columns :data:`QUARANTINE_COLUMNS`).
     """
 
     action: str
@@ -115,6 +136,16 @@ class SanitizePlan:
     @property
     def n_relabelled(self) -> int:
         return sum(entry["action"] == "relabelled" for entry in self.quarantine)
+
+    @property
+    def n_kept(self) -> int:
+        """Flagged samples a reviewer kept (``--decisions``)."""
+        return sum(entry["action"] == "kept" for entry in self.quarantine)
+
+    @property
+    def n_reviewed(self) -> int:
+        """Quarantine entries a reviewer decided (``--decisions``): flags kept, samples removed."""
+        return sum(entry["decided_by"] == "reviewer" for entry in self.quarantine)
 
 
 def read_scan_decisions(scan_dir: str | Path, dataset: Dataset) -> ScanDecisions:
@@ -231,8 +262,15 @@ def plan_sanitize(
     action: str,
     *,
     min_confidence: float = MIN_CONFIDENCE,
+    reviewer: ReviewerDecisions | None = None,
 ) -> SanitizePlan:
-    """Decide the kept rows, their labels and the quarantine entries (see the module docstring)."""
+    """Decide the kept rows, their labels and the quarantine entries (see the module docstring).
+
+    ``reviewer`` (``--decisions``) overrules the scan for the samples it names: ``keep`` keeps
+    a sample with its own label, ``remove`` leaves it out, whatever the scan and ``action`` say.
+    """
+    if reviewer is not None and reviewer.keep.size != dataset.n_samples:
+        raise ValueError("the reviewer's decisions are for another dataset")
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
     if not 0.0 <= min_confidence <= 1.0:
@@ -241,7 +279,8 @@ def plan_sanitize(
     labels = dataset.labels.copy()
     keep = np.ones(dataset.n_samples, dtype=bool)
     quarantine: list[dict[str, str]] = []
-    for i in np.flatnonzero(decisions.flagged):
+    considered = decisions.flagged if reviewer is None else decisions.flagged | reviewer.decided
+    for i in np.flatnonzero(considered):
         label = names[int(dataset.labels[i])]
         finding = str(decisions.finding[i])
         predicted = int(decisions.predicted[i])
@@ -251,8 +290,29 @@ def plan_sanitize(
             "label": label,
             "score": format(float(decisions.score[i]), ".6g"),
             "finding": finding,
+            "decided_by": "scan",
+            "note": "",
         }
-        if (
+        if reviewer is not None and reviewer.decided[i]:
+            entry.update(decided_by="reviewer", note=str(reviewer.note[i]))
+            if reviewer.keep[i]:
+                if decisions.flagged[i]:  # a flag overruled: said, so that every flag is answered
+                    entry.update(
+                        action="kept",
+                        new_label="",
+                        reason=f"{_removal_reason(finding, label)}; a reviewer kept it with "
+                        "its label",
+                    )
+                    quarantine.append(entry)
+                continue
+            keep[i] = False
+            reason = (
+                f"{_removal_reason(finding, label)}; a reviewer removed it"
+                if decisions.flagged[i]
+                else "removed by a reviewer (the scan did not flag it)"
+            )
+            entry.update(action="removed", new_label="", reason=reason)
+        elif (
             action == "relabel"
             and finding == "label-noise"
             and predicted >= 0
