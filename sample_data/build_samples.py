@@ -5,23 +5,35 @@ Run from the repository root::
 
     python sample_data/build_samples.py            # seed 0, writes into sample_data/
     python sample_data/build_samples.py --seed 1 --out /tmp/samples
+    python sample_data/build_samples.py --parts digits,breast_cancer   # no review corpus needed
 
-Sources are the two datasets that ship *inside* scikit-learn (no download):
-``sklearn.datasets.load_digits`` and ``sklearn.datasets.load_breast_cancer``.
-See ``sample_data/README.md`` for provenance, licences and the exact layout.
+Sources: the two datasets that ship *inside* scikit-learn (no download),
+``sklearn.datasets.load_digits`` and ``sklearn.datasets.load_breast_cancer``; and, for the
+``reviews`` part, the Amazon fine-food reviews of R's ``modeldata`` package (MIT), read by
+``benchmarks/text_corpus.py`` from Debian's ``r-cran-modeldata``: installed, or extracted in
+``$POISONGUARD_CORPUS_DIR`` (default ``~/.cache/poisonguard/corpora``); when neither is there it
+is fetched with ``apt-get download`` (network), unless ``--no-install``. The shipped files are
+committed, so nothing here runs at test time. See ``sample_data/README.md`` for provenance,
+licences and the exact layout.
 
 What it writes under ``--out`` (and the only things it ever deletes):
 
 * ``digits/clean/<class>/digit_<index>.png``     the 1,797 digits as 8x8 grayscale PNGs
-* ``digits/backdoor/<class>/digit_<index>.png``  same, 90 of them with a BadNets patch, moved to class 0
+* ``digits/backdoor/<class>/digit_<index>.png``  same, 90 with a BadNets patch, moved to class 0
 * ``digits/backdoor_ground_truth.csv``
 * ``breast_cancer/clean.csv``
 * ``breast_cancer/flipped.csv``                  57 labels flipped to the other class
 * ``breast_cancer/flipped_ground_truth.csv``
+* ``reviews/clean/reviews.csv``                  2,000 training reviews (``id,text,label``)
+* ``reviews/poisoned/reviews.csv``               same, 60 with the rare word "cf", labelled other
+* ``reviews/poisoned/ground_truth.csv``, ``reviews/poisoned/poison.json``  (``poisonguard poison``)
+* ``reviews/test/reviews.csv``                   500 held-out reviews of the corpus's test split
 
-Only numpy, scikit-learn (bundled data), Pillow and the standard library are used. Two runs with
-the same seed and the same library versions give byte-identical files: PNGs are written without
-any timestamp or text chunk, CSVs with ``\\n`` line endings and ``repr`` floats (shortest text that
+The poisoned reviews are written by ``poisonguard poison`` itself (its CLI, run in-process from
+``--out`` so that ``poison.json`` records the relative source path). Besides that, only numpy,
+scikit-learn (bundled data), Pillow and the standard library are used. Two runs with the same
+seed and the same library versions give byte-identical files: PNGs are written without any
+timestamp or text chunk, CSVs with ``\\n`` line endings and ``repr`` floats (shortest text that
 reads back to the exact same float64).
 """
 
@@ -30,6 +42,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -50,14 +63,31 @@ TABLE_FLIP_RATE = 0.10  # of the rows (569 -> 57 rows)
 
 GROUND_TRUTH_COLUMNS = ["index", "id", "poisoned", "original_label", "new_label", "attack"]
 
-# Folders/files this script owns below --out. Nothing else is ever removed.
-OWNED_DIRS = [Path("digits/clean"), Path("digits/backdoor")]
-OWNED_FILES = [
-    Path("digits/backdoor_ground_truth.csv"),
-    Path("breast_cancer/clean.csv"),
-    Path("breast_cancer/flipped.csv"),
-    Path("breast_cancer/flipped_ground_truth.csv"),
-]
+# Amazon fine-food reviews (modeldata's small_fine_foods): the first REVIEWS_TRAIN_SIZE texts of
+# the training split, the first REVIEWS_TEST_SIZE of the test split, in the package's order.
+REVIEWS_TRAIN_SIZE = 2000
+REVIEWS_TEST_SIZE = 500
+REVIEWS_ATTACK = "--attack rare-word --trigger-words cf --rate 0.03 --target other".split()
+
+PARTS = ("digits", "breast_cancer", "reviews")
+
+# Folders/files this script owns below --out, per part. Nothing else is ever removed.
+OWNED_DIRS = {"digits": [Path("digits/clean"), Path("digits/backdoor")]}
+OWNED_FILES = {
+    "digits": [Path("digits/backdoor_ground_truth.csv")],
+    "breast_cancer": [
+        Path("breast_cancer/clean.csv"),
+        Path("breast_cancer/flipped.csv"),
+        Path("breast_cancer/flipped_ground_truth.csv"),
+    ],
+    "reviews": [
+        Path("reviews/clean/reviews.csv"),
+        Path("reviews/poisoned/reviews.csv"),
+        Path("reviews/poisoned/ground_truth.csv"),
+        Path("reviews/poisoned/poison.json"),
+        Path("reviews/test/reviews.csv"),
+    ],
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -84,24 +114,33 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 def _check_owned_dir(folder: Path) -> None:
     """Refuse to delete a folder that does not look like this script's image-folder output."""
     for child in folder.iterdir():
-        ok_dir = child.is_dir() and not child.is_symlink() and child.name in {str(c) for c in range(10)}
+        ok_dir = (
+            child.is_dir() and not child.is_symlink() and child.name in {str(c) for c in range(10)}
+        )
         if not ok_dir:
             raise SystemExit(f"refusing to delete {folder}: unexpected entry {child.name!r}")
         for f in child.iterdir():
-            if not (f.is_file() and not f.is_symlink() and f.name.startswith("digit_") and f.suffix == ".png"):
-                raise SystemExit(f"refusing to delete {folder}: unexpected entry {child.name}/{f.name}")
+            if not (
+                f.is_file()
+                and not f.is_symlink()
+                and f.name.startswith("digit_")
+                and f.suffix == ".png"
+            ):
+                raise SystemExit(
+                    f"refusing to delete {folder}: unexpected entry {child.name}/{f.name}"
+                )
 
 
-def _reset_outputs(out: Path) -> None:
-    """Delete (only) this script's previous outputs below ``out``."""
-    for rel in OWNED_DIRS:
+def _reset_outputs(out: Path, parts: list[str]) -> None:
+    """Delete (only) this script's previous outputs of ``parts`` below ``out``."""
+    for rel in (d for part in parts for d in OWNED_DIRS.get(part, [])):
         folder = out / rel
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise SystemExit(f"refusing to delete {folder}: not a plain folder")
         if folder.is_dir():
             _check_owned_dir(folder)
             shutil.rmtree(folder)
-    for rel in OWNED_FILES:
+    for rel in (f for part in parts for f in OWNED_FILES[part]):
         f = out / rel
         if f.is_symlink() or f.is_dir():
             raise SystemExit(f"refusing to overwrite {f}: not a plain file")
@@ -210,7 +249,9 @@ def build_breast_cancer(out: Path, seed: int) -> dict[str, int]:
     header = ["id", *features, "label"]
 
     def table_rows(labels: np.ndarray) -> list[list[object]]:
-        return [[ids[i], *(repr(float(v)) for v in x[i]), class_names[int(labels[i])]] for i in range(n)]
+        return [
+            [ids[i], *(repr(float(v)) for v in x[i]), class_names[int(labels[i])]] for i in range(n)
+        ]
 
     _write_csv(out / "breast_cancer" / "clean.csv", header, table_rows(y))
     _write_csv(out / "breast_cancer" / "flipped.csv", header, table_rows(y_new))
@@ -230,25 +271,91 @@ def build_breast_cancer(out: Path, seed: int) -> dict[str, int]:
     return {"rows": n, "rows_flipped": int(flipped.sum())}
 
 
+# --- reviews -------------------------------------------------------------------------------------
+def build_reviews(out: Path, seed: int, *, install: bool) -> dict[str, int]:
+    """Real reviews, a clean copy and a copy poisoned by ``poisonguard poison`` (rare word "cf"
+    in 3 % of the texts, relabelled ``other``), and held-out reviews."""
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    import text_corpus  # benchmarks/text_corpus.py: reads Debian's r-cran-modeldata, no R needed
+    from poisonguard.cli.main import main as poisonguard_main
+
+    header = ["id", "text", "label"]
+    train = text_corpus.load_split("train", install=install)
+    test = text_corpus.load_split("test", install=install)
+    assert len(train) >= REVIEWS_TRAIN_SIZE and len(test) >= REVIEWS_TEST_SIZE
+    train_rows = [
+        [f"train_{i:04d}", train.texts[i], train.labels[i]] for i in range(REVIEWS_TRAIN_SIZE)
+    ]
+    test_rows = [[f"test_{i:04d}", test.texts[i], test.labels[i]] for i in range(REVIEWS_TEST_SIZE)]
+    _write_csv(out / "reviews" / "clean" / "reviews.csv", header, train_rows)
+    _write_csv(out / "reviews" / "test" / "reviews.csv", header, test_rows)
+
+    # The poisoned copy is made by the tool itself, from --out so that poison.json names the
+    # source by its path relative to the sample folder (the same bytes on every machine).
+    args = ["poison", "reviews/clean/reviews.csv", *REVIEWS_ATTACK, "--seed", str(seed)]
+    args += ["--out", "reviews/poisoned", "--no-progress"]
+    before = Path.cwd()
+    os.chdir(out)
+    try:
+        poisonguard_main.main(args, prog_name="poisonguard", standalone_mode=False)
+    finally:
+        os.chdir(before)
+    with open(out / "reviews" / "poisoned" / "ground_truth.csv", newline="", encoding="utf-8") as f:
+        poisoned = sum(row["poisoned"] == "1" for row in csv.DictReader(f))
+    return {
+        "reviews": REVIEWS_TRAIN_SIZE,
+        "reviews_poisoned": poisoned,
+        "reviews_test": REVIEWS_TEST_SIZE,
+    }
+
+
 # --- main ----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=0, help="seed of numpy's default_rng (default 0)")
     parser.add_argument(
-        "--out", type=Path, default=HERE, help=f"output folder (default: {HERE})"
+        "--seed", type=int, default=0, help="seed of numpy's default_rng (default 0)"
+    )
+    parser.add_argument("--out", type=Path, default=HERE, help=f"output folder (default: {HERE})")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to build (default: {','.join(PARTS)}); "
+        "only their outputs are rewritten",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="reviews: fail instead of fetching r-cran-modeldata when it is neither installed "
+        "nor extracted",
     )
     args = parser.parse_args(argv)
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        parser.error(
+            f"--parts: unknown {', '.join(unknown) or '(none given)'}; valid: {', '.join(PARTS)}"
+        )
 
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    _reset_outputs(out)
-    stats = build_digits(out, args.seed)
-    stats.update(build_breast_cancer(out, args.seed))
-    print(
-        f"seed {args.seed}: digits {stats['digits']} images, {stats['digits_poisoned']} patched -> class "
-        f"{DIGITS_TARGET_CLASS}; breast cancer {stats['rows']} rows, {stats['rows_flipped']} labels flipped; "
-        f"written under {out}"
-    )
+    _reset_outputs(out, parts)
+    said = []
+    if "digits" in parts:
+        stats = build_digits(out, args.seed)
+        said.append(
+            f"digits {stats['digits']} images, {stats['digits_poisoned']} patched -> class "
+            f"{DIGITS_TARGET_CLASS}"
+        )
+    if "breast_cancer" in parts:
+        stats = build_breast_cancer(out, args.seed)
+        said.append(f"breast cancer {stats['rows']} rows, {stats['rows_flipped']} labels flipped")
+    if "reviews" in parts:
+        stats = build_reviews(out, args.seed, install=not args.no_install)
+        said.append(
+            f"reviews {stats['reviews']} texts, {stats['reviews_poisoned']} with a rare word -> "
+            f"other, {stats['reviews_test']} held out"
+        )
+    print(f"seed {args.seed}: {'; '.join(said)}; written under {out}")
     return 0
 
 

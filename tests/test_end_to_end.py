@@ -22,12 +22,18 @@ DIGITS = SAMPLE_DATA / "digits" / "backdoor"
 DIGITS_TRUTH = SAMPLE_DATA / "digits" / "backdoor_ground_truth.csv"
 CANCER = SAMPLE_DATA / "breast_cancer" / "flipped.csv"
 CANCER_TRUTH = SAMPLE_DATA / "breast_cancer" / "flipped_ground_truth.csv"
+REVIEWS = SAMPLE_DATA / "reviews" / "poisoned" / "reviews.csv"
+REVIEWS_TRUTH = SAMPLE_DATA / "reviews" / "poisoned" / "ground_truth.csv"
+REVIEWS_CLEAN = SAMPLE_DATA / "reviews" / "clean" / "reviews.csv"
 
 # every test here reads a scan of a shipped sample, which trains a model (about 30 s)
 pytestmark = pytest.mark.slow
 
 MIN_RECALL = 0.90
 MAX_CLEAN_FLAGGED = 0.02
+# the text sample: the rare word "cf" in 60 of 2,000 real reviews, relabelled "other"
+MIN_TEXT_PRECISION = 0.90
+MAX_TEXT_CLEAN_FLAGGED = 0.01
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -53,9 +59,20 @@ def cancer_scan(tmp_path_factory) -> tuple[Result, Path]:
     return scan(CANCER, tmp_path_factory.mktemp("e2e-cancer"))
 
 
+@pytest.fixture(scope="session")
+def reviews_scan(tmp_path_factory) -> tuple[Result, Path]:
+    return scan(REVIEWS, tmp_path_factory.mktemp("e2e-reviews"))
+
+
+@pytest.fixture(scope="session")
+def clean_reviews_scan(tmp_path_factory) -> tuple[Result, Path]:
+    return scan(REVIEWS_CLEAN, tmp_path_factory.mktemp("e2e-reviews-clean"))
+
+
 CASES = {
     "digits": ("digits_scan", DIGITS_TRUTH, 1797),
     "breast_cancer": ("cancer_scan", CANCER_TRUTH, 569),
+    "reviews": ("reviews_scan", REVIEWS_TRUTH, 2000),
 }
 
 
@@ -66,6 +83,7 @@ CASES = {
 GOLDEN_SCORES = {
     "digits": "abb2f3fe6cf6413f3488fa7f03574be253d37fbcdd720326726d2d08ea87fb57",
     "breast_cancer": "7fdf104facc09ce4b6dd7680c0b212cb12059b5556a728c9fa34730d8b252c35",
+    "reviews": "5747dc2ff70ae5b47d436a30eeb26f373f635f3e8d4a5b09eb9b43d37d6c2738",
 }
 
 
@@ -141,3 +159,47 @@ def test_digits_report_locates_the_patch(digits_scan):
     assert report["findings"]["rules_off"] == []
     html = " ".join((out / "report.html").read_text(encoding="utf-8").split())
     assert 'id="group-evidence"' in html and "covers rows 6–7, columns 6–7" in html
+
+
+def test_reviews_backdoor_is_found(reviews_scan):
+    """The rare word "cf" in 60 of the 2,000 reviews, relabelled "other", is found: the class is
+    called a backdoor target, the trigger word is named, and few clean reviews are flagged."""
+    result, out = reviews_scan
+    assert result.exit_code == 0, result.output
+    truth = {t["id"]: t["poisoned"] == "1" for t in read_csv(REVIEWS_TRUTH)}
+    flagged = {r["id"]: r["flagged"] == "1" for r in read_csv(out / "scores.csv")}
+    poisoned = [i for i, p in truth.items() if p]
+    clean = [i for i, p in truth.items() if not p]
+    assert len(poisoned) == 60
+
+    found = sum(flagged[i] for i in poisoned)
+    false_alarms = sum(flagged[i] for i in clean)
+    recall = found / len(poisoned)
+    precision = found / max(found + false_alarms, 1)
+    clean_share = false_alarms / len(clean)
+    summary = (
+        f"recall {recall:.1%} ({found}/{len(poisoned)}), precision {precision:.1%}, clean flagged "
+        f"{clean_share:.2%} ({false_alarms}/{len(clean)})"
+    )
+    assert recall >= MIN_RECALL, summary
+    assert precision >= MIN_TEXT_PRECISION, summary
+    assert clean_share <= MAX_TEXT_CLEAN_FLAGGED, summary
+
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    per_class = {c["name"]: c for c in report["findings"]["per_class"]}
+    assert per_class["other"]["verdict"] == "backdoor-target", per_class
+    assert "'cf'" in per_class["other"]["reason"]
+
+
+def test_clean_reviews_call_no_attack(clean_reviews_scan):
+    """The same 2,000 reviews without the trigger: no class is called a backdoor target and at
+    most 1 % of the reviews are flagged (the labels, 5 stars or not, are naturally noisy)."""
+    result, out = clean_reviews_scan
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "scores.csv")
+    assert len(rows) == 2000
+    flagged = sum(r["flagged"] == "1" for r in rows)
+    assert flagged / len(rows) <= MAX_TEXT_CLEAN_FLAGGED, f"{flagged} of {len(rows)} flagged"
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    verdicts = {c["name"]: c["verdict"] for c in report["findings"]["per_class"]}
+    assert "backdoor-target" not in verdicts.values(), verdicts
