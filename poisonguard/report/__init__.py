@@ -12,7 +12,8 @@ Where each part comes from:
   :mod:`~poisonguard.report.projection`, image thumbnails from
   :mod:`~poisonguard.report.thumbnails` and, per backdoor target class, what sets the flagged
   group apart from the rest of the class from :mod:`~poisonguard.report.group_evidence` (in
-  report.json too).
+  report.json too), and which given label became which from
+  :mod:`~poisonguard.report.label_confusion` (in report.json too).
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 The page renders :func:`~poisonguard.report.json_report.build_report_json`'s dictionary plus the
 figures made here (score histogram, UMAP map, thumbnails of the most suspicious images, or the
-most suspicious texts with the words their flagged group over-represents marked, and for
+most suspicious texts with the words their flagged group over-represents marked, for
 each backdoor target the mean images of its flagged group and core and their difference, from
-:mod:`~poisonguard.report.group_evidence`). Images are
+:mod:`~poisonguard.report.group_evidence`, and the given × predicted label table of the flagged
+samples beside the unflagged ones', from :mod:`~poisonguard.report.label_confusion`, its cells
+shaded by CSS classes). Images are
 inlined as ``data:`` URIs and the CSS is inline, so the file works offline and loads nothing from
 elsewhere; a Content-Security-Policy forbids scripts and outside resources. Ids and class names are
 untrusted text: the Jinja2 environment autoescapes everything, and nothing is marked ``|safe``.
@@ -28,6 +30,7 @@ import numpy as np
 
 from poisonguard.report import group_evidence, plots, projection, text_evidence, thumbnails
 from poisonguard.report.json_report import ranked_indices
+from poisonguard.report.label_confusion import heatmap_rows
 from poisonguard.results import ScanResult
 from poisonguard.rows import as_rows
 
@@ -207,6 +210,13 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "is_image": result.dataset.kind == "image",
         "is_text": result.dataset.kind == "text",
         "evidence_images": figures.evidence_images,
+        "confusion": (
+            heatmap_rows(
+                result.dataset.labels, result.predicted, flagged, result.dataset.class_names
+            )
+            if result.predicted is not None and flagged.any()
+            else None
+        ),
     }
     return template_environment().get_template(_TEMPLATE).render(**context)
 

@@ -22,6 +22,7 @@ import numpy as np
 import poisonguard
 from poisonguard.detectors import DETECTORS
 from poisonguard.report import group_evidence
+from poisonguard.report.label_confusion import label_confusion
 from poisonguard.results import ScanResult
 from poisonguard.rows import RowsLike, as_rows
 
@@ -62,7 +63,10 @@ def build_report_json(
         they need was not selected (``rule``, ``detector``, ``needs``, ``summary``,
         ``message``); ``findings.group_differences`` holds, per backdoor target class, what
         sets its flagged group apart from the rest of the class
-        (:func:`~poisonguard.report.group_evidence.summarize`).
+        (:func:`~poisonguard.report.group_evidence.summarize`); ``findings.label_confusion`` the
+        given × predicted label counts of the flagged and of the unflagged samples
+        (:func:`~poisonguard.report.label_confusion.label_confusion`; ``None`` without
+        predictions).
     """
     dataset = result.dataset
     embedding = result.embedding
@@ -136,6 +140,13 @@ def build_report_json(
             "target_classes": list(result.target_classes),
             "per_class": [dataclasses.asdict(finding) for finding in result.class_findings],
             "group_differences": differences,
+            "label_confusion": label_confusion(
+                dataset.labels,
+                result.predicted,
+                flagged,
+                names,
+                out_of_sample="confident-learning" in result.detector_scores,
+            ),
             "top_flagged": top_flagged,
         },
         "detectors": {
