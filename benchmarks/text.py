@@ -282,6 +282,7 @@ def run_backdoor(row: Row, train, test, cache_dir: Path) -> dict:
     if detection["f1"] != result.detection["f1"]:
         raise RuntimeError(f"{row.name}: the re-drawn poisoning differs from evaluate's")
     models = {o.training_set: o for o in result.outcomes}
+    oracle = _oracle_removal(row, train, test, poisoning, target, cache_dir)
     return {
         "n_train": result.n_train,
         "n_test": result.n_test,
@@ -289,12 +290,46 @@ def run_backdoor(row: Row, train, test, cache_dir: Path) -> dict:
         "detection": detection,
         "findings": _findings(scan),
         "sanitized": result.sanitized,
-        "clean_accuracy": {k: round(o.clean_accuracy, 4) for k, o in models.items()},
+        "clean_accuracy": {
+            **{k: round(o.clean_accuracy, 4) for k, o in models.items()},
+            "oracle": oracle["clean_accuracy"],
+        },
         "attack_success": {
-            k: None if o.attack_success is None else round(o.attack_success, 4)
-            for k, o in models.items()
+            **{
+                k: None if o.attack_success is None else round(o.attack_success, 4)
+                for k, o in models.items()
+            },
+            "oracle": oracle["attack_success"],
         },
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
+    }
+
+
+def _oracle_removal(row: Row, train, test, poisoning, target: int, cache_dir: Path) -> dict:
+    """The same text model trained on the clean corpus less the texts that were poisoned (what
+    a perfect ``remove`` would leave), measured as evaluate measures its models: the reference
+    that tells detection misses apart from the training's own spread (a set 40-120 texts
+    smaller trains a different model)."""
+    from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
+    from poisonguard.evaluate import attack_success, subset
+    from poisonguard.poisoned_copy import trigger_dataset
+
+    kept = subset(train, np.flatnonzero(~poisoning.poisoned))
+    embedding = embed_dataset(
+        kept, EmbedSettings(seed=row.seed), cache_dir=cache_dir, use_cache=True, progress=False
+    )
+    _, probabilities = embed_with(embedding, test.x)
+    stamped = trigger_dataset(
+        test, attack=row.attack, target=target, seed=row.seed, options=poisoning.options
+    )
+    _, triggered = embed_with(embedding, stamped.x)
+    success = attack_success(
+        triggered.argmax(axis=1), test.labels, train.n_classes, target=target,
+        options=poisoning.options,
+    )  # fmt: skip
+    return {
+        "clean_accuracy": round(float(np.mean(probabilities.argmax(axis=1) == test.labels)), 4),
+        "attack_success": None if success is None else round(success, 4),
     }
 
 
@@ -529,8 +564,8 @@ def markdown(results: list[dict]) -> str:
     if "backdoor" in by_kind:
         parts.append(
             "| row | trigger, rate -> target | seed | P | R | F1 | AUROC | flagged | false "
-            "| attack success % poisoned -> sanitized (clean) | clean acc. % poisoned / "
-            "sanitized / clean | targets met |\n|" + "---|" * 12
+            "| attack success % poisoned -> sanitized (clean; oracle) | clean acc. % poisoned / "
+            "sanitized / clean (oracle) | targets met |\n|" + "---|" * 12
         )
         for r in by_kind["backdoor"]:
             d, s, a = r["detection"], r["attack_success"], r["clean_accuracy"]
@@ -539,8 +574,9 @@ def markdown(results: list[dict]) -> str:
                 f"| {r['row']}{held} | {r['description']} | {r['seed']} | {_f(d['precision'])} "
                 f"| {_f(d['recall'])} | {_f(d['f1'])} | {_f(d['auroc'])} | {d['flagged']} "
                 f"| {d['false_flags']} | {_pct(s['poisoned'])} -> {_pct(s['sanitized'])} "
-                f"({_pct(s['clean'])}) | {_pct(a['poisoned'])} / {_pct(a['sanitized'])} / "
-                f"{_pct(a['clean'])} | {_unmet(r)} |"
+                f"({_pct(s['clean'])}; {_pct(s.get('oracle'))}) | {_pct(a['poisoned'])} / "
+                f"{_pct(a['sanitized'])} / {_pct(a['clean'])} ({_pct(a.get('oracle'))}) "
+                f"| {_unmet(r)} |"
             )
         parts.append("")
     if "flip" in by_kind:
@@ -581,6 +617,44 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(parts)
 
 
+def by_config(results: list[dict]) -> str:
+    """The backdoor rows averaged over their seeds (a row's name less its ``-s<seed>``): the
+    text model's figures move by several points from one training set to the next, so the
+    means say more than any one seed."""
+    configs: dict[str, list[dict]] = {}
+    for r in results:
+        if "attack_success" in r:
+            configs.setdefault(r["row"].rsplit("-s", 1)[0], []).append(r)
+    if not configs:
+        return ""
+
+    def mean(rows: list[dict], key: str, model: str) -> float:
+        return 100 * float(np.mean([r[key][model] for r in rows]))
+
+    lines = [
+        "| config | seeds | F1 min | poisons left | attack success % sanitized / clean / oracle "
+        "(means) | clean acc. % sanitized / clean / oracle (means) | means within 2 / 1 pt |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in configs.items():
+        s = {m: mean(rows, "attack_success", m) for m in ("sanitized", "clean", "oracle")}
+        a = {m: mean(rows, "clean_accuracy", m) for m in ("sanitized", "clean", "oracle")}
+        left = sum(r["sanitized"]["poisoned_left"] for r in rows)
+        met = (
+            s["sanitized"] - s["clean"] <= SUCCESS_POINTS
+            and abs(a["sanitized"] - a["clean"]) <= ACCURACY_POINTS
+        )
+        held = f" [{HELD_OUT}]" if rows[0]["held_out"] else ""
+        lines.append(
+            f"| {name}{held} | {len(rows)} | {min(r['detection']['f1'] for r in rows):.3f} "
+            f"| {left} of {sum(r['n_poisoned'] for r in rows)} "
+            f"| {s['sanitized']:.1f} / {s['clean']:.1f} / {s['oracle']:.1f} "
+            f"| {a['sanitized']:.1f} / {a['clean']:.1f} / {a['oracle']:.1f} "
+            f"| {'yes' if met else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
 def summary(results: list[dict]) -> str:
     """How many rows of each group meet each target."""
     counts: dict[tuple[str, str], list[int]] = {}
@@ -595,6 +669,18 @@ def summary(results: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _compact(record: dict) -> str:
+    """The gathered results, one row a line; stage timings are left to the row files (the
+    10,000-text scan keeps its own)."""
+    rows = [
+        {k: v for k, v in r.items() if k != "timings" or r["attack"] == "scan-10k"}
+        for r in record["rows"]
+    ]
+    head = {k: v for k, v in record.items() if k != "rows"}
+    lines = ",\n".join("  " + json.dumps(r) for r in rows)
+    return json.dumps(head, indent=2)[:-2] + ',\n  "rows": [\n' + lines + "\n  ]\n}\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -646,11 +732,13 @@ def main(argv: list[str] | None = None) -> None:
         "command": " ".join(["python", *sys.argv]),
         "rows": results,
     }
-    text = json.dumps(record, indent=2) + "\n"
+    text = _compact(record)
     (args.out_dir / "results.json").write_text(text)
     if args.out is not None:
         args.out.write_text(text)
     print(markdown(results))
+    print()
+    print(by_config(results))
     print()
     print(summary(results))
     print(f"{len(results)} rows, {time.perf_counter() - start:.0f} s", file=sys.stderr)
