@@ -17,7 +17,10 @@ rate or the target:
   model (:func:`poisonguard.embed.embed_dataset`) on the clean, poisoned and sanitized sets and
   measure clean accuracy and attack success on the 1,000 test reviews (attack success: the
   share of the test reviews not of the target class, trigger inserted, predicted as the
-  target). The clean model is trained once per seed and cached in ``<out-dir>/cache``;
+  target). The clean model is trained once per seed and cached in ``<out-dir>/cache``. An
+  **oracle** model, the same recipe on the clean reviews less the poisoned ones (what a perfect
+  ``remove`` leaves), separates detection misses from the text model's spread between training
+  sets; the rows are also averaged over their seeds;
 * **flip rows** (``flip-random``, ``flip-pair``): the scan of the flipped set next to
   cleanlab's ``find_label_issues`` on out-of-fold probabilities of a TF-IDF + logistic
   regression pipeline (``cross_val_predict(..., cv=5, method="predict_proba")``, cleanlab's
