@@ -84,6 +84,10 @@ FLIP_ODDS = 3.0
 """A deletion flips a text when another class then wins with at least these odds against the
 text's label (its logit exceeds the label's by ``log(3)``): what is left of the text reads as
 another class, not merely as undecided."""
+MAX_ROUNDS = 3
+"""Rounds of the test: after a round that finds triggers, they are deleted from every text and
+the other sets tested again (a trigger of two words drawn from a list: the texts holding both
+flip only when both are gone). The correction counts every set of every round."""
 COPY_JACCARD = 0.5
 """Flipped texts whose sets of words overlap this much (Jaccard) count as one flip: near copies of
 a text (a review posted twice, a word changed) flip together, and the null model takes the
@@ -326,8 +330,60 @@ def trigger_word_test(
         The family-wise false-call rate over all sets tested.
     """
     labels = np.asarray(labels, dtype=np.int64)
+    ids = np.asarray(ids)
     bags = bag_matrix(ids, vocabulary_size)
-    sets = candidate_sets(bags, labels, n_classes, min_texts=min_texts, share=share)
+    candidates = candidate_sets(bags, labels, n_classes, min_texts=min_texts, share=share)
+    triggers: list[WordSet] = []
+    found_words = np.zeros(0, dtype=np.int64)
+    n_tests = 0
+    score = None
+    for _ in range(MAX_ROUNDS):
+        # later rounds: the triggers found so far deleted from every text, so that a second
+        # trigger word in the same texts (two words drawn from a list) is tested on its own
+        todo = [c for c in candidates if not np.isin(c.anchor, found_words)]
+        if not todo:
+            break
+        seen = ids if found_words.size == 0 else np.where(np.isin(ids, found_words), 0, ids)
+        tested_sets, round_score, flip_rate = _test_round(
+            todo, seen, labels, n_classes, bags, logits
+        )
+        score = round_score if score is None else score
+        n_tests += len(tested_sets)
+        tested_sets = [_with_p_value(s, flip_rate, n_tests) for s in tested_sets]
+        new = [s for s in tested_sets if s.p_value < alpha]
+        if found_words.size == 0:
+            first_round_sets, first_rate = tested_sets, flip_rate
+        triggers.extend(new)
+        if not new:
+            break
+        found_words = np.union1d(found_words, np.concatenate([t.core for t in new]))
+    if score is None:
+        score = np.zeros(labels.size)
+        first_round_sets, first_rate = [], np.zeros(n_classes)
+    tested_sets, flip_rate = first_round_sets, first_rate
+    flagged = np.zeros(labels.size, dtype=bool)
+    for trigger in triggers:
+        holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
+        flagged |= holds_core & (labels == trigger.label)
+    return TriggerWordTest(
+        sets=tested_sets,
+        triggers=triggers,
+        flagged=flagged,
+        score=score,
+        flip_rate=flip_rate,
+        alpha=alpha,
+    )
+
+
+def _test_round(
+    sets: list[WordSet],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    bags: sparse.csr_matrix,
+    logits: Logits,
+) -> tuple[list[WordSet], np.ndarray, np.ndarray]:
+    """Delete every set, count its flips (near copies once) and the class's pooled rate."""
     sets, score, (flip_sets, flip_rows) = deletion_flips(sets, ids, labels, logits)
     # copies of one text flip together: they are one piece of evidence, not several
     order = np.argsort(flip_sets, kind="stable")
@@ -344,31 +400,16 @@ def trigger_word_test(
         mine = [s for s in sets if s.label == label]
         tested = sum(s.tested for s in mine)
         flip_rate[label] = sum(s.flips for s in mine) / tested if tested else 0.0
-    n_tests = max(len(sets), 1)
-    tested_sets = []
-    for word_set in sets:
-        q = flip_rate[word_set.label]
-        if word_set.flips == 0:
-            p_value = 1.0
-        elif q >= 1.0:
-            p_value = 1.0
-        else:
-            tail = float(stats.binom.sf(word_set.flips - 1, word_set.tested, q))
-            p_value = min(1.0, tail * n_tests)
-        tested_sets.append(replace(word_set, p_value=p_value))
-    triggers = [s for s in tested_sets if s.p_value < alpha]
-    flagged = np.zeros(labels.size, dtype=bool)
-    for trigger in triggers:
-        holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
-        flagged |= holds_core & (labels == trigger.label)
-    return TriggerWordTest(
-        sets=tested_sets,
-        triggers=triggers,
-        flagged=flagged,
-        score=score,
-        flip_rate=flip_rate,
-        alpha=alpha,
-    )
+    return sets, score, flip_rate
+
+
+def _with_p_value(word_set: WordSet, flip_rate: np.ndarray, n_tests: int) -> WordSet:
+    """``word_set`` with its binomial tail at its class's rate, times ``n_tests``, capped at 1."""
+    q = flip_rate[word_set.label]
+    if word_set.flips == 0 or q >= 1.0:
+        return replace(word_set, p_value=1.0)
+    tail = float(stats.binom.sf(word_set.flips - 1, word_set.tested, q))
+    return replace(word_set, p_value=min(1.0, tail * n_tests))
 
 
 def named_word_sets(test: TriggerWordTest, vocabulary) -> TriggerWordTest:
