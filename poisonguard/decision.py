@@ -159,6 +159,8 @@ class Decision:
     noisy_labels: bool
     pair_median: float
     notes: list[str] = field(default_factory=list)
+    by_trigger_words: np.ndarray | None = None
+    """Per sample, whether the trigger-words test flagged it (``None`` when it did not run)."""
 
     @property
     def attack_kinds(self) -> list[str]:
@@ -400,6 +402,7 @@ def decide(
         noisy_labels=noisy,
         pair_median=pair_median,
         notes=notes,
+        by_trigger_words=None if trigger_words is None else trigger_words.flagged.copy(),
     )
 
 

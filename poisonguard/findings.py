@@ -100,7 +100,8 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
         fired = f"; detectors that fired: {', '.join(detectors)}" if detectors else ""
         if decision.kind[i] == BACKDOOR:
             triggers = decision.evidence[int(dataset.labels[i])].triggers
-            if triggers:
+            by_words = decision.by_trigger_words
+            if triggers and by_words is not None and by_words[i]:
                 reasons[i] = (
                     f"labelled {label!r} and holds {_words(triggers)}, words that carry that "
                     f"label on their own (trigger-words test; suspected backdoor trigger){fired}"

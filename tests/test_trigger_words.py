@@ -144,6 +144,8 @@ def test_scan_calls_the_class_of_a_trigger_word_with_the_trigger_words_test(tmp_
     (neg,) = [c for c in report["findings"]["per_class"] if c["name"] == "neg"]
     assert neg["verdict"] == "backdoor-target" and neg["evidence"] == "trigger-words"
     assert "'cf'" in neg["reason"]
+    top = report["findings"]["top_flagged"]
+    assert top and all("trigger-words test" in entry["reason"] for entry in top)
     flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
     assert np.array_equal(flagged, poisoned)
 
