@@ -26,7 +26,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
 from poisonguard.loaders.columns import DEFAULT_ID_COLUMN, DEFAULT_LABEL_COLUMN, find_column
 
-__all__ = ["write_csv"]
+__all__ = ["write_csv", "write_records"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +113,7 @@ def write_csv(
     except UnicodeDecodeError as exc:
         raise DatasetError(path, f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
-    ending = _ending(table.head) or "\n"
-    last = rows.shape[0] - 1
-    with target.open("w", newline="", encoding="utf-8-sig" if has_bom else "utf-8") as out:
-        out.write(table.head)
+    def records() -> Iterator[str]:
         for i, row in enumerate(rows.tolist()):
             text, cells = table.records[row]
             new_cells = list(cells)
@@ -125,14 +122,29 @@ def write_csv(
             if x is not None and x_changed[i]:
                 for j, column in enumerate(table.feature_at):
                     new_cells[column] = _feature_text(x[i, j], cells[column])
-            if new_cells != cells:
-                text = _render(new_cells, cells, text)
-            if i != last and not _ending(text):
-                text += ending
-            out.write(text)
+            yield text if new_cells == cells else _render(new_cells, cells, text)
+
+    write_records(target, table.head, records(), bom=has_bom)
     if table.id_at is None:
         return [str(i) for i in range(rows.shape[0])]
     return [source.ids[r] for r in rows.tolist()]
+
+
+def write_records(target: Path, head: str, records: Iterable[str], *, bom: bool) -> None:
+    """Write a CSV-like file: ``head`` (the source's text up to its header), then each record's
+    text, those of unchanged rows as the source held them. A record without a line ending gets
+    the head's (or ``"\n"``) unless it is the last; a byte-order mark when ``bom``. Shared by
+    the table and the text CSV/TSV writers."""
+    ending = _ending(head) or "\n"
+    with target.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as out:
+        out.write(head)
+        previous = None
+        for record in records:
+            if previous is not None:
+                out.write(previous if _ending(previous) else previous + ending)
+            previous = record
+        if previous is not None:
+            out.write(previous)
 
 
 def _ending(text: str) -> str:

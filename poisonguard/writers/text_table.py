@@ -29,6 +29,7 @@ import codecs
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from poisonguard.errors import DatasetError
 from poisonguard.loaders.columns import check_header
 from poisonguard.loaders.text_rows import TextRows, decode_utf8, resolve_columns
 from poisonguard.loaders.text_table import _field_limit
-from poisonguard.writers.csv_table import _ending, _Recorder, _render
+from poisonguard.writers.csv_table import _ending, _Recorder, _render, write_records
 from poisonguard.writers.text_rows import (
     changed_error,
     check_same,
@@ -143,10 +144,7 @@ def _write(
             raise DatasetError(path, f"line {reader.line_num}: {exc}") from exc
     del text
 
-    ending = _ending(table.head) or "\n"
-    last = rows.shape[0] - 1
-    with target.open("w", newline="", encoding="utf-8-sig" if has_bom else "utf-8") as out:
-        out.write(table.head)
+    def records() -> Iterator[str]:
         for i, row in enumerate(rows.tolist()):
             record, cells = table.records[row]
             new_cells = list(cells)
@@ -154,14 +152,14 @@ def _write(
                 new_cells[table.label_at] = table.label_cells[int(labels[i])]
             if x is not None and x_changed[i]:
                 new_cells[table.text_at] = x[i]
-            if new_cells != cells:
-                if tsv:
-                    record = "\t".join(new_cells) + _ending(record)
-                else:
-                    record = _render(new_cells, cells, record)
-            if i != last and not _ending(record):
-                record += ending
-            out.write(record)
+            if new_cells == cells:
+                yield record
+            elif tsv:
+                yield "\t".join(new_cells) + _ending(record)
+            else:
+                yield _render(new_cells, cells, record)
+
+    write_records(target, table.head, records(), bom=has_bom)
     if not table.has_ids:
         return [str(i) for i in range(rows.shape[0])]
     return [source.ids[r] for r in rows.tolist()]
