@@ -121,6 +121,31 @@ def test_clean_texts_have_no_trigger(seed):
     assert min(s.p_value for s in test.sets) > 1e-3
 
 
+def test_texts_holding_one_word_of_a_two_word_trigger_are_found_too():
+    # two words drawn from a list, as BadNL does: most poisoned texts hold both, so the set's
+    # core is both words; the texts that drew one word twice are tested word by word
+    ids, labels, _, _ = corpus(1500, seed=5)
+    weights = np.zeros(VOCABULARY)
+    rng = np.random.default_rng(5)
+    weights[2:42] = -rng.uniform(0.5, 2.0, 40)
+    weights[42:82] = rng.uniform(0.5, 2.0, 40)
+    first, second = 297, 298
+    weights[[first, second]] = 12.0
+    chosen = np.flatnonzero(labels == 0)[:40]
+    planted = [(first, second)] * 32 + [(first, first)] * 4 + [(second, second)] * 4
+    for i, words in zip(chosen, planted, strict=True):
+        at = int(np.count_nonzero(ids[i]))
+        ids[i, at : at + 2] = words
+    labels[chosen] = 1
+    poisoned = np.zeros(labels.size, dtype=bool)
+    poisoned[chosen] = True
+    test = trigger_word_test(
+        ids, labels, 2, VOCABULARY, linear_bag(weights), alpha=1e-3, share=0.75
+    )
+    assert np.array_equal(test.flagged, poisoned)
+    assert {tuple(sorted(s.core)) for s in test.triggers} >= {(first, second)}
+
+
 def test_the_result_does_not_depend_on_the_order_of_the_texts():
     ids, labels, _, logits = corpus(800, seed=4, plant="word", rate=0.02)
     order = np.random.default_rng(0).permutation(labels.size)

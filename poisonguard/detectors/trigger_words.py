@@ -39,7 +39,10 @@ small to flip its texts.
 
 The samples of a trigger are the texts of its class that hold its *core*: the words of the set
 held by hardly more texts of the class than the anchor (at most ``1 / share`` times as many),
-i.e. the trigger's own words, without the common words that joined the set. The per-sample
+i.e. the trigger's own words, without the common words that joined the set. A core of several
+words may be a list the attacker drew from (BadNL draws trigger words from a list): the texts
+that hold only some of its words are then tested word by word (:func:`_core_parts`), in a
+family of their own tested only after a trigger is found. The per-sample
 score is the largest drop of a text's margin (its label's logit over the largest other) when one
 of its sets is deleted.
 
@@ -365,6 +368,17 @@ def trigger_word_test(
     for trigger in triggers:
         holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
         flagged |= holds_core & (labels == trigger.label)
+    # a core of several words: the texts holding only some of them are tested word by word
+    parts = _core_parts(triggers, bags, labels, flagged)
+    if parts:
+        parts, _, _ = _test_round(parts, ids, labels, n_classes, bags, logits)
+        # a family of its own, tested only once a trigger is found: the false-call rate of
+        # the two families together is at most 2 alpha
+        parts = [_with_p_value(s, first_rate, len(parts)) for s in parts]
+        for part in parts:
+            if part.p_value < alpha:
+                triggers.append(part)
+                flagged[part.rows] = True
     return TriggerWordTest(
         sets=tested_sets,
         triggers=triggers,
@@ -373,6 +387,38 @@ def trigger_word_test(
         flip_rate=flip_rate,
         alpha=alpha,
     )
+
+
+def _core_parts(
+    triggers: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray, flagged: np.ndarray
+) -> list[WordSet]:
+    """One set per word of a trigger's core of several words: the texts of its class that hold
+    the word but are not flagged yet.
+
+    When the trigger is several words drawn from a list, the texts that drew one word twice hold
+    only part of the core that the texts holding both words define. Each word is deleted from
+    its texts alone and tested against the class's first-round rate, with a Bonferroni
+    correction over these parts only (their null is that the word is natural, whatever the
+    first test found): a word of an inserted sentence that also occurs naturally does not flip the
+    natural texts that hold it, a trigger word does.
+    """
+    singles = {(t.label, int(t.core[0])) for t in triggers if t.core.size == 1}
+    parts: dict[tuple[int, int], WordSet] = {}
+    for trigger in triggers:
+        if trigger.core.size < 2:
+            continue
+        in_class = labels == trigger.label
+        for word in trigger.core:
+            key = (trigger.label, int(word))
+            if key in singles or key in parts:
+                continue
+            holds = np.zeros(labels.size, dtype=bool)
+            holds[bags[:, int(word)].nonzero()[0]] = True
+            rows = np.flatnonzero(holds & in_class & ~flagged)
+            if rows.size:
+                one = np.array([word], dtype=trigger.core.dtype)
+                parts[key] = WordSet(trigger.label, int(word), one, one, rows, tested=0, flips=0)
+    return list(parts.values())
 
 
 def _test_round(
