@@ -231,8 +231,9 @@ def test_html_is_escaped_and_self_contained(tmp_path):
     assert HOSTILE_CLASS not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
     assert "<b>toy" not in html and "<i>.png" not in html
     assert re.search(r"https?://", html) is None
-    # histogram, map, 10 thumbnails, and the backdoor target's group, core and difference
-    assert html.count('src="data:image/png;base64,') == 2 + 10 + 3
+    # histogram, map, 10 thumbnails, the backdoor target's group, core and difference, and the
+    # label-confusion cells' examples (the 3 flagged samples, each predicted as another class)
+    assert html.count('src="data:image/png;base64,') == 2 + 10 + 3 + 3
     assert "<title>PoisonGuard report: &lt;b&gt;toy</title>" in html
     assert 'class="suspicious"' in html
     for text in ("only 20 samples &lt;per&gt; class", "resized &lt;nothing&gt;", "spectral"):
@@ -412,7 +413,9 @@ def test_no_backdoor_target_no_evidence_section(tmp_path):
     assert json.loads(files.json.read_text())["findings"]["group_differences"] == []
     html = files.html.read_text(encoding="utf-8")
     assert 'id="group-evidence"' not in html
-    assert html.count('src="data:image/png;base64,') == 2
+    # the histogram and the map; the label-confusion cells' examples apart
+    elsewhere = re.sub(r'<section id="label-confusion">.*?</section>', "", html, flags=re.S)
+    assert elsewhere.count('src="data:image/png;base64,') == 2
 
 
 def test_table_evidence_lists_the_planted_column_first(tmp_path):

@@ -15,6 +15,8 @@ from poisonguard.report import build_report_json, projection, write_report
 from poisonguard.report.label_confusion import (
     HEAT_LEVELS,
     MAX_MATRIX_CLASSES,
+    cell_examples,
+    flip_pattern,
     heatmap_rows,
     label_confusion,
     label_matrix,
@@ -117,7 +119,7 @@ def test_report_html_has_the_escaped_table_and_its_caption(tmp_path):
     assert match, "no label-confusion section"
     section = match.group(1)
     assert section.count('<table class="confusion">') == 2
-    assert "One dominant cell means a targeted flip" in section
+    assert "What to look for: one dominant cell means a targeted flip" in section
     assert "random label noise" in section
     assert HOSTILE_CLASS not in page and html.escape(HOSTILE_CLASS) in section
     assert re.search(r'class="num heat5"', section)  # the largest off-diagonal cell
@@ -133,3 +135,128 @@ def test_no_flags_no_section(tmp_path):
     found = json.loads(files.json.read_text(encoding="utf-8"))["findings"]["label_confusion"]
     assert found["flagged"]["total"] == 0 and found["top_cells"] == []
     assert found["dominant_share"] is None
+
+
+# --- the flip pattern in words and the examples per cell ---------------------------------------
+
+
+def _matrix(cells: dict[tuple[int, int], int], n_classes: int) -> np.ndarray:
+    m = np.zeros((n_classes, n_classes), int)
+    for (g, p), count in cells.items():
+        m[g, p] = count
+    np.fill_diagonal(m, 7)  # the diagonal never counts
+    return m
+
+
+def test_flip_pattern_reads_the_shape_from_the_counts():
+    one_pair = flip_pattern(_matrix({(3, 5): 60, (1, 2): 10, (0, 4): 10}, 10))
+    assert one_pair["kind"] == "one-pair" and (one_pair["given"], one_pair["predicted"]) == (3, 5)
+    assert one_pair["top_share"] == pytest.approx(0.75) and one_pair["off_diagonal"] == 80
+    # A backdoor's target row: several source classes, no cell with half.
+    row = flip_pattern(_matrix({(0, 1): 30, (0, 2): 30, (0, 3): 30, (4, 5): 10}, 6))
+    assert row["kind"] == "one-given-label" and row["given"] == 0 and row["predicted"] is None
+    assert row["label_share"] == pytest.approx(0.9) and row["label_pairs"] == 3
+    column = flip_pattern(_matrix({(1, 0): 30, (2, 0): 30, (3, 0): 30, (4, 5): 10}, 6))
+    assert column["kind"] == "one-predicted-label" and column["predicted"] == 0
+    assert column["given"] is None and column["label_pairs"] == 3
+    # Random flips over 10 classes: every pair about equally filled.
+    rng = np.random.default_rng(0)
+    given = rng.integers(0, 10, 3000)
+    noisy = (given + rng.integers(1, 10, 3000)) % 10
+    spread = flip_pattern(label_matrix(given, noisy, 10))
+    assert spread["kind"] == "spread" and spread["possible_pairs"] == 90
+    assert spread["top_share"] < 0.05 and spread["effective_pairs"] > 80
+    assert flip_pattern(_matrix({(0, 1): 5, (1, 0): 4}, 3))["kind"] == "too-few"
+    assert flip_pattern(_matrix({}, 3)) is None
+    # Two classes: random noise fills both cells, so half is no dominance; 80 % is.
+    assert flip_pattern(_matrix({(0, 1): 30, (1, 0): 25}, 2))["kind"] == "spread"
+    assert flip_pattern(_matrix({(0, 1): 45, (1, 0): 5}, 2))["kind"] == "one-pair"
+
+
+def test_report_json_pattern_names_the_classes():
+    labels = np.repeat(np.arange(4), 50)
+    predicted = labels.copy()
+    flagged = np.zeros(200, dtype=bool)
+    flagged[100:130] = True
+    predicted[100:130] = 0  # given c, predicted a
+    found = label_confusion(labels, predicted, flagged, ["a", "b", "c", "d"], out_of_sample=True)
+    assert found["pattern"]["kind"] == "one-pair"
+    assert (found["pattern"]["given"], found["pattern"]["predicted"]) == ("c", "a")
+    flagged[:] = False
+    none = label_confusion(labels, predicted, flagged, ["a", "b", "c", "d"], out_of_sample=True)
+    assert none["pattern"] is None
+
+
+def test_cell_examples_belong_to_their_cell_most_suspicious_first():
+    rng = np.random.default_rng(1)
+    n = 600
+    labels = rng.integers(0, 5, n)
+    predicted = labels.copy()
+    flip = rng.random(n) < 0.4
+    predicted[flip] = (labels[flip] + rng.integers(1, 5, flip.sum())) % 5
+    flagged = rng.random(n) < 0.7
+    score = rng.random(n)
+    score[:50] = np.nan
+    cells = cell_examples(labels, predicted, flagged, score, 5, cells=6, per_cell=4)
+    off = label_matrix(labels, predicted, 5, flagged)
+    np.fill_diagonal(off, 0)
+    assert len(cells) == 6
+    assert [c["count"] for c in cells] == sorted(np.sort(off.reshape(-1))[::-1][:6].tolist())[::-1]
+    for cell in cells:
+        g, p = cell["given"], cell["predicted"]
+        assert g != p and cell["count"] == off[g, p]
+        members = np.flatnonzero(flagged & (labels == g) & (predicted == p))
+        assert len(cell["indices"]) == min(4, members.size)
+        assert set(cell["indices"]) <= set(members.tolist())
+        shown = score[cell["indices"]]
+        key = np.where(np.isnan(score[members]), -np.inf, score[members])
+        best = np.sort(key)[::-1][: len(shown)]
+        np.testing.assert_array_equal(np.where(np.isnan(shown), -np.inf, shown), best)
+    # Bounded: never more than cells x per_cell; no off-diagonal flags, no cells.
+    assert sum(len(c["indices"]) for c in cells) <= 24
+    assert cell_examples(labels, labels, flagged, score, 5) == []
+    assert cell_examples(labels, predicted, flagged, score, 5, cells=2, per_cell=1)[1]["indices"]
+
+
+def test_report_html_states_the_pattern_and_shows_examples_of_its_cells(tmp_path):
+    result = make_result(tmp_path=tmp_path)
+    files = write_report(result, tmp_path / "report")
+    page = files.html.read_text(encoding="utf-8")
+    section = re.search(r'<section id="label-confusion">(.*?)</section>', page, re.S).group(1)
+    # make_result: flagged 3 and 42 (class cat, predicted the hostile class), 17 (math class,
+    # predicted cat): 3 off-diagonal samples, too few to read a pattern from.
+    assert 'class="pattern pattern-too-few"' in section and "Too few to tell" in section
+    assert "Examples per cell" in section
+    blocks = re.findall(r'<div class="cell-example">(.*?)</div>\n</div>', section, re.S)
+    assert len(blocks) == 2
+    first, second = blocks
+    assert 'given <span class="id">cat</span>' in first
+    assert html.escape(HOSTILE_CLASS) in first and first.count("<img ") == 2
+    assert "sample 3," in first and "sample 42," in first and "sample 17," not in first
+    assert second.count("<img ") == 1 and "sample 17," in second
+    assert "style=" not in section and HOSTILE_CLASS not in page
+
+
+def test_report_html_examples_of_a_table_are_ids(tmp_path):
+    files = write_report(make_result(kind="table", tmp_path=tmp_path), tmp_path / "report")
+    page = files.html.read_text(encoding="utf-8")
+    section = re.search(r'<section id="label-confusion">(.*?)</section>', page, re.S).group(1)
+    table = re.search(r'<table class="cell-ids">(.*?)</table>', section, re.S).group(1)
+    assert table.count("<tr>") == 3  # header and two cells
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in table  # sample 3's id, escaped
+
+
+def test_a_one_pair_flip_is_said_in_words(tmp_path):
+    result = make_result(tmp_path=tmp_path)
+    labels = result.dataset.labels
+    result.flagged[:] = labels == 0  # 20 cat samples, all predicted as the hostile class
+    files = write_report(result, tmp_path / "report")
+    page = files.html.read_text(encoding="utf-8")
+    pattern = re.search(
+        r'<p id="flip-pattern" class="pattern pattern-one-pair">(.*?)</p>', page, re.S
+    )
+    assert pattern and "One pair dominates: a targeted flip." in pattern.group(1)
+    assert "100.00%" in pattern.group(1)
+    section = re.search(r'<section id="label-confusion">(.*?)</section>', page, re.S).group(1)
+    assert section.count("<img ") == 4  # one cell, four of its 20 samples
+    assert "20 flagged, 4 shown" in section

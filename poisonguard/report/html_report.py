@@ -30,7 +30,7 @@ import numpy as np
 
 from poisonguard.report import group_evidence, plots, projection, text_evidence, thumbnails
 from poisonguard.report.json_report import ranked_indices
-from poisonguard.report.label_confusion import heatmap_rows
+from poisonguard.report.label_confusion import cell_examples, heatmap_rows
 from poisonguard.results import ScanResult
 from poisonguard.rows import as_rows
 
@@ -43,6 +43,7 @@ _TEMPLATE = "report.html"
 _MAX_LISTED_SKIPPED = 50
 _SNIPPET_CHARS = 200  # of a text's start (text_snippet)
 _EXCERPT_CHARS = 400  # of a text shown among the most suspicious samples, around its marks
+_EXAMPLE_CHARS = 160  # of a text shown as an example of a label-confusion cell
 # Model description keys shown on their own line of the summary, not in the model details.
 _MODEL_SUMMARY_KEYS = ("train_accuracy", "from_cache", "cache_path")
 
@@ -73,6 +74,13 @@ class ReportFigures:
     evidence_images : dict of int to dict of str
         For image datasets, per target class code: ``group``, ``core`` and ``difference``, the
         group's and the core's mean images and their difference as ``data:`` URIs.
+    map_among : dict or None
+        :func:`~poisonguard.report.projection.flags_among_other_labels` of the map: how many
+        drawn flagged points sit among another label's points (class codes).
+    confusion_examples : list of dict
+        :func:`~poisonguard.report.label_confusion.cell_examples` of the flagged samples'
+        largest off-diagonal cells, each example (``samples``) an entry like ``top``'s:
+        ``index``, ``id``, ``score`` and a ``thumbnail`` (images) or ``text`` (texts).
     """
 
     histogram_png: bytes
@@ -81,6 +89,8 @@ class ReportFigures:
     top: list[dict[str, Any]] = field(default_factory=list)
     group_differences: list[group_evidence.GroupDifference] = field(default_factory=list)
     evidence_images: dict[int, dict[str, str]] = field(default_factory=dict)
+    map_among: dict[str, Any] | None = None
+    confusion_examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare_figures(
@@ -118,6 +128,22 @@ def prepare_figures(
     map_png = plots.embedding_map_png(
         coords, dataset.labels[indices], flagged[indices], dataset.class_names
     )
+    map_among = projection.flags_among_other_labels(
+        coords, dataset.labels[indices], flagged[indices]
+    )
+    confusion_examples = []
+    if result.predicted is not None and flagged.any():
+        for cell in cell_examples(
+            dataset.labels, result.predicted, flagged, score, len(dataset.class_names)
+        ):
+            confusion_examples.append(
+                {
+                    "given": dataset.class_names[cell["given"]],
+                    "predicted": dataset.class_names[cell["predicted"]],
+                    "count": cell["count"],
+                    "samples": [_example(dataset, i, score) for i in cell["indices"]],
+                }
+            )
 
     differences = group_evidence.target_group_differences(result)
     marked = sorted(
@@ -165,6 +191,8 @@ def prepare_figures(
         top=top,
         group_differences=differences,
         evidence_images=evidence_images,
+        map_among=map_among,
+        confusion_examples=confusion_examples,
     )
 
 
@@ -206,6 +234,8 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "map_shown": int(figures.map_indices.size),
         "map_flagged": int(flagged[figures.map_indices].sum()),
         "flagged_total": int(flagged.sum()),
+        "map_among": _named_pairs(figures.map_among, result.dataset.class_names),
+        "confusion_examples": figures.confusion_examples,
         "top": figures.top,
         "is_image": result.dataset.kind == "image",
         "is_text": result.dataset.kind == "text",
@@ -242,6 +272,27 @@ def text_snippet(text: str, limit: int = _SNIPPET_CHARS) -> str:
     at most ``limit`` characters, an ellipsis when cut. Plain text: the template escapes it."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _example(dataset, i: int, score: np.ndarray) -> dict[str, Any]:
+    """One example of a label-confusion cell: a thumbnail (images) or a snippet (texts)."""
+    sample: dict[str, Any] = {"index": i, "id": dataset.ids[i], "score": float(score[i])}
+    if dataset.kind == "image":
+        sample["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))
+    elif dataset.kind == "text":
+        sample["text"] = text_snippet(dataset.x[i], _EXAMPLE_CHARS)
+    return sample
+
+
+def _named_pairs(among: dict[str, Any] | None, class_names: list[str]) -> dict[str, Any] | None:
+    """:func:`~poisonguard.report.projection.flags_among_other_labels` with class names."""
+    if among is None:
+        return None
+    pairs = [
+        {**pair, "given": class_names[pair["given"]], "among": class_names[pair["among"]]}
+        for pair in among["pairs"]
+    ]
+    return {**among, "pairs": pairs}
 
 
 def _data_uri(png: bytes) -> str:

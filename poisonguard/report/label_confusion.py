@@ -11,8 +11,10 @@ of sample (cross-validated heads) when the ``confident-learning`` detector ran, 
 embedding model's own prediction, which has seen the sample and its label; ``predicted_by`` says
 which. Samples without a prediction (code ``-1``) are counted apart.
 
-:func:`label_confusion` builds the ``findings.label_confusion`` entry of ``report.json``;
-:func:`heatmap_rows` the rows of the page's table from it.
+:func:`label_confusion` builds the ``findings.label_confusion`` entry of ``report.json``, with
+:func:`flip_pattern`'s reading of the flagged matrix in words' terms (one pair, one given label,
+one predicted label, or spread); :func:`heatmap_rows` the rows of the page's table and
+:func:`cell_examples` the samples the page shows for the largest off-diagonal cells.
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DOMINANT_PAIR_SHARE",
+    "DOMINANT_LABEL_SHARE",
+    "EXAMPLE_CELLS",
+    "EXAMPLES_PER_CELL",
     "HEAT_LEVELS",
+    "MIN_PATTERN_SAMPLES",
     "MAX_MATRIX_CLASSES",
     "MAX_SHOWN_CLASSES",
     "TOP_CELLS",
+    "cell_examples",
+    "flip_pattern",
     "heatmap_rows",
     "label_confusion",
     "label_matrix",
@@ -45,6 +54,23 @@ TOP_CELLS = 10
 
 HEAT_LEVELS = 5
 """Shades of the page's cells: level 1 (faint) to 5 (the largest off-diagonal count)."""
+
+EXAMPLE_CELLS = 6
+"""For how many of the largest off-diagonal cells of the flagged matrix the page shows samples."""
+
+EXAMPLES_PER_CELL = 4
+"""How many samples the page shows per such cell (the most suspicious first)."""
+
+DOMINANT_PAIR_SHARE = 0.5
+"""A flip pattern is ``one-pair`` when one off-diagonal cell holds at least this share of the
+flagged off-diagonal samples (0.8 with two classes, where random noise fills only two cells)."""
+
+DOMINANT_LABEL_SHARE = 0.7
+"""Otherwise ``one-given-label`` (``one-predicted-label``) when one row (column) holds at least
+this share."""
+
+MIN_PATTERN_SAMPLES = 10
+"""Fewer flagged off-diagonal samples than this are too few to read a pattern from."""
 
 
 def label_matrix(
@@ -87,7 +113,9 @@ def label_confusion(
     ``top_cells`` (the largest off-diagonal cells of the flagged matrix: ``given``,
     ``predicted``, ``count``, ``share`` of the flagged off-diagonal samples) and
     ``dominant_share``: the largest cell's share (1.0 for a flip of one class into one other,
-    small for random noise; ``None`` without flagged off-diagonal samples).
+    small for random noise; ``None`` without flagged off-diagonal samples) and ``pattern``
+    (:func:`flip_pattern` of the flagged matrix, class codes replaced by names; ``None``
+    without flagged off-diagonal samples).
     """
     if predicted is None:
         return None
@@ -127,13 +155,153 @@ def label_confusion(
                     "share": count / n_off,
                 }
             )
+    pattern = flip_pattern(matrices["flagged"])
+    if pattern is not None:
+        for key in ("given", "predicted"):
+            if pattern[key] is not None:
+                pattern[key] = class_names[pattern[key]]
     return {
         "predicted_by": "out-of-sample" if out_of_sample else "embedding model",
         "classes": list(class_names),
         **sides,
         "top_cells": top_cells,
         "dominant_share": top_cells[0]["share"] if top_cells else None,
+        "pattern": pattern,
     }
+
+
+def flip_pattern(matrix: np.ndarray) -> dict[str, Any] | None:
+    """Read the shape of a given × predicted matrix's off-diagonal counts.
+
+    Parameters
+    ----------
+    matrix : ndarray of int, shape (K, K)
+        Rows the given label, columns the predicted label (:func:`label_matrix`).
+
+    Returns
+    -------
+    dict or None
+        ``None`` without off-diagonal counts. Else ``kind``, the first that holds of:
+
+        - ``"too-few"``: fewer than :data:`MIN_PATTERN_SAMPLES` off-diagonal samples;
+        - ``"one-pair"``: one cell holds at least :data:`DOMINANT_PAIR_SHARE` of them (0.8 for
+          two classes): a targeted flip, the predicted class's samples relabelled as the given;
+        - ``"one-given-label"``: one row holds at least :data:`DOMINANT_LABEL_SHARE`: several
+          classes' samples carry that label (a backdoor's target, or a many-to-one flip);
+        - ``"one-predicted-label"``: one column holds that share: one class's samples were
+          relabelled to several labels;
+        - ``"spread"``: none of these: random label noise.
+
+        Also ``off_diagonal`` (the count), ``top_share`` (the largest cell's share),
+        ``given`` and ``predicted`` (that cell's codes; for ``one-given-label`` the row's code
+        and ``predicted`` ``None``, for ``one-predicted-label`` the column's code and
+        ``given`` ``None``), ``label_share`` (the row's or column's share for those two kinds,
+        else ``None``), ``label_pairs`` (how many of that row's or column's cells are
+        non-empty, else ``None``), ``effective_pairs`` (the inverse Simpson index
+        ``1 / sum(share**2)``: how many equally filled cells would spread as evenly) and
+        ``possible_pairs`` (``K * (K - 1)``).
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    n_classes = matrix.shape[0]
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    total = int(off.sum())
+    if not total:
+        return None
+    flat = off.reshape(-1)
+    top = int(np.lexsort((np.arange(flat.size), -flat))[0])
+    given, predicted = divmod(top, n_classes)
+    shares = flat / total
+    rows, columns = off.sum(axis=1) / total, off.sum(axis=0) / total
+    result: dict[str, Any] = {
+        "kind": "spread",
+        "off_diagonal": total,
+        "top_share": float(shares[top]),
+        "given": given,
+        "predicted": predicted,
+        "label_share": None,
+        "label_pairs": None,
+        "effective_pairs": float(1.0 / np.sum(shares**2)),
+        "possible_pairs": n_classes * (n_classes - 1),
+    }
+    pair_share = DOMINANT_PAIR_SHARE if n_classes > 2 else 0.8
+    if total < MIN_PATTERN_SAMPLES:
+        result["kind"] = "too-few"
+    elif shares[top] >= pair_share:
+        result["kind"] = "one-pair"
+    elif rows.max() >= DOMINANT_LABEL_SHARE:
+        row = int(np.argmax(rows))
+        result.update(
+            kind="one-given-label",
+            given=row,
+            predicted=None,
+            label_share=float(rows[row]),
+            label_pairs=int(np.count_nonzero(off[row])),
+        )
+    elif columns.max() >= DOMINANT_LABEL_SHARE:
+        column = int(np.argmax(columns))
+        result.update(
+            kind="one-predicted-label",
+            given=None,
+            predicted=column,
+            label_share=float(columns[column]),
+            label_pairs=int(np.count_nonzero(off[:, column])),
+        )
+    return result
+
+
+def cell_examples(
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    flagged: np.ndarray,
+    score: np.ndarray,
+    n_classes: int,
+    *,
+    cells: int = EXAMPLE_CELLS,
+    per_cell: int = EXAMPLES_PER_CELL,
+) -> list[dict[str, Any]]:
+    """The flagged samples of the largest off-diagonal cells, the most suspicious first.
+
+    Cells are ranked as ``top_cells`` are (largest count first, ties by position); for each of
+    the first ``cells``, the ``per_cell`` flagged samples given label ``given`` and predicted
+    ``predicted`` with the highest ``score`` (NaN last, ties by index).
+
+    Returns
+    -------
+    list of dict
+        ``given`` and ``predicted`` (class codes), ``count`` (the cell's flagged samples) and
+        ``indices`` (the examples, into the dataset).
+    """
+    if cells < 0 or per_cell < 0:
+        raise ValueError(f"cells and per_cell must be >= 0, got {cells} and {per_cell}")
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    predicted = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    flagged = np.asarray(flagged, dtype=bool).reshape(-1)
+    score = np.asarray(score, dtype=np.float64).reshape(-1)
+    off = label_matrix(labels, predicted, n_classes, flagged)
+    np.fill_diagonal(off, 0)
+    flat = off.reshape(-1)
+    order = np.lexsort((np.arange(flat.size), -flat))[:cells]
+    # All flagged samples by score, highest first (NaN last, ties by index), split by cell.
+    candidates = np.flatnonzero(flagged & (predicted >= 0) & (predicted != labels))
+    key = np.where(np.isnan(score[candidates]), -np.inf, score[candidates])
+    candidates = candidates[np.lexsort((candidates, -key))]
+    result = []
+    for cell in order:
+        count = int(flat[cell])
+        if not count:
+            break
+        given, guess = divmod(int(cell), n_classes)
+        members = candidates[(labels[candidates] == given) & (predicted[candidates] == guess)]
+        result.append(
+            {
+                "given": given,
+                "predicted": guess,
+                "count": count,
+                "indices": members[:per_cell].tolist(),
+            }
+        )
+    return result
 
 
 def heatmap_rows(

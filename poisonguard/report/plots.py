@@ -12,9 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogFormatter
 
-__all__ = ["score_histogram_png", "embedding_map_png", "roc_curves_png"]
+__all__ = ["score_histogram_png", "embedding_map_png", "map_draw_order", "roc_curves_png"]
 
 _SIZE_INCHES = (8.0, 5.0)
 _DPI = 100
@@ -24,6 +26,10 @@ _THRESHOLD_COLOR = "#333333"
 _HIST_BINS = 60
 _MAX_LEGEND_CLASSES = 30
 _MAX_LABEL_CHARS = 32
+_MAX_SHADED_CLASSES = 40  # each class's cloud is tinted and outlined up to this many classes
+_SHADE_GRID = (200, 125)  # histogram cells across and up the map
+_SHADE_SMOOTHING = 2.0  # Gaussian smoothing of the histogram, in cells
+_SHADE_LEVEL = 0.05  # a class's region: where its smoothed density exceeds this share of its peak
 
 
 def score_histogram_png(score: np.ndarray, flagged: np.ndarray, threshold: float) -> bytes:
@@ -101,14 +107,23 @@ def embedding_map_png(
     flagged: np.ndarray,
     class_names: Sequence[str],
 ) -> bytes:
-    """Scatter plot of the 2-D map, coloured by class, flagged samples marked with a black ``x``.
+    """The 2-D map: each class's cloud in its colour, flagged samples on top in their given
+    label's colour.
+
+    Layers, bottom to top: each class's unflagged samples as a tinted, outlined region (a
+    smoothed density of its points, for at most 40 classes) and as small faint dots; then every
+    flagged sample, small, black-edged, filled with the colour of its *given* label. So a flagged
+    sample whose colour differs from the cloud it sits in is one whose label disagrees with its
+    neighbours (a label flip), and a tight group of one colour inside another class's cloud is a
+    backdoor's poisons (the target's colour on the source class). Within each layer the order is
+    shuffled (fixed seed), so no class is always on top.
 
     Parameters
     ----------
     coords : ndarray, shape (n, 2)
         Map coordinates of the drawn samples.
     labels : ndarray of int, shape (n,)
-        Class codes of those samples (into ``class_names``).
+        Given class codes of those samples (into ``class_names``).
     flagged : ndarray of bool, shape (n,)
     class_names : sequence of str
         Names shown in the legend (untrusted text: shown literally, shortened if long). The
@@ -120,7 +135,7 @@ def embedding_map_png(
         An 800 x 500 px PNG.
     """
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    labels = np.asarray(labels).reshape(-1)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     flagged = np.asarray(flagged, dtype=bool).reshape(-1)
     fig, ax = _new_figure()
     if coords.shape[0] == 0:
@@ -128,53 +143,138 @@ def embedding_map_png(
         return _png(fig)
 
     n_classes = len(class_names)
-    colors = _class_colors(n_classes)
-    size = 14 if coords.shape[0] <= 1000 else 6
-    for code in range(n_classes):
-        members = labels == code
-        if members.any():
-            ax.scatter(
-                coords[members, 0],
-                coords[members, 1],
-                s=size,
-                alpha=0.75,
-                linewidths=0,
-                color=colors[code],
-                label=_legend_text(code, class_names[code]),
-            )
-    if flagged.any():
-        ax.scatter(
-            coords[flagged, 0],
-            coords[flagged, 1],
-            marker="x",
-            s=28 if flagged.sum() <= 300 else 8,  # many large crosses hide the map
-            linewidths=1.0 if flagged.sum() <= 300 else 0.6,
-            color="black",
-            label=f"flagged ({int(flagged.sum())})",
-            zorder=3,
-        )
+    colors = np.asarray(_class_colors(n_classes), dtype=np.float64).reshape(-1, 4)
+    unflagged_order, flagged_order = map_draw_order(flagged)
+    low, high = coords.min(axis=0), coords.max(axis=0)
+    pad = 0.05 * (high - low) + 1e-6
+    low, high = low - pad, high + pad
+    if n_classes <= _MAX_SHADED_CLASSES:
+        _shade_classes(ax, coords[unflagged_order], labels[unflagged_order], colors, low, high)
+    ax.scatter(
+        coords[unflagged_order, 0],
+        coords[unflagged_order, 1],
+        s=5 if unflagged_order.size <= 2000 else 3,
+        c=colors[labels[unflagged_order]],
+        alpha=0.4,
+        linewidths=0,
+        zorder=1,
+    )
+    n_flagged = flagged_order.size
+    ax.scatter(
+        coords[flagged_order, 0],
+        coords[flagged_order, 1],
+        s=24 if n_flagged <= 300 else 12 if n_flagged <= 1500 else 8,
+        c=colors[labels[flagged_order]],
+        edgecolors="black",
+        linewidths=0.5 if n_flagged <= 300 else 0.3,
+        zorder=3,
+    )
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title("Embedding map (UMAP)")
+    marks = [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=3,
+            markerfacecolor="#777777",
+            markeredgewidth=0,
+            alpha=0.6,
+            label=f"not flagged ({unflagged_order.size})",
+        ),
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=6,
+            markerfacecolor="#bbbbbb",
+            markeredgecolor="black",
+            markeredgewidth=0.8,
+            label=f"flagged ({n_flagged}),\nin its given label's colour",
+        ),
+    ]
     if n_classes <= _MAX_LEGEND_CLASSES:
+        present = np.unique(labels)
+        handles = [
+            Patch(
+                facecolor=colors[code],
+                edgecolor=colors[code],
+                label=_legend_text(int(code), class_names[int(code)]),
+            )
+            for code in present
+            if 0 <= code < n_classes
+        ]
         ax.legend(
+            handles=handles + marks,
             loc="upper left",
             bbox_to_anchor=(1.01, 1.0),
             fontsize="small",
-            markerscale=2.0,
             ncols=1 if n_classes <= 15 else 2,
             frameon=False,
         )
     else:
-        ax.text(
-            1.01,
-            1.0,
-            f"{n_classes} classes\n(legend left out)\nx = flagged",
-            transform=ax.transAxes,
-            va="top",
+        ax.legend(
+            handles=marks,
+            title=f"{n_classes} classes\n(class legend left out)",
+            title_fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
             fontsize="small",
+            frameon=False,
         )
     return _png(fig)
+
+
+def map_draw_order(flagged: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The order :func:`embedding_map_png` draws points in: the unflagged ones, then the flagged.
+
+    Returns the unflagged and the flagged indices, each in a random order (``seed``), so that
+    within a layer no class is always drawn over the others.
+    """
+    flagged = np.asarray(flagged, dtype=bool).reshape(-1)
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.flatnonzero(~flagged)), rng.permutation(np.flatnonzero(flagged))
+
+
+def _shade_classes(ax, coords, labels, colors, low, high) -> None:
+    """Tint and outline where each class's (unflagged) points lie: a smoothed 2-D histogram
+    cut at :data:`_SHADE_LEVEL` of its peak. Classes with fewer than 5 points are left out."""
+    from scipy.ndimage import gaussian_filter
+
+    bins = (_SHADE_GRID[0], _SHADE_GRID[1])
+    extent = [[low[0], high[0]], [low[1], high[1]]]
+    for code in np.unique(labels):
+        members = labels == code
+        if members.sum() < 5 or not 0 <= code < len(colors):
+            continue
+        density, x_edges, y_edges = np.histogram2d(
+            coords[members, 0], coords[members, 1], bins=bins, range=extent
+        )
+        density = gaussian_filter(density, _SHADE_SMOOTHING)
+        if density.max() <= 0:
+            continue
+        density /= density.max()
+        x = (x_edges[:-1] + x_edges[1:]) / 2
+        y = (y_edges[:-1] + y_edges[1:]) / 2
+        color = [colors[code]]
+        ax.contourf(
+            x, y, density.T, levels=[_SHADE_LEVEL, 1.01], colors=color, alpha=0.15, zorder=0
+        )
+        ax.contour(
+            x,
+            y,
+            density.T,
+            levels=[_SHADE_LEVEL],
+            colors=color,
+            alpha=0.6,
+            linewidths=0.8,
+            zorder=0,
+        )
 
 
 def roc_curves_png(curves: dict[str, tuple[Sequence[float], Sequence[float]]]) -> bytes:

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["map_subsample", "umap_coordinates", "MIN_UMAP_POINTS"]
+__all__ = ["map_subsample", "flags_among_other_labels", "umap_coordinates", "MIN_UMAP_POINTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,72 @@ def map_subsample(flagged: np.ndarray, *, max_points: int, seed: int) -> np.ndar
     room = max(max_points - keep.size, max_points // 3)
     chosen = _some(np.flatnonzero(~flagged), room, rng)
     return np.sort(np.concatenate([keep, chosen])).astype(np.int64)
+
+
+def flags_among_other_labels(
+    coords: np.ndarray, labels: np.ndarray, flagged: np.ndarray, *, k: int = 10
+) -> dict | None:
+    """How many flagged points of the map sit among unflagged points of another label.
+
+    A flagged point *sits among* label ``c`` when more than half of its ``k`` nearest unflagged
+    points on the map (fewer when fewer are drawn) carry label ``c``. A label flip looks like
+    that: a sample that sits with its true class but carries another label; so does a backdoor's
+    poison that lies inside its source class. Distances are the map's, which is for looking
+    only: this count describes the picture, no detector reads it.
+
+    Parameters
+    ----------
+    coords : ndarray, shape (n, 2)
+        Map coordinates of the drawn samples.
+    labels : ndarray of int, shape (n,)
+        Their given class codes.
+    flagged : ndarray of bool, shape (n,)
+    k : int
+        Neighbours consulted per flagged point.
+
+    Returns
+    -------
+    dict or None
+        ``None`` when no point is flagged or none is unflagged; else ``flagged`` (flagged points
+        drawn), ``among_other`` (those sitting among another label), ``k`` (the neighbours
+        consulted) and ``pairs``: the most common ``(given, among)`` code pairs of those, as
+        ``{"given", "among", "count"}``, largest first (ties by codes), at most 3, and
+        ``top_share``: the first pair's share of ``among_other`` (``None`` when that is 0).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    flagged = np.asarray(flagged, dtype=bool).reshape(-1)
+    if not (coords.shape[0] == labels.size == flagged.size):
+        raise ValueError(
+            f"{coords.shape[0]} coordinates, {labels.size} labels and {flagged.size} flags"
+        )
+    others = np.flatnonzero(~flagged)
+    marked = np.flatnonzero(flagged)
+    if not marked.size or not others.size:
+        return None
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(k, others.size)
+    _, near = NearestNeighbors(n_neighbors=k).fit(coords[others]).kneighbors(coords[marked])
+    near_labels = labels[others][near]  # (flagged, k)
+    pairs: dict[tuple[int, int], int] = {}
+    for given, row in zip(labels[marked], near_labels, strict=True):
+        values, counts = np.unique(row, return_counts=True)
+        best = int(np.argmax(counts))
+        if 2 * counts[best] > k and values[best] != given:
+            key = (int(given), int(values[best]))
+            pairs[key] = pairs.get(key, 0) + 1
+    ranked = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:3]
+    among_other = int(sum(pairs.values()))
+    return {
+        "flagged": int(marked.size),
+        "among_other": among_other,
+        "top_share": ranked[0][1] / among_other if among_other else None,
+        "k": int(k),
+        "pairs": [{"given": g, "among": a, "count": n} for (g, a), n in ranked],
+    }
 
 
 def _some(indices: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
