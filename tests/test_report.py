@@ -226,7 +226,9 @@ def test_report_json_keys_and_counts(tmp_path):
 def test_html_is_escaped_and_self_contained(tmp_path):
     files = write_report(make_result(), tmp_path / "r", thumbnails=10)
     html = files.html.read_text(encoding="utf-8")
-    assert "<script" not in html.lower()
+    # the only scripts: the flag browser's data (JSON, < > & escaped) and its own code
+    assert html.lower().count("<script") == 2 and "<script>alert(1)" not in html
+    assert '<script type="application/json" id="fb-data">' in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert HOSTILE_CLASS not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
     assert "<b>toy" not in html and "<i>.png" not in html

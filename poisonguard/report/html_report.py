@@ -8,17 +8,22 @@ each backdoor target the mean images of its flagged group and core and their dif
 samples beside the unflagged ones', from :mod:`~poisonguard.report.label_confusion`, its cells
 shaded by CSS classes). Images are
 inlined as ``data:`` URIs and the CSS is inline, so the file works offline and loads nothing from
-elsewhere; a Content-Security-Policy forbids scripts and outside resources. Ids and class names are
-untrusted text: the Jinja2 environment autoescapes everything, and nothing is marked ``|safe``.
+elsewhere; a Content-Security-Policy forbids outside resources and every script but the flag
+browser's own (:mod:`~poisonguard.report.flag_browser`), allowed by its hash. Ids and class names
+are untrusted text: the Jinja2 environment autoescapes everything, nothing is marked ``|safe``,
+and the flag browser's data goes through ``|tojson``, which escapes ``<``, ``>`` and ``&``.
 
-Per-sample data is embedded only for the map's subsample (as pixels in one PNG) and the top
-suspicious samples, so the page stays small for large datasets.
+Per-sample data is embedded for the map's subsample (as pixels in one PNG), the top suspicious
+samples and every flagged sample (the flag browser: ids, scores, findings, and thumbnails on
+sprite sheets for the highest-scoring flags, text excerpts or a few table columns), not for the
+unflagged ones, so the page stays small for large datasets.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,9 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import numpy as np
 
-from poisonguard.report import group_evidence, plots, projection, text_evidence, thumbnails
+from poisonguard.report import (
+    flag_browser,
+    group_evidence,
+    plots,
+    projection,
+    text_evidence,
+    thumbnails,
+)
 from poisonguard.report.json_report import ranked_indices
 from poisonguard.report.label_confusion import cell_examples, heatmap_rows
 from poisonguard.results import ScanResult
@@ -74,6 +87,9 @@ class ReportFigures:
     evidence_images : dict of int to dict of str
         For image datasets, per target class code: ``group``, ``core`` and ``difference``, the
         group's and the core's mean images and their difference as ``data:`` URIs.
+    flags : FlagBrowser or None
+        Every flagged sample, for the page's flag browser
+        (:func:`~poisonguard.report.flag_browser.build_flag_browser`).
     map_among : dict or None
         :func:`~poisonguard.report.projection.flags_among_other_labels` of the map: how many
         drawn flagged points sit among another label's points (class codes).
@@ -89,12 +105,18 @@ class ReportFigures:
     top: list[dict[str, Any]] = field(default_factory=list)
     group_differences: list[group_evidence.GroupDifference] = field(default_factory=list)
     evidence_images: dict[int, dict[str, str]] = field(default_factory=dict)
+    flags: flag_browser.FlagBrowser | None = None
     map_among: dict[str, Any] | None = None
     confusion_examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 def prepare_figures(
-    result: ScanResult, *, seed: int = 0, map_points: int = 3000, thumbnails_count: int = 48
+    result: ScanResult,
+    *,
+    seed: int = 0,
+    map_points: int = 3000,
+    thumbnails_count: int = 48,
+    flag_thumbnails: int = flag_browser.MAX_THUMBNAILS,
 ) -> ReportFigures:
     """Draw the histogram and the map, pick the most suspicious samples and compare each
     backdoor target's flagged group with the rest of its class.
@@ -111,6 +133,9 @@ def prepare_figures(
     thumbnails_count : int
         How many of the most suspicious samples the page shows (thumbnails for images, table
         rows for tables).
+    flag_thumbnails : int
+        How many flagged images, the highest-scoring first, get a thumbnail in the flag
+        browser (every flag is listed).
     """
     if thumbnails_count < 0:
         raise ValueError(f"thumbnails must be >= 0, got {thumbnails_count}")
@@ -154,6 +179,9 @@ def prepare_figures(
     if order.size < thumbnails_count:
         others = ranked_indices(score, ~flagged, thumbnails_count - order.size)
         order = np.concatenate([order, others])
+    def fired_at(i: int) -> list[str]:
+        return [name for name, hits in result.fired.items() if hits[i]]
+
     top = []
     for i in order:
         i = int(i)
@@ -163,7 +191,11 @@ def prepare_figures(
             "label": dataset.class_names[int(dataset.labels[i])],
             "score": float(score[i]),
             "flagged": bool(flagged[i]),
-            "reason": result.reasons[i] if result.reasons else "",
+            # the reason without its fired detectors, shared by a group: shown once a group
+            "reason": flag_browser.strip_fired(result.reasons[i], fired_at(i))
+            if result.reasons
+            else "",
+            "fired": fired_at(i),
         }
         if dataset.kind == "image":
             entry["thumbnail"] = _data_uri(thumbnails.image_thumbnail_png(dataset.x[i]))
@@ -171,6 +203,14 @@ def prepare_figures(
             entry["text"] = text_snippet(dataset.x[i])
             entry["segments"] = text_evidence.marked_segments(dataset.x[i], marked, _EXCERPT_CHARS)
         top.append(entry)
+
+    flags = flag_browser.build_flag_browser(
+        result,
+        marked_terms=marked,
+        group_differences=differences,
+        max_thumbnails=flag_thumbnails,
+        key=_review_key(result),
+    )
 
     evidence_images = {}
     if dataset.kind == "image":
@@ -191,6 +231,7 @@ def prepare_figures(
         top=top,
         group_differences=differences,
         evidence_images=evidence_images,
+        flags=flags,
         map_among=map_among,
         confusion_examples=confusion_examples,
     )
@@ -237,6 +278,12 @@ def render_html(result: ScanResult, report: dict[str, Any], figures: ReportFigur
         "map_among": _named_pairs(figures.map_among, result.dataset.class_names),
         "confusion_examples": figures.confusion_examples,
         "top": figures.top,
+        "flags": figures.flags,
+        # our own file, not data: inserted as it is, and allowed by its hash
+        "flag_script": markupsafe.Markup(flag_browser.browser_script()),
+        "csp_script": flag_browser.script_hash(flag_browser.browser_script())
+        if figures.flags is not None and figures.flags.n_flagged
+        else "",
         "is_image": result.dataset.kind == "image",
         "is_text": result.dataset.kind == "text",
         "evidence_images": figures.evidence_images,
@@ -264,6 +311,13 @@ def template_environment() -> jinja2.Environment:
     env.filters["pct"] = _format_percent
     env.filters["seconds"] = _format_seconds
     env.filters["pvalue"] = _format_log10_p
+    # |tojson (the flag browser's data): compact, strict JSON; Jinja escapes < > & ' in it
+    env.policies["json.dumps_kwargs"] = {
+        "sort_keys": False,
+        "separators": (",", ":"),
+        "ensure_ascii": False,
+        "allow_nan": False,
+    }
     return env
 
 
@@ -293,6 +347,14 @@ def _named_pairs(among: dict[str, Any] | None, class_names: list[str]) -> dict[s
         for pair in among["pairs"]
     ]
     return {**among, "pairs": pairs}
+
+
+def _review_key(result: ScanResult) -> str:
+    """Names this scan's flags in the browser's storage of a reviewer's decisions: the
+    embedding's fingerprint and a digest of which samples were flagged."""
+    flagged = np.flatnonzero(np.asarray(result.flagged, dtype=bool).reshape(-1))
+    digest = hashlib.sha256(flagged.astype(np.int64).tobytes()).hexdigest()[:16]
+    return f"{result.embedding.fingerprint[:16]}-{digest}"
 
 
 def _data_uri(png: bytes) -> str:
