@@ -25,6 +25,7 @@ from poisonguard.errors import DatasetError
 from poisonguard.loaders import is_text_dataset
 from poisonguard.ondisk import staging_area
 from poisonguard.report import write_report
+from poisonguard.report.label_ambiguity import label_ambiguity
 from poisonguard.results import ScanResult
 from poisonguard.scan import ScanSettings, scan_path
 
@@ -206,7 +207,20 @@ def _summary(result: ScanResult, html: Path) -> str:
     elif result.rules_off:
         lines.append(f"Not every rule ran: {skipped}.")
     elif not result.attack_kinds:
-        lines.append("No attack found: no class holds a backdoor-like group; labels look clean.")
+        lines.append(
+            "No attack found: no class holds a backdoor-like group and the labels show no noise "
+            "pattern."
+        )
+    ambiguity = label_ambiguity(
+        data.labels,
+        result.predicted,
+        result.predicted_probability,
+        result.flagged,
+        data.class_names,
+        out_of_sample="confident-learning" in result.detector_scores,
+    )
+    if ambiguity is not None and ambiguity["predicted_by"] == "out-of-sample":
+        lines.append(f"Labels: {ambiguity['statement']}")
     for warning in result.warnings:
         lines.append(f"Warning: {warning}")
     lines.append(f"Report: {html} (with report.json and scores.csv)")

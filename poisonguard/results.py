@@ -119,7 +119,8 @@ class ScanResult:
     suspected backdoor targets and ``attack_kinds`` lists ``"backdoor"`` and/or
     ``"label-noise"``. ``finding`` gives, per sample, ``"backdoor"``, ``"label-noise"`` or ``""``
     (not flagged); ``predicted`` the class code a model predicts for each sample: out of sample
-    (cross-validated heads) when the ``confident-learning`` detector ran, else the embedding
+    (cross-validated heads; for texts on their words, :mod:`~poisonguard.detectors.text_columns`)
+    when the ``confident-learning`` detector ran, else the embedding
     model's own prediction, and ``predicted_probability`` that model's probability of it.
     ``poisonguard sanitize --action relabel`` uses both. ``execution`` says where the work ran
     (``tasks``: in this process or on which Dask cluster) and where the features were

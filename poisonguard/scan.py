@@ -33,6 +33,8 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
+from poisonguard.detectors.streaming import out_of_sample_probabilities
+from poisonguard.detectors.text_columns import word_columns
 from poisonguard.detectors.trigger_words import TriggerWordTest, named_word_sets, trigger_word_test
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.embed.inference import trained_model
@@ -343,11 +345,20 @@ def scan_embedding(
     for rule in off:
         logger.warning(rule.message)
     findings = class_findings(dataset, decision, counts, scored, off, unjudged)
-    predicting = (
-        inputs.out_of_sample_probabilities
-        if "confident-learning" in chosen
-        else embedding.probabilities
-    )
+    if "confident-learning" not in chosen:
+        predicting = embedding.probabilities
+    elif dataset.kind == "text":
+        # the text model memorised every label: heads on its features agree with all of them
+        start = time.perf_counter()
+        predicting = out_of_sample_probabilities(
+            word_columns(dataset.x, seed=settings.seed),
+            dataset.labels,
+            n_classes=dataset.n_classes,
+            seed=settings.seed,
+        )
+        timings["predict:words"] = time.perf_counter() - start
+    else:
+        predicting = inputs.out_of_sample_probabilities
     reasons = sample_reasons(dataset, decision)
     timings["decide"] = time.perf_counter() - start
 

@@ -83,7 +83,7 @@ CASES = {
 GOLDEN_SCORES = {
     "digits": "abb2f3fe6cf6413f3488fa7f03574be253d37fbcdd720326726d2d08ea87fb57",
     "breast_cancer": "7fdf104facc09ce4b6dd7680c0b212cb12059b5556a728c9fa34730d8b252c35",
-    "reviews": "5747dc2ff70ae5b47d436a30eeb26f373f635f3e8d4a5b09eb9b43d37d6c2738",
+    "reviews": "ec8d60a989238aee2fa3563a41a727536c9006c71710ba71930809061aef25f5",
 }
 
 

@@ -258,6 +258,13 @@ def test_scan_of_clean_text_calls_no_attack(tmp_path):
     assert "No attack found" in result.output
     flagged = sum(row["flagged"] == "1" for row in read_scores(tmp_path / "scan"))
     assert flagged <= 4  # 1 %
+    # the report says how ambiguous the labels look instead of flagging the ambiguity
+    report = json.loads((tmp_path / "scan" / "report.json").read_text(encoding="utf-8"))
+    ambiguity = report["findings"]["label_ambiguity"]
+    assert ambiguity["predicted_by"] == "out-of-sample" and ambiguity["samples"] == 400
+    assert "Labels: A model that never saw them" in result.output
+    page = (tmp_path / "scan" / "report.html").read_text(encoding="utf-8")
+    assert "How ambiguous the labels look" in page
 
 
 def test_scan_of_text_is_reproducible_and_the_same_out_of_core(poisoned_scan, tmp_path):

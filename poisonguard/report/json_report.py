@@ -22,6 +22,7 @@ import numpy as np
 import poisonguard
 from poisonguard.detectors import DETECTORS
 from poisonguard.report import group_evidence
+from poisonguard.report.label_ambiguity import label_ambiguity
 from poisonguard.report.label_confusion import label_confusion
 from poisonguard.results import ScanResult
 from poisonguard.rows import RowsLike, as_rows
@@ -66,6 +67,9 @@ def build_report_json(
         (:func:`~poisonguard.report.group_evidence.summarize`); ``findings.label_confusion`` the
         given × predicted label counts of the flagged and of the unflagged samples
         (:func:`~poisonguard.report.label_confusion.label_confusion`; ``None`` without
+        predictions); ``findings.label_ambiguity`` how often a model that never saw them
+        disagrees with the given labels, flagged or not
+        (:func:`~poisonguard.report.label_ambiguity.label_ambiguity`; ``None`` without
         predictions).
     """
     dataset = result.dataset
@@ -143,6 +147,14 @@ def build_report_json(
             "label_confusion": label_confusion(
                 dataset.labels,
                 result.predicted,
+                flagged,
+                names,
+                out_of_sample="confident-learning" in result.detector_scores,
+            ),
+            "label_ambiguity": label_ambiguity(
+                dataset.labels,
+                result.predicted,
+                result.predicted_probability,
                 flagged,
                 names,
                 out_of_sample="confident-learning" in result.detector_scores,

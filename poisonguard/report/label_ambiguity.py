@@ -1,0 +1,124 @@
+"""How ambiguous the labels look: the data's own disagreement with its labels, stated apart
+from any flag.
+
+Short reviews, crowd labels and look-alike classes disagree with their given label for reasons
+that are not poisoning: "not bad at all" under a negative label, a shirt labelled "T-shirt".
+The decision does not flag such samples unless they form a pattern (a backdoor group, or
+out-of-sample disagreement spread over the class pairs as random flips leave it), but a reviewer
+still wants to know how noisy the labels are. :func:`label_ambiguity` states it: the share of
+samples that a model that never saw them predicts as another class, overall, per class and at
+high confidence, among the unflagged samples too.
+
+The predictions are ``scores.csv``'s ``predicted_label`` (:attr:`ScanResult.predicted`): out of
+sample when the ``confident-learning`` detector ran. Otherwise they come from the embedding
+model, which trained on every sample with its label and so agrees with most labels, noisy or
+not; the entry says so and its share is no measure of ambiguity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CONFIDENT", "label_ambiguity"]
+
+CONFIDENT = 0.9
+"""A disagreement is *confident* when the model gives the class it predicts at least this
+probability: the sample reads as that class, not as a borderline case."""
+
+
+def label_ambiguity(
+    labels: np.ndarray,
+    predicted: np.ndarray | None,
+    probability: np.ndarray | None,
+    flagged: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    out_of_sample: bool,
+) -> dict[str, Any] | None:
+    """The ``findings.label_ambiguity`` entry of ``report.json``; ``None`` without predictions.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Given class codes.
+    predicted : ndarray of int or None
+        Predicted class codes, ``-1`` where there is no prediction.
+    probability : ndarray of float or None
+        The model's probability of its predicted class (``NaN`` where unknown).
+    flagged : ndarray of bool
+    class_names : sequence of str
+    out_of_sample : bool
+        Whether ``predicted`` comes from a model that never saw the sample.
+
+    Returns
+    -------
+    dict or None
+        ``predicted_by`` (``"out-of-sample"`` or ``"embedding-model"``), ``samples`` (with a
+        prediction), ``disagreeing`` and ``fraction`` (predicted as another class),
+        ``confident`` and ``confident_fraction`` (of those, at probability >= :data:`CONFIDENT`),
+        ``unflagged_fraction`` (the share among the unflagged samples with a prediction),
+        ``per_class`` (``class``, ``samples``, ``fraction``, largest first) and ``statement``, the
+        page's sentence.
+    """
+    if predicted is None:
+        return None
+    labels = np.asarray(labels).reshape(-1)
+    predicted = np.asarray(predicted).reshape(-1)
+    flagged = np.asarray(flagged, dtype=bool).reshape(-1)
+    known = predicted >= 0
+    disagree = known & (predicted != labels)
+    if probability is None:
+        sure = np.zeros_like(disagree)
+    else:
+        top = np.asarray(probability, dtype=np.float64).reshape(-1)
+        sure = disagree & (np.nan_to_num(top, nan=0.0) >= CONFIDENT)
+    samples = int(known.sum())
+    per_class = []
+    for code, name in enumerate(class_names):
+        mine = known & (labels == code)
+        if mine.any():
+            per_class.append(
+                {
+                    "class": name,
+                    "samples": int(mine.sum()),
+                    "fraction": float(disagree[mine].mean()),
+                }
+            )
+    per_class.sort(key=lambda c: (-c["fraction"], c["class"]))
+    unflagged = known & ~flagged
+    entry: dict[str, Any] = {
+        "predicted_by": "out-of-sample" if out_of_sample else "embedding-model",
+        "samples": samples,
+        "disagreeing": int(disagree.sum()),
+        "fraction": float(disagree.sum() / samples) if samples else 0.0,
+        "confident": int(sure.sum()),
+        "confident_fraction": float(sure.sum() / samples) if samples else 0.0,
+        "unflagged_fraction": float(disagree[unflagged].mean()) if unflagged.any() else 0.0,
+        "per_class": per_class,
+    }
+    entry["statement"] = _statement(entry)
+    return entry
+
+
+def _statement(entry: dict[str, Any]) -> str:
+    if not entry["samples"]:
+        return "No sample has a prediction, so how ambiguous the labels look is unknown."
+    share = f"{100 * entry['fraction']:.1f} %"
+    if entry["predicted_by"] != "out-of-sample":
+        return (
+            f"The embedding model, which trained on every label, predicts another class for "
+            f"{share} of the samples; this understates how ambiguous the labels are (run the "
+            "confident-learning detector for out-of-sample predictions)."
+        )
+    worst = entry["per_class"][0]
+    return (
+        f"A model that never saw them predicts another class than the given one for {share} "
+        f"of the samples ({100 * entry['confident_fraction']:.1f} % at {100 * CONFIDENT:.0f} % "
+        f"confidence or more; most in class {worst['class']!r}, "
+        f"{100 * worst['fraction']:.1f} %). That is the labels' ambiguity plus the model's own "
+        "error, not evidence of poisoning on its own: the label-noise rule flags disagreement "
+        "only where it forms a pattern."
+    )

@@ -1,0 +1,43 @@
+"""How ambiguous the labels look (poisonguard.report.label_ambiguity): the share of samples a
+model that never saw them predicts as another class, stated apart from the flags."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poisonguard.report.label_ambiguity import CONFIDENT, label_ambiguity
+
+
+def test_the_disagreement_is_counted_overall_per_class_and_at_high_confidence():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    predicted = np.array([0, 1, 1, 0, 1, 1, 0, 1, 1, -1])  # the last has no prediction
+    probability = np.array([0.8, 0.95, 0.6, 0.9, 0.7, 0.99, CONFIDENT, 0.5, 0.6, np.nan])
+    flagged = np.array([False, True, False, False, False, False, False, False, False, False])
+    entry = label_ambiguity(
+        labels, predicted, probability, flagged, ["neg", "pos"], out_of_sample=True
+    )
+    assert entry["samples"] == 9 and entry["disagreeing"] == 3
+    assert entry["fraction"] == 3 / 9
+    assert entry["confident"] == 2  # 0.95 and exactly CONFIDENT; 0.6 is borderline
+    assert entry["unflagged_fraction"] == 2 / 8
+    assert entry["per_class"] == [
+        {"class": "neg", "samples": 4, "fraction": 0.5},
+        {"class": "pos", "samples": 5, "fraction": 0.2},
+    ]
+    assert "33.3 %" in entry["statement"] and "'neg', 50.0 %" in entry["statement"]
+
+
+def test_predictions_of_the_embedding_model_are_said_to_understate_the_ambiguity():
+    labels = np.array([0, 1, 1])
+    entry = label_ambiguity(
+        labels, np.array([0, 1, 0]), None, np.zeros(3, bool), ["a", "b"], out_of_sample=False
+    )
+    assert entry["predicted_by"] == "embedding-model" and entry["confident"] == 0
+    assert "understates" in entry["statement"]
+
+
+def test_no_predictions_give_no_entry():
+    assert (
+        label_ambiguity(np.zeros(3), None, None, np.zeros(3, bool), ["a"], out_of_sample=True)
+        is None
+    )
