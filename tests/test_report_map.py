@@ -94,7 +94,12 @@ def test_flags_among_other_labels_counts_the_points_whose_colour_differs_from_th
     found = projection.flags_among_other_labels(coords, labels, flagged, k=10)
     assert found["flagged"] == 15 and found["among_other"] == 10 and found["k"] == 10
     assert found["pairs"] == [{"given": 1, "among": 0, "count": 10}]
-    assert found["top_share"] == 1.0
+    assert found["top_share"] == 1.0 and found["apart"] == 0
+    # A tight group far from both clouds lies apart, whatever its label.
+    coords[190:200] = [10.0, -10.0]
+    flagged[190:200] = True
+    found = projection.flags_among_other_labels(coords, labels, flagged, k=10)
+    assert found["flagged"] == 25 and found["apart"] == 10 and found["among_other"] == 10
     assert projection.flags_among_other_labels(coords, labels, np.zeros(200, bool)) is None
     assert projection.flags_among_other_labels(coords, labels, np.ones(200, bool)) is None
     few = np.ones(200, dtype=bool)
@@ -127,8 +132,9 @@ def test_map_caption_says_what_to_look_for_and_reads_the_numbers(tmp_path, monke
     assert calls["n"] == 60
     assert "a backdoor shows as a tight cluster of one label's colour" in caption
     assert "scattered flagged points whose colour differs from the cloud they sit in" in caption
-    assert "12 of the 12 flagged points drawn sit among another label's points" in caption
-    assert "One pair holds 100.00% of them" in caption
+    assert "of the 12 flagged points drawn, 0 lie apart from every class's cloud" in caption
+    assert "and 12 sit among another label's points" in caption
+    assert "One pair holds 100.00% of those among another label" in caption
     assert "black ×" not in caption and "style=" not in caption
 
     # Random flips: flagged points of many labels scattered over many clouds.
@@ -143,5 +149,14 @@ def test_map_caption_says_what_to_look_for_and_reads_the_numbers(tmp_path, monke
         np.repeat(np.arange(3), 20)[flags] + 1 + (np.arange(60)[flags] % 2)
     ) % 3
     caption = _map_caption(write_report(result, tmp_path / "r2").html.read_text(encoding="utf-8"))
-    assert "24 of the 24 flagged points drawn sit among another label's points" in caption
+    assert "of the 24 flagged points drawn, 0 lie apart" in caption
+    assert "and 24 sit among another label's points" in caption
     assert "they spread, as random label flips do" in caption
+
+    # A backdoor's poisons grouped apart from every cloud.
+    apart_coords = spread_coords.copy()
+    apart_coords[flags] = [50.0, 50.0]
+    monkeypatch.setattr(projection, "umap_coordinates", lambda f, *, seed: apart_coords)
+    caption = _map_caption(write_report(result, tmp_path / "r3").html.read_text(encoding="utf-8"))
+    assert "of the 24 flagged points drawn, 24 lie apart" in caption
+    assert "Most lie apart: a group of their own" in caption

@@ -18,12 +18,22 @@ import warnings
 
 import numpy as np
 
-__all__ = ["map_subsample", "flags_among_other_labels", "umap_coordinates", "MIN_UMAP_POINTS"]
+__all__ = [
+    "APART_FACTOR",
+    "MIN_UMAP_POINTS",
+    "flags_among_other_labels",
+    "map_subsample",
+    "umap_coordinates",
+]
 
 logger = logging.getLogger(__name__)
 
 MIN_UMAP_POINTS = 5
 """Fewer points than this are laid out by PCA instead of UMAP."""
+
+APART_FACTOR = 2.0
+"""A flagged point lies apart from every cloud when its k-th nearest unflagged point is farther
+than this many times the 95th percentile of the unflagged points' own k-th neighbour distance."""
 
 _N_NEIGHBORS = 15
 _MIN_DIST = 0.1
@@ -63,13 +73,17 @@ def map_subsample(flagged: np.ndarray, *, max_points: int, seed: int) -> np.ndar
 def flags_among_other_labels(
     coords: np.ndarray, labels: np.ndarray, flagged: np.ndarray, *, k: int = 10
 ) -> dict | None:
-    """How many flagged points of the map sit among unflagged points of another label.
+    """How many flagged points of the map sit among unflagged points of another label, and how
+    many lie apart from every class's cloud.
 
-    A flagged point *sits among* label ``c`` when more than half of its ``k`` nearest unflagged
-    points on the map (fewer when fewer are drawn) carry label ``c``. A label flip looks like
-    that: a sample that sits with its true class but carries another label; so does a backdoor's
-    poison that lies inside its source class. Distances are the map's, which is for looking
-    only: this count describes the picture, no detector reads it.
+    A flagged point *lies apart* when its ``k``-th nearest unflagged point on the map (fewer
+    when fewer are drawn) is farther than :data:`APART_FACTOR` times the distance within which
+    95 % of the unflagged points find their ``k``-th unflagged neighbour: it sits in no cloud,
+    as a backdoor's poisons, grouped by their trigger, often do. Otherwise it *sits among*
+    label ``c`` when more than half of its ``k`` nearest unflagged points carry label ``c``.
+    A label flip looks like that: a sample that sits with its true class but carries another
+    label; so does a backdoor's poison that lies inside its source class. Distances are the
+    map's, which is for looking only: these counts describe the picture, no detector reads them.
 
     Parameters
     ----------
@@ -85,10 +99,11 @@ def flags_among_other_labels(
     -------
     dict or None
         ``None`` when no point is flagged or none is unflagged; else ``flagged`` (flagged points
-        drawn), ``among_other`` (those sitting among another label), ``k`` (the neighbours
-        consulted) and ``pairs``: the most common ``(given, among)`` code pairs of those, as
-        ``{"given", "among", "count"}``, largest first (ties by codes), at most 3, and
-        ``top_share``: the first pair's share of ``among_other`` (``None`` when that is 0).
+        drawn), ``apart`` (those lying apart), ``among_other`` (those sitting among another
+        label), ``k`` (the neighbours consulted) and ``pairs``: the most common ``(given,
+        among)`` code pairs of those, as ``{"given", "among", "count"}``, largest first (ties
+        by codes), at most 3, and ``top_share``: the first pair's share of ``among_other``
+        (``None`` when that is 0).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -106,10 +121,15 @@ def flags_among_other_labels(
     from sklearn.neighbors import NearestNeighbors
 
     k = min(k, others.size)
-    _, near = NearestNeighbors(n_neighbors=k).fit(coords[others]).kneighbors(coords[marked])
+    index = NearestNeighbors(n_neighbors=k).fit(coords[others])
+    distances, near = index.kneighbors(coords[marked])
+    apart = np.zeros(marked.size, dtype=bool)
+    if others.size > k:  # the unflagged points' own k-th neighbour (each is its own first)
+        own = NearestNeighbors(n_neighbors=k + 1).fit(coords[others]).kneighbors()[0][:, -1]
+        apart = distances[:, -1] > APART_FACTOR * np.quantile(own, 0.95)
     near_labels = labels[others][near]  # (flagged, k)
     pairs: dict[tuple[int, int], int] = {}
-    for given, row in zip(labels[marked], near_labels, strict=True):
+    for given, row in zip(labels[marked][~apart], near_labels[~apart], strict=True):
         values, counts = np.unique(row, return_counts=True)
         best = int(np.argmax(counts))
         if 2 * counts[best] > k and values[best] != given:
@@ -119,6 +139,7 @@ def flags_among_other_labels(
     among_other = int(sum(pairs.values()))
     return {
         "flagged": int(marked.size),
+        "apart": int(apart.sum()),
         "among_other": among_other,
         "top_share": ranked[0][1] / among_other if among_other else None,
         "k": int(k),
