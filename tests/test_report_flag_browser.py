@@ -198,13 +198,25 @@ def test_sprite_cells_hold_the_flagged_images_in_score_order_and_stop_at_the_lim
         np.testing.assert_array_equal(cell, dataset.x[i, 0])
 
 
+def test_sprite_sheets_stop_at_the_byte_budget_on_a_whole_sheet():
+    x = np.random.default_rng(5).integers(0, 256, size=(2500, 1, 8, 8), dtype=np.uint8)
+    every, _, held = flag_browser.sprite_sheets(x, np.arange(2500))
+    assert len(every) == 3 and held == 2500
+    budget = len(every[0]) + len(every[1])
+    sheets, _, held = flag_browser.sprite_sheets(x, np.arange(2500), max_bytes=budget)
+    per_sheet = flag_browser.SPRITE_COLUMNS * flag_browser.SPRITE_ROWS
+    assert sheets == every[:2] and held == 2 * per_sheet
+    sheets, _, held = flag_browser.sprite_sheets(x, np.arange(2500), max_bytes=1)
+    assert sheets == every[:1] and held == per_sheet  # the first sheet is always kept
+
+
 def test_large_float_images_are_reduced_and_scaled_per_image():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(3, 3, 100, 200)).astype(np.float32)
     x[1] = 7.0  # constant: black
     x[2] = np.linspace(-3.0, 5.0, 200)  # a left-to-right ramp: black to white after scaling
-    sheets, cell = flag_browser.sprite_sheets(x, np.array([2, 1, 0]))
-    assert cell == (64, 32) and len(sheets) == 1
+    sheets, cell, held = flag_browser.sprite_sheets(x, np.array([2, 1, 0]))
+    assert cell == (64, 32) and len(sheets) == 1 and held == 3
     sheet = sheet_pixels(flag_browser._data_uri(sheets[0]))
     assert sheet.shape == (32, 64 * flag_browser.SPRITE_COLUMNS, 3)
     assert sheet[:, 64:128].max() == 0  # the constant image, second cell

@@ -13,9 +13,9 @@ columns of equal length, one entry per flagged sample, highest score first):
   list of fired detectors, which the page shows once, as the header of the group's cards;
 * per kind of data: for images, thumbnails on sprite sheets (one PNG of
   :data:`SPRITE_COLUMNS` x :data:`SPRITE_ROWS` cells, a ``data:`` URI drawn on a canvas), for
-  the first ``max_thumbnails`` flags only; for texts an excerpt (``text``) and the spans of it
-  to mark (``marks``, pairs of offsets); for tables the values of at most
-  :data:`TABLE_COLUMNS` columns (those that set a backdoor target's flagged group apart first).
+  the highest-scoring flags whose sheets fit in :data:`MAX_SPRITE_BYTES`; for texts an excerpt
+  (``text``) and the spans of it to mark (``marks``, pairs of offsets); for tables the values of
+  at most :data:`TABLE_COLUMNS` columns (those that set a target's flagged group apart first).
 
 The script (``templates/_flag_browser.js``, :func:`browser_script`) runs under the page's
 Content-Security-Policy, which allows it by its sha256 hash (:func:`script_hash`) and nothing
@@ -47,6 +47,7 @@ from poisonguard.rows import as_rows
 
 __all__ = [
     "FlagBrowser",
+    "MAX_SPRITE_BYTES",
     "MAX_THUMBNAILS",
     "SPRITE_COLUMNS",
     "SPRITE_ROWS",
@@ -59,8 +60,17 @@ __all__ = [
     "strip_fired",
 ]
 
-MAX_THUMBNAILS = 20_000
-"""Flags with a thumbnail, highest score first (see docs/benchmarks.md, "The report page")."""
+MAX_SPRITE_BYTES = 16 << 20
+"""The thumbnails' sprite sheets stop before they pass 16 MiB of PNG (21 MiB in the page, as
+base64): the highest-scoring flags get a thumbnail, 39,936 of 60,000 flagged Fashion-MNIST
+images (28 x 28), every one of 6,000. Measured (docs/benchmarks.md, "The report page"): with
+all 60,000 thumbnails the page was 36 MB and usable after 1.1 s, with the budget 25 MB and
+0.6 s; the budget matters more for larger images (a 64 x 64 colour thumbnail is some ten times
+a Fashion-MNIST one), whose page it keeps to about the same size. The first sheet is always
+kept."""
+
+MAX_THUMBNAILS = 100_000
+"""Most flags given a thumbnail, whatever their size."""
 
 SPRITE_COLUMNS = 32
 SPRITE_ROWS = 32
@@ -111,6 +121,7 @@ def build_flag_browser(
     marked_terms: list[str] | tuple[str, ...] = (),
     group_differences: list[GroupDifference] | tuple[GroupDifference, ...] = (),
     max_thumbnails: int = MAX_THUMBNAILS,
+    max_sprite_bytes: int | None = MAX_SPRITE_BYTES,
     key: str = "",
 ) -> FlagBrowser:
     """The flag browser's data for ``result``.
@@ -126,6 +137,8 @@ def build_flag_browser(
         For tables, the columns that set each target's group apart are shown first.
     max_thumbnails : int
         Most flags given a thumbnail (images), highest score first.
+    max_sprite_bytes : int or None
+        The sprite sheets stop before they pass this many bytes (None: no limit).
     key : str
         Names this scan in the browser's local storage, where the page keeps the reviewer's
         decisions until they are exported.
@@ -178,8 +191,9 @@ def build_flag_browser(
     }
     n_thumbnails = 0
     if dataset.kind == "image":
-        n_thumbnails = min(order.size, max_thumbnails)
-        sheets, cell = sprite_sheets(as_rows(dataset.x), order[:n_thumbnails])
+        sheets, cell, n_thumbnails = sprite_sheets(
+            dataset.x, order[:max_thumbnails], max_bytes=max_sprite_bytes
+        )
         payload["sprites"] = {
             "sheets": [_data_uri(png) for png in sheets],
             "cell": list(cell),
@@ -237,9 +251,15 @@ def strip_fired(reason: str, fired: list[str]) -> str:
 
 
 def sprite_sheets(
-    images, positions: np.ndarray, *, max_side: int = SPRITE_MAX_SIDE
-) -> tuple[list[bytes], tuple[int, int]]:
-    """PNG sprite sheets of the images at ``positions`` (in that order), and the cell size.
+    images,
+    positions: np.ndarray,
+    *,
+    max_side: int = SPRITE_MAX_SIDE,
+    max_bytes: int | None = None,
+) -> tuple[list[bytes], tuple[int, int], int]:
+    """PNG sprite sheets of the images at ``positions`` (in that order), the cell size, and how
+    many of the images they hold: all, or the first ones whose sheets fit in ``max_bytes``
+    (whole sheets; the first is always kept).
 
     Cell ``k`` holds the ``k``-th image, on sheet ``k // (SPRITE_COLUMNS * SPRITE_ROWS)``, row
     and column ``divmod(k % (SPRITE_COLUMNS * SPRITE_ROWS), SPRITE_COLUMNS)``. Every cell has the
@@ -259,7 +279,8 @@ def sprite_sheets(
     )
     mode = "L" if channels == 1 else "RGB"
     per_sheet = SPRITE_COLUMNS * SPRITE_ROWS
-    sheets = []
+    sheets: list[bytes] = []
+    held = total = 0
     for start in range(0, positions.size, per_sheet):
         chunk = positions[start : start + per_sheet]
         sorted_at = np.argsort(chunk, kind="stable")
@@ -279,8 +300,13 @@ def sprite_sheets(
             sheet.paste(picture, (column * cell[0], row * cell[1]))
         buffer = io.BytesIO()
         sheet.save(buffer, format="PNG")
-        sheets.append(buffer.getvalue())
-    return sheets, cell
+        png = buffer.getvalue()
+        if sheets and max_bytes is not None and total + len(png) > max_bytes:
+            break
+        sheets.append(png)
+        total += len(png)
+        held += chunk.size
+    return sheets, cell, held
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
