@@ -55,7 +55,8 @@ def make_scan(dataset: Dataset, flagged: dict[int, str]) -> ScanResult:
     """A hand-built scan of ``dataset`` flagging the samples of ``flagged`` (index -> finding,
     ``"backdoor"`` or ``"label-noise"``; a class holding a backdoor flag is a backdoor target,
     found by the separated-group test). Detectors fire by index: spectre on even flags,
-    confident-learning on label-noise flags, knn on none."""
+    confident-learning on label-noise flags, knn on none. A model predicts the next class for
+    the label-noise flags, the given one elsewhere."""
     n = dataset.n_samples
     rng = np.random.default_rng(0)
     mask = np.zeros(n, dtype=bool)
@@ -117,7 +118,7 @@ def make_scan(dataset: Dataset, flagged: dict[int, str]) -> ScanResult:
         reasons=reasons,
         fired=fired,
         finding=finding,
-        predicted=np.asarray(dataset.labels),
+        predicted=np.where(finding == "label-noise", (dataset.labels + 1) % k, dataset.labels),
         predicted_probability=np.full(n, 0.9),
     )
 
@@ -171,6 +172,7 @@ def test_every_flag_is_listed_highest_score_first_with_its_finding_group_and_det
         {(int(result.dataset.labels[i]), kind) for i, kind in FLAGS.items()}
     )
     assert dict(browser.detectors) == {"spectre": 3, "confident-learning": 4, "knn": 0}
+    assert rows["predicted"] == [int(result.predicted[i]) for i in rows["index"]]
     assert sum(count for _, count in browser.classes) == len(FLAGS)
 
 
@@ -374,6 +376,11 @@ def test_page_renders_without_console_errors_and_filters(browser, tmp_path, kind
     headings = page.locator("#fb-list h3.fb-reason").all_text_contents()
     assert len(headings) == len(set(headings)) == len(page_data(files.html.read_text())["groups"])
     assert "detectors that fired" not in page.inner_text("#fb-list")
+    for i in (3, 2):  # the predicted class where it is not the given one
+        shown = page.locator(f'#fb-list .fb-item[data-index="{i}"] .fb-predicted')
+        name = dataset.class_names[result.predicted[i]]
+        expected = [] if i == 2 else [name if kind == "table" else f"predicted {name}"]
+        assert shown.all_text_contents() == expected
     if kind == "image":  # thumbnails drawn: a canvas whose pixels are not all blank
         drawn = page.eval_on_selector(
             "#fb-list canvas.fb-thumb",

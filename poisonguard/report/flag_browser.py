@@ -11,6 +11,8 @@ columns of equal length, one entry per flagged sample, highest score first):
 * ``fired``: codes into ``detectors``, the detectors that fired on the sample;
 * ``group``: a code into ``groups``, the sample's reason (``ScanResult.reasons``) without its
   list of fired detectors, which the page shows once, as the header of the group's cards;
+* ``predicted`` (when the scan has predictions): the class code a model predicts
+  (``ScanResult.predicted``), shown where it is not the given label;
 * per kind of data: for images, thumbnails on sprite sheets (one PNG of
   :data:`SPRITE_COLUMNS` x :data:`SPRITE_ROWS` cells, a ``data:`` URI drawn on a canvas), for
   the highest-scoring flags whose sheets fit in :data:`MAX_SPRITE_BYTES`; for texts an excerpt
@@ -180,6 +182,9 @@ def build_flag_browser(
         "fired": fired,
         "group": group,
     }
+    if result.predicted is not None:  # the class a model predicts: what a flip may have hidden
+        predicted = np.asarray(result.predicted).reshape(-1)[order]
+        rows["predicted"] = [int(c) for c in predicted]
     payload: dict[str, Any] = {
         "kind": dataset.kind,
         "key": key,

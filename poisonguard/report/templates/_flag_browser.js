@@ -156,6 +156,8 @@
     return node;
   }
 
+  function count(value) { return value.toLocaleString("en-US"); }
+
   function formatScore(value) { return value === null ? "\u2014" : value.toFixed(4); }
 
   function firedText(at) {
@@ -211,6 +213,9 @@
     head.appendChild(el("span", "fb-id", rows.id[at]));
     head.appendChild(el("span", "fb-meta", "#" + rows.index[at] + " \u00b7 " +
       data.classes[rows.label[at]] + " \u00b7 score " + formatScore(rows.score[at])));
+    if (rows.predicted && rows.predicted[at] !== rows.label[at] && rows.predicted[at] >= 0) {
+      head.appendChild(el("span", "fb-predicted", "predicted " + data.classes[rows.predicted[at]]));
+    }
     head.appendChild(el("span", "fb-fired", firedText(at)));
     return head;
   }
@@ -252,7 +257,9 @@
   function tableOf(positions) {
     var table = el("table", "fb-table");
     var head = el("tr");
-    ["Index", "Id", "Label", "Score", "Fired"].concat(data.columns).concat(["Decision"])
+    var predicted = !!rows.predicted;
+    ["Index", "Id", "Label"].concat(predicted ? ["Predicted"] : [])
+      .concat(["Score", "Fired"]).concat(data.columns).concat(["Decision"])
       .forEach(function (name) { head.appendChild(el("th", "", name)); });
     var thead = el("thead");
     thead.appendChild(head);
@@ -263,6 +270,11 @@
       tr.appendChild(el("td", "num", String(rows.index[at])));
       tr.appendChild(el("td", "id fb-id", rows.id[at]));
       tr.appendChild(el("td", "", data.classes[rows.label[at]]));
+      if (predicted) {
+        var other = rows.predicted[at] !== rows.label[at] && rows.predicted[at] >= 0;
+        tr.appendChild(el("td", other ? "fb-predicted" : "", other ?
+          data.classes[rows.predicted[at]] : "\u2014"));
+      }
       tr.appendChild(el("td", "num", formatScore(rows.score[at])));
       tr.appendChild(el("td", "fb-fired", firedText(at)));
       rows.values[at].forEach(function (v) {
@@ -282,7 +294,7 @@
   function showTally() {
     var keep = 0, remove = 0;
     decisions.forEach(function (value) { if (value.decision === "keep") { keep++; } else { remove++; } });
-    $("fb-tally").textContent = keep + " keep, " + remove + " remove decided";
+    $("fb-tally").textContent = count(keep) + " keep, " + count(remove) + " remove decided";
     $("fb-export").disabled = keep + remove === 0;
   }
 
@@ -305,8 +317,8 @@
       var header = el("h3", "fb-reason", data.groups[g] || "flagged (no reason recorded)");
       group.appendChild(header);
       var positions = members.get(g);
-      group.appendChild(el("p", "muted", positions.length + " shown here of the " +
-        groupCounts.get(g) + " matching samples flagged for this reason"));
+      group.appendChild(el("p", "muted", count(positions.length) + " shown here of the " +
+        count(groupCounts.get(g)) + " matching samples flagged for this reason"));
       if (data.kind === "table") {
         group.appendChild(tableOf(positions));
       } else {
@@ -324,9 +336,10 @@
     });
     if (!shown.length) { list.appendChild(el("p", "muted", "No flagged sample matches these filters.")); }
     $("fb-status").textContent = matching.length ?
-      "Showing " + (start + 1) + "\u2013" + (start + shown.length) + " of " + matching.length +
-      " matching (" + n + " flagged)." : "0 of " + n + " flagged samples match.";
-    $("fb-page").textContent = "page " + (state.page + 1) + " of " + pages;
+      "Showing " + count(start + 1) + "\u2013" + count(start + shown.length) + " of " +
+      count(matching.length) + " matching (" + count(n) + " flagged)." :
+      "0 of " + count(n) + " flagged samples match.";
+    $("fb-page").textContent = "page " + count(state.page + 1) + " of " + count(pages);
     $("fb-prev").disabled = state.page === 0;
     $("fb-next").disabled = state.page >= pages - 1;
     showTally();
