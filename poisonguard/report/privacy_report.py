@@ -1,15 +1,18 @@
 """The privacy probe's report: ``report.json`` and a self-contained ``report.html``.
 
-``report.json`` keys: ``poisonguard_version``, ``dataset``, ``settings``, ``model``, ``privacy``
+``report.json`` keys: ``poisonguard_version``, ``dataset`` (``name``, ``path``, ``format``,
+``kind``, ``n_samples``, ``classes``), ``settings``, ``model``, ``privacy``
 (``membership`` with ``auc``, ``advantage`` and ``tpr_at_fpr``, the per-attack and per-class
 figures; ``inversion.per_class``; ``checklist``, a list of ``{item, status, evidence}``),
 ``timings``, ``warnings``, ``versions``, ``created_utc``; for a text dataset ``privacy.text``
 too: ``personal_data`` (counts per kind, texts affected, masked examples with their sample ids),
 ``near_duplicates`` and ``train_heldout`` (pair counts, the threshold and the first pairs by
-id) and ``exact_groups``. The page shows the checklist first, then (texts) the personal data
-and duplicate texts, then the membership figures with a log-scale ROC plot, then each class's
-reconstruction beside its nearest training image (images only; for texts the inversion section
-says it is not applicable).
+id) and ``exact_groups``. The page has ``report.html``'s layout (:mod:`html_report`, the same
+stylesheet): a summary whose headline counts the checklist's fails and warns, then the
+checklist, then (texts) the personal data and duplicate texts, then the membership figures with
+a log-scale ROC plot, then each class's reconstruction beside its nearest training image
+(images only; for texts the inversion section says it is not applicable), then the run's
+timings and settings; each section opens with what it shows and what to look for.
 
 Nothing found in a text is written in full: personal data only masked
 (:mod:`poisonguard.privacy.personal_data`), duplicates only by sample id. Ids and class names
@@ -19,7 +22,9 @@ are escaped on the page (Jinja autoescaping).
 from __future__ import annotations
 
 import base64
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +38,13 @@ from poisonguard.report.json_report import jsonable, package_versions, report_js
 from poisonguard.report.plots import roc_curves_png
 from poisonguard.report.thumbnails import image_thumbnail_png
 
-__all__ = ["PRIVACY_FILES", "PrivacyReportFiles", "build_privacy_json", "write_privacy_report"]
+__all__ = [
+    "PRIVACY_FILES",
+    "PrivacyReportFiles",
+    "build_privacy_json",
+    "render_privacy_html",
+    "write_privacy_report",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +64,7 @@ def build_privacy_json(result: PrivacyResult) -> dict[str, Any]:
     report = {
         "poisonguard_version": __version__,
         "dataset": {
+            "name": dataset.name,
             "path": str(dataset.path),
             "format": dataset.format,
             "kind": dataset.kind,
@@ -92,11 +104,6 @@ def write_privacy_report(result: PrivacyResult, out_dir: str | Path) -> PrivacyR
 
 
 def _render(result: PrivacyResult, report: dict[str, Any]) -> str:
-    membership = report["privacy"]["membership"]
-    curves = {
-        name: (values["roc"]["fpr"], values["roc"]["tpr"])
-        for name, values in membership["attacks"].items()
-    }
     gallery = []
     inversion = report["privacy"]["inversion"]
     if result.reconstructions is not None and result.dataset.kind == "image":
@@ -108,16 +115,55 @@ def _render(result: PrivacyResult, report: dict[str, Any]) -> str:
                     "nearest": _data_uri(image_thumbnail_png(result.nearest_training[k])),
                 }
             )
+    return render_privacy_html(report, gallery=gallery)
+
+
+def render_privacy_html(report: dict[str, Any], *, gallery: Sequence[dict[str, Any]] = ()) -> str:
+    """The page of :func:`build_privacy_json`'s ``report``.
+
+    ``gallery`` holds, per class, ``item`` (its ``privacy.inversion.per_class`` entry),
+    ``reconstruction`` and ``nearest`` (``data:`` URIs of the reconstruction and of its nearest
+    training image). The summary's headline counts the checklist's ``fail`` and ``warn`` items
+    and names them.
+    """
+    privacy = report["privacy"]
+    membership = privacy["membership"]
+    curves = {
+        name: (values["roc"]["fpr"], values["roc"]["tpr"])
+        for name, values in membership["attacks"].items()
+    }
+    statuses = [item["status"] for item in privacy["checklist"]]
     context = {
         "report": report,
         "dataset": report["dataset"],
-        "privacy": report["privacy"],
+        "privacy": privacy,
         "membership": membership,
-        "inversion": inversion,
+        "inversion": privacy["inversion"],
         "roc_src": _data_uri(roc_curves_png(curves)),
-        "gallery": gallery,
+        "gallery": list(gallery),
+        "counts": {
+            "total": len(statuses),
+            "fail": statuses.count("fail"),
+            "warn": statuses.count("warn"),
+        },
+        "failing": [i["item"] for i in privacy["checklist"] if i["status"] == "fail"],
+        "warning": [i["item"] for i in privacy["checklist"] if i["status"] == "warn"],
+        "model_details": [
+            (key, _describe(value))
+            for key, value in report["model"].items()
+            if key not in ("from_cache", "train_accuracy")  # the accuracy has its own line
+        ],
+        "settings_text": json.dumps(report["settings"], indent=2, ensure_ascii=False),
     }
     return html_report.template_environment().get_template(_TEMPLATE).render(**context)
+
+
+def _describe(value: Any) -> str:
+    """A model description value as one line of text (nested values as compact JSON), as in
+    ``report.html``'s summary."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return "—" if value is None else str(value)
 
 
 def _data_uri(png: bytes) -> str:
