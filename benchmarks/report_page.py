@@ -216,6 +216,7 @@ def main() -> None:
             "command": "python benchmarks/report_page.py " + " ".join(sys.argv[1:]),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "chromium": chromium,
+            "load_average_1_5_15_min": [round(v, 2) for v in os.getloadavg()],
             "rows": rows,
         }
         existing = json.loads(args.json.read_text()) if args.json.exists() else []
