@@ -119,7 +119,7 @@ def test_report_html_has_the_escaped_table_and_its_caption(tmp_path):
     assert match, "no label-confusion section"
     section = match.group(1)
     assert section.count('<table class="confusion">') == 2
-    assert "What to look for: one dominant cell means a targeted flip" in section
+    assert "What to look for: <strong>one dominant cell means a targeted flip" in section
     assert "random label noise" in section
     assert HOSTILE_CLASS not in page and html.escape(HOSTILE_CLASS) in section
     assert re.search(r'class="num heat5"', section)  # the largest off-diagonal cell

@@ -160,3 +160,18 @@ def test_map_caption_says_what_to_look_for_and_reads_the_numbers(tmp_path, monke
     caption = _map_caption(write_report(result, tmp_path / "r3").html.read_text(encoding="utf-8"))
     assert "of the 24 flagged points drawn, 24 lie apart" in caption
     assert "Most lie apart: a group of their own" in caption
+
+
+def test_every_evidence_section_says_what_to_look_for(tmp_path):
+    """The sections a reviewer reads evidence from follow one convention: a caption with
+    "What to look for: <strong>…" (the privacy page does the same)."""
+    result = make_result(tmp_path=tmp_path)
+    page = write_report(result, tmp_path / "r").html.read_text(encoding="utf-8")
+    sections = dict(re.findall(r'<section id="([a-z-]+)"[^>]*>(.*?)</section>', page, re.S))
+    for name in ("label-confusion", "group-evidence", "map"):
+        assert "What to look for: <strong>" in sections[name], name
+    table = write_report(make_result(kind="table", tmp_path=tmp_path), tmp_path / "t")
+    evidence = re.search(
+        r'<section id="group-evidence">(.*?)</section>', table.html.read_text("utf-8"), re.S
+    ).group(1)
+    assert "What to look for: <strong>a trigger written into a few columns" in evidence
