@@ -248,10 +248,10 @@ def build_flag_browser(
 def strip_fired(reason: str, fired: list[str]) -> str:
     """``reason`` without the list of detectors that fired on the sample, which
     :func:`~poisonguard.findings.sample_reasons` appends: the rest is shared by the sample's
-    group. A reason that does not end with exactly that list is returned whole."""
-    suffix = FIRED_PREFIX + ", ".join(fired)
-    if fired and reason.endswith(suffix):
-        return reason[: -len(suffix)]
+    group. A reason that does not end with that list (in any order) is returned whole."""
+    head, found, tail = reason.rpartition(FIRED_PREFIX)
+    if fired and found and sorted(tail.split(", ")) == sorted(fired):
+        return head
     return reason
 
 
