@@ -193,6 +193,10 @@
     item.classList.toggle("fb-kept", !!value && value.decision === "keep");
     item.classList.toggle("fb-removed", !!value && value.decision === "remove");
     item.setAttribute("data-decided", value ? value.decision : "");
+    item.querySelectorAll(".fb-decide button").forEach(function (button) {
+      var pressed = !!value && value.decision === button.getAttribute("data-decision");
+      button.setAttribute("aria-pressed", String(pressed));
+    });
   }
 
   function decide(at, choice, item) {
