@@ -390,6 +390,8 @@ def test_page_renders_without_console_errors_and_filters(browser, tmp_path, kind
             ".some((v, i) => i % 4 === 3 && v > 0)",
         )
         assert drawn
+    elif kind == "table":
+        assert "Each row shows 5 of the 5 columns" in page.inner_text("#flags")
     elif kind == "text":
         assert page.locator("#fb-list mark").count() == 0  # no term marked: none was passed
         assert "<b>cf</b>" in page.inner_text("#fb-list")  # shown as text, not markup

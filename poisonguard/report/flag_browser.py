@@ -66,8 +66,8 @@ MAX_SPRITE_BYTES = 16 << 20
 """The thumbnails' sprite sheets stop before they pass 16 MiB of PNG (21 MiB in the page, as
 base64): the highest-scoring flags get a thumbnail, 39,936 of 60,000 flagged Fashion-MNIST
 images (28 x 28), every one of 6,000. Measured (docs/benchmarks.md, "The report page"): with
-all 60,000 thumbnails the page was 36 MB and usable after 1.1 s, with the budget 25 MB and
-0.6 s; the budget matters more for larger images (a 64 x 64 colour thumbnail is some ten times
+all 60,000 thumbnails the page was 36 MB and usable after 0.8 s, with the budget 25 MB and
+0.5 s; the budget matters more for larger images (a 64 x 64 colour thumbnail is some ten times
 a Fashion-MNIST one), whose page it keeps to about the same size. The first sheet is always
 kept."""
 

@@ -234,7 +234,7 @@
       item.appendChild(canvas);
     } else {
       item.appendChild(el("div", "fb-nothumb", "no thumbnail (only the " +
-        (sprites ? sprites.count : 0) + " highest scores have one)"));
+        count(sprites ? sprites.count : 0) + " highest scores have one)"));
     }
     var caption = el("figcaption");
     caption.appendChild(cardHead(at));
