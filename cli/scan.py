@@ -25,6 +25,7 @@ from poisonguard.errors import DatasetError
 from poisonguard.loaders import is_text_dataset
 from poisonguard.ondisk import staging_area
 from poisonguard.report import write_report
+from poisonguard.report.json_report import features_saw_labels
 from poisonguard.report.label_ambiguity import label_ambiguity
 from poisonguard.results import ScanResult
 from poisonguard.scan import ScanSettings, scan_path
@@ -218,6 +219,7 @@ def _summary(result: ScanResult, html: Path) -> str:
         result.flagged,
         data.class_names,
         out_of_sample="confident-learning" in result.detector_scores,
+        features_saw_labels=features_saw_labels(result),
     )
     if ambiguity is not None and ambiguity["predicted_by"] == "out-of-sample":
         lines.append(f"Labels: {ambiguity['statement']}")

@@ -77,11 +77,18 @@ evidence (distance ratio and out-of-sample probability of the given label).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
 
+from poisonguard.detectors.confident_learning import (
+    confident_classes,
+    estimated_noise_rate,
+    likely_mislabelled,
+)
+from poisonguard.detectors.transplant import TRANSPLANT_SHARE, probe_rows
 from poisonguard.detectors.trigger_words import TriggerWordTest, WordSet
 from poisonguard.rows import Rows, RowsLike, as_rows
 from poisonguard.tail_gap import TAIL_SHARE, TailGap, emptiest_cut, tail_gap
@@ -99,6 +106,13 @@ LABEL_NOISE = "label-noise"
 # the tests that call a class a backdoor target (ClassEvidence.rule)
 MIXED_ORIGIN = "mixed-origin-group"
 SEPARATED_GROUP = "separated-group"
+
+LARGE_TAIL_SHARE = 0.5
+"""The separated-group test searches groups up to this share of a class when the transplant
+test can confirm them (beyond the farthest quarter, ``TAIL_SHARE``); a larger group is the
+class."""
+
+Transplant = Callable[[int, np.ndarray, np.ndarray, np.ndarray], float]
 TRIGGER_WORDS = "trigger-words"
 
 
@@ -138,6 +152,7 @@ class ClassEvidence:
     easy: bool = False
     rule: str = ""
     triggers: list[WordSet] = field(default_factory=list)
+    transplant_share: float = float("nan")
 
 
 @dataclass
@@ -159,6 +174,8 @@ class Decision:
     noisy_labels: bool
     pair_median: float
     notes: list[str] = field(default_factory=list)
+    noise_rate: float = float("nan")
+    """The label-noise rate the confident joint estimates, when the label-noise rule fired."""
     by_trigger_words: np.ndarray | None = None
     """Per sample, whether the trigger-words test flagged it (``None`` when it did not run)."""
 
@@ -204,6 +221,7 @@ def decide(
     probabilities: RowsLike,
     oos_probabilities: RowsLike | None,
     trigger_words: TriggerWordTest | None = None,
+    transplant: Transplant | None = None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -230,6 +248,12 @@ def decide(
         The deletion test of a text dataset
         (:func:`~poisonguard.detectors.trigger_words.trigger_word_test`); its triggers call
         their classes and its flagged texts are flagged. ``None`` for other data.
+    transplant : callable or None
+        ``transplant(code, group, core, probes)``: the share of the samples ``probes`` that the
+        model reads as class ``code`` once the mean difference of the samples ``group`` from the
+        samples ``core`` is added to them (:mod:`~poisonguard.detectors.transplant`). ``None``
+        (texts, a user's extractor) leaves groups beyond a class's farthest quarter uncalled and
+        mixed-origin groups without a gap unconfirmed.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -248,6 +272,15 @@ def decide(
     evidence = [ClassEvidence(int(c)) for c in range(n_classes)]
     kind = np.full(n, "", dtype=object)
     flagged = np.zeros(n, dtype=bool)
+    probes = _Probes(labels, scored, distance_ratio, probabilities, settings.core_ratio)
+
+    def confirmed(item: ClassEvidence, members: np.ndarray, ratio: np.ndarray, cut: float) -> bool:
+        """The transplant test of the group beyond ``cut`` against the class's core."""
+        group, core = members[ratio > cut], members[ratio <= settings.core_ratio]
+        if transplant is None or group.size == 0 or core.size == 0:
+            return False
+        item.transplant_share = transplant(item.code, group, core, probes.of(item.code))
+        return item.transplant_share >= TRANSPLANT_SHARE
 
     # --- backdoor rule -------------------------------------------------------------------------
     targets: list[int] = []
@@ -306,13 +339,18 @@ def decide(
                 settings=settings,
             )
             apart = gap is not None and gap.p_value < threshold and agrees >= 0.5
-            if item.easy or apart:
+            if apart:
                 item.backdoor, item.rule = True, MIXED_ORIGIN
-                if apart:
-                    item.gap, item.group_agrees = gap, agrees
-                    item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
-                else:
-                    item.cut_ratio = emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
+                item.gap, item.group_agrees = gap, agrees
+                item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
+            elif item.easy:
+                # learned easily but with no gap: a natural sub-type can be both (the sandals'
+                # second mode once a patch backdoor into another class reshaped the features);
+                # where the model can be asked, the group's difference must carry the label
+                cut = emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
+                if transplant is None or confirmed(item, members, ratio, cut):
+                    item.backdoor, item.rule = True, MIXED_ORIGIN
+                    item.cut_ratio = cut
     if distance_ratio is not None:
         tested = np.flatnonzero(scored_classes)
         threshold = settings.gap_alpha / max(tested.size, 1)
@@ -339,6 +377,25 @@ def decide(
                     item.backdoor, item.rule = True, SEPARATED_GROUP
                     # the cut sits in the middle of the gap (geometric mean of its edges)
                     item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
+                elif transplant is not None:
+                    # a group beyond the farthest quarter is a mode of the class (an all-to-one
+                    # backdoor at 5 % is a third of its target), where the tail's null model
+                    # does not hold: a natural mode reached p = 3e-5; the transplant test tells
+                    # a trigger from a sub-type
+                    large, agrees = _group_apart(
+                        ratio,
+                        members,
+                        code,
+                        oos_probabilities,
+                        search_from=settings.far_ratio,
+                        tail_share=LARGE_TAIL_SHARE,
+                        settings=settings,
+                    )
+                    if large is not None and large.p_value < threshold and agrees >= 0.5:
+                        cut = float(np.sqrt(large.upper * large.lower))
+                        if confirmed(item, members, ratio, cut):
+                            item.backdoor, item.rule = True, SEPARATED_GROUP
+                            item.gap, item.group_agrees, item.cut_ratio = large, agrees, cut
             if item.backdoor:
                 targets.append(int(code))
                 hit = members[ratio > item.cut_ratio]
@@ -358,6 +415,7 @@ def decide(
 
     # --- label-noise rule ----------------------------------------------------------------------
     noisy, pair_median = False, float("nan")
+    decision_noise_rate = float("nan")
     label_suspects = np.zeros(n, dtype=bool)
     if oos_probabilities is None:
         notes.append("label-noise rule off: the confident-learning detector did not run")
@@ -378,7 +436,19 @@ def decide(
                 pair_median >= settings.min_pair_count and estimated_rate >= settings.min_noise_rate
             )
         if noisy:
-            hit = label_suspects & ~flagged
+            # which samples: those more likely mislabelled than not, at the noise rate the
+            # confident joint estimates (the bar on p_y follows the noise and the class count)
+            given = oos_probabilities.map(_given, labels)
+            thresholds = np.full(n_classes, np.inf)
+            for code in active:
+                thresholds[code] = given[(labels == code) & scored].mean()
+            confident = oos_probabilities.map(partial(_confident, thresholds))
+            noise_rate = estimated_noise_rate(labels[scored], confident[scored], n_classes)
+            mislabelled = oos_probabilities.map(
+                partial(_mislabelled, noise_rate, active.size), labels
+            )
+            decision_noise_rate = noise_rate
+            hit = scored & mislabelled & ~flagged
             flagged |= hit
             kind[hit] = LABEL_NOISE
             for code in range(n_classes):
@@ -403,7 +473,34 @@ def decide(
         pair_median=pair_median,
         notes=notes,
         by_trigger_words=None if trigger_words is None else trigger_words.flagged.copy(),
+        noise_rate=decision_noise_rate,
     )
+
+
+class _Probes:
+    """The probes of the transplant test, per class (see
+    :func:`~poisonguard.detectors.transplant.probe_rows`): the most typical samples of the other
+    classes (smallest distance ratio first) that lie in their class's core and that the model
+    reads as their label. Read from the distance ratios and probabilities once, when first
+    needed."""
+
+    def __init__(self, labels, scored, distance_ratio, probabilities, core_ratio):
+        self._arguments = (labels, scored, distance_ratio, probabilities, core_ratio)
+        self._typical: np.ndarray | None = None
+        self._order: np.ndarray | None = None
+
+    def of(self, code: int) -> np.ndarray:
+        labels, scored, distance_ratio, probabilities, core_ratio = self._arguments
+        if self._typical is None:
+            ratio = distance_ratio.whole().astype(np.float64)
+            read_as_label = probabilities.map(_most_probable) == labels
+            self._typical = scored & read_as_label & (ratio <= core_ratio)
+            self._order = np.argsort(ratio, kind="stable")
+        return probe_rows(labels, code, self._typical, self._order)
+
+
+def _most_probable(probabilities: np.ndarray) -> np.ndarray:
+    return np.asarray(probabilities).argmax(axis=1)
 
 
 def _group_apart(
@@ -454,6 +551,16 @@ def _looks_like_another(
     predicted = probabilities.argmax(axis=1)
     top = probabilities.max(axis=1)
     return (given < settings.label_ratio * top) & (predicted != labels)
+
+
+def _confident(thresholds: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    return confident_classes(probabilities, thresholds)
+
+
+def _mislabelled(
+    noise_rate: float, n_classes: int, probabilities: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    return likely_mislabelled(probabilities, labels, noise_rate, n_classes)
 
 
 def _given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -113,10 +113,10 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
         elif decision.kind[i] == LABEL_NOISE:
-            ratio = DecisionSettings().label_ratio
             reasons[i] = (
-                f"labelled {label!r} but a model that never saw it finds another class over "
-                f"{1 / ratio:g} times more likely{fired}"
+                f"labelled {label!r} but more likely mislabelled than not: a model that never "
+                f"saw it finds another class far more likely, at an estimated noise rate of "
+                f"{decision.noise_rate:.1%}{fired}"
             )
     return reasons
 
@@ -177,7 +177,7 @@ def class_findings(
                 f"without such a group would show with probability {gap.p_value:.1e} "
                 f"(separated-group test); a model that never saw them still puts "
                 f"{item.group_agrees:.0%} of them in this class, so they are not mislabelled "
-                f"samples of another class; {hits} samples flagged"
+                f"samples of another class{_transplanted(item)}; {hits} samples flagged"
             )
         elif item.backdoor:
             verdict = "backdoor-target"
@@ -198,13 +198,15 @@ def class_findings(
             reason = (
                 f"{far}; {apart}, and its runner-up classes are more varied (entropy "
                 f"{item.far_entropy:.2f} vs {item.core_entropy:.2f}), as poisons from several "
-                f"source classes are; {hits} samples flagged"
+                f"source classes are{_transplanted(item)}; {hits} samples flagged"
             )
         elif item.label_flags:
             verdict = "noisy-labels"
             reason = (
-                f"{item.label_flags} samples look like another class to a model that never saw "
-                "them, and such samples are spread over many class pairs in this dataset"
+                f"{item.label_flags} samples are more likely mislabelled than not, given what a "
+                f"model that never saw them predicts and the noise rate the confident joint "
+                f"estimates ({decision.noise_rate:.1%}); samples that look like another class "
+                "are spread over many class pairs in this dataset"
             )
         elif code in unjudged:
             verdict = "not-cleared"
@@ -265,7 +267,23 @@ def _clean_reason(item, far: str, off: list[RuleOff] | tuple = ()) -> str:
             f"{far}, but those samples are harder to learn than the core and than a typical "
             "class: natural outliers"
         )
+    if np.isfinite(item.transplant_share):
+        return (
+            f"{far}; those samples are easy to learn{_transplanted(item)}: a natural sub-type, "
+            "not a trigger"
+        )
     return (
         f"{far}; those samples are easy to learn but their runner-up classes are not more "
         f"varied than the core's (entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f})"
+    )
+
+
+def _transplanted(item) -> str:
+    """What the transplant test found, as a clause ("" when it did not run)."""
+    if not np.isfinite(item.transplant_share):
+        return ""
+    return (
+        f"; their difference from the core, added to typical samples of the other classes, "
+        f"makes the model read {item.transplant_share:.0%} of them as this class (transplant "
+        "test)"
     )

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from poisonguard.dataset import Dataset, align_classes
-from poisonguard.decision import DecisionSettings, decide
+from poisonguard.decision import DecisionSettings, Transplant, decide
 from poisonguard.detectors import (
     PER_CLASS_DETECTORS,
     REDUCERS,
@@ -35,6 +35,7 @@ from poisonguard.detectors import (
 )
 from poisonguard.detectors.streaming import out_of_sample_probabilities
 from poisonguard.detectors.text_columns import word_columns
+from poisonguard.detectors.transplant import mean_difference, transplant_share
 from poisonguard.detectors.trigger_words import TriggerWordTest, named_word_sets, trigger_word_test
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.embed.inference import trained_model
@@ -335,6 +336,7 @@ def scan_embedding(
             inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
         trigger_words=trigger_words,
+        transplant=transplant_test(dataset, embedding),
     )
     off = rules_off(chosen)
     for note in decision.notes:
@@ -415,6 +417,28 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
         share=settings.word_share,
     )
     return named_word_sets(test, tokenizer)
+
+
+def transplant_test(dataset: Dataset, embedding: Embedding) -> Transplant | None:
+    """The decision's transplant test (:mod:`poisonguard.detectors.transplant`) with the model
+    the scan trained: images and table rows, which can be added to; ``None`` for texts and for
+    a user's TorchScript extractor (the model file is not at hand here)."""
+    if (
+        dataset.kind == "text"
+        or not embedding.weights
+        or embedding.model.get("source") == "torchscript"
+    ):
+        return None
+    samples = as_rows(dataset.x)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return embed_with(embedding, x)[1].argmax(axis=1)
+
+    def share(code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray) -> float:
+        difference, low, high = mean_difference(samples.take, group, core)
+        return transplant_share(difference, samples.take(probes), predict, code, low=low, high=high)
+
+    return share
 
 
 def _most_probable(probabilities: np.ndarray) -> np.ndarray:

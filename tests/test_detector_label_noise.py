@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from poisonguard.detectors.confident_learning import (
+    confident_classes,
     confident_joint_issues,
     confident_learning_scores,
+    estimated_noise_rate,
+    likely_mislabelled,
 )
 from poisonguard.detectors.streaming import knn_label_disagreement, out_of_sample_probabilities
 from poisonguard.detectors.training_dynamics import (
@@ -197,6 +200,55 @@ def test_confident_joint_by_hand():
     np.testing.assert_array_equal(
         confident_joint_issues(tied, np.array([0, 1, 1, 0])), [False, False, True, False]
     )
+
+
+def test_confident_classes_and_the_calibrated_noise_rate_by_hand():
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.7, 0.3], [0.1, 0.9]])
+    labels = np.array([0, 0, 1, 1, 1])
+    thresholds = np.array([0.75, (0.8 + 0.3 + 0.9) / 3])  # mean p_j over the samples labelled j
+    confident = confident_classes(probabilities, thresholds)
+    np.testing.assert_array_equal(confident, [0, -1, 1, -1, 1])  # row 3: p0 0.7 < t0
+    # each row of the joint rescaled to its label's count: label 0 has 1 confident of 2 (in 0),
+    # label 1 has 2 of 3 (in 1): nothing off the diagonal
+    assert estimated_noise_rate(labels, confident, 2) == 0.0
+    flipped = np.array([0, 1, 0, -1])  # given 0, 0, 1, 1
+    # label 0: one of two confident samples is in 1 -> 1 of its 2 labels; label 1: the one
+    # confident sample is in 0 -> both of its labels; 3 of 4 off the diagonal
+    assert estimated_noise_rate(np.array([0, 0, 1, 1]), flipped, 2) == 0.75
+
+
+def test_likely_mislabelled_follows_the_noise_rate_and_the_class_count():
+    # 10 % noise, 2 classes: the given label is more likely wrong than right below p_y = 0.1
+    labels = np.zeros(4, dtype=np.int64)
+    p_given = np.array([0.05, 0.09, 0.11, 0.6])
+    two = np.stack([p_given, 1 - p_given], axis=1)
+    np.testing.assert_array_equal(
+        likely_mislabelled(two, labels, 0.1, 2), [True, True, False, False]
+    )
+    # 10 classes: the noise spreads over 9 wrong labels, so the bar drops to p_y < 0.0122
+    ten = np.full((3, 10), 0.0)
+    ten[:, 0] = [0.01, 0.013, 0.5]
+    ten[:, 1] = 1 - ten[:, 0]
+    np.testing.assert_array_equal(
+        likely_mislabelled(ten, np.zeros(3, dtype=np.int64), 0.1, 10), [True, False, False]
+    )
+    assert not likely_mislabelled(two, labels, 0.0, 2).any()  # no noise: nothing is
+
+
+def test_the_noise_rate_of_flipped_blobs_is_estimated():
+    for rate in (0.0, 0.1, 0.2):
+        features, labels, _, flipped = flipped_blobs(seed=3, flip_rate=rate)
+        probabilities = out_of_sample_probabilities(features, labels)
+        given = probabilities[np.arange(labels.size), labels]
+        thresholds = np.array([given[labels == c].mean() for c in range(N_CLASSES)])
+        estimate = estimated_noise_rate(
+            labels, confident_classes(probabilities, thresholds), N_CLASSES
+        )
+        assert abs(estimate - rate) < 0.03
+        flags = likely_mislabelled(probabilities, labels, estimate, N_CLASSES)
+        if rate:
+            precision, recall = precision_recall(flags, flipped)
+            assert precision > 0.9 and recall > 0.8
 
 
 def test_confident_learning_degenerate():

@@ -41,3 +41,19 @@ def test_no_predictions_give_no_entry():
         label_ambiguity(np.zeros(3), None, None, np.zeros(3, bool), ["a"], out_of_sample=True)
         is None
     )
+
+
+def test_the_statement_says_when_the_heads_read_features_that_saw_the_labels():
+    labels = np.array([0, 1, 1, 0])
+    args = (labels, np.array([0, 1, 1, 1]), np.full(4, 0.95), np.zeros(4, bool), ["a", "b"])
+    plain = label_ambiguity(*args, out_of_sample=True)
+    saw = label_ambiguity(*args, out_of_sample=True, features_saw_labels=True)
+    assert plain["statement"].startswith("A model that never saw them predicts another class")
+    assert saw["features_saw_labels"] and "may have memorised" in saw["statement"]
+    agreeing = label_ambiguity(
+        labels, labels, None, np.zeros(4, bool), ["a", "b"], out_of_sample=True
+    )
+    assert (
+        agreeing["statement"]
+        == "A model that never saw them predicts the given class for every sample."
+    )

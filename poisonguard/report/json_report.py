@@ -158,6 +158,7 @@ def build_report_json(
                 flagged,
                 names,
                 out_of_sample="confident-learning" in result.detector_scores,
+                features_saw_labels=features_saw_labels(result),
             ),
             "top_flagged": top_flagged,
         },
@@ -179,6 +180,14 @@ def build_report_json(
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return jsonable(report)
+
+
+def features_saw_labels(result: ScanResult) -> bool:
+    """Whether the out-of-sample heads read features of a model trained on every sample's
+    label: the scan's own image model (texts' heads read their words, tables' their columns,
+    and a user's extractor never saw the labels)."""
+    dataset, model = result.dataset, result.embedding.model
+    return dataset.kind == "image" and model.get("source") != "torchscript"
 
 
 def report_json_text(report: Mapping[str, Any]) -> str:

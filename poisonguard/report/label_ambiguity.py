@@ -37,6 +37,7 @@ def label_ambiguity(
     class_names: Sequence[str],
     *,
     out_of_sample: bool,
+    features_saw_labels: bool = False,
 ) -> dict[str, Any] | None:
     """The ``findings.label_ambiguity`` entry of ``report.json``; ``None`` without predictions.
 
@@ -52,6 +53,10 @@ def label_ambiguity(
     class_names : sequence of str
     out_of_sample : bool
         Whether ``predicted`` comes from a model that never saw the sample.
+    features_saw_labels : bool
+        Whether that model read features of a model trained on every sample with its label
+        (the heads on an image model's features): the statement then says that the share may
+        understate the ambiguity.
 
     Returns
     -------
@@ -98,6 +103,7 @@ def label_ambiguity(
         "confident_fraction": float(sure.sum() / samples) if samples else 0.0,
         "unflagged_fraction": float(disagree[unflagged].mean()) if unflagged.any() else 0.0,
         "per_class": per_class,
+        "features_saw_labels": bool(features_saw_labels),
     }
     entry["statement"] = _statement(entry)
     return entry
@@ -114,10 +120,19 @@ def _statement(entry: dict[str, Any]) -> str:
             "confident-learning detector for out-of-sample predictions)."
         )
     worst = entry["per_class"][0]
+    who = "A model that never saw them"
+    if entry["features_saw_labels"]:
+        who = (
+            "Linear heads that never saw them, reading features of the model trained on every "
+            "label (which may have memorised some, so the share can understate the ambiguity),"
+        )
+    verb = "predict" if entry["features_saw_labels"] else "predicts"
+    if not entry["disagreeing"]:
+        return f"{who} {verb} the given class for every sample."
     return (
-        f"A model that never saw them predicts another class than the given one for {share} "
-        f"of the samples ({100 * entry['confident_fraction']:.1f} % at {100 * CONFIDENT:.0f} % "
-        f"confidence or more; most in class {worst['class']!r}, "
+        f"{who} predict{'' if entry['features_saw_labels'] else 's'} another class than the "
+        f"given one for {share} of the samples ({100 * entry['confident_fraction']:.1f} % "
+        f"at {100 * CONFIDENT:.0f} % confidence or more; most in class {worst['class']!r}, "
         f"{100 * worst['fraction']:.1f} %). That is the labels' ambiguity plus the model's own "
         "error, not evidence of poisoning on its own: the label-noise rule flags disagreement "
         "only where it forms a pattern."

@@ -1,0 +1,89 @@
+"""The transplant test (poisonguard.detectors.transplant) and its place in the decision: a group
+beyond a class's farthest quarter is called only when its difference from the core carries the
+class's label; a learned-easily group without a gap is confirmed the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_detectors import CLASS_SIZE, TARGET_CLASS, Synthetic
+
+from poisonguard.detectors.transplant import (
+    TRANSPLANT_SHARE,
+    mean_difference,
+    probe_rows,
+    transplant_share,
+)
+
+
+def test_mean_difference_is_the_group_mean_less_the_core_mean_with_their_range():
+    x = np.arange(24, dtype=np.float32).reshape(6, 2, 2)
+    difference, low, high = mean_difference(
+        lambda positions: x[positions], np.array([4, 5]), np.array([0, 1, 2])
+    )
+    np.testing.assert_allclose(difference, x[[4, 5]].mean(0) - x[[0, 1, 2]].mean(0))
+    assert (low, high) == (0.0, 23.0)  # over the group and the core only
+
+
+def test_probes_are_the_first_typical_samples_of_every_other_class():
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    typical = np.array([True, True, False, True, True, True, False, True])
+    order = np.array([7, 6, 5, 4, 3, 2, 1, 0])
+    np.testing.assert_array_equal(probe_rows(labels, 1, typical, order, per_class=1), [1, 7])
+    np.testing.assert_array_equal(probe_rows(labels, 2, typical, order, per_class=2), [0, 1, 4, 5])
+
+
+def test_a_difference_that_carries_the_label_moves_the_probes():
+    # a "model" that reads a bright corner as class 3 and anything else as class 0
+    def predict(x):
+        return np.where(x[:, -1, -1] > 200, 3, 0)
+
+    probes = np.zeros((10, 4, 4), dtype=np.uint8)
+    trigger = np.zeros((4, 4))
+    trigger[-1, -1] = 400.0  # clipped to the data's range: 255
+    assert transplant_share(trigger, probes, predict, 3, low=0.0, high=255.0) == 1.0
+    assert transplant_share(trigger / 4, probes, predict, 3, low=0.0, high=255.0) == 0.0
+    assert transplant_share(trigger, probes[:0], predict, 3, low=0.0, high=255.0) == 0.0
+
+
+def large_group(data: Synthetic) -> np.ndarray:
+    """A third of the target class far out (ratios 50-200) with one origin: beyond the
+    farthest quarter, so only the transplant test can call it."""
+    return data.plant_far_group(margin=2.0, diverse=False, share=1 / 3)
+
+
+def test_a_group_beyond_the_farthest_quarter_is_called_only_when_the_transplant_confirms():
+    data = Synthetic()
+    far = large_group(data)
+    assert not data.decide().target_classes  # without the test: a mode of the class
+    asked = []
+
+    def transplant(code, group, core, probes):
+        asked.append((code, group.size, core.size, probes.size))
+        return 0.9
+
+    decision = data.decide(transplant=transplant)
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "separated-group" and evidence.transplant_share == 0.9
+    # the group beyond the gap against the core; probes from the 4 other classes, 50 each
+    assert asked == [(TARGET_CLASS, far.size, CLASS_SIZE - far.size, 200)]
+    refused = data.decide(transplant=lambda *args: TRANSPLANT_SHARE - 0.01)
+    assert not refused.target_classes and not refused.flagged.any()
+
+
+def test_an_easily_learned_group_of_mixed_origin_without_a_gap_needs_the_transplant():
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    far = members[: CLASS_SIZE // 4]
+    # far (ratios 12-40, touching the core's tail: no gap), easy and of varied origin
+    data.ratio[far] = np.geomspace(12.0, 40.0, far.size)
+    data.ratio[members[CLASS_SIZE // 4 :]] = np.geomspace(0.2, 12.0, CLASS_SIZE - far.size)
+    data.margin[far] = 5.0
+    others = [c for c in range(5) if c != TARGET_CLASS]
+    data.runner_up[far] = np.resize(others, far.size)
+    assert data.decide().target_classes == [TARGET_CLASS]  # as before: no model to ask
+    assert data.decide(transplant=lambda *args: 0.8).target_classes == [TARGET_CLASS]
+    vetoed = data.decide(transplant=lambda *args: 0.05)
+    assert not vetoed.target_classes and not vetoed.flagged.any()
+    assert vetoed.evidence[TARGET_CLASS].transplant_share == 0.05
