@@ -343,10 +343,11 @@ def decide(
                 item.backdoor, item.rule = True, MIXED_ORIGIN
                 item.gap, item.group_agrees = gap, agrees
                 item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
-            elif item.easy:
+            elif item.easy or transplant is not None:
                 # learned easily but with no gap: a natural sub-type can be both (the sandals'
                 # second mode once a patch backdoor into another class reshaped the features);
-                # where the model can be asked, the group's difference must carry the label
+                # where the model can be asked, the group's difference must carry the label,
+                # and a group whose difference does is called even when it is not easy
                 cut = emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
                 if transplant is None or confirmed(item, members, ratio, cut):
                     item.backdoor, item.rule = True, MIXED_ORIGIN

@@ -188,6 +188,8 @@ def class_findings(
                     f"{item.far_margin:.2f} vs {item.core_margin:.2f} for the core, "
                     f"{item.typical_margin:.2f} for a typical class)"
                 )
+            elif item.gap is None:  # called by the transplant test alone
+                apart = "that group is neither learned more easily than the core nor ends at a gap"
             else:
                 apart = (
                     f"that group ends at an empty stretch of distance ratios between "

@@ -87,3 +87,22 @@ def test_an_easily_learned_group_of_mixed_origin_without_a_gap_needs_the_transpl
     vetoed = data.decide(transplant=lambda *args: 0.05)
     assert not vetoed.target_classes and not vetoed.flagged.any()
     assert vetoed.evidence[TARGET_CLASS].transplant_share == 0.05
+
+
+def test_a_hard_group_of_mixed_origin_without_a_gap_is_called_when_its_difference_moves():
+    # a blend that the model learns no more easily than the core and that thins out into it
+    # (digits, 5 %): neither easy nor apart, only the transplant test can call it
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    far = members[: CLASS_SIZE // 4]
+    data.ratio[far] = np.geomspace(12.0, 40.0, far.size)
+    data.ratio[members[CLASS_SIZE // 4 :]] = np.geomspace(0.2, 12.0, CLASS_SIZE - far.size)
+    data.margin[far] = 1.0  # harder than the core (about 2)
+    others = [c for c in range(5) if c != TARGET_CLASS]
+    data.runner_up[far] = np.resize(others, far.size)
+    assert not data.decide().target_classes  # natural outliers, without a model to ask
+    assert not data.decide(transplant=lambda *args: 0.1).target_classes
+    called = data.decide(transplant=lambda *args: 0.9)
+    assert called.target_classes == [TARGET_CLASS]
+    evidence = called.evidence[TARGET_CLASS]
+    assert evidence.rule == "mixed-origin-group" and not evidence.easy and evidence.gap is None
