@@ -22,7 +22,10 @@ of ``m``), and a class is called when it is below ``gap_alpha`` divided by the n
 tested (Bonferroni). Groups are sought in the farthest quarter of a class (``TAIL_SHARE``): the
 model holds for a tail, and a larger group is a mode of the class, which this test cannot tell
 from a natural sub-type (the bags of Fashion-MNIST have a second mode of up to 46 % of the
-class). On the clean Fashion-MNIST the smallest class p-value was 0.36, and over eleven poisoned
+class), unless the transplant test below confirms it: then groups up to half the class
+(``LARGE_TAIL_SHARE``) are sought (an all-to-one backdoor at 5 % is a third of its target,
+and there a natural mode reached p = 3e-5). On the clean Fashion-MNIST the smallest class
+p-value was 0.36, and over eleven poisoned
 60,000-image runs the smallest of a class without poison 4.6e-3 (the threshold is 1e-4).
 Mislabelled samples form far groups too, but a model that never saw them puts them in another
 class, so the group is called only when out-of-sample heads put at least half of it in its own
@@ -38,9 +41,18 @@ outliers: it is *easy* (its mean margin, the area under the margin, is at least 
 the median class core's: the trigger is a shortcut, Li et al., NeurIPS 2021, where natural
 outliers are hard) or it ends at a significant gap, searched from the core out over the whole
 class (on the 8x8 digits with a 5 % patch the poisons reach 0.9 of a typical core's margin,
-and end at a gap of p = 2e-5). It needs at least four classes. (The typical core matters
+and end at a gap of p = 2e-5). Without a gap, the transplant test must confirm the group, easy
+or not, where it can run (without it, an easy group is called as before). It needs at least
+four classes. (The typical core matters
 when the target class itself is unusually easy: a 3x3 patch on the 8x8 digits' class 0,
 whose core has a mean margin of 12.4 against a median of 9.9 and the poisons' 10.5.)
+
+*Transplant test* (:mod:`poisonguard.detectors.transplant`; images and tables, through the
+``transplant`` callable the scan passes). The group's mean difference from the class's core is
+added to typical samples of the other classes (:class:`_Probes`); the group is confirmed when
+the model then reads at least half of them as the class: a trigger carries the label, a
+natural sub-type's look does not (Fashion-MNIST, a 5 % patch into "dress": 100 % of the probes
+moved; the far groups of the other nine classes 0-11 %).
 
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
@@ -64,10 +76,15 @@ samples, concentrated in a few confusable class pairs; injected noise spreads ov
 rule counts them for every ordered pair of classes (given, predicted) and takes the median count
 over all pairs: with clean labels it is about 1 (Fashion-MNIST: 1), under random flips it grows
 with the flip rate (5 % flips: 36, 10 %: 68). When that median is at least ``min_pair_count`` and
-stands for at least ``min_noise_rate`` of the data, the labels are called noisy and every sample
-that looks like another class (and is not already flagged as a backdoor) is flagged. (A ratio,
-not a fixed ``p_y``: the calibrated heads put a floor of about ``noise rate / (K - 1)`` under
-every probability.)
+stands for at least ``min_noise_rate`` of the data, the labels are called noisy. Then the
+samples flagged (unless already flagged as a backdoor) are those more likely mislabelled than
+not: the calibrated confident joint (Northcutt et al., 2021) estimates the noise rate ``r``, and
+under noise spread evenly over the ``K - 1`` other labels the given label is wrong with
+posterior above 1/2 when ``(1 - p_y) r / (K - 1) > p_y (1 - r)``
+(:func:`~poisonguard.detectors.confident_learning.likely_mislabelled`). The bar follows the
+noise and the number of classes: Fashion-MNIST with 10 % flips ``p_y < 0.012``, F1 0.925 ->
+0.929 against the ratio test; 5 % flips 0.877 -> 0.908; the breast-cancer table (two
+classes) 0.827 -> 0.836.
 
 **Fused score.** Each detector is calibrated per class by a robust z-score (median and MAD); a
 detector *fired* on a sample when its z exceeds ``fired_z``. The reported score lies in [0, 1]:
