@@ -54,6 +54,15 @@ the model then reads at least half of them as the class: a trigger carries the l
 natural sub-type's look does not (Fashion-MNIST, a 5 % patch into "dress": 100 % of the probes
 moved; the far groups of the other nine classes 0-11 %).
 
+*Mixed-origin cluster* (four classes or more, with activation clustering's two-means split of
+each class, ``splits``). An all-to-one backdoor at 10 % of ten equal classes fills half its
+target: the robust core fits the mixture and no far group stands out (a 3x3 patch at 10 % into
+Fashion-MNIST's T-shirts: nothing flagged, AUROC 0.77). The split is read as far group and
+core are: the cluster whose runner-up classes are more varied by ``min_entropy_gain``, if the
+transplant test confirms it (without the test: if it is easy), calls the class and is flagged
+(that patch: F1 0.981; a 10 % blend: 0.996). On the clean data, and under 5 % and 10 % random
+flips, no class was called this way.
+
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
 of them that texts near the boundary cannot explain (a binomial null at the class's pooled rate,
@@ -100,6 +109,7 @@ from functools import partial
 
 import numpy as np
 
+from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.confident_learning import (
     confident_classes,
     estimated_noise_rate,
@@ -123,6 +133,7 @@ LABEL_NOISE = "label-noise"
 # the tests that call a class a backdoor target (ClassEvidence.rule)
 MIXED_ORIGIN = "mixed-origin-group"
 SEPARATED_GROUP = "separated-group"
+CLUSTERED_GROUP = "mixed-origin-cluster"
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -170,6 +181,7 @@ class ClassEvidence:
     rule: str = ""
     triggers: list[WordSet] = field(default_factory=list)
     transplant_share: float = float("nan")
+    cluster_size: int = 0
 
 
 @dataclass
@@ -239,6 +251,7 @@ def decide(
     oos_probabilities: RowsLike | None,
     trigger_words: TriggerWordTest | None = None,
     transplant: Transplant | None = None,
+    splits: list[ClassSplit] | None = None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -271,6 +284,13 @@ def decide(
         samples ``core`` is added to them (:mod:`~poisonguard.detectors.transplant`). ``None``
         (texts, a user's extractor) leaves groups beyond a class's farthest quarter uncalled and
         mixed-origin groups without a gap unconfirmed.
+    splits : list of ClassSplit or None
+        Activation clustering's two-cluster split of each class
+        (:func:`~poisonguard.detectors.activation_clustering.activation_clustering`). A class
+        that half its samples are poisons has no clean core to be far from; with four classes
+        or more, a cluster of mixed origin (its runner-up entropy ``min_entropy_gain`` above the
+        other cluster's) that the transplant test confirms (without it: learned easily) calls
+        the class.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -419,6 +439,35 @@ def decide(
                 hit = members[ratio > item.cut_ratio]
                 flagged[hit] = True
                 kind[hit] = BACKDOOR
+    if splits and distance_ratio is not None and n_classes >= 4 and scored_classes.sum() >= 4:
+        cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
+        typical = float(np.median(cores)) if cores else float("nan")
+        for split in splits:
+            item = evidence[split.code]
+            if item.backdoor or not scored_classes[split.code]:
+                continue
+            members = np.flatnonzero(labels == split.code)
+            called = _mixed_origin_cluster(
+                split.code, members, split, probabilities, margin, typical, n_classes, settings
+            )
+            if called is None:
+                continue
+            group, rest, measured_here = called
+            share = float("nan")
+            if transplant is not None:
+                share = transplant(split.code, group, rest, probes.of(split.code))
+                if share < TRANSPLANT_SHARE:
+                    continue
+            elif not measured_here["easy"]:
+                continue
+            for name, value in measured_here.items():
+                setattr(item, name, value)
+            item.backdoor, item.rule, item.cluster_size = True, CLUSTERED_GROUP, int(group.size)
+            item.transplant_share = share
+            targets.append(int(split.code))
+            flagged[group] = True
+            kind[group] = BACKDOOR
+        targets.sort()
     if trigger_words is not None:
         for trigger in trigger_words.triggers:
             item = evidence[trigger.label]
@@ -515,6 +564,44 @@ class _Probes:
             self._typical = scored & read_as_label & (ratio <= core_ratio)
             self._order = np.argsort(ratio, kind="stable")
         return probe_rows(labels, code, self._typical, self._order)
+
+
+def _mixed_origin_cluster(
+    code: int,
+    members: np.ndarray,
+    split: ClassSplit,
+    probabilities: Rows,
+    margin: Rows,
+    typical: float,
+    n_classes: int,
+    settings: DecisionSettings,
+) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """The cluster of class ``code``'s two-means split whose runner-up classes are more varied
+    than the other's by ``min_entropy_gain``, the other cluster, and what was measured of them
+    as :class:`ClassEvidence` fields (the cluster in place of the far group, the other in place
+    of the core); ``None`` when neither is (or a cluster is smaller than ``min_group_share`` of
+    the class)."""
+    in_minority = np.isin(members, split.minority)
+    smallest = max(settings.min_group_size, settings.min_group_share * members.size)
+    if min(in_minority.sum(), (~in_minority).sum()) < smallest:
+        return None
+    runner_up = _runner_up(probabilities.take(members), code)
+    entropies = [_entropy(runner_up[mask], n_classes) for mask in (in_minority, ~in_minority)]
+    varied = in_minority if entropies[0] >= entropies[1] else ~in_minority
+    gain = abs(entropies[0] - entropies[1])
+    if gain < settings.min_entropy_gain:
+        return None
+    aum = _area_under_margin(margin, members)
+    far_margin, core_margin = float(aum[varied].mean()), float(aum[~varied].mean())
+    measured = {
+        "far_entropy": _entropy(runner_up[varied], n_classes),
+        "core_entropy": _entropy(runner_up[~varied], n_classes),
+        "far_margin": far_margin,
+        "core_margin": core_margin,
+        "typical_margin": typical,
+        "easy": bool(far_margin >= min(core_margin, typical)),
+    }
+    return members[varied], members[~varied], measured
 
 
 def _most_probable(probabilities: np.ndarray) -> np.ndarray:

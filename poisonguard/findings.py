@@ -18,6 +18,7 @@ import numpy as np
 from poisonguard.dataset import Dataset
 from poisonguard.decision import (
     BACKDOOR,
+    CLUSTERED_GROUP,
     LABEL_NOISE,
     SEPARATED_GROUP,
     TRIGGER_WORDS,
@@ -107,8 +108,11 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                     f"label on their own (trigger-words test; suspected backdoor trigger){fired}"
                 )
                 continue
-            if decision.evidence[int(dataset.labels[i])].rule == SEPARATED_GROUP:
+            rule = decision.evidence[int(dataset.labels[i])].rule
+            if rule == SEPARATED_GROUP:
                 group = "a group that stands apart from the rest of"
+            elif rule == CLUSTERED_GROUP:
+                group = "a cluster of mixed origin filling half of"
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
@@ -168,6 +172,16 @@ def class_findings(
             verdict = "backdoor-target"
             reason = "; ".join(_trigger_reason(trigger) for trigger in item.triggers)
             reason += f"; {hits} samples flagged"
+        elif item.backdoor and item.rule == CLUSTERED_GROUP:
+            verdict = "backdoor-target"
+            reason = (
+                f"the class splits into two clusters (activation clustering) and the "
+                f"{item.cluster_size} samples of one have much more varied runner-up classes "
+                f"(entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f}), as poisons from "
+                f"several source classes do when they fill half their target class and leave "
+                f"it no clean core{_transplanted(item, 'the other cluster')}; {hits} samples "
+                "flagged"
+            )
         elif item.backdoor and item.rule == SEPARATED_GROUP:
             verdict = "backdoor-target"
             gap = item.gap
@@ -280,12 +294,12 @@ def _clean_reason(item, far: str, off: list[RuleOff] | tuple = ()) -> str:
     )
 
 
-def _transplanted(item) -> str:
+def _transplanted(item, against: str = "the core") -> str:
     """What the transplant test found, as a clause ("" when it did not run)."""
     if not np.isfinite(item.transplant_share):
         return ""
     return (
-        f"; their difference from the core, added to typical samples of the other classes, "
+        f"; their difference from {against}, added to typical samples of the other classes, "
         f"makes the model read {item.transplant_share:.0%} of them as this class (transplant "
         "test)"
     )

@@ -337,6 +337,7 @@ def scan_embedding(
         ),
         trigger_words=trigger_words,
         transplant=transplant_test(dataset, embedding),
+        splits=inputs.activation_clusters[1] if "activation-clustering" in chosen else None,
     )
     off = rules_off(chosen)
     for note in decision.notes:

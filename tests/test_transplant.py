@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from test_detectors import CLASS_SIZE, TARGET_CLASS, Synthetic
 
+from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.transplant import (
     TRANSPLANT_SHARE,
     mean_difference,
@@ -106,3 +107,42 @@ def test_a_hard_group_of_mixed_origin_without_a_gap_is_called_when_its_differenc
     assert called.target_classes == [TARGET_CLASS]
     evidence = called.evidence[TARGET_CLASS]
     assert evidence.rule == "mixed-origin-group" and not evidence.easy and evidence.gap is None
+
+
+def half_class_poisons(data: Synthetic) -> tuple[np.ndarray, list]:
+    """Half of the target class are poisons from the other classes (varied runner-ups, easy),
+    with no far group: the robust core fits the mixture. Activation clustering splits every
+    class in two; only the target's split separates origins."""
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    poisons = members[::2]
+    others = [c for c in range(5) if c != TARGET_CLASS]
+    data.runner_up[poisons] = np.resize(others, poisons.size)
+    data.margin[poisons] = 4.0
+    splits = []
+    for code in range(5):
+        inside = np.flatnonzero(data.labels == code)
+        minority = poisons if code == TARGET_CLASS else inside[: inside.size // 3]
+        splits.append(ClassSplit(code, inside.size, minority, 4.0))
+    return poisons, splits
+
+
+def test_a_cluster_of_mixed_origin_filling_half_a_class_is_called_when_confirmed():
+    data = Synthetic()
+    poisons, splits = half_class_poisons(data)
+    assert not data.decide().target_classes  # no far group: the far-group tests see nothing
+    asked = []
+
+    def transplant(code, group, core, probes):
+        asked.append(code)
+        return 0.95
+
+    decision = data.decide(splits=splits, transplant=transplant)
+    assert decision.target_classes == [TARGET_CLASS] and asked == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == poisons.tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "mixed-origin-cluster" and evidence.cluster_size == poisons.size
+    assert evidence.far_entropy > evidence.core_entropy + 0.3
+    refused = data.decide(splits=splits, transplant=lambda *args: 0.2)
+    assert not refused.target_classes and not refused.flagged.any()
+    # without a model to ask, an easily learned cluster is called
+    assert data.decide(splits=splits).target_classes == [TARGET_CLASS]
