@@ -287,7 +287,7 @@ def decide(
     splits : list of ClassSplit or None
         Activation clustering's two-cluster split of each class
         (:func:`~poisonguard.detectors.activation_clustering.activation_clustering`). A class
-        that half its samples are poisons has no clean core to be far from; with four classes
+        half of whose samples are poisons has no clean core to be far from; with four classes
         or more, a cluster of mixed origin (its runner-up entropy ``min_entropy_gain`` above the
         other cluster's) that the transplant test confirms (without it: learned easily) calls
         the class.
