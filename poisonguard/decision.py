@@ -59,7 +59,7 @@ each class, ``splits``). An all-to-one backdoor at 10 % of ten equal classes fil
 target: the robust core fits the mixture and no far group stands out (a 3x3 patch at 10 % into
 Fashion-MNIST's T-shirts: nothing flagged, AUROC 0.77). The split is read as far group and
 core are: the cluster whose runner-up classes are more varied by ``min_entropy_gain``, if the
-transplant test confirms it (without the test: if it is easy), calls the class and is flagged
+transplant test confirms it (not tested where it cannot run), calls the class and is flagged
 (that patch: F1 0.981; a 10 % blend: 0.996). On the clean data, and under 5 % and 10 % random
 flips, no class was called this way.
 
@@ -289,8 +289,8 @@ def decide(
         (:func:`~poisonguard.detectors.activation_clustering.activation_clustering`). A class
         half of whose samples are poisons has no clean core to be far from; with four classes
         or more, a cluster of mixed origin (its runner-up entropy ``min_entropy_gain`` above the
-        other cluster's) that the transplant test confirms (without it: learned easily) calls
-        the class.
+        other cluster's) that the transplant test confirms calls the class (not tested without
+        ``transplant``).
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -439,7 +439,15 @@ def decide(
                 hit = members[ratio > item.cut_ratio]
                 flagged[hit] = True
                 kind[hit] = BACKDOOR
-    if splits and distance_ratio is not None and n_classes >= 4 and scored_classes.sum() >= 4:
+    # only where the model can be asked: a split of a clean class into two sub-types can differ
+    # in runner-ups too, and nothing else here tells them from poisons
+    if (
+        transplant is not None
+        and splits
+        and distance_ratio is not None
+        and n_classes >= 4
+        and scored_classes.sum() >= 4
+    ):
         cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
         typical = float(np.median(cores)) if cores else float("nan")
         for split in splits:
@@ -453,12 +461,8 @@ def decide(
             if called is None:
                 continue
             group, rest, measured_here = called
-            share = float("nan")
-            if transplant is not None:
-                share = transplant(split.code, group, rest, probes.of(split.code))
-                if share < TRANSPLANT_SHARE:
-                    continue
-            elif not measured_here["easy"]:
+            share = transplant(split.code, group, rest, probes.of(split.code))
+            if share < TRANSPLANT_SHARE:
                 continue
             for name, value in measured_here.items():
                 setattr(item, name, value)

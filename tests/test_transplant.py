@@ -144,5 +144,6 @@ def test_a_cluster_of_mixed_origin_filling_half_a_class_is_called_when_confirmed
     assert evidence.far_entropy > evidence.core_entropy + 0.3
     refused = data.decide(splits=splits, transplant=lambda *args: 0.2)
     assert not refused.target_classes and not refused.flagged.any()
-    # without a model to ask, an easily learned cluster is called
-    assert data.decide(splits=splits).target_classes == [TARGET_CLASS]
+    # without a model to ask, the split is not tested: a clean class's sub-types can differ in
+    # runner-ups too
+    assert not data.decide(splits=splits).target_classes
