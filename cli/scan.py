@@ -25,8 +25,7 @@ from poisonguard.errors import DatasetError
 from poisonguard.loaders import is_text_dataset
 from poisonguard.ondisk import staging_area
 from poisonguard.report import write_report
-from poisonguard.report.json_report import features_saw_labels
-from poisonguard.report.label_ambiguity import label_ambiguity
+from poisonguard.report.json_report import scan_label_ambiguity
 from poisonguard.results import ScanResult
 from poisonguard.scan import ScanSettings, scan_path
 
@@ -212,15 +211,7 @@ def _summary(result: ScanResult, html: Path) -> str:
             "No attack found: no class holds a backdoor-like group and the labels show no noise "
             "pattern."
         )
-    ambiguity = label_ambiguity(
-        data.labels,
-        result.predicted,
-        result.predicted_probability,
-        result.flagged,
-        data.class_names,
-        out_of_sample="confident-learning" in result.detector_scores,
-        features_saw_labels=features_saw_labels(result),
-    )
+    ambiguity = scan_label_ambiguity(result)
     if ambiguity is not None and ambiguity["predicted_by"] == "out-of-sample":
         lines.append(f"Labels: {ambiguity['statement']}")
     for warning in result.warnings:

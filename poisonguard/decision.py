@@ -349,8 +349,7 @@ def decide(
             item.far_entropy = _entropy(runner_up[far], n_classes)
             item.core_entropy = _entropy(runner_up[core], n_classes)
             measured.append((code, members, ratio))
-        cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
-        typical = float(np.median(cores)) if cores else float("nan")
+        typical = _typical_core_margin(evidence)
         threshold = settings.gap_alpha / max(int(scored_classes.sum()), 1)
         for code, members, ratio in measured:
             item = evidence[code]
@@ -448,8 +447,7 @@ def decide(
         and n_classes >= 4
         and scored_classes.sum() >= 4
     ):
-        cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
-        typical = float(np.median(cores)) if cores else float("nan")
+        typical = _typical_core_margin(evidence)
         for split in splits:
             item = evidence[split.code]
             if item.backdoor or not scored_classes[split.code]:
@@ -568,6 +566,12 @@ class _Probes:
             self._typical = scored & read_as_label & (ratio <= core_ratio)
             self._order = np.argsort(ratio, kind="stable")
         return probe_rows(labels, code, self._typical, self._order)
+
+
+def _typical_core_margin(evidence: list[ClassEvidence]) -> float:
+    """The median class core's mean margin (NaN when no core was measured)."""
+    cores = [item.core_margin for item in evidence if np.isfinite(item.core_margin)]
+    return float(np.median(cores)) if cores else float("nan")
 
 
 def _mixed_origin_cluster(

@@ -151,15 +151,7 @@ def build_report_json(
                 names,
                 out_of_sample="confident-learning" in result.detector_scores,
             ),
-            "label_ambiguity": label_ambiguity(
-                dataset.labels,
-                result.predicted,
-                result.predicted_probability,
-                flagged,
-                names,
-                out_of_sample="confident-learning" in result.detector_scores,
-                features_saw_labels=features_saw_labels(result),
-            ),
+            "label_ambiguity": scan_label_ambiguity(result),
             "top_flagged": top_flagged,
         },
         "detectors": {
@@ -180,6 +172,21 @@ def build_report_json(
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     return jsonable(report)
+
+
+def scan_label_ambiguity(result: ScanResult) -> dict[str, Any] | None:
+    """How ambiguous the labels of ``result`` look
+    (:func:`~poisonguard.report.label_ambiguity.label_ambiguity` on its predictions): the
+    ``findings.label_ambiguity`` entry and the scan summary's ``Labels:`` line."""
+    return label_ambiguity(
+        result.dataset.labels,
+        result.predicted,
+        result.predicted_probability,
+        np.asarray(result.flagged, dtype=bool).reshape(-1),
+        result.dataset.class_names,
+        out_of_sample="confident-learning" in result.detector_scores,
+        features_saw_labels=features_saw_labels(result),
+    )
 
 
 def features_saw_labels(result: ScanResult) -> bool:
