@@ -38,6 +38,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+LABEL_NOISE_SPREAD = "label-noise-spread"
+LABEL_NOISE_PAIR = "label-noise-pair"
+
 RULE_DETECTORS = {"backdoor": "spectre", "label-noise": "confident-learning"}
 """The decision's contract: the detector each flagging rule needs (:func:`rules_off`). The
 backdoor tests (separated-group and mixed-origin) rank a class's samples by spectre's robust
@@ -116,6 +119,14 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
+        elif decision.kind[i] == LABEL_NOISE and (
+            pairs := decision.evidence[int(dataset.labels[i])].flipped_from
+        ):
+            read = " or ".join(repr(names[pair.predicted]) for pair in pairs)
+            reasons[i] = (
+                f"labelled {label!r} but read as {read} by a model that never saw it, in a class "
+                f"pair whose confident disagreements run one way (targeted-flip test){fired}"
+            )
         elif decision.kind[i] == LABEL_NOISE:
             reasons[i] = (
                 f"labelled {label!r} but more likely mislabelled than not: a model that never "
@@ -162,7 +173,8 @@ def class_findings(
     unjudged = unjudged or {}
     findings = []
     flagged_counts = np.bincount(dataset.labels[decision.flagged], minlength=dataset.n_classes)
-    for code, name in enumerate(dataset.class_names):
+    names = dataset.class_names
+    for code, name in enumerate(names):
         count, hits = int(counts[code]), int(flagged_counts[code])
         item = decision.evidence[code]
         far = f"{item.far_share:.1%} of the class lies far from its core"
@@ -216,6 +228,10 @@ def class_findings(
                 f"{item.far_entropy:.2f} vs {item.core_entropy:.2f}), as poisons from several "
                 f"source classes are{_transplanted(item)}; {hits} samples flagged"
             )
+        elif item.label_flags and item.flipped_from:
+            verdict = "noisy-labels"
+            reason = "; ".join(_pair_reason(pair, names) for pair in item.flipped_from)
+            reason += f"; {item.label_flags} samples flagged"
         elif item.label_flags:
             verdict = "noisy-labels"
             reason = (
@@ -238,11 +254,31 @@ def class_findings(
         if verdict == "backdoor-target":
             evidence = item.rule
         elif verdict == "noisy-labels":
-            evidence = "label-noise-spread"
+            evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD
         else:
             evidence = ""
         findings.append(ClassFinding(code, name, count, hits, verdict, reason, evidence))
     return findings
+
+
+def label_noise_evidence(finding: ClassFinding | None) -> str:
+    """The test that carried a label-noise flag in the class of ``finding``: the one-sided pair
+    test where it called the class, else the test of flips spread over the pairs."""
+    if finding is not None and finding.evidence == LABEL_NOISE_PAIR:
+        return LABEL_NOISE_PAIR
+    return LABEL_NOISE_SPREAD
+
+
+def _pair_reason(pair, names) -> str:
+    given, read = names[pair.given], names[pair.predicted]
+    return (
+        f"{pair.count} samples labelled {given!r} are confidently {read!r} to a model that never "
+        f"saw them, against {pair.reverse} labelled {read!r} confidently {given!r}: natural "
+        f"confusion runs both ways, and an imbalance this large would occur with probability "
+        f"{pair.p_value:.1e} given how one-sided the dataset's other class pairs are "
+        f"(targeted-flip test); flagged: the samples labelled {given!r} that model reads as "
+        f"{read!r}"
+    )
 
 
 def _words(triggers) -> str:

@@ -12,6 +12,7 @@ from poisonguard.detectors.confident_learning import (
     confident_learning_scores,
     estimated_noise_rate,
     likely_mislabelled,
+    one_sided_pairs,
 )
 from poisonguard.detectors.streaming import knn_label_disagreement, out_of_sample_probabilities
 from poisonguard.detectors.training_dynamics import (
@@ -233,6 +234,74 @@ def test_likely_mislabelled_follows_the_noise_rate_and_the_class_count():
         likely_mislabelled(ten, np.zeros(3, dtype=np.int64), 0.1, 10), [True, False, False]
     )
     assert not likely_mislabelled(two, labels, 0.0, 2).any()  # no noise: nothing is
+
+
+def joint_samples(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Given labels and confident classes whose confident joint is ``joint``."""
+    given, confident = [], []
+    for (i, j), count in np.ndenumerate(joint):
+        given += [i] * int(count)
+        confident += [j] * int(count)
+    return np.array(given), np.array(confident)
+
+
+def symmetric_confusion(n_classes: int, seed: int) -> np.ndarray:
+    """A confident joint with 200 correct samples per class and, between every two classes,
+    12 confident disagreements split about evenly (binomially) between the two directions."""
+    rng = np.random.default_rng(seed)
+    joint = np.diag(np.full(n_classes, 200))
+    for i in range(n_classes):
+        for j in range(i + 1, n_classes):
+            one_way = rng.binomial(12, 0.5)
+            joint[i, j], joint[j, i] = one_way, 12 - one_way
+    return joint
+
+
+def test_one_sided_pairs_calls_a_targeted_flip_and_orients_it():
+    classes = np.arange(6)
+    for seed in range(5):
+        joint = symmetric_confusion(6, seed)
+        assert one_sided_pairs(*joint_samples(joint), classes, 1e-3) == []
+        # 100 samples given label 4 that are confidently class 2: one direction only
+        joint[4, 2] += 100
+        pairs = one_sided_pairs(*joint_samples(joint), classes, 1e-3)
+        assert [(p.given, p.predicted) for p in pairs] == [(4, 2)]
+        assert pairs[0].count == joint[4, 2] and pairs[0].reverse == joint[2, 4]
+        assert pairs[0].p_value * 15 < 1e-3  # Bonferroni over the 15 pairs
+        # samples confidently in no class (-1) do not count
+        given, confident = joint_samples(joint)
+        given = np.concatenate([given, np.full(500, 4)])
+        confident = np.concatenate([confident, np.full(500, -1)])
+        assert one_sided_pairs(given, confident, classes, 1e-3) == pairs
+
+
+def test_one_sided_pairs_measures_lopsidedness_against_the_dataset_own_pairs():
+    # natural confusion that always runs 3 to 1 one way: the dispersion absorbs it, and a pair
+    # of 40 to 0, which a plain binomial test would call (p = 1e-10), does not stand out
+    joint = np.diag(np.full(6, 200))
+    for i in range(6):
+        for j in range(i + 1, 6):
+            joint[i, j], joint[j, i] = 30, 10
+    joint[0, 5], joint[5, 0] = 40, 0
+    assert one_sided_pairs(*joint_samples(joint), np.arange(6), 1e-3) == []
+    # with the same pairs balanced, 40 to 0 is called
+    balanced = np.diag(np.full(6, 200)) + 20 * (1 - np.eye(6, dtype=np.int64))
+    balanced[0, 5], balanced[5, 0] = 40, 0
+    pairs = one_sided_pairs(*joint_samples(balanced), np.arange(6), 1e-3)
+    assert [(p.given, p.predicted) for p in pairs] == [(0, 5)]
+
+
+def test_one_sided_pairs_needs_enough_pairs_to_estimate_the_dispersion():
+    # two classes: one pair, however lopsided, has no null from the dataset
+    joint = np.array([[500, 90], [2, 500]])
+    assert one_sided_pairs(*joint_samples(joint), np.arange(2), 1e-3) is None
+    # six classes but only four pairs with ten disagreements or more
+    joint = np.diag(np.full(6, 200))
+    for i, j in [(0, 1), (1, 2), (2, 3), (3, 4)]:
+        joint[i, j], joint[j, i] = 40, 5
+    assert one_sided_pairs(*joint_samples(joint), np.arange(6), 1e-3) is None
+    joint[4, 5] = 10
+    assert one_sided_pairs(*joint_samples(joint), np.arange(6), 1e-3) is not None
 
 
 def test_the_noise_rate_of_flipped_blobs_is_estimated():

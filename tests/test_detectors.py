@@ -975,6 +975,51 @@ def test_label_noise_rule_is_off_without_out_of_sample_probabilities():
     assert any("label-noise rule off" in note for note in decision.notes)
 
 
+def plant_confusion(data: Synthetic, given: int, read_as: int, count: int) -> np.ndarray:
+    """``count`` more samples labelled ``given`` that out-of-sample heads read as ``read_as``
+    (probability 0.9 against 0.05 for the label: confidently the other class, but not so far
+    below it as the random-noise rule's ``p_y < 0.05 p_max``)."""
+    members = np.flatnonzero((data.labels == given) & (data.oos_predicted == data.labels))
+    chosen = np.sort(data.rng.choice(members, count, replace=False))
+    data.oos_predicted[chosen] = read_as
+    data.oos_given[chosen] = 0.05
+    return chosen
+
+
+def test_targeted_flip_rule_flags_a_one_sided_class_pair():
+    data = Synthetic()
+    # natural confusion: 6 samples each way between every two classes
+    for i in range(K):
+        for j in range(K):
+            if i != j:
+                plant_confusion(data, i, j, 6)
+    decision = data.decide()
+    assert not decision.flagged.any() and decision.flipped_pairs == []
+    assert not any("targeted-flip" in note for note in decision.notes)
+    # 60 samples of class 1 relabelled 3: class 3 holds 66 samples read as 1, class 1 holds 6
+    # read as 3
+    plant_confusion(data, 3, 1, 60)
+    decision = data.decide()
+    assert decision.attack_kinds == ["label-noise"]
+    assert [(p.given, p.predicted, p.count, p.reverse) for p in decision.flipped_pairs] == [
+        (3, 1, 66, 6)
+    ]
+    expected = (data.labels == 3) & (data.oos_predicted == 1)
+    np.testing.assert_array_equal(decision.flagged, expected)
+    assert set(decision.kind[expected]) == {"label-noise"}
+    assert decision.evidence[3].label_flags == 66 and decision.evidence[3].flipped_from
+    assert [e.label_flags for e in decision.evidence if e.code != 3] == [0] * (K - 1)
+    assert np.isnan(decision.noise_rate)  # the spread rule did not fire
+
+
+def test_targeted_flip_rule_is_off_without_pairs_to_compare():
+    data = Synthetic()
+    plant_confusion(data, 3, 1, 60)  # lopsided, but no other pair shows how lopsided is normal
+    decision = data.decide()
+    assert not decision.flagged.any()
+    assert any("targeted-flip test off" in note for note in decision.notes)
+
+
 def test_both_rules_together_flag_each_kind_once():
     data = Synthetic()
     far = data.plant_far_group(margin=5.0, diverse=True)

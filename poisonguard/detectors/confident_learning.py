@@ -35,12 +35,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy import optimize, sparse
+from scipy import optimize, sparse, stats
 
 from poisonguard.detectors.validation import check_finite, check_labels
 from poisonguard.seeding import key_order, sample_by_key
 
 __all__ = [
+    "FlippedPair",
     "FoldSums",
     "Head",
     "calibration_rows",
@@ -51,6 +52,7 @@ __all__ = [
     "estimated_noise_rate",
     "lda_head",
     "likely_mislabelled",
+    "one_sided_pairs",
     "one_hot",
     "predict",
     "stratified_folds",
@@ -151,6 +153,90 @@ def likely_mislabelled(
     rate = float(np.clip(noise_rate, 0.0, 1.0))
     wrong = (1.0 - given) * rate / max(n_classes - 1, 1)
     return (wrong > given * (1.0 - rate)) & (probabilities.argmax(axis=1) != labels)
+
+
+@dataclass(frozen=True)
+class FlippedPair:
+    """One ordered class pair that holds far more confident disagreements one way than the
+    other: ``count`` samples given ``given`` are confidently in ``predicted``, against
+    ``reverse`` the other way; ``z`` is the imbalance in binomial standard deviations divided by
+    the square root of the dataset's dispersion, ``p_value`` its two-sided p-value before the
+    correction for the number of pairs."""
+
+    given: int
+    predicted: int
+    count: int
+    reverse: int
+    z: float
+    p_value: float
+
+
+PAIR_MIN_COUNT = 10
+"""A pair enters the dispersion estimate with at least this many confident disagreements (both
+ways together): below it the normal approximation to the binomial says little."""
+PAIR_MIN_PAIRS = 5
+"""The dispersion is a median over pairs; with fewer than this many it is not estimated and the
+test does not run (a two-class task has one pair)."""
+
+
+def one_sided_pairs(
+    labels: np.ndarray, confident: np.ndarray, classes: np.ndarray, alpha: float
+) -> list[FlippedPair] | None:
+    """Class pairs whose confident disagreements run one way: a targeted flip.
+
+    Natural confusion between two classes runs both ways, roughly as often (pullovers read as
+    coats and coats as pullovers); relabelling a share of one class as another adds to one
+    direction only. For each unordered pair of ``classes`` with ``n`` samples given one label
+    and confidently in the other (:func:`confident_classes`; either way), the count one way is
+    compared with ``n / 2`` in binomial standard deviations. Natural confusion is not exactly
+    symmetric (on clean Fashion-MNIST 47 trousers read as dresses against 1 dress as trousers),
+    so the deviations are overdispersed; the dispersion ``phi`` is estimated from the dataset's
+    own pairs, robustly (the median squared deviation over the pairs with at least
+    ``PAIR_MIN_COUNT`` disagreements, over its chi-square(1) expectation, at least 1), and each
+    deviation is divided by ``sqrt(phi)`` (a quasi-binomial test). A pair is returned when its
+    two-sided p-value is below ``alpha`` divided by the number of pairs (Bonferroni), oriented
+    from the label given more often to the class it is confidently in.
+
+    Measured on 60,000 Fashion-MNIST images (docs/benchmarks.md): 30 % of the pullovers
+    relabelled as coats, 1,150 coats confidently pullovers against 117 the other way, ``z``
+    8.3 (p x 45 = 5e-15); on the clean labels and fourteen other poisoned sets the smallest
+    corrected p-value was 0.016 (5 % random flips).
+
+    Returns ``None`` when fewer than ``PAIR_MIN_PAIRS`` pairs can estimate the dispersion.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    confident = np.asarray(confident, dtype=np.int64)
+    classes = np.asarray(classes, dtype=np.int64)
+    size = int(max(labels.max(initial=-1), confident.max(initial=-1), classes.max(initial=-1))) + 1
+    joint = np.zeros((size, size), dtype=np.int64)
+    counted = confident >= 0
+    np.add.at(joint, (labels[counted], confident[counted]), 1)
+    first, second = np.triu_indices(classes.size, 1)
+    first, second = classes[first], classes[second]
+    one_way, other_way = joint[first, second], joint[second, first]
+    total = one_way + other_way
+    deviation = (one_way - total / 2.0) / np.sqrt(np.maximum(total, 1) / 4.0)
+    estimating = total >= PAIR_MIN_COUNT
+    if int(estimating.sum()) < PAIR_MIN_PAIRS:
+        return None
+    median_of_chi2_1 = 0.454936  # chi-square(1) median: the median of z^2 under no dispersion
+    phi = max(1.0, float(np.median(deviation[estimating] ** 2)) / median_of_chi2_1)
+    z = deviation / np.sqrt(phi)
+    p_values = 2.0 * stats.norm.sf(np.abs(z))
+    found = []
+    for k in np.flatnonzero(p_values < alpha / max(first.size, 1)):
+        given, predicted = (first[k], second[k]) if z[k] > 0 else (second[k], first[k])
+        found.append(
+            FlippedPair(
+                given=int(given),
+                predicted=int(predicted),
+                count=int(joint[given, predicted]),
+                reverse=int(joint[predicted, given]),
+                z=float(abs(z[k])),
+                p_value=float(p_values[k]),
+            )
+        )
+    return found
 
 
 def confident_learning_scores(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

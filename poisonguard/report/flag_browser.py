@@ -6,7 +6,8 @@ columns of equal length, one entry per flagged sample, highest score first):
 * ``index``, ``id``, ``label`` (class code), ``score``;
 * ``finding``: a code into ``findings``, the rule that flagged the sample and the test that
   carried it (``backdoor`` with the class's evidence, ``separated-group``,
-  ``mixed-origin-group`` or ``trigger-words``; ``label-noise`` with ``label-noise-spread``), as
+  ``mixed-origin-group`` or ``trigger-words``; ``label-noise`` with ``label-noise-spread`` or
+  ``label-noise-pair``), as
   ``report.json``'s ``top_flagged`` names them;
 * ``fired``: codes into ``detectors``, the detectors that fired on the sample;
 * ``group``: a code into ``groups``, the sample's reason (``ScanResult.reasons``) without its
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from poisonguard.findings import label_noise_evidence
 from poisonguard.report import text_evidence
 from poisonguard.report.group_evidence import GroupDifference
 from poisonguard.report.json_report import ranked_indices
@@ -387,7 +389,10 @@ def _evidence(result: ScanResult, order: np.ndarray) -> list[str]:
             test = item.evidence if item is not None and item.evidence else ""
             out.append(f"backdoor/{test}" if test else "backdoor")
         elif kind == "label-noise":
-            out.append("label-noise/label-noise-spread")
+            item = (
+                result.class_findings[int(labels[int(i)])] if result.class_findings else None
+            )
+            out.append(f"label-noise/{label_noise_evidence(item)}")
         else:
             out.append(kind or "flagged")
     return out

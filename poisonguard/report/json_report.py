@@ -21,6 +21,7 @@ import numpy as np
 
 import poisonguard
 from poisonguard.detectors import DETECTORS
+from poisonguard.findings import label_noise_evidence
 from poisonguard.report import group_evidence
 from poisonguard.report.label_ambiguity import label_ambiguity
 from poisonguard.report.label_confusion import label_confusion
@@ -95,7 +96,7 @@ def build_report_json(
         if finding is not None and str(result.finding[i]) == "backdoor":
             entry["evidence"] = finding.evidence
         elif str(result.finding[i]) == "label-noise":
-            entry["evidence"] = "label-noise-spread"
+            entry["evidence"] = label_noise_evidence(finding)
         entry["fired"] = [name for name, hits in result.fired.items() if hits[i]]
         for name, values in result.detector_scores.items():
             # one row: scores of an out-of-core scan are read from their file
