@@ -128,6 +128,7 @@ from poisonguard.detectors.confident_learning import (
     likely_mislabelled,
     one_sided_pairs,
 )
+from poisonguard.detectors.input_neighbours import FOREIGN_SHARE
 from poisonguard.detectors.transplant import TRANSPLANT_SHARE, probe_rows
 from poisonguard.detectors.trigger_words import TriggerWordTest, WordSet
 from poisonguard.rows import Rows, RowsLike, as_rows
@@ -147,6 +148,7 @@ LABEL_NOISE = "label-noise"
 MIXED_ORIGIN = "mixed-origin-group"
 SEPARATED_GROUP = "separated-group"
 CLUSTERED_GROUP = "mixed-origin-cluster"
+FOREIGN_CLUSTER = "foreign-cluster"
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -154,6 +156,7 @@ test can confirm them (beyond the farthest quarter, ``TAIL_SHARE``); a larger gr
 class."""
 
 Transplant = Callable[[int, np.ndarray, np.ndarray, np.ndarray], float]
+Foreign = Callable[[int, np.ndarray], float]
 TRIGGER_WORDS = "trigger-words"
 
 
@@ -197,6 +200,7 @@ class ClassEvidence:
     cluster_size: int = 0
     flipped_from: list[FlippedPair] = field(default_factory=list)
     """Targeted flips into this class: pairs whose samples given this label read as another."""
+    foreign_share: float = float("nan")
 
 
 @dataclass
@@ -269,6 +273,7 @@ def decide(
     trigger_words: TriggerWordTest | None = None,
     transplant: Transplant | None = None,
     splits: list[ClassSplit] | None = None,
+    foreign: Foreign | None = None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -308,6 +313,12 @@ def decide(
         or more, a cluster of mixed origin (its runner-up entropy ``min_entropy_gain`` above the
         other cluster's) that the transplant test confirms calls the class (not tested without
         ``transplant``).
+    foreign : callable or None
+        ``foreign(code, group)``: the share of the samples ``group`` whose nearest neighbours in
+        the input, outside the group, carry another label than ``code``
+        (:func:`~poisonguard.detectors.input_neighbours.foreign_share`). With fewer than four
+        classes, the smaller cluster of a class's split that is of foreign origin and that the
+        transplant test confirms calls the class. ``None`` (texts) leaves the test off.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -405,6 +416,38 @@ def decide(
                 if transplant is None or confirmed(item, members, ratio, cut):
                     item.backdoor, item.rule = True, MIXED_ORIGIN
                     item.cut_ratio = cut
+    if (
+        distance_ratio is not None
+        and transplant is not None
+        and foreign is not None
+        and splits
+        and (n_classes < 4 or scored_classes.sum() < 4)
+    ):
+        # runner-up variety cannot speak with two or three classes; whether the input itself
+        # says another class can (a dirty-label poison is its source class's pixels), and the
+        # transplant test then asks whether what sets the cluster apart carries the label. It
+        # runs before the separated-group test: in a two-class task the distance ratios of a
+        # class have a tail as heavy as the poisons' (Fashion-MNIST trousers and sneakers, a 5 %
+        # patch: the poisons from ratio 587 on, 1 % of the clean trousers beyond 2,645)
+        for split in splits:
+            if not scored_classes[split.code]:
+                continue
+            item = evidence[split.code]
+            members = np.flatnonzero(labels == split.code)
+            group = np.asarray(split.minority, dtype=np.int64)
+            if group.size < max(settings.min_group_size, settings.min_group_share * members.size):
+                continue
+            item.foreign_share = foreign(split.code, group)
+            if item.foreign_share < FOREIGN_SHARE:
+                continue
+            rest = np.setdiff1d(members, group)
+            item.transplant_share = transplant(split.code, group, rest, probes.of(split.code))
+            if item.transplant_share < TRANSPLANT_SHARE:
+                continue
+            item.backdoor, item.rule, item.cluster_size = True, FOREIGN_CLUSTER, int(group.size)
+            targets.append(int(split.code))
+            flagged[group] = True
+            kind[group] = BACKDOOR
     if distance_ratio is not None:
         tested = np.flatnonzero(scored_classes)
         threshold = settings.gap_alpha / max(tested.size, 1)
@@ -414,6 +457,8 @@ def decide(
             ratio = distance_ratio.take(members)
             if not np.isfinite(item.far_share):
                 item.far_share = float(np.mean(ratio > settings.far_ratio))
+            if item.rule == FOREIGN_CLUSTER:
+                continue  # called and flagged above
             if not item.backdoor:
                 gap, agrees = _group_apart(
                     ratio,
@@ -498,6 +543,8 @@ def decide(
         flagged |= trigger_words.flagged
         kind[trigger_words.flagged] = BACKDOOR
         targets.sort()
+
+    targets.sort()
 
     # --- label-noise rule ----------------------------------------------------------------------
     noisy, pair_median = False, float("nan")

@@ -19,6 +19,7 @@ from poisonguard.dataset import Dataset
 from poisonguard.decision import (
     BACKDOOR,
     CLUSTERED_GROUP,
+    FOREIGN_CLUSTER,
     LABEL_NOISE,
     SEPARATED_GROUP,
     TRIGGER_WORDS,
@@ -116,6 +117,8 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "a group that stands apart from the rest of"
             elif rule == CLUSTERED_GROUP:
                 group = "a cluster of mixed origin filling half of"
+            elif rule == FOREIGN_CLUSTER:
+                group = "a cluster that looks like another class in the input, inside"
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
@@ -192,6 +195,17 @@ def class_findings(
                 f"(entropy {item.far_entropy:.2f} vs {item.core_entropy:.2f}), as poisons from "
                 f"several source classes do when they fill half their target class and leave "
                 f"it no clean core{_transplanted(item, 'the other cluster')}; {hits} samples "
+                "flagged"
+            )
+        elif item.backdoor and item.rule == FOREIGN_CLUSTER:
+            verdict = "backdoor-target"
+            reason = (
+                f"the class splits into two clusters (activation clustering), and the "
+                f"{item.cluster_size} samples of the smaller look, in the input itself, like "
+                f"another class: the nearest neighbours outside the cluster of "
+                f"{item.foreign_share:.0%} of them carry another label (input-neighbour test), "
+                f"yet the model learned them as this class, as it learns a dirty-label "
+                f"backdoor's poisons{_transplanted(item, 'the other cluster')}; {hits} samples "
                 "flagged"
             )
         elif item.backdoor and item.rule == SEPARATED_GROUP:

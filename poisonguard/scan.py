@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from poisonguard.dataset import Dataset, align_classes
-from poisonguard.decision import DecisionSettings, Transplant, decide
+from poisonguard.decision import DecisionSettings, Foreign, Transplant, decide
 from poisonguard.detectors import (
     PER_CLASS_DETECTORS,
     REDUCERS,
@@ -33,6 +33,7 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
+from poisonguard.detectors.input_neighbours import foreign_share
 from poisonguard.detectors.streaming import out_of_sample_probabilities
 from poisonguard.detectors.text_columns import word_columns
 from poisonguard.detectors.transplant import mean_difference, transplant_share
@@ -337,6 +338,7 @@ def scan_embedding(
         ),
         trigger_words=trigger_words,
         transplant=transplant_test(dataset, embedding),
+        foreign=input_neighbour_test(dataset, settings.seed),
         splits=inputs.activation_clusters[1] if "activation-clustering" in chosen else None,
     )
     off = rules_off(chosen)
@@ -438,6 +440,27 @@ def transplant_test(dataset: Dataset, embedding: Embedding) -> Transplant | None
     def share(code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray) -> float:
         difference, low, high = mean_difference(samples.take, group, core)
         return transplant_share(difference, samples.take(probes), predict, code, low=low, high=high)
+
+    return share
+
+
+def input_neighbour_test(dataset: Dataset, seed: int) -> Foreign | None:
+    """The decision's input-neighbour test (:mod:`poisonguard.detectors.input_neighbours`) on
+    the dataset's own samples: images and table rows (columns standardised); ``None`` for
+    texts."""
+    if dataset.kind == "text":
+        return None
+    samples = as_rows(dataset.x)
+
+    def share(code: int, group: np.ndarray) -> float:
+        return foreign_share(
+            samples.take,
+            dataset.labels,
+            code,
+            group,
+            standardise=dataset.kind == "table",
+            seed=seed,
+        )
 
     return share
 
