@@ -63,6 +63,18 @@ transplant test confirms it (not tested where it cannot run), calls the class an
 (that patch: F1 0.981; a 10 % blend: 0.996). On the clean data, and under 5 % and 10 % random
 flips, no class was called this way.
 
+*Foreign cluster* (two or three classes, with ``splits``, ``transplant`` and
+``input_votes``).
+With so few classes runner-up variety says nothing, and a class's distance ratios can have a
+natural tail as heavy as the poisons' (Fashion-MNIST trousers against sneakers with a 5 %
+patch: the poisons from ratio 587 on, 1 % of the clean trousers beyond 2,645; the
+separated-group test cut at a weak gap and flagged 604 clean samples). The smaller cluster of
+each class's split is called, before the separated-group test, when the input itself says
+another class for at least half of it (:mod:`~poisonguard.detectors.input_neighbours`: a
+dirty-label poison is its source class's pixels) and the transplant test confirms it (that
+patch: 98 % foreign, 100 % moved, F1 0.994; the clean clusters of two two-class subsets and
+of the breast-cancer table 0-2 % foreign).
+
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
 of them that texts near the boundary cannot explain (a binomial null at the class's pooled rate,
@@ -128,8 +140,8 @@ from poisonguard.detectors.confident_learning import (
     likely_mislabelled,
     one_sided_pairs,
 )
-from poisonguard.detectors.input_neighbours import FOREIGN_SHARE
-from poisonguard.detectors.transplant import TRANSPLANT_SHARE, probe_rows
+from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
+from poisonguard.detectors.transplant import PROBES_PER_CLASS, TRANSPLANT_SHARE, probe_rows
 from poisonguard.detectors.trigger_words import TriggerWordTest, WordSet
 from poisonguard.rows import Rows, RowsLike, as_rows
 from poisonguard.tail_gap import TAIL_SHARE, TailGap, emptiest_cut, tail_gap
@@ -149,6 +161,7 @@ MIXED_ORIGIN = "mixed-origin-group"
 SEPARATED_GROUP = "separated-group"
 CLUSTERED_GROUP = "mixed-origin-cluster"
 FOREIGN_CLUSTER = "foreign-cluster"
+SINGLE_SOURCE = "single-source-group"
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -156,7 +169,7 @@ test can confirm them (beyond the farthest quarter, ``TAIL_SHARE``); a larger gr
 class."""
 
 Transplant = Callable[[int, np.ndarray, np.ndarray, np.ndarray], float]
-Foreign = Callable[[int, np.ndarray], float]
+InputVotes = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 TRIGGER_WORDS = "trigger-words"
 
 
@@ -201,6 +214,8 @@ class ClassEvidence:
     flipped_from: list[FlippedPair] = field(default_factory=list)
     """Targeted flips into this class: pairs whose samples given this label read as another."""
     foreign_share: float = float("nan")
+    source_class: int = -1
+    """The class a single-source group looks like in the input (-1 where not tested)."""
 
 
 @dataclass
@@ -273,7 +288,8 @@ def decide(
     trigger_words: TriggerWordTest | None = None,
     transplant: Transplant | None = None,
     splits: list[ClassSplit] | None = None,
-    foreign: Foreign | None = None,
+    input_votes: InputVotes | None = None,
+    features: RowsLike | None = None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -313,12 +329,17 @@ def decide(
         or more, a cluster of mixed origin (its runner-up entropy ``min_entropy_gain`` above the
         other cluster's) that the transplant test confirms calls the class (not tested without
         ``transplant``).
-    foreign : callable or None
-        ``foreign(code, group)``: the share of the samples ``group`` whose nearest neighbours in
-        the input, outside the group, carry another label than ``code``
-        (:func:`~poisonguard.detectors.input_neighbours.foreign_share`). With fewer than four
+    input_votes : callable or None
+        ``input_votes(group)``: a sample of the samples ``group`` and, for each, the majority
+        label of its nearest neighbours in the input outside the group
+        (:func:`~poisonguard.detectors.input_neighbours.neighbour_votes`). With fewer than four
         classes, the smaller cluster of a class's split that is of foreign origin and that the
-        transplant test confirms calls the class. ``None`` (texts) leaves the test off.
+        transplant test confirms calls the class; with four or more, a far group part of which
+        looks like one other class is tested against that class's samples (single-source
+        test). ``None`` (texts) leaves both tests off.
+    features : ndarray (N, F), ArrayFile or None
+        The embedding's features (the single-source test separates the part of a far group that
+        looks like its source class by nearest centroid in them); ``None`` leaves it off.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -419,7 +440,7 @@ def decide(
     if (
         distance_ratio is not None
         and transplant is not None
-        and foreign is not None
+        and input_votes is not None
         and splits
         and (n_classes < 4 or scored_classes.sum() < 4)
     ):
@@ -437,7 +458,7 @@ def decide(
             group = np.asarray(split.minority, dtype=np.int64)
             if group.size < max(settings.min_group_size, settings.min_group_share * members.size):
                 continue
-            item.foreign_share = foreign(split.code, group)
+            item.foreign_share = foreign_share(input_votes(group)[1], split.code)
             if item.foreign_share < FOREIGN_SHARE:
                 continue
             rest = np.setdiff1d(members, group)
@@ -529,6 +550,41 @@ def decide(
             item.backdoor, item.rule, item.cluster_size = True, CLUSTERED_GROUP, int(group.size)
             item.transplant_share = share
             targets.append(int(split.code))
+            flagged[group] = True
+            kind[group] = BACKDOOR
+        targets.sort()
+    # a source-specific backdoor (TaCT) moves only its source class, so the transplant test
+    # over every class does not confirm it, and its poisons have one runner-up; the input
+    # says which class they come from, and that class's samples are asked
+    if (
+        transplant is not None
+        and input_votes is not None
+        and features is not None
+        and distance_ratio is not None
+        and n_classes >= 4
+        and scored_classes.sum() >= 4
+    ):
+        features = as_rows(features)
+        for code in np.flatnonzero(scored_classes):
+            item = evidence[code]
+            if item.backdoor:
+                continue
+            members = np.flatnonzero(labels == code)
+            ratio = distance_ratio.take(members)
+            found = _single_source_group(int(code), members, ratio, features, input_votes, settings)
+            if found is None:
+                continue
+            source, group, looks = found
+            core = members[ratio <= settings.core_ratio]
+            if core.size == 0:
+                continue
+            share = transplant(int(code), group, core, probes.from_class(source))
+            item.source_class, item.foreign_share = source, looks
+            if share < TRANSPLANT_SHARE:
+                continue
+            item.transplant_share = share
+            item.backdoor, item.rule, item.cluster_size = True, SINGLE_SOURCE, int(group.size)
+            targets.append(int(code))
             flagged[group] = True
             kind[group] = BACKDOOR
         targets.sort()
@@ -656,6 +712,50 @@ class _Probes:
             self._typical = scored & read_as_label & (ratio <= core_ratio)
             self._order = np.argsort(ratio, kind="stable")
         return probe_rows(labels, code, self._typical, self._order)
+
+    def from_class(self, source: int) -> np.ndarray:
+        """The probes of class ``source`` alone (as many as :meth:`of` takes from a class)."""
+        labels = self._arguments[0]
+        self.of(source)  # reads the typical samples and their order once
+        order = self._order[(labels[self._order] == source) & self._typical[self._order]]
+        return np.sort(order[:PROBES_PER_CLASS])
+
+
+def _single_source_group(
+    code: int,
+    members: np.ndarray,
+    ratio: np.ndarray,
+    features: Rows,
+    input_votes: InputVotes,
+    settings: DecisionSettings,
+) -> tuple[int, np.ndarray, float] | None:
+    """The part of class ``code``'s far group that looks like one other class: that class (the
+    one the input neighbours of the far group's foreign members name most often), the part (the
+    far samples nearer, in the standardised features, to the centroid of those that look like
+    it than to the centroid of the other far samples queried) and the share of the queried far
+    samples that look like it; ``None`` when fewer than ``min_group_size`` do."""
+    far = members[ratio > settings.far_ratio]
+    if far.size < settings.min_group_size:
+        return None
+    queried, votes = input_votes(far)
+    foreign = votes[votes != code].astype(np.int64)
+    if foreign.size < settings.min_group_size:
+        return None
+    source = int(np.bincount(foreign).argmax())
+    looks = votes == source
+    if int(looks.sum()) < settings.min_group_size:
+        return None
+    rows = features.take(far).astype(np.float64)
+    spread = rows.std(axis=0)
+    rows = (rows - rows.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    where = np.searchsorted(far, queried)
+    centre = rows[where[looks]].mean(axis=0)
+    others = where[~looks]
+    elsewhere = rows[others].mean(axis=0) if others.size else rows.mean(axis=0)
+    nearer = ((rows - centre) ** 2).sum(axis=1) < ((rows - elsewhere) ** 2).sum(axis=1)
+    if int(nearer.sum()) < settings.min_group_size:
+        return None  # e.g. copies: the two centroids coincide
+    return source, far[nearer], float(looks.mean())
 
 
 def _typical_core_margin(evidence: list[ClassEvidence]) -> float:

@@ -22,6 +22,7 @@ from poisonguard.decision import (
     FOREIGN_CLUSTER,
     LABEL_NOISE,
     SEPARATED_GROUP,
+    SINGLE_SOURCE,
     TRIGGER_WORDS,
     Decision,
     DecisionSettings,
@@ -119,6 +120,8 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "a cluster of mixed origin filling half of"
             elif rule == FOREIGN_CLUSTER:
                 group = "a cluster that looks like another class in the input, inside"
+            elif rule == SINGLE_SOURCE:
+                group = "a far group that looks like one other class in the input, inside"
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
@@ -207,6 +210,19 @@ def class_findings(
                 f"yet the model learned them as this class, as it learns a dirty-label "
                 f"backdoor's poisons{_transplanted(item, 'the other cluster')}; {hits} samples "
                 "flagged"
+            )
+        elif item.backdoor and item.rule == SINGLE_SOURCE:
+            verdict = "backdoor-target"
+            source = names[item.source_class]
+            reason = (
+                f"{far}; in the input itself, {item.foreign_share:.0%} of those far samples "
+                f"look like class {source!r} (their nearest neighbours outside the group carry "
+                f"that label: input-neighbour test), and the {item.cluster_size} far samples "
+                f"nearest to those in the model's features differ from the core by something "
+                f"that, added to typical samples of {source!r}, makes the model read "
+                f"{item.transplant_share:.0%} of them as this class (transplant test): a "
+                f"trigger that carries the label from one source class, as a source-specific "
+                f"backdoor's does; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == SEPARATED_GROUP:
             verdict = "backdoor-target"

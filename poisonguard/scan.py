@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from poisonguard.dataset import Dataset, align_classes
-from poisonguard.decision import DecisionSettings, Foreign, Transplant, decide
+from poisonguard.decision import DecisionSettings, InputVotes, Transplant, decide
 from poisonguard.detectors import (
     PER_CLASS_DETECTORS,
     REDUCERS,
@@ -33,7 +33,7 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
-from poisonguard.detectors.input_neighbours import foreign_share
+from poisonguard.detectors.input_neighbours import neighbour_votes
 from poisonguard.detectors.streaming import out_of_sample_probabilities
 from poisonguard.detectors.text_columns import word_columns
 from poisonguard.detectors.transplant import mean_difference, transplant_share
@@ -338,7 +338,8 @@ def scan_embedding(
         ),
         trigger_words=trigger_words,
         transplant=transplant_test(dataset, embedding),
-        foreign=input_neighbour_test(dataset, settings.seed),
+        input_votes=input_neighbour_test(dataset, settings.seed),
+        features=embedding.features,
         splits=inputs.activation_clusters[1] if "activation-clustering" in chosen else None,
     )
     off = rules_off(chosen)
@@ -444,7 +445,7 @@ def transplant_test(dataset: Dataset, embedding: Embedding) -> Transplant | None
     return share
 
 
-def input_neighbour_test(dataset: Dataset, seed: int) -> Foreign | None:
+def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:
     """The decision's input-neighbour test (:mod:`poisonguard.detectors.input_neighbours`) on
     the dataset's own samples: images and table rows (columns standardised); ``None`` for
     texts."""
@@ -452,17 +453,12 @@ def input_neighbour_test(dataset: Dataset, seed: int) -> Foreign | None:
         return None
     samples = as_rows(dataset.x)
 
-    def share(code: int, group: np.ndarray) -> float:
-        return foreign_share(
-            samples.take,
-            dataset.labels,
-            code,
-            group,
-            standardise=dataset.kind == "table",
-            seed=seed,
+    def votes(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return neighbour_votes(
+            samples.take, dataset.labels, group, standardise=dataset.kind == "table", seed=seed
         )
 
-    return share
+    return votes
 
 
 def _most_probable(probabilities: np.ndarray) -> np.ndarray:

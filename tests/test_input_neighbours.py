@@ -10,9 +10,20 @@ import pytest
 
 from poisonguard.decision import DecisionSettings, decide
 from poisonguard.detectors.activation_clustering import ClassSplit
-from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, NEIGHBOURS, foreign_share
+from poisonguard.detectors.input_neighbours import (
+    FOREIGN_SHARE,
+    NEIGHBOURS,
+    QUERIES,
+    foreign_share,
+    neighbour_votes,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")
+
+
+def share_of(take, labels, code, group, **kwargs) -> float:
+    """What the foreign-cluster rule reads: the share of the group voted another class."""
+    return foreign_share(neighbour_votes(take, labels, group, **kwargs)[1], code)
 
 
 def two_blobs(seed: int = 0, per_class: int = 300) -> tuple[np.ndarray, np.ndarray]:
@@ -32,11 +43,11 @@ def test_a_group_drawn_from_another_class_is_foreign_and_a_sub_type_is_not():
     labels[poisons] = 0
     x[poisons, 0, 0] = 255.0
     take = x.__getitem__
-    assert foreign_share(take, labels, 0, poisons, standardise=False) == 1.0
+    assert share_of(take, labels, 0, poisons, standardise=False) == 1.0
     # the darkest 40 of class 0: a sub-type of its own class
     darkest = np.argsort(x[:300].mean(axis=(1, 2)))[:40]
-    assert foreign_share(take, labels, 0, darkest, standardise=False) == 0.0
-    assert foreign_share(take, labels, 0, np.zeros(0, dtype=np.int64), standardise=False) == 0.0
+    assert share_of(take, labels, 0, darkest, standardise=False) == 0.0
+    assert share_of(take, labels, 0, np.zeros(0, dtype=np.int64), standardise=False) == 0.0
 
 
 def test_the_neighbours_are_the_same_whatever_the_block_and_sample_sizes():
@@ -44,8 +55,7 @@ def test_the_neighbours_are_the_same_whatever_the_block_and_sample_sizes():
     group = np.concatenate([np.arange(0, 10), np.arange(300, 330)])  # 10 own, 30 foreign
     take = x.__getitem__
     shares = {
-        foreign_share(take, labels, 0, group, standardise=False, block=block)
-        for block in (7, 64, 4096)
+        share_of(take, labels, 0, group, standardise=False, block=block) for block in (7, 64, 4096)
     }
     assert shares == {0.75}
 
@@ -59,15 +69,15 @@ def test_table_columns_are_standardised_before_the_distances():
     group = np.arange(200, 240)  # class 1 rows relabelled 0
     labels[group] = 0
     take = x.__getitem__
-    assert foreign_share(take, labels, 0, group, standardise=True) >= 0.9
+    assert share_of(take, labels, 0, group, standardise=True) >= 0.9
     # unscaled, the noise column decides the neighbours: about half say class 1 at best
-    assert foreign_share(take, labels, 0, group, standardise=False) < FOREIGN_SHARE
+    assert share_of(take, labels, 0, group, standardise=False) < FOREIGN_SHARE
 
 
 def test_too_few_samples_outside_the_group_give_no_evidence():
     x = np.zeros((NEIGHBOURS + 3, 2))
     labels = np.zeros(NEIGHBOURS + 3, dtype=np.int64)
-    assert foreign_share(x.__getitem__, labels, 0, np.arange(5), standardise=False) == 0.0
+    assert share_of(x.__getitem__, labels, 0, np.arange(5), standardise=False) == 0.0
 
 
 def two_class_inputs(seed: int = 0):
@@ -97,19 +107,30 @@ def test_a_foreign_cluster_confirmed_by_the_transplant_calls_its_class():
     labels, cluster, kwargs = two_class_inputs()
     asked = []
 
-    def foreign(code, group):
+    def input_votes(group):
+        code = int(labels[group[0]])
         asked.append((code, group.size))
-        return 0.98 if code == 0 else 0.01
+        # 98 % of class 0's cluster look like class 1; class 1's cluster looks like itself
+        votes = np.full(group.size, code)
+        if code == 0:
+            votes[: round(0.98 * group.size)] = 1
+        return group, votes
 
     decision = decide(
-        labels, 2, np.ones(2, dtype=bool), {}, transplant=lambda *a: 1.0, foreign=foreign, **kwargs
+        labels,
+        2,
+        np.ones(2, dtype=bool),
+        {},
+        transplant=lambda *a: 1.0,
+        input_votes=input_votes,
+        **kwargs,
     )
     assert asked == [(0, 40), (1, 160)]
     assert decision.target_classes == [0]
     np.testing.assert_array_equal(np.flatnonzero(decision.flagged), cluster)
     evidence = decision.evidence[0]
     assert evidence.rule == "foreign-cluster" and evidence.cluster_size == 40
-    assert evidence.foreign_share == 0.98 and evidence.transplant_share == 1.0
+    assert evidence.foreign_share == pytest.approx(0.975) and evidence.transplant_share == 1.0
     assert set(decision.kind[cluster]) == {"backdoor"}
 
 
@@ -126,7 +147,12 @@ def test_a_cluster_needs_both_a_foreign_look_and_a_confirmed_difference(foreign,
         np.ones(2, dtype=bool),
         {},
         transplant=lambda *a: transplant,
-        foreign=lambda code, group: foreign,
+        input_votes=lambda group: (
+            group,
+            np.where(
+                np.arange(group.size) < foreign * group.size, 1 - labels[group], labels[group]
+            ),
+        ),
         **kwargs,
     )
     assert not decision.target_classes and not decision.flagged.any()
@@ -135,9 +161,16 @@ def test_a_cluster_needs_both_a_foreign_look_and_a_confirmed_difference(foreign,
 def test_the_foreign_cluster_rule_is_off_with_four_classes_or_without_the_tests():
     labels, _, kwargs = two_class_inputs()
     # without the input (texts) or without a model to ask, nothing is called this way
-    for transplant, foreign in [(None, lambda *a: 1.0), (lambda *a: 1.0, None)]:
+    foreign = lambda group: (group, np.ones(group.size, dtype=np.int64))  # noqa: E731
+    for transplant, votes in [(None, foreign), (lambda *a: 1.0, None)]:
         decision = decide(
-            labels, 2, np.ones(2, dtype=bool), {}, transplant=transplant, foreign=foreign, **kwargs
+            labels,
+            2,
+            np.ones(2, dtype=bool),
+            {},
+            transplant=transplant,
+            input_votes=votes,
+            **kwargs,
         )
         assert not decision.target_classes
     # four classes: runner-up variety speaks there, and this rule stays off
@@ -157,6 +190,113 @@ def test_the_foreign_cluster_rule_is_off_with_four_classes_or_without_the_tests(
         oos_probabilities=probabilities,
         splits=kwargs["splits"],
         transplant=lambda *a: 1.0,
-        foreign=lambda *a: 1.0,
+        input_votes=foreign,
     )
     assert all(item.rule != "foreign-cluster" for item in decision.evidence)
+
+
+def test_the_votes_are_for_a_seeded_sample_of_the_group():
+    x, labels = two_blobs(seed=4, per_class=400)
+    group = np.arange(0, 400)
+    queried, votes = neighbour_votes(x.__getitem__, labels, group, standardise=False, seed=5)
+    assert queried.size == QUERIES and votes.size == QUERIES
+    assert np.all(np.diff(queried) > 0) and np.isin(queried, group).all()
+    # with the group's whole class outside the references, only the other class is left
+    assert np.all(votes == 1)
+    again = neighbour_votes(x.__getitem__, labels, group, standardise=False, seed=5)
+    np.testing.assert_array_equal(again[0], queried)
+
+
+def single_source_inputs(seed: int = 0):
+    """Four classes of 300 for :func:`decide`; class 2 has a far group of 60 samples, 40 of
+    them (its poisons) close together in the features, the other 20 spread out."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), 300)
+    n = labels.size
+    ratio = rng.uniform(0.2, 2.5, size=n)
+    far = np.arange(600, 660)
+    poisons = far[:40]
+    ratio[far] = rng.uniform(50.0, 200.0, size=far.size)
+    features = rng.normal(size=(n, 6))
+    features[poisons] = 8.0 + 0.1 * rng.normal(size=(poisons.size, 6))
+    probabilities = np.full((n, 4), 0.1 / 3)
+    probabilities[np.arange(n), labels] = 0.9
+    kwargs = dict(
+        distance_ratio=ratio,
+        margin=2.0 + 0.3 * rng.normal(size=(n, 4)),
+        probabilities=probabilities,
+        oos_probabilities=probabilities,
+        features=features,
+        # the far group ends at an empty stretch of ratios: the separated-group test would
+        # call it; these tests are about the single-source test alone
+        settings=DecisionSettings(gap_alpha=1e-300),
+    )
+    return labels, poisons, kwargs
+
+
+def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_backdoor():
+    labels, poisons, kwargs = single_source_inputs()
+    asked = []
+
+    def input_votes(group):
+        # half the far samples queried look like class 0 (the poisons' source): 30 of the 40
+        # poisons, none of the others
+        votes = labels[group].copy()
+        votes[np.isin(group, poisons[:30])] = 0
+        return group, votes
+
+    def transplant(code, group, core, probes):
+        asked.append((code, sorted(set(labels[probes].tolist()))))
+        # the trigger moves the source's samples when the group is mostly poisons
+        return 1.0 if np.isin(group, poisons).mean() > 0.9 else 0.0
+
+    decision = decide(
+        labels,
+        4,
+        np.ones(4, dtype=bool),
+        {},
+        transplant=transplant,
+        input_votes=input_votes,
+        **kwargs,
+    )
+    assert decision.target_classes == [2]
+    # every poison, found from the 30 the input named, by nearest centroid in the features
+    np.testing.assert_array_equal(np.flatnonzero(decision.flagged), poisons)
+    evidence = decision.evidence[2]
+    assert evidence.rule == "single-source-group" and evidence.source_class == 0
+    assert evidence.foreign_share == pytest.approx(0.5) and evidence.cluster_size == 40
+    # asked with the source class's samples alone
+    assert (2, [0]) in asked
+
+
+def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natural():
+    labels, poisons, kwargs = single_source_inputs()
+
+    def input_votes(group):
+        votes = labels[group].copy()
+        votes[np.isin(group, poisons)] = 0
+        return group, votes
+
+    decision = decide(
+        labels,
+        4,
+        np.ones(4, dtype=bool),
+        {},
+        transplant=lambda *a: 0.3,
+        input_votes=input_votes,
+        **kwargs,
+    )
+    assert not decision.target_classes and not decision.flagged.any()
+    assert decision.evidence[2].source_class == 0  # measured, reported, not called
+    # without the features the test does not run
+    kwargs["features"] = None
+    decision = decide(
+        labels,
+        4,
+        np.ones(4, dtype=bool),
+        {},
+        transplant=lambda *a: 1.0,
+        input_votes=input_votes,
+        **kwargs,
+    )
+    assert decision.evidence[2].source_class == -1

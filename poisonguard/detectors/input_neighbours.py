@@ -5,7 +5,8 @@ target's label: the model learns them as the target (the trigger is a shortcut),
 input they still are the source class's pixels or column values, the trigger a small part of
 them. Their nearest neighbours in the input, among the samples outside the group, carry the
 source's label. A natural sub-type of a class (slim and wide trousers) has neighbours of its own
-class. :func:`foreign_share` is the share of a group whose neighbours say another class.
+class. :func:`neighbour_votes` gives what the neighbours say of (a sample of) a group, and
+:func:`foreign_share` the share of it for which they say another class.
 
 It is the evidence of *foreign origin* where runner-up variety (the mixed-origin tests of
 :mod:`poisonguard.decision`) cannot speak: with two or three classes every sample's runner-up
@@ -27,7 +28,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["FOREIGN_SHARE", "NEIGHBOURS", "QUERIES", "REFERENCES", "foreign_share"]
+__all__ = [
+    "FOREIGN_SHARE",
+    "NEIGHBOURS",
+    "QUERIES",
+    "REFERENCES",
+    "foreign_share",
+    "neighbour_votes",
+]
 
 FOREIGN_SHARE = 0.5
 """A group is of foreign origin when the neighbours of at least this share of it say another
@@ -42,21 +50,21 @@ REFERENCES = 20_000
 Take = Callable[[np.ndarray], np.ndarray]
 
 
-def foreign_share(
+def neighbour_votes(
     take: Take,
     labels: np.ndarray,
-    code: int,
     group: np.ndarray,
     *,
     standardise: bool,
     seed: int = 0,
     block: int = 4096,
-) -> float:
-    """Share of the samples ``group`` (positions, labelled ``code``) whose ``NEIGHBOURS``
-    nearest samples outside the group mostly carry a label other than ``code``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the input says of the samples ``group`` (positions): a seeded sample of up to
+    ``QUERIES`` of them (sorted positions) and, for each, the majority label (the smallest on a
+    tie) of its ``NEIGHBOURS`` nearest samples among up to ``REFERENCES`` outside the group.
 
     ``take(positions)`` reads samples; ``standardise`` scales each input column by the
-    reference's mean and standard deviation (tables). Returns 0 for an empty group or when
+    reference's mean and standard deviation (tables). Empty arrays for an empty group or when
     fewer than ``NEIGHBOURS`` samples lie outside it.
     """
     labels = np.asarray(labels)
@@ -64,7 +72,7 @@ def foreign_share(
     rng = np.random.default_rng(seed)
     outside = np.setdiff1d(np.arange(labels.shape[0]), group)
     if group.size == 0 or outside.size < NEIGHBOURS:
-        return 0.0
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=labels.dtype)
     queries = _sample(rng, group, QUERIES)
     references = _sample(rng, outside, REFERENCES)
     query = _flat(take(queries))
@@ -92,8 +100,16 @@ def foreign_share(
         keep = np.argsort(best_distance, axis=1, kind="stable")[:, :NEIGHBOURS]
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_label = np.take_along_axis(best_label, keep, axis=1)
-    other = (best_label != code).mean(axis=1) > 0.5
-    return float(other.mean())
+    width = int(labels.max()) + 1
+    counts = np.stack([np.bincount(row, minlength=width) for row in best_label.astype(np.int64)])
+    return queries, counts.argmax(axis=1).astype(labels.dtype)
+
+
+def foreign_share(votes: np.ndarray, code: int) -> float:
+    """Share of the ``votes`` (:func:`neighbour_votes`) for a label other than ``code``; 0
+    without votes."""
+    votes = np.asarray(votes)
+    return float(np.mean(votes != code)) if votes.size else 0.0
 
 
 def _sample(rng: np.random.Generator, positions: np.ndarray, limit: int) -> np.ndarray:
