@@ -75,6 +75,20 @@ dirty-label poison is its source class's pixels) and the transplant test confirm
 patch: 98 % foreign, 100 % moved, F1 0.994; the clean clusters of two two-class subsets and
 of the breast-cancer table 0-2 % foreign).
 
+*Single source* (four classes or more, with ``transplant``, ``input_votes`` and
+``features``; classes not called by the tests above). A source-specific backdoor (TaCT, Tang et
+al. 2021) carries its trigger from one class: its poisons have one runner-up (no entropy gain)
+and their difference moves that class's samples only (the transplant test over every class
+reads 11 %). The input names the class: among the far group's members queried, the other
+class their input neighbours name most often is the candidate source; the far samples nearer
+in the standardised features to the centroid of those that look like it than to the other
+queried far samples' are the group. At least half of the group's queried members must look
+like the source (foreign origin), and the transplant test then asks 50 typical samples of the
+source alone (TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks like the source,
+100 % moved, 606 flagged, F1 0.992). On the clean data the natural far groups moved their
+candidate source's samples 0-42 %; the one at 42 % (the bags' natural mode, towards the
+sneakers) is only 39 % sneaker-like.
+
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
 of them that texts near the boundary cannot explain (a binomial null at the class's pooled rate,
@@ -575,11 +589,14 @@ def decide(
             if found is None:
                 continue
             source, group, looks = found
+            item.source_class, item.foreign_share = source, looks
             core = members[ratio <= settings.core_ratio]
-            if core.size == 0:
+            # a group of foreign origin, as in the foreign-cluster test: most of it looks like
+            # the source (the bags' natural mode holds a part near the sneakers, 39 % of which
+            # look like sneakers; a TaCT group 75 %)
+            if looks < FOREIGN_SHARE or core.size == 0:
                 continue
             share = transplant(int(code), group, core, probes.from_class(source))
-            item.source_class, item.foreign_share = source, looks
             if share < TRANSPLANT_SHARE:
                 continue
             item.transplant_share = share
@@ -732,8 +749,9 @@ def _single_source_group(
     """The part of class ``code``'s far group that looks like one other class: that class (the
     one the input neighbours of the far group's foreign members name most often), the part (the
     far samples nearer, in the standardised features, to the centroid of those that look like
-    it than to the centroid of the other far samples queried) and the share of the queried far
-    samples that look like it; ``None`` when fewer than ``min_group_size`` do."""
+    it than to the centroid of the other far samples queried) and the share of the part's
+    queried members that look like it; ``None`` when fewer than ``min_group_size`` samples
+    count at any step."""
     far = members[ratio > settings.far_ratio]
     if far.size < settings.min_group_size:
         return None
@@ -755,7 +773,12 @@ def _single_source_group(
     nearer = ((rows - centre) ** 2).sum(axis=1) < ((rows - elsewhere) ** 2).sum(axis=1)
     if int(nearer.sum()) < settings.min_group_size:
         return None  # e.g. copies: the two centroids coincide
-    return source, far[nearer], float(looks.mean())
+    group = far[nearer]
+    # how much of the group itself looks like the source (its members among those queried)
+    inside = np.isin(queried, group)
+    if int(inside.sum()) < settings.min_group_size:
+        return None
+    return source, group, float(np.mean(votes[inside] == source))
 
 
 def _typical_core_margin(evidence: list[ClassEvidence]) -> float:

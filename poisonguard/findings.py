@@ -215,11 +215,12 @@ def class_findings(
             verdict = "backdoor-target"
             source = names[item.source_class]
             reason = (
-                f"{far}; in the input itself, {item.foreign_share:.0%} of those far samples "
-                f"look like class {source!r} (their nearest neighbours outside the group carry "
-                f"that label: input-neighbour test), and the {item.cluster_size} far samples "
-                f"nearest to those in the model's features differ from the core by something "
-                f"that, added to typical samples of {source!r}, makes the model read "
+                f"{far}; part of it looks like class {source!r} in the input itself, and of "
+                f"the {item.cluster_size} far samples nearest to that part in the model's "
+                f"features, {item.foreign_share:.0%} of those queried have nearest neighbours "
+                f"outside the far group that carry the label {source!r} (input-neighbour "
+                f"test); they differ from the core by something that, added to typical "
+                f"samples of {source!r}, makes the model read "
                 f"{item.transplant_share:.0%} of them as this class (transplant test): a "
                 f"trigger that carries the label from one source class, as a source-specific "
                 f"backdoor's does; {hits} samples flagged"

@@ -264,7 +264,8 @@ def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_b
     np.testing.assert_array_equal(np.flatnonzero(decision.flagged), poisons)
     evidence = decision.evidence[2]
     assert evidence.rule == "single-source-group" and evidence.source_class == 0
-    assert evidence.foreign_share == pytest.approx(0.5) and evidence.cluster_size == 40
+    # 30 of the group's 40 look like the source
+    assert evidence.foreign_share == pytest.approx(0.75) and evidence.cluster_size == 40
     # asked with the source class's samples alone
     assert (2, [0]) in asked
 
@@ -288,6 +289,25 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
     )
     assert not decision.target_classes and not decision.flagged.any()
     assert decision.evidence[2].source_class == 0  # measured, reported, not called
+
+    # a group that moves the source but mostly looks like its own class: 15 of its 40 look
+    # like class 0 (a natural mode near another class), not of foreign origin
+    def few_look_foreign(group):
+        votes = labels[group].copy()
+        votes[np.isin(group, poisons[:15])] = 0
+        return group, votes
+
+    decision = decide(
+        labels,
+        4,
+        np.ones(4, dtype=bool),
+        {},
+        transplant=lambda *a: 1.0,
+        input_votes=few_look_foreign,
+        **kwargs,
+    )
+    assert not decision.target_classes
+    assert decision.evidence[2].foreign_share == pytest.approx(15 / 40)
     # without the features the test does not run
     kwargs["features"] = None
     decision = decide(
