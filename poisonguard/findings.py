@@ -43,10 +43,16 @@ logger = logging.getLogger(__name__)
 LABEL_NOISE_SPREAD = "label-noise-spread"
 LABEL_NOISE_PAIR = "label-noise-pair"
 
-RULE_DETECTORS = {"backdoor": "spectre", "label-noise": "confident-learning"}
+RULE_DETECTORS = {
+    "backdoor": "spectre",
+    "label-noise": "confident-learning",
+    "cluster": "activation-clustering",
+}
 """The decision's contract: the detector each flagging rule needs (:func:`rules_off`). The
 backdoor tests (separated-group and mixed-origin) rank a class's samples by spectre's robust
-distance ratios; the label-noise rule reads confident learning's out-of-sample probabilities."""
+distance ratios; the label-noise rule reads confident learning's out-of-sample probabilities;
+the cluster tests (mixed-origin and foreign cluster) read activation clustering's two-means
+split of each class."""
 
 _RULE_TEXT = {
     # rule: (its name, what its warning starts with, what it takes from its detector, what
@@ -63,20 +69,28 @@ _RULE_TEXT = {
         "its out-of-sample probabilities",
         "mislabelled samples",
     ),
+    "cluster": (
+        "the cluster tests",
+        "the cluster tests (mixed-origin and foreign cluster) did not run: they need",
+        "its two-means split of each class",
+        "backdoor poisons that fill half their target class (or, with two or three classes, "
+        "a cluster that looks like another class)",
+    ),
 }
 
 
-def rules_off(detectors) -> list[RuleOff]:
+def rules_off(detectors, exempt=()) -> list[RuleOff]:
     """The flagging rules that cannot run with only ``detectors`` (names) selected.
 
     :func:`~poisonguard.decision.decide` turns a rule off when the detector it needs did not
     run (see :data:`RULE_DETECTORS`); a scan that then flags nothing has not ruled that attack
-    out, and the report and the command line say so.
+    out, and the report and the command line say so. Rules in ``exempt`` do not apply to the
+    dataset (the cluster tests to texts) and are not listed.
     """
     chosen = set(detectors)
     off = []
     for rule, detector in RULE_DETECTORS.items():
-        if detector in chosen:
+        if detector in chosen or rule in exempt:
             continue
         name, did_not_run, needs, missed = _RULE_TEXT[rule]
         off.append(

@@ -323,6 +323,7 @@ def scan_embedding(
 
     start = time.perf_counter()
     chosen = {d.name for d in detectors}
+    transplant = transplant_test(dataset, embedding)
     decision = decide(
         dataset.labels,
         dataset.n_classes,
@@ -337,12 +338,13 @@ def scan_embedding(
             inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
         trigger_words=trigger_words,
-        transplant=transplant_test(dataset, embedding),
+        transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
-        splits=inputs.activation_clusters[1] if "activation-clustering" in chosen else None,
+        splits=inputs.activation_clusters[1] if RULE_DETECTORS["cluster"] in chosen else None,
     )
-    off = rules_off(chosen)
+    # the cluster tests ask the trained model (transplant test): not for texts or a user's model
+    off = rules_off(chosen, exempt=() if transplant is not None else ("cluster",))
     for note in decision.notes:
         warnings_.append(note)
         # a rule off for want of its detector is logged once, by the clearer message below

@@ -270,7 +270,13 @@ def test_detectors_without_spectre_say_the_backdoor_tests_did_not_run(
 ):
     _, first_out = first_scan
     out = first_out.parent / "no-spectre"
-    result = scan(clean_folder, out, cache_dir, "--detectors", "spectral,confident-learning")
+    result = scan(
+        clean_folder,
+        out,
+        cache_dir,
+        "--detectors",
+        "spectral,confident-learning,activation-clustering",
+    )
     assert_ok(result)
     # a warning line on stderr naming the missing detector and the rule that is off
     warnings = [line for line in result.stderr.splitlines() if "did not run" in line]
@@ -306,12 +312,14 @@ def test_json_output_keeps_the_rule_off_warning_on_stderr(first_scan, clean_fold
     assert [r["detector"] for r in printed["findings"]["rules_off"]] == [
         "spectre",
         "confident-learning",
+        "activation-clustering",
     ]
-    assert printed["findings"]["flagged_count"] == 0  # both rules off: nothing can be flagged
+    assert printed["findings"]["flagged_count"] == 0  # every rule off: nothing can be flagged
     warnings = [line for line in result.stderr.splitlines() if "did not run" in line]
-    assert len(warnings) == 2
+    assert len(warnings) == 3
     assert "spectre" in warnings[0] and "confident-learning" in warnings[1]
     assert "label-noise rule" in warnings[1]
+    assert "cluster tests" in warnings[2] and "activation-clustering" in warnings[2]
     verdicts = {c["verdict"] for c in printed["findings"]["per_class"]}
     assert verdicts == {"not-cleared"}
 

@@ -442,7 +442,7 @@ def test_table_evidence_lists_the_planted_column_first(tmp_path):
 def test_rules_off_are_in_report_json_and_the_html_summary(tmp_path):
     result = make_result()
     result.flagged[:] = False
-    result.rules_off = rules_off(["spectral", "confident-learning"])
+    result.rules_off = rules_off(["spectral", "confident-learning", "activation-clustering"])
     files = write_report(result, tmp_path / "r", thumbnails=0)
     findings = json.loads(files.json.read_text())["findings"]
     assert [(r["rule"], r["detector"]) for r in findings["rules_off"]] == [("backdoor", "spectre")]
@@ -457,7 +457,7 @@ def test_rules_off_are_in_report_json_and_the_html_summary(tmp_path):
     assert "nothing found by the rules that ran, but the backdoor tests did not run" in summary
     # with flags, the count stays and the rule that was off is named beside it
     result.flagged[3] = True
-    result.rules_off = rules_off(["spectre"])
+    result.rules_off = rules_off(["spectre", "activation-clustering"])
     html = write_report(result, tmp_path / "r2", thumbnails=0).html.read_text(encoding="utf-8")
     assert "1 of 60 samples flagged" in html and "the label-noise rule did not run" in html
     assert "confident-learning not selected" in html
@@ -475,10 +475,21 @@ def test_no_rules_off_no_alert(tmp_path):
 
 
 def test_rules_off_names_the_missing_detectors():
-    assert rules_off(["spectre", "confident-learning", "spectral"]) == []
+    assert rules_off(["spectre", "confident-learning", "activation-clustering"]) == []
     off = rules_off(["knn-labels"])
     assert [(r.rule, r.detector) for r in off] == [
         ("backdoor", "spectre"),
         ("label-noise", "confident-learning"),
+        ("cluster", "activation-clustering"),
     ]
+    assert off[2].summary == (
+        "the cluster tests did not run (activation-clustering not selected)"
+    )
     assert off[1].summary == "the label-noise rule did not run (confident-learning not selected)"
+
+
+def test_a_rule_that_does_not_apply_to_the_data_is_not_listed_as_off():
+    # the cluster tests never run on texts: leaving their detector out turns nothing off there
+    off = rules_off(["spectre", "confident-learning"], exempt=("cluster",))
+    assert off == []
+    assert [r.rule for r in rules_off(["spectre", "confident-learning"])] == ["cluster"]
