@@ -183,7 +183,7 @@ test can confirm them (beyond the farthest quarter, ``TAIL_SHARE``); a larger gr
 class."""
 
 Transplant = Callable[[int, np.ndarray, np.ndarray, np.ndarray], float]
-InputVotes = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 TRIGGER_WORDS = "trigger-words"
 
 
@@ -344,8 +344,9 @@ def decide(
         other cluster's) that the transplant test confirms calls the class (not tested without
         ``transplant``).
     input_votes : callable or None
-        ``input_votes(group)``: a sample of the samples ``group`` and, for each, the majority
-        label of its nearest neighbours in the input outside the group
+        ``input_votes(group, excluded)``: a sample of the samples ``group`` and, for each, the
+        majority label of its nearest neighbours in the input outside the group and outside
+        ``excluded`` (the samples flagged so far)
         (:func:`~poisonguard.detectors.input_neighbours.neighbour_votes`). With fewer than four
         classes, the smaller cluster of a class's split that is of foreign origin and that the
         transplant test confirms calls the class; with four or more, a far group part of which
@@ -472,7 +473,8 @@ def decide(
             group = np.asarray(split.minority, dtype=np.int64)
             if group.size < max(settings.min_group_size, settings.min_group_share * members.size):
                 continue
-            item.foreign_share = foreign_share(input_votes(group)[1], split.code)
+            votes = input_votes(group, np.flatnonzero(flagged))[1]
+            item.foreign_share = foreign_share(votes, split.code)
             if item.foreign_share < FOREIGN_SHARE:
                 continue
             rest = np.setdiff1d(members, group)
@@ -585,7 +587,12 @@ def decide(
                 continue
             members = np.flatnonzero(labels == code)
             ratio = distance_ratio.take(members)
-            found = _single_source_group(int(code), members, ratio, features, input_votes, settings)
+            # the flagged samples are no references: a poison labelled as another backdoor's
+            # target sits among its source's samples (a checkerboard bag labelled "sneaker" makes
+            # the bags' natural mode look like sneakers)
+            found = _single_source_group(
+                int(code), members, ratio, features, input_votes, flagged, settings
+            )
             if found is None:
                 continue
             source, group, looks = found
@@ -744,18 +751,19 @@ def _single_source_group(
     ratio: np.ndarray,
     features: Rows,
     input_votes: InputVotes,
+    flagged: np.ndarray,
     settings: DecisionSettings,
 ) -> tuple[int, np.ndarray, float] | None:
     """The part of class ``code``'s far group that looks like one other class: that class (the
     one the input neighbours of the far group's foreign members name most often), the part (the
     far samples nearer, in the standardised features, to the centroid of those that look like
     it than to the centroid of the other far samples queried) and the share of the part's
-    queried members that look like it; ``None`` when fewer than ``min_group_size`` samples
-    count at any step."""
+    queried members that look like it (the samples ``flagged`` so far are no neighbours);
+    ``None`` when fewer than ``min_group_size`` samples count at any step."""
     far = members[ratio > settings.far_ratio]
     if far.size < settings.min_group_size:
         return None
-    queried, votes = input_votes(far)
+    queried, votes = input_votes(far, np.flatnonzero(flagged))
     foreign = votes[votes != code].astype(np.int64)
     if foreign.size < settings.min_group_size:
         return None

@@ -455,9 +455,14 @@ def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:
         return None
     samples = as_rows(dataset.x)
 
-    def votes(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def votes(group: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return neighbour_votes(
-            samples.take, dataset.labels, group, standardise=dataset.kind == "table", seed=seed
+            samples.take,
+            dataset.labels,
+            group,
+            standardise=dataset.kind == "table",
+            excluded=excluded,
+            seed=seed,
         )
 
     return votes

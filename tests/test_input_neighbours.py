@@ -107,7 +107,7 @@ def test_a_foreign_cluster_confirmed_by_the_transplant_calls_its_class():
     labels, cluster, kwargs = two_class_inputs()
     asked = []
 
-    def input_votes(group):
+    def input_votes(group, excluded):
         code = int(labels[group[0]])
         asked.append((code, group.size))
         # 98 % of class 0's cluster look like class 1; class 1's cluster looks like itself
@@ -147,7 +147,7 @@ def test_a_cluster_needs_both_a_foreign_look_and_a_confirmed_difference(foreign,
         np.ones(2, dtype=bool),
         {},
         transplant=lambda *a: transplant,
-        input_votes=lambda group: (
+        input_votes=lambda group, excluded: (
             group,
             np.where(
                 np.arange(group.size) < foreign * group.size, 1 - labels[group], labels[group]
@@ -161,7 +161,7 @@ def test_a_cluster_needs_both_a_foreign_look_and_a_confirmed_difference(foreign,
 def test_the_foreign_cluster_rule_is_off_with_four_classes_or_without_the_tests():
     labels, _, kwargs = two_class_inputs()
     # without the input (texts) or without a model to ask, nothing is called this way
-    foreign = lambda group: (group, np.ones(group.size, dtype=np.int64))  # noqa: E731
+    foreign = lambda group, excluded: (group, np.ones(group.size, dtype=np.int64))  # noqa: E731
     for transplant, votes in [(None, foreign), (lambda *a: 1.0, None)]:
         decision = decide(
             labels,
@@ -238,7 +238,7 @@ def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_b
     labels, poisons, kwargs = single_source_inputs()
     asked = []
 
-    def input_votes(group):
+    def input_votes(group, excluded):
         # half the far samples queried look like class 0 (the poisons' source): 30 of the 40
         # poisons, none of the others
         votes = labels[group].copy()
@@ -273,7 +273,7 @@ def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_b
 def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natural():
     labels, poisons, kwargs = single_source_inputs()
 
-    def input_votes(group):
+    def input_votes(group, excluded):
         votes = labels[group].copy()
         votes[np.isin(group, poisons)] = 0
         return group, votes
@@ -292,7 +292,7 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
 
     # a group that moves the source but mostly looks like its own class: 15 of its 40 look
     # like class 0 (a natural mode near another class), not of foreign origin
-    def few_look_foreign(group):
+    def few_look_foreign(group, excluded):
         votes = labels[group].copy()
         votes[np.isin(group, poisons[:15])] = 0
         return group, votes

@@ -56,21 +56,26 @@ def neighbour_votes(
     group: np.ndarray,
     *,
     standardise: bool,
+    excluded: np.ndarray | None = None,
     seed: int = 0,
     block: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the input says of the samples ``group`` (positions): a seeded sample of up to
     ``QUERIES`` of them (sorted positions) and, for each, the majority label (the smallest on a
-    tie) of its ``NEIGHBOURS`` nearest samples among up to ``REFERENCES`` outside the group.
+    tie) of its ``NEIGHBOURS`` nearest samples among up to ``REFERENCES`` outside the group and
+    outside ``excluded`` (positions whose labels are not to be trusted: samples already
+    flagged, whose poisons carry another class's label and look like their source).
 
     ``take(positions)`` reads samples; ``standardise`` scales each input column by the
     reference's mean and standard deviation (tables). Empty arrays for an empty group or when
-    fewer than ``NEIGHBOURS`` samples lie outside it.
+    fewer than ``NEIGHBOURS`` samples are left to compare with.
     """
     labels = np.asarray(labels)
     group = np.asarray(group, dtype=np.int64)
     rng = np.random.default_rng(seed)
     outside = np.setdiff1d(np.arange(labels.shape[0]), group)
+    if excluded is not None and len(excluded):
+        outside = np.setdiff1d(outside, np.asarray(excluded, dtype=np.int64))
     if group.size == 0 or outside.size < NEIGHBOURS:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=labels.dtype)
     queries = _sample(rng, group, QUERIES)
