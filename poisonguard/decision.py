@@ -155,7 +155,12 @@ from poisonguard.detectors.confident_learning import (
     one_sided_pairs,
 )
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
-from poisonguard.detectors.transplant import PROBES_PER_CLASS, TRANSPLANT_SHARE, probe_rows
+from poisonguard.detectors.transplant import (
+    PROBES_PER_CLASS,
+    TRANSPLANT_SHARE,
+    majority_beyond_chance,
+    probe_rows,
+)
 from poisonguard.detectors.trigger_words import TriggerWordTest, WordSet
 from poisonguard.rows import Rows, RowsLike, as_rows
 from poisonguard.tail_gap import TAIL_SHARE, TailGap, emptiest_cut, tail_gap
@@ -581,6 +586,7 @@ def decide(
         and scored_classes.sum() >= 4
     ):
         features = as_rows(features)
+        class_alpha = settings.gap_alpha / max(int(scored_classes.sum()), 1)
         for code in np.flatnonzero(scored_classes):
             item = evidence[code]
             if item.backdoor:
@@ -603,8 +609,11 @@ def decide(
             # look like sneakers; a TaCT group 75 %)
             if looks < FOREIGN_SHARE or core.size == 0:
                 continue
-            share = transplant(int(code), group, core, probes.from_class(source))
-            if share < TRANSPLANT_SHARE:
+            source_probes = probes.from_class(source)
+            share = transplant(int(code), group, core, source_probes)
+            # one class's 50 probes, where natural groups moved up to half (the trousers'
+            # pullover-like part, 25 of 50): a majority beyond chance at the gap tests' level
+            if not majority_beyond_chance(share, source_probes.size, class_alpha):
                 continue
             item.transplant_share = share
             item.backdoor, item.rule, item.cluster_size = True, SINGLE_SOURCE, int(group.size)

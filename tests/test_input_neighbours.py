@@ -216,7 +216,11 @@ def single_source_inputs(seed: int = 0):
     ratio = rng.uniform(0.2, 2.5, size=n)
     far = np.arange(600, 660)
     poisons = far[:40]
-    ratio[far] = rng.uniform(50.0, 200.0, size=far.size)
+    # a tail that thins out smoothly from the core to the far group: no gap for the
+    # separated-group test to find (these tests are about the single-source test alone)
+    bridge = np.arange(660, 700)
+    ratio[bridge] = np.exp(rng.uniform(np.log(2.5), np.log(10.5), size=bridge.size))
+    ratio[far] = np.exp(rng.uniform(np.log(10.5), np.log(200.0), size=far.size))
     features = rng.normal(size=(n, 6))
     features[poisons] = 8.0 + 0.1 * rng.normal(size=(poisons.size, 6))
     probabilities = np.full((n, 4), 0.1 / 3)
@@ -227,9 +231,6 @@ def single_source_inputs(seed: int = 0):
         probabilities=probabilities,
         oos_probabilities=probabilities,
         features=features,
-        # the far group ends at an empty stretch of ratios: the separated-group test would
-        # call it; these tests are about the single-source test alone
-        settings=DecisionSettings(gap_alpha=1e-300),
     )
     return labels, poisons, kwargs
 

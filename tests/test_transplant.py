@@ -147,3 +147,15 @@ def test_a_cluster_of_mixed_origin_filling_half_a_class_is_called_when_confirmed
     # without a model to ask, the split is not tested: a clean class's sub-types can differ in
     # runner-ups too
     assert not data.decide(splits=splits).target_classes
+
+
+def test_a_majority_of_the_probes_must_be_beyond_chance():
+    from poisonguard.detectors.transplant import majority_beyond_chance
+
+    # 50 probes at 1e-4: 39 moved is enough (p = 4.5e-5), 38 is not (p = 1.5e-4)
+    assert majority_beyond_chance(39 / 50, 50, 1e-4)
+    assert not majority_beyond_chance(38 / 50, 50, 1e-4)
+    assert not majority_beyond_chance(0.5, 50, 1e-4)  # half a class's probes: a coin
+    # more probes make a smaller majority significant
+    assert majority_beyond_chance(0.65, 450, 1e-4)
+    assert not majority_beyond_chance(1.0, 0, 1e-4)  # no probes, no evidence

@@ -32,10 +32,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy import stats
 
 __all__ = [
     "PROBES_PER_CLASS",
     "TRANSPLANT_SHARE",
+    "majority_beyond_chance",
     "mean_difference",
     "probe_rows",
     "transplant_share",
@@ -47,6 +49,18 @@ probes as the group's class: most samples, not a few near the boundary."""
 
 PROBES_PER_CLASS = 50
 """Probes taken from each other class."""
+
+
+def majority_beyond_chance(share: float, n_probes: int, alpha: float) -> bool:
+    """Whether a ``share`` of ``n_probes`` probes moved is a majority beyond chance: the
+    one-sided binomial p-value of at least that many moved, were each probe a fair coin, is
+    below ``alpha``. With 50 probes at ``alpha`` 1e-4 that takes 39 of them (78 %); a natural
+    group that moves half a class's probes does not pass on a lucky draw."""
+    if n_probes <= 0:
+        return False
+    moved = int(round(share * n_probes))
+    return bool(stats.binom.sf(moved - 1, n_probes, 0.5) < alpha)
+
 
 Take = Callable[[np.ndarray], np.ndarray]
 Predict = Callable[[np.ndarray], np.ndarray]
