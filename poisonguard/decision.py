@@ -83,11 +83,14 @@ reads 11 %). The input names the class: among the far group's members queried, t
 class their input neighbours name most often is the candidate source; the far samples nearer
 in the standardised features to the centroid of those that look like it than to the other
 queried far samples' are the group. At least half of the group's queried members must look
-like the source (foreign origin), and the transplant test then asks 50 typical samples of the
-source alone (TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks like the source,
-100 % moved, 606 flagged, F1 0.992). On the clean data the natural far groups moved their
-candidate source's samples 0-42 %; the one at 42 % (the bags' natural mode, towards the
-sneakers) is only 39 % sneaker-like.
+like the source (foreign origin; the samples flagged by the tests above are no neighbours: a
+poison labelled as another backdoor's target sits among its source's samples), and the
+transplant test then asks 50 typical samples of the source alone, which must move by a
+majority beyond chance (one-sided binomial at ``gap_alpha`` over the classes: 39 of 50 with ten
+classes). TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks like the source, 100 %
+moved, 606 flagged, F1 0.992. Natural far groups moved their candidate source's probes up to
+half (the trousers' pullover-like part, 25 of 50; the bags' natural mode 42 % of the sneakers,
+but only 39 % of it looks like sneakers).
 
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
