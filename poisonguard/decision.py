@@ -576,7 +576,6 @@ def decide(
             targets.append(int(split.code))
             flagged[group] = True
             kind[group] = BACKDOOR
-        targets.sort()
     # a source-specific backdoor (TaCT) moves only its source class, so the transplant test
     # over every class does not confirm it, and its poisons have one runner-up; the input
     # says which class they come from, and that class's samples are asked
@@ -623,7 +622,6 @@ def decide(
             targets.append(int(code))
             flagged[group] = True
             kind[group] = BACKDOOR
-        targets.sort()
     if trigger_words is not None:
         for trigger in trigger_words.triggers:
             item = evidence[trigger.label]
@@ -634,7 +632,6 @@ def decide(
             item.backdoor, item.rule = True, TRIGGER_WORDS
         flagged |= trigger_words.flagged
         kind[trigger_words.flagged] = BACKDOOR
-        targets.sort()
 
     targets.sort()
 

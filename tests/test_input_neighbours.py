@@ -80,6 +80,11 @@ def test_too_few_samples_outside_the_group_give_no_evidence():
     assert share_of(x.__getitem__, labels, 0, np.arange(5), standardise=False) == 0.0
 
 
+def decide_all(labels, n_classes, **kwargs):
+    """:func:`decide` with every class scored and no detector scores."""
+    return decide(labels, n_classes, np.ones(n_classes, dtype=bool), {}, **kwargs)
+
+
 def two_class_inputs(seed: int = 0):
     """Decision inputs for two classes of 400: class 0 holds 40 far samples (a cluster)."""
     rng = np.random.default_rng(seed)
@@ -116,15 +121,7 @@ def test_a_foreign_cluster_confirmed_by_the_transplant_calls_its_class():
             votes[: round(0.98 * group.size)] = 1
         return group, votes
 
-    decision = decide(
-        labels,
-        2,
-        np.ones(2, dtype=bool),
-        {},
-        transplant=lambda *a: 1.0,
-        input_votes=input_votes,
-        **kwargs,
-    )
+    decision = decide_all(labels, 2, transplant=lambda *a: 1.0, input_votes=input_votes, **kwargs)
     assert asked == [(0, 40), (1, 160)]
     assert decision.target_classes == [0]
     np.testing.assert_array_equal(np.flatnonzero(decision.flagged), cluster)
@@ -141,11 +138,9 @@ def test_a_foreign_cluster_confirmed_by_the_transplant_calls_its_class():
 )
 def test_a_cluster_needs_both_a_foreign_look_and_a_confirmed_difference(foreign, transplant):
     labels, _, kwargs = two_class_inputs()
-    decision = decide(
+    decision = decide_all(
         labels,
         2,
-        np.ones(2, dtype=bool),
-        {},
         transplant=lambda *a: transplant,
         input_votes=lambda group, excluded: (
             group,
@@ -163,15 +158,7 @@ def test_the_foreign_cluster_rule_is_off_with_four_classes_or_without_the_tests(
     # without the input (texts) or without a model to ask, nothing is called this way
     foreign = lambda group, excluded: (group, np.ones(group.size, dtype=np.int64))  # noqa: E731
     for transplant, votes in [(None, foreign), (lambda *a: 1.0, None)]:
-        decision = decide(
-            labels,
-            2,
-            np.ones(2, dtype=bool),
-            {},
-            transplant=transplant,
-            input_votes=votes,
-            **kwargs,
-        )
+        decision = decide_all(labels, 2, transplant=transplant, input_votes=votes, **kwargs)
         assert not decision.target_classes
     # four classes: runner-up variety speaks there, and this rule stays off
     four = np.concatenate([labels, np.repeat([2, 3], 400)])
@@ -251,15 +238,7 @@ def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_b
         # the trigger moves the source's samples when the group is mostly poisons
         return 1.0 if np.isin(group, poisons).mean() > 0.9 else 0.0
 
-    decision = decide(
-        labels,
-        4,
-        np.ones(4, dtype=bool),
-        {},
-        transplant=transplant,
-        input_votes=input_votes,
-        **kwargs,
-    )
+    decision = decide_all(labels, 4, transplant=transplant, input_votes=input_votes, **kwargs)
     assert decision.target_classes == [2]
     # every poison, found from the 30 the input named, by nearest centroid in the features
     np.testing.assert_array_equal(np.flatnonzero(decision.flagged), poisons)
@@ -279,15 +258,7 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
         votes[np.isin(group, poisons)] = 0
         return group, votes
 
-    decision = decide(
-        labels,
-        4,
-        np.ones(4, dtype=bool),
-        {},
-        transplant=lambda *a: 0.3,
-        input_votes=input_votes,
-        **kwargs,
-    )
+    decision = decide_all(labels, 4, transplant=lambda *a: 0.3, input_votes=input_votes, **kwargs)
     assert not decision.target_classes and not decision.flagged.any()
     assert decision.evidence[2].source_class == 0  # measured, reported, not called
 
@@ -298,26 +269,12 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
         votes[np.isin(group, poisons[:15])] = 0
         return group, votes
 
-    decision = decide(
-        labels,
-        4,
-        np.ones(4, dtype=bool),
-        {},
-        transplant=lambda *a: 1.0,
-        input_votes=few_look_foreign,
-        **kwargs,
+    decision = decide_all(
+        labels, 4, transplant=lambda *a: 1.0, input_votes=few_look_foreign, **kwargs
     )
     assert not decision.target_classes
     assert decision.evidence[2].foreign_share == pytest.approx(15 / 40)
     # without the features the test does not run
     kwargs["features"] = None
-    decision = decide(
-        labels,
-        4,
-        np.ones(4, dtype=bool),
-        {},
-        transplant=lambda *a: 1.0,
-        input_votes=input_votes,
-        **kwargs,
-    )
+    decision = decide_all(labels, 4, transplant=lambda *a: 1.0, input_votes=input_votes, **kwargs)
     assert decision.evidence[2].source_class == -1
