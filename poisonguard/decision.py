@@ -75,22 +75,34 @@ dirty-label poison is its source class's pixels) and the transplant test confirm
 patch: 98 % foreign, 100 % moved, F1 0.994; the clean clusters of two two-class subsets and
 of the breast-cancer table 0-2 % foreign).
 
-*Single source* (four classes or more, with ``transplant``, ``input_votes`` and
-``features``; classes not called by the tests above). A source-specific backdoor (TaCT, Tang et
-al. 2021) carries its trigger from one class: its poisons have one runner-up (no entropy gain)
-and their difference moves that class's samples only (the transplant test over every class
-reads 11 %). The input names the class: among the far group's members queried, the other
-class their input neighbours name most often is the candidate source; the far samples nearer
-in the standardised features to the centroid of those that look like it than to the other
-queried far samples' are the group. At least half of the group's queried members must look
-like the source (foreign origin; the samples flagged by the tests above are no neighbours: a
-poison labelled as another backdoor's target sits among its source's samples), and the
-transplant test then asks 50 typical samples of the source alone, which must move by a
-majority beyond chance (one-sided binomial at ``gap_alpha`` over the classes: 39 of 50 with ten
-classes). TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks like the source, 100 %
-moved, 606 flagged, F1 0.992. Natural far groups moved their candidate source's probes up to
-half (the trousers' pullover-like part, 25 of 50; the bags' natural mode 42 % of the sneakers,
-but only 39 % of it looks like sneakers).
+*Foreign group* (four classes or more, with ``transplant``, ``input_votes`` and ``features``;
+classes not called by the tests above). An all-to-one backdoor into a class whose own far tail
+is large (a SIG into the bags, whose natural second mode is 44 % of the class) ends at no gap,
+and its far group is mostly the natural mode. The input tells them apart: the poisons' input
+neighbours carry their source classes' labels, the mode's its own. Among the far group's members
+queried, those whose neighbours name another class seed the part; the far samples nearer in the
+standardised features to their centroid than to the other queried far samples' are the group.
+At least half of its queried members must look like another class, and the transplant test
+(every other class's probes) must move a majority beyond chance (one-sided binomial at
+``gap_alpha`` over the classes). SIG into the bags at 1 % beside a patch into the dresses: 650
+flagged, 562 of the 600 poisons, 88 % of the probes moved; the natural far groups of thirteen
+scans moved at most 22 %.
+
+*Single source* (the same, when the foreign-group test does not call the class). A
+source-specific backdoor (TaCT, Tang et al. 2021) carries its trigger from one class: its
+poisons have one runner-up (no entropy gain) and their difference moves that class's samples
+only (the transplant test over every class reads 11 %). The input names the class: among the far
+group's members queried, the other class their input neighbours name most often is the candidate
+source; the far samples nearer in the standardised features to the centroid of those that look
+like it than to the other queried far samples' are the group. At least half of the group's
+queried members must look like the source (foreign origin; the samples flagged by the tests
+above are no neighbours: a poison labelled as another backdoor's target sits among its source's
+samples), and the transplant test then asks 50 typical samples of the source alone, which must
+move by a majority beyond chance (one-sided binomial at ``gap_alpha`` over the classes: 39 of 50
+with ten classes). TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks like the source,
+100 % moved, 606 flagged, F1 0.992. Natural far groups moved their candidate source's probes up
+to half (the trousers' pullover-like part, 25 of 50; the bags' natural mode 42 % of the
+sneakers, but only 39 % of it looks like sneakers).
 
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
@@ -184,6 +196,7 @@ SEPARATED_GROUP = "separated-group"
 CLUSTERED_GROUP = "mixed-origin-cluster"
 FOREIGN_CLUSTER = "foreign-cluster"
 SINGLE_SOURCE = "single-source-group"
+FOREIGN_GROUP = "foreign-group"
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -595,33 +608,47 @@ def decide(
                 continue
             members = np.flatnonzero(labels == code)
             ratio = distance_ratio.take(members)
+            far = members[ratio > settings.far_ratio]
+            core = members[ratio <= settings.core_ratio]
+            if far.size < settings.min_group_size or core.size == 0:
+                continue
             # the flagged samples are no references: a poison labelled as another backdoor's
             # target sits among its source's samples (a checkerboard bag labelled "sneaker" makes
             # the bags' natural mode look like sneakers)
-            found = _single_source_group(
-                int(code), members, ratio, features, input_votes, flagged, settings
-            )
-            if found is None:
-                continue
-            source, group, looks = found
-            item.source_class, item.foreign_share = source, looks
-            core = members[ratio <= settings.core_ratio]
-            # a group of foreign origin, as in the foreign-cluster test: most of it looks like
-            # the source (the bags' natural mode holds a part near the sneakers, 39 % of which
-            # look like sneakers; a TaCT group 75 %)
-            if looks < FOREIGN_SHARE or core.size == 0:
-                continue
-            source_probes = probes.from_class(source)
-            share = transplant(int(code), group, core, source_probes)
-            # one class's 50 probes, where natural groups moved up to half (the trousers'
-            # pullover-like part, 25 of 50): a majority beyond chance at the gap tests' level
-            if not majority_beyond_chance(share, source_probes.size, class_alpha):
-                continue
-            item.transplant_share = share
-            item.backdoor, item.rule, item.cluster_size = True, SINGLE_SOURCE, int(group.size)
-            targets.append(int(code))
-            flagged[group] = True
-            kind[group] = BACKDOOR
+            queried, votes = input_votes(far, np.flatnonzero(flagged))
+            # poisons from every other class first (their difference moves every class), then
+            # from the one class the input names most often (it moves that class alone)
+            named = _most_named(votes, code)
+            for source in (ANY_SOURCE,) if named == ANY_SOURCE else (ANY_SOURCE, named):
+                part = _looking_part(
+                    code, far, queried, votes, source, features, settings.min_group_size
+                )
+                if part is None:
+                    continue
+                group, looks = part
+                if source == ANY_SOURCE:
+                    item.foreign_share = looks
+                else:
+                    item.source_class, item.foreign_share = source, looks
+                # a group of foreign origin, as in the foreign-cluster test: most of it looks
+                # like another class (the bags' natural mode holds a part near the sneakers, 39 %
+                # of which look like sneakers; a TaCT group 75 %)
+                if looks < FOREIGN_SHARE:
+                    continue
+                asked = probes.of(code) if source == ANY_SOURCE else probes.from_class(source)
+                share = transplant(int(code), group, core, asked)
+                # a majority beyond chance at the gap tests' level: one class's 50 probes,
+                # where natural groups moved up to half (the trousers' pullover-like part, 25
+                # of 50), take 39
+                if not majority_beyond_chance(share, asked.size, class_alpha):
+                    continue
+                item.transplant_share, item.cluster_size = share, int(group.size)
+                item.backdoor = True
+                item.rule = FOREIGN_GROUP if source == ANY_SOURCE else SINGLE_SOURCE
+                targets.append(int(code))
+                flagged[group] = True
+                kind[group] = BACKDOOR
+                break
     if trigger_words is not None:
         for trigger in trigger_words.triggers:
             item = evidence[trigger.label]
@@ -754,31 +781,36 @@ class _Probes:
         return np.sort(order[:PROBES_PER_CLASS])
 
 
-def _single_source_group(
+ANY_SOURCE = -1
+"""A far group's part that looks like any other class (see :func:`_looking_part`)."""
+
+
+def _most_named(votes: np.ndarray, code: int) -> int:
+    """The class other than ``code`` that the most ``votes`` name (``ANY_SOURCE`` if none)."""
+    named = np.asarray(votes)[np.asarray(votes) != code].astype(np.int64)
+    return int(np.bincount(named).argmax()) if named.size else ANY_SOURCE
+
+
+def _looking_part(
     code: int,
-    members: np.ndarray,
-    ratio: np.ndarray,
+    far: np.ndarray,
+    queried: np.ndarray,
+    votes: np.ndarray,
+    source: int,
     features: Rows,
-    input_votes: InputVotes,
-    flagged: np.ndarray,
-    settings: DecisionSettings,
-) -> tuple[int, np.ndarray, float] | None:
-    """The part of class ``code``'s far group that looks like one other class: that class (the
-    one the input neighbours of the far group's foreign members name most often), the part (the
-    far samples nearer, in the standardised features, to the centroid of those that look like
-    it than to the centroid of the other far samples queried) and the share of the part's
-    queried members that look like it (the samples ``flagged`` so far are no neighbours);
-    ``None`` when fewer than ``min_group_size`` samples count at any step."""
-    far = members[ratio > settings.far_ratio]
-    if far.size < settings.min_group_size:
-        return None
-    queried, votes = input_votes(far, np.flatnonzero(flagged))
-    foreign = votes[votes != code].astype(np.int64)
-    if foreign.size < settings.min_group_size:
-        return None
-    source = int(np.bincount(foreign).argmax())
-    looks = votes == source
-    if int(looks.sum()) < settings.min_group_size:
+    min_size: int,
+) -> tuple[np.ndarray, float] | None:
+    """The part of class ``code``'s far samples ``far`` that looks like class ``source`` in the
+    input (``ANY_SOURCE``: like any other class), and the share of its queried members that do.
+
+    ``votes`` are what the input neighbours say of the far samples ``queried``. The part is the
+    far samples nearer, in the standardised ``features``, to the centroid of the queried ones
+    that look like the source than to the centroid of the other queried ones: the input names a
+    sample, the features (where a trigger's poisons sit together) gather its like. ``None``
+    when fewer than ``min_size`` samples count at any step.
+    """
+    looks = votes != code if source == ANY_SOURCE else votes == source
+    if int(looks.sum()) < min_size:
         return None
     rows = features.take(far).astype(np.float64)
     spread = rows.std(axis=0)
@@ -788,14 +820,14 @@ def _single_source_group(
     others = where[~looks]
     elsewhere = rows[others].mean(axis=0) if others.size else rows.mean(axis=0)
     nearer = ((rows - centre) ** 2).sum(axis=1) < ((rows - elsewhere) ** 2).sum(axis=1)
-    if int(nearer.sum()) < settings.min_group_size:
+    if int(nearer.sum()) < min_size:
         return None  # e.g. copies: the two centroids coincide
     group = far[nearer]
-    # how much of the group itself looks like the source (its members among those queried)
+    # how much of the part itself looks like the source (its members among those queried)
     inside = np.isin(queried, group)
-    if int(inside.sum()) < settings.min_group_size:
+    if int(inside.sum()) < min_size:
         return None
-    return source, group, float(np.mean(votes[inside] == source))
+    return group, float(np.mean(looks[inside]))
 
 
 def _typical_core_margin(evidence: list[ClassEvidence]) -> float:

@@ -20,6 +20,7 @@ from poisonguard.decision import (
     BACKDOOR,
     CLUSTERED_GROUP,
     FOREIGN_CLUSTER,
+    FOREIGN_GROUP,
     LABEL_NOISE,
     SEPARATED_GROUP,
     SINGLE_SOURCE,
@@ -134,6 +135,8 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "a cluster of mixed origin filling half of"
             elif rule == FOREIGN_CLUSTER:
                 group = "a cluster that looks like another class in the input, inside"
+            elif rule == FOREIGN_GROUP:
+                group = "a far group that looks like other classes in the input, inside"
             elif rule == SINGLE_SOURCE:
                 group = "a far group that looks like one other class in the input, inside"
             else:
@@ -224,6 +227,19 @@ def class_findings(
                 f"yet the model learned them as this class, as it learns a dirty-label "
                 f"backdoor's poisons{_transplanted(item, 'the other cluster')}; {hits} samples "
                 "flagged"
+            )
+        elif item.backdoor and item.rule == FOREIGN_GROUP:
+            verdict = "backdoor-target"
+            reason = (
+                f"{far}; part of it looks like other classes in the input itself: of the "
+                f"{item.cluster_size} far samples nearest to that part in the model's features, "
+                f"{item.foreign_share:.0%} of those queried have nearest neighbours outside the "
+                f"far group that carry another label (input-neighbour test), yet the model "
+                f"learned them as this class; they differ from the core by something that, "
+                f"added to typical samples of the other classes, makes the model read "
+                f"{item.transplant_share:.0%} of them as this class (transplant test): a "
+                f"trigger that carries the label, hidden in the class's own far tail; {hits} "
+                "samples flagged"
             )
         elif item.backdoor and item.rule == SINGLE_SOURCE:
             verdict = "backdoor-target"

@@ -235,8 +235,11 @@ def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_b
 
     def transplant(code, group, core, probes):
         asked.append((code, sorted(set(labels[probes].tolist()))))
-        # the trigger moves the source's samples when the group is mostly poisons
-        return 1.0 if np.isin(group, poisons).mean() > 0.9 else 0.0
+        # the trigger moves the source's samples (and only them: asked with every class's
+        # probes, most do not move) when the group is mostly poisons
+        if np.isin(group, poisons).mean() <= 0.9:
+            return 0.0
+        return 1.0 if set(labels[probes].tolist()) == {0} else 1 / 3
 
     decision = decide_all(labels, 4, transplant=transplant, input_votes=input_votes, **kwargs)
     assert decision.target_classes == [2]
@@ -278,3 +281,28 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
     kwargs["features"] = None
     decision = decide_all(labels, 4, transplant=lambda *a: 1.0, input_votes=input_votes, **kwargs)
     assert decision.evidence[2].source_class == -1
+
+
+def test_a_far_group_that_looks_like_several_classes_and_moves_all_is_a_foreign_group():
+    labels, poisons, kwargs = single_source_inputs()
+    asked = []
+
+    def input_votes(group, excluded):
+        # the poisons came from classes 0, 1 and 3 (an all-to-one backdoor hidden in the far
+        # tail): 30 of them look like one of those, none of the other far samples do
+        votes = labels[group].copy()
+        chosen = np.isin(group, poisons[:30])
+        votes[chosen] = np.resize([0, 1, 3], int(chosen.sum()))
+        return group, votes
+
+    def transplant(code, group, core, probes):
+        asked.append(sorted(set(labels[probes].tolist())))
+        return 1.0 if np.isin(group, poisons).mean() > 0.9 else 0.0
+
+    decision = decide_all(labels, 4, transplant=transplant, input_votes=input_votes, **kwargs)
+    assert decision.target_classes == [2]
+    np.testing.assert_array_equal(np.flatnonzero(decision.flagged), poisons)
+    evidence = decision.evidence[2]
+    assert evidence.rule == "foreign-group" and evidence.source_class == -1
+    assert evidence.foreign_share == pytest.approx(0.75)
+    assert asked == [[0, 1, 3]]  # every other class's probes, once: called there
