@@ -589,9 +589,10 @@ def decide(
             targets.append(int(split.code))
             flagged[group] = True
             kind[group] = BACKDOOR
-    # a source-specific backdoor (TaCT) moves only its source class, so the transplant test
-    # over every class does not confirm it, and its poisons have one runner-up; the input
-    # says which class they come from, and that class's samples are asked
+    # a backdoor's poisons hidden in a class's large natural tail (no gap), or carrying a
+    # trigger from one source class (TaCT: one runner-up, and the transplant over every class
+    # does not confirm it): the input says which far samples come from other classes, and
+    # every other class's samples, or the one source's, are asked
     if (
         transplant is not None
         and input_votes is not None
