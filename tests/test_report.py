@@ -482,9 +482,7 @@ def test_rules_off_names_the_missing_detectors():
         ("label-noise", "confident-learning"),
         ("cluster", "activation-clustering"),
     ]
-    assert off[2].summary == (
-        "the cluster tests did not run (activation-clustering not selected)"
-    )
+    assert off[2].summary == "the cluster tests did not run (activation-clustering not selected)"
     assert off[1].summary == "the label-noise rule did not run (confident-learning not selected)"
 
 

@@ -73,16 +73,22 @@ def test_a_group_beyond_the_farthest_quarter_is_called_only_when_the_transplant_
     assert not refused.target_classes and not refused.flagged.any()
 
 
-def test_an_easily_learned_group_of_mixed_origin_without_a_gap_needs_the_transplant():
-    data = Synthetic()
+def plant_gapless_far_group(data: Synthetic, margin: float) -> np.ndarray:
+    """A quarter of the target class far (ratios 12-40, touching the core's tail: no gap), of
+    varied origin, with margins about ``margin`` (the core's are about 2)."""
     members = np.flatnonzero(data.labels == TARGET_CLASS)
     far = members[: CLASS_SIZE // 4]
-    # far (ratios 12-40, touching the core's tail: no gap), easy and of varied origin
     data.ratio[far] = np.geomspace(12.0, 40.0, far.size)
     data.ratio[members[CLASS_SIZE // 4 :]] = np.geomspace(0.2, 12.0, CLASS_SIZE - far.size)
-    data.margin[far] = 5.0
+    data.margin[far] = margin
     others = [c for c in range(5) if c != TARGET_CLASS]
     data.runner_up[far] = np.resize(others, far.size)
+    return far
+
+
+def test_an_easily_learned_group_of_mixed_origin_without_a_gap_needs_the_transplant():
+    data = Synthetic()
+    plant_gapless_far_group(data, margin=5.0)  # easy
     assert data.decide().target_classes == [TARGET_CLASS]  # as before: no model to ask
     assert data.decide(transplant=lambda *args: 0.8).target_classes == [TARGET_CLASS]
     vetoed = data.decide(transplant=lambda *args: 0.05)
@@ -94,13 +100,7 @@ def test_a_hard_group_of_mixed_origin_without_a_gap_is_called_when_its_differenc
     # a blend that the model learns no more easily than the core and that thins out into it
     # (digits, 5 %): neither easy nor apart, only the transplant test can call it
     data = Synthetic()
-    members = np.flatnonzero(data.labels == TARGET_CLASS)
-    far = members[: CLASS_SIZE // 4]
-    data.ratio[far] = np.geomspace(12.0, 40.0, far.size)
-    data.ratio[members[CLASS_SIZE // 4 :]] = np.geomspace(0.2, 12.0, CLASS_SIZE - far.size)
-    data.margin[far] = 1.0  # harder than the core (about 2)
-    others = [c for c in range(5) if c != TARGET_CLASS]
-    data.runner_up[far] = np.resize(others, far.size)
+    plant_gapless_far_group(data, margin=1.0)  # harder than the core
     assert not data.decide().target_classes  # natural outliers, without a model to ask
     assert not data.decide(transplant=lambda *args: 0.1).target_classes
     called = data.decide(transplant=lambda *args: 0.9)

@@ -81,22 +81,24 @@ def neighbour_votes(
     queries = _sample(rng, group, QUERIES)
     references = _sample(rng, outside, REFERENCES)
     query = _flat(take(queries))
-    shift, scale = 0.0, 1.0
+    starts = range(0, references.size, block)
+    shift, scale, kept = 0.0, 1.0, []
     if standardise:
-        reference_rows = np.concatenate(
-            [_flat(take(references[s : s + block])) for s in range(0, references.size, block)]
-        )
-        shift = reference_rows.mean(axis=0)
-        spread = reference_rows.std(axis=0)
+        # the column statistics need every reference first; read them once and keep them
+        kept = [_flat(take(references[start : start + block])) for start in starts]
+        stacked = np.concatenate(kept)
+        shift = stacked.mean(axis=0)
+        spread = stacked.std(axis=0)
         scale = np.where(spread > 0, spread, 1.0)
     query = (query - shift) / scale
     # the NEIGHBOURS nearest references of each query, kept as the blocks stream by
     best_distance = np.full((query.shape[0], 0), np.inf)
     best_label = np.zeros((query.shape[0], 0), dtype=labels.dtype)
     query_norms = (query**2).sum(axis=1)[:, None]
-    for start in range(0, references.size, block):
+    for number, start in enumerate(starts):
         positions = references[start : start + block]
-        rows = (_flat(take(positions)) - shift) / scale
+        rows = kept[number] if kept else _flat(take(positions))
+        rows = (rows - shift) / scale
         distance = query_norms - 2.0 * query @ rows.T + (rows**2).sum(axis=1)[None, :]
         best_distance = np.concatenate([best_distance, distance], axis=1)
         best_label = np.concatenate(

@@ -382,16 +382,11 @@ def _evidence(result: ScanResult, order: np.ndarray) -> list[str]:
     out = []
     for i in order:
         kind = "" if finding is None else str(finding[int(i)])
+        item = result.class_findings[int(labels[int(i)])] if result.class_findings else None
         if kind == "backdoor":
-            item = (
-                result.class_findings[int(labels[int(i)])] if result.class_findings else None
-            )
             test = item.evidence if item is not None and item.evidence else ""
             out.append(f"backdoor/{test}" if test else "backdoor")
         elif kind == "label-noise":
-            item = (
-                result.class_findings[int(labels[int(i)])] if result.class_findings else None
-            )
             out.append(f"label-noise/{label_noise_evidence(item)}")
         else:
             out.append(kind or "flagged")

@@ -130,10 +130,9 @@ def _statement(entry: dict[str, Any]) -> str:
     if not entry["disagreeing"]:
         return f"{who} {verb} the given class for every sample."
     return (
-        f"{who} predict{'' if entry['features_saw_labels'] else 's'} another class than the "
-        f"given one for {share} of the samples ({100 * entry['confident_fraction']:.1f} % "
-        f"at {100 * CONFIDENT:.0f} % confidence or more; most in class {worst['class']!r}, "
-        f"{100 * worst['fraction']:.1f} %). That is the labels' ambiguity plus the model's own "
-        "error, not evidence of poisoning on its own: the label-noise rule flags disagreement "
-        "only where it forms a pattern."
+        f"{who} {verb} another class than the given one for {share} of the samples "
+        f"({100 * entry['confident_fraction']:.1f} % at {100 * CONFIDENT:.0f} % confidence or "
+        f"more; most in class {worst['class']!r}, {100 * worst['fraction']:.1f} %). That is "
+        "the labels' ambiguity plus the model's own error, not evidence of poisoning on its "
+        "own: the label-noise rule flags disagreement only where it forms a pattern."
     )
