@@ -148,7 +148,11 @@ so it does not run on two-class tasks.
 **Fused score.** Each detector is calibrated per class by a robust z-score (median and MAD); a
 detector *fired* on a sample when its z exceeds ``fired_z``. The reported score lies in [0, 1]:
 flagged samples score at least 0.5, the others less, and each side is ordered by the rules'
-evidence (distance ratio and out-of-sample probability of the given label).
+evidence (distance ratio and out-of-sample probability of the given label). When the labels are
+called noisy and no class is called a backdoor target, the order is the label evidence alone:
+how far a sample lies from its class core says nothing about a flipped label, and natural
+outliers ranked among the flips cost ranking quality (AUROC of the score, Fashion-MNIST with
+10 % random flips 0.9950 -> 0.9963; 30 % of the pullovers labelled coat 0.971 -> 0.985).
 """
 
 from __future__ import annotations
@@ -729,11 +733,13 @@ def decide(
         for code in range(n_classes):
             evidence[code].label_flags = int(np.count_nonzero(label_noise & (labels == code)))
 
+    # a backdoor's evidence orders the samples unless the decision found label noise only
+    backdoor_evidence = not (noisy and not targets)
     score = _fused_score(
         flagged,
-        distance_ratio,
+        distance_ratio if backdoor_evidence else None,
         oos_probabilities,
-        None if trigger_words is None else trigger_words.score,
+        None if trigger_words is None or not backdoor_evidence else trigger_words.score,
         labels,
         settings,
     )

@@ -938,6 +938,32 @@ def test_label_noise_rule_flags_low_probability_labels_spread_over_the_pairs():
     assert decision.target_classes == []
 
 
+def test_label_noise_alone_orders_the_scores_by_the_label_evidence():
+    """A lone far sample with a likely label ranks below a doubtful label when the decision
+    found label noise only; with clean labels its distance from the class core ranks it first."""
+
+    def plant(data: Synthetic) -> tuple[int, int]:
+        clean = np.flatnonzero((data.labels == 0) & (data.oos_predicted == data.labels))
+        far, doubtful = int(clean[0]), int(clean[1])
+        data.ratio[far] = 30.0  # far evidence 0.75
+        data.oos_given[doubtful] = 0.5  # label evidence 0.5: above the bar, not flagged
+        return far, doubtful
+
+    data = Synthetic()
+    plant_label_noise(data, per_class=30)
+    far, doubtful = plant(data)
+    decision = data.decide()
+    assert decision.noisy_labels and decision.target_classes == []
+    assert not decision.flagged[[far, doubtful]].any()
+    assert decision.score[doubtful] > decision.score[far]
+
+    data = Synthetic()
+    far, doubtful = plant(data)
+    decision = data.decide()
+    assert not decision.noisy_labels and not decision.flagged.any()
+    assert decision.score[far] > decision.score[doubtful]
+
+
 def test_label_noise_rule_ignores_a_few_confusions_in_one_class_pair():
     data = Synthetic()
     members = np.flatnonzero(data.labels == 0)[:3]
