@@ -118,6 +118,14 @@ histogram between the core and the far group (a cut that errs towards recall: on
 sample the strongest gap, not significant there, would leave 9 of the 90 poisons). Measured in
 docs/benchmarks.md.
 
+**Group completion** (with ``features``; every called class but those called by trigger
+words). A cut along one number leaves the poisons the model learned less sharply below it, and
+each poison left in a sanitized copy keeps teaching the trigger. A linear discriminant fitted in
+the features to tell the flagged group from the rest of its class, cross-fitted so that no
+sample is judged by a fit that saw it, and refitted as poisons join
+(:mod:`~poisonguard.detectors.group_completion`), adds the samples it puts with the group
+(patch 1 %: F1 0.987 -> 0.994; patch 10 %: 0.981 -> 0.996; docs/benchmarks.md).
+
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
 probability of its given label, ``p_y``, and of its most probable class, ``p_max``. A sample
@@ -173,6 +181,7 @@ from poisonguard.detectors.confident_learning import (
     likely_mislabelled,
     one_sided_pairs,
 )
+from poisonguard.detectors.group_completion import complete_group
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
 from poisonguard.detectors.transplant import (
     PROBES_PER_CLASS,
@@ -255,6 +264,8 @@ class ClassEvidence:
     foreign_share: float = float("nan")
     source_class: int = -1
     """The class a single-source group looks like in the input (-1 where not tested)."""
+    completed: int = 0
+    """Samples that joined the flagged group by group completion."""
 
 
 @dataclass
@@ -329,6 +340,7 @@ def decide(
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
     features: RowsLike | None = None,
+    seed: int = 0,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -379,7 +391,10 @@ def decide(
         test). ``None`` (texts) leaves both tests off.
     features : ndarray (N, F), ArrayFile or None
         The embedding's features (the single-source test separates the part of a far group that
-        looks like its source class by nearest centroid in them); ``None`` leaves it off.
+        looks like its source class by nearest centroid in them, and group completion fits its
+        discriminant on them); ``None`` leaves both off.
+    seed : int
+        Seeds group completion's folds.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -664,6 +679,20 @@ def decide(
             item.backdoor, item.rule = True, TRIGGER_WORDS
         flagged |= trigger_words.flagged
         kind[trigger_words.flagged] = BACKDOOR
+
+    # --- group completion: the poisons the tests' one-number cuts left below them -------------
+    if features is not None:
+        features = as_rows(features)
+        for code in targets:
+            item = evidence[code]
+            if item.rule == TRIGGER_WORDS:
+                continue  # the texts holding the words are the group, exactly
+            members = np.flatnonzero(labels == code)
+            group = kind[members] == BACKDOOR
+            joined = members[complete_group(features, members, group, seed) & ~group]
+            item.completed = int(joined.size)
+            flagged[joined] = True
+            kind[joined] = BACKDOOR
 
     targets.sort()
 

@@ -312,6 +312,11 @@ def class_findings(
         else:
             verdict = "not-cleared" if off else "clean"
             reason = _clean_reason(item, far, off)
+        if verdict == "backdoor-target" and item.completed:
+            reason += (
+                f" ({item.completed} of them joined by group completion: a cross-fitted "
+                "linear discriminant in the model's features puts them with the group)"
+            )
         if verdict == "backdoor-target":
             evidence = item.rule
         elif verdict == "noisy-labels":

@@ -341,6 +341,7 @@ def scan_embedding(
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
+        seed=settings.seed,
         splits=inputs.activation_clusters[1] if RULE_DETECTORS["cluster"] in chosen else None,
     )
     # the cluster tests ask the trained model (transplant test): not for texts or a user's model

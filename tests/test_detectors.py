@@ -718,6 +718,32 @@ def test_backdoor_rule_calls_a_far_easy_group_of_diverse_origin():
     assert not decision.noisy_labels
 
 
+
+def test_group_completion_adds_the_poisons_below_the_cut_and_only_in_a_called_class():
+    """Ten poisons whose distance ratios lie among the core's (the model learned them less
+    sharply) share the group's features: the discriminant adds them; the other classes, not
+    called, are left alone even where a few samples sit apart in the features."""
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(data.labels.size, 12))
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    missed = np.setdiff1d(members, far)[:10]
+    features[np.concatenate([far, missed]), 0] += 8.0
+    elsewhere = np.flatnonzero(data.labels == (TARGET_CLASS + 1) % K)[:40]
+    features[elsewhere, 0] += 8.0
+    without = data.decide()
+    decision = data.decide(features=features)
+    truth = np.zeros(data.labels.size, dtype=bool)
+    truth[far] = True
+    np.testing.assert_array_equal(without.flagged, truth)
+    truth[missed] = True
+    np.testing.assert_array_equal(decision.flagged, truth)
+    assert set(decision.kind[missed]) == {"backdoor"}
+    assert np.all(decision.score[missed] >= 0.5)
+    assert decision.evidence[TARGET_CLASS].completed == missed.size
+    assert without.evidence[TARGET_CLASS].completed == 0
+
 def smooth_tail(rng, size: int, far_share: float = 0.25) -> np.ndarray:
     """Distance ratios with a smooth Pareto tail (no group apart): ``far_share`` above 10."""
     scale = np.log(10.0) / np.log(1.0 / far_share)  # P(log ratio > log 10) = far_share

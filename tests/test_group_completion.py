@@ -1,0 +1,77 @@
+"""Group completion: the samples of a called class that a cross-fitted discriminant puts with
+its flagged group."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poisonguard.detectors.group_completion import FOLDS, complete_group
+from poisonguard.rows import Rows
+
+
+def planted_class(seed: int = 0, n: int = 1500, group: int = 150, dims: int = 16):
+    """A class of ``n`` Gaussian samples, the first ``group`` shifted along one direction (a
+    trigger's feature); the tests flagged only the 80 % of the group farthest along it."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(n, dims)).astype(np.float32)
+    rows[:group, 0] += 6.0
+    poisons = np.zeros(n, dtype=bool)
+    poisons[:group] = True
+    order = np.argsort(-rows[:group, 0])
+    flagged = np.zeros(n, dtype=bool)
+    flagged[order[: int(0.8 * group)]] = True
+    return rows, poisons, flagged
+
+
+def test_the_poisons_below_the_cut_join_the_group_and_the_rest_of_the_class_does_not():
+    rows, poisons, flagged = planted_class()
+    members = np.arange(rows.shape[0])
+    completed = complete_group(Rows(rows), members, flagged)
+    assert np.all(completed[flagged])  # the tests' flags are kept
+    assert completed[poisons].mean() >= 0.97
+    assert completed[~poisons].sum() <= 3
+
+
+def test_only_the_class_members_are_read_and_the_answer_is_theirs():
+    rows, poisons, flagged = planted_class()
+    other = np.random.default_rng(5).normal(size=(700, rows.shape[1])).astype(np.float32) + 9.0
+    everything = np.concatenate([other[:300], rows, other[300:]])
+    members = np.arange(300, 300 + rows.shape[0])
+    completed = complete_group(Rows(everything), members, flagged)
+    alone = complete_group(Rows(rows), np.arange(len(rows)), flagged)
+    np.testing.assert_array_equal(completed, alone)
+
+
+def test_the_result_does_not_depend_on_the_order_of_the_rows():
+    rows, poisons, flagged = planted_class(seed=3)
+    order = np.random.default_rng(1).permutation(rows.shape[0])
+    completed = complete_group(Rows(rows), np.arange(len(rows)), flagged)
+    permuted = complete_group(Rows(rows[order]), np.arange(len(rows)), flagged[order])
+    np.testing.assert_array_equal(permuted, completed[order])
+
+
+def test_a_class_above_the_fit_sample_is_judged_in_blocks(monkeypatch):
+    import poisonguard.detectors.group_completion as module
+
+    rows, poisons, flagged = planted_class(seed=2, n=3000, group=300)
+    monkeypatch.setattr(module, "FIT_ROWS", 1000)
+    completed = module.complete_group(Rows(rows), np.arange(len(rows)), flagged)
+    assert np.all(completed[flagged])
+    assert completed[poisons].mean() >= 0.95
+    assert completed[~poisons].sum() <= 6
+
+
+def test_a_group_too_small_to_fit_is_left_as_it_is():
+    rows, poisons, flagged = planted_class()
+    few = np.zeros_like(flagged)
+    few[np.flatnonzero(flagged)[: 2 * FOLDS - 1]] = True
+    np.testing.assert_array_equal(complete_group(Rows(rows), np.arange(len(rows)), few), few)
+
+
+def test_constant_and_duplicated_features_give_an_answer():
+    rows, poisons, flagged = planted_class()
+    rows[:, 5] = 1.0  # a dead unit
+    rows[200:400] = rows[200]  # copies of one clean sample
+    completed = complete_group(Rows(rows), np.arange(len(rows)), flagged)
+    assert np.all(completed[flagged])
+    assert completed[poisons].mean() >= 0.95
