@@ -1003,11 +1003,28 @@ def test_label_noise_rule_ignores_a_few_confusions_in_one_class_pair():
 
 
 def test_label_noise_rule_needs_enough_confusions_per_pair_and_overall():
-    # Two per class pair (as clean data has in its confusable pairs): median 2 < 3.
+    # One per class pair (as clean data has in its confusable pairs): 1 < 2.
+    data = Synthetic()
+    plant_label_noise(data, per_class=4)
+    decision = data.decide()
+    assert decision.pair_median == 1
+    assert not decision.noisy_labels and not decision.flagged.any()
+    # Two per class pair: called (2 x 20 pairs = 2.7 % of the 1,500 samples)...
     data = Synthetic()
     plant_label_noise(data, per_class=8)
     decision = data.decide()
     assert decision.pair_median == 2
+    assert decision.noisy_labels and decision.flagged.sum() == 40
+    # ...but not when half the pairs hold 3 and the other half 1: a majority of the pairs must
+    # reach the count (the plain median, 2, would call it)
+    data = Synthetic()
+    for code in range(K):
+        members = np.flatnonzero(data.labels == code)
+        predicted = [(code + offset) % K for offset in (1, 1, 1, 2, 2, 2, 3, 4)]
+        data.oos_predicted[members[: len(predicted)]] = predicted
+        data.oos_given[members[: len(predicted)]] = 0.005
+    decision = data.decide()
+    assert decision.pair_median == 1
     assert not decision.noisy_labels and not decision.flagged.any()
     # 10 % noise, but the settings ask for an estimated rate of at least 20 %.
     data = Synthetic()
