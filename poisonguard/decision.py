@@ -124,7 +124,8 @@ each poison left in a sanitized copy keeps teaching the trigger. A linear discri
 the features to tell the flagged group from the rest of its class, cross-fitted so that no
 sample is judged by a fit that saw it, and refitted as poisons join
 (:mod:`~poisonguard.detectors.group_completion`), adds the samples it puts with the group
-(patch 1 %: F1 0.987 -> 0.994; patch 10 %: 0.981 -> 0.996; docs/benchmarks.md).
+(patch 1 %: F1 0.987 -> 0.992; patch 10 %: 0.981 -> 0.997; the SIG into the bags beside a
+second backdoor: 38 of its 600 poisons left -> 1; docs/benchmarks.md).
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
@@ -280,8 +281,8 @@ class Decision:
     ``kind`` holds, per sample, ``"backdoor"``, ``"label-noise"`` or ``""``; ``fired`` maps each
     detector to the samples on which it fired; ``target_classes`` are the classes called backdoor
     targets; ``noisy_labels`` says whether the label-noise rule fired, ``pair_median`` is the
-    count of samples that look like another class that a majority of the class pairs reach
-    (the lower median), which it was decided on.
+    count of confident disagreements (the confident joint's off-diagonal) that a majority of
+    the class pairs reach (the lower median), which it was decided on.
     """
 
     flagged: np.ndarray
@@ -347,6 +348,7 @@ def decide(
     input_votes: InputVotes | None = None,
     features: RowsLike | None = None,
     seed: int = 0,
+    label_probabilities: RowsLike | None = None,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -401,6 +403,12 @@ def decide(
         discriminant on them); ``None`` leaves both off.
     seed : int
         Seeds group completion's folds.
+    label_probabilities : ndarray (N, K), ArrayFile or None
+        Out-of-sample probabilities that order the samples by label evidence in the fused score,
+        in place of ``oos_probabilities`` (texts: heads on the texts' words; the text model
+        memorised every label, so heads on its features rank 10 % random flips below chance,
+        AUROC 0.41, where heads on the words reach 0.83). The rules still read
+        ``oos_probabilities``.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -771,7 +779,7 @@ def decide(
     score = _fused_score(
         flagged,
         distance_ratio if backdoor_evidence else None,
-        oos_probabilities,
+        as_rows(label_probabilities) if label_probabilities is not None else oos_probabilities,
         None if trigger_words is None or not backdoor_evidence else trigger_words.score,
         labels,
         settings,

@@ -321,8 +321,21 @@ def scan_embedding(
         trigger_words = text_trigger_words(dataset, embedding)
         timings["trigger-words"] = time.perf_counter() - start
 
-    start = time.perf_counter()
     chosen = {d.name for d in detectors}
+    word_probabilities = None
+    if dataset.kind == "text" and "confident-learning" in chosen:
+        # the text model memorised every label: heads on its features agree with all of them,
+        # so what a model that never saw a text says of its label comes from its words
+        start = time.perf_counter()
+        word_probabilities = out_of_sample_probabilities(
+            word_columns(dataset.x, seed=settings.seed),
+            dataset.labels,
+            n_classes=dataset.n_classes,
+            seed=settings.seed,
+        )
+        timings["predict:words"] = time.perf_counter() - start
+
+    start = time.perf_counter()
     transplant = transplant_test(dataset, embedding)
     decision = decide(
         dataset.labels,
@@ -342,6 +355,7 @@ def scan_embedding(
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
         seed=settings.seed,
+        label_probabilities=word_probabilities,
         splits=inputs.activation_clusters[1] if RULE_DETECTORS["cluster"] in chosen else None,
     )
     # the cluster tests ask the trained model (transplant test): not for texts or a user's model
@@ -356,16 +370,8 @@ def scan_embedding(
     findings = class_findings(dataset, decision, counts, scored, off, unjudged)
     if "confident-learning" not in chosen:
         predicting = embedding.probabilities
-    elif dataset.kind == "text":
-        # the text model memorised every label: heads on its features agree with all of them
-        start = time.perf_counter()
-        predicting = out_of_sample_probabilities(
-            word_columns(dataset.x, seed=settings.seed),
-            dataset.labels,
-            n_classes=dataset.n_classes,
-            seed=settings.seed,
-        )
-        timings["predict:words"] = time.perf_counter() - start
+    elif word_probabilities is not None:
+        predicting = word_probabilities
     else:
         predicting = inputs.out_of_sample_probabilities
     reasons = sample_reasons(dataset, decision)

@@ -990,6 +990,27 @@ def test_label_noise_alone_orders_the_scores_by_the_label_evidence():
     assert decision.score[far] > decision.score[doubtful]
 
 
+def test_label_probabilities_order_the_scores_and_leave_the_rules_alone():
+    """Texts pass heads on their words: they order the samples by label evidence in place of
+    the out-of-sample heads on the features, which decide the label-noise rule as before."""
+    data = Synthetic()
+    plant_label_noise(data, per_class=30)
+    before = data.decide()
+    unflagged = np.flatnonzero(~before.flagged)
+    doubted, trusted = unflagged[:2]
+    data_words = Synthetic()
+    data_words.oos_given[:] = 0.9
+    data_words.oos_given[doubted] = 0.5  # the words doubt this label
+    words = data_words.oos_probabilities
+    data.ratio[:] = 1.0  # no distance evidence either way
+    decision = data.decide(label_probabilities=words)
+    np.testing.assert_array_equal(decision.flagged, before.flagged)
+    assert decision.noisy_labels
+    assert decision.score[doubted] > decision.score[trusted]
+    without = data.decide()
+    assert without.score[doubted] == without.score[trusted]
+
+
 def test_label_noise_rule_ignores_a_few_confusions_in_one_class_pair():
     data = Synthetic()
     members = np.flatnonzero(data.labels == 0)[:3]

@@ -83,7 +83,7 @@ CASES = {
 GOLDEN_SCORES = {
     "digits": "b037f3436673bbd407f6854400ae8fd5faf9d6e4e478f5e279956f2ae3147d7e",
     "breast_cancer": "305a86a4f1722b4dc21a15b6f441981671109e7fdfd085e2e1fc35421f746f8d",
-    "reviews": "ec8d60a989238aee2fa3563a41a727536c9006c71710ba71930809061aef25f5",
+    "reviews": "00a37bb3a9d3aba6be146a8f04a487684290aaa4bdc6198018a18b7ae3e57fa9",
 }
 
 
