@@ -80,15 +80,15 @@ def complete_group(
     if min(int(in_group.sum()), int((~in_group).sum())) < FOLDS * _MIN_PART:
         return result
     keys = np.concatenate(
-        [row_keys(features.take(members[start : start + FIT_ROWS]), seed)
-         for start in range(0, members.size, FIT_ROWS)]
+        [row_keys(features.take(members[offset : offset + FIT_ROWS]), seed)
+         for offset in range(0, members.size, FIT_ROWS)]
     )  # fmt: skip
     fitted = sample_by_key(keys, FIT_ROWS)
     rows = features.take(members[fitted], dtype=np.float64)
     folds = np.empty(fitted.size, dtype=np.int64)
     folds[key_order(keys[fitted])] = np.arange(fitted.size) % FOLDS
-    start = in_group[fitted]
-    current = start.copy()
+    flagged = in_group[fitted]
+    current = flagged.copy()
     for _ in range(ROUNDS):
         posterior = np.zeros(fitted.size)
         for fold in range(FOLDS):
@@ -96,7 +96,7 @@ def complete_group(
             model = _fit(rows[~test], current[~test])
             if model is not None:
                 posterior[test] = model.predict_proba(rows[test])[:, 1]
-        updated = start | (posterior > 0.5)
+        updated = flagged | (posterior > 0.5)
         if np.array_equal(updated, current):
             break
         current = updated
