@@ -312,12 +312,12 @@ def class_findings(
         else:
             verdict = "not-cleared" if off else "clean"
             reason = _clean_reason(item, far, off)
-        if verdict == "backdoor-target" and item.completed:
-            reason += (
-                f" ({item.completed} of them joined by group completion: a cross-fitted "
-                "linear discriminant in the model's features puts them with the group)"
-            )
         if verdict == "backdoor-target":
+            if item.completed:
+                reason += (
+                    f" ({item.completed} of them joined by group completion: a cross-fitted "
+                    "linear discriminant in the model's features puts them with the group)"
+                )
             evidence = item.rule
         elif verdict == "noisy-labels":
             evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD

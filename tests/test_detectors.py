@@ -718,7 +718,6 @@ def test_backdoor_rule_calls_a_far_easy_group_of_diverse_origin():
     assert not decision.noisy_labels
 
 
-
 def test_group_completion_adds_the_poisons_below_the_cut_and_only_in_a_called_class():
     """Ten poisons whose distance ratios lie among the core's (the model learned them less
     sharply) share the group's features: the discriminant adds them; the other classes, not
@@ -743,6 +742,7 @@ def test_group_completion_adds_the_poisons_below_the_cut_and_only_in_a_called_cl
     assert np.all(decision.score[missed] >= 0.5)
     assert decision.evidence[TARGET_CLASS].completed == missed.size
     assert without.evidence[TARGET_CLASS].completed == 0
+
 
 def smooth_tail(rng, size: int, far_share: float = 0.25) -> np.ndarray:
     """Distance ratios with a smooth Pareto tail (no group apart): ``far_share`` above 10."""

@@ -10,7 +10,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from poisonguard.cli.main import main
@@ -61,4 +60,4 @@ def test_flips_in_a_small_table_are_found_and_the_clean_table_is_left_alone(tmp_
     false = sum(flagged[i] for i, flip in truth.items() if not flip)
     assert found >= 13, f"{found} of 18 flips flagged"
     assert false <= 3, f"{false} clean rows flagged"
-    assert np.isclose(report["findings"]["flagged_count"], found + false)
+    assert report["findings"]["flagged_count"] == found + false
