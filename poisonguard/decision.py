@@ -223,6 +223,12 @@ LARGE_TAIL_SHARE = 0.5
 test can confirm them (beyond the farthest quarter, ``TAIL_SHARE``); a larger group is the
 class."""
 
+INPUT_COMPLETION_WIDTH = 1024
+"""Group completion runs in the samples themselves up to this many values per sample (a 28x28
+image, a 32x32 grey one, any table): its discriminant's cost grows with the square of the
+width, 1.5 s a fit for 9,600 samples of 784 values on two cores. Wider samples are left to the
+features."""
+
 Transplant = Callable[[int, np.ndarray, np.ndarray, np.ndarray], float]
 InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 TRIGGER_WORDS = "trigger-words"
@@ -271,7 +277,9 @@ class ClassEvidence:
     source_class: int = -1
     """The class a single-source group looks like in the input (-1 where not tested)."""
     completed: int = 0
-    """Samples that joined the flagged group by group completion."""
+    """Samples that joined the flagged group by group completion in the model's features."""
+    completed_in_input: int = 0
+    """Samples that joined it by group completion in the samples themselves, after those."""
 
 
 @dataclass
@@ -347,6 +355,7 @@ def decide(
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
     features: RowsLike | None = None,
+    inputs: RowsLike | None = None,
     seed: int = 0,
     label_probabilities: RowsLike | None = None,
     settings: DecisionSettings = DecisionSettings(),
@@ -401,6 +410,10 @@ def decide(
         The embedding's features (the single-source test separates the part of a far group that
         looks like its source class by nearest centroid in them, and group completion fits its
         discriminant on them); ``None`` leaves both off.
+    inputs : ndarray (N, ...), ArrayFile or None
+        The samples themselves (images, table rows; each read as one flat row): group
+        completion runs in them too, after the features. ``None`` (texts) leaves it to the
+        features.
     seed : int
         Seeds group completion's folds.
     label_probabilities : ndarray (N, K), ArrayFile or None
@@ -695,16 +708,31 @@ def decide(
         kind[trigger_words.flagged] = BACKDOOR
 
     # --- group completion: the poisons the tests' one-number cuts left below them -------------
-    if features is not None:
-        features = as_rows(features)
+    # first in the model's features, then in the samples themselves: the trigger is written in
+    # the input in full in every poison (a patch's pixels, a blended pattern), also in those the
+    # model learned too faintly for its features to tell them from the class (the digits' 5 %
+    # blend: 7 of 72 poisons left after the features, none after the pixels)
+    for space, rows in (("features", features), ("input", inputs)):
+        if rows is None:
+            continue
+        rows = as_rows(rows)
+        if space == "input" and rows.width > INPUT_COMPLETION_WIDTH and targets:
+            notes.append(
+                f"group completion in the samples themselves off: {rows.width} values per "
+                f"sample, more than {INPUT_COMPLETION_WIDTH} (it ran in the model's features)"
+            )
+            continue
         for code in targets:
             item = evidence[code]
             if item.rule == TRIGGER_WORDS:
                 continue  # the texts holding the words are the group, exactly
             members = np.flatnonzero(labels == code)
             group = kind[members] == BACKDOOR
-            joined = members[complete_group(features, members, group, seed) & ~group]
-            item.completed = int(joined.size)
+            joined = members[complete_group(rows, members, group, seed) & ~group]
+            if space == "features":
+                item.completed = int(joined.size)
+            else:
+                item.completed_in_input = int(joined.size)
             flagged[joined] = True
             kind[joined] = BACKDOOR
 

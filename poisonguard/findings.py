@@ -25,6 +25,7 @@ from poisonguard.decision import (
     SEPARATED_GROUP,
     SINGLE_SOURCE,
     TRIGGER_WORDS,
+    ClassEvidence,
     Decision,
     DecisionSettings,
 )
@@ -313,11 +314,8 @@ def class_findings(
             verdict = "not-cleared" if off else "clean"
             reason = _clean_reason(item, far, off)
         if verdict == "backdoor-target":
-            if item.completed:
-                reason += (
-                    f" ({item.completed} of them joined by group completion: a cross-fitted "
-                    "linear discriminant in the model's features puts them with the group)"
-                )
+            if item.completed or item.completed_in_input:
+                reason += f" ({_completion_note(item)})"
             evidence = item.rule
         elif verdict == "noisy-labels":
             evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD
@@ -325,6 +323,23 @@ def class_findings(
             evidence = ""
         findings.append(ClassFinding(code, name, count, hits, verdict, reason, evidence))
     return findings
+
+
+def _completion_note(item: ClassEvidence) -> str:
+    """How many samples group completion added, and in which space."""
+    spaces = [
+        f"{count} in the {space}"
+        for count, space in (
+            (item.completed, "model's features"),
+            (item.completed_in_input, "samples themselves"),
+        )
+        if count
+    ]
+    total = item.completed + item.completed_in_input
+    return (
+        f"{total} of them joined by group completion: cross-fitted linear discriminants put "
+        f"them with the group, {' and '.join(spaces)}"
+    )
 
 
 def label_noise_evidence(finding: ClassFinding | None) -> str:

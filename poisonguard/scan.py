@@ -354,6 +354,7 @@ def scan_embedding(
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
+        inputs=None if dataset.kind == "text" else dataset.x,
         seed=settings.seed,
         label_probabilities=word_probabilities,
         splits=inputs.activation_clusters[1] if RULE_DETECTORS["cluster"] in chosen else None,

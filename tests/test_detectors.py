@@ -744,6 +744,35 @@ def test_group_completion_adds_the_poisons_below_the_cut_and_only_in_a_called_cl
     assert without.evidence[TARGET_CLASS].completed == 0
 
 
+def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show():
+    """Ten poisons the model's features put with the class (learned too faintly) still carry
+    the trigger's pixels: group completion in the samples themselves adds them, after the
+    features; the width cap leaves wide samples to the features, with a note."""
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(data.labels.size, 12))
+    features[far, 0] += 8.0
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    missed = np.setdiff1d(members, far)[:10]
+    images = rng.normal(size=(data.labels.size, 4, 4))
+    images[np.concatenate([far, missed]), 0, 0] += 8.0  # the trigger's pixel, in every poison
+    features_only = data.decide(features=features)
+    decision = data.decide(features=features, inputs=images)
+    truth = np.zeros(data.labels.size, dtype=bool)
+    truth[far] = True
+    np.testing.assert_array_equal(features_only.flagged, truth)
+    truth[missed] = True
+    np.testing.assert_array_equal(decision.flagged, truth)
+    assert set(decision.kind[missed]) == {"backdoor"}
+    evidence = decision.evidence[TARGET_CLASS]
+    assert (evidence.completed, evidence.completed_in_input) == (0, missed.size)
+    wide = np.repeat(images.reshape(data.labels.size, -1), 65, axis=1)  # 1,040 values
+    capped = data.decide(features=features, inputs=wide)
+    assert capped.evidence[TARGET_CLASS].completed_in_input == 0
+    assert any("1040 values per sample" in note for note in capped.notes)
+
+
 def smooth_tail(rng, size: int, far_share: float = 0.25) -> np.ndarray:
     """Distance ratios with a smooth Pareto tail (no group apart): ``far_share`` above 10."""
     scale = np.log(10.0) / np.log(1.0 / far_share)  # P(log ratio > log 10) = far_share

@@ -75,3 +75,14 @@ def test_constant_and_duplicated_features_give_an_answer():
     completed = complete_group(Rows(rows), np.arange(len(rows)), flagged)
     assert np.all(completed[flagged])
     assert completed[poisons].mean() >= 0.95
+
+
+def test_images_are_read_as_rows_of_their_values():
+    """Group completion in the samples themselves: an image is one row of its pixels."""
+    rows, poisons, flagged = planted_class(dims=16)
+    images = rows.reshape(-1, 4, 4)
+    as_images = complete_group(Rows(images), np.arange(len(rows)), flagged)
+    np.testing.assert_array_equal(
+        as_images, complete_group(Rows(rows), np.arange(len(rows)), flagged)
+    )
+    assert as_images[poisons].mean() >= 0.97

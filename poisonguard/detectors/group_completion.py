@@ -53,16 +53,17 @@ _MIN_PART = 2
 
 
 def complete_group(
-    features: Rows, members: np.ndarray, in_group: np.ndarray, seed: int = 0
+    rows: Rows, members: np.ndarray, in_group: np.ndarray, seed: int = 0
 ) -> np.ndarray:
     """The class's samples that belong with its flagged group.
 
     Parameters
     ----------
-    features : Rows
-        The embedding's features (N, F), read for ``members`` only.
+    rows : Rows
+        The embedding's features (N, F) or the samples themselves (N, ...: an image is read as
+        one row of its values), read for ``members`` only.
     members : ndarray of int, shape (M,)
-        The class's samples, strictly increasing positions into ``features``.
+        The class's samples, strictly increasing positions into ``rows``.
     in_group : ndarray of bool, shape (M,)
         The samples the tests flagged.
     seed : int
@@ -80,11 +81,11 @@ def complete_group(
     if min(int(in_group.sum()), int((~in_group).sum())) < FOLDS * _MIN_PART:
         return result
     keys = np.concatenate(
-        [row_keys(features.take(members[offset : offset + FIT_ROWS]), seed)
+        [row_keys(rows.take(members[offset : offset + FIT_ROWS]), seed)
          for offset in range(0, members.size, FIT_ROWS)]
     )  # fmt: skip
     fitted = sample_by_key(keys, FIT_ROWS)
-    rows = features.take(members[fitted], dtype=np.float64)
+    fit_rows = _flat(rows.take(members[fitted], dtype=np.float64))
     folds = np.empty(fitted.size, dtype=np.int64)
     folds[key_order(keys[fitted])] = np.arange(fitted.size) % FOLDS
     flagged = in_group[fitted]
@@ -93,22 +94,27 @@ def complete_group(
         posterior = np.zeros(fitted.size)
         for fold in range(FOLDS):
             test = folds == fold
-            model = _fit(rows[~test], current[~test])
+            model = _fit(fit_rows[~test], current[~test])
             if model is not None:
-                posterior[test] = model.predict_proba(rows[test])[:, 1]
+                posterior[test] = model.predict_proba(fit_rows[test])[:, 1]
         updated = flagged | (posterior > 0.5)
         if np.array_equal(updated, current):
             break
         current = updated
     result[fitted] = current
     rest = np.setdiff1d(np.arange(members.size), fitted, assume_unique=True)
-    model = _fit(rows, current) if rest.size else None
+    model = _fit(fit_rows, current) if rest.size else None
     if model is not None:
         for block in range(0, rest.size, FIT_ROWS):
             positions = rest[block : block + FIT_ROWS]
-            block_rows = features.take(members[positions], dtype=np.float64)
+            block_rows = _flat(rows.take(members[positions], dtype=np.float64))
             result[positions] |= model.predict_proba(block_rows)[:, 1] > 0.5
     return result
+
+
+def _flat(rows: np.ndarray) -> np.ndarray:
+    """Each sample as one row of values (an image's pixels)."""
+    return rows.reshape(rows.shape[0], -1)
 
 
 def _fit(rows: np.ndarray, in_group: np.ndarray) -> LinearDiscriminantAnalysis | None:
