@@ -36,7 +36,12 @@ from poisonguard.detectors import (
 from poisonguard.detectors.input_neighbours import neighbour_votes
 from poisonguard.detectors.streaming import out_of_sample_probabilities
 from poisonguard.detectors.text_columns import word_columns
-from poisonguard.detectors.transplant import mean_difference, transplant_share
+from poisonguard.detectors.transplant import (
+    common_stamp,
+    mean_difference,
+    stamped_share,
+    transplant_share,
+)
 from poisonguard.detectors.trigger_words import TriggerWordTest, named_word_sets, trigger_word_test
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.embed.inference import trained_model
@@ -449,8 +454,13 @@ def transplant_test(dataset: Dataset, embedding: Embedding) -> Transplant | None
         return embed_with(embedding, x)[1].argmax(axis=1)
 
     def share(code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray) -> float:
+        # the group's difference added (a blended pattern), or what it holds in common stamped
+        # (a patch): the larger share
         difference, low, high = mean_difference(samples.take, group, core)
-        return transplant_share(difference, samples.take(probes), predict, code, low=low, high=high)
+        probe_samples = samples.take(probes)
+        added = transplant_share(difference, probe_samples, predict, code, low=low, high=high)
+        mask, values = common_stamp(samples.take, group, core)
+        return max(added, stamped_share(mask, values, probe_samples, predict, code))
 
     return share
 

@@ -4,16 +4,23 @@ class's label; a learned-easily group without a gap is confirmed the same way.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from test_detectors import CLASS_SIZE, TARGET_CLASS, Synthetic
 
 from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.transplant import (
     TRANSPLANT_SHARE,
+    common_stamp,
     mean_difference,
     probe_rows,
+    stamped_share,
     transplant_share,
 )
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 
 
 def test_mean_difference_is_the_group_mean_less_the_core_mean_with_their_range():
@@ -44,6 +51,60 @@ def test_a_difference_that_carries_the_label_moves_the_probes():
     assert transplant_share(trigger, probes, predict, 3, low=0.0, high=255.0) == 1.0
     assert transplant_share(trigger / 4, probes, predict, 3, low=0.0, high=255.0) == 0.0
     assert transplant_share(trigger, probes[:0], predict, 3, low=0.0, high=255.0) == 0.0
+
+
+def test_the_stamp_is_what_most_of_the_group_holds_exactly_and_the_core_does_not():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 200, size=(60, 4, 4)).astype(np.uint8)
+    x[:, 0, 0] = 7  # every sample: in common with the core too, so not stamped
+    group, core = np.arange(20), np.arange(20, 60)
+    x[group[:12], -1, -1] = 255  # 12 of the 20 hold the patch value: more than half
+    x[group[:8], 1, 1] = 99  # 8 of 20: not half
+    mask, values = common_stamp(lambda positions: x[positions], group, core)
+    assert np.flatnonzero(mask).tolist() == [15]
+    assert values[-1, -1] == 255.0
+
+
+def test_a_stamp_moves_the_probes_where_the_same_difference_added_does_not():
+    """A patch over strokes: adding the mean difference leaves the probes' bright values short
+    of the trigger's, stamping writes the trigger's own values."""
+
+    def predict(x):  # reads class 3 only when the whole corner is 255
+        return np.where(np.all(x[:, -2:, -2:] == 255, axis=(1, 2)), 3, 0)
+
+    probes = np.full((10, 4, 4), 40, dtype=np.uint8)
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[-2:, -2:] = True
+    values = np.full((4, 4), 255.0)
+    assert stamped_share(mask, values, probes, predict, 3) == 1.0
+    assert (
+        transplant_share(np.where(mask, 200.0, 0.0), probes, predict, 3, low=0.0, high=255.0) == 0.0
+    )
+    assert stamped_share(np.zeros_like(mask), values, probes, predict, 3) == 0.0
+    assert stamped_share(mask, values, probes[:0], predict, 3) == 0.0
+
+
+@pytest.mark.slow
+def test_a_patch_over_the_strokes_of_small_digits_is_called(tmp_path):
+    """A 3x3 patch into the sixes of the 8x8 digits (5 %, seed 1): the mean difference moved
+    12 % of the probes (the source digits' average shape less the six's drowns the patch), and
+    nothing was called; the common stamp moves them and the class is called, every poison
+    flagged."""
+    from poisonguard.evaluate import subset
+    from poisonguard.loaders import load_dataset
+    from poisonguard.poison import AttackOptions
+    from poisonguard.poisoned_copy import poison_dataset
+    from poisonguard.scan import ScanSettings, scan_dataset
+
+    clean = load_dataset(SAMPLE_DATA / "digits" / "clean")
+    poisoning = poison_dataset(
+        clean, attack="patch", rate=0.05, target=6, seed=1, options=AttackOptions()
+    )
+    poisoned = subset(clean, np.arange(clean.n_samples), x=poisoning.x, labels=poisoning.labels)
+    result = scan_dataset(poisoned, ScanSettings(seed=0), cache_dir=tmp_path, use_cache=True)
+    assert result.target_classes == ["6"]
+    assert np.all(result.flagged[poisoning.poisoned])
+    assert np.sum(result.flagged & ~poisoning.poisoned) <= 0.05 * poisoning.n_poisoned
 
 
 def large_group(data: Synthetic) -> np.ndarray:
