@@ -118,14 +118,18 @@ histogram between the core and the far group (a cut that errs towards recall: on
 sample the strongest gap, not significant there, would leave 9 of the 90 poisons). Measured in
 docs/benchmarks.md.
 
-**Group completion** (with ``features``; every called class but those called by trigger
-words). A cut along one number leaves the poisons the model learned less sharply below it, and
-each poison left in a sanitized copy keeps teaching the trigger. A linear discriminant fitted in
-the features to tell the flagged group from the rest of its class, cross-fitted so that no
-sample is judged by a fit that saw it, and refitted as poisons join
+**Group completion** (with ``features``, then ``inputs``; every called class but those called
+by trigger words). A cut along one number leaves the poisons the model learned less sharply
+below it, and each poison left in a sanitized copy keeps teaching the trigger. A linear
+discriminant fitted in the features to tell the flagged group from the rest of its class,
+cross-fitted so that no sample is judged by a fit that saw it, and refitted as poisons join
 (:mod:`~poisonguard.detectors.group_completion`), adds the samples it puts with the group
 (patch 1 %: F1 0.987 -> 0.992; patch 10 %: 0.981 -> 0.997; the SIG into the bags beside a
-second backdoor: 38 of its 600 poisons left -> 1; docs/benchmarks.md).
+second backdoor: 38 of its 600 poisons left -> 1; docs/benchmarks.md). The same discriminant
+then runs in the samples themselves (pixels, table values; up to ``INPUT_COMPLETION_WIDTH``
+values a sample), where the trigger is written in full in every poison, also in those the
+model learned too faintly for its features (the digits' 5 % blend: 7 of 72 poisons left after
+the features, none after the pixels).
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
@@ -188,7 +192,7 @@ from poisonguard.detectors.confident_learning import (
     likely_mislabelled,
     one_sided_pairs,
 )
-from poisonguard.detectors.group_completion import complete_group
+from poisonguard.detectors.group_completion import complete_group, stamp_carriers
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
 from poisonguard.detectors.transplant import (
     PROBES_PER_CLASS,
@@ -712,27 +716,40 @@ def decide(
     # the input in full in every poison (a patch's pixels, a blended pattern), also in those the
     # model learned too faintly for its features to tell them from the class (the digits' 5 %
     # blend: 7 of 72 poisons left after the features, none after the pixels)
-    for space, rows in (("features", features), ("input", inputs)):
+    # before both, the samples that carry the group's stamp (a patch) join: the discriminants
+    # cannot add poisons that outnumber the group in the rest of the class
+    samples = None if inputs is None else as_rows(inputs)
+    if samples is not None and samples.width > INPUT_COMPLETION_WIDTH:
+        if targets:
+            notes.append(
+                f"group completion in the samples themselves off: {samples.width} values per "
+                f"sample, more than {INPUT_COMPLETION_WIDTH} (it ran in the model's features)"
+            )
+        samples = None
+
+    def carriers(rows: Rows, members: np.ndarray, group: np.ndarray, _seed: int) -> np.ndarray:
+        return stamp_carriers(rows, members, group)
+
+    completions = [
+        ("stamp", samples, carriers),
+        ("features", features, complete_group),
+        ("input", samples, complete_group),
+    ]
+    for space, rows, complete in completions:
         if rows is None:
             continue
         rows = as_rows(rows)
-        if space == "input" and rows.width > INPUT_COMPLETION_WIDTH and targets:
-            notes.append(
-                f"group completion in the samples themselves off: {rows.width} values per "
-                f"sample, more than {INPUT_COMPLETION_WIDTH} (it ran in the model's features)"
-            )
-            continue
         for code in targets:
             item = evidence[code]
             if item.rule == TRIGGER_WORDS:
                 continue  # the texts holding the words are the group, exactly
             members = np.flatnonzero(labels == code)
             group = kind[members] == BACKDOOR
-            joined = members[complete_group(rows, members, group, seed) & ~group]
+            joined = members[complete(rows, members, group, seed) & ~group]
             if space == "features":
                 item.completed = int(joined.size)
             else:
-                item.completed_in_input = int(joined.size)
+                item.completed_in_input += int(joined.size)
             flagged[joined] = True
             kind[joined] = BACKDOOR
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from poisonguard.detectors.group_completion import FOLDS, complete_group
+from poisonguard.detectors.group_completion import FOLDS, complete_group, stamp_carriers
 from poisonguard.rows import Rows
 
 
@@ -86,3 +86,20 @@ def test_images_are_read_as_rows_of_their_values():
         as_images, complete_group(Rows(rows), np.arange(len(rows)), flagged)
     )
     assert as_images[poisons].mean() >= 0.97
+
+
+def test_the_samples_that_carry_the_groups_stamp_join_however_few_were_flagged():
+    """A patch on 100 of 600 images, 30 of them flagged: every carrier of the patch's exact
+    values joins, no clean image does; a group with no value in common is left as it is."""
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 200, size=(600, 6, 6)).astype(np.uint8)
+    poisons = np.zeros(600, dtype=bool)
+    poisons[rng.choice(600, 100, replace=False)] = True
+    images[poisons, -2:, -2:] = 255
+    flagged = np.zeros(600, dtype=bool)
+    flagged[np.flatnonzero(poisons)[:30]] = True
+    carried = stamp_carriers(Rows(images), np.arange(600), flagged)
+    np.testing.assert_array_equal(carried, poisons)
+    natural = np.zeros(600, dtype=bool)
+    natural[np.flatnonzero(~poisons)[:30]] = True
+    np.testing.assert_array_equal(stamp_carriers(Rows(images), np.arange(600), natural), natural)
