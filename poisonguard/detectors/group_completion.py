@@ -144,9 +144,9 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
 
     The discriminant of :func:`complete_group` learns the group against the rest of its class,
     so it cannot add poisons that outnumber the group there: the rest then holds the trigger as
-    much as the group does (a patch into the 8x8 digits' threes: a test flagged the 38 poisons
-    farthest out, 34 stayed in the rest and none joined). The stamp does not depend on how many
-    carry it. Same arguments and result as :func:`complete_group` (``rows``: the samples
+    much as the group does (a patch into the 8x8 digits' threes: a test flagged 37 of the 72
+    poisons, the farthest out, and none of the other 35 joined; their stamp added all 35 and no
+    clean sample). The stamp does not depend on how many carry it. Same arguments and result as :func:`complete_group` (``rows``: the samples
     themselves); ``in_group`` unchanged when the group is too small or holds no stamp.
     """
     members = np.asarray(members, dtype=np.int64)

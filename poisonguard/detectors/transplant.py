@@ -30,10 +30,11 @@ attack stamped). So the test also **stamps** what the group holds in common
 deviation 0) where the class's core has another median, written into the probes in place of
 theirs, as a patch trigger is (Neural Cleanse's mask and pattern, read off the group instead of
 searched for). The test's share is the larger of the two. Measured (docs/benchmarks.md): patches
-into the digits' threes, fours and sixes moved 100 %, 70 %, 47 % and 100 % of the probes stamped;
-natural far groups of the digits and of Fashion-MNIST (every class of eight benchmark sets) at
-most 19 %. A blended pattern holds no value in common (each poison keeps most of its own pixels):
-its stamp moves nothing, and the difference added carries it.
+into the digits' threes moved 100 % of the probes stamped, into the fours 70 % and 47 % (two
+seeds), into the sixes 100 %; natural far groups of the digits and of Fashion-MNIST (every
+class of eight benchmark sets) at most 19 %. A blended pattern leaves each poison most of its
+own pixels, so its stamp is partial (the digits' blend into the zeros: 2 % of the probes
+moved stamped, 58 % added): the difference added carries it.
 
 The test needs the data to be arrays that can be added to (images, table rows) and the trained
 model to predict them; texts have their own test (:mod:`~poisonguard.detectors.trigger_words`).
