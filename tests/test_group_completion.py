@@ -103,3 +103,21 @@ def test_the_samples_that_carry_the_groups_stamp_join_however_few_were_flagged()
     natural = np.zeros(600, dtype=bool)
     natural[np.flatnonzero(~poisons)[:30]] = True
     np.testing.assert_array_equal(stamp_carriers(Rows(images), np.arange(600), natural), natural)
+
+
+def test_a_value_the_other_classes_hold_is_no_part_of_the_stamp():
+    """The flagged part came from sources blank at one place (0, like most images of the other
+    classes) where the class's own images are not: that blank is the sources', not the trigger's,
+    and the poisons from other sources carry the patch without it."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(1, 200, size=(1200, 6, 6)).astype(np.uint8)
+    images[600:, 0, 0] = 0  # the other classes: blank there
+    members = np.arange(600)
+    poisons = np.zeros(1200, dtype=bool)
+    poisons[rng.choice(600, 100, replace=False)] = True
+    images[poisons, -2:, -2:] = 255
+    flagged = np.zeros(1200, dtype=bool)
+    flagged[np.flatnonzero(poisons)[:30]] = True
+    images[flagged, 0, 0] = 0  # the flagged part's sources
+    carried = stamp_carriers(Rows(images), members, flagged[members])
+    np.testing.assert_array_equal(carried, poisons[members])

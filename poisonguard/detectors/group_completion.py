@@ -138,16 +138,18 @@ CARRIER_ROWS = 4096
 
 def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.ndarray:
     """The class's samples that carry its flagged group's stamp: every value that at least
-    ``CARRIER_SHARE`` of the group holds exactly (and the rest of the class, by its median, does
-    not) held exactly. A patch trigger is such a stamp; a blended one is not (each poison keeps
-    its own pixels under it), nor, at nine in ten, a natural look.
+    ``CARRIER_SHARE`` of the group holds exactly (and neither the rest of the class, by its
+    median, nor most samples of the other classes hold) held exactly. A patch trigger is such a
+    stamp; a blended one is not (each poison keeps its own pixels under it), nor, at nine in
+    ten, a natural look.
 
     The discriminant of :func:`complete_group` learns the group against the rest of its class,
     so it cannot add poisons that outnumber the group there: the rest then holds the trigger as
     much as the group does (a patch into the 8x8 digits' threes: a test flagged 37 of the 72
     poisons, the farthest out, and none of the other 35 joined; their stamp added all 35 and no
-    clean sample). The stamp does not depend on how many carry it. Same arguments and result as :func:`complete_group` (``rows``: the samples
-    themselves); ``in_group`` unchanged when the group is too small or holds no stamp.
+    clean sample). The stamp does not depend on how many carry it. Same arguments and result as
+    :func:`complete_group` (``rows``: the samples themselves); ``in_group`` unchanged when the
+    group is too small or holds no stamp.
     """
     members = np.asarray(members, dtype=np.int64)
     in_group = np.asarray(in_group, dtype=bool)
@@ -158,6 +160,13 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
     rest = _flat(rows.take(_spaced(members[~in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
     values = np.median(group, axis=0)
     mask = (np.mean(group == values, axis=0) >= CARRIER_SHARE) & (values != np.median(rest, axis=0))
+    # a value most other classes' samples hold at that place (a blank background) comes from
+    # the flagged part's source classes, not from a trigger: the digits' fives, whose flagged
+    # part came from digits blank where a five has its top bar, kept 33 of 72 poisons with it
+    outside = np.setdiff1d(np.arange(len(rows)), members, assume_unique=True)
+    if outside.size:
+        elsewhere = _flat(rows.take(_spaced(outside, CARRIER_ROWS), dtype=FIT_DTYPE))
+        mask &= np.mean(elsewhere == values, axis=0) < 0.5
     if not mask.any():
         return result
     for start in range(0, members.size, FIT_ROWS):
