@@ -329,18 +329,16 @@ def class_findings(
 def _completion_note(item: ClassEvidence) -> str:
     """How many samples group completion added, and in which space."""
     spaces = [
-        f"{count} in the {space}"
-        for count, space in (
-            (item.completed, "model's features"),
-            (item.completed_in_input, "samples themselves"),
+        f"{count} {how}"
+        for count, how in (
+            (item.completed, "by a discriminant in the model's features"),
+            (item.completed_in_input, "in the samples themselves (the group's stamp, or a "
+             "discriminant there)"),
         )
         if count
-    ]
+    ]  # fmt: skip
     total = item.completed + item.completed_in_input
-    return (
-        f"{total} of them joined by group completion: cross-fitted linear discriminants put "
-        f"them with the group, {' and '.join(spaces)}"
-    )
+    return f"{total} of them joined by group completion: {' and '.join(spaces)}"
 
 
 def label_noise_evidence(finding: ClassFinding | None) -> str:

@@ -35,7 +35,16 @@ import numpy as np
 
 from poisonguard.ondisk import BLOCK_ROWS, ArrayFile, Staging
 
-__all__ = ["BLOCK_ROWS", "RowStore", "Rows", "RowsLike", "Stored", "as_rows", "where"]
+__all__ = [
+    "BLOCK_ROWS",
+    "RowStore",
+    "Rows",
+    "RowsLike",
+    "Stored",
+    "as_rows",
+    "evenly_spaced",
+    "where",
+]
 
 
 class Rows:
@@ -270,6 +279,15 @@ Stored = np.ndarray | ArrayFile
 def as_rows(array: RowsLike) -> Rows:
     """``array`` as :class:`Rows` (itself if it already is)."""
     return array if isinstance(array, Rows) else Rows(array)
+
+
+def evenly_spaced(positions: np.ndarray, most: int) -> np.ndarray:
+    """At most ``most`` of the sorted ``positions``, evenly spaced (all of them if fewer): a
+    sample of rows to read at once, the same for the same rows."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.size <= most:
+        return positions
+    return positions[np.linspace(0, positions.size - 1, most).astype(np.int64)]
 
 
 def where(array: RowsLike, *, staged: bool = False) -> str:

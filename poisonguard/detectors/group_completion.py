@@ -26,7 +26,7 @@ The decision runs it twice: in the model's features, then in the samples themsel
 pixels, a table's values), where a trigger is written in full in every poison, also in those the
 model learned too faintly for its features to set them apart (the 8x8 digits with a 5 % blend:
 7 of 72 poisons left after the features, none after the pixels; on Fashion-MNIST every row's
-last poisons, at one to nine clean samples a class).
+last poisons, at one to ten clean samples a class).
 
 Folds are dealt by the rows' seeded content keys (:func:`~poisonguard.seeding.row_keys`), so the
 result does not depend on the order of the rows. A class above ``FIT_ROWS`` samples is fitted on
@@ -42,7 +42,7 @@ import warnings
 import numpy as np
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-from poisonguard.rows import Rows
+from poisonguard.rows import Rows, evenly_spaced
 from poisonguard.seeding import key_order, row_keys, sample_by_key
 
 __all__ = [
@@ -156,8 +156,8 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
     result = in_group.copy()
     if int(in_group.sum()) < FOLDS * _MIN_PART or in_group.all():
         return result
-    group = _flat(rows.take(_spaced(members[in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
-    rest = _flat(rows.take(_spaced(members[~in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
+    group = _flat(rows.take(evenly_spaced(members[in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
+    rest = _flat(rows.take(evenly_spaced(members[~in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
     values = np.median(group, axis=0)
     mask = (np.mean(group == values, axis=0) >= CARRIER_SHARE) & (values != np.median(rest, axis=0))
     # a value most other classes' samples hold at that place (a blank background) comes from
@@ -165,7 +165,7 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
     # part came from digits blank where a five has its top bar, kept 33 of 72 poisons with it
     outside = np.setdiff1d(np.arange(len(rows)), members, assume_unique=True)
     if outside.size:
-        elsewhere = _flat(rows.take(_spaced(outside, CARRIER_ROWS), dtype=FIT_DTYPE))
+        elsewhere = _flat(rows.take(evenly_spaced(outside, CARRIER_ROWS), dtype=FIT_DTYPE))
         mask &= np.mean(elsewhere == values, axis=0) < 0.5
     if not mask.any():
         return result
@@ -173,13 +173,6 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
         block = _flat(rows.take(members[start : start + FIT_ROWS], dtype=FIT_DTYPE))
         result[start : start + FIT_ROWS] |= np.all(block[:, mask] == values[mask], axis=1)
     return result
-
-
-def _spaced(positions: np.ndarray, most: int) -> np.ndarray:
-    """At most ``most`` of the sorted ``positions``, evenly spaced (all of them if fewer)."""
-    if positions.size <= most:
-        return positions
-    return positions[np.linspace(0, positions.size - 1, most).astype(np.int64)]
 
 
 def _flat(rows: np.ndarray) -> np.ndarray:

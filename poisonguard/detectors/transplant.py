@@ -49,6 +49,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from poisonguard.rows import evenly_spaced
+
 __all__ = [
     "PROBES_PER_CLASS",
     "STAMP_ROWS",
@@ -105,8 +107,8 @@ def common_stamp(take: Take, group: np.ndarray, core: np.ndarray) -> tuple[np.nd
     sample's shape, bool) of the values where at least half of the group holds exactly its
     median (median absolute deviation 0) and that median is not the core's, and the group's
     medians (float64). Up to :data:`STAMP_ROWS` samples of each are read."""
-    group_rows = np.asarray(take(_spaced(group, STAMP_ROWS)), dtype=np.float64)
-    core_rows = np.asarray(take(_spaced(core, STAMP_ROWS)), dtype=np.float64)
+    group_rows = np.asarray(take(evenly_spaced(group, STAMP_ROWS)), dtype=np.float64)
+    core_rows = np.asarray(take(evenly_spaced(core, STAMP_ROWS)), dtype=np.float64)
     values = np.median(group_rows, axis=0)
     spread = np.median(np.abs(group_rows - values), axis=0)
     mask = (spread == 0) & (values != np.median(core_rows, axis=0))
@@ -123,14 +125,6 @@ def stamped_share(
         return 0.0
     stamped = np.where(mask, values, probes).astype(probes.dtype)
     return float(np.mean(np.asarray(predict(stamped)) == code))
-
-
-def _spaced(positions: np.ndarray, most: int) -> np.ndarray:
-    """At most ``most`` of the sorted ``positions``, evenly spaced (all of them if fewer)."""
-    positions = np.asarray(positions, dtype=np.int64)
-    if positions.size <= most:
-        return positions
-    return positions[np.linspace(0, positions.size - 1, most).astype(np.int64)]
 
 
 def probe_rows(
