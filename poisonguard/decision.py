@@ -129,10 +129,10 @@ second backdoor: 38 of its 600 poisons left -> 1; docs/benchmarks.md). The same 
 then runs in the samples themselves (pixels, table values; up to ``INPUT_COMPLETION_WIDTH``
 values a sample), where the trigger is written in full in every poison, also in those the
 model learned too faintly for its features (the digits' 5 % blend: 7 of 72 poisons left after
-the features, none after the pixels). Before both, the samples that carry the group's stamp
-(:func:`~poisonguard.detectors.group_completion.stamp_carriers`: a patch's exact values) join,
-since a discriminant learnt against the rest of the class cannot add poisons that outnumber the
-flagged part there.
+the features, none after the pixels). Before both and once more after them, the samples that
+carry the group's stamp (:func:`~poisonguard.detectors.group_completion.stamp_carriers`: a
+patch's exact values) join, since a discriminant learnt against the rest of the class cannot add
+poisons that outnumber the flagged part there.
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
