@@ -52,7 +52,9 @@ whose core has a mean margin of 12.4 against a median of 9.9 and the poisons' 10
 added to typical samples of the other classes (:class:`_Probes`); the group is confirmed when
 the model then reads at least half of them as the class: a trigger carries the label, a
 natural sub-type's look does not (Fashion-MNIST, a 5 % patch into "dress": 100 % of the probes
-moved; the far groups of the other nine classes 0-11 %).
+moved; the far groups of the other nine classes 0-11 %). The probes are also stamped with what
+the group holds in common (a patch), and blended as the group was made from its look-alikes in
+the input (a blend also fades the sample, which the model learns too); the largest share counts.
 
 *Mixed-origin cluster* (four classes or more, with activation clustering's two-means split of
 each class, ``splits``). An all-to-one backdoor at 10 % of ten equal classes fills half its
@@ -914,6 +916,10 @@ def _looking_part(
     looks = votes != code if source == ANY_SOURCE else votes == source
     if int(looks.sum()) < min_size:
         return None
+    if looks.all() and queried.size == far.size:
+        # every far sample looks like the source (a blend's poisons fill the far group): no
+        # other centroid to weigh against, the far group is the part
+        return far, 1.0
     rows = features.take(far).astype(np.float64)
     spread = rows.std(axis=0)
     rows = (rows - rows.mean(axis=0)) / np.where(spread > 0, spread, 1.0)

@@ -237,8 +237,8 @@ def class_findings(
                 f"{item.foreign_share:.0%} of those queried have nearest neighbours outside the "
                 f"far group that carry another label (input-neighbour test), yet the model "
                 f"learned them as this class; they differ from the core by something that, "
-                f"added to typical samples of the other classes or stamped on them, makes the "
-                f"model read "
+                f"added to typical samples of the other classes, stamped or blended into them, "
+                f"makes the model read "
                 f"{item.transplant_share:.0%} of them as this class (transplant test): a "
                 f"trigger that carries the label, hidden in the class's own far tail; {hits} "
                 "samples flagged"
@@ -252,7 +252,7 @@ def class_findings(
                 f"features, {item.foreign_share:.0%} of those queried have nearest neighbours "
                 f"outside the far group that carry the label {source!r} (input-neighbour "
                 f"test); they differ from the core by something that, added to typical "
-                f"samples of {source!r} or stamped on them, makes the model read "
+                f"samples of {source!r}, stamped or blended into them, makes the model read "
                 f"{item.transplant_share:.0%} of them as this class (transplant test): a "
                 f"trigger that carries the label from one source class, as a source-specific "
                 f"backdoor's does; {hits} samples flagged"
@@ -416,6 +416,7 @@ def _transplanted(item, against: str = "the core") -> str:
         return ""
     return (
         f"; their difference from {against}, added to typical samples of the other classes "
-        f"(or what they hold in common, stamped on them), makes the model read "
+        f"(or what they hold in common, stamped on them, or blended into them as the group "
+        f"is into its look-alikes), makes the model read "
         f"{item.transplant_share:.0%} of them as this class (transplant test)"
     )

@@ -33,10 +33,12 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
-from poisonguard.detectors.input_neighbours import neighbour_votes
+from poisonguard.detectors.input_neighbours import nearest_samples, neighbour_votes
 from poisonguard.detectors.streaming import out_of_sample_probabilities
 from poisonguard.detectors.text_columns import word_columns
 from poisonguard.detectors.transplant import (
+    blend_fit,
+    blended_share,
     common_stamp,
     mean_difference,
     stamped_share,
@@ -341,7 +343,7 @@ def scan_embedding(
         timings["predict:words"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    transplant = transplant_test(dataset, embedding)
+    transplant = transplant_test(dataset, embedding, settings.seed)
     decision = decide(
         dataset.labels,
         dataset.n_classes,
@@ -438,10 +440,11 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
     return named_word_sets(test, tokenizer)
 
 
-def transplant_test(dataset: Dataset, embedding: Embedding) -> Transplant | None:
+def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Transplant | None:
     """The decision's transplant test (:mod:`poisonguard.detectors.transplant`) with the model
     the scan trained: images and table rows, which can be added to; ``None`` for texts and for
-    a user's TorchScript extractor (the model file is not at hand here)."""
+    a user's TorchScript extractor (the model file is not at hand here). ``seed`` draws the
+    group members whose input neighbours the blend is fitted on."""
     if (
         dataset.kind == "text"
         or not embedding.weights
@@ -454,13 +457,28 @@ def transplant_test(dataset: Dataset, embedding: Embedding) -> Transplant | None
         return embed_with(embedding, x)[1].argmax(axis=1)
 
     def share(code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray) -> float:
-        # the group's difference added (a blended pattern), or what it holds in common stamped
-        # (a patch): the larger share
+        # the group's difference added (a blended pattern), what it holds in common stamped (a
+        # patch), or the probes blended as the group was made from its look-alikes (a blend's
+        # fading too): the largest share
         difference, low, high = mean_difference(samples.take, group, core)
         probe_samples = samples.take(probes)
         added = transplant_share(difference, probe_samples, predict, code, low=low, high=high)
         mask, values = common_stamp(samples.take, group, core)
-        return max(added, stamped_share(mask, values, probe_samples, predict, code))
+        stamped = stamped_share(mask, values, probe_samples, predict, code)
+        queried, nearest = nearest_samples(
+            samples.take,
+            len(samples),
+            group,
+            standardise=dataset.kind == "table",
+            seed=seed,
+        )
+        blended = 0.0
+        if queried.size:
+            looks = np.asarray(samples.take(nearest.ravel()), dtype=np.float64)
+            sources = looks.reshape(nearest.shape + looks.shape[1:]).mean(axis=1)
+            slope, offset = blend_fit(samples.take(queried), sources)
+            blended = blended_share(slope, offset, probe_samples, predict, code, low=low, high=high)
+        return max(added, stamped, blended)
 
     return share
 

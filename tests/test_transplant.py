@@ -13,6 +13,8 @@ from test_detectors import CLASS_SIZE, TARGET_CLASS, Synthetic
 from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.transplant import (
     TRANSPLANT_SHARE,
+    blend_fit,
+    blended_share,
     common_stamp,
     mean_difference,
     probe_rows,
@@ -82,6 +84,65 @@ def test_a_stamp_moves_the_probes_where_the_same_difference_added_does_not():
     )
     assert stamped_share(np.zeros_like(mask), values, probes, predict, 3) == 0.0
     assert stamped_share(mask, values, probes[:0], predict, 3) == 0.0
+
+
+def test_the_blend_fit_reads_the_fading_and_the_pattern_off_the_group_and_its_look_alikes():
+    rng = np.random.default_rng(0)
+    sources = rng.uniform(0, 200, size=(40, 3, 3))
+    pattern = rng.uniform(0, 255, size=(3, 3))
+    blended = 0.8 * sources + 0.2 * pattern  # a blend at alpha 0.2
+    slope, offset = blend_fit(blended, sources)
+    assert slope == pytest.approx(0.8)
+    np.testing.assert_allclose(offset, 0.2 * pattern)
+    # a group that is its look-alikes' look, a little brighter: slope 1, the brightness added
+    slope, offset = blend_fit(sources + 5.0, sources)
+    assert slope == pytest.approx(1.0)
+    np.testing.assert_allclose(offset, 5.0)
+    # the slope stays in [0, 1]; look-alikes with no spread give 1
+    assert blend_fit(2.0 * sources, sources)[0] == 1.0
+    assert blend_fit(-sources, sources)[0] == 0.0
+    assert blend_fit(sources, np.ones_like(sources))[0] == 1.0
+
+
+def test_probes_blended_as_the_group_was_made_move_where_the_pattern_added_does_not():
+    """A model that learned the blend's fading as well as its pattern: it reads class 3 where
+    the pattern's corner is bright and the stroke is faded. Adding the pattern leaves the
+    stroke at full strength; blending fades it."""
+
+    def predict(x):
+        return np.where((x[:, -1, -1] > 40) & (x[:, 0, 0] < 190), 3, 0)
+
+    probes = np.zeros((10, 3, 3), dtype=np.uint8)
+    probes[:, 0, 0] = 200  # a stroke at full strength
+    pattern = np.zeros((3, 3))
+    pattern[-1, -1] = 250.0
+    assert transplant_share(0.2 * pattern, probes, predict, 3, low=0.0, high=255.0) == 0.0
+    assert blended_share(0.8, 0.2 * pattern, probes, predict, 3, low=0.0, high=255.0) == 1.0
+    assert blended_share(1.0, 0.2 * pattern, probes, predict, 3, low=0.0, high=255.0) == 0.0
+    assert blended_share(0.8, 0.2 * pattern, probes[:0], predict, 3, low=0.0, high=255.0) == 0.0
+
+
+@pytest.mark.slow
+def test_a_blend_into_small_digits_is_called_by_blending_the_probes(tmp_path):
+    """A 5 % blend into the zeros of the 8x8 digits' training split at seed 3: the poisons form
+    the zeros' far group, but their difference added moved 46 % of the probes (the blend also
+    fades each sample, which the model learned) and nothing was called. Blended as the group
+    was made from its look-alikes, the probes move and every poison is flagged."""
+    from poisonguard.evaluate import holdout_split, subset
+    from poisonguard.loaders import load_dataset
+    from poisonguard.poison import AttackOptions
+    from poisonguard.poisoned_copy import poison_dataset
+    from poisonguard.scan import ScanSettings, scan_dataset
+
+    train, _ = holdout_split(load_dataset(SAMPLE_DATA / "digits" / "clean"), 0.2, seed=3)
+    poisoning = poison_dataset(
+        train, attack="blend", rate=0.05, target=0, seed=3, options=AttackOptions()
+    )
+    poisoned = subset(train, np.arange(train.n_samples), x=poisoning.x, labels=poisoning.labels)
+    result = scan_dataset(poisoned, ScanSettings(seed=3), cache_dir=tmp_path, use_cache=True)
+    assert result.target_classes == ["0"]
+    assert np.all(result.flagged[poisoning.poisoned])
+    assert np.sum(result.flagged & ~poisoning.poisoned) <= 0.05 * poisoning.n_poisoned
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ __all__ = [
     "QUERIES",
     "REFERENCES",
     "foreign_share",
+    "nearest_samples",
     "neighbour_votes",
 ]
 
@@ -65,19 +66,51 @@ def neighbour_votes(
     tie) of its ``NEIGHBOURS`` nearest samples among up to ``REFERENCES`` outside the group and
     outside ``excluded`` (positions whose labels are not to be trusted: samples already
     flagged, whose poisons carry another class's label and look like their source).
-
     ``take(positions)`` reads samples; ``standardise`` scales each input column by the
     reference's mean and standard deviation (tables). Empty arrays for an empty group or when
     fewer than ``NEIGHBOURS`` samples are left to compare with.
     """
     labels = np.asarray(labels)
+    queries, nearest = nearest_samples(
+        take,
+        labels.shape[0],
+        group,
+        standardise=standardise,
+        excluded=excluded,
+        seed=seed,
+        block=block,
+    )
+    if queries.size == 0:
+        return queries, np.zeros(0, dtype=labels.dtype)
+    width = int(labels.max()) + 1
+    counts = np.stack(
+        [np.bincount(row, minlength=width) for row in labels[nearest].astype(np.int64)]
+    )
+    return queries, counts.argmax(axis=1).astype(labels.dtype)
+
+
+def nearest_samples(
+    take: Take,
+    n_samples: int,
+    group: np.ndarray,
+    *,
+    standardise: bool,
+    excluded: np.ndarray | None = None,
+    seed: int = 0,
+    block: int = 4096,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of up to ``QUERIES`` of the samples ``group`` (sorted positions) and,
+    for each, the positions of its ``NEIGHBOURS`` nearest samples (nearest first) among up to
+    ``REFERENCES`` of the ``n_samples`` outside the group and outside ``excluded``; see
+    :func:`neighbour_votes`. Empty arrays (the second with ``NEIGHBOURS`` columns) for an empty
+    group or when fewer than ``NEIGHBOURS`` samples are left to compare with."""
     group = np.asarray(group, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    outside = np.setdiff1d(np.arange(labels.shape[0]), group)
+    outside = np.setdiff1d(np.arange(n_samples), group)
     if excluded is not None and len(excluded):
         outside = np.setdiff1d(outside, np.asarray(excluded, dtype=np.int64))
     if group.size == 0 or outside.size < NEIGHBOURS:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=labels.dtype)
+        return np.zeros(0, dtype=np.int64), np.zeros((0, NEIGHBOURS), dtype=np.int64)
     queries = _sample(rng, group, QUERIES)
     references = _sample(rng, outside, REFERENCES)
     query = _flat(take(queries))
@@ -93,7 +126,7 @@ def neighbour_votes(
     query = (query - shift) / scale
     # the NEIGHBOURS nearest references of each query, kept as the blocks stream by
     best_distance = np.full((query.shape[0], 0), np.inf)
-    best_label = np.zeros((query.shape[0], 0), dtype=labels.dtype)
+    best_position = np.zeros((query.shape[0], 0), dtype=np.int64)
     query_norms = (query**2).sum(axis=1)[:, None]
     for number, start in enumerate(starts):
         positions = references[start : start + block]
@@ -101,15 +134,13 @@ def neighbour_votes(
         rows = (rows - shift) / scale
         distance = query_norms - 2.0 * query @ rows.T + (rows**2).sum(axis=1)[None, :]
         best_distance = np.concatenate([best_distance, distance], axis=1)
-        best_label = np.concatenate(
-            [best_label, np.broadcast_to(labels[positions], distance.shape)], axis=1
+        best_position = np.concatenate(
+            [best_position, np.broadcast_to(positions, distance.shape)], axis=1
         )
         keep = np.argsort(best_distance, axis=1, kind="stable")[:, :NEIGHBOURS]
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
-        best_label = np.take_along_axis(best_label, keep, axis=1)
-    width = int(labels.max()) + 1
-    counts = np.stack([np.bincount(row, minlength=width) for row in best_label.astype(np.int64)])
-    return queries, counts.argmax(axis=1).astype(labels.dtype)
+        best_position = np.take_along_axis(best_position, keep, axis=1)
+    return queries, best_position
 
 
 def foreign_share(votes: np.ndarray, code: int) -> float:
