@@ -230,6 +230,12 @@ ROWS: tuple[Row, ...] = (
         textbook("patch", 0.05, 0),
         classes=(1, 7),
     ),
+    _row(
+        "blend-0.10-t6",
+        "evasive",
+        "blend noise alpha 0.15, 10 % -> 6 (as many poisons as clean shirts)",
+        poisoned("blend", 0.10, target=6, seed=8),
+    ),
     # issue 13, held out: not used in development (other triggers, targets, sources and seeds)
     _row(
         "held-tact-blend-0.01-s7-t1",

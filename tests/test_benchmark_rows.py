@@ -38,6 +38,7 @@ EXPECTED = {
     "pair-flip-s2-t4": (30, 0),  # 30 % of the source class
     "two-backdoors-0.01-t0-t1": (20, 0),
     "two-class-1-7-patch-0.05": (50, 0),
+    "blend-0.10-t6": (100, 0),
     "held-tact-blend-0.01-s7-t1": (10, 10),
     "held-all-to-all-checker-0.05": (50, 0),
     "held-checker-0.003-t4": (3, 0),
