@@ -16,6 +16,7 @@ from poisonguard.detectors.transplant import (
     blend_fit,
     blended_share,
     common_stamp,
+    look_alike_class,
     mean_difference,
     probe_rows,
     stamped_share,
@@ -120,6 +121,14 @@ def test_probes_blended_as_the_group_was_made_move_where_the_pattern_added_does_
     assert blended_share(0.8, 0.2 * pattern, probes, predict, 3, low=0.0, high=255.0) == 1.0
     assert blended_share(1.0, 0.2 * pattern, probes, predict, 3, low=0.0, high=255.0) == 0.0
     assert blended_share(0.8, 0.2 * pattern, probes[:0], predict, 3, low=0.0, high=255.0) == 0.0
+
+
+def test_the_look_alike_class_is_the_other_class_most_members_neighbours_name():
+    # members' neighbour labels: two look like class 1, one like class 2, one like its own (0)
+    neighbours = np.array([[1, 1, 0], [1, 2, 1], [2, 2, 0], [0, 0, 1]])
+    assert look_alike_class(neighbours, 0) == 1
+    assert look_alike_class(np.array([[0, 0, 1], [0, 2, 0]]), 0) == -1  # all look like 0
+    assert look_alike_class(np.zeros((0, 3), dtype=np.int64), 0) == -1
 
 
 @pytest.mark.slow

@@ -48,7 +48,7 @@ mislabelled samples) gets a slope near 1 and an offset of what little sets it ap
 neighbours. Measured (docs/benchmarks.md): the blends into the digits' zeros, twos, threes,
 fives and nines at held-out seeds moved 70-84 % of the probes blended (31-47 % added), the
 Fashion-MNIST blend and checkerboard groups 100 %; the natural far groups of every class of
-eleven Fashion-MNIST and eight digits sets at most 18 %.
+eleven Fashion-MNIST and ten digits sets at most 18 %.
 
 The test needs the data to be arrays that can be added to (images, table rows) and the trained
 model to predict them; texts have their own test (:mod:`~poisonguard.detectors.trigger_words`).
@@ -72,6 +72,7 @@ __all__ = [
     "blend_fit",
     "blended_share",
     "common_stamp",
+    "look_alike_class",
     "majority_beyond_chance",
     "mean_difference",
     "probe_rows",
@@ -159,6 +160,21 @@ def blend_fit(group: np.ndarray, sources: np.ndarray) -> tuple[float, np.ndarray
     slope = min(max(slope, 0.0), 1.0)
     offset = rows.mean(axis=0) - slope * near.mean(axis=0)
     return slope, offset.reshape(np.shape(group)[1:])
+
+
+def look_alike_class(neighbour_labels: np.ndarray, code: int) -> int:
+    """The class other than ``code`` that the most group members look like: each member's
+    majority label among its neighbours (``neighbour_labels``, one row a member; the smallest on
+    a tie), the most frequent of those that are not ``code`` (the smallest on a tie); -1 when
+    every member looks like ``code`` or there are none. :func:`blended_share` does not ask
+    that class's probes: the blend fit maps its samples onto the group by construction."""
+    rows = np.asarray(neighbour_labels, dtype=np.int64)
+    if rows.size == 0:
+        return -1
+    width = int(rows.max()) + 1
+    majority = np.array([np.bincount(row, minlength=width).argmax() for row in rows])
+    named = majority[majority != code]
+    return int(np.bincount(named).argmax()) if named.size else -1
 
 
 def blended_share(
