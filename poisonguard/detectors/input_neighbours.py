@@ -34,6 +34,7 @@ __all__ = [
     "QUERIES",
     "REFERENCES",
     "foreign_share",
+    "majority_labels",
     "nearest_samples",
     "neighbour_votes",
 ]
@@ -82,11 +83,17 @@ def neighbour_votes(
     )
     if queries.size == 0:
         return queries, np.zeros(0, dtype=labels.dtype)
-    width = int(labels.max()) + 1
-    counts = np.stack(
-        [np.bincount(row, minlength=width) for row in labels[nearest].astype(np.int64)]
-    )
-    return queries, counts.argmax(axis=1).astype(labels.dtype)
+    return queries, majority_labels(labels[nearest]).astype(labels.dtype)
+
+
+def majority_labels(neighbour_labels: np.ndarray) -> np.ndarray:
+    """Each row's most frequent label (the smallest on a tie), for rows of neighbours' labels
+    (non-negative integers); empty for no rows."""
+    rows = np.asarray(neighbour_labels, dtype=np.int64)
+    if rows.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    width = int(rows.max()) + 1
+    return np.array([np.bincount(row, minlength=width).argmax() for row in rows], dtype=np.int64)
 
 
 def nearest_samples(

@@ -71,6 +71,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from poisonguard.detectors.input_neighbours import majority_labels
 from poisonguard.rows import evenly_spaced
 
 __all__ = [
@@ -176,11 +177,7 @@ def look_alike_class(neighbour_labels: np.ndarray, code: int) -> int:
     a tie), the most frequent of those that are not ``code`` (the smallest on a tie); -1 when
     every member looks like ``code`` or there are none. :func:`blended_share` does not ask
     that class's probes: the blend fit maps its samples onto the group by construction."""
-    rows = np.asarray(neighbour_labels, dtype=np.int64)
-    if rows.size == 0:
-        return -1
-    width = int(rows.max()) + 1
-    majority = np.array([np.bincount(row, minlength=width).argmax() for row in rows])
+    majority = majority_labels(neighbour_labels)
     named = majority[majority != code]
     return int(np.bincount(named).argmax()) if named.size else -1
 
@@ -240,11 +237,7 @@ def transplant_share(
     """Share of the ``probes`` (samples) that ``predict`` reads as class ``code`` once
     ``difference`` is added to each and the result clipped to ``[low, high]``; 0 without
     probes."""
-    probes = np.asarray(probes)
-    if probes.shape[0] == 0:
-        return 0.0
-    moved = np.clip(probes.astype(np.float64) + difference, low, high).astype(probes.dtype)
-    return float(np.mean(np.asarray(predict(moved)) == code))
+    return blended_share(1.0, difference, probes, predict, code, low=low, high=high)
 
 
 def _mean(take: Take, positions: np.ndarray, block: int = 4096) -> tuple[np.ndarray, float, float]:
