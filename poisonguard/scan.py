@@ -33,7 +33,11 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
-from poisonguard.detectors.input_neighbours import nearest_samples, neighbour_votes
+from poisonguard.detectors.input_neighbours import (
+    nearest_means,
+    nearest_samples,
+    neighbour_votes,
+)
 from poisonguard.detectors.streaming import out_of_sample_probabilities
 from poisonguard.detectors.text_columns import word_columns
 from poisonguard.detectors.transplant import (
@@ -478,12 +482,10 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
         blended = 0.0
         # the class most members look like is not asked: the fit maps its samples onto the
         # group by construction, trigger or not (a natural part of the nines that looks like
-        # ones, in the digits read as a table, moved 82 % of the ones)
+        # ones moved 82 % of the ones, measured in the digits read as a table)
         asked = dataset.labels[probes] != look_alike_class(dataset.labels[nearest], code)
         if queried.size and asked.any():
-            looks = np.asarray(samples.take(nearest.ravel()), dtype=np.float64)
-            sources = looks.reshape(nearest.shape + looks.shape[1:]).mean(axis=1)
-            slope, offset = blend_fit(samples.take(queried), sources)
+            slope, offset = blend_fit(samples.take(queried), nearest_means(samples.take, nearest))
             blended = blended_share(
                 slope, offset, probe_samples[asked], predict, code, low=low, high=high
             )

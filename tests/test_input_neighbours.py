@@ -15,6 +15,7 @@ from poisonguard.detectors.input_neighbours import (
     NEIGHBOURS,
     QUERIES,
     foreign_share,
+    nearest_means,
     neighbour_votes,
 )
 
@@ -306,3 +307,20 @@ def test_a_far_group_that_looks_like_several_classes_and_moves_all_is_a_foreign_
     assert evidence.rule == "foreign-group" and evidence.source_class == -1
     assert evidence.foreign_share == pytest.approx(0.75)
     assert asked == [[0, 1, 3]]  # every other class's probes, once: called there
+
+
+def test_nearest_means_read_each_sample_once_in_increasing_order():
+    # neighbours repeat across rows and come nearest first; a file reads strictly increasing
+    # positions (poisonguard.ondisk.ArrayFile.rows)
+    x = np.arange(12, dtype=np.uint8).reshape(6, 2)
+    read = []
+
+    def take(positions):
+        assert np.all(np.diff(positions) > 0)
+        read.append(positions.tolist())
+        return x[positions]
+
+    nearest = np.array([[4, 1, 2], [2, 4, 5]])
+    means = nearest_means(take, nearest)
+    np.testing.assert_allclose(means, [x[[4, 1, 2]].mean(0), x[[2, 4, 5]].mean(0)])
+    assert read == [[1, 2, 4, 5]]

@@ -284,6 +284,25 @@ def test_an_out_of_core_scan_writes_the_same_scores_csv(small_images, tmp_path):
     assert not any((tmp_path / "cache").glob("staging-*"))  # and it was removed
 
 
+@pytest.mark.slow
+def test_an_out_of_core_scan_of_the_digits_sample_reads_the_same_scores(tmp_path):
+    """The shipped digits backdoor, staged on disk: the decision's tests read samples from a
+    file, which reads strictly increasing positions (the transplant test's neighbours repeat
+    and come nearest first), and the scores are the in-memory scan's, byte for byte."""
+    import hashlib
+    from pathlib import Path
+
+    from test_end_to_end import GOLDEN_SCORES
+
+    folder = Path(__file__).resolve().parent.parent / "sample_data" / "digits" / "backdoor"
+    out = tmp_path / "out"
+    arguments = ["scan", str(folder), "--chunk-rows", "4096", "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(main, [*arguments, "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    digest = hashlib.sha256((out / "scores.csv").read_bytes()).hexdigest()
+    assert digest == GOLDEN_SCORES["digits"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -35,6 +35,7 @@ __all__ = [
     "REFERENCES",
     "foreign_share",
     "majority_labels",
+    "nearest_means",
     "nearest_samples",
     "neighbour_votes",
 ]
@@ -148,6 +149,16 @@ def nearest_samples(
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_position = np.take_along_axis(best_position, keep, axis=1)
     return queries, best_position
+
+
+def nearest_means(take: Take, nearest: np.ndarray) -> np.ndarray:
+    """Per row of ``nearest`` (neighbour positions, :func:`nearest_samples`), the mean of those
+    samples (float64, one sample's shape). Each sample is read once, in increasing position,
+    as files read rows (neighbours repeat across rows)."""
+    nearest = np.asarray(nearest, dtype=np.int64)
+    unique, inverse = np.unique(nearest.ravel(), return_inverse=True)
+    rows = np.asarray(take(unique), dtype=np.float64)[inverse.ravel()]
+    return rows.reshape(nearest.shape + rows.shape[1:]).mean(axis=1)
 
 
 def foreign_share(votes: np.ndarray, code: int) -> float:
