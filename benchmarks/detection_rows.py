@@ -309,6 +309,19 @@ ROWS: tuple[Row, ...] = (
         "targeted flip: 30 % of class 9 labelled 7",
         pair_flip(9, 7, seed=11),
     ),
+    # added with the farthest-samples test (0.1 %), which was developed on patch-0.001-t0 alone
+    _row(
+        "held-checker-0.001-t2",
+        "held-out",
+        "4x4 checkerboard bottom-left, 0.1 % -> 2",
+        poisoned("patch", 0.001, target=2, seed=12, patch_position="bottom-left", **CHECKER),
+    ),
+    _row(
+        "held-blend-0.001-t5",
+        "held-out",
+        "blend noise alpha 0.15, 0.1 % -> 5",
+        poisoned("blend", 0.001, target=5, seed=13),
+    ),
 )
 """Every row, in the order they run."""
 

@@ -106,6 +106,18 @@ with ten classes). TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks 
 to half (the trousers' pullover-like part, 25 of 50; the bags' natural mode 42 % of the
 sneakers, but only 39 % of it looks like sneakers).
 
+*Farthest samples* (any number of classes, with ``transplant``; classes not called by the
+tests above). A backdoor too rare to form a group: a 3x3 patch on 0.1 % of Fashion-MNIST is 1 %
+of its target, inside a far tail of 4.9 % of the class that thins out smoothly past the poisons
+(no gap) with too few of them to vary its runner-ups. Its poisons are the class's farthest few:
+the farthest ``FARTHEST_SHARE`` of the class (at least ``min_group_size``, beyond ``far_ratio``)
+is asked, its common values stamped and the probes blended as it was made (not its difference
+added: a group chosen for its distance has a large mean difference by construction, and the
+trousers' farthest 1 % moved 63 % of the probes added, none stamped or blended); a majority
+beyond chance (one-sided binomial at ``gap_alpha`` over the classes) calls the class. That
+patch: the farthest 30, all poisons, moved 99 % stamped. Natural farthest groups (every class
+of eleven Fashion-MNIST sets, fourteen digits sets): at most 30 %.
+
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
 of them that texts near the boundary cannot explain (a binomial null at the class's pooled rate,
@@ -226,6 +238,13 @@ CLUSTERED_GROUP = "mixed-origin-cluster"
 FOREIGN_CLUSTER = "foreign-cluster"
 SINGLE_SOURCE = "single-source-group"
 FOREIGN_GROUP = "foreign-group"
+FARTHEST_SAMPLES = "farthest-samples"
+
+FARTHEST_SHARE = 0.005
+"""The farthest-samples test asks the transplant test about this share of a class, its
+farthest samples (at least ``min_group_size``): poisons too few to form a group are the
+farthest few (a patch on 0.1 % of Fashion-MNIST: the farthest 0.5 % of its target, 30
+samples, are all poisons)."""
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -238,7 +257,8 @@ image, a 32x32 grey one, any table): its discriminant's cost grows with the squa
 width and more (0.36 s a fit for 9,600 samples of 784 values on two cores). Wider samples are
 left to the features."""
 
-Transplant = Callable[[int, np.ndarray, np.ndarray, np.ndarray], float]
+Transplant = Callable[..., float]
+"""``transplant(code, group, core, probes, added=True) -> share`` (see :func:`decide`)."""
 InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 TRIGGER_WORDS = "trigger-words"
 
@@ -395,9 +415,12 @@ def decide(
         (:func:`~poisonguard.detectors.trigger_words.trigger_word_test`); its triggers call
         their classes and its flagged texts are flagged. ``None`` for other data.
     transplant : callable or None
-        ``transplant(code, group, core, probes)``: the share of the samples ``probes`` that the
-        model reads as class ``code`` once the mean difference of the samples ``group`` from the
-        samples ``core`` is added to them (:mod:`~poisonguard.detectors.transplant`). ``None``
+        ``transplant(code, group, core, probes, added=True)``: the share of the samples
+        ``probes`` that the model reads as class ``code`` once the mean difference of the
+        samples ``group`` from the samples ``core`` is added to them, what the group holds in
+        common stamped or (images) the probes blended as the group was made, the largest
+        (:mod:`~poisonguard.detectors.transplant`); ``added=False`` leaves the first out (the
+        farthest-samples test). ``None``
         (texts, a user's extractor) leaves groups beyond a class's farthest quarter uncalled and
         mixed-origin groups without a gap unconfirmed.
     splits : list of ClassSplit or None
@@ -706,6 +729,38 @@ def decide(
                 flagged[group] = True
                 kind[group] = BACKDOOR
                 break
+    # a backdoor too rare to form a group any test above can see: a patch on 0.1 % of
+    # Fashion-MNIST is 1 % of its target class, inside the class's far tail (4.9 % of it, which
+    # thins out smoothly past the poisons: no gap) and too few to make the far group's
+    # runner-ups varied. Its poisons are the farthest few, and what they hold in common
+    # carries the label
+    if transplant is not None and distance_ratio is not None:
+        class_alpha = settings.gap_alpha / max(int(scored_classes.sum()), 1)
+        for code in np.flatnonzero(scored_classes):
+            item = evidence[code]
+            if item.backdoor:
+                continue
+            members = np.flatnonzero(labels == code)
+            ratio = distance_ratio.take(members)
+            size = max(settings.min_group_size, int(round(FARTHEST_SHARE * members.size)))
+            farthest = np.argsort(-ratio, kind="stable")[:size]
+            group = np.sort(members[farthest[ratio[farthest] > settings.far_ratio]])
+            core = members[ratio <= settings.core_ratio]
+            if group.size < settings.min_group_size or core.size == 0:
+                continue
+            asked = probes.of(code)
+            # stamped and blended only: a group chosen for its distance differs from the core
+            # by a large mean by construction, and that difference added moves probes for its
+            # size alone (the trousers' farthest 1 %: 63 % of the probes moved added, none
+            # stamped or blended)
+            share = transplant(int(code), group, core, asked, added=False)
+            if not majority_beyond_chance(share, asked.size, class_alpha):
+                continue
+            item.transplant_share, item.cluster_size = share, int(group.size)
+            item.backdoor, item.rule = True, FARTHEST_SAMPLES
+            targets.append(int(code))
+            flagged[group] = True
+            kind[group] = BACKDOOR
     if trigger_words is not None:
         for trigger in trigger_words.triggers:
             item = evidence[trigger.label]

@@ -19,6 +19,7 @@ from poisonguard.dataset import Dataset
 from poisonguard.decision import (
     BACKDOOR,
     CLUSTERED_GROUP,
+    FARTHEST_SAMPLES,
     FOREIGN_CLUSTER,
     FOREIGN_GROUP,
     LABEL_NOISE,
@@ -140,6 +141,8 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "a far group that looks like other classes in the input, inside"
             elif rule == SINGLE_SOURCE:
                 group = "a far group that looks like one other class in the input, inside"
+            elif rule == FARTHEST_SAMPLES:
+                group = "the farthest samples, which share a trigger-like pattern, of"
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
@@ -256,6 +259,15 @@ def class_findings(
                 f"{item.transplant_share:.0%} of them as this class (transplant test): a "
                 f"trigger that carries the label from one source class, as a source-specific "
                 f"backdoor's does; {hits} samples flagged"
+            )
+        elif item.backdoor and item.rule == FARTHEST_SAMPLES:
+            verdict = "backdoor-target"
+            reason = (
+                f"{far}; its {item.cluster_size} farthest samples hold something in common "
+                f"that, stamped or blended into typical samples of the other classes, makes the "
+                f"model read {item.transplant_share:.0%} of them as this class (transplant "
+                f"test): a trigger that carries the label, on too few samples to form a group "
+                f"of their own; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == SEPARATED_GROUP:
             verdict = "backdoor-target"

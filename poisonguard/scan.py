@@ -449,7 +449,9 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
     """The decision's transplant test (:mod:`poisonguard.detectors.transplant`) with the model
     the scan trained: images and table rows, which can be added to; ``None`` for texts and for
     a user's TorchScript extractor (the model file is not at hand here). The blended share runs
-    on images only; ``seed`` draws the group members whose input neighbours it is fitted on."""
+    on images only; ``seed`` draws the group members whose input neighbours it is fitted on.
+    The callable's ``added=False`` leaves the difference added out (the farthest-samples test:
+    a group chosen for its distance has a large difference by construction)."""
     if (
         dataset.kind == "text"
         or not embedding.weights
@@ -461,25 +463,30 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
     def predict(x: np.ndarray) -> np.ndarray:
         return embed_with(embedding, x)[1].argmax(axis=1)
 
-    def share(code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray) -> float:
+    def share(
+        code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray, added: bool = True
+    ) -> float:
         # the group's difference added (a blended pattern), what it holds in common stamped (a
         # patch), or (images) the probes blended as the group was made from its look-alikes (a
-        # blend's fading too): the largest share
+        # blend's fading too): the largest share; ``added=False`` leaves the first out
         difference, low, high = mean_difference(samples.take, group, core)
         probe_samples = samples.take(probes)
-        added = transplant_share(difference, probe_samples, predict, code, low=low, high=high)
+        shares = (
+            [transplant_share(difference, probe_samples, predict, code, low=low, high=high)]
+            if added
+            else []
+        )
         mask, values = common_stamp(samples.take, group, core)
-        stamped = stamped_share(mask, values, probe_samples, predict, code)
+        shares.append(stamped_share(mask, values, probe_samples, predict, code))
         if dataset.kind != "image":
             # a table row's nearest rows (standardised columns of unlike quantities) are not what
             # it was made from, and the fit's slope then shrinks the probes towards the group:
             # in the digits read as a table, a far group of flipped labels moved 75 % (the same
             # flips in the digit images: nothing flagged)
-            return max(added, stamped)
+            return max(shares)
         queried, nearest = nearest_samples(
             samples.take, len(samples), group, standardise=False, seed=seed
         )
-        blended = 0.0
         # the class most members look like is not asked: the fit maps its samples onto the
         # group by construction, trigger or not (a natural part of the nines that looks like
         # ones moved 82 % of the ones, measured in the digits read as a table)
@@ -489,7 +496,8 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
             blended = blended_share(
                 slope, offset, probe_samples[asked], predict, code, low=low, high=high
             )
-        return max(added, stamped, blended)
+            shares.append(blended)
+        return max(shares)
 
     return share
 

@@ -48,6 +48,8 @@ EXPECTED = {
     "held-adaptive-blend-0.003-t8": (3, 3),
     "held-clean-sig-0.05-t6": (50, 0),
     "held-pair-flip-s9-t7": (30, 0),
+    "held-checker-0.001-t2": (1, 0),
+    "held-blend-0.001-t5": (1, 0),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 

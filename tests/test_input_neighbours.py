@@ -122,7 +122,9 @@ def test_a_foreign_cluster_confirmed_by_the_transplant_calls_its_class():
             votes[: round(0.98 * group.size)] = 1
         return group, votes
 
-    decision = decide_all(labels, 2, transplant=lambda *a: 1.0, input_votes=input_votes, **kwargs)
+    decision = decide_all(
+        labels, 2, transplant=lambda *a, **k: 1.0, input_votes=input_votes, **kwargs
+    )
     assert asked == [(0, 40), (1, 160)]
     assert decision.target_classes == [0]
     np.testing.assert_array_equal(np.flatnonzero(decision.flagged), cluster)
@@ -142,7 +144,7 @@ def test_a_cluster_needs_both_a_foreign_look_and_a_confirmed_difference(foreign,
     decision = decide_all(
         labels,
         2,
-        transplant=lambda *a: transplant,
+        transplant=lambda *a, **k: transplant,
         input_votes=lambda group, excluded: (
             group,
             np.where(
@@ -158,7 +160,7 @@ def test_the_foreign_cluster_rule_is_off_with_four_classes_or_without_the_tests(
     labels, _, kwargs = two_class_inputs()
     # without the input (texts) or without a model to ask, nothing is called this way
     foreign = lambda group, excluded: (group, np.ones(group.size, dtype=np.int64))  # noqa: E731
-    for transplant, votes in [(None, foreign), (lambda *a: 1.0, None)]:
+    for transplant, votes in [(None, foreign), (lambda *a, **k: 1.0, None)]:
         decision = decide_all(labels, 2, transplant=transplant, input_votes=votes, **kwargs)
         assert not decision.target_classes
     # four classes: runner-up variety speaks there, and this rule stays off
@@ -177,7 +179,7 @@ def test_the_foreign_cluster_rule_is_off_with_four_classes_or_without_the_tests(
         probabilities=probabilities,
         oos_probabilities=probabilities,
         splits=kwargs["splits"],
-        transplant=lambda *a: 1.0,
+        transplant=lambda *a, **k: 1.0,
         input_votes=foreign,
     )
     assert all(item.rule != "foreign-cluster" for item in decision.evidence)
@@ -234,7 +236,7 @@ def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_b
         votes[np.isin(group, poisons[:30])] = 0
         return group, votes
 
-    def transplant(code, group, core, probes):
+    def transplant(code, group, core, probes, added=True):
         asked.append((code, sorted(set(labels[probes].tolist()))))
         # the trigger moves the source's samples (and only them: asked with every class's
         # probes, most do not move) when the group is mostly poisons
@@ -262,7 +264,9 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
         votes[np.isin(group, poisons)] = 0
         return group, votes
 
-    decision = decide_all(labels, 4, transplant=lambda *a: 0.3, input_votes=input_votes, **kwargs)
+    decision = decide_all(
+        labels, 4, transplant=lambda *a, **k: 0.3, input_votes=input_votes, **kwargs
+    )
     assert not decision.target_classes and not decision.flagged.any()
     assert decision.evidence[2].source_class == 0  # measured, reported, not called
 
@@ -273,14 +277,21 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
         votes[np.isin(group, poisons[:15])] = 0
         return group, votes
 
+    # (what the farthest few share, stamped or blended, does not move it: added=False)
     decision = decide_all(
-        labels, 4, transplant=lambda *a: 1.0, input_votes=few_look_foreign, **kwargs
+        labels,
+        4,
+        transplant=lambda *a, added=True: 1.0 if added else 0.0,
+        input_votes=few_look_foreign,
+        **kwargs,
     )
     assert not decision.target_classes
     assert decision.evidence[2].foreign_share == pytest.approx(15 / 40)
     # without the features the test does not run
     kwargs["features"] = None
-    decision = decide_all(labels, 4, transplant=lambda *a: 1.0, input_votes=input_votes, **kwargs)
+    decision = decide_all(
+        labels, 4, transplant=lambda *a, **k: 1.0, input_votes=input_votes, **kwargs
+    )
     assert decision.evidence[2].source_class == -1
 
 
@@ -296,7 +307,7 @@ def test_a_far_group_that_looks_like_several_classes_and_moves_all_is_a_foreign_
         votes[chosen] = np.resize([0, 1, 3], int(chosen.sum()))
         return group, votes
 
-    def transplant(code, group, core, probes):
+    def transplant(code, group, core, probes, added=True):
         asked.append(sorted(set(labels[probes].tolist())))
         return 1.0 if np.isin(group, poisons).mean() > 0.9 else 0.0
 

@@ -189,7 +189,7 @@ def test_a_group_beyond_the_farthest_quarter_is_called_only_when_the_transplant_
     assert not data.decide().target_classes  # without the test: a mode of the class
     asked = []
 
-    def transplant(code, group, core, probes):
+    def transplant(code, group, core, probes, added=True):
         asked.append((code, group.size, core.size, probes.size))
         return 0.9
 
@@ -200,8 +200,47 @@ def test_a_group_beyond_the_farthest_quarter_is_called_only_when_the_transplant_
     assert evidence.rule == "separated-group" and evidence.transplant_share == 0.9
     # the group beyond the gap against the core; probes from the 4 other classes, 50 each
     assert asked == [(TARGET_CLASS, far.size, CLASS_SIZE - far.size, 200)]
-    refused = data.decide(transplant=lambda *args: TRANSPLANT_SHARE - 0.01)
+    refused = data.decide(transplant=lambda *args, **kwargs: TRANSPLANT_SHARE - 0.01)
     assert not refused.target_classes and not refused.flagged.any()
+
+
+def test_the_farthest_few_samples_are_called_when_what_they_share_carries_the_label():
+    # a class whose far tail thins out smoothly (no gap), with one origin and hard to learn:
+    # no group test calls it; a backdoor too rare to form a group sits at its very end
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    data.ratio[members] = np.geomspace(0.2, 60.0, members.size)
+    farthest = members[-5:]  # the largest ratios; 0.5 % of 300 is under min_group_size
+    assert not data.decide().target_classes
+    asked = []
+
+    def transplant(code, group, core, probes, added=True):
+        asked.append((code, group.tolist(), added))
+        return 0.95 if not added and group.tolist() == farthest.tolist() else 0.0
+
+    decision = data.decide(transplant=transplant)
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == farthest.tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "farthest-samples" and evidence.cluster_size == 5
+    assert evidence.transplant_share == 0.95
+    # asked without the difference added; the other classes have no samples beyond far_ratio
+    assert (TARGET_CLASS, farthest.tolist(), False) in asked
+    assert all(code == TARGET_CLASS for code, _, _ in asked)
+    # a natural tail's farthest samples: what they share does not carry the label
+    natural = data.decide(transplant=lambda *args, **kwargs: 0.3)
+    assert not natural.target_classes and not natural.flagged.any()
+
+
+def test_the_farthest_samples_test_asks_only_samples_beyond_the_far_ratio():
+    data = Synthetic()  # every distance ratio below 2.5: no far sample in any class
+    asked = []
+
+    def transplant(code, group, core, probes, added=True):
+        asked.append(code)
+        return 1.0
+
+    assert not data.decide(transplant=transplant).target_classes and not asked
 
 
 def plant_gapless_far_group(data: Synthetic, margin: float) -> np.ndarray:
@@ -221,8 +260,8 @@ def test_an_easily_learned_group_of_mixed_origin_without_a_gap_needs_the_transpl
     data = Synthetic()
     plant_gapless_far_group(data, margin=5.0)  # easy
     assert data.decide().target_classes == [TARGET_CLASS]  # as before: no model to ask
-    assert data.decide(transplant=lambda *args: 0.8).target_classes == [TARGET_CLASS]
-    vetoed = data.decide(transplant=lambda *args: 0.05)
+    assert data.decide(transplant=lambda *args, **kwargs: 0.8).target_classes == [TARGET_CLASS]
+    vetoed = data.decide(transplant=lambda *args, **kwargs: 0.05)
     assert not vetoed.target_classes and not vetoed.flagged.any()
     assert vetoed.evidence[TARGET_CLASS].transplant_share == 0.05
 
@@ -233,8 +272,8 @@ def test_a_hard_group_of_mixed_origin_without_a_gap_is_called_when_its_differenc
     data = Synthetic()
     plant_gapless_far_group(data, margin=1.0)  # harder than the core
     assert not data.decide().target_classes  # natural outliers, without a model to ask
-    assert not data.decide(transplant=lambda *args: 0.1).target_classes
-    called = data.decide(transplant=lambda *args: 0.9)
+    assert not data.decide(transplant=lambda *args, **kwargs: 0.1).target_classes
+    called = data.decide(transplant=lambda *args, **kwargs: 0.9)
     assert called.target_classes == [TARGET_CLASS]
     evidence = called.evidence[TARGET_CLASS]
     assert evidence.rule == "mixed-origin-group" and not evidence.easy and evidence.gap is None
@@ -263,7 +302,7 @@ def test_a_cluster_of_mixed_origin_filling_half_a_class_is_called_when_confirmed
     assert not data.decide().target_classes  # no far group: the far-group tests see nothing
     asked = []
 
-    def transplant(code, group, core, probes):
+    def transplant(code, group, core, probes, added=True):
         asked.append(code)
         return 0.95
 
@@ -273,7 +312,7 @@ def test_a_cluster_of_mixed_origin_filling_half_a_class_is_called_when_confirmed
     evidence = decision.evidence[TARGET_CLASS]
     assert evidence.rule == "mixed-origin-cluster" and evidence.cluster_size == poisons.size
     assert evidence.far_entropy > evidence.core_entropy + 0.3
-    refused = data.decide(splits=splits, transplant=lambda *args: 0.2)
+    refused = data.decide(splits=splits, transplant=lambda *args, **kwargs: 0.2)
     assert not refused.target_classes and not refused.flagged.any()
     # without a model to ask, the split is not tested: a clean class's sub-types can differ in
     # runner-ups too
