@@ -106,17 +106,19 @@ with ten classes). TaCT 3 -> 5 at 1 % on Fashion-MNIST: 75 % of the group looks 
 to half (the trousers' pullover-like part, 25 of 50; the bags' natural mode 42 % of the
 sneakers, but only 39 % of it looks like sneakers).
 
-*Farthest samples* (any number of classes, with ``transplant``; classes not called by the
-tests above). A backdoor too rare to form a group: a 3x3 patch on 0.1 % of Fashion-MNIST is 1 %
-of its target, inside a far tail of 4.9 % of the class that thins out smoothly past the poisons
-(no gap) with too few of them to vary its runner-ups. Its poisons are the class's farthest few:
-the farthest ``FARTHEST_SHARE`` of the class (at least ``min_group_size``, beyond ``far_ratio``)
-is asked, its common values stamped and the probes blended as it was made (not its difference
-added: a group chosen for its distance has a large mean difference by construction, and the
-trousers' farthest 1 % moved 63 % of the probes added, none stamped or blended); a majority
-beyond chance (one-sided binomial at ``gap_alpha`` over the classes) calls the class. That
-patch: the farthest 30, all poisons, moved 99 % stamped. Natural farthest groups (every class
-of eleven Fashion-MNIST sets, fourteen digits sets): at most 30 %.
+*Farthest samples* (any number of classes, with ``transplant``; images only, the scan's
+``farthest_samples``; classes not called by the tests above). A backdoor too rare to form a
+group: a 3x3 patch on 0.1 % of Fashion-MNIST is 1 % of its target, inside a far tail of 4.9 %
+of the class that thins out smoothly past the poisons (no gap) with too few of them to vary
+its runner-ups. Its poisons are the class's farthest few: the farthest ``FARTHEST_SHARE`` of
+the class (at least ``min_group_size``, beyond ``far_ratio``) is asked, its common values
+stamped and the probes blended as it was made (not its difference added: a group chosen for
+its distance has a large mean difference by construction, and the trousers' farthest 1 %
+moved 63 % of the probes added, none stamped or blended); a majority beyond chance (one-sided
+binomial at ``gap_alpha`` over the classes) calls the class. That patch: the farthest 30, all
+poisons, moved 99 % stamped. Natural farthest groups (every class of eleven Fashion-MNIST
+sets, fourteen digits sets): at most 30 %. Not on tables, where a handful of rows share exact
+values naturally (the five farthest clean fours of a flipped digits table moved 100 %).
 
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
@@ -388,6 +390,7 @@ def decide(
     inputs: RowsLike | None = None,
     seed: int = 0,
     label_probabilities: RowsLike | None = None,
+    farthest_samples: bool = True,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -455,6 +458,12 @@ def decide(
         memorised every label, so heads on its features rank 10 % random flips below chance,
         AUROC 0.41, where heads on the words reach 0.83). The rules still read
         ``oos_probabilities``.
+    farthest_samples : bool
+        Whether the farthest-samples test runs (with ``transplant``). The scan runs it on
+        images only: a table's farthest handful of rows can share exact values naturally (the
+        digits read as a table, 10 % of the labels flipped: the five farthest fours, clean,
+        hold the top ink value in the same four columns, and stamped, those moved 100 % of
+        the probes, in three of ten draws; the same digits as images: at most 30 %).
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -734,7 +743,7 @@ def decide(
     # thins out smoothly past the poisons: no gap) and too few to make the far group's
     # runner-ups varied. Its poisons are the farthest few, and what they hold in common
     # carries the label
-    if transplant is not None and distance_ratio is not None:
+    if farthest_samples and transplant is not None and distance_ratio is not None:
         class_alpha = settings.gap_alpha / max(int(scored_classes.sum()), 1)
         for code in np.flatnonzero(scored_classes):
             item = evidence[code]

@@ -369,6 +369,8 @@ def scan_embedding(
         inputs=None if dataset.kind == "text" else dataset.x,
         seed=settings.seed,
         label_probabilities=word_probabilities,
+        # a table's farthest few rows can share exact values naturally (see decide)
+        farthest_samples=dataset.kind == "image",
         splits=inputs.activation_clusters[1] if RULE_DETECTORS["cluster"] in chosen else None,
     )
     # the cluster tests ask the trained model (transplant test): not for texts or a user's model

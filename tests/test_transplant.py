@@ -230,6 +230,33 @@ def test_the_farthest_few_samples_are_called_when_what_they_share_carries_the_la
     # a natural tail's farthest samples: what they share does not carry the label
     natural = data.decide(transplant=lambda *args, **kwargs: 0.3)
     assert not natural.target_classes and not natural.flagged.any()
+    # switched off (the scan's tables): not asked
+    asked.clear()
+    assert not data.decide(transplant=transplant, farthest_samples=False).target_classes
+    assert not asked
+
+
+@pytest.mark.parametrize(
+    ("path", "runs"),
+    [("breast_cancer/clean.csv", False), ("digits/clean", True)],
+)
+def test_the_scan_runs_the_farthest_samples_test_on_images_only(path, runs, monkeypatch, tmp_path):
+    # a table's farthest handful of rows can share exact values naturally
+    import poisonguard.scan as scan_module
+    from poisonguard.loaders import load_dataset
+    from poisonguard.scan import ScanSettings, scan_dataset
+
+    seen = {}
+    decide = scan_module.decide
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module, "decide", spy)
+    dataset = load_dataset(SAMPLE_DATA / path)
+    scan_dataset(dataset, ScanSettings(seed=0, epochs=1), cache_dir=tmp_path, use_cache=False)
+    assert seen["farthest_samples"] is runs and seen["transplant"] is not None
 
 
 def test_the_farthest_samples_test_asks_only_samples_beyond_the_far_ratio():
