@@ -195,7 +195,7 @@ outliers ranked among the flips cost ranking quality (AUROC of the score, Fashio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -677,6 +677,8 @@ def decide(
             targets.append(int(split.code))
             flagged[group] = True
             kind[group] = BACKDOOR
+    # the transplant tests below take a majority beyond chance at the gap tests' level
+    class_alpha = settings.gap_alpha / max(int(scored_classes.sum()), 1)
     # a backdoor's poisons hidden in a class's large natural tail (no gap), or carrying a
     # trigger from one source class (TaCT: one runner-up, and the transplant over every class
     # does not confirm it): the input says which far samples come from other classes, and
@@ -690,13 +692,9 @@ def decide(
         and scored_classes.sum() >= 4
     ):
         features = as_rows(features)
-        class_alpha = settings.gap_alpha / max(int(scored_classes.sum()), 1)
-        for code in np.flatnonzero(scored_classes):
-            item = evidence[code]
-            if item.backdoor:
-                continue
-            members = np.flatnonzero(labels == code)
-            ratio = distance_ratio.take(members)
+        for code, item, members, ratio in _uncalled(
+            evidence, scored_classes, labels, distance_ratio
+        ):
             far = members[ratio > settings.far_ratio]
             core = members[ratio <= settings.core_ratio]
             if far.size < settings.min_group_size or core.size == 0:
@@ -744,13 +742,9 @@ def decide(
     # runner-ups varied. Its poisons are the farthest few, and what they hold in common
     # carries the label
     if farthest_samples and transplant is not None and distance_ratio is not None:
-        class_alpha = settings.gap_alpha / max(int(scored_classes.sum()), 1)
-        for code in np.flatnonzero(scored_classes):
-            item = evidence[code]
-            if item.backdoor:
-                continue
-            members = np.flatnonzero(labels == code)
-            ratio = distance_ratio.take(members)
+        for code, item, members, ratio in _uncalled(
+            evidence, scored_classes, labels, distance_ratio
+        ):
             size = max(settings.min_group_size, int(round(FARTHEST_SHARE * members.size)))
             farthest = np.argsort(-ratio, kind="stable")[:size]
             group = np.sort(members[farthest[ratio[farthest] > settings.far_ratio]])
@@ -951,6 +945,22 @@ class _Probes:
 
 ANY_SOURCE = -1
 """A far group's part that looks like any other class (see :func:`_looking_part`)."""
+
+
+def _uncalled(
+    evidence: list[ClassEvidence],
+    scored_classes: np.ndarray,
+    labels: np.ndarray,
+    distance_ratio: Rows,
+) -> Iterator[tuple[int, ClassEvidence, np.ndarray, np.ndarray]]:
+    """Each scored class that no test has called yet, when its turn comes: its code, evidence,
+    members (positions) and their distance ratios."""
+    for code in np.flatnonzero(scored_classes):
+        item = evidence[code]
+        if item.backdoor:
+            continue
+        members = np.flatnonzero(labels == code)
+        yield int(code), item, members, distance_ratio.take(members)
 
 
 def _most_named(votes: np.ndarray, code: int) -> int:
