@@ -131,27 +131,40 @@ def test_the_look_alike_class_is_the_other_class_most_members_neighbours_name():
     assert look_alike_class(np.zeros((0, 3), dtype=np.int64), 0) == -1
 
 
-@pytest.mark.slow
-def test_a_blend_into_small_digits_is_called_by_blending_the_probes(tmp_path):
-    """A 5 % blend into the zeros of the 8x8 digits' training split at seed 3: the poisons form
-    the zeros' far group, but their difference added moved 46 % of the probes (the blend also
-    fades each sample, which the model learned) and nothing was called. Blended as the group
-    was made from its look-alikes, the probes move and every poison is flagged."""
+def assert_called_on_poisoned_digits(tmp_path, *, attack, target, seed, split_seed, scan_seed):
+    """Poisons 5 % of the 8x8 digits (the training split at ``split_seed``, or every digit when
+    ``None``) into ``target`` and scans them: the target is the one class called, every poison
+    is flagged, and clean flags stay under 5 % of the poisons."""
     from poisonguard.evaluate import holdout_split, subset
     from poisonguard.loaders import load_dataset
     from poisonguard.poison import AttackOptions
     from poisonguard.poisoned_copy import poison_dataset
     from poisonguard.scan import ScanSettings, scan_dataset
 
-    train, _ = holdout_split(load_dataset(SAMPLE_DATA / "digits" / "clean"), 0.2, seed=3)
+    digits = load_dataset(SAMPLE_DATA / "digits" / "clean")
+    if split_seed is not None:
+        digits, _ = holdout_split(digits, 0.2, seed=split_seed)
     poisoning = poison_dataset(
-        train, attack="blend", rate=0.05, target=0, seed=3, options=AttackOptions()
+        digits, attack=attack, rate=0.05, target=target, seed=seed, options=AttackOptions()
     )
-    poisoned = subset(train, np.arange(train.n_samples), x=poisoning.x, labels=poisoning.labels)
-    result = scan_dataset(poisoned, ScanSettings(seed=3), cache_dir=tmp_path, use_cache=True)
-    assert result.target_classes == ["0"]
+    poisoned = subset(digits, np.arange(digits.n_samples), x=poisoning.x, labels=poisoning.labels)
+    result = scan_dataset(
+        poisoned, ScanSettings(seed=scan_seed), cache_dir=tmp_path, use_cache=True
+    )
+    assert result.target_classes == [str(target)]
     assert np.all(result.flagged[poisoning.poisoned])
     assert np.sum(result.flagged & ~poisoning.poisoned) <= 0.05 * poisoning.n_poisoned
+
+
+@pytest.mark.slow
+def test_a_blend_into_small_digits_is_called_by_blending_the_probes(tmp_path):
+    """A 5 % blend into the zeros of the 8x8 digits' training split at seed 3: the poisons form
+    the zeros' far group, but their difference added moved 46 % of the probes (the blend also
+    fades each sample, which the model learned) and nothing was called. Blended as the group
+    was made from its look-alikes, the probes move and every poison is flagged."""
+    assert_called_on_poisoned_digits(
+        tmp_path, attack="blend", target=0, seed=3, split_seed=3, scan_seed=3
+    )
 
 
 @pytest.mark.slow
@@ -160,21 +173,9 @@ def test_a_patch_over_the_strokes_of_small_digits_is_called(tmp_path):
     12 % of the probes (the source digits' average shape less the six's drowns the patch), and
     nothing was called; the common stamp moves them and the class is called, every poison
     flagged."""
-    from poisonguard.evaluate import subset
-    from poisonguard.loaders import load_dataset
-    from poisonguard.poison import AttackOptions
-    from poisonguard.poisoned_copy import poison_dataset
-    from poisonguard.scan import ScanSettings, scan_dataset
-
-    clean = load_dataset(SAMPLE_DATA / "digits" / "clean")
-    poisoning = poison_dataset(
-        clean, attack="patch", rate=0.05, target=6, seed=1, options=AttackOptions()
+    assert_called_on_poisoned_digits(
+        tmp_path, attack="patch", target=6, seed=1, split_seed=None, scan_seed=0
     )
-    poisoned = subset(clean, np.arange(clean.n_samples), x=poisoning.x, labels=poisoning.labels)
-    result = scan_dataset(poisoned, ScanSettings(seed=0), cache_dir=tmp_path, use_cache=True)
-    assert result.target_classes == ["6"]
-    assert np.all(result.flagged[poisoning.poisoned])
-    assert np.sum(result.flagged & ~poisoning.poisoned) <= 0.05 * poisoning.n_poisoned
 
 
 def large_group(data: Synthetic) -> np.ndarray:
