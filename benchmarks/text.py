@@ -14,7 +14,8 @@ rate or the target:
 * **backdoor rows** (``rare-word``, ``sentence``): :func:`poisonguard.evaluate.evaluate`, as
   ``poisonguard evaluate --test test.csv`` runs it: poison the training reviews, scan them,
   sanitize them (``--action relabel``: flagged backdoor texts are removed), train the same text
-  model (:func:`poisonguard.embed.embed_dataset`) on the clean, poisoned and sanitized sets and
+  model (:func:`poisonguard.embed.embed_dataset`; ``--models`` seeds of it, 5 by default, their
+  probabilities averaged) on the clean, poisoned and sanitized sets and
   measure clean accuracy and attack success on the 1,000 test reviews (attack success: the
   share of the test reviews not of the target class, trigger inserted, predicted as the
   target). The clean model is trained once per seed and cached in ``<out-dir>/cache``. An
@@ -76,6 +77,10 @@ F1_MIN = 0.95
 SUCCESS_POINTS = 2.0  # sanitized attack success at most this many points above the clean model's
 ACCURACY_POINTS = 1.0  # sanitized clean accuracy within this many points of the clean model's
 CLEAN_FLAG_SHARE = 0.01
+MODELS = 5
+"""Text models per training set in the backdoor rows (seeds from the row's, probabilities
+averaged): five seeds of one model on the same clean reviews put attack success anywhere from
+58.8 % to 79.2 %, so single models compared seeds, not training sets (docs/benchmarks.md)."""
 FLIP_F1_LEAD = 0.10
 FLIP_AUROC_LEAD = 0.03
 SCAN_10K_SECONDS = 60.0
@@ -266,7 +271,7 @@ def _findings(scan) -> dict:
     }
 
 
-def run_backdoor(row: Row, train, test, cache_dir: Path) -> dict:
+def run_backdoor(row: Row, train, test, cache_dir: Path, n_models: int) -> dict:
     from poisonguard.evaluate import evaluate
     from poisonguard.poisoned_copy import class_code, poison_dataset
 
@@ -274,7 +279,7 @@ def run_backdoor(row: Row, train, test, cache_dir: Path) -> dict:
     options = _options(row, train)
     result = evaluate(
         train, attack=row.attack, rate=row.rate, target=target, seed=row.seed, options=options,
-        test=test, action="relabel", cache_dir=cache_dir, use_cache=True,
+        test=test, action="relabel", models=n_models, cache_dir=cache_dir, use_cache=True,
     )  # fmt: skip
     # the same poisoning again (deterministic in the seed): the masks evaluate does not return
     poisoning = poison_dataset(
@@ -285,8 +290,9 @@ def run_backdoor(row: Row, train, test, cache_dir: Path) -> dict:
     if detection["f1"] != result.detection["f1"]:
         raise RuntimeError(f"{row.name}: the re-drawn poisoning differs from evaluate's")
     models = {o.training_set: o for o in result.outcomes}
-    oracle = _oracle_removal(row, train, test, poisoning, target, cache_dir)
+    oracle = _oracle_removal(row, train, test, poisoning, target, cache_dir, n_models)
     return {
+        "models_averaged": n_models,
         "n_train": result.n_train,
         "n_test": result.n_test,
         "n_poisoned": result.n_poisoned,
@@ -308,30 +314,35 @@ def run_backdoor(row: Row, train, test, cache_dir: Path) -> dict:
     }
 
 
-def _oracle_removal(row: Row, train, test, poisoning, target: int, cache_dir: Path) -> dict:
+def _oracle_removal(
+    row: Row, train, test, poisoning, target: int, cache_dir: Path, models: int
+) -> dict:
     """The same text model trained on the clean corpus less the texts that were poisoned (what
-    a perfect ``remove`` would leave), measured as evaluate measures its models: the reference
-    that tells detection misses apart from the training's own spread (a set 40-120 texts
-    smaller trains a different model)."""
+    a perfect ``remove`` would leave), measured as evaluate measures its models (``models``
+    seeds from the row's, probabilities averaged): the reference that tells detection misses
+    apart from the training's own spread (a set 40-120 texts smaller trains a different
+    model)."""
     from poisonguard.embed import EmbedSettings, embed_dataset, embed_with
     from poisonguard.evaluate import attack_success, subset
     from poisonguard.poisoned_copy import trigger_dataset
 
     kept = subset(train, np.flatnonzero(~poisoning.poisoned))
-    embedding = embed_dataset(
-        kept, EmbedSettings(seed=row.seed), cache_dir=cache_dir, use_cache=True, progress=False
-    )
-    _, probabilities = embed_with(embedding, test.x)
     stamped = trigger_dataset(
         test, attack=row.attack, target=target, seed=row.seed, options=poisoning.options
     )
-    _, triggered = embed_with(embedding, stamped.x)
+    clean_sum = triggered_sum = 0.0
+    for seed in range(row.seed, row.seed + models):
+        embedding = embed_dataset(
+            kept, EmbedSettings(seed=seed), cache_dir=cache_dir, use_cache=True, progress=False
+        )
+        clean_sum = clean_sum + embed_with(embedding, test.x)[1]
+        triggered_sum = triggered_sum + embed_with(embedding, stamped.x)[1]
     success = attack_success(
-        triggered.argmax(axis=1), test.labels, train.n_classes, target=target,
+        triggered_sum.argmax(axis=1), test.labels, train.n_classes, target=target,
         options=poisoning.options,
     )  # fmt: skip
     return {
-        "clean_accuracy": round(float(np.mean(probabilities.argmax(axis=1) == test.labels)), 4),
+        "clean_accuracy": round(float(np.mean(clean_sum.argmax(axis=1) == test.labels)), 4),
         "attack_success": None if success is None else round(success, 4),
     }
 
@@ -491,7 +502,7 @@ def code_state() -> dict:
 def run_row(row: Row, args, data: dict) -> dict:
     start = time.perf_counter()
     if row.kind == "backdoor":
-        body = run_backdoor(row, data["train"], data["test"], args.cache_dir)
+        body = run_backdoor(row, data["train"], data["test"], args.cache_dir, args.models)
     elif row.kind == "flip":
         body = run_flip(row, data["train"], args.cache_dir, args.out_dir)
     elif row.kind == "clean":
@@ -696,6 +707,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rerun rows already done")
     parser.add_argument("--out", type=Path, default=None, help="also write the results here")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default <out-dir>/cache")
+    parser.add_argument(
+        "--models", type=int, default=MODELS,
+        help=f"text models per training set, probabilities averaged (default {MODELS})",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         rows = select_rows(args.rows)

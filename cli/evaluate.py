@@ -58,6 +58,14 @@ from poisonguard.sanitize import ACTIONS
     help="Training epochs of every model (default: chosen from the dataset size).",
 )
 @click.option(
+    "--models",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Models trained on each training set (seeds SEED, SEED+1, ...), their probabilities "
+    "averaged: on a small set one model's attack success can move by 20 points with its seed.",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
@@ -84,6 +92,7 @@ def evaluate_command(
     holdout: float,
     action: str,
     epochs: int | None,
+    models: int,
     out_dir: Path | None,
     cache_dir: Path | None,
     no_cache: bool,
@@ -116,6 +125,7 @@ def evaluate_command(
             holdout_fraction=holdout,
             action=action,
             epochs=epochs,
+            models=models,
             cache_dir=cache_dir,
             use_cache=not no_cache,
             progress=resolve_progress(progress),
@@ -150,5 +160,12 @@ def summary_table(result: Evaluation) -> str:
         lines.append(
             f"{outcome.training_set:<14}{outcome.n_train:>9}"
             f"{outcome.clean_accuracy:>17.2%}{success:>17}"
+        )
+    n_models = max(1, len(result.outcomes[0].per_seed)) if result.outcomes else 1
+    if n_models > 1:
+        last = result.seed + n_models - 1
+        lines.append(
+            f"Each row: the averaged probabilities of {n_models} models (seeds {result.seed}-"
+            f"{last}); report.json has each seed's figures."
         )
     return "\n".join(lines)

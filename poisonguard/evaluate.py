@@ -17,6 +17,15 @@ the model the scan itself trained), and reports for each:
 * detection precision, recall, F1 and AUROC of the scan against the ground truth (cover samples,
   which carry a trigger with their true label, count neither as poison nor as clean).
 
+With ``models`` above one, each training set trains that many models (seeds ``seed``,
+``seed + 1``, ...; the poisoned set's first is the scan's) and the figures are those of their
+averaged probabilities, each model's own beside them. Why: on a small set one model's attack
+success is mostly its seed's. Trained on the same 4,000 clean reviews, five seeds of the text
+model read a neutral sentence inserted into the test reviews as the target class 58.8 % to
+79.2 % of the time, so "within 2 points of the clean model" compared seeds, not training sets;
+the average of the five gave 67.8 %, and of five trained without the 120 texts the attack
+poisoned 67.3 % (``benchmarks/text.py``, docs/benchmarks.md).
+
 The test set is ``test`` when given (same classes), else a stratified hold-out of the source
 drawn with the seed. Nothing is written here; :mod:`poisonguard.report` writes the scan's report
 with an ``evaluation`` section.
@@ -50,15 +59,42 @@ __all__ = ["ModelOutcome", "Evaluation", "attack_success", "evaluate", "holdout_
 logger = logging.getLogger(__name__)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 @dataclass(frozen=True)
 class ModelOutcome:
-    """One trained model: on which training set, and how it does on the test set."""
+    """The model of one training set (with several seeds, their averaged probabilities): on
+    which training set, and how it does on the test set; ``per_seed`` holds each seed's own
+    ``(seed, clean accuracy, attack success)`` when more than one model was trained."""
 
     training_set: str
     n_train: int
     clean_accuracy: float
     attack_success: float | None
     train_seconds: float
+    per_seed: tuple[tuple[int, float, float | None], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        record = {
+            "training_set": self.training_set,
+            "n_train": self.n_train,
+            "clean_accuracy": round(self.clean_accuracy, 4),
+            "attack_success": _rounded(self.attack_success),
+            "train_seconds": round(self.train_seconds, 1),
+            "models_averaged": max(1, len(self.per_seed)),
+        }
+        if self.per_seed:
+            record["per_seed"] = [
+                {
+                    "seed": seed,
+                    "clean_accuracy": round(accuracy, 4),
+                    "attack_success": _rounded(success),
+                }
+                for seed, accuracy, success in self.per_seed
+            ]
+        return record
 
 
 @dataclass
@@ -94,18 +130,7 @@ class Evaluation:
             "n_poisoned": self.n_poisoned,
             "detection": self.detection,
             "sanitized": self.sanitized,
-            "models": [
-                {
-                    "training_set": o.training_set,
-                    "n_train": o.n_train,
-                    "clean_accuracy": round(o.clean_accuracy, 4),
-                    "attack_success": None
-                    if o.attack_success is None
-                    else round(o.attack_success, 4),
-                    "train_seconds": round(o.train_seconds, 1),
-                }
-                for o in self.outcomes
-            ],
+            "models": [o.as_dict() for o in self.outcomes],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -150,14 +175,18 @@ def evaluate(
     holdout_fraction: float = 0.2,
     action: str = "relabel",
     epochs: int | None = None,
+    models: int = 1,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     progress: bool = False,
 ) -> Evaluation:
-    """Poison, scan, sanitize, train three models and measure them (see the module docstring)."""
+    """Poison, scan, sanitize, train a model (or ``models`` seeds of it) on each of the three
+    training sets and measure them (see the module docstring)."""
     timings: dict[str, float] = {}
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
+    if models < 1:
+        raise ValueError(f"models must be at least 1, got {models}")
     if test is None:
         train, test = holdout_split(source, holdout_fraction, seed=seed)
         test_source = f"stratified hold-out of {holdout_fraction:.0%} of {source.path.name}"
@@ -217,20 +246,25 @@ def evaluate(
             options=poisoning.options,
         )
 
-    settings = EmbedSettings(seed=seed, epochs=epochs)
     outcomes = []
-    for name, training_set, embedding in (
+    for name, training_set, first in (
         ("clean", train, None),
         ("poisoned", poisoned, scan.embedding),
         ("sanitized", sanitized, None),
     ):
-        if embedding is None:
-            embedding = embed_dataset(
-                training_set, settings, cache_dir=cache_dir, use_cache=use_cache, progress=progress
+        embeddings = [
+            first
+            if i == 0 and first is not None
+            else embed_dataset(
+                training_set,
+                EmbedSettings(seed=seed + i, epochs=epochs),
+                cache_dir=cache_dir,
+                use_cache=use_cache,
+                progress=progress,
             )
-        # 0 when the model came from the embedding cache
-        seconds = embedding.stage_seconds.get("train", 0.0)
-        outcomes.append(_measure(name, training_set, embedding, test, triggered, success, seconds))
+            for i in range(models)
+        ]
+        outcomes.append(_measure(name, training_set, embeddings, seed, test, triggered, success))
         logger.info("%s model: %s", name, outcomes[-1])
     timings["train"] = sum(o.train_seconds for o in outcomes)
 
@@ -299,17 +333,38 @@ def _test_targets(
 def _measure(
     name: str,
     training_set: Dataset,
-    embedding: Embedding,
+    embeddings: list[Embedding],
+    first_seed: int,
     test: Dataset,
     triggered: tuple[np.ndarray, np.ndarray] | None,
     success_of: Callable[[np.ndarray, np.ndarray], float | None] | None,
-    seconds: float,
 ) -> ModelOutcome:
-    """Clean accuracy, and attack success on ``triggered`` (samples and their true labels)."""
-    _, probabilities = embed_with(embedding, test.x)
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == test.labels))
-    success = None
-    if triggered is not None and success_of is not None and len(triggered[0]):
-        _, stamped = embed_with(embedding, triggered[0])
-        success = success_of(stamped.argmax(axis=1), triggered[1])
-    return ModelOutcome(name, training_set.n_samples, accuracy, success, seconds)
+    """Clean accuracy, and attack success on ``triggered`` (samples and their true labels), of
+    the models ``embeddings`` (seeds from ``first_seed``) with their probabilities averaged."""
+    counted = triggered is not None and success_of is not None and len(triggered[0]) > 0
+
+    def figures(probabilities, stamped) -> tuple[float, float | None]:
+        accuracy = float(np.mean(probabilities.argmax(axis=1) == test.labels))
+        success = success_of(stamped.argmax(axis=1), triggered[1]) if counted else None
+        return accuracy, success
+
+    clean_sum = stamped_sum = None
+    per_seed = []
+    for i, embedding in enumerate(embeddings):
+        _, probabilities = embed_with(embedding, test.x)
+        stamped = embed_with(embedding, triggered[0])[1] if counted else None
+        per_seed.append((first_seed + i, *figures(probabilities, stamped)))
+        clean_sum = probabilities if clean_sum is None else clean_sum + probabilities
+        if counted:
+            stamped_sum = stamped if stamped_sum is None else stamped_sum + stamped
+    accuracy, success = figures(clean_sum, stamped_sum)
+    # 0 for a model that came from the embedding cache
+    seconds = sum(e.stage_seconds.get("train", 0.0) for e in embeddings)
+    return ModelOutcome(
+        name,
+        training_set.n_samples,
+        accuracy,
+        success,
+        seconds,
+        per_seed=tuple(per_seed) if len(embeddings) > 1 else (),
+    )

@@ -745,6 +745,48 @@ def test_evaluate_source_specific_and_all_to_all(hdf5_source, tmp_path, args, n_
         assert 0 <= model["attack_success"] <= 1
 
 
+def test_evaluate_averages_several_seeds_of_each_model(hdf5_source, tmp_path):
+    out = tmp_path / "report"
+    result = run(
+        "evaluate", hdf5_source, "--attack", "patch", "--rate", "0.1", "--target", "0",
+        "--seed", "3", "--models", "2", "--epochs", "2", "--holdout", "0.25",
+        "--cache-dir", tmp_path / "cache", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "averaged probabilities of 2 models (seeds 3-4)" in result.output
+    evaluation = json.loads((out / "report.json").read_text())["evaluation"]
+    for model in evaluation["models"]:
+        assert model["models_averaged"] == 2
+        assert [s["seed"] for s in model["per_seed"]] == [3, 4]
+        for seed in model["per_seed"]:
+            assert 0 <= seed["clean_accuracy"] <= 1 and 0 <= seed["attack_success"] <= 1
+    html = (out / "report.html").read_text()
+    assert "2 seeds each, their probabilities averaged" in html
+    result = run("evaluate", hdf5_source, "--attack", "patch", "--rate", "0.1", "--models", "0")
+    assert result.exit_code == 2 and "--models" in result.output
+
+
+def test_measure_reads_the_averaged_probabilities(monkeypatch):
+    # two models that disagree: right on 2 and 3 of the 4 test samples, their average on all
+    from poisonguard import evaluate as evaluation
+
+    test = type("Test", (), {"x": np.zeros((4, 1)), "labels": np.array([0, 0, 1, 1])})()
+    confident = {
+        "a": np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.55, 0.45]]),
+        "b": np.array([[0.45, 0.55], [0.9, 0.1], [0.4, 0.6], [0.3, 0.7]]),
+    }
+    monkeypatch.setattr(evaluation, "embed_with", lambda e, x: (None, confident[e.name]))
+    models = [type("E", (), {"name": n, "stage_seconds": {"train": 1.0}})() for n in "ab"]
+    training_set = type("Train", (), {"n_samples": 10})()
+    outcome = evaluation._measure("clean", training_set, models, 7, test, None, None)
+    assert outcome.clean_accuracy == 1.0 and outcome.attack_success is None
+    assert outcome.per_seed == ((7, 0.5, None), (8, 0.75, None))
+    assert outcome.train_seconds == 2.0
+    one = evaluation._measure("clean", training_set, models[:1], 7, test, None, None)
+    assert one.clean_accuracy == 0.5 and one.per_seed == ()
+    assert one.as_dict()["models_averaged"] == 1 and "per_seed" not in one.as_dict()
+
+
 def test_evaluate_label_flips_have_no_attack_success(hdf5_source, tmp_path):
     out = tmp_path / "report"
     result = run(
