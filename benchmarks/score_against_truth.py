@@ -1,5 +1,7 @@
 """Compare a scan's ``scores.csv`` with a ground-truth file: precision, recall, F1, AUROC, and
-the clean samples flagged (``clean_flagged``, ``clean_flagged_fraction``).
+the clean samples flagged (``clean_flagged``, ``clean_flagged_fraction``); ``best_f1_score`` is
+the largest F1 that flagging the top ``best_k_score`` samples by ``score`` reaches, the cut chosen
+knowing the truth: what no rule that flags the top of that ranking can beat.
 
     python benchmarks/score_against_truth.py REPORT_DIR/scores.csv GROUND_TRUTH.csv
 
@@ -58,6 +60,11 @@ def detection_metrics(scores_csv: Path, truth_csv: Path) -> dict:
         for column in ["score", *detector_columns]:
             values = np.array([float(r[column]) for r in rows])
             result[f"auroc_{column}"] = round(float(roc_auc_score(poisoned, values)), 4)
+        score = np.array([float(r["score"]) for r in rows])
+        hits = np.cumsum(poisoned[np.argsort(-score, kind="stable")])
+        f1 = 2 * hits / (np.arange(1, len(rows) + 1) + poisoned.sum())
+        result["best_f1_score"] = round(float(f1.max()), 4)
+        result["best_k_score"] = int(np.argmax(f1)) + 1
     return result
 
 

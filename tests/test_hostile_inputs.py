@@ -256,6 +256,10 @@ def test_poison_ground_truth_is_inert_and_joins_the_scores(hostile_table, table_
     # the benchmark scorer joins scores.csv and ground_truth.csv by the unescaped ids
     metrics = load_score_against_truth().detection_metrics(table_scan / "scores.csv", truth)
     assert "clean_flagged" in metrics
+    # flagged samples score 0.5 or more and the rest less: the top of the score is the flags,
+    # so the best cut of the score is at least as good as the scan's
+    assert metrics["best_f1_score"] >= metrics["f1"]
+    assert 1 <= metrics["best_k_score"] <= metrics["n"]
 
 
 # --- symbolic links in image folders -------------------------------------------------------------
