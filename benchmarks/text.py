@@ -482,6 +482,15 @@ def run_scan_10k(row: Row, corpus: Path, out_dir: Path) -> dict:
     }
 
 
+def run_header() -> dict:
+    """When, where and how a benchmark ran: the head of every results file here."""
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "command": " ".join(["python", *sys.argv]),
+    }
+
+
 def code_state() -> dict:
     """The commit, and the library files that differ from it (the tree is shared and changes
     while a long run goes on): what each row's figures were measured with."""
@@ -744,12 +753,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(result)
         short = {k: result[k] for k in ("row", "row_wall_s") if k in result}
         print(json.dumps({**short, "checks": checks(result)}), flush=True)
-    record = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "command": " ".join(["python", *sys.argv]),
-        "rows": results,
-    }
+    record = {**run_header(), "rows": results}
     text = _compact(record)
     (args.out_dir / "results.json").write_text(text)
     if args.out is not None:

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -140,9 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
     record = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "command": " ".join(["python", *sys.argv]),
+        **rows_of.run_header(),
         "rows": results,
     }
     if args.out is not None:

@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -101,9 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         results.append(record)
         print(json.dumps(record), flush=True)
     record = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
-        "command": " ".join(["python", *sys.argv]),
+        **rows_of.run_header(),
         "models_per_average": args.models,
         "clean_accuracy": {
             "first_average": accuracy(sum(clean[seed] for seed in first)),
