@@ -200,6 +200,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+from scipy import stats
 
 from poisonguard.detectors.activation_clustering import ClassSplit
 from poisonguard.detectors.confident_learning import (
@@ -213,6 +214,10 @@ from poisonguard.detectors.confident_learning import (
 )
 from poisonguard.detectors.group_completion import complete_group, stamp_carriers
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
+from poisonguard.detectors.pattern_split import (
+    MAX_WIDTH as PATTERN_SPLIT_WIDTH,
+)
+from poisonguard.detectors.pattern_split import class_splits, separation_left
 from poisonguard.detectors.transplant import (
     PROBES_PER_CLASS,
     TRANSPLANT_SHARE,
@@ -241,12 +246,19 @@ FOREIGN_CLUSTER = "foreign-cluster"
 SINGLE_SOURCE = "single-source-group"
 FOREIGN_GROUP = "foreign-group"
 FARTHEST_SAMPLES = "farthest-samples"
+PATTERN_SPLIT = "pattern-split"
 
 FARTHEST_SHARE = 0.005
 """The farthest-samples test asks the transplant test about this share of a class, its
 farthest samples (at least ``min_group_size``): poisons too few to form a group are the
 farthest few (a patch on 0.1 % of Fashion-MNIST: the farthest 0.5 % of its target, 30
 samples, are all poisons)."""
+
+PATTERN_LEFT = 0.5
+"""The pattern-split test calls a class only when shifting one side of its gap by the sides'
+mean difference removes most of what tells the sides apart (leaves less than half of their
+nearest-neighbour separation): a clean-label pattern leaves -0.08 to 0.16 of it, the digits'
+natural second mode of ones 0.61-0.74 (:mod:`~poisonguard.detectors.pattern_split`)."""
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -312,6 +324,13 @@ class ClassEvidence:
     completed_in_input: int = 0
     """Samples that joined it in the samples themselves: carriers of the group's stamp (before
     the features) and the discriminant there (after)."""
+    pattern_gap_p: float = float("nan")
+    """The pattern-split test: the p-value of the strongest gap along the class's own direction
+    (nan where not tested)."""
+    pattern_left: float = float("nan")
+    """The share of the gap's sides' separation that one shift leaves (nan where not asked)."""
+    pattern_reverse_share: float = float("nan")
+    """The transplant share of the other side's difference (the pattern taken away)."""
 
 
 @dataclass
@@ -391,6 +410,7 @@ def decide(
     seed: int = 0,
     label_probabilities: RowsLike | None = None,
     farthest_samples: bool = True,
+    pattern_split: bool = True,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
     """Flag samples (see the module docstring).
@@ -464,6 +484,11 @@ def decide(
         digits read as a table, 10 % of the labels flipped: the five farthest fours, clean,
         hold the top ink value in the same four columns, and stamped, those moved 100 % of
         the probes, in three of ten draws; the same digits as images: at most 30 %).
+    pattern_split : bool
+        Whether the pattern-split test runs (with ``transplant`` and ``inputs`` of at most
+        :data:`~poisonguard.detectors.pattern_split.MAX_WIDTH` values). The scan runs it on
+        images only: a table's binary column splits a class into two sides that differ by one
+        value, a pattern added by construction.
     settings : DecisionSettings
     """
     n = labels.shape[0]
@@ -764,6 +789,60 @@ def decide(
             targets.append(int(code))
             flagged[group] = True
             kind[group] = BACKDOOR
+    # a clean-label backdoor: part of the class carries one added pattern, labels kept (SIG
+    # on half of the T-shirts). Nothing of it is far or foreign; in the input it is a gap along
+    # a direction only this class varies along, whose sides differ by that pattern alone
+    samples_in = None if inputs is None else as_rows(inputs)
+    if (
+        pattern_split
+        and transplant is not None
+        and distance_ratio is not None
+        and samples_in is not None
+    ):
+        uncalled = [
+            code for code, *_ in _uncalled(evidence, scored_classes, labels, distance_ratio)
+        ]
+        if uncalled and samples_in.width > PATTERN_SPLIT_WIDTH:
+            notes.append(
+                f"pattern-split test off: {samples_in.width} values per sample, more than "
+                f"{PATTERN_SPLIT_WIDTH}"
+            )
+        elif uncalled:
+            low, high = _value_range(samples_in)
+            for split in class_splits(
+                samples_in.take,
+                labels,
+                np.array(uncalled),
+                min_group_size=settings.min_group_size,
+                seed=seed,
+            ):
+                item = evidence[split.code]
+                item.pattern_gap_p = split.p_value
+                if split.p_value >= class_alpha:
+                    continue
+                item.pattern_left = separation_left(
+                    samples_in.take(split.high), samples_in.take(split.low), low=low,
+                    high=high, seed=seed,
+                )  # fmt: skip
+                if not item.pattern_left < PATTERN_LEFT:
+                    continue
+                # which side carries the pattern: its difference, added to other classes'
+                # samples, moves them to the class; the other side's (the pattern taken away)
+                # does not. More probes moved one way than the other, beyond chance
+                asked = probes.of(split.code)
+                up = transplant(split.code, split.high, split.low, asked)
+                down = transplant(split.code, split.low, split.high, asked)
+                moved_up, moved_down = round(up * asked.size), round(down * asked.size)
+                if not _one_way(moved_up, moved_down, class_alpha):
+                    continue
+                group = split.high if moved_up > moved_down else split.low
+                item.transplant_share = max(up, down)
+                item.pattern_reverse_share = min(up, down)
+                item.cluster_size = int(group.size)
+                item.backdoor, item.rule = True, PATTERN_SPLIT
+                targets.append(int(split.code))
+                flagged[group] = True
+                kind[group] = BACKDOOR
     if trigger_words is not None:
         for trigger in trigger_words.triggers:
             item = evidence[trigger.label]
@@ -810,8 +889,9 @@ def decide(
         rows = as_rows(rows)
         for code in targets:
             item = evidence[code]
-            if item.rule == TRIGGER_WORDS:
-                continue  # the texts holding the words are the group, exactly
+            if item.rule in (TRIGGER_WORDS, PATTERN_SPLIT):
+                # the texts holding the words, the side of the gap: the group, exactly
+                continue
             members = np.flatnonzero(labels == code)
             group = kind[members] == BACKDOOR
             joined = members[complete(rows, members, group, seed) & ~group]
@@ -961,6 +1041,23 @@ def _uncalled(
             continue
         members = np.flatnonzero(labels == code)
         yield int(code), item, members, distance_ratio.take(members)
+
+
+def _value_range(samples: Rows) -> tuple[float, float]:
+    """The smallest and largest value of the samples (read a block of rows at a time)."""
+    low, high = np.inf, -np.inf
+    for _, block in samples.blocks():
+        low, high = min(low, float(np.min(block))), max(high, float(np.max(block)))
+    return low, high
+
+
+def _one_way(moved: int, moved_back: int, alpha: float) -> bool:
+    """Whether ``max(moved, moved_back)`` of the ``moved + moved_back`` probes that moved did so
+    one way beyond chance: the one-sided sign test below ``alpha``."""
+    total = moved + moved_back
+    if total == 0:
+        return False
+    return float(stats.binom.sf(max(moved, moved_back) - 1, total, 0.5)) < alpha
 
 
 def _most_named(votes: np.ndarray, code: int) -> int:

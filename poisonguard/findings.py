@@ -23,6 +23,7 @@ from poisonguard.decision import (
     FOREIGN_CLUSTER,
     FOREIGN_GROUP,
     LABEL_NOISE,
+    PATTERN_SPLIT,
     SEPARATED_GROUP,
     SINGLE_SOURCE,
     TRIGGER_WORDS,
@@ -143,6 +144,8 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "a far group that looks like one other class in the input, inside"
             elif rule == FARTHEST_SAMPLES:
                 group = "the farthest samples, which share a trigger-like pattern, of"
+            elif rule == PATTERN_SPLIT:
+                group = "the part carrying one added pattern (a clean-label trigger's) of"
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
@@ -268,6 +271,20 @@ def class_findings(
                 f"model read {item.transplant_share:.0%} of them as this class (transplant "
                 f"test): a trigger that carries the label, on too few samples to form a group "
                 f"of their own; {hits} samples flagged"
+            )
+        elif item.backdoor and item.rule == PATTERN_SPLIT:
+            verdict = "backdoor-target"
+            reason = (
+                f"the class splits in two along a direction no other class varies along: an "
+                f"empty stretch that a class without such a split would show with probability "
+                f"{item.pattern_gap_p:.1e} (pattern-split test); shifted by the sides' mean "
+                f"difference, one side is like the other (the shift leaves "
+                f"{max(item.pattern_left, 0.0):.0%} of what told them apart): "
+                f"{item.cluster_size} samples of the class carry one added pattern, labels "
+                f"kept, as a clean-label backdoor's poisons do; that pattern added to typical "
+                f"samples of the other classes makes the model read "
+                f"{item.transplant_share:.0%} of them as this class, taken away "
+                f"{item.pattern_reverse_share:.0%}; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == SEPARATED_GROUP:
             verdict = "backdoor-target"
