@@ -257,8 +257,8 @@ samples, are all poisons)."""
 PATTERN_LEFT = 0.5
 """The pattern-split test calls a class only when shifting one side of its gap by the sides'
 mean difference removes most of what tells the sides apart (leaves less than half of their
-nearest-neighbour separation): a clean-label pattern leaves -0.08 to 0.16 of it, the digits'
-natural second mode of ones 0.61-0.74 (:mod:`~poisonguard.detectors.pattern_split`)."""
+nearest-neighbour separation): a clean-label pattern leaves 0.07-0.20 of it, the digits'
+natural second mode of ones 0.75-0.77 (:mod:`~poisonguard.detectors.pattern_split`)."""
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
