@@ -123,3 +123,33 @@ def test_a_natural_sub_type_is_not_called_whatever_its_difference_does():
     evidence = decision.evidence[TARGET_CLASS]
     assert evidence.pattern_gap_p < 1e-10  # it does split in two
     assert evidence.pattern_left >= 0.5  # but shifted, one side is not like the other
+
+
+def test_the_report_says_what_the_pattern_split_found():
+    from pathlib import Path
+
+    from poisonguard.dataset import Dataset
+    from poisonguard.findings import class_findings, sample_reasons
+
+    data, x, half = planted()
+    decision = data.decide(
+        inputs=x,
+        transplant=lambda code, group, *a, **k: 0.4 if group.tolist() == half.tolist() else 0.0,
+    )
+    assert decision.target_classes == [TARGET_CLASS]
+    dataset = Dataset(
+        x=x.astype(np.float32)[:, None],
+        labels=data.labels,
+        class_names=[f"c{k}" for k in range(K)],
+        ids=[str(i) for i in range(data.labels.size)],
+        kind="image",
+        path=Path("memory"),
+        format="npz",
+    )
+    counts = np.bincount(data.labels, minlength=K)
+    finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
+    assert finding.verdict == "backdoor-target"
+    assert "pattern-split test" in finding.reason and "labels kept" in finding.reason
+    reasons = sample_reasons(dataset, decision)
+    assert all("one added pattern" in reasons[i] for i in half)
+    assert sum(bool(r) for r in reasons) == half.size
