@@ -120,6 +120,19 @@ poisons, moved 99 % stamped. Natural farthest groups (every class of eleven Fash
 sets, fourteen digits sets): at most 30 %. Not on tables, where a handful of rows share exact
 values naturally (the five farthest clean fours of a flipped digits table moved 100 %).
 
+*Pattern split* (any number of classes, with ``transplant`` and samples of at most 1,024
+values; images only, the scan's ``pattern_split``; classes not called by the tests above). A
+clean-label backdoor adds a pattern to part of its target class and keeps the labels: nothing
+far, nothing foreign. :mod:`~poisonguard.detectors.pattern_split` takes the direction only the
+class varies along in the input and its strongest gap (p below ``gap_alpha`` over the classes);
+shifted by the sides' mean difference, one side must be like the other (less than
+``PATTERN_LEFT`` of their nearest-neighbour separation left), and one side's difference, added
+to the probes, must move more of them to the class than the other side's, one way beyond chance
+(sign test at the same level). That side is flagged and group completion leaves it. SIG on half
+of the T-shirts, and held out of the shirts: gap p 1e-43 and 1e-53, separation left 0.10-0.20
+and 0.07-0.12, flagged exactly (one clean T-shirt); the digits' natural second mode of ones
+passes the gap (2e-5) and keeps 0.75-0.77.
+
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
 of them that texts near the boundary cannot explain (a binomial null at the class's pooled rate,
@@ -214,9 +227,7 @@ from poisonguard.detectors.confident_learning import (
 )
 from poisonguard.detectors.group_completion import complete_group, stamp_carriers
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
-from poisonguard.detectors.pattern_split import (
-    MAX_WIDTH as PATTERN_SPLIT_WIDTH,
-)
+from poisonguard.detectors.pattern_split import MAX_WIDTH as PATTERN_SPLIT_WIDTH
 from poisonguard.detectors.pattern_split import class_splits, separation_left
 from poisonguard.detectors.transplant import (
     PROBES_PER_CLASS,
