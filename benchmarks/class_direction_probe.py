@@ -22,8 +22,11 @@ digits with ``--digits``):
    permutation p-value, at 200 and 1,000 samples a side, for the classes whose gap is
    significant at the decision's level (1e-3 over the classes).
 
-Nothing here is used by the scan: the call rule (how alike is alike, which side carries the
-pattern) is not settled; see docs/benchmarks.md.
+The scan's pattern-split test (``poisonguard.detectors.pattern_split``) grew out of this probe:
+it takes the gap test from here (``middle_gap``, imported from it), estimates the scatter from
+a sample of each class, and replaces the permutation test of the mixing with the share of the
+separation the shift leaves; this probe keeps its own measurement, as recorded in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ import numpy as np
 from scipy.linalg import eigh
 from sklearn.neighbors import NearestNeighbors
 
+from poisonguard.detectors.pattern_split import middle_gap
+
 MAX_WIDTH = 1024
 """Samples up to this many values are used as they are (a 28x28 or 32x32 grey image)."""
 REDUCED_WIDTH = 256
@@ -49,7 +54,6 @@ REDUCED_WIDTH = 256
 NEIGHBOURS = 5
 """Nearest neighbours per sample in the mixing test."""
 _PERMUTATIONS = 200
-_WINDOW_MIN, _WINDOW_MAX = 20, 200
 _RIDGE = 1e-3  # of the mean variance, so that a direction no other class varies along is finite
 
 
@@ -64,39 +68,6 @@ class ClassSplit:
     high: np.ndarray
     p_value: float
     statistic: float
-
-
-def middle_gap(values: np.ndarray, *, min_group_size: int) -> tuple[float, int, float]:
-    """The strongest empty stretch in ``values``: ``(p_value, size, statistic)``, ``size`` the
-    number of values below it; at least ``min_group_size`` on either side.
-
-    The spacings of sorted values from a smooth density are, locally, exponentials of one mean;
-    a spacing ``t`` times the mean of the ``w`` spacings on each side (``w`` the smaller side's
-    count, 20 to 200) has ``t / (2 w)`` F(2, 4w)-like tails, ``P(t' > t) = (1 + t/(2w))**-(2w)``.
-    The smallest of these over the ``m`` split points tested gets ``1 - (1 - P) ** m``.
-    """
-    ordered = np.sort(np.asarray(values, dtype=np.float64))
-    n = ordered.size
-    first, last = min_group_size - 1, n - min_group_size - 1
-    if n < 2 * min_group_size or last < first:
-        return 1.0, 0, 0.0
-    spacings = np.diff(ordered)
-    cumulative = np.concatenate([[0.0], np.cumsum(spacings)])
-    positions = np.arange(first, last + 1)
-    width = np.clip(np.minimum(positions + 1, n - positions - 1), _WINDOW_MIN, _WINDOW_MAX)
-    below = np.maximum(positions - width, 0)
-    above = np.minimum(positions + 1 + width, n - 1)
-    count = (positions - below) + (above - positions - 1)
-    local = (cumulative[positions] - cumulative[below]) + (
-        cumulative[above] - cumulative[positions + 1]
-    )
-    local = np.maximum(local / np.maximum(count, 1), np.finfo(np.float64).tiny)
-    statistic = spacings[positions] / local
-    log_p = -count * np.log1p(statistic / np.maximum(count, 1))
-    best = int(np.argmin(log_p))
-    p = float(np.exp(log_p[best]))
-    p_value = float(-np.expm1(positions.size * np.log1p(-p))) if p < 1.0 else 1.0
-    return min(1.0, p_value), int(positions[best] + 1), float(statistic[best])
 
 
 def _flat(block: np.ndarray) -> np.ndarray:
