@@ -5,8 +5,8 @@
         --sets none-0.00-t0,clean-sig-0.05-t0,held-clean-sig-0.05-t6 --digits \\
         --out docs/class-direction-probe-results.json
 
-The measurement behind "A pattern on half a class" in docs/benchmarks.md (issue 13, clean-label
-SIG, measured, not adopted). A clean-label backdoor adds a pattern to a random part of its target
+The measurement behind "Clean-label SIG: half a class carrying one pattern" in
+docs/benchmarks.md (issue 13). A clean-label backdoor adds a pattern to a random part of its target
 class and keeps the labels; the scan's tests look for samples of foreign origin or far from the
 class's core and miss it. In the input, two properties set such a part apart, each probed here
 for every class of the given sets (the benchmark's HDF5 files, inputs scaled to [0, 1]; the
