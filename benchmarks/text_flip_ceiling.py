@@ -29,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import text as rows_of  # noqa: E402  (the flip rows and cleanlab's recipe)
 
 
-def best_f1(truth: np.ndarray, score: np.ndarray) -> tuple[float, int]:
-    """The largest F1 of flagging the top ``k`` of ``score``, and that ``k``."""
+def best_f1(truth: np.ndarray, score: np.ndarray) -> dict:
+    """The largest F1 of flagging the top ``k`` of ``score`` (``best_f1``), and that ``k``."""
     order = np.argsort(-score, kind="stable")
     hits = np.cumsum(truth[order])
     k = np.arange(1, truth.size + 1)
     f1 = 2 * hits / (k + truth.sum())
     best = int(np.argmax(f1))
-    return round(float(f1[best]), 4), best + 1
+    return {"best_f1": round(float(f1[best]), 4), "best_k": best + 1}
 
 
 def rankers(seed: int) -> dict:
@@ -114,8 +114,7 @@ def run(row, train, cache_dir: Path, out_dir: Path) -> dict:
         "rankings": {
             name: {
                 "auroc": round(float(roc_auc_score(truth, s)), 4),
-                "best_f1": best_f1(truth, np.asarray(s, dtype=np.float64))[0],
-                "best_k": best_f1(truth, np.asarray(s, dtype=np.float64))[1],
+                **best_f1(truth, np.asarray(s, dtype=np.float64)),
             }
             for name, s in scores.items()
         },

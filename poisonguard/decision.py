@@ -803,25 +803,25 @@ def decide(
     # a clean-label backdoor: part of the class carries one added pattern, labels kept (SIG
     # on half of the T-shirts). Nothing of it is far or foreign; in the input it is a gap along
     # a direction only this class varies along, whose sides differ by that pattern alone
-    samples_in = None if inputs is None else as_rows(inputs)
+    samples = None if inputs is None else as_rows(inputs)
     if (
         pattern_split
         and transplant is not None
         and distance_ratio is not None
-        and samples_in is not None
+        and samples is not None
     ):
         uncalled = [
             code for code, *_ in _uncalled(evidence, scored_classes, labels, distance_ratio)
         ]
-        if uncalled and samples_in.width > PATTERN_SPLIT_WIDTH:
+        if uncalled and samples.width > PATTERN_SPLIT_WIDTH:
             notes.append(
-                f"pattern-split test off: {samples_in.width} values per sample, more than "
+                f"pattern-split test off: {samples.width} values per sample, more than "
                 f"{PATTERN_SPLIT_WIDTH}"
             )
         elif uncalled:
-            low, high = _value_range(samples_in)
+            low, high = _value_range(samples)
             for split in class_splits(
-                samples_in.take,
+                samples.take,
                 labels,
                 np.array(uncalled),
                 min_group_size=settings.min_group_size,
@@ -832,7 +832,7 @@ def decide(
                 if split.p_value >= class_alpha:
                     continue
                 item.pattern_left = separation_left(
-                    samples_in.take(split.high), samples_in.take(split.low), low=low,
+                    samples.take(split.high), samples.take(split.low), low=low,
                     high=high, seed=seed,
                 )  # fmt: skip
                 if not item.pattern_left < PATTERN_LEFT:
@@ -872,7 +872,6 @@ def decide(
     # blend: 7 of 72 poisons left after the features, none after the pixels)
     # before both, the samples that carry the group's stamp (a patch) join: the discriminants
     # cannot add poisons that outnumber the group in the rest of the class
-    samples = None if inputs is None else as_rows(inputs)
     if samples is not None and samples.width > INPUT_COMPLETION_WIDTH:
         if targets:
             notes.append(
