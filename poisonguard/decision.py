@@ -142,10 +142,14 @@ On 4,000 real reviews the distance ratios of a 1 % rare-word backdoor end at no 
 (the poisons share one word among fifty), where this test gives p = 4e-26 (docs/benchmarks.md).
 
 Inside a called class the samples above the significant gap are flagged; in a class called by
-the mixed-origin test alone, the samples beyond the emptiest point of the distance-ratio
-histogram between the core and the far group (a cut that errs towards recall: on the digits
-sample the strongest gap, not significant there, would leave 9 of the 90 poisons). Measured in
-docs/benchmarks.md.
+the mixed-origin test alone (no significant gap), the far group the test measured (ratio above
+``far_ratio``, or beyond the emptiest point of the distance-ratio histogram between the core
+and the far group where that lies farther out). Nearer in, a class's natural samples and the
+faintest poisons mix: on the 8x8 digits with a 5 % blend, 22 clean samples lay between the
+emptiest point and the far group beside 3 poisons. Group completion, next, adds those poisons:
+they share the group's trigger, the natural samples do not (docs/benchmarks.md). The transplant
+test still asks the group beyond the emptiest point, so which classes are called does not
+depend on this cut.
 
 **Group completion** (with ``features``, then ``inputs``; every called class but those called
 by trigger words). A cut along one number leaves the poisons the model learned less sharply
@@ -596,7 +600,11 @@ def decide(
                 cut = emptiest_cut(ratio, settings.core_ratio, settings.far_ratio)
                 if transplant is None or confirmed(item, members, ratio, cut):
                     item.backdoor, item.rule = True, MIXED_ORIGIN
-                    item.cut_ratio = cut
+                    # flag no nearer than the far group the test measured: between the core
+                    # and the far ratio a class's natural samples and a few faint poisons mix
+                    # (8x8 digits, 5 % blend: 22 clean samples beyond the emptiest point), and
+                    # group completion, which runs next, adds the poisons from there
+                    item.cut_ratio = max(cut, settings.far_ratio)
     if (
         distance_ratio is not None
         and transplant is not None

@@ -31,6 +31,9 @@ pytestmark = pytest.mark.slow
 
 MIN_RECALL = 0.90
 MAX_CLEAN_FLAGGED = 0.02
+# of the flagged digits, the share that are poisons: the far group is flagged, not the class's
+# natural samples between it and the core (before that cut, 16 of 106 flagged were clean)
+MIN_IMAGE_PRECISION = 0.95
 # the text sample: the rare word "cf" in 60 of 2,000 real reviews, relabelled "other"
 MIN_TEXT_PRECISION = 0.90
 MAX_TEXT_CLEAN_FLAGGED = 0.01
@@ -81,7 +84,7 @@ CASES = {
 # changed (CONTRIBUTING.md). The trained embedding is deterministic on one machine (torch on
 # CPU, a fixed thread count: report.json "execution"); another CPU family may round differently.
 GOLDEN_SCORES = {
-    "digits": "b037f3436673bbd407f6854400ae8fd5faf9d6e4e478f5e279956f2ae3147d7e",
+    "digits": "f24a5a41df4338d6f395cff39c1a4039dc2ac135167531456d7d4accaa711ad3",
     "breast_cancer": "305a86a4f1722b4dc21a15b6f441981671109e7fdfd085e2e1fc35421f746f8d",
     "reviews": "00a37bb3a9d3aba6be146a8f04a487684290aaa4bdc6198018a18b7ae3e57fa9",
 }
@@ -133,12 +136,14 @@ def test_digits_backdoor_is_found(digits_scan):
     found = sum(flagged[i] for i in poisoned)
     false_alarms = sum(flagged[i] for i in clean)
     recall = found / len(poisoned)
+    precision = found / max(found + false_alarms, 1)
     clean_share = false_alarms / len(clean)
     summary = (
-        f"recall {recall:.1%} ({found}/{len(poisoned)}), clean flagged {clean_share:.2%} "
-        f"({false_alarms}/{len(clean)})"
+        f"recall {recall:.1%} ({found}/{len(poisoned)}), precision {precision:.1%}, clean "
+        f"flagged {clean_share:.2%} ({false_alarms}/{len(clean)})"
     )
     assert recall >= MIN_RECALL, summary
+    assert precision >= MIN_IMAGE_PRECISION, summary
     assert clean_share <= MAX_CLEAN_FLAGGED, summary
 
 

@@ -1,8 +1,8 @@
 """Which other samples of a called class belong to its flagged group? Group completion.
 
 The backdoor tests of :mod:`poisonguard.decision` flag a target class's poisons by one number
-each, the robust distance ratio, cut at a gap or at the emptiest point between the core and the
-far group (or by a cluster or a nearest-centroid part). A poison that the model learned less
+each, the robust distance ratio, cut at a gap or at the far group's edge (or by a cluster or a
+nearest-centroid part). A poison that the model learned less
 sharply than the others sits below that cut, and every poison left in a sanitized copy keeps
 teaching the trigger: 38 of 600 SIG poisons left in Fashion-MNIST's bags kept 20 % attack
 success after retraining (docs/benchmarks.md). The features hold more than the one ratio.
