@@ -120,6 +120,22 @@ poisons, moved 99 % stamped. Natural farthest groups (every class of eleven Fash
 sets, fourteen digits sets): at most 30 %. Not on tables, where a handful of rows share exact
 values naturally (the five farthest clean fours of a flipped digits table moved 100 %).
 
+*Mislabel-like group* (any number of classes, with ``transplant``, ``oos_probabilities`` and
+the distance ratios; images only, the scan's ``mislabel_like``; classes not called by the tests
+above). A rare
+dirty-label backdoor inside a large natural far tail: a blend on 0.1 % of Fashion-MNIST into
+the sandals, whose far group is 36 % of the class, so the poisons are neither far apart nor the
+farthest. Heads that never saw them read most of its poisons as their source classes with near
+certainty, as they read mislabelled samples. The class's samples whose label those heads give
+less than ``MISLABEL_LIKE_P`` while reading another class most are put to the transplant test
+(added, stamped, blended); a majority beyond chance (one-sided binomial at ``gap_alpha`` over
+the classes) calls the class. Mislabelled samples have other classes' looks in common, which
+moves probes to those classes, not to the label given. That blend: 44 such sandals, 33 of them
+poisons, moved 73 %. Every class of six Fashion-MNIST sets (unpoisoned, 10 % random flips, pair
+flips, both adaptive blends, the 0.1 % blend's other classes): at most 12 %. The adaptive
+blends' payloads are read so too (57 of 76 and 93 of 127) but moved 1-4 %: the scan's model
+did not learn their trigger. Group completion then grows the group.
+
 *Pattern split* (any number of classes, with ``transplant`` and samples of at most 1,024
 values; images only, the scan's ``pattern_split``; classes not called by the tests above). A
 clean-label backdoor adds a pattern to part of its target class and keeps the labels: nothing
@@ -132,6 +148,18 @@ to the probes, must move more of them to the class than the other side's, one wa
 of the T-shirts, and held out of the shirts: gap p 1e-43 and 1e-53, separation left 0.10-0.20
 and 0.07-0.12, flagged exactly (one clean T-shirt); the digits' natural second mode of ones
 passes the gap (2e-5) and keeps 0.75-0.77.
+
+*Foreign split* (the same classes, with ``input_votes`` too, where the shift leaves the sides
+apart). A dirty-label backdoor's poisons are other classes' samples carrying a trigger; on
+small images the class's own direction can set them apart where nothing is far (the 8x8
+digits with 5 % blends into the ones, fours, sevens and eights: exact splits of the 72
+poisons, gap p 1e-49 to 1e-123, separation left 0.89-0.98, and no other test called them). The
+smaller side is called when at least ``FOREIGN_SHARE`` of its queried members look like another
+class in the input, as in the foreign-cluster test, and its difference from the other side,
+added, stamped or blended into every other class's probes, moves a majority beyond chance
+(one-sided binomial at ``gap_alpha`` over the classes). Those four splits: all looked foreign
+and moved 61-81 % of the probes. The digits' natural second mode of ones passed the gap there
+(1.5e-6) and looked foreign too (90 %), but moved 1 %.
 
 *Trigger words* (texts only; :mod:`poisonguard.detectors.trigger_words`). A word or inserted
 sentence that carries its texts' label on its own: deleted from the texts of its class, a share
@@ -232,7 +260,7 @@ from poisonguard.detectors.confident_learning import (
 from poisonguard.detectors.group_completion import complete_group, stamp_carriers
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
 from poisonguard.detectors.pattern_split import MAX_WIDTH as PATTERN_SPLIT_WIDTH
-from poisonguard.detectors.pattern_split import class_splits, separation_left
+from poisonguard.detectors.pattern_split import PatternSplit, class_splits, separation_left
 from poisonguard.detectors.transplant import (
     PROBES_PER_CLASS,
     TRANSPLANT_SHARE,
@@ -262,6 +290,8 @@ SINGLE_SOURCE = "single-source-group"
 FOREIGN_GROUP = "foreign-group"
 FARTHEST_SAMPLES = "farthest-samples"
 PATTERN_SPLIT = "pattern-split"
+FOREIGN_SPLIT = "foreign-split"
+MISLABEL_LIKE = "mislabel-like-group"
 
 FARTHEST_SHARE = 0.005
 """The farthest-samples test asks the transplant test about this share of a class, its
@@ -274,6 +304,12 @@ PATTERN_LEFT = 0.5
 mean difference removes most of what tells the sides apart (leaves less than half of their
 nearest-neighbour separation): a clean-label pattern leaves 0.07-0.20 of it, the digits'
 natural second mode of ones 0.75-0.77 (:mod:`~poisonguard.detectors.pattern_split`)."""
+
+MISLABEL_LIKE_P = 0.01
+"""The mislabel-like-group test asks the samples of a class to which heads that never saw them
+give their label less than this probability while reading another class most: read with near
+certainty as another class. (At 10 % noise spread over ten classes, the bar at which a label is
+more likely wrong than right is 0.012.)"""
 
 LARGE_TAIL_SHARE = 0.5
 """The separated-group test searches groups up to this share of a class when the transplant
@@ -346,6 +382,9 @@ class ClassEvidence:
     """The share of the gap's sides' separation that one shift leaves (nan where not asked)."""
     pattern_reverse_share: float = float("nan")
     """The transplant share of the other side's difference (the pattern taken away)."""
+    mislabel_like_share: float = float("nan")
+    """The mislabel-like-group test: the transplant share of the samples that heads which never
+    saw them read as another class with near certainty (nan where not asked)."""
 
 
 @dataclass
@@ -425,6 +464,7 @@ def decide(
     seed: int = 0,
     label_probabilities: RowsLike | None = None,
     farthest_samples: bool = True,
+    mislabel_like: bool = True,
     pattern_split: bool = True,
     settings: DecisionSettings = DecisionSettings(),
 ) -> Decision:
@@ -499,6 +539,11 @@ def decide(
         digits read as a table, 10 % of the labels flipped: the five farthest fours, clean,
         hold the top ink value in the same four columns, and stamped, those moved 100 % of
         the probes, in three of ten draws; the same digits as images: at most 30 %).
+    mislabel_like : bool
+        Whether the mislabel-like-group test runs (with ``transplant``, ``distance_ratio`` and
+        ``oos_probabilities``). The scan runs it on images only: in the digits read as a table,
+        a far group of flipped labels moved 75 % of the probes (a table row's difference is
+        not a look), where on Fashion-MNIST images natural groups moved at most 12 %.
     pattern_split : bool
         Whether the pattern-split test runs (with ``transplant`` and ``inputs`` of at most
         :data:`~poisonguard.detectors.pattern_split.MAX_WIDTH` values). The scan runs it on
@@ -808,6 +853,37 @@ def decide(
             targets.append(int(code))
             flagged[group] = True
             kind[group] = BACKDOOR
+    # a rare dirty-label backdoor inside a class's large natural far tail (a blend on 0.1 % of
+    # Fashion-MNIST into the sandals, whose far group is 36 % of the class: its poisons are not
+    # the farthest): heads that never saw its poisons read them as their source classes with
+    # near certainty, as they read mislabelled samples; what mislabelled samples have in
+    # common is other classes' looks, which moves no probe to the class, where the poisons
+    # share a trigger that does
+    if (
+        mislabel_like
+        and transplant is not None
+        and oos_probabilities is not None
+        and distance_ratio is not None
+    ):
+        for code, item, members, ratio in _uncalled(
+            evidence, scored_classes, labels, distance_ratio
+        ):
+            read = oos_probabilities.take(members)
+            disowned = (read[:, code] < MISLABEL_LIKE_P) & (read.argmax(axis=1) != code)
+            group = members[disowned & ~flagged[members]]
+            core = members[ratio <= settings.core_ratio]
+            if group.size < settings.min_group_size or core.size == 0:
+                continue
+            asked = probes.of(code)
+            share = transplant(int(code), group, core, asked)
+            item.mislabel_like_share = share
+            if not majority_beyond_chance(share, asked.size, class_alpha):
+                continue
+            item.transplant_share, item.cluster_size = share, int(group.size)
+            item.backdoor, item.rule = True, MISLABEL_LIKE
+            targets.append(int(code))
+            flagged[group] = True
+            kind[group] = BACKDOOR
     # a clean-label backdoor: part of the class carries one added pattern, labels kept (SIG
     # on half of the T-shirts). Nothing of it is far or foreign; in the input it is a gap along
     # a direction only this class varies along, whose sides differ by that pattern alone
@@ -844,6 +920,17 @@ def decide(
                     high=high, seed=seed,
                 )  # fmt: skip
                 if not item.pattern_left < PATTERN_LEFT:
+                    # the sides differ by more than a pattern: a dirty-label backdoor's
+                    # poisons are their source classes' samples with a trigger, and its own
+                    # direction can set them apart where nothing is far (8x8 digits, 5 %
+                    # blends: exact splits of the 72 poisons, p 1e-49 to 1e-123)
+                    if input_votes is not None and _foreign_split(
+                        item, split, input_votes, transplant, probes, flagged, class_alpha
+                    ):
+                        group = min(split.low, split.high, key=len)
+                        targets.append(int(split.code))
+                        flagged[group] = True
+                        kind[group] = BACKDOOR
                     continue
                 # which side carries the pattern: its difference, added to other classes'
                 # samples, moves them to the class; the other side's (the pattern taken away)
@@ -1067,6 +1154,35 @@ def _value_range(samples: Rows) -> tuple[float, float]:
     for _, block in samples.blocks():
         low, high = min(low, float(np.min(block))), max(high, float(np.max(block)))
     return low, high
+
+
+def _foreign_split(
+    item: ClassEvidence,
+    split: PatternSplit,
+    input_votes: InputVotes,
+    transplant: Transplant,
+    probes: _Probes,
+    flagged: np.ndarray,
+    alpha: float,
+) -> bool:
+    """Whether the smaller side of a class's pattern split is a dirty-label backdoor's poisons:
+    it looks like other classes in the input (at least ``FOREIGN_SHARE`` of its queried
+    members), and its difference from the other side, added, stamped or blended into every
+    other class's probes, moves a majority beyond chance to the class. Records the evidence and
+    sets the rule when it is."""
+    group, rest = sorted((split.low, split.high), key=len)
+    looks = foreign_share(input_votes(group, np.flatnonzero(flagged))[1], split.code)
+    item.foreign_share = looks
+    if looks < FOREIGN_SHARE:
+        return False
+    asked = probes.of(split.code)
+    share = transplant(split.code, group, rest, asked)
+    item.transplant_share = share
+    if not majority_beyond_chance(share, asked.size, alpha):
+        return False
+    item.cluster_size = int(group.size)
+    item.backdoor, item.rule = True, FOREIGN_SPLIT
+    return True
 
 
 def _one_way(moved: int, moved_back: int, alpha: float) -> bool:

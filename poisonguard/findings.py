@@ -22,7 +22,10 @@ from poisonguard.decision import (
     FARTHEST_SAMPLES,
     FOREIGN_CLUSTER,
     FOREIGN_GROUP,
+    FOREIGN_SPLIT,
     LABEL_NOISE,
+    MISLABEL_LIKE,
+    MISLABEL_LIKE_P,
     PATTERN_SPLIT,
     SEPARATED_GROUP,
     SINGLE_SOURCE,
@@ -146,6 +149,12 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
                 group = "the farthest samples, which share a trigger-like pattern, of"
             elif rule == PATTERN_SPLIT:
                 group = "the part carrying one added pattern (a clean-label trigger's) of"
+            elif rule == MISLABEL_LIKE:
+                group = "the samples read with near certainty as other classes, yet sharing "
+                group += "what carries the label, of"
+            elif rule == FOREIGN_SPLIT:
+                group = "the part that looks like other classes in the input, set apart along "
+                group += "the class's own direction, of"
             else:
                 group = "a far, easily learned group of mixed origin inside"
             reasons[i] = f"part of {group} class {label!r} (suspected backdoor target){fired}"
@@ -285,6 +294,31 @@ def class_findings(
                 f"samples of the other classes makes the model read "
                 f"{item.transplant_share:.0%} of them as this class, taken away "
                 f"{item.pattern_reverse_share:.0%}; {hits} samples flagged"
+            )
+        elif item.backdoor and item.rule == MISLABEL_LIKE:
+            verdict = "backdoor-target"
+            reason = (
+                f"{item.cluster_size} samples of the class are read as other classes with near "
+                f"certainty by heads that never saw them (their label under "
+                f"{MISLABEL_LIKE_P:.0%}), as mislabelled samples are; yet what sets them apart "
+                f"from the core, added to typical samples of the other classes, stamped or "
+                f"blended into them, makes the model read {item.transplant_share:.0%} of them "
+                f"as this class (transplant test), where other classes' looks would not: a "
+                f"dirty-label trigger too rare to stand out (mislabel-like-group test); {hits} "
+                "samples flagged"
+            )
+        elif item.backdoor and item.rule == FOREIGN_SPLIT:
+            verdict = "backdoor-target"
+            reason = (
+                f"the class splits in two along a direction no other class varies along: an "
+                f"empty stretch that a class without such a split would show with probability "
+                f"{item.pattern_gap_p:.1e} (pattern-split test); the {item.cluster_size} "
+                f"samples of the smaller side look like other classes in the input itself "
+                f"({item.foreign_share:.0%} of those queried have nearest neighbours that carry "
+                f"another label: input-neighbour test), yet carry this label, and what sets them "
+                f"apart, added to typical samples of the other classes, stamped or blended into "
+                f"them, makes the model read {item.transplant_share:.0%} of them as this class "
+                f"(transplant test): a dirty-label trigger; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == SEPARATED_GROUP:
             verdict = "backdoor-target"

@@ -371,6 +371,7 @@ def scan_embedding(
         label_probabilities=word_probabilities,
         # a table's farthest few rows can share exact values naturally (see decide)
         farthest_samples=dataset.kind == "image",
+        mislabel_like=dataset.kind == "image",
         # a table's binary column splits a class into two sides one value apart (see decide)
         pattern_split=dataset.kind == "image",
         splits=inputs.activation_clusters[1] if RULE_DETECTORS["cluster"] in chosen else None,

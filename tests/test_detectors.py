@@ -1254,3 +1254,80 @@ def test_tail_gap_of_a_flat_tail_has_p_value_one_without_warnings():
         warnings.simplefilter("error")
         gap = tail_gap(ratio, far_ratio=10.0, core_ratio=3.0, min_group_size=5)
     assert gap is None or gap.p_value <= 1.0
+
+
+def plant_mislabel_like(data: Synthetic, size: int = 12) -> np.ndarray:
+    """Samples of the target class that out-of-sample heads read, with near certainty, as the
+    other classes (their label at 0.001), as they read a dirty-label backdoor's poisons whose
+    trigger the features do not carry, and mislabelled samples."""
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    group = np.sort(data.rng.choice(members, size, replace=False))
+    others = [c for c in range(K) if c != TARGET_CLASS]
+    data.oos_predicted[group] = np.resize(others, size)
+    data.oos_given[group] = 0.001
+    return group
+
+
+def test_a_group_read_as_other_classes_whose_difference_carries_the_label_is_called():
+    data = Synthetic()
+    group = plant_mislabel_like(data)
+    asked = []
+
+    def transplant(code, members, core, probes, added=True):
+        asked.append((code, members.tolist(), added))
+        return 0.8 if code == TARGET_CLASS else 0.0
+
+    decision = data.decide(transplant=transplant)
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == group.tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "mislabel-like-group" and evidence.cluster_size == group.size
+    assert evidence.transplant_share == evidence.mislabel_like_share == 0.8
+    # the group asked with its difference added too (a dirty-label trigger is a look added)
+    assert (TARGET_CLASS, group.tolist(), True) in asked
+    # off (the scan's tables and texts): not called
+    assert not data.decide(transplant=transplant, mislabel_like=False).target_classes
+
+
+def test_mislabelled_samples_whose_difference_moves_few_probes_are_not_a_backdoor():
+    data = Synthetic()
+    plant_mislabel_like(data)
+    # other classes' looks move the probes to those classes, not to the label given
+    decision = data.decide(transplant=lambda *args, **kwargs: 0.1)
+    assert not decision.target_classes
+    assert decision.evidence[TARGET_CLASS].mislabel_like_share == 0.1
+    assert not np.any(decision.kind == "backdoor")
+    # too few samples read so to form a group: not asked
+    few = Synthetic()
+    plant_mislabel_like(few, size=DecisionSettings().min_group_size - 1)
+    decision = few.decide(transplant=lambda *args, **kwargs: 1.0)
+    assert not decision.target_classes
+    assert np.isnan(decision.evidence[TARGET_CLASS].mislabel_like_share)
+
+
+def test_the_report_says_what_the_mislabel_like_group_test_found():
+    from pathlib import Path
+
+    from poisonguard.dataset import Dataset
+    from poisonguard.findings import class_findings, sample_reasons
+
+    data = Synthetic()
+    group = plant_mislabel_like(data)
+    decision = data.decide(transplant=lambda code, *a, **k: 0.8 if code == TARGET_CLASS else 0.0)
+    n = data.labels.size
+    dataset = Dataset(
+        x=np.zeros((n, 1, 2, 2), dtype=np.float32),
+        labels=data.labels,
+        class_names=[f"c{k}" for k in range(K)],
+        ids=[str(i) for i in range(n)],
+        kind="image",
+        path=Path("memory"),
+        format="npz",
+    )
+    counts = np.bincount(data.labels, minlength=K)
+    finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
+    assert finding.verdict == "backdoor-target"
+    assert "mislabel-like-group test" in finding.reason and "80%" in finding.reason
+    reasons = sample_reasons(dataset, decision)
+    assert all("read with near certainty as other classes" in reasons[i] for i in group)
+    assert sum(bool(r) for r in reasons) == group.size

@@ -153,3 +153,96 @@ def test_the_report_says_what_the_pattern_split_found():
     reasons = sample_reasons(dataset, decision)
     assert all("one added pattern" in reasons[i] for i in half)
     assert sum(bool(r) for r in reasons) == half.size
+
+
+def dirty_label(seed: int = 4) -> tuple[Synthetic, np.ndarray, np.ndarray]:
+    """Synthetic decision arrays with images: a third of the target class is other classes'
+    images carrying one added pattern (a dirty-label backdoor's poisons: their source classes'
+    pixels, relabelled); the class's split along its own direction is not a pattern on the
+    class's own images, so shifted, the sides keep apart."""
+    data = Synthetic()
+    rng = np.random.default_rng(seed)
+    x = images(rng, data.labels)
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    third = np.sort(rng.choice(members, CLASS_SIZE // 3, replace=False))
+    others = np.flatnonzero(data.labels != TARGET_CLASS)
+    x[third] = x[rng.choice(others, third.size, replace=False)] + sinusoid(30.0)
+    return data, np.clip(x, 0.0, 255.0), third
+
+
+def neighbour_votes(foreign: np.ndarray, labels: np.ndarray):
+    """An input-neighbour test whose neighbours name another class for the ``foreign`` samples
+    and their own label for every other sample."""
+
+    def votes(group, excluded):
+        named = np.where(np.isin(group, foreign), (labels[group] + 1) % K, labels[group])
+        return group, named
+
+    return votes
+
+
+def test_a_dirty_label_side_of_the_split_is_called_when_it_looks_foreign_and_moves_probes():
+    data, x, third = dirty_label()
+    asked = []
+
+    def transplant(code, group, core, probes, added=True):
+        asked.append((code, group.tolist() == third.tolist(), core.size))
+        return 0.8 if group.tolist() == third.tolist() else 0.0
+
+    votes = neighbour_votes(third, data.labels)
+    decision = data.decide(inputs=x, transplant=transplant, input_votes=votes)
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == third.tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "foreign-split" and evidence.cluster_size == third.size
+    assert evidence.pattern_gap_p < 1e-10 and evidence.pattern_left >= 0.5
+    assert evidence.foreign_share == 1.0 and evidence.transplant_share == 0.8
+    # the smaller side was asked against the other side of the split
+    assert (TARGET_CLASS, True, CLASS_SIZE - third.size) in asked
+    # without the input-neighbour test, the split is not called
+    assert not data.decide(inputs=x, transplant=transplant).target_classes
+
+
+def test_a_split_that_looks_like_its_own_class_or_moves_few_probes_is_not_called():
+    data, x, third = dirty_label()
+    own = neighbour_votes(np.array([], dtype=np.int64), data.labels)
+    moving = lambda code, group, *a, **k: 0.9  # noqa: E731
+    decision = data.decide(inputs=x, transplant=moving, input_votes=own)
+    assert not decision.target_classes and not decision.flagged.any()
+    assert decision.evidence[TARGET_CLASS].foreign_share == 0.0
+    # foreign, but its difference moves half of the probes: not a majority beyond chance
+    foreign = neighbour_votes(third, data.labels)
+    decision = data.decide(inputs=x, transplant=lambda *a, **k: 0.5, input_votes=foreign)
+    assert not decision.target_classes and not decision.flagged.any()
+    assert decision.evidence[TARGET_CLASS].transplant_share == 0.5
+
+
+def test_the_report_says_what_the_foreign_split_found():
+    from pathlib import Path
+
+    from poisonguard.dataset import Dataset
+    from poisonguard.findings import class_findings, sample_reasons
+
+    data, x, third = dirty_label()
+    decision = data.decide(
+        inputs=x,
+        transplant=lambda code, group, *a, **k: 0.8 if group.tolist() == third.tolist() else 0.0,
+        input_votes=neighbour_votes(third, data.labels),
+    )
+    dataset = Dataset(
+        x=x.astype(np.float32)[:, None],
+        labels=data.labels,
+        class_names=[f"c{k}" for k in range(K)],
+        ids=[str(i) for i in range(data.labels.size)],
+        kind="image",
+        path=Path("memory"),
+        format="npz",
+    )
+    counts = np.bincount(data.labels, minlength=K)
+    finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
+    assert finding.verdict == "backdoor-target"
+    assert "look like other classes in the input" in finding.reason
+    assert "dirty-label trigger" in finding.reason and "80%" in finding.reason
+    reasons = sample_reasons(dataset, decision)
+    assert all("looks like other classes in the input" in reasons[i] for i in third)
+    assert sum(bool(r) for r in reasons) == third.size
