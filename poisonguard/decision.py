@@ -924,10 +924,14 @@ def decide(
                     # poisons are their source classes' samples with a trigger, and its own
                     # direction can set them apart where nothing is far (8x8 digits, 5 %
                     # blends: exact splits of the 72 poisons, p 1e-49 to 1e-123)
-                    if input_votes is not None and _foreign_split(
-                        item, split, input_votes, transplant, probes, flagged, class_alpha
-                    ):
-                        group = min(split.low, split.high, key=len)
+                    group = (
+                        None
+                        if input_votes is None
+                        else _foreign_split(
+                            item, split, input_votes, transplant, probes, flagged, class_alpha
+                        )
+                    )
+                    if group is not None:
                         targets.append(int(split.code))
                         flagged[group] = True
                         kind[group] = BACKDOOR
@@ -1164,25 +1168,25 @@ def _foreign_split(
     probes: _Probes,
     flagged: np.ndarray,
     alpha: float,
-) -> bool:
-    """Whether the smaller side of a class's pattern split is a dirty-label backdoor's poisons:
-    it looks like other classes in the input (at least ``FOREIGN_SHARE`` of its queried
-    members), and its difference from the other side, added, stamped or blended into every
-    other class's probes, moves a majority beyond chance to the class. Records the evidence and
-    sets the rule when it is."""
+) -> np.ndarray | None:
+    """The smaller side of a class's pattern split when it is a dirty-label backdoor's
+    poisons (``None`` otherwise): it looks like other classes in the input (at least
+    ``FOREIGN_SHARE`` of its queried members), and its difference from the other side, added,
+    stamped or blended into every other class's probes, moves a majority beyond chance to the
+    class. Records the evidence and sets the rule when it is."""
     group, rest = sorted((split.low, split.high), key=len)
     looks = foreign_share(input_votes(group, np.flatnonzero(flagged))[1], split.code)
     item.foreign_share = looks
     if looks < FOREIGN_SHARE:
-        return False
+        return None
     asked = probes.of(split.code)
     share = transplant(split.code, group, rest, asked)
     item.transplant_share = share
     if not majority_beyond_chance(share, asked.size, alpha):
-        return False
+        return None
     item.cluster_size = int(group.size)
     item.backdoor, item.rule = True, FOREIGN_SPLIT
-    return True
+    return group
 
 
 def _one_way(moved: int, moved_back: int, alpha: float) -> bool:
