@@ -672,6 +672,25 @@ class Synthetic:
             self.runner_up[far] = np.resize(others, far.size)
         return far
 
+    def image_dataset(self, x: np.ndarray | None = None):
+        """An in-memory image dataset with these labels (``x``: (N, H, W); blank 2x2 images by
+        default), for the report's findings."""
+        from pathlib import Path
+
+        from poisonguard.dataset import Dataset
+
+        n = self.labels.size
+        x = np.zeros((n, 2, 2)) if x is None else x
+        return Dataset(
+            x=np.asarray(x, dtype=np.float32)[:, None],
+            labels=self.labels,
+            class_names=[f"c{k}" for k in range(K)],
+            ids=[str(i) for i in range(n)],
+            kind="image",
+            path=Path("memory"),
+            format="npz",
+        )
+
     def decide(self, **overrides) -> Decision:
         kwargs = {
             "distance_ratio": self.ratio,
@@ -1306,24 +1325,12 @@ def test_mislabelled_samples_whose_difference_moves_few_probes_are_not_a_backdoo
 
 
 def test_the_report_says_what_the_mislabel_like_group_test_found():
-    from pathlib import Path
-
-    from poisonguard.dataset import Dataset
     from poisonguard.findings import class_findings, sample_reasons
 
     data = Synthetic()
     group = plant_mislabel_like(data)
     decision = data.decide(transplant=lambda code, *a, **k: 0.8 if code == TARGET_CLASS else 0.0)
-    n = data.labels.size
-    dataset = Dataset(
-        x=np.zeros((n, 1, 2, 2), dtype=np.float32),
-        labels=data.labels,
-        class_names=[f"c{k}" for k in range(K)],
-        ids=[str(i) for i in range(n)],
-        kind="image",
-        path=Path("memory"),
-        format="npz",
-    )
+    dataset = data.image_dataset()
     counts = np.bincount(data.labels, minlength=K)
     finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
     assert finding.verdict == "backdoor-target"

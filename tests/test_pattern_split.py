@@ -126,9 +126,6 @@ def test_a_natural_sub_type_is_not_called_whatever_its_difference_does():
 
 
 def test_the_report_says_what_the_pattern_split_found():
-    from pathlib import Path
-
-    from poisonguard.dataset import Dataset
     from poisonguard.findings import class_findings, sample_reasons
 
     data, x, half = planted()
@@ -137,15 +134,7 @@ def test_the_report_says_what_the_pattern_split_found():
         transplant=lambda code, group, *a, **k: 0.4 if group.tolist() == half.tolist() else 0.0,
     )
     assert decision.target_classes == [TARGET_CLASS]
-    dataset = Dataset(
-        x=x.astype(np.float32)[:, None],
-        labels=data.labels,
-        class_names=[f"c{k}" for k in range(K)],
-        ids=[str(i) for i in range(data.labels.size)],
-        kind="image",
-        path=Path("memory"),
-        format="npz",
-    )
+    dataset = data.image_dataset(x)
     counts = np.bincount(data.labels, minlength=K)
     finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
     assert finding.verdict == "backdoor-target"
@@ -218,9 +207,6 @@ def test_a_split_that_looks_like_its_own_class_or_moves_few_probes_is_not_called
 
 
 def test_the_report_says_what_the_foreign_split_found():
-    from pathlib import Path
-
-    from poisonguard.dataset import Dataset
     from poisonguard.findings import class_findings, sample_reasons
 
     data, x, third = dirty_label()
@@ -229,15 +215,7 @@ def test_the_report_says_what_the_foreign_split_found():
         transplant=lambda code, group, *a, **k: 0.8 if group.tolist() == third.tolist() else 0.0,
         input_votes=neighbour_votes(third, data.labels),
     )
-    dataset = Dataset(
-        x=x.astype(np.float32)[:, None],
-        labels=data.labels,
-        class_names=[f"c{k}" for k in range(K)],
-        ids=[str(i) for i in range(data.labels.size)],
-        kind="image",
-        path=Path("memory"),
-        format="npz",
-    )
+    dataset = data.image_dataset(x)
     counts = np.bincount(data.labels, minlength=K)
     finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
     assert finding.verdict == "backdoor-target"
