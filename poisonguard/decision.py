@@ -169,7 +169,14 @@ at least three to one. The class is called and its texts holding the set's own w
 On 4,000 real reviews the distance ratios of a 1 % rare-word backdoor end at no significant gap
 (the poisons share one word among fifty), where this test gives p = 4e-26 (docs/benchmarks.md).
 
-Inside a called class the samples above the significant gap are flagged; in a class called by
+Inside a called class the samples above the significant gap are flagged, but in a class called
+by the mixed-origin test on a gap nearer than ``far_ratio``, those between the gap and the far
+group only when they are of diverse origin too (their runner-up entropy ``min_entropy_gain``
+above the core's), as the far group the test measured is: a class's most significant gap can
+lie among its own samples (the 8x8 digits with a 5 % blend into the fours, seed 10: at ratio
+2.5-3.8, 21 clean fours between it and the far group beside the 72 poisons beyond it; flagged
+from the far group out, 13 clean after group completion, F1 0.857 -> 0.917), where poisons
+that reach only ratios 5-9 are of diverse origin. In a class called by
 the mixed-origin test alone (no significant gap), the far group the test measured (ratio above
 ``far_ratio``, or beyond the emptiest point of the distance-ratio histogram between the core
 and the far group where that lies farther out). Nearer in, a class's natural samples and the
@@ -606,10 +613,10 @@ def decide(
             runner_up = _runner_up(probabilities.take(members), code)
             item.far_entropy = _entropy(runner_up[far], n_classes)
             item.core_entropy = _entropy(runner_up[core], n_classes)
-            measured.append((code, members, ratio))
+            measured.append((code, members, ratio, runner_up))
         typical = _typical_core_margin(evidence)
         threshold = settings.gap_alpha / max(int(scored_classes.sum()), 1)
-        for code, members, ratio in measured:
+        for code, members, ratio, runner_up in measured:
             item = evidence[code]
             item.typical_margin = typical
             item.easy = bool(item.far_margin >= min(item.core_margin, typical))
@@ -637,6 +644,18 @@ def decide(
                 item.backdoor, item.rule = True, MIXED_ORIGIN
                 item.gap, item.group_agrees = gap, agrees
                 item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
+                between = (ratio > item.cut_ratio) & (ratio <= settings.far_ratio)
+                # the samples between the gap and the far group are flagged only when they are
+                # of diverse origin too, as the far group is: a class's most significant gap
+                # can lie among its own samples (8x8 digits, a 5 % blend into the fours: at
+                # ratio 2.5-3.8, with 21 clean fours between it and the far group); the
+                # poisons nearer in are then left to group completion
+                if not (
+                    int(between.sum()) >= settings.min_group_size
+                    and _entropy(runner_up[between], n_classes) - item.core_entropy
+                    >= settings.min_entropy_gain
+                ):
+                    item.cut_ratio = max(item.cut_ratio, settings.far_ratio)
             elif item.easy or transplant is not None:
                 # learned easily but with no gap: a natural sub-type can be both (the sandals'
                 # second mode once a patch backdoor into another class reshaped the features);

@@ -1250,7 +1250,8 @@ def test_tail_gap_leaves_a_second_mode_of_the_class_alone():
 def test_mixed_origin_test_finds_a_hard_group_below_the_far_ratio_by_its_gap():
     """Poisons of a small dataset that reach only ratios 5-9 (below ``far_ratio``) and are not
     learned more easily than the core (the 8x8 digits with a 5 % patch): the gap between them
-    and the core, searched from the core out, calls the class and cuts the group exactly."""
+    and the core, searched from the core out, calls the class and cuts the group exactly (the
+    poisons between the gap and the far ratio are of diverse origin, as the far group is)."""
     data = Synthetic()
     members = np.flatnonzero(data.labels == TARGET_CLASS)
     group = members[:60]
@@ -1264,6 +1265,27 @@ def test_mixed_origin_test_finds_a_hard_group_below_the_far_ratio_by_its_gap():
     assert not evidence.easy and evidence.rule == "mixed-origin-group"
     assert decision.target_classes == [TARGET_CLASS]
     assert set(np.flatnonzero(decision.flagged)) == set(members[:70])
+
+
+def test_a_gap_among_the_class_s_own_samples_flags_no_nearer_than_the_far_group():
+    """The 8x8 digits, a 5 % blend into the fours (seed 10): the class's most significant gap
+    lay at ratio 2.5-3.8, inside its own samples, and the 21 clean fours between it and the far
+    ratio were flagged with the 72 poisons beyond it. A cut at the gap here would flag the
+    class's natural samples at ratios 4-8; from the far ratio out, the poisons alone."""
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    poisons, natural = members[:60], members[60:80]
+    data.ratio[members] = data.rng.uniform(0.2, 2.4, size=members.size)
+    data.ratio[natural] = data.rng.uniform(4.0, 8.0, size=natural.size)
+    data.ratio[poisons] = data.rng.uniform(12.0, 40.0, size=poisons.size)
+    data.margin[poisons] = 1.0
+    others = [c for c in range(K) if c != TARGET_CLASS]
+    data.runner_up[poisons] = np.resize(others, poisons.size)
+    decision = data.decide()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "mixed-origin-group" and evidence.gap is not None
+    assert evidence.gap.lower < 4.0  # the gap's group holds the natural samples too
+    assert set(np.flatnonzero(decision.flagged)) == set(poisons)
 
 
 def test_tail_gap_of_a_flat_tail_has_p_value_one_without_warnings():
