@@ -61,6 +61,54 @@ def test_a_class_above_the_fit_sample_is_judged_in_blocks(monkeypatch):
     assert completed[~poisons].sum() <= 6
 
 
+def test_a_group_strung_out_along_its_trigger_keeps_growing_until_it_settles(monkeypatch):
+    """Poisons spread along a long stretch of one direction, the tests having flagged the ten
+    farthest: each round adds the next few, for more than five rounds (the 8x8 digits with a
+    5 % blend into the nines took nine in the pixels). Five rounds would stop short."""
+    import poisonguard.detectors.group_completion as module
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(1000, 8)).astype(np.float32)
+    rows[:200, 0] += np.linspace(15.0, 3.0, 200)  # the poisons, strung out
+    poisons = np.arange(1000) < 200
+    flagged = np.arange(1000) < 10
+    completed = complete_group(Rows(rows), np.arange(1000), flagged)
+    assert completed[poisons].sum() >= 150 and completed[~poisons].sum() == 0
+    monkeypatch.setattr(module, "ROUNDS", 5)
+    capped = module.complete_group(Rows(rows), np.arange(1000), flagged)
+    assert capped[poisons].sum() < completed[poisons].sum()
+
+
+def test_samples_joining_and_leaving_by_turns_end_the_rounds(monkeypatch):
+    """A discriminant that puts one sample with the group in every other round never settles:
+    the rounds stop as soon as an earlier group comes back, the larger of the two kept, long
+    before ``ROUNDS``."""
+    import poisonguard.detectors.group_completion as module
+
+    rows, poisons, flagged = planted_class()
+    extra = np.flatnonzero(~flagged)[0]
+    fits = []
+
+    class Alternating:
+        def __init__(self, joins):
+            self.joins = joins
+
+        def predict_proba(self, block):
+            joins = np.all(block == rows[extra], axis=1) & self.joins
+            return np.column_stack([1.0 - joins, joins.astype(float)])
+
+    def fit(fit_rows, in_group):
+        fits.append(1)
+        return Alternating(joins=(len(fits) - 1) // FOLDS % 2 == 0)
+
+    monkeypatch.setattr(module, "_fit", fit)
+    completed = module.complete_group(Rows(rows), np.arange(len(rows)), flagged)
+    expected = flagged.copy()
+    expected[extra] = True
+    np.testing.assert_array_equal(completed, expected)
+    assert len(fits) == 2 * FOLDS < module.ROUNDS * FOLDS
+
+
 def test_a_group_too_small_to_fit_is_left_as_it_is():
     rows, poisons, flagged = planted_class()
     few = np.zeros_like(flagged)

@@ -14,7 +14,9 @@ above one half, the priors the two parts' sizes). Each sample is judged by a dis
 without it (``FOLDS``-fold cross-fitting): one fitted on every sample has learnt each unflagged
 poison as "not the group". Poisons that join change the next fit, so it is refitted up to
 ``ROUNDS`` times, each round starting again from the tests' own group (a sample can join and
-leave), and stops when a round changes nothing. The tests' own flags are never withdrawn.
+leave), and stops when a round changes nothing or gives back a group an earlier round gave
+(samples joining and leaving by turns; the larger of the last two is kept). The tests' own flags
+are never withdrawn.
 
 Measured on the Fashion-MNIST rows of ``benchmarks/detection.py`` (docs/benchmarks.md): patch
 1 % F1 0.987 -> 0.992 (5 poisons joined, no clean sample), patch 10 % 0.981 -> 0.997 (185
@@ -57,9 +59,11 @@ __all__ = [
 
 FOLDS = 5
 """Cross-fitting folds: each sample is judged by a discriminant fitted on the others."""
-ROUNDS = 5
-"""Refits at most. On the rows measured the additions shrink to none or to a couple of samples
-that join and leave by turns within three to five rounds."""
+ROUNDS = 20
+"""Refits at most. Most rows settle within three to five rounds, or a couple of samples join and
+leave by turns (an earlier group comes back: the loop stops there). A group whose poisons lie
+along a long stretch grows a few a round for longer: the 8x8 digits with a 5 % blend into the
+nines (seed 9) took nine rounds in the pixels, and a cap of five left 6 of its 72 poisons."""
 FIT_ROWS = 20_000
 """Samples of one class the discriminant is fitted on, at most."""
 FIT_DTYPE = np.float32
@@ -108,6 +112,7 @@ def complete_group(
     folds[key_order(keys[fitted])] = np.arange(fitted.size) % FOLDS
     flagged = in_group[fitted]
     current = flagged.copy()
+    seen = {current.tobytes()}
     for _ in range(ROUNDS):
         posterior = np.zeros(fitted.size)
         for fold in range(FOLDS):
@@ -116,8 +121,13 @@ def complete_group(
             if model is not None:
                 posterior[test] = model.predict_proba(fit_rows[test])[:, 1]
         updated = flagged | (posterior > 0.5)
-        if np.array_equal(updated, current):
+        if updated.tobytes() in seen:
+            # settled, or back to an earlier group (a few samples joining and leaving by
+            # turns): the next rounds would repeat; keep the larger of the two
+            if int(updated.sum()) > int(current.sum()):
+                current = updated
             break
+        seen.add(updated.tobytes())
         current = updated
     result[fitted] = current
     rest = np.setdiff1d(np.arange(members.size), fitted, assume_unique=True)
