@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from poisonguard.detectors.group_completion import FOLDS, complete_group, stamp_carriers
+from poisonguard.detectors.group_completion import (
+    FOLDS,
+    MIN_GROUP,
+    complete_group,
+    stamp_carriers,
+)
 from poisonguard.rows import Rows
 
 
@@ -112,8 +117,18 @@ def test_samples_joining_and_leaving_by_turns_end_the_rounds(monkeypatch):
 def test_a_group_too_small_to_fit_is_left_as_it_is():
     rows, poisons, flagged = planted_class()
     few = np.zeros_like(flagged)
-    few[np.flatnonzero(flagged)[: 2 * FOLDS - 1]] = True
+    few[np.flatnonzero(flagged)[: MIN_GROUP - 1]] = True
     np.testing.assert_array_equal(complete_group(Rows(rows), np.arange(len(rows)), few), few)
+
+
+def test_a_group_of_the_decisions_smallest_size_grows():
+    """A test can call a class on a handful of its poisons (the 8x8 digits' fives: 8 of 72);
+    completion starts from as few as the decision's smallest group."""
+    rows, poisons, flagged = planted_class()
+    few = np.zeros_like(flagged)
+    few[np.flatnonzero(flagged)[:MIN_GROUP]] = True
+    completed = complete_group(Rows(rows), np.arange(len(rows)), few)
+    assert completed[poisons].mean() >= 0.9 and completed[~poisons].sum() <= 3
 
 
 def test_constant_and_duplicated_features_give_an_answer():
