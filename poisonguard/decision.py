@@ -174,8 +174,9 @@ by the mixed-origin test on a gap nearer than ``far_ratio``, those between the g
 group only when they are of diverse origin too (their runner-up entropy ``min_entropy_gain``
 above the core's), as the far group the test measured is: a class's most significant gap can
 lie among its own samples (the 8x8 digits with a 5 % blend into the fours, seed 10: at ratio
-2.5-3.8, 21 clean fours between it and the far group beside the 72 poisons beyond it; flagged
-from the far group out, 13 clean after group completion, F1 0.857 -> 0.917), where poisons
+2.5-3.8, 21 clean fours beyond it beside the 72 poisons, 12 of them and 7 poisons between it
+and the far group; flagged from the far group out, 13 clean after group completion, F1 0.857
+-> 0.917), where poisons
 that reach only ratios 5-9 are of diverse origin. In a class called by
 the mixed-origin test alone (no significant gap), the far group the test measured (ratio above
 ``far_ratio``, or beyond the emptiest point of the distance-ratio histogram between the core
@@ -648,7 +649,7 @@ def decide(
                 # the samples between the gap and the far group are flagged only when they are
                 # of diverse origin too, as the far group is: a class's most significant gap
                 # can lie among its own samples (8x8 digits, a 5 % blend into the fours: at
-                # ratio 2.5-3.8, with 21 clean fours between it and the far group); the
+                # ratio 2.5-3.8, 12 clean fours and 7 poisons between it and the far group); the
                 # poisons nearer in are then left to group completion
                 if not (
                     int(between.sum()) >= settings.min_group_size

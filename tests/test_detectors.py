@@ -1269,9 +1269,9 @@ def test_mixed_origin_test_finds_a_hard_group_below_the_far_ratio_by_its_gap():
 
 def test_a_gap_among_the_class_s_own_samples_flags_no_nearer_than_the_far_group():
     """The 8x8 digits, a 5 % blend into the fours (seed 10): the class's most significant gap
-    lay at ratio 2.5-3.8, inside its own samples, and the 21 clean fours between it and the far
-    ratio were flagged with the 72 poisons beyond it. A cut at the gap here would flag the
-    class's natural samples at ratios 4-8; from the far ratio out, the poisons alone."""
+    lay at ratio 2.5-3.8, inside its own samples, and the 21 clean fours beyond it (12 of them
+    between it and the far ratio) were flagged with the 72 poisons. A cut at the gap here would
+    flag the class's natural samples at ratios 4-8; from the far ratio out, the poisons alone."""
     data = Synthetic()
     members = np.flatnonzero(data.labels == TARGET_CLASS)
     poisons, natural = members[:60], members[60:80]
