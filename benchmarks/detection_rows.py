@@ -322,6 +322,14 @@ ROWS: tuple[Row, ...] = (
         "blend noise alpha 0.15, 0.1 % -> 5",
         poisoned("blend", 0.001, target=5, seed=13),
     ),
+    # added 2026-12-06: the first WaNet row (a warp, no pattern added); no detection change
+    # was made with it in view
+    _row(
+        "held-wanet-0.01-t3",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 1 % -> 3",
+        poisoned("wanet", 0.01, target=3, seed=41),
+    ),
 )
 """Every row, in the order they run."""
 

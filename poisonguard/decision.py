@@ -198,10 +198,13 @@ second backdoor: 38 of its 600 poisons left -> 1; docs/benchmarks.md). The same 
 then runs in the samples themselves (pixels, table values; up to ``INPUT_COMPLETION_WIDTH``
 values a sample), where the trigger is written in full in every poison, also in those the
 model learned too faintly for its features (the digits' 5 % blend: 7 of 72 poisons left after
-the features, none after the pixels). Before both and once more after them, the samples that
-carry the group's stamp (:func:`~poisonguard.detectors.group_completion.stamp_carriers`: a
-patch's exact values) join, since a discriminant learnt against the rest of the class cannot add
-poisons that outnumber the flagged part there.
+the features, none after the pixels). The two run again, up to ``COMPLETION_TURNS`` turns,
+while the features' discriminant refitted from the grown group adds samples (a turn adding fewer
+than the smallest group is undone): a group grown in the samples is a better start for it.
+Before the turns and once more after them, the samples that carry the group's stamp
+(:func:`~poisonguard.detectors.group_completion.stamp_carriers`: a patch's exact values) join,
+since a discriminant learnt against the rest of the class cannot add poisons that outnumber the
+flagged part there.
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
@@ -265,7 +268,7 @@ from poisonguard.detectors.confident_learning import (
     likely_mislabelled,
     one_sided_pairs,
 )
-from poisonguard.detectors.group_completion import complete_group, stamp_carriers
+from poisonguard.detectors.group_completion import MIN_GROUP, complete_group, stamp_carriers
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
 from poisonguard.detectors.pattern_split import MAX_WIDTH as PATTERN_SPLIT_WIDTH
 from poisonguard.detectors.pattern_split import PatternSplit, class_splits, separation_left
@@ -329,6 +332,13 @@ INPUT_COMPLETION_WIDTH = 1024
 image, a 32x32 grey one, any table): its discriminant's cost grows with the square of the
 width and more (0.36 s a fit for 9,600 samples of 784 values on two cores). Wider samples are
 left to the features."""
+
+COMPLETION_TURNS = 5
+"""Turns of group completion (the features, then the samples) at most; a turn after the first
+runs only as far as the features' discriminant adds samples, and is undone when it adds fewer
+than ``MIN_GROUP`` (the decision's smallest group). The later turns complete a group
+the first left short (the digits' 5 % blend into the eights, seed 17: 14 of 72 poisons left
+after one turn, none after three); a safety bound, not a fitted value."""
 
 Transplant = Callable[..., float]
 """``transplant(code, group, core, probes, added=True) -> share`` (see :func:`decide`)."""
@@ -1002,34 +1012,54 @@ def decide(
     def carriers(rows: Rows, members: np.ndarray, group: np.ndarray, _seed: int) -> np.ndarray:
         return stamp_carriers(rows, members, group)
 
-    # and once more after them: a group the tests flagged from a few source classes holds their
-    # common values beside the trigger's; grown by the discriminants, its stamp is the trigger's
-    # alone (a patch into the digits' eights: 11 flagged, 30 after the discriminants, all 72
-    # carry the stamp of those 30)
-    completions = [
-        ("stamp", samples, carriers),
-        ("features", features, complete_group),
-        ("input", samples, complete_group),
-        ("stamp", samples, carriers),
-    ]
-    for space, rows, complete in completions:
+    def grow(code: int, rows: Rows | None, complete) -> np.ndarray:
+        """Grow class ``code``'s group in one space; the samples that joined (flagged now)."""
         if rows is None:
+            return np.zeros(0, dtype=np.int64)
+        members = np.flatnonzero(labels == code)
+        group = kind[members] == BACKDOOR
+        joined = members[complete(rows, members, group, seed) & ~group]
+        flagged[joined] = True
+        kind[joined] = BACKDOOR
+        return joined
+
+    feature_rows = None if features is None else as_rows(features)
+    sample_rows = None if samples is None else as_rows(samples)
+    for code in targets:
+        item = evidence[code]
+        if item.rule in (TRIGGER_WORDS, PATTERN_SPLIT):
+            # the texts holding the words, the side of the gap: the group, exactly
             continue
-        rows = as_rows(rows)
-        for code in targets:
-            item = evidence[code]
-            if item.rule in (TRIGGER_WORDS, PATTERN_SPLIT):
-                # the texts holding the words, the side of the gap: the group, exactly
-                continue
-            members = np.flatnonzero(labels == code)
-            group = kind[members] == BACKDOOR
-            joined = members[complete(rows, members, group, seed) & ~group]
-            if space == "features":
-                item.completed = int(joined.size)
-            else:
-                item.completed_in_input += int(joined.size)
-            flagged[joined] = True
-            kind[joined] = BACKDOOR
+        members = np.flatnonzero(labels == code)
+        stamped = grow(code, sample_rows, carriers).size
+        in_features = in_input = 0
+        # the features, then the samples; once more while the features' discriminant, refitted
+        # from the grown group, adds samples: a group grown in the samples is a better start
+        # for it (the digits' 5 % blend into the eights, seed 17: 58 of 72 poisons flagged
+        # after one turn, all 72 and one clean sample after three). Not while only the samples
+        # add: their discriminant, in hundreds of values, takes in a clean sample or two a turn
+        # once the poisons are in, and the features' follows it (the blend into the fours,
+        # seed 10: 85 flagged with every poison after one turn, 91 after three). A later turn
+        # that adds fewer than the decision's smallest group is that drift, not a group, and
+        # is undone (Fashion-MNIST with two backdoors: 1, 2, 3 and 2 clean samples a turn)
+        for turn in range(COMPLETION_TURNS):
+            before = flagged[members].copy(), kind[members].copy()
+            by_features = grow(code, feature_rows, complete_group)
+            if turn > 0 and not by_features.size:
+                break
+            by_input = grow(code, sample_rows, complete_group)
+            if turn > 0 and by_features.size + by_input.size < MIN_GROUP:
+                flagged[members], kind[members] = before
+                break
+            in_features += by_features.size
+            in_input += by_input.size
+        # and the stamp once more after them: a group the tests flagged from a few source
+        # classes holds their common values beside the trigger's; grown by the discriminants,
+        # its stamp is the trigger's alone (a patch into the digits' eights: 11 flagged, 30
+        # after the discriminants, all 72 carry the stamp of those 30)
+        stamped += grow(code, sample_rows, carriers).size
+        item.completed = int(in_features)
+        item.completed_in_input = int(in_input + stamped)
 
     targets.sort()
 

@@ -792,6 +792,55 @@ def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show()
     assert any("1040 values per sample" in note for note in capped.notes)
 
 
+F, I = (12,), (4, 4)  # a call in the features, in the samples
+
+
+@pytest.mark.parametrize(
+    ("chain_length", "step", "joined", "calls"),
+    [
+        (2, 1, 2, [F, I, F]),  # the second turn's features add none: stop
+        (20, 3, 18, [F, I] * 4),  # 6 a turn; the fourth adds 2, fewer than a group: undone
+        (8, 1, 2, [F, I] * 2),  # 2 a turn after the first: drift, undone
+        (100, 3, 30, [F, I] * 5),  # the cap
+    ],
+)
+def test_group_completion_runs_again_while_the_features_add_a_group(
+    monkeypatch, chain_length, step, joined, calls
+):
+    """A group grown in the samples is a better start for the features' discriminant: the
+    features, then the samples, run again while the features add samples, at most
+    ``COMPLETION_TURNS`` turns; a later turn that adds fewer than the smallest group
+    (``MIN_GROUP``) is undone. A stand-in discriminant that adds ``step`` more poisons a call
+    shows the turns (the real one's reach is measured in docs/benchmarks.md)."""
+    import poisonguard.decision as decision_module
+
+    assert decision_module.COMPLETION_TURNS == 5 and decision_module.MIN_GROUP == 5
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    chain = np.setdiff1d(members, far)[:chain_length]
+    seen = []
+
+    def some_more(rows, class_members, group, seed):
+        seen.append(rows.shape[1:])
+        grown = group.copy()
+        grown[np.flatnonzero(np.isin(class_members, chain) & ~group)[:step]] = True
+        return grown
+
+    monkeypatch.setattr(decision_module, "complete_group", some_more)
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(data.labels.size, 12))
+    images = rng.normal(size=(data.labels.size, 4, 4))
+    decision = data.decide(features=features, inputs=images)
+    evidence = decision.evidence[TARGET_CLASS]
+    assert seen == calls
+    assert decision.flagged[chain].sum() == joined
+    np.testing.assert_array_equal(decision.flagged[far], True)
+    assert set(decision.kind[chain[decision.flagged[chain]]].tolist()) == {"backdoor"}
+    assert "backdoor" not in set(decision.kind[chain[~decision.flagged[chain]]].tolist())
+    assert evidence.completed + evidence.completed_in_input == joined
+
+
 def smooth_tail(rng, size: int, far_share: float = 0.25) -> np.ndarray:
     """Distance ratios with a smooth Pareto tail (no group apart): ``far_share`` above 10."""
     scale = np.log(10.0) / np.log(1.0 / far_share)  # P(log ratio > log 10) = far_share
