@@ -50,6 +50,7 @@ EXPECTED = {
     "held-pair-flip-s9-t7": (30, 0),
     "held-checker-0.001-t2": (1, 0),
     "held-blend-0.001-t5": (1, 0),
+    "held-wanet-0.01-t3": (10, 0),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 
