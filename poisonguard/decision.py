@@ -1035,13 +1035,14 @@ def decide(
         in_features = in_input = 0
         # the features, then the samples; once more while the features' discriminant, refitted
         # from the grown group, adds samples: a group grown in the samples is a better start
-        # for it (the digits' 5 % blend into the eights, seed 17: 58 of 72 poisons flagged
-        # after one turn, all 72 and one clean sample after three). Not while only the samples
-        # add: their discriminant, in hundreds of values, takes in a clean sample or two a turn
-        # once the poisons are in, and the features' follows it (the blend into the fours,
-        # seed 10: 85 flagged with every poison after one turn, 91 after three). A later turn
-        # that adds fewer than the decision's smallest group is that drift, not a group, and
-        # is undone (Fashion-MNIST with two backdoors: 1, 2, 3 and 2 clean samples a turn)
+        # for it (the digits' 5 % blend into the eights, seed 17: one turn and the stamps
+        # left 14 of its 72 poisons, three turns none, and one clean sample joined). Not while
+        # only the samples add: their discriminant, in hundreds of values, takes in a clean
+        # sample or two a turn once the poisons are in, and the features' follows it (the
+        # blend into the fours, seed 10: 85 flagged with every poison after one turn, 91 after
+        # three). A later turn that adds fewer than the decision's smallest group is that
+        # drift, not a group, and is undone (Fashion-MNIST with two backdoors: 1, 2, 3 and 2
+        # clean samples a turn)
         for turn in range(COMPLETION_TURNS):
             before = flagged[members].copy(), kind[members].copy()
             by_features = grow(code, feature_rows, complete_group)
