@@ -792,16 +792,17 @@ def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show()
     assert any("1040 values per sample" in note for note in capped.notes)
 
 
-F, I = (12,), (4, 4)  # a call in the features, in the samples
+FEATURES, SAMPLES = (12,), (4, 4)  # a call in the features, in the samples
 
 
 @pytest.mark.parametrize(
     ("chain_length", "step", "joined", "calls"),
     [
-        (2, 1, 2, [F, I, F]),  # the second turn's features add none: stop
-        (20, 3, 18, [F, I] * 4),  # 6 a turn; the fourth adds 2, fewer than a group: undone
-        (8, 1, 2, [F, I] * 2),  # 2 a turn after the first: drift, undone
-        (100, 3, 30, [F, I] * 5),  # the cap
+        (2, 1, 2, [FEATURES, SAMPLES, FEATURES]),  # the second turn's features add none: stop
+        # 6 a turn; the fourth adds 2, fewer than a group: undone
+        (20, 3, 18, [FEATURES, SAMPLES] * 4),
+        (8, 1, 2, [FEATURES, SAMPLES] * 2),  # 2 a turn after the first: drift, undone
+        (100, 3, 30, [FEATURES, SAMPLES] * 5),  # the cap
     ],
 )
 def test_group_completion_runs_again_while_the_features_add_a_group(
