@@ -792,17 +792,18 @@ def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show()
     assert any("1040 values per sample" in note for note in capped.notes)
 
 
-FEATURES, SAMPLES = (12,), (4, 4)  # a call in the features, in the samples
+IN_FEATURES, IN_SAMPLES = (12,), (4, 4)  # a call in the features, in the samples
 
 
 @pytest.mark.parametrize(
     ("chain_length", "step", "joined", "calls"),
     [
-        (2, 1, 2, [FEATURES, SAMPLES, FEATURES]),  # the second turn's features add none: stop
+        # the second turn's features add none: stop
+        (2, 1, 2, [IN_FEATURES, IN_SAMPLES, IN_FEATURES]),
         # 6 a turn; the fourth adds 2, fewer than a group: undone
-        (20, 3, 18, [FEATURES, SAMPLES] * 4),
-        (8, 1, 2, [FEATURES, SAMPLES] * 2),  # 2 a turn after the first: drift, undone
-        (100, 3, 30, [FEATURES, SAMPLES] * 5),  # the cap
+        (20, 3, 18, [IN_FEATURES, IN_SAMPLES] * 4),
+        (8, 1, 2, [IN_FEATURES, IN_SAMPLES] * 2),  # 2 a turn after the first: drift, undone
+        (100, 3, 30, [IN_FEATURES, IN_SAMPLES] * 5),  # the cap
     ],
 )
 def test_group_completion_runs_again_while_the_features_add_a_group(
