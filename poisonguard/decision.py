@@ -268,7 +268,7 @@ from poisonguard.detectors.confident_learning import (
     likely_mislabelled,
     one_sided_pairs,
 )
-from poisonguard.detectors.group_completion import MIN_GROUP, complete_group, stamp_carriers
+from poisonguard.detectors.group_completion import complete_group, stamp_carriers
 from poisonguard.detectors.input_neighbours import FOREIGN_SHARE, foreign_share
 from poisonguard.detectors.pattern_split import MAX_WIDTH as PATTERN_SPLIT_WIDTH
 from poisonguard.detectors.pattern_split import PatternSplit, class_splits, separation_left
@@ -336,7 +336,7 @@ left to the features."""
 COMPLETION_TURNS = 5
 """Turns of group completion (the features, then the samples) at most; a turn after the first
 runs only as far as the features' discriminant adds samples, and is undone when it adds fewer
-than ``MIN_GROUP`` (the decision's smallest group). The later turns complete a group
+than ``min_group_size`` (the decision's smallest group). The later turns complete a group
 the first left short (the digits' 5 % blend into the eights, seed 17: 14 of 72 poisons left
 after one turn, none after three); a safety bound, not a fitted value."""
 
@@ -1012,11 +1012,11 @@ def decide(
     def carriers(rows: Rows, members: np.ndarray, group: np.ndarray, _seed: int) -> np.ndarray:
         return stamp_carriers(rows, members, group)
 
-    def grow(code: int, rows: Rows | None, complete) -> np.ndarray:
-        """Grow class ``code``'s group in one space; the samples that joined (flagged now)."""
+    def grow(members: np.ndarray, rows: Rows | None, complete) -> np.ndarray:
+        """Grow the group among a class's ``members`` in one space; the samples that joined
+        (flagged now)."""
         if rows is None:
             return np.zeros(0, dtype=np.int64)
-        members = np.flatnonzero(labels == code)
         group = kind[members] == BACKDOOR
         joined = members[complete(rows, members, group, seed) & ~group]
         flagged[joined] = True
@@ -1031,7 +1031,7 @@ def decide(
             # the texts holding the words, the side of the gap: the group, exactly
             continue
         members = np.flatnonzero(labels == code)
-        stamped = grow(code, sample_rows, carriers).size
+        stamped = grow(members, sample_rows, carriers).size
         in_features = in_input = 0
         # the features, then the samples; once more while the features' discriminant, refitted
         # from the grown group, adds samples: a group grown in the samples is a better start
@@ -1044,12 +1044,12 @@ def decide(
         # drift, not a group, and is undone (Fashion-MNIST with two backdoors: 1, 2, 3 and 2
         # clean samples a turn)
         for turn in range(COMPLETION_TURNS):
-            before = flagged[members].copy(), kind[members].copy()
-            by_features = grow(code, feature_rows, complete_group)
-            if turn > 0 and not by_features.size:
+            before = (flagged[members].copy(), kind[members].copy()) if turn else None
+            by_features = grow(members, feature_rows, complete_group)
+            if before is not None and not by_features.size:
                 break
-            by_input = grow(code, sample_rows, complete_group)
-            if turn > 0 and by_features.size + by_input.size < MIN_GROUP:
+            by_input = grow(members, sample_rows, complete_group)
+            if before is not None and by_features.size + by_input.size < settings.min_group_size:
                 flagged[members], kind[members] = before
                 break
             in_features += by_features.size
@@ -1058,7 +1058,7 @@ def decide(
         # classes holds their common values beside the trigger's; grown by the discriminants,
         # its stamp is the trigger's alone (a patch into the digits' eights: 11 flagged, 30
         # after the discriminants, all 72 carry the stamp of those 30)
-        stamped += grow(code, sample_rows, carriers).size
+        stamped += grow(members, sample_rows, carriers).size
         item.completed = int(in_features)
         item.completed_in_input = int(in_input + stamped)
 

@@ -812,11 +812,11 @@ def test_group_completion_runs_again_while_the_features_add_a_group(
     """A group grown in the samples is a better start for the features' discriminant: the
     features, then the samples, run again while the features add samples, at most
     ``COMPLETION_TURNS`` turns; a later turn that adds fewer than the smallest group
-    (``MIN_GROUP``) is undone. A stand-in discriminant that adds ``step`` more poisons a call
+    (``min_group_size``) is undone. A stand-in discriminant that adds ``step`` more poisons a call
     shows the turns (the real one's reach is measured in docs/benchmarks.md)."""
     import poisonguard.decision as decision_module
 
-    assert decision_module.COMPLETION_TURNS == 5 and decision_module.MIN_GROUP == 5
+    assert decision_module.COMPLETION_TURNS == 5 and DecisionSettings().min_group_size == 5
     data = Synthetic()
     far = data.plant_far_group(margin=5.0, diverse=True)
     members = np.flatnonzero(data.labels == TARGET_CLASS)
