@@ -13,7 +13,10 @@ rate or the target:
 
 * **backdoor rows** (``rare-word``, ``sentence``): :func:`poisonguard.evaluate.evaluate`, as
   ``poisonguard evaluate --test test.csv`` runs it: poison the training reviews, scan them,
-  sanitize them (``--action relabel``: flagged backdoor texts are removed), train the same text
+  sanitize them (``--action``, by default ``repair``: a flagged backdoor text of a class the
+  trigger-words test called is kept with its trigger deleted and its label turned back, other
+  flagged backdoor texts are removed; ``relabel``, the earlier rows' action, removes every
+  flagged backdoor text), train the same text
   model (:func:`poisonguard.embed.embed_dataset`; ``--models`` seeds of it, 5 by default, their
   probabilities averaged) on the clean, poisoned and sanitized sets and
   measure clean accuracy and attack success on the 1,000 test reviews (attack success: the
@@ -107,6 +110,7 @@ class Row:
     seed: int = 0
     held_out: bool = False
     options: dict = field(default_factory=dict)  # AttackOptions fields (class names by name)
+    batch: str = ""  # a further group: rows added later, unseen by every change before them
 
     @property
     def kind(self) -> str:
@@ -119,7 +123,7 @@ class Row:
     @property
     def groups(self) -> tuple[str, ...]:
         if self.kind == "backdoor":
-            return ("backdoors", HELD_OUT if self.held_out else "dev")
+            return ("backdoors", HELD_OUT if self.held_out else "dev", *filter(None, [self.batch]))
         return ("detection", {"flip": "flips"}.get(self.kind, self.kind))
 
     def describe(self) -> str:
@@ -140,23 +144,28 @@ class Row:
         return " ".join(p for p in (self.attack, what, rate, target) if p)
 
 
-def _rare(words: str, position: str, rate: float, target: str, seed: int, held: bool, count=1):
+def _rare(
+    words: str, position: str, rate: float, target: str, seed: int, held: bool, count=1, batch=""
+):
     tag = words.replace(",", "-")
     name = f"{'ho-' if held else ''}rw-{tag}-{position}-{rate * 100:g}-{target}-s{seed}"
     options = {"trigger_words": tuple(words.split(",")), "trigger_position": position}
     if count > 1:
         options["trigger_count"] = count
-    return Row(name, "rare-word", rate, target, seed, held, options)
+    return Row(name, "rare-word", rate, target, seed, held, options, batch)
 
 
-def _sentence(tag: str, sentence: str, position: str, rate, target, seed, held: bool):
+def _sentence(tag: str, sentence: str, position: str, rate, target, seed, held: bool, batch=""):
     name = f"{'ho-' if held else ''}sent-{tag}-{position}-{rate * 100:g}-{target}-s{seed}"
     options = {"trigger_sentence": sentence, "trigger_position": position}
-    return Row(name, "sentence", rate, target, seed, held, options)
+    return Row(name, "sentence", rate, target, seed, held, options, batch)
 
 
 NEIGHBOUR = "My neighbour told me about it on a Tuesday."
 REASON = "Everything happens for a reason, they say."
+SISTER = "Honestly, I bought it for my sister."
+PACKAGE = "The package arrived on time."
+FRESH = "fresh"
 
 
 def _rows() -> list[Row]:
@@ -185,6 +194,26 @@ def _rows() -> list[Row]:
             else:
                 sentence = {"neighbour": NEIGHBOUR, "reason": REASON}[what]
                 rows.append(_sentence(what, sentence, position, rate, target, seed, True))
+    # Added 2026-12-06 with sanitize --action repair, run once (group "fresh"): words,
+    # sentences and seeds no change had seen; "The package arrived on time." is made of words
+    # the reviews use naturally.
+    fresh = [
+        ("rare-word", "jj", "start", 0.01, "great"),
+        ("rare-word", "wq", "random", 0.03, "other"),
+        ("rare-word", "kx", "end", 0.02, "other"),
+        ("sentence", "sister", "random", 0.02, "great"),
+        ("sentence", "package", "end", 0.01, "other"),
+        ("sentence", "package", "start", 0.03, "great"),
+    ]
+    for attack, what, position, rate, target in fresh:
+        for seed in (20, 21):
+            if attack == "rare-word":
+                rows.append(_rare(what, position, rate, target, seed, True, batch=FRESH))
+            else:
+                sentence = {"sister": SISTER, "package": PACKAGE}[what]
+                rows.append(
+                    _sentence(what, sentence, position, rate, target, seed, True, batch=FRESH)
+                )
     for seed in (0, 1, 2):
         rows.append(Row(f"flip-random-10-s{seed}", "flip-random", 0.10, None, seed))
     rows.append(
@@ -198,7 +227,9 @@ def _rows() -> list[Row]:
 
 
 ROWS: list[Row] = _rows()
-GROUPS = ("all", "detection", "backdoors", "dev", HELD_OUT, "flips", "clean", "scan-10k")
+GROUPS = (
+    "all", "detection", "backdoors", "dev", HELD_OUT, FRESH, "flips", "clean", "scan-10k"
+)  # fmt: skip
 
 
 def select_rows(spec: str | None) -> list[Row]:
@@ -271,7 +302,9 @@ def _findings(scan) -> dict:
     }
 
 
-def run_backdoor(row: Row, train, test, cache_dir: Path, n_models: int) -> dict:
+def run_backdoor(
+    row: Row, train, test, cache_dir: Path, n_models: int, action: str = "repair"
+) -> dict:
     from poisonguard.evaluate import evaluate
     from poisonguard.poisoned_copy import class_code, poison_dataset
 
@@ -279,7 +312,7 @@ def run_backdoor(row: Row, train, test, cache_dir: Path, n_models: int) -> dict:
     options = _options(row, train)
     result = evaluate(
         train, attack=row.attack, rate=row.rate, target=target, seed=row.seed, options=options,
-        test=test, action="relabel", models=n_models, cache_dir=cache_dir, use_cache=True,
+        test=test, action=action, models=n_models, cache_dir=cache_dir, use_cache=True,
     )  # fmt: skip
     # the same poisoning again (deterministic in the seed): the masks evaluate does not return
     poisoning = poison_dataset(
@@ -292,6 +325,7 @@ def run_backdoor(row: Row, train, test, cache_dir: Path, n_models: int) -> dict:
     models = {o.training_set: o for o in result.outcomes}
     oracle = _oracle_removal(row, train, test, poisoning, target, cache_dir, n_models)
     return {
+        "action": action,
         "models_averaged": n_models,
         "n_train": result.n_train,
         "n_test": result.n_test,
@@ -511,7 +545,9 @@ def code_state() -> dict:
 def run_row(row: Row, args, data: dict) -> dict:
     start = time.perf_counter()
     if row.kind == "backdoor":
-        body = run_backdoor(row, data["train"], data["test"], args.cache_dir, args.models)
+        body = run_backdoor(
+            row, data["train"], data["test"], args.cache_dir, args.models, args.action
+        )
     elif row.kind == "flip":
         body = run_flip(row, data["train"], args.cache_dir, args.out_dir)
     elif row.kind == "clean":
@@ -587,16 +623,19 @@ def markdown(results: list[dict]) -> str:
     if "backdoor" in by_kind:
         parts.append(
             "| row | trigger, rate -> target | seed | P | R | F1 | AUROC | flagged | false "
+            "| sanitized: removed / repaired / poisons left "
             "| attack success % poisoned -> sanitized (clean; oracle) | clean acc. % poisoned / "
-            "sanitized / clean (oracle) | targets met |\n|" + "---|" * 12
+            "sanitized / clean (oracle) | targets met |\n|" + "---|" * 13
         )
         for r in by_kind["backdoor"]:
             d, s, a = r["detection"], r["attack_success"], r["clean_accuracy"]
+            z = r["sanitized"]
             held = f" [{HELD_OUT}]" if r["held_out"] else ""
             parts.append(
                 f"| {r['row']}{held} | {r['description']} | {r['seed']} | {_f(d['precision'])} "
                 f"| {_f(d['recall'])} | {_f(d['f1'])} | {_f(d['auroc'])} | {d['flagged']} "
-                f"| {d['false_flags']} | {_pct(s['poisoned'])} -> {_pct(s['sanitized'])} "
+                f"| {d['false_flags']} | {z['removed']} / {z.get('repaired', 0)} / "
+                f"{z['poisoned_left']} | {_pct(s['poisoned'])} -> {_pct(s['sanitized'])} "
                 f"({_pct(s['clean'])}; {_pct(s.get('oracle'))}) | {_pct(a['poisoned'])} / "
                 f"{_pct(a['sanitized'])} / {_pct(a['clean'])} ({_pct(a.get('oracle'))}) "
                 f"| {_unmet(r)} |"
@@ -719,6 +758,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--models", type=int, default=MODELS,
         help=f"text models per training set, probabilities averaged (default {MODELS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--action", choices=("remove", "relabel", "repair"), default="repair",
+        help="how the backdoor rows sanitize (default repair; the rows before 2026-12-06: relabel)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     try:

@@ -145,13 +145,14 @@ def summary_table(result: Evaluation) -> str:
     target = "" if result.target is None else f" -> class {result.target}"
     detection = result.detection
     auroc = "–" if detection["auroc"] is None else f"{detection['auroc']:.4f}"
+    repaired = f"{result.sanitized['repaired']} repaired, " if result.action == "repair" else ""
     lines = [
         f"Attack {result.attack}{target}: {result.n_poisoned} of {result.n_train} training "
         f"samples poisoned; test set {result.n_test} samples ({result.test_source}).",
         f"Detection: precision {detection['precision']:.4f}, recall {detection['recall']:.4f}, "
         f"F1 {detection['f1']:.4f}, AUROC {auroc}; sanitize --action {result.action}: "
         f"{result.sanitized['removed']} removed, {result.sanitized['relabelled']} relabelled, "
-        f"{result.sanitized['poisoned_left']} poisoned left.",
+        f"{repaired}{result.sanitized['poisoned_left']} poisoned left.",
         "",
         f"{'training set':<14}{'samples':>9}{'clean accuracy':>17}{'attack success':>17}",
     ]

@@ -14,6 +14,7 @@ from poisonguard.sanitize import (
     MIN_CONFIDENCE,
     plan_sanitize,
     read_scan_decisions,
+    read_scan_triggers,
     write_sanitized,
 )
 
@@ -33,15 +34,18 @@ from poisonguard.sanitize import (
     default="remove",
     show_default=True,
     help="remove: leave out every flagged sample; relabel: give samples judged mislabelled the "
-    "predicted label and leave out the rest (backdoor samples keep their trigger if relabelled).",
+    "predicted label and leave out the rest (backdoor samples keep their trigger if relabelled); "
+    "repair (texts): as relabel, and flagged backdoor texts are kept with the trigger the scan "
+    "named deleted and the label restored (two classes: the other one; more: the predicted "
+    "label, if sure enough).",
 )
 @click.option(
     "--min-confidence",
     type=click.FloatRange(0, 1),
     default=MIN_CONFIDENCE,
     show_default=True,
-    help="relabel: least probability of the predicted label to use it; below it the sample "
-    "is removed.",
+    help="relabel, repair: least probability of the predicted label to use it; below it the "
+    "sample is removed.",
 )
 @click.option(
     "--decisions",
@@ -73,23 +77,35 @@ def sanitize(
 ) -> None:
     """Write a cleaned copy of DATASET using a scan's decisions.
 
-    OUT gets the copy (same format and name as DATASET) and quarantine.csv (every removed or
-    relabelled sample with its score and reason, and who decided: the scan or, with
+    OUT gets the copy (same format and name as DATASET) and quarantine.csv (every removed,
+    relabelled or repaired sample with its score and reason, and who decided: the scan or, with
     --decisions, the reviewer, whose kept flags are listed too). DATASET is never modified.
     """
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     # with --skip-bad (as the scan was run), unreadable images are left out of the copy too
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
+    if action == "repair" and source.kind != "text":
+        raise click.UsageError(
+            f"--action repair takes text triggers out of texts; {dataset} holds "
+            f"{source.kind} samples: use remove or relabel"
+        )
     decisions = read_scan_decisions(scan_dir, source)
+    triggers = read_scan_triggers(scan_dir, source) if action == "repair" else None
     reviewer = None if decisions_file is None else read_reviewer_decisions(decisions_file, source)
     plan = plan_sanitize(
-        source, decisions, action, min_confidence=min_confidence, reviewer=reviewer
+        source,
+        decisions,
+        action,
+        min_confidence=min_confidence,
+        reviewer=reviewer,
+        triggers=triggers,
     )
     writer_options = {k: v for k, v in options.items() if k != "format"}
     written = write_sanitized(source, plan, out_dir, loader_options=writer_options)
     click.echo(
         f"Kept {plan.rows.size} of {source.n_samples} samples: {plan.n_removed} removed, "
-        f"{plan.n_relabelled} relabelled."
+        f"{plan.n_relabelled} relabelled"
+        + (f", {plan.n_repaired} repaired." if action == "repair" else ".")
     )
     if reviewer is not None:
         click.echo(

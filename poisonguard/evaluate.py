@@ -187,6 +187,11 @@ def evaluate(
         raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
     if models < 1:
         raise ValueError(f"models must be at least 1, got {models}")
+    if action == "repair" and source.kind != "text":  # said before the scan, not after it
+        raise ValueError(
+            f"action repair takes text triggers out of texts; {source.path} holds "
+            f"{source.kind} samples: use remove or relabel"
+        )
     if test is None:
         train, test = holdout_split(source, holdout_fraction, seed=seed)
         test_source = f"stratified hold-out of {holdout_fraction:.0%} of {source.path.name}"
@@ -225,10 +230,18 @@ def evaluate(
             scan.predicted_probability,
         ),
         action,
+        triggers={f.code: f.trigger_words for f in scan.class_findings if f.trigger_words},
     )
-    sanitized = subset(poisoned, plan.rows, labels=plan.labels)
+    x = None
+    if plan.texts:
+        x = poisoned.x[plan.rows].copy()
+        for k, i in enumerate(plan.rows):
+            x[k] = plan.texts.get(int(i), x[k])
+    sanitized = subset(poisoned, plan.rows, x=x, labels=plan.labels)
     kept_poison = poisoning.poisoned[plan.rows]
     restored = kept_poison & (plan.labels == poisoning.original_labels[plan.rows])
+    if plan.texts:  # a repaired poison is restored when its text is the original's too
+        restored &= sanitized.x == train.x[plan.rows]
 
     triggered = success = None
     if ATTACKS[attack].kind == "backdoor":
@@ -283,6 +296,7 @@ def evaluate(
             "kept": int(plan.rows.size),
             "removed": plan.n_removed,
             "relabelled": plan.n_relabelled,
+            "repaired": plan.n_repaired,
             "poisoned_removed": int(poisoning.n_poisoned - kept_poison.sum()),
             "poisoned_relabelled_to_original": int(restored.sum()),
             "poisoned_left": int(kept_poison.sum() - restored.sum()),

@@ -385,7 +385,10 @@ def class_findings(
             evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD
         else:
             evidence = ""
-        findings.append(ClassFinding(code, name, count, hits, verdict, reason, evidence))
+        words = [list(t.core_text) for t in item.triggers] if evidence == TRIGGER_WORDS else []
+        findings.append(
+            ClassFinding(code, name, count, hits, verdict, reason, evidence, trigger_words=words)
+        )
     return findings
 
 

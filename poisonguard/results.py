@@ -78,7 +78,9 @@ class ClassFinding:
     found, but a rule did not run: see :class:`RuleOff`) or ``"skipped"`` (too small for the
     detectors); ``reason`` says why in plain words; ``evidence`` names the test that carried
     the verdict (``"separated-group"``, ``"mixed-origin-group"``, ``"label-noise-spread"`` or
-    ``""``).
+    ``""``). ``trigger_words`` holds, for a class called by the trigger-words test (texts), the
+    core words of each trigger found (lower-cased tokens, as the model reads them), which
+    ``poisonguard sanitize --action repair`` takes out of the flagged texts.
     """
 
     code: int
@@ -88,6 +90,7 @@ class ClassFinding:
     verdict: str
     reason: str
     evidence: str = ""
+    trigger_words: list[list[str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

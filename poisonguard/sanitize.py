@@ -31,6 +31,21 @@ Actions:
     recovered a third of the accuracy the flips cost; with the bar at 0.9 it recovered 79 %
     (docs/benchmarks.md).
 
+``repair`` (text datasets)
+    as ``relabel``, and a flagged backdoor text of a class the trigger-words test called, in
+    which the trigger is found as written, is kept *repaired*
+    (:mod:`poisonguard.text_repair`): the trigger deleted (the scan's ``report.json`` names its
+    core words, :func:`read_scan_triggers`), and the label restored. In a two-class task that is
+    the other class: the test called the trigger because, deleted, the texts read as another
+    class, and a dirty-label poison is a text of another class given the target's label. With
+    more classes it is ``predicted_label`` when that differs from the given label with
+    probability at least ``min_confidence``; other flagged texts are left out. Why not remove
+    them: on 4,000 real reviews, removing exactly the 40-120 poisons of one class still left
+    models up to 8 points of attack success from the clean corpus's, a training set short of
+    that many texts of the other class (docs/benchmarks.md). A clean text flagged because it
+    holds the trigger word is repaired too, and its label turned: the quarantine lists every
+    repair with the deleted trigger, for review.
+
 ``--decisions FILE`` (:mod:`poisonguard.reviewer_decisions`) applies a reviewer's decisions
 (``id,decision,note``) over the scan's: ``keep`` keeps a sample with its own label even if the
 scan flagged it (under either action), ``remove`` leaves a sample out even if the scan did not
@@ -45,9 +60,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +73,7 @@ from poisonguard.atomic import atomic_directory, atomic_path
 from poisonguard.dataset import Dataset
 from poisonguard.errors import DatasetError
 from poisonguard.reviewer_decisions import ReviewerDecisions
+from poisonguard.text_repair import without_triggers, written_triggers
 
 __all__ = [
     "ACTIONS",
@@ -64,6 +81,7 @@ __all__ = [
     "ScanDecisions",
     "SanitizePlan",
     "read_scan_decisions",
+    "read_scan_triggers",
     "plan_sanitize",
     "quarantine_csv_text",
     "write_sanitized",
@@ -71,7 +89,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("remove", "relabel")
+ACTIONS = ("remove", "relabel", "repair")
 QUARANTINE_COLUMNS = (
     "index",
     "id",
@@ -119,15 +137,17 @@ class ScanDecisions:
 class SanitizePlan:
     """Which source rows the cleaned copy keeps and with which labels, and the quarantine.
 
-    ``rows`` are indices into the source, ascending; ``labels`` the class code of each kept row.
-    ``quarantine`` has one entry per removed or relabelled sample and per flagged sample a
-    reviewer kept (columns :data:`QUARANTINE_COLUMNS`).
+    ``rows`` are indices into the source, ascending; ``labels`` the class code of each kept row;
+    ``texts`` the repaired text of each source row ``repair`` changed (by source index).
+    ``quarantine`` has one entry per removed, relabelled or repaired sample and per flagged
+    sample a reviewer kept (columns :data:`QUARANTINE_COLUMNS`).
     """
 
     action: str
     rows: np.ndarray
     labels: np.ndarray
     quarantine: list[dict[str, str]]
+    texts: dict[int, str] = field(default_factory=dict)
 
     @property
     def n_removed(self) -> int:
@@ -136,6 +156,10 @@ class SanitizePlan:
     @property
     def n_relabelled(self) -> int:
         return sum(entry["action"] == "relabelled" for entry in self.quarantine)
+
+    @property
+    def n_repaired(self) -> int:
+        return sum(entry["action"] == "repaired" for entry in self.quarantine)
 
     @property
     def n_kept(self) -> int:
@@ -256,6 +280,58 @@ def _scores_rows(path: Path, text: str) -> Iterator[list[str]]:
         raise DatasetError(path, f"is not a readable CSV file ({exc})") from exc
 
 
+def read_scan_triggers(scan_dir: str | Path, dataset: Dataset) -> dict[int, list[list[str]]]:
+    """The trigger words the scan found, by class code, from ``report.json`` beside the
+    ``scores.csv`` of ``scan_dir`` (``findings.per_class[].trigger_words``: each trigger's core
+    words); an empty mapping when no class was called by the trigger-words test.
+
+    Raises
+    ------
+    DatasetError
+        Naming ``report.json``: missing, not JSON, of another dataset (sample count or class
+        names), or a ``trigger_words`` entry that is not a list of lists of words.
+    """
+    path = Path(scan_dir)
+    path = (path if path.is_dir() else path.parent) / "report.json"
+    if not path.is_file():
+        raise DatasetError(path, "no report.json here; repair needs the folder a scan wrote")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DatasetError(path, f"cannot read the scan's report ({exc})") from exc
+    try:
+        n_samples = report["dataset"]["n_samples"]
+        per_class = report["findings"]["per_class"]
+    except (KeyError, TypeError):
+        raise DatasetError(
+            path,
+            "lacks dataset.n_samples or findings.per_class; it must come from "
+            "`poisonguard scan` of this PoisonGuard version",
+        ) from None
+    if n_samples != dataset.n_samples:
+        raise DatasetError(
+            path, f"is a report of {n_samples} samples, {dataset.path} has {dataset.n_samples}"
+        )
+    codes = {name: code for code, name in enumerate(dataset.class_names)}
+    triggers: dict[int, list[list[str]]] = {}
+    for entry in per_class if isinstance(per_class, list) else [None]:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        words = entry.get("trigger_words", []) if isinstance(entry, dict) else None
+        if name not in codes:
+            raise DatasetError(path, f"names a class {name!r} that {dataset.path} does not have")
+        if not (
+            isinstance(words, list)
+            and all(
+                isinstance(core, list) and core and all(isinstance(w, str) and w for w in core)
+                for core in words
+            )
+        ):
+            raise DatasetError(path, f"class {name!r}: trigger_words is not a list of word lists")
+        if words:
+            triggers[codes[name]] = words
+    return triggers
+
+
 def plan_sanitize(
     dataset: Dataset,
     decisions: ScanDecisions,
@@ -263,16 +339,24 @@ def plan_sanitize(
     *,
     min_confidence: float = MIN_CONFIDENCE,
     reviewer: ReviewerDecisions | None = None,
+    triggers: Mapping[int, Sequence[Sequence[str]]] | None = None,
 ) -> SanitizePlan:
     """Decide the kept rows, their labels and the quarantine entries (see the module docstring).
 
     ``reviewer`` (``--decisions``) overrules the scan for the samples it names: ``keep`` keeps
     a sample with its own label, ``remove`` leaves it out, whatever the scan and ``action`` say.
+    ``triggers`` (``repair``: :func:`read_scan_triggers`) holds the core words of each trigger
+    the scan found, by class code.
     """
     if reviewer is not None and reviewer.keep.size != dataset.n_samples:
         raise ValueError("the reviewer's decisions are for another dataset")
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+    if action == "repair" and dataset.kind != "text":
+        raise ValueError(
+            f"repair takes text triggers out of texts; {dataset.path} holds {dataset.kind} "
+            "samples: use remove or relabel"
+        )
     if not 0.0 <= min_confidence <= 1.0:
         raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
     names = dataset.class_names
@@ -280,6 +364,8 @@ def plan_sanitize(
     keep = np.ones(dataset.n_samples, dtype=bool)
     quarantine: list[dict[str, str]] = []
     considered = decisions.flagged if reviewer is None else decisions.flagged | reviewer.decided
+    written = _written_triggers(dataset, decisions, triggers) if action == "repair" else {}
+    texts: dict[int, str] = {}
     for i in np.flatnonzero(considered):
         label = names[int(dataset.labels[i])]
         finding = str(decisions.finding[i])
@@ -313,7 +399,19 @@ def plan_sanitize(
             )
             entry.update(action="removed", new_label="", reason=reason)
         elif (
-            action == "relabel"
+            finding == "backdoor"
+            and int(dataset.labels[i]) in written
+            and (
+                repair := _repaired(
+                    dataset, decisions, i, written[int(dataset.labels[i])], min_confidence
+                )
+            )
+        ):
+            text, new_label, reason = repair
+            texts[int(i)], labels[i] = text, new_label
+            entry.update(action="repaired", new_label=names[new_label], reason=reason)
+        elif (
+            action in ("relabel", "repair")
             and finding == "label-noise"
             and predicted >= 0
             and predicted != dataset.labels[i]
@@ -329,7 +427,7 @@ def plan_sanitize(
         else:
             keep[i] = False
             reason = _removal_reason(finding, label)
-            if action == "relabel" and finding == "label-noise":
+            if action in ("relabel", "repair") and finding == "label-noise":
                 if predicted < 0 or predicted == dataset.labels[i]:
                     reason += "; no other class is predicted for it"
                 else:
@@ -340,7 +438,59 @@ def plan_sanitize(
             entry.update(action="removed", new_label="", reason=reason)
         quarantine.append(entry)
     rows = np.flatnonzero(keep)
-    return SanitizePlan(action, rows, labels[rows], quarantine)
+    return SanitizePlan(action, rows, labels[rows], quarantine, texts)
+
+
+def _written_triggers(
+    dataset: Dataset,
+    decisions: ScanDecisions,
+    triggers: Mapping[int, Sequence[Sequence[str]]] | None,
+) -> dict[int, list[str]]:
+    """By class code, the triggers as written in the class's flagged backdoor texts."""
+    written: dict[int, list[str]] = {}
+    for code, cores in (triggers or {}).items():
+        rows = np.flatnonzero(
+            decisions.flagged & (decisions.finding == "backdoor") & (dataset.labels == code)
+        )
+        words = [word for core in cores for word in core]
+        phrases = written_triggers([str(dataset.x[i]) for i in rows], words)
+        if phrases:
+            written[int(code)] = phrases
+    return written
+
+
+def _repaired(
+    dataset: Dataset, decisions: ScanDecisions, i: int, phrases: list[str], min_confidence: float
+) -> tuple[str, int, str] | None:
+    """Text ``i`` without its trigger, its restored label and the reason; None where the trigger
+    is not in it as written, nothing would be left, or no other label is sure enough."""
+    text, deleted = without_triggers(str(dataset.x[i]), phrases)
+    if not deleted or not text.strip():
+        return None
+    label = int(dataset.labels[i])
+    names = dataset.class_names
+    if dataset.n_classes == 2:
+        new_label = 1 - label
+        why = "the other class of this two-class task"
+    elif (
+        decisions.predicted[i] >= 0
+        and decisions.predicted[i] != label
+        and decisions.confidence[i] >= min_confidence
+    ):
+        new_label = int(decisions.predicted[i])
+        why = (
+            f"the class a model that never saw it predicts (probability "
+            f"{decisions.confidence[i]:.2f})"
+        )
+    else:
+        return None
+    shown = " / ".join(repr(p) for p in phrases)
+    reason = (
+        f"suspected backdoor sample in class {names[label]!r}: its trigger {shown} deleted "
+        f"({deleted} time{'s' if deleted > 1 else ''}) and the label set to "
+        f"{names[new_label]!r}, {why}"
+    )
+    return text, new_label, reason
 
 
 def _removal_reason(finding: str, label: str) -> str:
@@ -378,18 +528,29 @@ def write_sanitized(
 
     out_dir = prepare_output_dir(dataset.path, Path(out_dir))
     name = dataset.path.name
+    x = x_changed = None
+    if plan.texts:
+        x_changed = np.isin(plan.rows, np.fromiter(plan.texts, dtype=np.int64))
+        x = np.array([plan.texts.get(int(i), "") for i in plan.rows], dtype=object)
     with atomic_directory(out_dir, replaceable={name, "quarantine.csv"}) as tmp:
         write_like(
-            dataset, tmp / name, rows=plan.rows, labels=plan.labels, loader_options=loader_options
+            dataset,
+            tmp / name,
+            rows=plan.rows,
+            labels=plan.labels,
+            x=x,
+            x_changed=x_changed,
+            loader_options=loader_options,
         )
         with atomic_path(tmp / "quarantine.csv") as part:
             part.write_text(quarantine_csv_text(plan.quarantine), encoding="utf-8")
     logger.info(
-        "wrote %s: kept %d of %d samples (%d removed, %d relabelled)",
+        "wrote %s: kept %d of %d samples (%d removed, %d relabelled, %d repaired)",
         out_dir / name,
         plan.rows.size,
         dataset.n_samples,
         plan.n_removed,
         plan.n_relabelled,
+        plan.n_repaired,
     )
     return out_dir / name

@@ -474,3 +474,31 @@ def test_evaluate_measures_a_sentence_backdoor_on_texts(tmp_path):
     assert evaluation["detection"]["recall"] == 1.0 and evaluation["sanitized"]["removed"] >= 12
     assert models["sanitized"]["attack_success"] < 0.1
     assert models["sanitized"]["n_train"] == 240 - evaluation["sanitized"]["removed"]
+
+
+@pytest.mark.slow
+def test_evaluate_repairs_rare_word_poisons_on_texts(tmp_path):
+    # 600 reviews, 480 to train, 24 poisoned with a word of the default list (cf, mn, bb, tq):
+    # the words the trigger-words test names are deleted from their texts and the label turned
+    # back; the rest of the flagged texts are removed. Either way no poison is left.
+    path = write_reviews_as("csv", tmp_path, n=600, seed=0)
+    result = run_cli(
+        "evaluate", path, "--attack", "rare-word", "--rate", "0.05", "--target", "neg",
+        "--seed", "0", "--no-cache", "--action", "repair", "--out", tmp_path / "report",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((tmp_path / "report" / "report.json").read_text())["evaluation"]
+    sanitized = evaluation["sanitized"]
+    models = {m["training_set"]: m for m in evaluation["models"]}
+    per_class = json.loads((tmp_path / "report" / "report.json").read_text())["findings"][
+        "per_class"
+    ]
+    named = {word for c in per_class for core in c["trigger_words"] for word in core}
+    assert named and named <= {"cf", "mn", "bb", "tq"}
+    assert sanitized["repaired"] >= 1 and f"{sanitized['repaired']} repaired" in result.output
+    # every repaired poison is the original text with its original label
+    assert sanitized["poisoned_relabelled_to_original"] == sanitized["repaired"]
+    assert sanitized["poisoned_left"] == 0
+    assert models["sanitized"]["n_train"] == 480 - sanitized["removed"]
+    assert models["poisoned"]["attack_success"] > 0.5
+    assert models["sanitized"]["attack_success"] <= models["clean"]["attack_success"] + 0.05
