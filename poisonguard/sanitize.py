@@ -484,7 +484,8 @@ def _repaired(
         )
     else:
         return None
-    shown = " / ".join(repr(p) for p in phrases)
+    # only the triggers this text held, for the reviewer (purple/monkey: one or both)
+    shown = " and ".join(repr(p) for p in phrases if without_triggers(str(dataset.x[i]), [p])[1])
     reason = (
         f"suspected backdoor sample in class {names[label]!r}: its trigger {shown} deleted "
         f"({deleted} time{'s' if deleted > 1 else ''}) and the label set to "
