@@ -502,3 +502,5 @@ def test_evaluate_repairs_rare_word_poisons_on_texts(tmp_path):
     assert models["sanitized"]["n_train"] == 480 - sanitized["removed"]
     assert models["poisoned"]["attack_success"] > 0.5
     assert models["sanitized"]["attack_success"] <= models["clean"]["attack_success"] + 0.05
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert f"{sanitized['repaired']} repaired" in page
