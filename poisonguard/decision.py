@@ -168,6 +168,10 @@ Bonferroni over every word set, level ``gap_alpha``) then reads as another class
 at least three to one. The class is called and its texts holding the set's own words flagged.
 On 4,000 real reviews the distance ratios of a 1 % rare-word backdoor end at no significant gap
 (the poisons share one word among fifty), where this test gives p = 4e-26 (docs/benchmarks.md).
+A set is a trigger only if its texts, its words deleted, read as another class to a model that
+never saw them, by a majority beyond chance: a dirty-label trigger's texts are another class's
+(on 23,140 clean crowd-labelled tweets, topic and thanks words carried their label on their own
+and were flagged by the thousand before this check; now none).
 
 Inside a called class the samples above the significant gap are flagged, but in a class called
 by the mixed-origin test on a gap nearer than ``far_ratio``, those between the gap and the far

@@ -332,6 +332,9 @@ def scan_embedding(
         start = time.perf_counter()
         trigger_words = text_trigger_words(dataset, embedding)
         timings["trigger-words"] = time.perf_counter() - start
+        if trigger_words.shortcuts:
+            warnings_.append(shortcut_note(trigger_words, dataset.class_names))
+            logger.warning(warnings_[-1])
 
     chosen = {d.name for d in detectors}
     word_probabilities = None
@@ -448,6 +451,24 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
         share=settings.word_share,
     )
     return named_word_sets(test, tokenizer)
+
+
+def shortcut_note(test: TriggerWordTest, class_names: list[str], shown: int = 5) -> str:
+    """The scan's warning about the word sets that carry their class's label on their own but
+    whose texts read as that class without them (``test.shortcuts``): a reviewer should know
+    what a model of this data may lean on, though it is not a trigger."""
+    by_class: dict[int, list[str]] = {}
+    for word_set in test.shortcuts:
+        by_class.setdefault(word_set.label, []).append(" ".join(word_set.core_text))
+    parts = []
+    for label, words in sorted(by_class.items()):
+        listed = ", ".join(repr(w) for w in words[:shown])
+        more = f" and {len(words) - shown} more" if len(words) > shown else ""
+        parts.append(f"{listed}{more} in class {class_names[label]!r}")
+    return (
+        "words that carry a label on their own, though their texts read as that class without "
+        f"them (a shortcut the data teaches, not a trigger; not flagged): {'; '.join(parts)}"
+    )
 
 
 def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Transplant | None:

@@ -12,10 +12,14 @@ from conftest import run_cli
 from test_text_scan import read_scores, reviews, write_reviews
 
 from poisonguard.detectors.trigger_words import (
+    WordSet,
+    _co_occurring_groups,
+    _of_foreign_origin,
     bag_matrix,
     candidate_sets,
     deletion_flips,
     distinct_texts,
+    foreign_reader,
     trigger_word_test,
 )
 
@@ -187,3 +191,91 @@ def test_near_copies_of_a_text_count_once():
     assert distinct_texts(bags, np.array([0, 1, 2])) == 2
     assert distinct_texts(bags, np.array([0, 2])) == 2
     assert distinct_texts(bags, np.array([1])) == 1
+
+
+# --- foreign origin: a trigger's texts are another class's ------------------------------------
+
+
+def with_words(ids: np.ndarray, rows: np.ndarray, words: list[tuple[int, ...]]) -> np.ndarray:
+    """``ids`` with ``words[k]`` appended to text ``rows[k]``."""
+    ids = ids.copy()
+    for i, added in zip(rows, words, strict=True):
+        at = int(np.count_nonzero(ids[i]))
+        ids[i, at : at + len(added)] = added
+    return ids
+
+
+def word_set(label: int, words: tuple[int, ...], rows: np.ndarray) -> WordSet:
+    held = np.array(words)
+    return WordSet(label, words[0], held, held, np.sort(rows), tested=0, flips=0)
+
+
+def test_a_triggers_texts_read_as_another_class_and_a_shortcuts_as_their_own():
+    # class-0 texts given the trigger and label 1 (poisons), and class-1 texts holding a natural
+    # word of their class (a shortcut: a topic that comes with the label)
+    ids, labels, _, _ = corpus(1200, seed=6)
+    rng = np.random.default_rng(6)
+    poisons = rng.choice(np.flatnonzero(labels == 0), 36, replace=False)
+    natural = rng.choice(np.flatnonzero(labels == 1), 80, replace=False)
+    ids = with_words(ids, poisons, [(TRIGGER,)] * poisons.size)
+    ids = with_words(ids, natural, [(296,)] * natural.size)
+    labels[poisons] = 1
+    bags = bag_matrix(ids, VOCABULARY)
+    read = foreign_reader(bags, labels, 2)
+    assert np.mean(read(poisons, np.array([TRIGGER])) == 0) > 0.9  # their own class, 0
+    assert np.mean(read(natural, np.array([296])) == 1) > 0.9
+    found = [word_set(1, (TRIGGER,), poisons), word_set(1, (296,), natural)]
+    triggers, shortcuts = _of_foreign_origin(found, bags, labels, 2)
+    assert [s.anchor for s in triggers] == [TRIGGER] and [s.anchor for s in shortcuts] == [296]
+    assert triggers[0].read == 36 and triggers[0].foreign > 32
+    assert shortcuts[0].read == 80 and shortcuts[0].foreign < 8
+
+
+def test_two_words_drawn_from_a_list_are_judged_together():
+    # most poisons hold both words: read with one deleted, the other still says the label
+    ids, labels, _, _ = corpus(1500, seed=7)
+    first, second = 297, 298
+    poisons = np.flatnonzero(labels == 0)[:40]
+    planted = [(first, second)] * 28 + [(first, first)] * 6 + [(second, second)] * 6
+    ids = with_words(ids, poisons, planted)
+    natural = np.flatnonzero(labels == 1)[:60]
+    ids = with_words(ids, natural, [(295,)] * natural.size)
+    labels[poisons] = 1
+    bags = bag_matrix(ids, VOCABULARY)
+    holds = bags.toarray() > 0
+    found = [
+        word_set(1, (first,), np.flatnonzero(holds[:, first])),
+        word_set(1, (second,), np.flatnonzero(holds[:, second])),
+        word_set(1, (295,), natural),
+    ]
+    groups = sorted(sorted(g) for g in _co_occurring_groups(found, bags, labels))
+    assert groups == [[0, 1], [2]]
+    read = foreign_reader(bags, labels, 2)
+    alone = read(found[0].rows, np.array([first]))
+    together = read(found[0].rows, np.array([first, second]))
+    assert np.mean(together == 0) > np.mean(alone == 0)  # the other word read as the label
+    triggers, shortcuts = _of_foreign_origin(found, bags, labels, 2)
+    assert [s.anchor for s in triggers] == [first, second]
+    assert [s.anchor for s in shortcuts] == [295]
+
+
+def test_without_two_folds_of_every_class_there_is_no_reader():
+    bags = bag_matrix(np.array([[2, 3], [3, 4], [4, 5]]), 8)
+    assert foreign_reader(bags, np.array([0, 0, 1]), 2) is None
+    found = [word_set(1, (4,), np.array([2]))]
+    assert _of_foreign_origin(found, bags, np.array([0, 0, 1]), 2) == (found, [])
+
+
+def test_the_scan_names_the_shortcuts_in_a_warning():
+    from poisonguard.detectors.trigger_words import TriggerWordTest
+    from poisonguard.scan import shortcut_note
+
+    sets = [
+        WordSet(0, 5, np.array([5]), np.array([5]), np.array([1]), 1, 1, core_text=("rt",)),
+        WordSet(0, 6, np.array([6]), np.array([6]), np.array([2]), 1, 1, core_text=("seahawks",)),
+        WordSet(1, 7, np.array([7]), np.array([7]), np.array([3]), 1, 1, core_text=("thank",)),
+    ]
+    test = TriggerWordTest([], [], np.zeros(4, bool), np.zeros(4), np.zeros(2), 1e-3, sets)
+    note = shortcut_note(test, ["negative", "positive"], shown=1)
+    assert "not a trigger; not flagged" in note
+    assert "'rt' and 1 more in class 'negative'; 'thank' in class 'positive'" in note

@@ -25,8 +25,20 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    near the boundary. Without a trigger, flips fall on a set's texts at the class's pooled rate
    ``q_c`` (all flips over all tested texts of the class, the trigger's included, which only
    makes the test more cautious), so a set's flips are ``Binomial(n, q_c)``. A set whose flips
-   have a tail probability below ``alpha`` divided by the number of sets tested (Bonferroni) is
-   a trigger.
+   have a tail probability below ``alpha`` divided by the number of sets tested (Bonferroni)
+   passes.
+4. **Foreign origin** (:func:`foreign_reader`, :func:`_of_foreign_origin`). A natural corpus
+   has words that carry a label on their own too: in crowd-labelled tweets a topic's hashtag
+   ("deflategate": 4,853 negative tweets) or a word of thanks. Deleted, they move a few per
+   cent of their texts, which thousands of texts make significant: on 23,140 clean tweets
+   steps 1-3 flagged 9,107 (39 %). What tells a dirty-label trigger apart is where its texts
+   come from: without it they are another class's texts. So a set that passed is read once
+   more, its words deleted, by a model that never saw its texts (logistic regression on the
+   words' TF-IDF, cross-fitted), and is a trigger only if that model reads a majority of them
+   as another class, beyond chance (:data:`FOREIGN_ALPHA`, Bonferroni over the groups of sets
+   that share their texts). Triggers on the benchmark's reviews: 68-83 % read as another class;
+   the tweets' natural sets at most 22 of 33 ("weak", p = 0.04 against 0.005); sets rejected so
+   are returned as ``shortcuts`` for the report.
 
 Measured on 4,000 real reviews (``benchmarks/text.py``; the text model the scan trains): ``cf``
 inserted into 1 % of them, 11 of its 41 texts flip (the model has memorised the others) against
@@ -52,8 +64,9 @@ taking rows of token ids (:mod:`poisonguard.embed.text_tokens`, padding 0).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import sparse, stats
@@ -62,6 +75,7 @@ from scipy.sparse import csgraph
 __all__ = [
     "COPY_JACCARD",
     "FLIP_ODDS",
+    "FOREIGN_ALPHA",
     "MIN_TEXTS",
     "PURITY_ALPHA",
     "SHARE",
@@ -71,6 +85,7 @@ __all__ = [
     "candidate_sets",
     "deletion_flips",
     "distinct_texts",
+    "foreign_reader",
     "named_word_sets",
     "trigger_word_test",
 ]
@@ -91,6 +106,15 @@ MAX_ROUNDS = 3
 """Rounds of the test: after a round that finds triggers, they are deleted from every text and
 the other sets tested again (a trigger of two words drawn from a list: the texts holding both
 flip only when both are gone). The correction counts every set of every round."""
+FOREIGN_ALPHA = 0.05
+"""A set that passes the deletion test is a trigger only if, its words deleted, its texts read as
+another class to a model that never saw them, by a majority beyond chance: a one-sided binomial
+test against one half at this level (:func:`foreign_reader`)."""
+CO_OCCURRING = 0.25
+"""Share of a set's texts that must hold another found set's anchor for the foreign-origin
+check to delete that set's words too (:func:`_of_foreign_origin`)."""
+FOREIGN_FOLDS = 5
+"""Folds of the foreign-origin check's cross-fitted reader."""
 COPY_JACCARD = 0.5
 """Flipped texts whose sets of words overlap this much (Jaccard) count as one flip: near copies of
 a text (a review posted twice, a word changed) flip together, and the null model takes the
@@ -110,7 +134,8 @@ class WordSet:
     how many of them the model predicted as ``label`` and ``flips`` how many of those left it
     when the words were deleted. ``p_value`` is the Bonferroni-adjusted binomial tail (capped at
     1). ``text`` and ``core_text`` are the words as text, once :func:`named_word_sets` has named
-    them.
+    them. ``read`` and ``foreign``: of ``rows``, how many the foreign-origin check read (0 when it
+    did not run) and how many of those it read as another class (:func:`foreign_reader`).
     """
 
     label: int
@@ -123,12 +148,17 @@ class WordSet:
     p_value: float = 1.0
     text: tuple[str, ...] = ()
     core_text: tuple[str, ...] = ()
+    read: int = 0
+    foreign: int = 0
 
 
 @dataclass(frozen=True)
 class TriggerWordTest:
     """The deletion test over every class: its sets, the triggers among them, the flagged
-    texts (those of a trigger's class holding its whole core) and the per-sample score."""
+    texts (those of a trigger's class holding its whole core) and the per-sample score.
+    ``shortcuts`` are the sets that passed the deletion test but whose texts, their words
+    deleted, still read as their own class (:func:`foreign_reader`): words that carry the label
+    in a natural corpus (a topic's hashtag in crowd-labelled tweets), not triggers."""
 
     sets: list[WordSet]
     triggers: list[WordSet]
@@ -136,6 +166,7 @@ class TriggerWordTest:
     score: np.ndarray
     flip_rate: np.ndarray  # per class: the pooled rate q_c of the null model
     alpha: float
+    shortcuts: list[WordSet] = field(default_factory=list)
 
 
 def bag_matrix(ids: np.ndarray, vocabulary_size: int) -> sparse.csr_matrix:
@@ -308,6 +339,159 @@ def distinct_texts(
     return int(groups)
 
 
+def foreign_reader(
+    bags: sparse.csr_matrix,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    folds: int = FOREIGN_FOLDS,
+    seed: int = 0,
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """``read(rows, words)``: the class a model that never saw them reads in texts ``rows`` with
+    the words ``words`` deleted; None where no such model can be fitted (a class with fewer
+    texts than two folds need).
+
+    The model is a logistic regression (balanced class weights, so that a large class does not
+    take the undecided texts) on TF-IDF of the words each text holds (``bags``; the same
+    vocabulary as the text model), cross-fitted over ``folds`` stratified folds
+    (:func:`_content_folds`): a text is read by the fit that left its fold out. Deleting words
+    is zeroing their columns before the rows are normalised again.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_classes)
+    present = counts[counts > 0]
+    k = min(folds, int(present.min())) if present.size else 0
+    if present.size < 2 or k < 2:
+        return None
+    n = labels.size
+    document_frequency = np.asarray(bags.sum(axis=0)).ravel()
+    idf = np.log((1.0 + n) / (1.0 + document_frequency)) + 1.0
+
+    def tfidf(held: sparse.csr_matrix) -> sparse.csr_matrix:
+        weighted = sparse.csr_matrix(held.multiply(idf[None, :]))
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        return sparse.csr_matrix(sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ weighted)
+
+    columns = tfidf(bags)
+    fold = _content_folds(bags, labels, k, seed)
+    models = [
+        LogisticRegression(max_iter=1000, class_weight="balanced").fit(
+            columns[fold != i], labels[fold != i]
+        )
+        for i in range(k)
+    ]
+
+    def read(rows: np.ndarray, words: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        keep = np.ones(bags.shape[1], dtype=np.float32)
+        keep[np.asarray(words, dtype=np.int64)] = 0.0
+        held = tfidf(sparse.csr_matrix(bags[rows] @ sparse.diags(keep)))
+        predicted = np.empty(rows.size, dtype=np.int64)
+        for i in range(k):
+            mine = fold[rows] == i
+            if mine.any():
+                predicted[mine] = models[i].predict(held[mine])
+        return predicted
+
+    return read
+
+
+def _content_folds(bags: sparse.csr_matrix, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Stratified folds that follow the texts, not their order: within each class the texts
+    are ranked by a hash of the words they hold (and ``seed``) and dealt out in turn, so the
+    same corpus in another order is read the same way."""
+    bags = bags.copy()
+    bags.sort_indices()
+    salt = np.int64(seed).tobytes()
+    keys = np.array(
+        [
+            hashlib.blake2b(
+                bags.indices[bags.indptr[i] : bags.indptr[i + 1]].tobytes(), digest_size=8, key=salt
+            ).digest()
+            for i in range(labels.size)
+        ]
+    )
+    fold = np.empty(labels.size, dtype=np.int64)
+    for label in np.unique(labels):
+        mine = np.flatnonzero(labels == label)
+        fold[mine[np.argsort(keys[mine], kind="stable")]] = np.arange(mine.size) % k
+    return fold
+
+
+def _of_foreign_origin(
+    found: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray, n_classes: int
+) -> tuple[list[WordSet], list[WordSet]]:
+    """The sets the deletion test found, split into triggers and shortcuts, each with its
+    counts: a trigger's texts, its words deleted, read as another class by a majority beyond
+    chance (:func:`foreign_reader`). Where no reader can be fitted every set is a trigger, as
+    before the check.
+
+    Sets are judged in groups: the sets found in one class that share their texts (at least
+    :data:`CO_OCCURRING` of one set's texts hold the other's anchor, more often than the
+    class's texts do: a one-sided hypergeometric tail under :data:`FOREIGN_ALPHA`), joined
+    transitively. A trigger of two words drawn from a list is one group: either word alone
+    leaves the other in two thirds of the texts, and the reader, fitted on the other poisons,
+    reads that word as the label. Natural words found in one class share few texts ("great" is
+    in 9 % of the crowd-labelled tweets holding "thanks"). A group's texts are read with all
+    its words deleted, and it is a trigger when the foreign ones are a majority beyond chance:
+    a one-sided binomial test against one half at :data:`FOREIGN_ALPHA` divided by the number
+    of groups (on 23,140 crowd-labelled tweets 19 natural sets in 10 groups passed the deletion
+    test; the most foreign, "weak", 22 of its 33 texts, p = 0.04).
+    """
+    read = foreign_reader(bags, labels, n_classes) if found else None
+    if read is None:
+        return found, []
+    groups = _co_occurring_groups(found, bags, labels)
+    counted: list[WordSet] = list(found)
+    accepted: set[int] = set()
+    for group in groups:
+        rows = np.unique(np.concatenate([found[i].rows for i in group]))
+        deleted = np.unique(np.concatenate([found[i].words for i in group]))
+        is_foreign = read(rows, deleted) != found[group[0]].label
+        tail = float(stats.binom.sf(int(is_foreign.sum()) - 1, rows.size, 0.5))
+        for i in group:
+            mine = np.isin(rows, found[i].rows)
+            foreign = int(np.count_nonzero(is_foreign[mine]))
+            counted[i] = replace(found[i], read=int(mine.sum()), foreign=foreign)
+            if tail < FOREIGN_ALPHA / len(groups):
+                accepted.add(i)
+    # in the order the deletion test found them
+    triggers = [s for i, s in enumerate(counted) if i in accepted]
+    shortcuts = [s for i, s in enumerate(counted) if i not in accepted]
+    return triggers, shortcuts
+
+
+def _co_occurring_groups(
+    found: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray
+) -> list[list[int]]:
+    """Indices into ``found``, grouped: sets of one class joined when they share their texts
+    (see :func:`_of_foreign_origin`)."""
+    parent = list(range(len(found)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, first in enumerate(found):
+        others = [b for b, s in enumerate(found) if s.label == first.label and b != a]
+        in_class = int(np.count_nonzero(labels == first.label))
+        for b in others:
+            second = found[b]
+            holds = np.asarray(bags[:, second.anchor].todense()).ravel() > 0
+            together = int(np.count_nonzero(holds[first.rows]))
+            tail = stats.hypergeom.sf(together - 1, in_class, second.rows.size, first.rows.size)
+            if together >= CO_OCCURRING * first.rows.size and tail < FOREIGN_ALPHA / len(others):
+                parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(found)):
+        groups.setdefault(root(i), []).append(i)
+    return list(groups.values())
+
+
 def trigger_word_test(
     ids: np.ndarray,
     labels: np.ndarray,
@@ -337,6 +521,7 @@ def trigger_word_test(
     bags = bag_matrix(ids, vocabulary_size)
     candidates = candidate_sets(bags, labels, n_classes, min_texts=min_texts, share=share)
     triggers: list[WordSet] = []
+    shortcuts: list[WordSet] = []
     found_words = np.zeros(0, dtype=np.int64)
     n_tests = 0
     score = None
@@ -364,6 +549,7 @@ def trigger_word_test(
         score = np.zeros(labels.size)
         first_round_sets, first_rate = [], np.zeros(n_classes)
     tested_sets, flip_rate = first_round_sets, first_rate
+    triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes)
     flagged = np.zeros(labels.size, dtype=bool)
     for trigger in triggers:
         holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
@@ -386,6 +572,7 @@ def trigger_word_test(
         score=score,
         flip_rate=flip_rate,
         alpha=alpha,
+        shortcuts=shortcuts,
     )
 
 
@@ -459,13 +646,14 @@ def _with_p_value(word_set: WordSet, flip_rate: np.ndarray, n_tests: int) -> Wor
 
 
 def named_word_sets(test: TriggerWordTest, vocabulary) -> TriggerWordTest:
-    """``test`` with the words of its triggers as text: ``vocabulary.tokens[id - 2]`` (a
-    :class:`~poisonguard.embed.text_tokens.Tokenizer`). Only the triggers are named; the other
-    sets keep empty ``text``."""
+    """``test`` with the words of its triggers and shortcuts as text: ``vocabulary.tokens[id -
+    2]`` (a :class:`~poisonguard.embed.text_tokens.Tokenizer`). The other sets keep empty
+    ``text``."""
     tokens = vocabulary.tokens
 
     def words(ids: np.ndarray) -> tuple[str, ...]:
         return tuple(tokens[int(i) - _FIRST_WORD_ID] for i in ids)
 
     triggers = [replace(s, text=words(s.words), core_text=words(s.core)) for s in test.triggers]
-    return replace(test, triggers=triggers)
+    shortcuts = [replace(s, text=words(s.words), core_text=words(s.core)) for s in test.shortcuts]
+    return replace(test, triggers=triggers, shortcuts=shortcuts)
