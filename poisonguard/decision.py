@@ -478,6 +478,7 @@ def decide(
     probabilities: RowsLike,
     oos_probabilities: RowsLike | None,
     trigger_words: TriggerWordTest | None = None,
+    foreign_texts: Callable[[int, np.ndarray], bool] | None = None,
     transplant: Transplant | None = None,
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
@@ -514,6 +515,15 @@ def decide(
         The deletion test of a text dataset
         (:func:`~poisonguard.detectors.trigger_words.trigger_word_test`); its triggers call
         their classes and its flagged texts are flagged. ``None`` for other data.
+    foreign_texts : callable or None
+        ``foreign_texts(code, rows)``: whether texts ``rows`` of class ``code``, the words most
+        of them share deleted, read as another class by a majority beyond chance, to a model
+        that never saw them (:func:`~poisonguard.detectors.trigger_words.foreign_group`). A
+        class the separated-group or mixed-origin test calls in a text dataset is called only
+        if its group does: a group of another class's texts is what a dirty-label backdoor
+        makes; a topic cluster of the class's own texts is not (345 of 23,140 clean
+        crowd-labelled tweets, the positive ones about one airline, stood apart at p = 7e-10).
+        ``None`` for other data.
     transplant : callable or None
         ``transplant(code, group, core, probes, added=True)``: the share of the samples
         ``probes`` that the model reads as class ``code`` once the mean difference of the
@@ -764,9 +774,16 @@ def decide(
                         if confirmed(item, members, ratio, cut):
                             item.backdoor, item.rule = True, SEPARATED_GROUP
                             item.gap, item.group_agrees, item.cut_ratio = large, agrees, cut
+            hit = members[ratio > item.cut_ratio] if item.backdoor else members[:0]
+            if item.backdoor and foreign_texts is not None and not foreign_texts(code, hit):
+                # texts: a group of the class's own texts (a topic) is no dirty-label backdoor
+                notes.append(
+                    f"class {code}: {hit.size} texts stand apart ({item.rule} test) but read as "
+                    "their own class without the words they share: not called"
+                )
+                item.backdoor, item.rule = False, ""
             if item.backdoor:
                 targets.append(int(code))
-                hit = members[ratio > item.cut_ratio]
                 flagged[hit] = True
                 kind[hit] = BACKDOOR
     # only where the model can be asked: a split of a clean class into two sub-types can differ

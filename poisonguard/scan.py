@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,14 @@ from poisonguard.detectors.transplant import (
     stamped_share,
     transplant_share,
 )
-from poisonguard.detectors.trigger_words import TriggerWordTest, named_word_sets, trigger_word_test
+from poisonguard.detectors.trigger_words import (
+    TriggerWordTest,
+    bag_matrix,
+    foreign_group,
+    foreign_reader,
+    named_word_sets,
+    trigger_word_test,
+)
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.embed.inference import trained_model
 from poisonguard.embed.text_tokens import Tokenizer
@@ -366,6 +374,7 @@ def scan_embedding(
             inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
         trigger_words=trigger_words,
+        foreign_texts=text_foreign_groups(dataset, embedding) if trigger_words else None,
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
@@ -451,6 +460,29 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
         share=settings.word_share,
     )
     return named_word_sets(test, tokenizer)
+
+
+def text_foreign_groups(
+    dataset: Dataset, embedding: Embedding
+) -> Callable[[int, np.ndarray], bool]:
+    """``foreign_texts(code, rows)`` for :func:`~poisonguard.decision.decide`: whether texts of a
+    class are another class's texts once the words most of them share are deleted
+    (:func:`~poisonguard.detectors.trigger_words.foreign_group`). The words' reader is fitted on
+    the first call only: most scans call no class."""
+    fitted: dict[str, Any] = {}
+
+    def foreign_texts(code: int, rows: np.ndarray) -> bool:
+        if not fitted:
+            tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
+            bags = bag_matrix(tokenizer.encode(dataset.x), tokenizer.vocabulary_size)
+            fitted["bags"] = bags
+            fitted["read"] = foreign_reader(bags, dataset.labels, dataset.n_classes)
+        if fitted["read"] is None:
+            return True  # no reader (a class too small for two folds): nothing to check with
+        share = DecisionSettings().word_share
+        return foreign_group(fitted["bags"], fitted["read"], rows, code, share=share)[0]
+
+    return foreign_texts
 
 
 def shortcut_note(test: TriggerWordTest, class_names: list[str], shown: int = 5) -> str:

@@ -1030,6 +1030,28 @@ def test_mixed_origin_test_is_off_with_fewer_than_four_classes():
     assert decision.evidence[TARGET_CLASS].rule == "separated-group"
 
 
+@pytest.mark.parametrize("foreign", [True, False])
+def test_texts_standing_apart_are_called_only_if_they_are_another_class_s(foreign):
+    # a text dataset's separated group: a dirty-label backdoor's texts are another class's; a
+    # topic cluster of the class's own texts (positive tweets about one airline) is not called
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=False)
+    asked = []
+
+    def foreign_texts(code: int, rows: np.ndarray) -> bool:
+        asked.append((code, rows.tolist()))
+        return foreign
+
+    decision = data.decide(foreign_texts=foreign_texts)
+    assert asked == [(TARGET_CLASS, far.tolist())]
+    if foreign:
+        assert decision.target_classes == [TARGET_CLASS]
+        assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
+    else:
+        assert decision.target_classes == [] and not decision.flagged.any()
+        assert any("read as their own class" in note for note in decision.notes)
+
+
 def plant_label_noise(data: Synthetic, per_class: int) -> np.ndarray:
     """``per_class`` samples of every class get out-of-sample probability 0.005 for their label,
     the predicted class cycling through the other classes (so every class pair gets some)."""

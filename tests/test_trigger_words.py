@@ -19,6 +19,7 @@ from poisonguard.detectors.trigger_words import (
     candidate_sets,
     deletion_flips,
     distinct_texts,
+    foreign_group,
     foreign_reader,
     trigger_word_test,
 )
@@ -279,3 +280,19 @@ def test_the_scan_names_the_shortcuts_in_a_warning():
     note = shortcut_note(test, ["negative", "positive"], shown=1)
     assert "not a trigger; not flagged" in note
     assert "'rt' and 1 more in class 'negative'; 'thank' in class 'positive'" in note
+
+
+def test_a_group_of_another_class_s_texts_is_foreign_and_a_topic_cluster_is_not():
+    ids, labels, _, _ = corpus(1200, seed=8)
+    rng = np.random.default_rng(8)
+    poisons = rng.choice(np.flatnonzero(labels == 0), 30, replace=False)
+    topic = rng.choice(np.flatnonzero(labels == 1), 30, replace=False)
+    ids = with_words(ids, poisons, [tuple(SENTENCE)] * poisons.size)
+    ids = with_words(ids, topic, [(295, 296)] * topic.size)
+    labels[poisons] = 1
+    bags = bag_matrix(ids, VOCABULARY)
+    read = foreign_reader(bags, labels, 2)
+    assert foreign_group(bags, read, poisons, 1, share=0.75)[0]
+    called, foreign = foreign_group(bags, read, topic, 1, share=0.75)
+    assert not called and foreign < 15
+    assert foreign_group(bags, read, np.array([], dtype=int), 1) == (False, 0)

@@ -85,6 +85,7 @@ __all__ = [
     "candidate_sets",
     "deletion_flips",
     "distinct_texts",
+    "foreign_group",
     "foreign_reader",
     "named_word_sets",
     "trigger_word_test",
@@ -396,6 +397,27 @@ def foreign_reader(
         return predicted
 
     return read
+
+
+def foreign_group(
+    bags: sparse.csr_matrix,
+    read: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    rows: np.ndarray,
+    label: int,
+    *,
+    share: float = SHARE,
+) -> tuple[bool, int]:
+    """Whether the texts ``rows`` of class ``label`` are another class's texts: with the words
+    at least ``share`` of them hold deleted (what they have in common: a trigger, a topic), a
+    majority of them read as another class, beyond chance (:data:`FOREIGN_ALPHA`), by ``read``
+    (:func:`foreign_reader`). Returns the verdict and how many read as another class."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return False, 0
+    held = np.asarray(bags[rows].sum(axis=0)).ravel()
+    words = np.flatnonzero(held >= share * rows.size)
+    foreign = int(np.count_nonzero(read(rows, words) != label))
+    return float(stats.binom.sf(foreign - 1, rows.size, 0.5)) < FOREIGN_ALPHA, foreign
 
 
 def _content_folds(bags: sparse.csr_matrix, labels: np.ndarray, k: int, seed: int) -> np.ndarray:
