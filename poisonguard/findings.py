@@ -445,8 +445,18 @@ def _trigger_reason(trigger) -> str:
         f"into another class; texts near the boundary move at a rate that makes this "
         f"probability {trigger.p_value:.1e} after the correction for every word set tested "
         f"(trigger-words test): these words carry the label on their own, as a backdoor "
-        f"trigger does; the texts of the class holding {_all_of(trigger.core_text)} are "
-        f"flagged"
+        f"trigger does{_foreign(trigger)}; the texts of the class holding "
+        f"{_all_of(trigger.core_text)} are flagged"
+    )
+
+
+def _foreign(trigger) -> str:
+    """What the foreign-origin check read, where it ran."""
+    if not trigger.read:
+        return ""
+    return (
+        f", and without them a model that never saw these texts reads {trigger.foreign} of "
+        f"{trigger.read} as another class, as a dirty-label trigger's texts are"
     )
 
 
