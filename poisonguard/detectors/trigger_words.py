@@ -114,12 +114,11 @@ test against one half at this level (:func:`foreign_reader`)."""
 CO_OCCURRING = 0.25
 """Share of a set's texts that must hold another found set's anchor for the foreign-origin
 check to delete that set's words too (:func:`_of_foreign_origin`)."""
-READER_C = 1.0
-"""Inverse regularisation of the foreign-origin reader's logistic regression (scikit-learn's
-default). C = 10 was tried: the shipped poisoned reviews' 60 "cf" texts (sources "great") read
-as another class 37 -> 42 times, but sentence triggers into "great" (sources "other", 1-4 star
-reviews, which read as "great" more often) fell below the bar: 3 of 43 benchmark rows lost
-(docs/benchmarks.md)."""
+READER_C = 10.0
+"""Inverse regularisation of the foreign-origin reader's logistic regression. Measured on the
+shipped 2,000 reviews with "cf" in 60 (sources "great") and on 23,140 crowd-labelled tweets:
+C = 1 read 37 of the 60 poisons as another class (p = 0.046 against one half), C = 10 read 42
+(p = 0.001) while the tweets' most foreign natural set, "weak", fell from 22 to 20 of 33."""
 FOREIGN_FOLDS = 5
 """Folds of the foreign-origin check's cross-fitted reader."""
 COPY_JACCARD = 0.5
@@ -475,14 +474,12 @@ def _of_foreign_origin(
     counted: list[WordSet] = list(found)
     accepted: set[int] = set()
     for group in groups:
-        # the texts each set would flag: those holding its whole core (a sentence's own words),
-        # not every text holding its anchor (a word of the sentence also used naturally)
-        rows = np.unique(np.concatenate([_holding_core(found[i], bags) for i in group]))
+        rows = np.unique(np.concatenate([found[i].rows for i in group]))
         deleted = np.unique(np.concatenate([found[i].words for i in group]))
         is_foreign = read(rows, deleted) != found[group[0]].label
         tail = float(stats.binom.sf(int(is_foreign.sum()) - 1, rows.size, 0.5))
         for i in group:
-            mine = np.isin(rows, _holding_core(found[i], bags))
+            mine = np.isin(rows, found[i].rows)
             foreign = int(np.count_nonzero(is_foreign[mine]))
             counted[i] = replace(found[i], read=int(mine.sum()), foreign=foreign)
             if tail < FOREIGN_ALPHA / len(groups):
@@ -491,12 +488,6 @@ def _of_foreign_origin(
     triggers = [s for i, s in enumerate(counted) if i in accepted]
     shortcuts = [s for i, s in enumerate(counted) if i not in accepted]
     return triggers, shortcuts
-
-
-def _holding_core(word_set: WordSet, bags: sparse.csr_matrix) -> np.ndarray:
-    """The set's texts (``rows``) that hold every word of its core."""
-    held = np.asarray(bags[word_set.rows][:, word_set.core].sum(axis=1)).ravel()
-    return word_set.rows[held >= word_set.core.size]
 
 
 def _co_occurring_groups(
