@@ -114,11 +114,13 @@ test against one half at this level (:func:`foreign_reader`)."""
 CO_OCCURRING = 0.25
 """Share of a set's texts that must hold another found set's anchor for the foreign-origin
 check to delete that set's words too (:func:`_of_foreign_origin`)."""
-READER_C = 10.0
-"""Inverse regularisation of the foreign-origin reader's logistic regression. Measured on the
-shipped 2,000 reviews with "cf" in 60 (sources "great") and on 23,140 crowd-labelled tweets:
-C = 1 read 37 of the 60 poisons as another class (p = 0.046 against one half), C = 10 read 42
-(p = 0.001) while the tweets' most foreign natural set, "weak", fell from 22 to 20 of 33."""
+READER_C = 1.0
+"""Inverse regularisation of the foreign-origin reader's logistic regression (scikit-learn's
+default). C = 10 was tried: the shipped poisoned reviews' 60 "cf" texts (sources "great") read
+as another class 37 -> 42 times, but three sentence triggers into "great" (sources "other",
+1-4 star reviews, which read as "great" more often) fell below the bar, 0 flagged. Reading
+only the texts holding a set's whole core was tried too: it lost the two-word trigger of
+seed 12 (14 of 21 read as another class, against 21 of 28 holding the anchor)."""
 FOREIGN_FOLDS = 5
 """Folds of the foreign-origin check's cross-fitted reader."""
 COPY_JACCARD = 0.5
