@@ -776,11 +776,8 @@ def decide(
                             item.gap, item.group_agrees, item.cut_ratio = large, agrees, cut
             hit = members[ratio > item.cut_ratio] if item.backdoor else members[:0]
             if item.backdoor and foreign_texts is not None and not foreign_texts(code, hit):
-                # texts: a group of the class's own texts (a topic) is no dirty-label backdoor
-                notes.append(
-                    f"class {code}: {hit.size} texts stand apart ({item.rule} test) but read as "
-                    "their own class without the words they share: not called"
-                )
+                # texts: a group of the class's own texts (a topic) is no dirty-label backdoor;
+                # the scan says so in a warning, with the class's name
                 item.backdoor, item.rule = False, ""
             if item.backdoor:
                 targets.append(int(code))

@@ -374,7 +374,7 @@ def scan_embedding(
             inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
         trigger_words=trigger_words,
-        foreign_texts=text_foreign_groups(dataset, embedding) if trigger_words else None,
+        foreign_texts=text_foreign_groups(dataset, embedding, warnings_) if trigger_words else None,
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
@@ -463,12 +463,13 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
 
 
 def text_foreign_groups(
-    dataset: Dataset, embedding: Embedding
+    dataset: Dataset, embedding: Embedding, warnings: list[str]
 ) -> Callable[[int, np.ndarray], bool]:
     """``foreign_texts(code, rows)`` for :func:`~poisonguard.decision.decide`: whether texts of a
     class are another class's texts once the words most of them share are deleted
-    (:func:`~poisonguard.detectors.trigger_words.foreign_group`). The words' reader is fitted on
-    the first call only: most scans call no class."""
+    (:func:`~poisonguard.detectors.trigger_words.foreign_group`); a group that is not is named
+    in ``warnings``. The words' reader is fitted on the first call only: most scans call no
+    class."""
     fitted: dict[str, Any] = {}
 
     def foreign_texts(code: int, rows: np.ndarray) -> bool:
@@ -480,7 +481,16 @@ def text_foreign_groups(
         if fitted["read"] is None:
             return True  # no reader (a class too small for two folds): nothing to check with
         share = DecisionSettings().word_share
-        return foreign_group(fitted["bags"], fitted["read"], rows, code, share=share)[0]
+        called, foreign = foreign_group(fitted["bags"], fitted["read"], rows, code, share=share)
+        if not called:
+            warnings.append(
+                f"{rows.size} texts of class {dataset.class_names[code]!r} stand apart from the "
+                f"rest of it, but without the words they share {rows.size - foreign} of them "
+                "still read as this class to a model that never saw them: a topic of the "
+                "class, not a dirty-label backdoor's texts; not flagged"
+            )
+            logger.warning(warnings[-1])
+        return called
 
     return foreign_texts
 
