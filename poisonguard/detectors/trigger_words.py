@@ -498,6 +498,7 @@ def _co_occurring_groups(
     """Indices into ``found``, grouped: sets of one class joined when they share their texts
     (see :func:`_of_foreign_origin`)."""
     parent = list(range(len(found)))
+    columns = sparse.csc_matrix(bags)  # one anchor's column per pair of sets
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -510,7 +511,7 @@ def _co_occurring_groups(
         in_class = int(np.count_nonzero(labels == first.label))
         for b in others:
             second = found[b]
-            holds = np.asarray(bags[:, second.anchor].todense()).ravel() > 0
+            holds = np.asarray(columns[:, second.anchor].todense()).ravel() > 0
             together = int(np.count_nonzero(holds[first.rows]))
             tail = stats.hypergeom.sf(together - 1, in_class, second.rows.size, first.rows.size)
             if together >= CO_OCCURRING * first.rows.size and tail < FOREIGN_ALPHA / len(others):
