@@ -241,3 +241,14 @@ def test_sanitize_repair_refuses_images_before_reading_the_scan(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2 and "use remove or relabel" in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_repair_refuses_images_before_poisoning(tmp_path):
+    arrays = tmp_path / "images.npz"
+    np.savez(arrays, x=np.zeros((20, 1, 8, 8), np.uint8), y=np.arange(20) % 2)
+    result = run_cli(
+        "evaluate", arrays, "--attack", "patch", "--rate", "0.1", "--action", "repair",
+        "--no-cache", "--out", tmp_path / "report",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "use remove or relabel" in result.output, result.output
+    assert not (tmp_path / "report").exists()
