@@ -478,7 +478,7 @@ def decide(
     probabilities: RowsLike,
     oos_probabilities: RowsLike | None,
     trigger_words: TriggerWordTest | None = None,
-    foreign_texts: Callable[[int, np.ndarray], bool] | None = None,
+    foreign_texts: Callable[..., bool] | None = None,
     transplant: Transplant | None = None,
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
@@ -516,13 +516,15 @@ def decide(
         (:func:`~poisonguard.detectors.trigger_words.trigger_word_test`); its triggers call
         their classes and its flagged texts are flagged. ``None`` for other data.
     foreign_texts : callable or None
-        ``foreign_texts(code, rows)``: whether texts ``rows`` of class ``code``, the words most
-        of them share deleted, read as another class by a majority beyond chance, to a model
-        that never saw them (:func:`~poisonguard.detectors.trigger_words.foreign_group`). A
-        class the separated-group or mixed-origin test calls in a text dataset is called only
-        if its group does: a group of another class's texts is what a dirty-label backdoor
-        makes; a topic cluster of the class's own texts is not (345 of 23,140 clean
-        crowd-labelled tweets, the positive ones about one airline, stood apart at p = 7e-10).
+        ``foreign_texts(code, rows, grown=False)``: whether texts ``rows`` of class ``code``,
+        the words most of them share deleted, read as another class by a majority beyond
+        chance, to a model that never saw them
+        (:func:`~poisonguard.detectors.trigger_words.foreign_group`). A class the
+        separated-group or mixed-origin test calls in a text dataset is called only if its
+        group does: a group of another class's texts is what a dirty-label backdoor makes; a
+        topic cluster of the class's own texts is not (345 of 23,140 clean crowd-labelled
+        tweets, the positive ones about one airline, stood apart at p = 7e-10). Group
+        completion in such a class is kept only if the grown group does too (``grown=True``).
         ``None`` for other data.
     transplant : callable or None
         ``transplant(code, group, core, probes, added=True)``: the share of the samples
@@ -1049,6 +1051,7 @@ def decide(
             # the texts holding the words, the side of the gap: the group, exactly
             continue
         members = np.flatnonzero(labels == code)
+        called = (flagged[members].copy(), kind[members].copy())
         stamped = grow(members, sample_rows, carriers).size
         in_features = in_input = 0
         # the features, then the samples; once more while the features' discriminant, refitted
@@ -1077,6 +1080,17 @@ def decide(
         # its stamp is the trigger's alone (a patch into the digits' eights: 11 flagged, 30
         # after the discriminants, all 72 carry the stamp of those 30)
         stamped += grow(members, sample_rows, carriers).size
+        grown = members[(kind[members] == BACKDOOR) & ~called[0]]
+        if (
+            foreign_texts is not None
+            and grown.size
+            and not foreign_texts(code, members[kind[members] == BACKDOOR], grown=True)
+        ):
+            # texts: what the discriminant joined must be another class's texts too (10 % of
+            # crowd-labelled tweets flipped: six "thank you" tweets to airlines, whose rest
+            # reads negative, stood apart, and the features joined 235 more of their kind)
+            flagged[members], kind[members] = called
+            in_features = in_input = stamped = 0
         item.completed = int(in_features)
         item.completed_in_input = int(in_input + stamped)
 

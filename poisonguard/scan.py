@@ -464,15 +464,15 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
 
 def text_foreign_groups(
     dataset: Dataset, embedding: Embedding, warnings: list[str]
-) -> Callable[[int, np.ndarray], bool]:
-    """``foreign_texts(code, rows)`` for :func:`~poisonguard.decision.decide`: whether texts of a
-    class are another class's texts once the words most of them share are deleted
-    (:func:`~poisonguard.detectors.trigger_words.foreign_group`); a group that is not is named
-    in ``warnings``. The words' reader is fitted on the first call only: most scans call no
-    class."""
+) -> Callable[..., bool]:
+    """``foreign_texts(code, rows, grown=False)`` for :func:`~poisonguard.decision.decide`:
+    whether texts of a class are another class's texts once the words most of them share are
+    deleted (:func:`~poisonguard.detectors.trigger_words.foreign_group`); a group that is not
+    (or a completion undone: ``grown``) is named in ``warnings``. The words' reader is fitted
+    on the first call only: most scans call no class."""
     fitted: dict[str, Any] = {}
 
-    def foreign_texts(code: int, rows: np.ndarray) -> bool:
+    def foreign_texts(code: int, rows: np.ndarray, grown: bool = False) -> bool:
         if not fitted:
             tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
             bags = bag_matrix(tokenizer.encode(dataset.x), tokenizer.vocabulary_size)
@@ -482,12 +482,20 @@ def text_foreign_groups(
             return True  # no reader (a class too small for two folds): nothing to check with
         share = DecisionSettings().word_share
         called, foreign = foreign_group(fitted["bags"], fitted["read"], rows, code, share=share)
-        if not called:
+        name = dataset.class_names[code]
+        if not called and grown:
             warnings.append(
-                f"{rows.size} texts of class {dataset.class_names[code]!r} stand apart from the "
-                f"rest of it, but without the words they share {rows.size - foreign} of them "
-                "still read as this class to a model that never saw them: a topic of the "
-                "class, not a dirty-label backdoor's texts; not flagged"
+                f"group completion would have grown the flagged texts of class {name!r} to "
+                f"{rows.size}, but without the words they share {rows.size - foreign} of them "
+                "read as this class to a model that never saw them: the completion is undone"
+            )
+            logger.warning(warnings[-1])
+        elif not called:
+            warnings.append(
+                f"{rows.size} texts of class {name!r} stand apart from the rest of it, but "
+                f"without the words they share {rows.size - foreign} of them still read as "
+                "this class to a model that never saw them: a topic of the class, not a "
+                "dirty-label backdoor's texts; not flagged"
             )
             logger.warning(warnings[-1])
         return called

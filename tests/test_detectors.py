@@ -763,6 +763,32 @@ def test_group_completion_adds_the_poisons_below_the_cut_and_only_in_a_called_cl
     assert without.evidence[TARGET_CLASS].completed == 0
 
 
+@pytest.mark.parametrize("grown_foreign", [True, False])
+def test_in_texts_group_completion_stays_only_if_the_grown_group_is_another_class_s(
+    grown_foreign,
+):
+    # the same planted group and ten like it below the cut; the texts' check accepts the group
+    # and then judges what completion grew it to
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=False)
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(data.labels.size, 12))
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    missed = np.setdiff1d(members, far)[:10]
+    features[np.concatenate([far, missed]), 0] += 8.0
+    asked = []
+
+    def foreign_texts(code: int, rows: np.ndarray, grown: bool = False) -> bool:
+        asked.append((rows.size, grown))
+        return grown_foreign if grown else True
+
+    decision = data.decide(features=features, foreign_texts=foreign_texts)
+    assert asked == [(far.size, False), (far.size + missed.size, True)]
+    expected = np.concatenate([far, missed]) if grown_foreign else far
+    assert np.flatnonzero(decision.flagged).tolist() == sorted(expected.tolist())
+    assert decision.evidence[TARGET_CLASS].completed == (missed.size if grown_foreign else 0)
+
+
 def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show():
     """Ten poisons the model's features put with the class (learned too faintly) still carry
     the trigger's pixels: group completion in the samples themselves adds them, after the
@@ -1038,12 +1064,13 @@ def test_texts_standing_apart_are_called_only_if_they_are_another_class_s(foreig
     far = data.plant_far_group(margin=5.0, diverse=False)
     asked = []
 
-    def foreign_texts(code: int, rows: np.ndarray) -> bool:
-        asked.append((code, rows.tolist()))
+    def foreign_texts(code: int, rows: np.ndarray, grown: bool = False) -> bool:
+        asked.append((code, rows.tolist(), grown))
         return foreign
 
     decision = data.decide(foreign_texts=foreign_texts)
-    assert asked == [(TARGET_CLASS, far.tolist())]
+    # without features group completion does not run, so the group is asked once
+    assert asked == [(TARGET_CLASS, far.tolist(), False)]
     if foreign:
         assert decision.target_classes == [TARGET_CLASS]
         assert np.flatnonzero(decision.flagged).tolist() == far.tolist()
