@@ -15,6 +15,7 @@ per-sample array is read through :class:`~poisonguard.rows.Rows`, wherever it is
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -335,10 +336,11 @@ def scan_embedding(
         detector_scores[detector.name] = inputs.store.keep_scores(detector.run(inputs))
         timings[f"detector:{detector.name}"] = time.perf_counter() - start
 
-    trigger_words = None
+    trigger_words = text_words = None
     if dataset.kind == "text" and embedding.model.get("source") != "torchscript":
         start = time.perf_counter()
-        trigger_words = text_trigger_words(dataset, embedding)
+        text_words = TextWords(dataset, embedding)
+        trigger_words = text_trigger_words(dataset, embedding, text_words)
         timings["trigger-words"] = time.perf_counter() - start
         if trigger_words.shortcuts:
             warnings_.append(shortcut_note(trigger_words, dataset.class_names))
@@ -374,7 +376,7 @@ def scan_embedding(
             inputs.out_of_sample_probabilities if RULE_DETECTORS["label-noise"] in chosen else None
         ),
         trigger_words=trigger_words,
-        foreign_texts=text_foreign_groups(dataset, embedding, warnings_) if trigger_words else None,
+        foreign_texts=text_foreign_groups(text_words, warnings_) if text_words else None,
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         features=embedding.features,
@@ -436,13 +438,34 @@ def scan_embedding(
     )
 
 
-def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTest:
+class TextWords:
+    """A text dataset's words as the scan's model reads them: token ids and which words each
+    text holds, and the foreign-origin reader
+    (:func:`~poisonguard.detectors.trigger_words.foreign_reader`), fitted on first use and
+    then shared by the trigger-words test and the texts' check of the distance tests."""
+
+    def __init__(self, dataset: Dataset, embedding: Embedding) -> None:
+        self.dataset = dataset
+        self.tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
+        self.ids = self.tokenizer.encode(dataset.x)
+
+    @functools.cached_property
+    def bags(self):
+        return bag_matrix(self.ids, self.tokenizer.vocabulary_size)
+
+    @functools.cached_property
+    def read(self):
+        return foreign_reader(self.bags, self.dataset.labels, self.dataset.n_classes)
+
+
+def text_trigger_words(
+    dataset: Dataset, embedding: Embedding, words: TextWords | None = None
+) -> TriggerWordTest:
     """The deletion test (:mod:`poisonguard.detectors.trigger_words`) of a text dataset, with
     the text model the embedding's run trained and the vocabulary it learned; each word set
     carries its words' text."""
     model, feed = trained_model(embedding)
-    tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
-    ids = tokenizer.encode(dataset.x)
+    words = words or TextWords(dataset, embedding)
 
     def logits(rows: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -450,38 +473,32 @@ def text_trigger_words(dataset: Dataset, embedding: Embedding) -> TriggerWordTes
 
     settings = DecisionSettings()
     test = trigger_word_test(
-        ids,
+        words.ids,
         dataset.labels,
         dataset.n_classes,
-        tokenizer.vocabulary_size,
+        words.tokenizer.vocabulary_size,
         logits,
         alpha=settings.gap_alpha,
         min_texts=settings.min_group_size,
         share=settings.word_share,
+        reader=lambda: words.read,
     )
-    return named_word_sets(test, tokenizer)
+    return named_word_sets(test, words.tokenizer)
 
 
-def text_foreign_groups(
-    dataset: Dataset, embedding: Embedding, warnings: list[str]
-) -> Callable[..., bool]:
+def text_foreign_groups(words: TextWords, warnings: list[str]) -> Callable[..., bool]:
     """``foreign_texts(code, rows, grown=False)`` for :func:`~poisonguard.decision.decide`:
     whether texts of a class are another class's texts once the words most of them share are
     deleted (:func:`~poisonguard.detectors.trigger_words.foreign_group`); a group that is not
     (or a completion undone: ``grown``) is named in ``warnings``. The words' reader is fitted
-    on the first call only: most scans call no class."""
-    fitted: dict[str, Any] = {}
+    on the first need only (most scans call no class) and is the trigger-words test's."""
+    dataset = words.dataset
 
     def foreign_texts(code: int, rows: np.ndarray, grown: bool = False) -> bool:
-        if not fitted:
-            tokenizer = Tokenizer.from_weights(embedding.weights, embedding.model.get("tokenizer"))
-            bags = bag_matrix(tokenizer.encode(dataset.x), tokenizer.vocabulary_size)
-            fitted["bags"] = bags
-            fitted["read"] = foreign_reader(bags, dataset.labels, dataset.n_classes)
-        if fitted["read"] is None:
+        if words.read is None:
             return True  # no reader (a class too small for two folds): nothing to check with
         share = DecisionSettings().word_share
-        called, foreign = foreign_group(fitted["bags"], fitted["read"], rows, code, share=share)
+        called, foreign = foreign_group(words.bags, words.read, rows, code, share=share)
         name = dataset.class_names[code]
         if not called and grown:
             warnings.append(

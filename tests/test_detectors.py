@@ -737,17 +737,26 @@ def test_backdoor_rule_calls_a_far_easy_group_of_diverse_origin():
     assert not decision.noisy_labels
 
 
+def features_with_ten_below_the_cut(
+    data: Synthetic, far: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random features in which the planted group ``far`` and ten other samples of the target
+    class (poisons below the distance cut) share one large value; returns them and the ten."""
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(data.labels.size, 12))
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    missed = np.setdiff1d(members, far)[:10]
+    features[np.concatenate([far, missed]), 0] += 8.0
+    return features, missed
+
+
 def test_group_completion_adds_the_poisons_below_the_cut_and_only_in_a_called_class():
     """Ten poisons whose distance ratios lie among the core's (the model learned them less
     sharply) share the group's features: the discriminant adds them; the other classes, not
     called, are left alone even where a few samples sit apart in the features."""
     data = Synthetic()
     far = data.plant_far_group(margin=5.0, diverse=True)
-    rng = np.random.default_rng(7)
-    features = rng.normal(size=(data.labels.size, 12))
-    members = np.flatnonzero(data.labels == TARGET_CLASS)
-    missed = np.setdiff1d(members, far)[:10]
-    features[np.concatenate([far, missed]), 0] += 8.0
+    features, missed = features_with_ten_below_the_cut(data, far)
     elsewhere = np.flatnonzero(data.labels == (TARGET_CLASS + 1) % K)[:40]
     features[elsewhere, 0] += 8.0
     without = data.decide()
@@ -771,11 +780,7 @@ def test_in_texts_group_completion_stays_only_if_the_grown_group_is_another_clas
     # and then judges what completion grew it to
     data = Synthetic()
     far = data.plant_far_group(margin=5.0, diverse=False)
-    rng = np.random.default_rng(7)
-    features = rng.normal(size=(data.labels.size, 12))
-    members = np.flatnonzero(data.labels == TARGET_CLASS)
-    missed = np.setdiff1d(members, far)[:10]
-    features[np.concatenate([far, missed]), 0] += 8.0
+    features, missed = features_with_ten_below_the_cut(data, far)
     asked = []
 
     def foreign_texts(code: int, rows: np.ndarray, grown: bool = False) -> bool:

@@ -131,6 +131,8 @@ _FIRST_WORD_ID = 2  # ids 0 and 1 are padding and the unknown word
 _BATCH_ROWS = 4096
 
 Logits = Callable[[np.ndarray], np.ndarray]
+Reader = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``read(rows, words)``: the class read in texts ``rows`` with ``words`` deleted."""
 
 
 @dataclass(frozen=True)
@@ -354,7 +356,7 @@ def foreign_reader(
     *,
     folds: int = FOREIGN_FOLDS,
     seed: int = 0,
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+) -> Reader | None:
     """``read(rows, words)``: the class a model that never saw them reads in texts ``rows`` with
     the words ``words`` deleted; None where no such model can be fitted (a class with fewer
     texts than two folds need).
@@ -408,7 +410,7 @@ def foreign_reader(
 
 def foreign_group(
     bags: sparse.csr_matrix,
-    read: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    read: Reader,
     rows: np.ndarray,
     label: int,
     *,
@@ -450,7 +452,11 @@ def _content_folds(bags: sparse.csr_matrix, labels: np.ndarray, k: int, seed: in
 
 
 def _of_foreign_origin(
-    found: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray, n_classes: int
+    found: list[WordSet],
+    bags: sparse.csr_matrix,
+    labels: np.ndarray,
+    n_classes: int,
+    reader: Callable[[], Reader | None] | None = None,
 ) -> tuple[list[WordSet], list[WordSet]]:
     """The sets the deletion test found, split into triggers and shortcuts, each with its
     counts: a trigger's texts, its words deleted, read as another class by a majority beyond
@@ -469,7 +475,9 @@ def _of_foreign_origin(
     of groups (on 23,140 crowd-labelled tweets 19 natural sets in 10 groups passed the deletion
     test; the most foreign, "weak", 22 of its 33 texts, p = 0.04).
     """
-    read = foreign_reader(bags, labels, n_classes) if found else None
+    if not found:
+        return found, []
+    read = reader() if reader is not None else foreign_reader(bags, labels, n_classes)
     if read is None:
         return found, []
     groups = _co_occurring_groups(found, bags, labels)
@@ -532,6 +540,7 @@ def trigger_word_test(
     alpha: float,
     min_texts: int = MIN_TEXTS,
     share: float = SHARE,
+    reader: Callable[[], Reader | None] | None = None,
 ) -> TriggerWordTest:
     """Find the word sets that carry their class's label on their own (the module docstring).
 
@@ -545,6 +554,9 @@ def trigger_word_test(
         ``logits(rows)`` gives the model's class logits ``(n, n_classes)`` for rows of ids.
     alpha : float
         The family-wise false-call rate over all sets tested.
+    reader : callable, optional
+        Gives the foreign-origin reader of these texts (:func:`foreign_reader`), for a caller
+        that needs it too and fits it once; by default it is fitted here when a set passes.
     """
     labels = np.asarray(labels, dtype=np.int64)
     ids = np.asarray(ids)
@@ -579,7 +591,7 @@ def trigger_word_test(
         score = np.zeros(labels.size)
         first_round_sets, first_rate = [], np.zeros(n_classes)
     tested_sets, flip_rate = first_round_sets, first_rate
-    triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes)
+    triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes, reader)
     flagged = np.zeros(labels.size, dtype=bool)
     for trigger in triggers:
         holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
