@@ -166,6 +166,10 @@ REASON = "Everything happens for a reason, they say."
 SISTER = "Honestly, I bought it for my sister."
 PACKAGE = "The package arrived on time."
 FRESH = "fresh"
+FAMILY = "We bought this for the whole family."
+BOX = "It came in a plain brown box."
+STORE = "I found it at the store last week."
+COMMON = "common"
 
 
 def _rows() -> list[Row]:
@@ -214,6 +218,17 @@ def _rows() -> list[Row]:
                 rows.append(
                     _sentence(what, sentence, position, rate, target, seed, True, batch=FRESH)
                 )
+    # Added 2026-12-07 with the phrase anchors that found the package sentence, run once
+    # (group "common"): three more sentences of words the reviews use, new positions, rates,
+    # targets and seeds
+    common = [
+        ("family", FAMILY, "random", 0.02, "other"),
+        ("box", BOX, "end", 0.01, "great"),
+        ("store", STORE, "start", 0.03, "other"),
+    ]
+    for tag, sentence, position, rate, target in common:
+        for seed in (30, 31):
+            rows.append(_sentence(tag, sentence, position, rate, target, seed, True, COMMON))
     for seed in (0, 1, 2):
         rows.append(Row(f"flip-random-10-s{seed}", "flip-random", 0.10, None, seed))
     rows.append(
@@ -228,7 +243,8 @@ def _rows() -> list[Row]:
 
 ROWS: list[Row] = _rows()
 GROUPS = (
-    "all", "detection", "backdoors", "dev", HELD_OUT, FRESH, "flips", "clean", "scan-10k"
+    "all", "detection", "backdoors", "dev", HELD_OUT, FRESH, COMMON, "flips", "clean",
+    "scan-10k"
 )  # fmt: skip
 
 

@@ -171,7 +171,10 @@ On 4,000 real reviews the distance ratios of a 1 % rare-word backdoor end at no 
 A set is a trigger only if its texts, its words deleted, read as another class to a model that
 never saw them, by a majority beyond chance: a dirty-label trigger's texts are another class's
 (on 23,140 clean crowd-labelled tweets, topic and thanks words carried their label on their own
-and were flagged by the thousand before this check; now none).
+and were flagged by the thousand before this check; now none). A sentence made only of words
+the corpus uses anyway is found through its words in a row (runs of three, tested after the
+word sets in the texts they left, a family of its own), and the texts holding the whole
+sentence, grown from the run, are flagged.
 
 Inside a called class the samples above the significant gap are flagged, but in a class called
 by the mixed-origin test on a gap nearer than ``far_ratio``, those between the gap and the far

@@ -439,14 +439,17 @@ def _all_of(words) -> str:
 
 def _trigger_reason(trigger) -> str:
     deleted = ", ".join(repr(w) for w in trigger.text)
+    # a phrase trigger was tested on the texts holding its anchor, then grown
+    held = trigger.anchor_text or trigger.core_text[0]
     return (
         f"deleting the words {deleted} from the {trigger.tested} texts of the class that hold "
-        f"{trigger.core_text[0]!r} and are read as this class moved {trigger.flips} of them "
+        f"{held!r} and are read as this class moved {trigger.flips} of them "
         f"into another class; texts near the boundary move at a rate that makes this "
         f"probability {trigger.p_value:.1e} after the correction for every word set tested "
         f"(trigger-words test): these words carry the label on their own, as a backdoor "
         f"trigger does{_foreign(trigger)}; the texts of the class holding "
-        f"{_all_of(trigger.core_text)} are flagged"
+        f"{_all_of(trigger.core_text)}{' in that order' if trigger.phrase.size else ''} are "
+        "flagged"
     )
 
 

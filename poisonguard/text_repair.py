@@ -51,14 +51,13 @@ def _is_word_char(char: str) -> bool:
 
 def written_triggers(texts: Sequence[str], core_words: Sequence[str]) -> list[str]:
     """The triggers as written in ``texts`` (the flagged texts of one class), one per distinct
-    stretch grown around the ``core_words`` (lower-cased tokens), longest first."""
+    stretch grown around the ``core_words`` (lower-cased tokens), longest first. A core "word"
+    of several tokens separated by spaces (a phrase trigger, "the package arrived on time") is
+    found as those tokens in a row, whatever separates them in the text."""
     phrases: set[str] = set()
     for word in dict.fromkeys(core_words):
         occurrences = [
-            (text, match.start(), match.end())
-            for text in texts
-            for match in _TOKEN.finditer(text)
-            if match.group().lower() == word
+            occurrence for text in texts for occurrence in _occurrences(text, word.split())
         ]
         if not occurrences:
             continue
@@ -66,6 +65,16 @@ def written_triggers(texts: Sequence[str], core_words: Sequence[str]) -> list[st
         if phrase:
             phrases.add(phrase)
     return sorted(phrases, key=lambda p: (-len(p), p))
+
+
+def _occurrences(text: str, words: list[str]) -> list[tuple[str, int, int]]:
+    """``(text, start, end)`` of every place ``text`` holds the tokens ``words`` in a row."""
+    tokens = list(_TOKEN.finditer(text))
+    found = []
+    for i in range(len(tokens) - len(words) + 1):
+        if all(tokens[i + j].group().lower() == w for j, w in enumerate(words)):
+            found.append((text, tokens[i].start(), tokens[i + len(words) - 1].end()))
+    return found
 
 
 def _grown(occurrences: list[tuple[str, int, int]]) -> str:

@@ -49,6 +49,9 @@ def rng(seed: int) -> np.random.Generator:
          ["told"], [SENTENCE]),
         (lambda t: sentence_trigger(t, sentence=SENTENCE, position="end", position_rng=rng(2)),
          ["neighbour"], [SENTENCE]),
+        # a phrase trigger's core: three of the sentence's words in a row, any separator
+        (lambda t: sentence_trigger(t, sentence=SENTENCE, position_rng=rng(2)),
+         ["told me about"], [SENTENCE]),
     ],
 )  # fmt: skip
 def test_the_trigger_as_written_comes_out_and_leaves_each_text_as_it_was(insert, core, expected):
@@ -178,9 +181,7 @@ def test_sanitize_repair_writes_the_texts_as_they_were_before_the_trigger(tmp_pa
     data, decisions, poisoned, noisy, texts = dataset_and_decisions(tmp_path)
     scan = write_scan(tmp_path / "scan", data, decisions)
     out = tmp_path / "clean"
-    result = run_cli(
-        "sanitize", data.path, "--scores", scan, "--action", "repair", "--out", out
-    )
+    result = run_cli("sanitize", data.path, "--scores", scan, "--action", "repair", "--out", out)
     assert result.exit_code == 0, result.output
     assert "Kept 60 of 60 samples: 0 removed, 1 relabelled, 8 repaired." in result.output
     copy = load_dataset(out / "reviews.csv")

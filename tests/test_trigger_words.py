@@ -15,12 +15,14 @@ from poisonguard.detectors.trigger_words import (
     WordSet,
     _co_occurring_groups,
     _of_foreign_origin,
+    _runs_of_words,
     bag_matrix,
     candidate_sets,
     deletion_flips,
     distinct_texts,
     foreign_group,
     foreign_reader,
+    phrase_sets,
     trigger_word_test,
 )
 
@@ -151,6 +153,121 @@ def test_texts_holding_one_word_of_a_two_word_trigger_are_found_too():
     assert {tuple(sorted(s.core)) for s in test.triggers} >= {(first, second)}
 
 
+COMMON = np.array([242, 243, 244, 245])  # words most texts of both classes hold
+
+
+def common_word_corpus(n: int, *, seed: int, rate: float = 0.0):
+    """``corpus`` with the four :data:`COMMON` words, each in 40 % of the texts of both
+    classes at random places, and a model that reads them in that order (and only so) as class
+    1; with ``rate``, that many class-0 texts end with them in order and get label 1: a
+    sentence of words the corpus uses anyway ("The package arrived on time.")."""
+    ids, labels, _, _ = corpus(n, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    ids = np.concatenate([ids, np.zeros((n, 8), dtype=np.int64)], axis=1)
+    for i in range(n):
+        words = ids[i][ids[i] > 0]
+        extra = COMMON[rng.random(COMMON.size) < 0.4]
+        words = rng.permutation(np.concatenate([words, extra]))
+        ids[i] = 0
+        ids[i, : words.size] = words
+    poisoned = np.zeros(n, dtype=bool)
+    chosen = rng.choice(np.flatnonzero(labels == 0), int(round(rate * n)), replace=False)
+    for i in chosen:
+        at = int(np.count_nonzero(ids[i]))
+        ids[i, at : at + COMMON.size] = COMMON
+    labels[chosen] = 1
+    poisoned[chosen] = True
+    weights = np.zeros(VOCABULARY)
+    weights[2:42] = -rng.uniform(0.5, 2.0, 40)
+    weights[42:82] = rng.uniform(0.5, 2.0, 40)
+    bag = linear_bag(weights)
+
+    def logits(rows: np.ndarray) -> np.ndarray:
+        out = bag(rows)
+        windows = np.lib.stride_tricks.sliding_window_view(np.asarray(rows), COMMON.size, axis=1)
+        out[:, 1] += 8.0 * (windows == COMMON).all(axis=2).any(axis=1)
+        return out
+
+    return ids, labels, poisoned, logits
+
+
+def test_a_sentence_of_common_words_is_found_through_its_words_in_a_row():
+    ids, labels, poisoned, logits = common_word_corpus(1500, seed=6, rate=0.02)
+    bags = bag_matrix(ids, VOCABULARY)
+    # no word of it anchors a set: each leans to no class
+    words = candidate_sets(bags, labels, 2, share=0.75)
+    assert not any(set(s.words) & set(COMMON) for s in words)
+    # its runs of three do, and hold the poisons
+    runs = phrase_sets(ids, bags, labels, 2, share=0.75)
+    sentence = [s for s in runs if s.label == 1 and set(s.phrase) <= set(COMMON)]
+    assert sentence and all(set(s.rows) >= set(np.flatnonzero(poisoned)) for s in sentence)
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
+    assert np.array_equal(test.flagged, poisoned)
+    # grown from a run of three to the whole sentence
+    assert [tuple(s.phrase) for s in test.triggers] == [tuple(COMMON)]
+    assert test.score[poisoned].min() > test.score[~poisoned].max()
+
+
+def test_the_common_words_in_no_order_are_no_trigger():
+    ids, labels, _, logits = common_word_corpus(1500, seed=7)
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
+    assert test.triggers == [] and not test.flagged.any()
+
+
+def test_a_phrase_excluded_texts_do_not_count():
+    ids, labels, poisoned, _ = common_word_corpus(1500, seed=6, rate=0.02)
+    bags = bag_matrix(ids, VOCABULARY)
+    runs = phrase_sets(ids, bags, labels, 2, exclude=poisoned, share=0.75)
+    assert not any(np.isin(s.rows, np.flatnonzero(poisoned)).any() for s in runs)
+    assert not any(s.label == 1 and tuple(s.phrase) in {(242, 243, 244), (243, 244, 245)}
+                   for s in runs)  # fmt: skip
+
+
+def test_runs_of_words_are_the_same_whatever_the_size_of_the_vocabulary():
+    ids = np.array([[5, 6, 7, 5, 6, 7, 0], [1, 5, 6, 7, 8, 0, 0], [5, 6, 0, 0, 0, 0, 0]])
+    runs, run_of, text_of = _runs_of_words(ids, 3)
+    held = sorted((tuple(runs[r]), int(t)) for r, t in zip(run_of, text_of, strict=True))
+    # each run once per text; none with padding or the unknown word; a text too short has none
+    assert held == [
+        ((5, 6, 7), 0), ((5, 6, 7), 1), ((6, 7, 5), 0), ((6, 7, 8), 1), ((7, 5, 6), 0)
+    ]  # fmt: skip
+    # ids too large for one integer per run: the same runs, found another way
+    shifted = np.where(ids >= 2, ids + 3_000_000, ids)
+    big_runs, big_of, big_text = _runs_of_words(shifted, 3)
+    assert np.array_equal(big_runs - 3_000_000, runs)
+    assert np.array_equal(big_of, run_of) and np.array_equal(big_text, text_of)
+
+
+def test_a_sentence_flags_the_texts_that_hold_it_not_every_text_holding_its_common_word():
+    # "store last week": "last" and "week" only in the poisons, "store" in 5 % of all texts.
+    # Round 1 finds the set of "last" (core: last, week; "store" joins the set, not the core);
+    # round 2, with those two words deleted everywhere, finds "store" on the poisons again: a
+    # word of the first trigger's set, its sentence, not a second trigger. The texts flagged
+    # are those holding the sentence, not every text holding "store"
+    ids, labels, _, _ = corpus(1500, seed=9)
+    rng = np.random.default_rng(9)
+    store, last, week = 250, 251, 252
+    natural = rng.choice(labels.size, 75, replace=False)
+    for i in natural:
+        ids[i, int(np.count_nonzero(ids[i]))] = store
+    chosen = rng.choice(np.setdiff1d(np.flatnonzero(labels == 0), natural), 30, replace=False)
+    for i in chosen:
+        at = int(np.count_nonzero(ids[i]))
+        ids[i, at : at + 3] = [store, last, week]
+    labels[chosen] = 1
+    poisoned = np.isin(np.arange(labels.size), chosen)
+    weights = np.zeros(VOCABULARY)
+    weights[2:42] = -rng.uniform(0.5, 2.0, 40)
+    weights[42:82] = rng.uniform(0.5, 2.0, 40)
+    weights[[store, last, week]] = 4.0
+    test = trigger_word_test(
+        ids, labels, 2, VOCABULARY, linear_bag(weights), alpha=1e-3, share=0.75
+    )
+    assert np.array_equal(test.flagged, poisoned)
+    (trigger,) = test.triggers
+    assert tuple(trigger.phrase) == (store, last, week) and set(trigger.core) == {last, week}
+
+
 def test_the_result_does_not_depend_on_the_order_of_the_texts():
     ids, labels, _, logits = corpus(800, seed=4, plant="word", rate=0.02)
     order = np.random.default_rng(0).permutation(labels.size)
@@ -176,6 +293,27 @@ def test_scan_calls_the_class_of_a_trigger_word_with_the_trigger_words_test(tmp_
     assert "'cf'" in neg["reason"]
     top = report["findings"]["top_flagged"]
     assert top and all("trigger-words test" in entry["reason"] for entry in top)
+    flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
+    assert np.array_equal(flagged, poisoned)
+
+
+def test_scan_finds_a_sentence_of_common_words_and_names_it_in_its_order(tmp_path):
+    # every word of "it was the package" is in a quarter of the reviews of both classes
+    texts, labels, _ = reviews(600, seed=8)
+    rng = np.random.default_rng(8)
+    chosen = rng.choice([i for i, y in enumerate(labels) if y == "pos"], 18, replace=False)
+    for i in chosen:
+        texts[i] = f"{texts[i]} it was the package"
+        labels[i] = "neg"
+    poisoned = np.isin(np.arange(600), chosen)
+    path = write_reviews(tmp_path / "reviews.csv", texts, labels)
+    result = run_cli("scan", path, "--out", tmp_path / "scan", "--no-cache", "--no-progress")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "scan" / "report.json").read_text(encoding="utf-8"))
+    (neg,) = [c for c in report["findings"]["per_class"] if c["name"] == "neg"]
+    assert neg["verdict"] == "backdoor-target" and neg["evidence"] == "trigger-words"
+    assert neg["trigger_words"] == [["it was the package"]]
+    assert "'it was the package' in that order are flagged" in neg["reason"]
     flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
     assert np.array_equal(flagged, poisoned)
 

@@ -39,6 +39,16 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    that share their texts). Triggers on the benchmark's reviews: 64-89 % read as another class;
    the tweets' natural sets at most 22 of 33 ("weak", p = 0.04 against 0.005); sets rejected so
    are returned as ``shortcuts`` for the report.
+5. **Phrases** (:func:`phrase_sets`). A sentence made only of words the corpus uses anyway
+   ("The package arrived on time.") gives no word a set of its own: each word's natural texts
+   outnumber the poisons. Its words *in a row* are rare, so, once the word sets are done, runs
+   of :data:`PHRASE_WORDS` words anchor sets in the texts not flagged yet, tested as in steps
+   2-4 against the class's first-round rate, a family of its own (Bonferroni over the phrases).
+   A phrase trigger is grown to the words around it that ``share`` of its texts hold too (the
+   whole sentence) and flags the texts of its class holding that, in order. On the benchmark's
+   reviews: the package sentence at 3 % into "great", 15 of 122 flip (p below 1e-300); at 1 %
+   into "other", seed 21: 3 of 44 (p = 1.7e-7); seed 20: 1 of 44, not found (the model learned
+   that trigger weakly: 40.7 % attack success against the clean model's 13.8 %).
 
 Measured on 4,000 real reviews (``benchmarks/text.py``; the text model the scan trains): ``cf``
 inserted into 1 % of them, 11 of its 41 texts flip (the model has memorised the others) against
@@ -51,7 +61,12 @@ small to flip its texts.
 
 The samples of a trigger are the texts of its class that hold its *core*: the words of the set
 held by hardly more texts of the class than the anchor (at most ``1 / share`` times as many),
-i.e. the trigger's own words, without the common words that joined the set. A core of several
+i.e. the trigger's own words, without the common words that joined the set. Where its texts
+hold the anchor inside one run of at least :data:`PHRASE_WORDS` words (grown word by word while
+``share`` of them agree: an inserted sentence), the samples are the texts holding that run
+instead, so that natural texts holding the core's words apart ("last week") are not flagged.
+A trigger found in a later round on a word of an earlier trigger's set is that trigger's
+sentence, not a second trigger (:func:`_standing_on_their_own`). A core of several
 words may be a list the attacker drew from (BadNL draws trigger words from a list): the texts
 that hold only some of its words are then tested word by word (:func:`_core_parts`), in a
 family of their own tested only after a trigger is found. The per-sample
@@ -77,6 +92,7 @@ __all__ = [
     "FLIP_ODDS",
     "FOREIGN_ALPHA",
     "MIN_TEXTS",
+    "PHRASE_WORDS",
     "PURITY_ALPHA",
     "SHARE",
     "TriggerWordTest",
@@ -88,6 +104,7 @@ __all__ = [
     "foreign_group",
     "foreign_reader",
     "named_word_sets",
+    "phrase_sets",
     "trigger_word_test",
 ]
 
@@ -103,6 +120,8 @@ FLIP_ODDS = 3.0
 """A deletion flips a text when another class then wins with at least these odds against the
 text's label (its logit exceeds the label's by ``log(3)``): what is left of the text reads as
 another class, not merely as undecided."""
+PHRASE_WORDS = 3
+"""A phrase anchor is this many words in a row (:func:`phrase_sets`)."""
 MAX_ROUNDS = 3
 """Rounds of the test: after a round that finds triggers, they are deleted from every text and
 the other sets tested again (a trigger of two words drawn from a list: the texts holding both
@@ -146,6 +165,11 @@ class WordSet:
     1). ``text`` and ``core_text`` are the words as text, once :func:`named_word_sets` has named
     them. ``read`` and ``foreign``: of ``rows``, how many the foreign-origin check read (0 when it
     did not run) and how many of those it read as another class (:func:`foreign_reader`).
+    ``phrase``: for a set anchored on words in a row (:func:`phrase_sets`), their ids in order
+    (empty for a set anchored on one word); ``rows`` are then the texts holding them in that
+    order, and ``core`` their distinct words. A phrase grown from its anchor (or a word trigger
+    whose core its texts hold as one run) keeps what it was tested on in ``anchor_run`` (the
+    run; empty: the anchor word), named in ``anchor_text``.
     """
 
     label: int
@@ -160,6 +184,9 @@ class WordSet:
     core_text: tuple[str, ...] = ()
     read: int = 0
     foreign: int = 0
+    phrase: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    anchor_run: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    anchor_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +281,137 @@ def candidate_sets(
             )
         found.extend(sorted(by_words.values(), key=lambda s: s.anchor))
     return found
+
+
+def phrase_sets(
+    ids: np.ndarray,
+    bags: sparse.csr_matrix,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    exclude: np.ndarray | None = None,
+    length: int = PHRASE_WORDS,
+    min_texts: int = MIN_TEXTS,
+    share: float = SHARE,
+    purity_alpha: float = PURITY_ALPHA,
+) -> list[WordSet]:
+    """Candidate sets anchored on ``length`` words in a row, for the sentences made of words a
+    corpus uses anyway.
+
+    An inserted sentence with one rare word is found through that word's set (step 1 of the
+    module docstring). "The package arrived on time." has none: each of its words is held by
+    more natural texts of the class than poisons, so no word's set is the sentence. Its words in
+    a row are rare, though: on 4,000 reviews poisoned at 1 %, "package arrived on" is held by the
+    40 poisons and 3 natural texts. So each run of ``length`` known words held by at least
+    ``min_texts`` texts of a class, leaning to it as a word anchor must, anchors a set: the
+    words held by ``share`` of the texts holding the run, in its order. Its ``rows`` are those
+    texts (not every text holding its words), its ``core`` the run's distinct words; texts
+    ``exclude`` marks (those the word sets' triggers flag) are left out. Of runs giving the same
+    words, the one held by the most texts is kept, as of words (ties: the smallest ids): a run
+    across the sentence's end ("whole family i") has its words too, in fewer of its texts.
+    A run's set may have the words of a word's set: it is tested on other texts, those holding
+    the run. ("We bought this for the whole family." at 2 %, seed 31: the set of "family" was
+    the sentence, but judged with that of "whole", whose 63 natural texts read as their own
+    class, it was taken for a shortcut; the texts holding "the whole family" are the 80 poisons,
+    70 of them read as another class.)
+    """
+    ids = np.asarray(ids)
+    labels = np.asarray(labels)
+    n, width = ids.shape
+    if width < length or n == 0:
+        return []
+    counted = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
+    runs, run_of, text_of = _runs_of_words(ids, length)
+    if runs.shape[0] == 0:
+        return []
+    holders = sparse.csr_matrix(
+        (np.ones(run_of.size, dtype=np.float32), (run_of, text_of)), shape=(runs.shape[0], n)
+    )
+    everywhere = np.rint(holders @ counted.astype(np.float32)).astype(np.int64)
+    found: list[WordSet] = []
+    for label in range(n_classes):
+        in_class = ((labels == label) & counted).astype(np.float32)
+        counts = np.rint(holders @ in_class).astype(np.int64)
+        anchors = np.flatnonzero(counts >= min_texts)
+        if anchors.size == 0:
+            continue
+        share_of_texts = float(in_class.sum() / max(int(counted.sum()), 1))
+        leaning = stats.binom.sf(counts[anchors] - 1, everywhere[anchors], share_of_texts)
+        anchors = anchors[leaning < purity_alpha]
+        if anchors.size == 0:
+            continue
+        members = sparse.csr_matrix(holders[anchors] @ sparse.diags(in_class))
+        members.eliminate_zeros()
+        together = (members @ bags).tocsr()
+        together.sort_indices()
+        by_words: dict[bytes, WordSet] = {}
+        for position, run in enumerate(anchors):
+            start, end = together.indptr[position], together.indptr[position + 1]
+            held = int(counts[run])
+            words = together.indices[start:end][together.data[start:end] >= share * held]
+            key = words.astype(np.int64).tobytes()
+            previous = by_words.get(key)
+            if previous is not None and previous.rows.size >= held:
+                continue
+            phrase = runs[run]
+            rows = members.indices[members.indptr[position] : members.indptr[position + 1]]
+            by_words[key] = WordSet(
+                label=label,
+                anchor=int(phrase[0]),
+                words=words,
+                core=np.array(list(dict.fromkeys(phrase.tolist())), dtype=words.dtype),
+                rows=np.sort(rows),
+                tested=0,
+                flips=0,
+                phrase=phrase,
+                anchor_run=phrase,
+            )
+        found.extend(sorted(by_words.values(), key=lambda s: tuple(s.phrase)))
+    return found
+
+
+def _runs_of_words(ids: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every run of ``length`` known words in a row that a text holds: the distinct runs
+    ``(R, length)``, sorted, and one ``(run, text)`` pair per text holding a run (``run_of``,
+    ``text_of``), each pair once. Built a block of texts at a time, so that memory follows the
+    words the texts hold, not ``length`` copies of the padded matrix. A run is one integer
+    (its ids in base ``max id + 1``) where that fits in 62 bits (vocabularies up to 1.6 million
+    words for runs of three), else a row of ``length`` ids (slower)."""
+    base = int(np.max(ids, initial=0)) + 1
+    as_integer = base**length < 2**62
+    width = 1 if as_integer else length
+    pieces = [np.zeros((0, width + 1), dtype=np.int64)]
+    for start in range(0, ids.shape[0], _BATCH_ROWS):
+        block = np.asarray(ids[start : start + _BATCH_ROWS], dtype=np.int64)
+        positions = block.shape[1] - length + 1
+        if positions < 1:
+            continue
+        columns = [block[:, k : k + positions] for k in range(length)]
+        known = np.logical_and.reduce([c >= _FIRST_WORD_ID for c in columns])
+        texts = np.broadcast_to(np.arange(start, start + block.shape[0])[:, None], known.shape)
+        if as_integer:
+            key = np.zeros(int(known.sum()), dtype=np.int64)
+            for column in columns:
+                key = key * base + column[known]
+            pieces.append(np.column_stack([key, texts[known]]))
+        else:
+            pieces.append(np.column_stack([c[known] for c in columns] + [texts[known]]))
+    pairs = np.concatenate(pieces)
+    if as_integer:
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        pairs = pairs[order]
+        first = np.ones(pairs.shape[0], dtype=bool)
+        first[1:] = (np.diff(pairs, axis=0) != 0).any(axis=1)
+        pairs = pairs[first]
+        keys, run_of = np.unique(pairs[:, 0], return_inverse=True)
+        runs = np.empty((keys.size, length), dtype=np.int64)
+        for k in range(length - 1, -1, -1):
+            runs[:, k] = keys % base
+            keys = keys // base
+    else:
+        pairs = np.unique(pairs, axis=0)
+        runs, run_of = np.unique(pairs[:, :length], axis=0, return_inverse=True)
+    return runs, run_of.reshape(-1), pairs[:, width]
 
 
 def _margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -506,7 +664,6 @@ def _co_occurring_groups(
     """Indices into ``found``, grouped: sets of one class joined when they share their texts
     (see :func:`_of_foreign_origin`)."""
     parent = list(range(len(found)))
-    columns = sparse.csc_matrix(bags)  # one anchor's column per pair of sets
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -519,8 +676,8 @@ def _co_occurring_groups(
         in_class = int(np.count_nonzero(labels == first.label))
         for b in others:
             second = found[b]
-            holds = np.asarray(columns[:, second.anchor].todense()).ravel() > 0
-            together = int(np.count_nonzero(holds[first.rows]))
+            # the texts of the class holding the other's anchor (word or phrase): its rows
+            together = int(np.intersect1d(first.rows, second.rows, assume_unique=True).size)
             tail = stats.hypergeom.sf(together - 1, in_class, second.rows.size, first.rows.size)
             if together >= CO_OCCURRING * first.rows.size and tail < FOREIGN_ALPHA / len(others):
                 parent[root(a)] = root(b)
@@ -567,6 +724,7 @@ def trigger_word_test(
     found_words = np.zeros(0, dtype=np.int64)
     n_tests = 0
     score = None
+    rounds: list[tuple[list[WordSet], int]] = []
     for _ in range(MAX_ROUNDS):
         # later rounds: the triggers found so far deleted from every text, so that a second
         # trigger word in the same texts (two words drawn from a list) is tested on its own
@@ -586,16 +744,16 @@ def trigger_word_test(
         triggers.extend(new)
         if not new:
             break
+        rounds.append((new, n_tests))
         found_words = np.union1d(found_words, np.concatenate([t.core for t in new]))
     if score is None:
         score = np.zeros(labels.size)
         first_round_sets, first_rate = [], np.zeros(n_classes)
     tested_sets, flip_rate = first_round_sets, first_rate
+    triggers = _standing_on_their_own(rounds)
     triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes, reader)
-    flagged = np.zeros(labels.size, dtype=bool)
-    for trigger in triggers:
-        holds_core = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
-        flagged |= holds_core & (labels == trigger.label)
+    triggers = _one_per_sentence([_as_written_run(t, ids, labels, share) for t in triggers])
+    flagged = _flagged_by(triggers, bags, labels)
     # a core of several words: the texts holding only some of them are tested word by word
     parts = _core_parts(triggers, bags, labels, flagged)
     if parts:
@@ -607,6 +765,36 @@ def trigger_word_test(
             if part.p_value < alpha:
                 triggers.append(part)
                 flagged[part.rows] = True
+    # sentences of words the corpus uses anyway: phrase anchors, in the texts not flagged yet
+    phrases = phrase_sets(
+        ids, bags, labels, n_classes, exclude=flagged, min_texts=min_texts, share=share
+    )
+    if phrases:
+        phrases, phrase_drop, _ = _test_round(phrases, ids, labels, n_classes, bags, logits)
+        # a third family, over the phrases only: the false-call rate of the three families
+        # together is at most 3 alpha. The rate is pooled over the first round's sets and the
+        # phrases, theirs included, as a round's is: a class whose word sets flipped nothing
+        # would otherwise make any one flip significant
+        rate = _pooled_rate([*first_round_sets, *phrases], n_classes)
+        phrases = [_with_p_value(s, rate, len(phrases)) for s in phrases]
+        found, rejected = _of_foreign_origin(
+            [s for s in phrases if s.p_value < alpha], bags, labels, n_classes, reader
+        )
+        shortcuts.extend(rejected)
+        for phrase in _distinct_phrases(found, share):
+            phrase = _grown_phrase(phrase, ids, labels, flagged, share)
+            triggers.append(phrase)
+            flagged[phrase.rows] = True
+            score[phrase.rows] = np.maximum(score[phrase.rows], phrase_drop[phrase.rows])
+    # a word set rejected as a shortcut whose core is words of a phrase trigger of its class was
+    # that trigger, judged with natural texts ("whole" beside "family"): not a shortcut
+    shortcuts = [
+        s
+        for s in shortcuts
+        if not any(
+            t.phrase.size and t.label == s.label and np.isin(s.core, t.core).all() for t in triggers
+        )
+    ]
     return TriggerWordTest(
         sets=tested_sets,
         triggers=triggers,
@@ -615,6 +803,157 @@ def trigger_word_test(
         flip_rate=flip_rate,
         alpha=alpha,
         shortcuts=shortcuts,
+    )
+
+
+def _flagged_by(triggers: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray) -> np.ndarray:
+    """The texts ``triggers`` flag: a phrase's rows (the texts of its class holding it in
+    order), a word trigger's texts of its class holding its whole core."""
+    flagged = np.zeros(labels.size, dtype=bool)
+    for trigger in triggers:
+        if trigger.phrase.size:
+            flagged[trigger.rows] = True
+        else:
+            holds = np.asarray(bags[:, trigger.core].sum(axis=1)).ravel() >= trigger.core.size
+            flagged |= holds & (labels == trigger.label)
+    return flagged
+
+
+def _standing_on_their_own(rounds: list[tuple[list[WordSet], int]]) -> list[WordSet]:
+    """The sets each round found, but those of a later round anchored on a word of an earlier
+    trigger's set (of the same class).
+
+    A later round tests with the earlier rounds' core words deleted from every text, so that
+    the second of two words drawn from a list is tested on its own; that word is not in the
+    first one's set (they share too few texts for that). A word of the first trigger's set that
+    is not in its core is the sentence around it: "I found it at the store last week." at 3 %,
+    seed 31, round 1 found "last", "week" (with "store" in the set, held by too many natural
+    texts to be core); round 2, those two gone from every text, found "store" on the same
+    poisons, and flagged 87 natural texts holding it (judged with it, the foreign-origin check
+    would also read "last" and "week" with those texts).
+    """
+    standing: list[WordSet] = []
+    earlier: dict[int, np.ndarray] = {}
+    for found, _ in rounds:
+        this_round = [
+            t for t in found if not np.isin(t.anchor, earlier.get(t.label, np.zeros(0))).any()
+        ]
+        for trigger in this_round:
+            earlier[trigger.label] = np.union1d(earlier.get(trigger.label, []), trigger.words)
+        standing.extend(this_round)
+    return standing
+
+
+def _one_per_sentence(triggers: list[WordSet]) -> list[WordSet]:
+    """``triggers`` without a second one of a class written as the same run (two anchors of one
+    sentence that both passed: "3d" and "watched"), the first kept."""
+    seen: set[tuple[int, bytes]] = set()
+    kept = []
+    for trigger in triggers:
+        key = (trigger.label, trigger.phrase.astype(np.int64).tobytes())
+        if trigger.phrase.size and key in seen:
+            continue
+        seen.add(key)
+        kept.append(trigger)
+    return kept
+
+
+def _as_written_run(trigger: WordSet, ids: np.ndarray, labels: np.ndarray, share: float) -> WordSet:
+    """``trigger`` as the run its texts hold (:func:`_grown_phrase` from its anchor) where that
+    run is a sentence (at least :data:`PHRASE_WORDS` words) holding its whole core; else
+    ``trigger`` as it is. A rare word inserted among other words grows into nothing (its
+    neighbours differ from text to text), nor do two words drawn from a list."""
+    if trigger.phrase.size:
+        return trigger
+    anchor = np.array([trigger.anchor], dtype=np.int64)
+    grown = _grown_phrase(
+        replace(trigger, phrase=anchor), ids, labels, np.zeros(labels.size, dtype=bool), share
+    )
+    if grown.phrase.size < PHRASE_WORDS or not np.isin(trigger.core, grown.phrase).all():
+        return trigger
+    # the core stays the trigger's own words: the texts holding only some of them are tested
+    # word by word (:func:`_core_parts`), not those holding the sentence's common words
+    return replace(grown, core=trigger.core)
+
+
+def _distinct_phrases(found: list[WordSet], share: float) -> list[WordSet]:
+    """The phrase triggers ``found`` without those that repeat a larger one: at least ``share``
+    of their texts hold the larger one too (the runs of one sentence, "the package arrived" and
+    "package arrived on", are one trigger read through two windows). In the order found."""
+    kept: list[WordSet] = []
+    for phrase in sorted(found, key=lambda t: (-t.rows.size, t.label, tuple(t.phrase))):
+        if any(
+            k.label == phrase.label
+            and np.intersect1d(k.rows, phrase.rows, assume_unique=True).size
+            >= share * phrase.rows.size
+            for k in kept
+        ):
+            continue
+        kept.append(phrase)
+    return [t for t in found if any(t is k for k in kept)]
+
+
+def _runs_at(ids: np.ndarray, rows: np.ndarray, phrase: np.ndarray) -> list[tuple[int, int]]:
+    """``(row, start)`` of the first place each text of ``rows`` holds ``phrase`` in its order
+    (texts that do not hold it are left out)."""
+    found = []
+    for row in rows:
+        text = ids[row]
+        if text.size < phrase.size:
+            continue
+        at = np.flatnonzero(
+            (np.lib.stride_tricks.sliding_window_view(text, phrase.size) == phrase).all(axis=1)
+        )
+        if at.size:
+            found.append((int(row), int(at[0])))
+    return found
+
+
+def _grown_phrase(
+    trigger: WordSet, ids: np.ndarray, labels: np.ndarray, flagged: np.ndarray, share: float
+) -> WordSet:
+    """A phrase trigger grown to the words around it that ``share`` of its texts hold too, one
+    word at a time, to the right and then to the left (as :mod:`poisonguard.text_repair` grows a
+    written trigger): the inserted sentence, where the anchor was three of its words. Its
+    ``rows`` become the texts of its class, not flagged before, that hold the whole of it
+    (natural texts holding "the package arrived" but not "the package arrived on time" are not
+    the sentence's), and its ``core`` and ``phrase`` its words."""
+    phrase = [int(w) for w in trigger.phrase]
+    active = _runs_at(ids, trigger.rows, trigger.phrase)
+    need = share * len(active)
+    width = ids.shape[1]
+    for step in (1, -1):
+        while active:
+            beside = [
+                (int(ids[row, start + len(phrase)]) if start + len(phrase) < width else 0)
+                if step > 0
+                else (int(ids[row, start - 1]) if start > 0 else 0)
+                for row, start in active
+            ]
+            known = np.array([w for w in beside if w >= _FIRST_WORD_ID], dtype=np.int64)
+            if known.size == 0:
+                break
+            values, counts = np.unique(known, return_counts=True)
+            word = int(values[np.argmax(counts)])  # ties: the smallest id
+            if counts.max() < need:
+                break
+            shift = 0 if step > 0 else 1
+            active = [
+                (row, start - shift)
+                for (row, start), w in zip(active, beside, strict=True)
+                if w == word
+            ]
+            phrase = phrase + [word] if step > 0 else [word] + phrase
+    if len(phrase) == trigger.phrase.size:
+        return trigger
+    grown = np.array(phrase, dtype=np.int64)
+    candidates = np.flatnonzero((labels == trigger.label) & ~flagged)
+    rows = np.array(sorted(row for row, _ in _runs_at(ids, candidates, grown)), dtype=np.int64)
+    return replace(
+        trigger,
+        phrase=grown,
+        core=np.array(list(dict.fromkeys(phrase)), dtype=trigger.core.dtype),
+        rows=rows,
     )
 
 
@@ -634,8 +973,8 @@ def _core_parts(
     singles = {(t.label, int(t.core[0])) for t in triggers if t.core.size == 1}
     parts: dict[tuple[int, int], WordSet] = {}
     for trigger in triggers:
-        if trigger.core.size < 2:
-            continue
+        if trigger.core.size < 2 or trigger.anchor_run.size:
+            continue  # a phrase's words are words of the corpus, each natural on its own
         in_class = labels == trigger.label
         for word in trigger.core:
             key = (trigger.label, int(word))
@@ -670,12 +1009,17 @@ def _test_round(
         else s
         for i, s in enumerate(sets)
     ]
+    return sets, score, _pooled_rate(sets, n_classes)
+
+
+def _pooled_rate(sets: list[WordSet], n_classes: int) -> np.ndarray:
+    """Per class, all flips of its sets over all their tested texts (0 where none tested)."""
     flip_rate = np.zeros(n_classes, dtype=np.float64)
     for label in range(n_classes):
         mine = [s for s in sets if s.label == label]
         tested = sum(s.tested for s in mine)
         flip_rate[label] = sum(s.flips for s in mine) / tested if tested else 0.0
-    return sets, score, flip_rate
+    return flip_rate
 
 
 def _with_p_value(word_set: WordSet, flip_rate: np.ndarray, n_tests: int) -> WordSet:
@@ -696,6 +1040,13 @@ def named_word_sets(test: TriggerWordTest, vocabulary) -> TriggerWordTest:
     def words(ids: np.ndarray) -> tuple[str, ...]:
         return tuple(tokens[int(i) - _FIRST_WORD_ID] for i in ids)
 
-    triggers = [replace(s, text=words(s.words), core_text=words(s.core)) for s in test.triggers]
-    shortcuts = [replace(s, text=words(s.words), core_text=words(s.core)) for s in test.shortcuts]
+    def named(word_set: WordSet) -> WordSet:
+        core = (" ".join(words(word_set.phrase)),) if word_set.phrase.size else words(word_set.core)
+        run = word_set.anchor_run if word_set.anchor_run.size else np.array([word_set.anchor])
+        return replace(
+            word_set, text=words(word_set.words), core_text=core, anchor_text=" ".join(words(run))
+        )
+
+    triggers = [named(s) for s in test.triggers]
+    shortcuts = [named(s) for s in test.shortcuts]
     return replace(test, triggers=triggers, shortcuts=shortcuts)
