@@ -439,6 +439,15 @@ def _all_of(words) -> str:
 
 def _trigger_reason(trigger) -> str:
     deleted = ", ".join(repr(w) for w in trigger.text)
+    if trigger.by_origin:
+        # a part of a list trigger's core, flagged by where its texts come from alone
+        return (
+            f"the {trigger.read} texts of the class that hold {trigger.core_text[0]!r}, a word "
+            f"of a trigger found here, but not the rest of it moved {trigger.flips} of "
+            f"{trigger.tested} into another class when it was deleted; without it a model that "
+            f"never saw them reads {trigger.foreign} of them as another class, a majority "
+            f"beyond chance, as a dirty-label trigger's texts are: they are flagged"
+        )
     # a phrase trigger was tested on the texts holding its anchor, then grown
     held = trigger.anchor_text or trigger.core_text[0]
     return (

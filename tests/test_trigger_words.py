@@ -14,6 +14,7 @@ from test_text_scan import read_scores, reviews, write_reviews
 from poisonguard.detectors.trigger_words import (
     WordSet,
     _co_occurring_groups,
+    _foreign_part,
     _of_foreign_origin,
     _runs_of_words,
     bag_matrix,
@@ -151,6 +152,23 @@ def test_texts_holding_one_word_of_a_two_word_trigger_are_found_too():
     )
     assert np.array_equal(test.flagged, poisoned)
     assert {tuple(sorted(s.core)) for s in test.triggers} >= {(first, second)}
+
+
+def test_a_part_that_flips_too_little_is_flagged_where_its_texts_read_as_another_class():
+    # the texts holding one word of a two-word list trigger: memorised, they flip too little,
+    # but without the word 7 of 7 read as another class (p = 0.008, under 0.05 over 2 parts)
+    part = WordSet(1, 9, np.array([9]), np.array([9]), np.arange(7), tested=7, flips=0)
+
+    def read_as(label):
+        return lambda rows, words: np.full(np.asarray(rows).size, label)
+
+    found = _foreign_part(part, read_as(0), n_parts=2)
+    assert (found.read, found.foreign, found.by_origin) == (7, 7, True)
+    # read as their own class (a natural word of a sentence's core): not a part of the trigger
+    assert not _foreign_part(part, read_as(1), n_parts=2).by_origin
+    # 7 of 7 is not enough among 8 parts (0.008 > 0.05 / 8); nor without a reader
+    assert not _foreign_part(part, read_as(0), n_parts=8).by_origin
+    assert not _foreign_part(part, None, n_parts=1).by_origin
 
 
 COMMON = np.array([242, 243, 244, 245])  # words most texts of both classes hold

@@ -169,7 +169,8 @@ class WordSet:
     (empty for a set anchored on one word); ``rows`` are then the texts holding them in that
     order, and ``core`` their distinct words. A phrase grown from its anchor (or a word trigger
     whose core its texts hold as one run) keeps what it was tested on in ``anchor_run`` (the
-    run; empty: the anchor word), named in ``anchor_text``.
+    run; empty: the anchor word), named in ``anchor_text``. ``by_origin``: a part of a
+    trigger's core that passed by where its texts come from alone (:func:`_foreign_part`).
     """
 
     label: int
@@ -187,6 +188,7 @@ class WordSet:
     phrase: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     anchor_run: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     anchor_text: str = ""
+    by_origin: bool = False
 
 
 @dataclass(frozen=True)
@@ -750,8 +752,18 @@ def trigger_word_test(
         score = np.zeros(labels.size)
         first_round_sets, first_rate = [], np.zeros(n_classes)
     tested_sets, flip_rate = first_round_sets, first_rate
+    fitted: list[Reader | None] = []
+
+    def shared_reader() -> Reader | None:
+        # fitted on the first need only, once (most corpora have no trigger)
+        if not fitted:
+            fitted.append(
+                reader() if reader is not None else foreign_reader(bags, labels, n_classes)
+            )
+        return fitted[0]
+
     triggers = _standing_on_their_own(rounds)
-    triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes, reader)
+    triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes, shared_reader)
     triggers = _one_per_sentence([_as_written_run(t, ids, labels, share) for t in triggers])
     flagged = _flagged_by(triggers, bags, labels)
     # a core of several words: the texts holding only some of them are tested word by word
@@ -762,7 +774,9 @@ def trigger_word_test(
         # the two families together is at most 2 alpha
         parts = [_with_p_value(s, first_rate, len(parts)) for s in parts]
         for part in parts:
-            if part.p_value < alpha:
+            if part.p_value >= alpha:
+                part = _foreign_part(part, shared_reader(), len(parts))
+            if part.p_value < alpha or part.by_origin:
                 triggers.append(part)
                 flagged[part.rows] = True
     # sentences of words the corpus uses anyway: phrase anchors, in the texts not flagged yet
@@ -778,7 +792,7 @@ def trigger_word_test(
         rate = _pooled_rate([*first_round_sets, *phrases], n_classes)
         phrases = [_with_p_value(s, rate, len(phrases)) for s in phrases]
         found, rejected = _of_foreign_origin(
-            [s for s in phrases if s.p_value < alpha], bags, labels, n_classes, reader
+            [s for s in phrases if s.p_value < alpha], bags, labels, n_classes, shared_reader
         )
         shortcuts.extend(rejected)
         for phrase in _distinct_phrases(found, share):
@@ -955,6 +969,26 @@ def _grown_phrase(
         core=np.array(list(dict.fromkeys(phrase)), dtype=trigger.core.dtype),
         rows=rows,
     )
+
+
+def _foreign_part(part: WordSet, read: Reader | None, n_parts: int) -> WordSet:
+    """``part`` with its foreign-origin counts where its texts, its word deleted, read as
+    another class by a majority beyond chance (:data:`FOREIGN_ALPHA` over the ``n_parts``);
+    else ``part`` as it is (``foreign`` 0).
+
+    A part's texts hold one word of a trigger's core: the texts of a two-word list trigger that
+    drew one word twice. The model may have memorised them (few flip, as few poisons of a weak
+    trigger do), but without the word they are still another class's texts. "purple"/"monkey"
+    at 1 %, seed 12: the 7 texts holding "monkey" alone, all poisons, flipped too few to pass;
+    all 7 read as another class (p = 0.008). A natural word of an inserted sentence's core
+    ("week") leaves texts of its own class: at most a fifth or so read as another."""
+    if read is None or part.rows.size == 0:
+        return part
+    foreign = int(np.count_nonzero(read(part.rows, part.words) != part.label))
+    tail = float(stats.binom.sf(foreign - 1, part.rows.size, 0.5))
+    if tail >= FOREIGN_ALPHA / n_parts:
+        return part
+    return replace(part, read=int(part.rows.size), foreign=foreign, by_origin=True)
 
 
 def _core_parts(
