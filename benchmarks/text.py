@@ -218,7 +218,7 @@ def _rows() -> list[Row]:
                 rows.append(
                     _sentence(what, sentence, position, rate, target, seed, True, batch=FRESH)
                 )
-    # Added 2026-12-07 with the phrase anchors that found the package sentence, run once
+    # Added 2026-12-06 with the phrase anchors that found the package sentence, run once
     # (group "common"): three more sentences of words the reviews use, new positions, rates,
     # targets and seeds
     common = [
