@@ -226,6 +226,25 @@ def test_a_sentence_of_common_words_is_found_through_its_words_in_a_row():
     assert test.score[poisoned].min() > test.score[~poisoned].max()
 
 
+def test_a_phrase_trigger_does_not_depend_on_the_order_of_the_texts():
+    ids, labels, poisoned, logits = common_word_corpus(1500, seed=6, rate=0.02)
+    order = np.random.default_rng(1).permutation(labels.size)
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
+    shuffled = trigger_word_test(
+        ids[order], labels[order], 2, VOCABULARY, logits, alpha=1e-3, share=0.75
+    )
+    assert test.flagged.any() and np.array_equal(shuffled.flagged, test.flagged[order])
+    assert [tuple(s.phrase) for s in shuffled.triggers] == [tuple(s.phrase) for s in test.triggers]
+
+
+def test_texts_too_short_for_a_run_have_no_phrase_sets():
+    ids = np.array([[5, 6], [5, 6], [7, 0]] * 5)
+    labels = np.array([0, 1, 0] * 5)
+    bags = bag_matrix(ids, 10)
+    assert phrase_sets(ids, bags, labels, 2) == []
+    assert phrase_sets(np.zeros((0, 4), dtype=np.int64), bags[:0], labels[:0], 2) == []
+
+
 def test_the_common_words_in_no_order_are_no_trigger():
     ids, labels, _, logits = common_word_corpus(1500, seed=7)
     test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
