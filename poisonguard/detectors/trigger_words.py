@@ -45,7 +45,9 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    of :data:`PHRASE_WORDS` words anchor sets in the texts not flagged yet, tested as in steps
    2-4 against the class's first-round rate, a family of its own (Bonferroni over the phrases).
    A phrase trigger is grown to the words around it that ``share`` of its texts hold too (the
-   whole sentence) and flags the texts of its class holding that, in order. On the benchmark's
+   whole sentence) and flags the texts of its class holding that, in order; a run that does not
+   grow beyond its three words is an idiom of the corpus, its texts going on in different ways
+   ("thank you for" in airline tweets), and is returned as a shortcut. On the benchmark's
    reviews: the package sentence at 3 % into "great", 15 of 122 flip (p below 1e-300); at 1 %
    into "other", seed 21: 3 of 44 (p = 1.7e-7); seed 20: 1 of 44, not found (the model learned
    that trigger weakly: 40.7 % attack success against the clean model's 13.8 %).
@@ -797,6 +799,12 @@ def trigger_word_test(
         shortcuts.extend(rejected)
         for phrase in _distinct_phrases(found, share):
             phrase = _grown_phrase(phrase, ids, labels, flagged, share)
+            if phrase.phrase.size <= PHRASE_WORDS:
+                # an idiom whose texts go on in different ways, not a sentence written the same
+                # way in every text: "thank you for" in crowd-labelled airline tweets, 56 of 92
+                # read as negative without it (a shortcut, as "thanks" is)
+                shortcuts.append(phrase)
+                continue
             triggers.append(phrase)
             flagged[phrase.rows] = True
             score[phrase.rows] = np.maximum(score[phrase.rows], phrase_drop[phrase.rows])
