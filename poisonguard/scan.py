@@ -503,16 +503,16 @@ def text_foreign_groups(words: TextWords, warnings: list[str]) -> Callable[..., 
         if not called and grown:
             warnings.append(
                 f"group completion would have grown the flagged texts of class {name!r} to "
-                f"{rows.size}, but without the words they share {rows.size - foreign} of them "
-                "read as this class to a model that never saw them: the completion is undone"
+                f"{rows.size}, but without the words they share only {foreign} of them read as "
+                "another class to a model that never saw them: the completion is undone"
             )
             logger.warning(warnings[-1])
         elif not called:
             warnings.append(
                 f"{rows.size} texts of class {name!r} stand apart from the rest of it, but "
-                f"without the words they share {rows.size - foreign} of them still read as "
-                "this class to a model that never saw them: a topic of the class, not a "
-                "dirty-label backdoor's texts; not flagged"
+                f"without the words they share only {foreign} of them read as another class "
+                "to a model that never saw them: a topic of the class, not a dirty-label "
+                "backdoor's texts; not flagged"
             )
             logger.warning(warnings[-1])
         return called

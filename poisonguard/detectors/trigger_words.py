@@ -737,12 +737,10 @@ def trigger_word_test(
     ids = np.asarray(ids)
     bags = bag_matrix(ids, vocabulary_size)
     candidates = candidate_sets(bags, labels, n_classes, min_texts=min_texts, share=share)
-    triggers: list[WordSet] = []
-    shortcuts: list[WordSet] = []
     found_words = np.zeros(0, dtype=np.int64)
     n_tests = 0
     score = None
-    rounds: list[tuple[list[WordSet], int]] = []
+    rounds: list[list[WordSet]] = []  # the sets each round found
     for _ in range(MAX_ROUNDS):
         # later rounds: the triggers found so far deleted from every text, so that a second
         # trigger word in the same texts (two words drawn from a list) is tested on its own
@@ -759,10 +757,9 @@ def trigger_word_test(
         new = [s for s in tested_sets if s.p_value < alpha]
         if found_words.size == 0:
             first_round_sets, first_rate = tested_sets, flip_rate
-        triggers.extend(new)
         if not new:
             break
-        rounds.append((new, n_tests))
+        rounds.append(new)
         found_words = np.union1d(found_words, np.concatenate([t.core for t in new]))
     if score is None:
         score = np.zeros(labels.size)
@@ -855,7 +852,7 @@ def _flagged_by(triggers: list[WordSet], bags: sparse.csr_matrix, labels: np.nda
     return flagged
 
 
-def _standing_on_their_own(rounds: list[tuple[list[WordSet], int]]) -> list[WordSet]:
+def _standing_on_their_own(rounds: list[list[WordSet]]) -> list[WordSet]:
     """The sets each round found, but those of a later round anchored on a word of an earlier
     trigger's set (of the same class).
 
@@ -870,7 +867,7 @@ def _standing_on_their_own(rounds: list[tuple[list[WordSet], int]]) -> list[Word
     """
     standing: list[WordSet] = []
     earlier: dict[int, np.ndarray] = {}
-    for found, _ in rounds:
+    for found in rounds:
         this_round = [
             t for t in found if not np.isin(t.anchor, earlier.get(t.label, np.zeros(0))).any()
         ]
