@@ -895,7 +895,10 @@ def _as_written_run(trigger: WordSet, ids: np.ndarray, labels: np.ndarray, share
     """``trigger`` as the run its texts hold (:func:`_grown_phrase` from its anchor) where that
     run is a sentence (at least :data:`PHRASE_WORDS` words) holding its whole core; else
     ``trigger`` as it is. A rare word inserted among other words grows into nothing (its
-    neighbours differ from text to text), nor do two words drawn from a list."""
+    neighbours differ from text to text), nor do two words drawn from a list. The risk, not
+    seen on the corpora measured (no rare-word row of the reviews or the tweets grew): a word
+    put after an ending that 75 % of its texts share word for word (a signature line) would
+    grow into that ending, and the poisons without it would be left unflagged."""
     if trigger.phrase.size:
         return trigger
     anchor = np.array([trigger.anchor], dtype=np.int64)
