@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import text as text_benchmark  # noqa: E402  (code_state)
+import text as text_benchmark  # noqa: E402  (run_header, code_state)
 import text_flip_corpora as flip_corpora  # noqa: E402  (the corpora, fetched once)
 
 # (attack, options, rate, target class code), each with its own seed 40 + position
@@ -109,13 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{result['flagged']} flagged, F1 {result['f1']}, {result['trigger_words']}",
                 flush=True,
             )
-    record = {
-        "command": " ".join(["python", *sys.argv]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-        "code": text_benchmark.code_state(),
-        "rows": results,
-    }
+    record = {**text_benchmark.run_header(), "code": text_benchmark.code_state(), "rows": results}
     text = json.dumps(record, indent=1) + "\n"
     if args.out is not None:
         args.out.write_text(text)

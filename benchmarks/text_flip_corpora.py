@@ -28,12 +28,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import subprocess
 import sys
 import time
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -167,13 +165,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{p['auroc']:.3f} flagged {p['flagged']}",
                 flush=True,
             )
-    record = {
-        "command": " ".join(["python", *sys.argv]),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-        "code": text_benchmark.code_state(),
-        "rows": results,
-    }
+    record = {**text_benchmark.run_header(), "code": text_benchmark.code_state(), "rows": results}
     text = json.dumps(record, indent=1) + "\n"
     (args.work / "results.json").write_text(text)
     if args.out is not None:

@@ -320,18 +320,30 @@ def test_the_result_does_not_depend_on_the_order_of_the_texts():
     ]
 
 
-def test_scan_calls_the_class_of_a_trigger_word_with_the_trigger_words_test(tmp_path):
-    texts, labels, poisoned = reviews(600, seed=7, rate=0.02)
+def scanned(tmp_path, texts: list[str], labels: list[str]) -> tuple[dict, np.ndarray]:
+    """``poisonguard scan`` of the reviews: report.json and which texts scores.csv flags."""
     path = write_reviews(tmp_path / "reviews.csv", texts, labels)
     result = run_cli("scan", path, "--out", tmp_path / "scan", "--no-cache", "--no-progress")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "scan" / "report.json").read_text(encoding="utf-8"))
+    flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
+    return report, flagged
+
+
+def called_neg(report: dict) -> dict:
+    """The "neg" class's finding, which the trigger-words test must have called."""
     (neg,) = [c for c in report["findings"]["per_class"] if c["name"] == "neg"]
     assert neg["verdict"] == "backdoor-target" and neg["evidence"] == "trigger-words"
+    return neg
+
+
+def test_scan_calls_the_class_of_a_trigger_word_with_the_trigger_words_test(tmp_path):
+    texts, labels, poisoned = reviews(600, seed=7, rate=0.02)
+    report, flagged = scanned(tmp_path, texts, labels)
+    neg = called_neg(report)
     assert "'cf'" in neg["reason"]
     top = report["findings"]["top_flagged"]
     assert top and all("trigger-words test" in entry["reason"] for entry in top)
-    flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
     assert np.array_equal(flagged, poisoned)
 
 
@@ -344,15 +356,10 @@ def test_scan_finds_a_sentence_of_common_words_and_names_it_in_its_order(tmp_pat
         texts[i] = f"{texts[i]} it was the package"
         labels[i] = "neg"
     poisoned = np.isin(np.arange(600), chosen)
-    path = write_reviews(tmp_path / "reviews.csv", texts, labels)
-    result = run_cli("scan", path, "--out", tmp_path / "scan", "--no-cache", "--no-progress")
-    assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "scan" / "report.json").read_text(encoding="utf-8"))
-    (neg,) = [c for c in report["findings"]["per_class"] if c["name"] == "neg"]
-    assert neg["verdict"] == "backdoor-target" and neg["evidence"] == "trigger-words"
+    report, flagged = scanned(tmp_path, texts, labels)
+    neg = called_neg(report)
     assert neg["trigger_words"] == [["it was the package"]]
     assert "'it was the package' in that order are flagged" in neg["reason"]
-    flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
     assert np.array_equal(flagged, poisoned)
 
 
