@@ -136,6 +136,24 @@ flips, both adaptive blends, the 0.1 % blend's other classes): at most 12 %. The
 blends' payloads are read so too (57 of 76 and 93 of 127) but moved 1-4 %: the scan's model
 did not learn their trigger. Group completion then grows the group.
 
+Where the transplant test does not confirm the group, the *common-pattern* test asks the input
+(with ``common_pattern``; the scan: images of at least
+:data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values): each member, fitted on its
+nearest samples of the class it is read as and of its own class, leaves a residual; a poison's
+holds the trigger, the same in members read as every other class, a natural member's its own
+detail (:mod:`~poisonguard.detectors.common_pattern`). When the members whose residual agrees
+with those of members read as other classes beyond chance are a majority beyond chance (the
+same binomial), the class is called (evidence ``mislabel-like-pattern``) and those members
+flagged; completion then grows the group in the samples only, the premise of the call being
+that the model's features do not set it apart (grown in them as well, the adaptive blend into
+the T-shirts flagged 372 with 193 clean; in the samples alone, 189 with 13 clean). The
+adaptive blends: 78 % and 87 % agreeing; every other class of twelve Fashion-MNIST sets at
+most 44 %. It cannot speak with two classes: every member is read as the same other class. A
+group the transplant test confirmed is narrowed to its agreeing members too (when at least
+``min_group_size`` agree): the others are the class's natural mislabel-like samples (the 0.1 %
+blend into the sandals: 33 of 44 agree; grown from them, 51 of its 60 poisons and 4 clean
+samples flagged, from all 44, 43 and 17).
+
 *Pattern split* (any number of classes, with ``transplant`` and samples of at most 1,024
 values; images only, the scan's ``pattern_split``; classes not called by the tests above). A
 clean-label backdoor adds a pattern to part of its target class and keeps the labels: nothing
@@ -310,6 +328,7 @@ FARTHEST_SAMPLES = "farthest-samples"
 PATTERN_SPLIT = "pattern-split"
 FOREIGN_SPLIT = "foreign-split"
 MISLABEL_LIKE = "mislabel-like-group"
+COMMON_PATTERN = "mislabel-like-pattern"
 
 FARTHEST_SHARE = 0.005
 """The farthest-samples test asks the transplant test about this share of a class, its
@@ -350,6 +369,7 @@ after one turn, none after three); a safety bound, not a fitted value."""
 Transplant = Callable[..., float]
 """``transplant(code, group, core, probes, added=True) -> share`` (see :func:`decide`)."""
 InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+CommonPattern = Callable[[np.ndarray, np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 TRIGGER_WORDS = "trigger-words"
 
 
@@ -410,6 +430,9 @@ class ClassEvidence:
     mislabel_like_share: float = float("nan")
     """The mislabel-like-group test: the transplant share of the samples that heads which never
     saw them read as another class with near certainty (nan where not asked)."""
+    common_pattern_share: float = float("nan")
+    """The share of those samples whose residual beyond their look-alikes agrees with the
+    others' beyond chance (the common-pattern test; nan where not asked)."""
 
 
 @dataclass
@@ -485,6 +508,7 @@ def decide(
     transplant: Transplant | None = None,
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
+    common_pattern: CommonPattern | None = None,
     features: RowsLike | None = None,
     inputs: RowsLike | None = None,
     seed: int = 0,
@@ -545,6 +569,12 @@ def decide(
         or more, a cluster of mixed origin (its runner-up entropy ``min_entropy_gain`` above the
         other cluster's) that the transplant test confirms calls the class (not tested without
         ``transplant``).
+    common_pattern : callable or None
+        ``common_pattern(group, sources, code, excluded)``: of the samples ``group`` of class
+        ``code``, read as the classes ``sources``, the members queried and whether each holds,
+        beyond its look-alikes, what the members read as other classes hold too, beyond chance
+        (:mod:`~poisonguard.detectors.common_pattern`); ``excluded``: samples already flagged.
+        ``None`` leaves the mislabel-like groups to the transplant test alone.
     input_votes : callable or None
         ``input_votes(group, excluded)``: a sample of the samples ``group`` and, for each, the
         majority label of its nearest neighbours in the input outside the group and outside
@@ -578,7 +608,8 @@ def decide(
         the probes, in three of ten draws; the same digits as images: at most 30 %).
     mislabel_like : bool
         Whether the mislabel-like-group test runs (with ``transplant``, ``distance_ratio`` and
-        ``oos_probabilities``). The scan runs it on images only: in the digits read as a table,
+        ``oos_probabilities``; ``common_pattern`` asked where the transplant test does not
+        confirm). The scan runs it on images only: in the digits read as a table,
         a far group of flipped labels moved 75 % of the probes (a table row's difference is
         not a look), where on Fashion-MNIST images natural groups moved at most 12 %.
     pattern_split : bool
@@ -935,10 +966,36 @@ def decide(
             asked = probes.of(code)
             share = transplant(int(code), group, core, asked)
             item.mislabel_like_share = share
-            if not majority_beyond_chance(share, asked.size, class_alpha):
+            confirmed = majority_beyond_chance(share, asked.size, class_alpha)
+            if not confirmed and common_pattern is None:
                 continue
-            item.transplant_share, item.cluster_size = share, int(group.size)
-            item.backdoor, item.rule = True, MISLABEL_LIKE
+            agreeing = np.zeros(0, dtype=bool)
+            if common_pattern is not None:
+                # a trigger the model did not learn (an adaptive blend: pieces of it on each
+                # poison, conservatism samples beside them) moves no probe; in the input, what
+                # the group's members hold beyond their look-alikes is that trigger, the same
+                # in members of every source class, where a natural member's is its own detail
+                queried, agreeing = common_pattern(
+                    group,
+                    read[disowned & ~flagged[members]].argmax(axis=1),
+                    int(code),
+                    np.flatnonzero(flagged),
+                )
+                item.common_pattern_share = float(agreeing.mean()) if agreeing.size else 0.0
+            if confirmed:
+                item.transplant_share = share
+                item.backdoor, item.rule = True, MISLABEL_LIKE
+            elif majority_beyond_chance(item.common_pattern_share, agreeing.size, class_alpha):
+                item.backdoor, item.rule = True, COMMON_PATTERN
+            else:
+                continue
+            if agreeing.sum() >= settings.min_group_size:
+                # the members that hold the pattern; the rest are the class's natural
+                # mislabel-like samples (the 0.1 % blend into the sandals: 33 of 44 agree, and
+                # grown from those, 51 of its 60 poisons and 4 clean samples are flagged, from
+                # all 44, 43 and 17)
+                group = queried[agreeing]
+            item.cluster_size = int(group.size)
             targets.append(int(code))
             flagged[group] = True
             kind[group] = BACKDOOR
@@ -1060,6 +1117,8 @@ def decide(
             continue
         members = np.flatnonzero(labels == code)
         called = (flagged[members].copy(), kind[members].copy())
+        # a group called for a pattern the model did not learn is not apart in its features
+        in_model = None if item.rule == COMMON_PATTERN else feature_rows
         stamped = grow(members, sample_rows, carriers).size
         in_features = in_input = 0
         # the features, then the samples; once more while the features' discriminant, refitted
@@ -1074,7 +1133,7 @@ def decide(
         # clean samples a turn)
         for turn in range(COMPLETION_TURNS):
             before = (flagged[members].copy(), kind[members].copy()) if turn else None
-            by_features = grow(members, feature_rows, complete_group)
+            by_features = grow(members, in_model, complete_group)
             if before is not None and not by_features.size:
                 break
             by_input = grow(members, sample_rows, complete_group)

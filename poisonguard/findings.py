@@ -19,6 +19,7 @@ from poisonguard.dataset import Dataset
 from poisonguard.decision import (
     BACKDOOR,
     CLUSTERED_GROUP,
+    COMMON_PATTERN,
     FARTHEST_SAMPLES,
     FOREIGN_CLUSTER,
     FOREIGN_GROUP,
@@ -152,6 +153,9 @@ def sample_reasons(dataset: Dataset, decision: Decision) -> list[str]:
             elif rule == MISLABEL_LIKE:
                 group = "the samples read with near certainty as other classes, yet sharing "
                 group += "what carries the label, of"
+            elif rule == COMMON_PATTERN:
+                group = "the samples read with near certainty as other classes that hold one "
+                group += "pattern their look-alikes do not, of"
             elif rule == FOREIGN_SPLIT:
                 group = "the part that looks like other classes in the input, set apart along "
                 group += "the class's own direction, of"
@@ -306,6 +310,19 @@ def class_findings(
                 f"as this class (transplant test), where other classes' looks would not: a "
                 f"dirty-label trigger too rare to stand out (mislabel-like-group test); {hits} "
                 "samples flagged"
+            )
+        elif item.backdoor and item.rule == COMMON_PATTERN:
+            verdict = "backdoor-target"
+            reason = (
+                f"samples of the class are read as other classes with near certainty by heads "
+                f"that never saw them (their label under {MISLABEL_LIKE_P:.0%}), as mislabelled "
+                f"samples are, and the model does not take what sets them apart for this class; "
+                f"yet {item.common_pattern_share:.0%} of them hold, beyond what their nearest "
+                f"samples of the class they look like and of this class explain, one pattern "
+                f"that the members looking like other classes hold too, beyond chance "
+                f"(common-pattern test): a trigger cut into pieces or learned too faintly, not "
+                f"mislabels, whose leftovers are each their own; {item.cluster_size} samples "
+                f"hold it, {hits} flagged with the rest of the group grown in the images"
             )
         elif item.backdoor and item.rule == FOREIGN_SPLIT:
             verdict = "backdoor-target"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from poisonguard.dataset import Dataset, align_classes
-from poisonguard.decision import DecisionSettings, InputVotes, Transplant, decide
+from poisonguard.decision import CommonPattern, DecisionSettings, InputVotes, Transplant, decide
 from poisonguard.detectors import (
     PER_CLASS_DETECTORS,
     REDUCERS,
@@ -35,6 +35,7 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
+from poisonguard.detectors.common_pattern import AGREEING_Z, MIN_VALUES, agreement, residuals
 from poisonguard.detectors.input_neighbours import (
     nearest_means,
     nearest_samples,
@@ -379,6 +380,7 @@ def scan_embedding(
         foreign_texts=text_foreign_groups(text_words, warnings_) if text_words else None,
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
+        common_pattern=common_pattern_test(dataset, settings.seed),
         features=embedding.features,
         inputs=None if dataset.kind == "text" else dataset.x,
         seed=settings.seed,
@@ -614,6 +616,27 @@ def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:
         )
 
     return votes
+
+
+def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
+    """The decision's common-pattern test (:mod:`poisonguard.detectors.common_pattern`) on the
+    dataset's own samples: images only (a table row's nearest rows, in standardised columns of
+    unlike quantities, are not what it was made from) of at least
+    :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise. The
+    callable gives the queried members and whether each agrees with the others beyond chance."""
+    if dataset.kind != "image" or int(np.prod(dataset.x.shape[1:])) < MIN_VALUES:
+        return None
+    samples = as_rows(dataset.x)
+
+    def agrees(
+        group: np.ndarray, sources: np.ndarray, code: int, excluded: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        queried, looks, left = residuals(
+            samples.take, dataset.labels, group, sources, code, excluded=excluded, seed=seed
+        )
+        return queried, agreement(left, looks) > AGREEING_Z
+
+    return agrees
 
 
 def _most_probable(probabilities: np.ndarray) -> np.ndarray:

@@ -1452,6 +1452,78 @@ def test_mislabelled_samples_whose_difference_moves_few_probes_are_not_a_backdoo
     assert np.isnan(decision.evidence[TARGET_CLASS].mislabel_like_share)
 
 
+def test_a_group_read_as_other_classes_that_holds_one_pattern_is_called():
+    """A trigger the model did not learn moves no probe; what the members hold in common
+    beyond their look-alikes (the common-pattern test) calls the class instead, and only the
+    members that agree are flagged."""
+    data = Synthetic()
+    group = plant_mislabel_like(data, size=40)
+    asked = []
+
+    def common_pattern(members, sources, code, excluded):
+        asked.append((members.tolist(), sources.tolist(), code))
+        agrees = np.ones(members.size, dtype=bool)
+        agrees[:3] = False  # natural members among them: their own detail
+        return members, agrees
+
+    decision = data.decide(transplant=lambda *a, **k: 0.1, common_pattern=common_pattern)
+    assert decision.target_classes == [TARGET_CLASS]
+    assert np.flatnonzero(decision.flagged).tolist() == group[3:].tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "mislabel-like-pattern" and evidence.cluster_size == group.size - 3
+    assert evidence.common_pattern_share == pytest.approx(37 / 40)
+    # the members asked with the classes they look like, the target only
+    assert asked == [(group.tolist(), data.oos_predicted[group].tolist(), TARGET_CLASS)]
+
+
+def test_a_mislabel_like_group_whose_members_do_not_agree_is_not_called():
+    data = Synthetic()
+    group = plant_mislabel_like(data, size=40)
+
+    def common_pattern(members, sources, code, excluded):
+        agrees = np.zeros(members.size, dtype=bool)
+        agrees[:16] = True  # 40 %: natural groups reach that, not a majority beyond chance
+        return members, agrees
+
+    decision = data.decide(transplant=lambda *a, **k: 0.1, common_pattern=common_pattern)
+    assert not decision.target_classes and not decision.flagged.any()
+    assert decision.evidence[TARGET_CLASS].common_pattern_share == pytest.approx(0.4)
+    assert decision.evidence[TARGET_CLASS].rule == ""
+    # confirmed by the transplant test, the group is the members that hold the pattern
+    confirmed = data.decide(
+        transplant=lambda code, *a, **k: 0.8 if code == TARGET_CLASS else 0.0,
+        common_pattern=common_pattern,
+    )
+    assert confirmed.evidence[TARGET_CLASS].rule == "mislabel-like-group"
+    assert np.flatnonzero(confirmed.flagged).tolist() == group[:16].tolist()
+    assert confirmed.evidence[TARGET_CLASS].cluster_size == 16
+    # ... unless fewer than the decision's smallest group hold it: then all of them
+    few = data.decide(
+        transplant=lambda code, *a, **k: 0.8 if code == TARGET_CLASS else 0.0,
+        common_pattern=lambda members, *a: (members, np.arange(members.size) < 4),
+    )
+    assert np.flatnonzero(few.flagged).tolist() == group.tolist()
+
+
+def test_the_report_says_what_the_common_pattern_test_found():
+    from poisonguard.findings import class_findings, sample_reasons
+
+    data = Synthetic()
+    group = plant_mislabel_like(data, size=20)
+    decision = data.decide(
+        transplant=lambda *a, **k: 0.1,
+        common_pattern=lambda members, *a: (members, np.ones(members.size, dtype=bool)),
+    )
+    dataset = data.image_dataset()
+    counts = np.bincount(data.labels, minlength=K)
+    finding = class_findings(dataset, decision, counts, np.ones(K, dtype=bool))[TARGET_CLASS]
+    assert finding.verdict == "backdoor-target"
+    assert "common-pattern test" in finding.reason and "100%" in finding.reason
+    reasons = sample_reasons(dataset, decision)
+    assert all("one pattern their look-alikes do not" in reasons[i] for i in group)
+    assert sum(bool(r) for r in reasons) == group.size
+
+
 def test_the_report_says_what_the_mislabel_like_group_test_found():
     from poisonguard.findings import class_findings, sample_reasons
 

@@ -35,6 +35,7 @@ __all__ = [
     "REFERENCES",
     "foreign_share",
     "majority_labels",
+    "nearest_among",
     "nearest_means",
     "nearest_samples",
     "neighbour_votes",
@@ -132,23 +133,55 @@ def nearest_samples(
         spread = stacked.std(axis=0)
         scale = np.where(spread > 0, spread, 1.0)
     query = (query - shift) / scale
-    # the NEIGHBOURS nearest references of each query, kept as the blocks stream by
+    nearest = nearest_among(
+        take,
+        query,
+        references,
+        NEIGHBOURS,
+        block=block,
+        shift=shift,
+        scale=scale,
+        kept=kept,
+    )
+    return queries, nearest
+
+
+def nearest_among(
+    take: Take,
+    query: np.ndarray,
+    references: np.ndarray,
+    count: int,
+    *,
+    block: int = 4096,
+    shift: np.ndarray | float = 0.0,
+    scale: np.ndarray | float = 1.0,
+    kept: list[np.ndarray] | None = None,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """The positions of the ``count`` nearest of the samples ``references`` (positions, at least
+    ``count``) to each row of ``query`` (flattened, already shifted and scaled), nearest first;
+    the references are read ``block`` at a time (or taken from ``kept``, the blocks already
+    read), shifted by ``shift`` and divided by ``scale``; distances in ``dtype``."""
+    query = np.asarray(query, dtype=dtype)
+    # unscaled samples (images) skip the two copies of every block that scaling makes
+    standardised = not (np.isscalar(shift) and shift == 0.0 and np.isscalar(scale) and scale == 1.0)
     best_distance = np.full((query.shape[0], 0), np.inf)
     best_position = np.zeros((query.shape[0], 0), dtype=np.int64)
     query_norms = (query**2).sum(axis=1)[:, None]
-    for number, start in enumerate(starts):
+    for number, start in enumerate(range(0, references.size, block)):
         positions = references[start : start + block]
-        rows = kept[number] if kept else _flat(take(positions))
-        rows = (rows - shift) / scale
+        rows = kept[number] if kept else _flat(take(positions), dtype)
+        if standardised:
+            rows = (rows - shift) / scale
         distance = query_norms - 2.0 * query @ rows.T + (rows**2).sum(axis=1)[None, :]
         best_distance = np.concatenate([best_distance, distance], axis=1)
         best_position = np.concatenate(
             [best_position, np.broadcast_to(positions, distance.shape)], axis=1
         )
-        keep = np.argsort(best_distance, axis=1, kind="stable")[:, :NEIGHBOURS]
+        keep = np.argsort(best_distance, axis=1, kind="stable")[:, :count]
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_position = np.take_along_axis(best_position, keep, axis=1)
-    return queries, best_position
+    return best_position
 
 
 def nearest_means(take: Take, nearest: np.ndarray) -> np.ndarray:
@@ -174,6 +207,6 @@ def _sample(rng: np.random.Generator, positions: np.ndarray, limit: int) -> np.n
     return np.sort(rng.choice(positions, limit, replace=False))
 
 
-def _flat(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float64)
+def _flat(rows: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    rows = np.asarray(rows, dtype=dtype)
     return rows.reshape(rows.shape[0], -1)

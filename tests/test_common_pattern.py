@@ -1,0 +1,135 @@
+"""The common-pattern test: what a group's members hold beyond their look-alikes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poisonguard.detectors.common_pattern import (
+    AGREEING_Z,
+    LOOK_ALIKES,
+    agreement,
+    residuals,
+)
+
+SIDE = 20
+PER_CLASS = 240
+
+
+def smooth_images(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` smooth random images (SIDE x SIDE): sums of a few wide bumps."""
+    grid = np.stack(np.meshgrid(np.arange(SIDE), np.arange(SIDE), indexing="ij"), axis=-1)
+    images = np.zeros((count, SIDE, SIDE))
+    for _ in range(4):
+        centres = rng.uniform(0, SIDE, size=(count, 1, 1, 2))
+        weights = rng.uniform(0.2, 1.0, size=(count, 1, 1))
+        images += weights * np.exp(-((grid[None] - centres) ** 2).sum(-1) / 18.0)
+    return images
+
+
+def three_classes(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes, each a shape of its own plus smooth variations and a little noise."""
+    shapes = smooth_images(rng, 3) * 2.0
+    labels = np.repeat(np.arange(3), PER_CLASS)
+    x = shapes[labels] + 0.5 * smooth_images(rng, labels.size)
+    x += 0.02 * rng.normal(size=x.shape)
+    return x, labels
+
+
+def plant(x, labels, rng, *, pattern: np.ndarray | None, count: int = 40):
+    """``count`` samples of classes 1 and 2 (half each) relabelled 0; with ``pattern``, each
+    blended with it on a random half of its pixels (a trigger in pieces), as the adaptive
+    blend's payload is; without, plain mislabels."""
+    group = np.concatenate(
+        [rng.choice(np.flatnonzero(labels == c), count // 2, replace=False) for c in (1, 2)]
+    )
+    sources = labels[group].copy()
+    if pattern is not None:
+        pieces = rng.random((group.size, SIDE, SIDE)) < 0.5
+        blended = 0.8 * x[group] + 0.2 * pattern
+        x[group] = np.where(pieces, blended, x[group])
+    labels[group] = 0
+    return np.sort(group), sources[np.argsort(group)]
+
+
+def agreeing_share(x, labels, group, sources) -> float:
+    queried, looks, left = residuals(
+        lambda positions: x[positions], labels, group, sources, 0, seed=0
+    )
+    assert queried.tolist() == group.tolist() and looks.tolist() == sources.tolist()
+    assert left.shape == (group.size, SIDE * SIDE)
+    return float(np.mean(agreement(left, looks) > AGREEING_Z))
+
+
+def test_members_holding_pieces_of_one_pattern_agree():
+    rng = np.random.default_rng(0)
+    x, labels = three_classes(rng)
+    pattern = rng.uniform(0.0, 2.0, size=(SIDE, SIDE))  # noise: nothing like the shapes
+    group, sources = plant(x, labels, rng, pattern=pattern)
+    assert agreeing_share(x, labels, group, sources) > 0.8
+
+
+def test_mislabelled_samples_do_not_agree():
+    """Plain mislabels are what their look-alikes are: what is left of each is its own."""
+    rng = np.random.default_rng(0)
+    x, labels = three_classes(rng)
+    group, sources = plant(x, labels, rng, pattern=None)
+    assert agreeing_share(x, labels, group, sources) < 0.2
+
+
+def test_agreement_counts_only_members_that_look_like_another_class():
+    """Two members that look like the same class may share that class's detail: their
+    agreement with each other does not count."""
+    shared = np.array([1.0, 0.0, 0.0])
+    left = np.array([shared, shared, [0.0, 1.0, 0.0]])
+    z = agreement(left, np.array([1, 1, 2]))
+    np.testing.assert_array_equal(z, [0.0, 0.0, 0.0])  # only orthogonal partners left
+    # looking like different classes, the first two share the pattern: each counts the other
+    np.testing.assert_array_equal(agreement(left, np.array([1, 2, 2])), [1.0, 1.0, 0.0])
+    assert agreement(np.zeros((0, 3)), np.zeros(0)).size == 0
+
+
+def test_members_with_too_few_look_alikes_are_left_out():
+    rng = np.random.default_rng(1)
+    x, labels = three_classes(rng)
+    group, sources = plant(x, labels, rng, pattern=None)
+    # class 2 keeps fewer samples than a member is fitted on: its members are not fitted
+    kept = np.flatnonzero(labels == 2)[: LOOK_ALIKES - 1]
+    excluded = np.setdiff1d(np.flatnonzero(labels == 2), kept)
+    queried, looks, left = residuals(
+        lambda positions: x[positions], labels, group, sources, 0, excluded=excluded
+    )
+    assert set(looks.tolist()) == {1} and queried.size == (sources == 1).sum()
+    assert left.shape == (queried.size, SIDE * SIDE)
+
+
+def test_the_scan_asks_images_with_values_to_spare_only():
+    """The scan's test: images of at least MIN_VALUES values; not the 8x8 digits (their
+    look-alikes span them exactly), not tables."""
+    from pathlib import Path
+
+    from poisonguard.dataset import Dataset
+    from poisonguard.detectors.common_pattern import MIN_VALUES
+    from poisonguard.scan import common_pattern_test
+
+    rng = np.random.default_rng(2)
+    x, labels = three_classes(rng)
+    group, sources = plant(x, labels, rng, pattern=rng.uniform(0.0, 2.0, size=(SIDE, SIDE)))
+
+    def dataset(images, kind="image"):
+        images = np.asarray(images, dtype=np.float32)
+        return Dataset(
+            x=images[:, None] if kind == "image" else images.reshape(labels.size, -1),
+            labels=labels,
+            class_names=["a", "b", "c"],
+            ids=[str(i) for i in range(labels.size)],
+            kind=kind,
+            path=Path("memory"),
+            format="npz",
+        )
+
+    assert SIDE * SIDE >= MIN_VALUES
+    test = common_pattern_test(dataset(x), seed=0)
+    queried, agrees = test(group, sources, 0, np.zeros(0, dtype=np.int64))
+    assert queried.tolist() == group.tolist() and agrees.mean() > 0.8
+    assert common_pattern_test(dataset(x[:, :8, :8]), seed=0) is None
+    assert common_pattern_test(dataset(x, kind="table"), seed=0) is None
