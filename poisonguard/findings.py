@@ -322,7 +322,7 @@ def class_findings(
                 f"that the members looking like other classes hold too, beyond chance "
                 f"(common-pattern test): a trigger cut into pieces or learned too faintly, not "
                 f"mislabels, whose leftovers are each their own; {item.cluster_size} samples "
-                f"hold it, {hits} flagged with the rest of the group grown in the images"
+                f"hold it; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == FOREIGN_SPLIT:
             verdict = "backdoor-target"
