@@ -959,7 +959,8 @@ def decide(
         ):
             read = oos_probabilities.take(members)
             disowned = (read[:, code] < MISLABEL_LIKE_P) & (read.argmax(axis=1) != code)
-            group = members[disowned & ~flagged[members]]
+            disowned &= ~flagged[members]
+            group = members[disowned]
             core = members[ratio <= settings.core_ratio]
             if group.size < settings.min_group_size or core.size == 0:
                 continue
@@ -976,10 +977,7 @@ def decide(
                 # the group's members hold beyond their look-alikes is that trigger, the same
                 # in members of every source class, where a natural member's is its own detail
                 queried, agreeing = common_pattern(
-                    group,
-                    read[disowned & ~flagged[members]].argmax(axis=1),
-                    int(code),
-                    np.flatnonzero(flagged),
+                    group, read[disowned].argmax(axis=1), int(code), np.flatnonzero(flagged)
                 )
                 item.common_pattern_share = float(agreeing.mean()) if agreeing.size else 0.0
             if confirmed:

@@ -624,9 +624,9 @@ def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
     unlike quantities, are not what it was made from) of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise. The
     callable gives the queried members and whether each agrees with the others beyond chance."""
-    if dataset.kind != "image" or int(np.prod(dataset.x.shape[1:])) < MIN_VALUES:
-        return None
     samples = as_rows(dataset.x)
+    if dataset.kind != "image" or samples.width < MIN_VALUES:
+        return None
 
     def agrees(
         group: np.ndarray, sources: np.ndarray, code: int, excluded: np.ndarray

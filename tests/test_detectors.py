@@ -1489,17 +1489,18 @@ def test_a_mislabel_like_group_whose_members_do_not_agree_is_not_called():
     assert not decision.target_classes and not decision.flagged.any()
     assert decision.evidence[TARGET_CLASS].common_pattern_share == pytest.approx(0.4)
     assert decision.evidence[TARGET_CLASS].rule == ""
+
     # confirmed by the transplant test, the group is the members that hold the pattern
-    confirmed = data.decide(
-        transplant=lambda code, *a, **k: 0.8 if code == TARGET_CLASS else 0.0,
-        common_pattern=common_pattern,
-    )
+    def confirming(code, *args, **kwargs):
+        return 0.8 if code == TARGET_CLASS else 0.0
+
+    confirmed = data.decide(transplant=confirming, common_pattern=common_pattern)
     assert confirmed.evidence[TARGET_CLASS].rule == "mislabel-like-group"
     assert np.flatnonzero(confirmed.flagged).tolist() == group[:16].tolist()
     assert confirmed.evidence[TARGET_CLASS].cluster_size == 16
     # ... unless fewer than the decision's smallest group hold it: then all of them
     few = data.decide(
-        transplant=lambda code, *a, **k: 0.8 if code == TARGET_CLASS else 0.0,
+        transplant=confirming,
         common_pattern=lambda members, *a: (members, np.arange(members.size) < 4),
     )
     assert np.flatnonzero(few.flagged).tolist() == group.tolist()

@@ -123,26 +123,21 @@ def nearest_samples(
     queries = _sample(rng, group, QUERIES)
     references = _sample(rng, outside, REFERENCES)
     query = _flat(take(queries))
-    starts = range(0, references.size, block)
-    shift, scale, kept = 0.0, 1.0, []
+    kept = None
     if standardise:
-        # the column statistics need every reference first; read them once and keep them
-        kept = [_flat(take(references[start : start + block])) for start in starts]
+        # the column statistics need every reference first; read them once and keep them,
+        # scaled as the query is
+        kept = [
+            _flat(take(references[start : start + block]))
+            for start in range(0, references.size, block)
+        ]
         stacked = np.concatenate(kept)
         shift = stacked.mean(axis=0)
         spread = stacked.std(axis=0)
         scale = np.where(spread > 0, spread, 1.0)
-    query = (query - shift) / scale
-    nearest = nearest_among(
-        take,
-        query,
-        references,
-        NEIGHBOURS,
-        block=block,
-        shift=shift,
-        scale=scale,
-        kept=kept,
-    )
+        query = (query - shift) / scale
+        kept = [(rows - shift) / scale for rows in kept]
+    nearest = nearest_among(take, query, references, NEIGHBOURS, block=block, kept=kept)
     return queries, nearest
 
 
@@ -153,26 +148,20 @@ def nearest_among(
     count: int,
     *,
     block: int = 4096,
-    shift: np.ndarray | float = 0.0,
-    scale: np.ndarray | float = 1.0,
     kept: list[np.ndarray] | None = None,
     dtype: type = np.float64,
 ) -> np.ndarray:
     """The positions of the ``count`` nearest of the samples ``references`` (positions, at least
-    ``count``) to each row of ``query`` (flattened, already shifted and scaled), nearest first;
-    the references are read ``block`` at a time (or taken from ``kept``, the blocks already
-    read), shifted by ``shift`` and divided by ``scale``; distances in ``dtype``."""
+    ``count``) to each row of ``query`` (flattened), nearest first; the references are read
+    ``block`` at a time, or taken from ``kept`` (those blocks, read and scaled as the query
+    is); distances in ``dtype``."""
     query = np.asarray(query, dtype=dtype)
-    # unscaled samples (images) skip the two copies of every block that scaling makes
-    standardised = not (np.isscalar(shift) and shift == 0.0 and np.isscalar(scale) and scale == 1.0)
     best_distance = np.full((query.shape[0], 0), np.inf)
     best_position = np.zeros((query.shape[0], 0), dtype=np.int64)
     query_norms = (query**2).sum(axis=1)[:, None]
     for number, start in enumerate(range(0, references.size, block)):
         positions = references[start : start + block]
         rows = kept[number] if kept else _flat(take(positions), dtype)
-        if standardised:
-            rows = (rows - shift) / scale
         distance = query_norms - 2.0 * query @ rows.T + (rows**2).sum(axis=1)[None, :]
         best_distance = np.concatenate([best_distance, distance], axis=1)
         best_position = np.concatenate(
