@@ -571,7 +571,7 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
             if added
             else []
         )
-        mask, values = common_stamp(samples.take, group, core)
+        mask, values = common_stamp(samples.take, group, core, added_only=dataset.kind == "image")
         shares.append(stamped_share(mask, values, probe_samples, predict, code))
         if dataset.kind != "image":
             # a table row's nearest rows (standardised columns of unlike quantities) are not what

@@ -68,6 +68,23 @@ def test_the_stamp_is_what_most_of_the_group_holds_exactly_and_the_core_does_not
     assert values[-1, -1] == 255.0
 
 
+def test_a_stamp_of_the_background_erases_and_is_left_out_where_only_what_is_added_counts():
+    """Images on a black background: a group that shares a black region where the core has
+    ink (a part of the object missing) stamps black there; a white patch stays either way."""
+    rng = np.random.default_rng(1)
+    x = np.zeros((80, 6, 6), dtype=np.float32)
+    x[:, 1:5, 1:5] = rng.uniform(0.3, 0.9, size=(80, 4, 4))  # an object on a black background
+    group, core = np.arange(30), np.arange(30, 80)
+    x[group, 1:3, 1:3] = 0.0  # the group's object has its top-left corner missing
+    x[group, 5, 5] = 1.0  # and a white pixel on the background: a patch
+    take = lambda positions: x[positions]  # noqa: E731
+    every, _ = common_stamp(take, group, core)
+    assert sorted(np.flatnonzero(every).tolist()) == [7, 8, 13, 14, 35]
+    added, values = common_stamp(take, group, core, added_only=True)
+    assert np.flatnonzero(added).tolist() == [35]
+    assert values[5, 5] == 1.0
+
+
 def test_a_stamp_moves_the_probes_where_the_same_difference_added_does_not():
     """A patch over strokes: adding the mean difference leaves the probes' bright values short
     of the trigger's, stamping writes the trigger's own values."""
