@@ -330,6 +330,27 @@ ROWS: tuple[Row, ...] = (
         "WaNet warp (grid 4, strength 0.5), 1 % -> 3",
         poisoned("wanet", 0.01, target=3, seed=41),
     ),
+    # added 2026-12-06 (fourteenth session): adaptive blends poisoned after the common-pattern
+    # test was written (its fresh rows, `poisonguard poison --seed 51/52/53`); the erasure fix
+    # and the completion by pattern were then made with them in view: development data now
+    _row(
+        "held-adaptive-blend-0.003-t3",
+        "held-out",
+        "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 3, 0.3 % + 0.3 % conservatism",
+        poisoned("adaptive-blend", 0.003, target=3, seed=51, cover_rate=0.003),
+    ),
+    _row(
+        "held-adaptive-blend-0.003-t6",
+        "held-out",
+        "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 6, 0.3 % + 0.3 % conservatism",
+        poisoned("adaptive-blend", 0.003, target=6, seed=52, cover_rate=0.003),
+    ),
+    _row(
+        "held-adaptive-blend-0.01-t9",
+        "held-out",
+        "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 9, 1 % + 1 % conservatism",
+        poisoned("adaptive-blend", 0.01, target=9, seed=53, cover_rate=0.01),
+    ),
 )
 """Every row, in the order they run."""
 

@@ -370,6 +370,7 @@ Transplant = Callable[..., float]
 """``transplant(code, group, core, probes, added=True) -> share`` (see :func:`decide`)."""
 InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 CommonPattern = Callable[[np.ndarray, np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+PatternCompletion = Callable[[np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]
 TRIGGER_WORDS = "trigger-words"
 
 
@@ -420,6 +421,9 @@ class ClassEvidence:
     completed_in_input: int = 0
     """Samples that joined it in the samples themselves: carriers of the group's stamp (before
     the features) and the discriminant there (after)."""
+    completed_by_pattern: int = 0
+    """Samples that joined a mislabel-like group by what they hold beyond their look-alikes in
+    the input (:mod:`~poisonguard.detectors.common_pattern`), after the other completions."""
     pattern_gap_p: float = float("nan")
     """The pattern-split test: the p-value of the strongest gap along the class's own direction
     (nan where not tested)."""
@@ -509,6 +513,7 @@ def decide(
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
     common_pattern: CommonPattern | None = None,
+    pattern_completion: PatternCompletion | None = None,
     features: RowsLike | None = None,
     inputs: RowsLike | None = None,
     seed: int = 0,
@@ -575,6 +580,13 @@ def decide(
         beyond its look-alikes, what the members read as other classes hold too, beyond chance
         (:mod:`~poisonguard.detectors.common_pattern`); ``excluded``: samples already flagged.
         ``None`` leaves the mislabel-like groups to the transplant test alone.
+    pattern_completion : callable or None
+        ``pattern_completion(members, in_group, code, excluded)``: the class ``code``'s samples
+        ``members`` (sorted positions) that belong with its flagged group ``in_group`` (a bool
+        mask over them) by what they hold beyond their look-alikes in the input, the group's
+        own among them (:func:`~poisonguard.detectors.common_pattern.carrying`);
+        ``excluded``: samples already flagged. Asked for classes called through their
+        mislabel-like group, where group completion runs in the samples themselves.
     input_votes : callable or None
         ``input_votes(group, excluded)``: a sample of the samples ``group`` and, for each, the
         majority label of its nearest neighbours in the input outside the group and outside
@@ -1145,6 +1157,23 @@ def decide(
         # its stamp is the trigger's alone (a patch into the digits' eights: 11 flagged, 30
         # after the discriminants, all 72 carry the stamp of those 30)
         stamped += grow(members, sample_rows, carriers).size
+        if (
+            pattern_completion is not None
+            and sample_rows is not None
+            and item.rule in (COMMON_PATTERN, MISLABEL_LIKE)
+        ):
+            # a mislabel-like group's poisons are their source classes' looks, and the ones the
+            # group missed are from other sources, or ones the model learnt (read as the
+            # label): a discriminant in the images learns those looks as "not the group". What
+            # a member holds beyond its look-alikes is the trigger, whatever its source (the
+            # adaptive blend into the dresses, seed 51: 46 of 180 poisons left after the
+            # images, 2 after this, with 2 clean samples more)
+            in_group = kind[members] == BACKDOOR
+            grown_mask = pattern_completion(members, in_group, int(code), np.flatnonzero(flagged))
+            joined = members[grown_mask & ~in_group]
+            flagged[joined] = True
+            kind[joined] = BACKDOOR
+            item.completed_by_pattern = int(joined.size)
         grown = members[(kind[members] == BACKDOOR) & ~called[0]]
         if (
             foreign_texts is not None
@@ -1156,6 +1185,7 @@ def decide(
             # reads negative, stood apart, and the features joined 235 more of their kind)
             flagged[members], kind[members] = called
             in_features = in_input = stamped = 0
+            item.completed_by_pattern = 0
         item.completed = int(in_features)
         item.completed_in_input = int(in_input + stamped)
 

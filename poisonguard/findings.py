@@ -395,7 +395,7 @@ def class_findings(
             verdict = "not-cleared" if off else "clean"
             reason = _clean_reason(item, far, off)
         if verdict == "backdoor-target":
-            if item.completed or item.completed_in_input:
+            if item.completed or item.completed_in_input or item.completed_by_pattern:
                 reason += f" ({_completion_note(item)})"
             evidence = item.rule
         elif verdict == "noisy-labels":
@@ -417,10 +417,12 @@ def _completion_note(item: ClassEvidence) -> str:
             (item.completed, "by a discriminant in the model's features"),
             (item.completed_in_input, "in the samples themselves (the group's stamp, or a "
              "discriminant there)"),
+            (item.completed_by_pattern, "by what they hold beyond their look-alikes, the "
+             "group's pattern"),
         )
         if count
     ]  # fmt: skip
-    total = item.completed + item.completed_in_input
+    total = item.completed + item.completed_in_input + item.completed_by_pattern
     return f"{total} of them joined by group completion: {' and '.join(spaces)}"
 
 

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from poisonguard.dataset import Dataset, align_classes
-from poisonguard.decision import CommonPattern, DecisionSettings, InputVotes, Transplant, decide
+from poisonguard.decision import (
+    CommonPattern,
+    DecisionSettings,
+    InputVotes,
+    PatternCompletion,
+    Transplant,
+    decide,
+)
 from poisonguard.detectors import (
     PER_CLASS_DETECTORS,
     REDUCERS,
@@ -35,7 +42,14 @@ from poisonguard.detectors import (
     TrustedSet,
     get_detectors,
 )
-from poisonguard.detectors.common_pattern import AGREEING_Z, MIN_VALUES, agreement, residuals
+from poisonguard.detectors.common_pattern import (
+    AGREEING_Z,
+    MIN_VALUES,
+    agreement,
+    carrying,
+    member_residuals,
+    residuals,
+)
 from poisonguard.detectors.input_neighbours import (
     nearest_means,
     nearest_samples,
@@ -381,6 +395,7 @@ def scan_embedding(
         transplant=transplant,
         input_votes=input_neighbour_test(dataset, settings.seed),
         common_pattern=common_pattern_test(dataset, settings.seed),
+        pattern_completion=pattern_completion_test(dataset, settings.seed),
         features=embedding.features,
         inputs=None if dataset.kind == "text" else dataset.x,
         seed=settings.seed,
@@ -637,6 +652,31 @@ def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
         return queried, agreement(left, looks) > AGREEING_Z
 
     return agrees
+
+
+def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | None:
+    """The decision's completion by a group's pattern
+    (:func:`~poisonguard.detectors.common_pattern.carrying`) on the dataset's own
+    samples, where the common-pattern test runs (images of at least
+    :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
+    samples = as_rows(dataset.x)
+    if dataset.kind != "image" or samples.width < MIN_VALUES:
+        return None
+
+    def complete(
+        members: np.ndarray, in_group: np.ndarray, code: int, excluded: np.ndarray
+    ) -> np.ndarray:
+        judged, left = member_residuals(
+            samples.take, dataset.labels, members, code,
+            group=in_group, excluded=excluded, seed=seed,
+        )  # fmt: skip
+        where = np.searchsorted(members, judged)
+        grown = np.asarray(in_group, dtype=bool).copy()
+        if judged.size:
+            grown[where] |= carrying(left, grown[where])
+        return grown
+
+    return complete
 
 
 def _most_probable(probabilities: np.ndarray) -> np.ndarray:

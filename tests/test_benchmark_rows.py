@@ -51,6 +51,9 @@ EXPECTED = {
     "held-checker-0.001-t2": (1, 0),
     "held-blend-0.001-t5": (1, 0),
     "held-wanet-0.01-t3": (10, 0),
+    "held-adaptive-blend-0.003-t3": (3, 3),
+    "held-adaptive-blend-0.003-t6": (3, 3),
+    "held-adaptive-blend-0.01-t9": (10, 10),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 

@@ -8,6 +8,8 @@ from poisonguard.detectors.common_pattern import (
     AGREEING_Z,
     LOOK_ALIKES,
     agreement,
+    carrying,
+    member_residuals,
     residuals,
 )
 
@@ -133,3 +135,75 @@ def test_the_scan_asks_images_with_values_to_spare_only():
     assert queried.tolist() == group.tolist() and agrees.mean() > 0.8
     assert common_pattern_test(dataset(x[:, :8, :8]), seed=0) is None
     assert common_pattern_test(dataset(x, kind="table"), seed=0) is None
+
+
+def test_carrying_joins_the_members_that_hold_the_groups_pattern():
+    """Residuals of natural members are their own detail; those of members holding pieces of
+    the group's pattern point along it, however few of them the group started with."""
+    rng = np.random.default_rng(3)
+    pattern = rng.normal(size=300)
+    natural = rng.normal(size=(600, 300))
+    pieces = rng.random((60, 300)) < 0.5  # each poison holds a random half of the pattern
+    poisons = rng.normal(size=(60, 300)) + np.where(pieces, pattern, 0.0)
+    rows = np.concatenate([natural, poisons])
+    in_group = np.zeros(rows.shape[0], dtype=bool)
+    in_group[600:620] = True  # the group holds a third of the poisons
+    carried = carrying(rows, in_group)
+    assert carried[600:].all()
+    assert carried[:600].sum() <= 1
+    # the group's own members stay, whatever their residual
+    in_group[0] = True
+    assert carrying(rows, in_group)[0]
+    # nothing to carry: no group
+    assert not carrying(rows, np.zeros(rows.shape[0], dtype=bool)).any()
+
+
+def test_natural_members_carry_nothing_they_do_not_share():
+    """A group whose residuals are each their own (plain mislabels) has no pattern: no natural
+    member joins it beyond chance."""
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(800, 300))
+    in_group = np.zeros(800, dtype=bool)
+    in_group[:40] = True
+    joined = carrying(rows, in_group) & ~in_group
+    assert joined.sum() <= 1
+
+
+def test_completion_by_pattern_finds_the_poisons_the_images_do_not_set_apart():
+    """Poisons of two source classes blended with pieces of one pattern, labelled 0: starting
+    from a few of them, what every member of class 0 holds beyond its look-alikes (fitted on
+    what its input neighbours say it is) joins the others and leaves the natural members."""
+    rng = np.random.default_rng(5)
+    x, labels = three_classes(rng)
+    pattern = rng.uniform(0.0, 2.0, size=(SIDE, SIDE))
+    group, _ = plant(x, labels, rng, pattern=pattern, count=60)
+    members = np.flatnonzero(labels == 0)
+    start = np.isin(members, group[::4])  # a quarter of the poisons flagged
+    judged, left = member_residuals(
+        lambda positions: x[positions], labels, members, 0, group=start,
+        excluded=members[start], seed=0,
+    )  # fmt: skip
+    assert judged.tolist() == members.tolist() and left.shape == (members.size, SIDE * SIDE)
+    grown = carrying(left, start)
+    poisons = np.isin(members, group)
+    assert grown[start].all()
+    assert grown[poisons].mean() >= 0.9
+    assert grown[~poisons].sum() <= 3
+
+
+def test_a_large_class_is_judged_on_its_group_and_a_sample_of_the_rest(monkeypatch):
+    from poisonguard.detectors import common_pattern
+
+    monkeypatch.setattr(common_pattern, "PATTERN_ROWS", 100)
+    rng = np.random.default_rng(6)
+    x, labels = three_classes(rng)
+    members = np.flatnonzero(labels == 0)
+    group = np.zeros(members.size, dtype=bool)
+    group[:30] = True
+    judged, left = member_residuals(
+        lambda positions: x[positions], labels, members, 0, group=group,
+        excluded=members[group], seed=0,
+    )  # fmt: skip
+    assert judged.size == left.shape[0] == 100
+    assert set(members[group]) <= set(judged.tolist()) and set(judged) <= set(members)
+    assert np.all(np.diff(judged) > 0)

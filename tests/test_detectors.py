@@ -1506,6 +1506,57 @@ def test_a_mislabel_like_group_whose_members_do_not_agree_is_not_called():
     assert np.flatnonzero(few.flagged).tolist() == group.tolist()
 
 
+def test_a_mislabel_like_group_is_completed_by_its_pattern_in_the_samples():
+    """Poisons the group missed (read as their label, or the images' discriminant put them
+    with their sources' looks) hold the group's pattern beyond their look-alikes: the pattern
+    completion adds them, after the other completions, where completion runs in the samples."""
+    data = Synthetic()
+    group = plant_mislabel_like(data, size=40)
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    missed = np.setdiff1d(members, group)[:7]
+    images = np.zeros((data.labels.size, 4, 4))  # the images' discriminant adds nothing
+    asked = []
+
+    def pattern_completion(class_members, in_group, code, excluded):
+        asked.append((code, class_members[in_group].tolist(), excluded.tolist()))
+        return in_group | np.isin(class_members, missed)
+
+    def agreeing(class_members, *args):
+        return class_members, np.ones(class_members.size, dtype=bool)
+
+    decision = data.decide(
+        transplant=lambda *a, **k: 0.1,
+        common_pattern=agreeing,
+        pattern_completion=pattern_completion,
+        inputs=images,
+    )
+    assert np.flatnonzero(decision.flagged).tolist() == sorted([*group, *missed])
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "mislabel-like-pattern" and evidence.completed_by_pattern == 7
+    from poisonguard.findings import class_findings
+
+    counts = np.bincount(data.labels, minlength=K)
+    finding = class_findings(data.image_dataset(), decision, counts, np.ones(K, dtype=bool))[
+        TARGET_CLASS
+    ]
+    assert "7 of them joined by group completion: 7 by what they hold beyond" in finding.reason
+    # asked once, for the called class, with its flagged group (no sample flagged elsewhere)
+    assert asked == [(TARGET_CLASS, group.tolist(), group.tolist())]
+    # without the samples (completion there off) it is not asked
+    asked.clear()
+    off = data.decide(
+        transplant=lambda *a, **k: 0.1,
+        common_pattern=agreeing,
+        pattern_completion=pattern_completion,
+    )
+    assert not asked and off.evidence[TARGET_CLASS].completed_by_pattern == 0
+    # a class called by another test (a far group of mixed origin) is not asked either
+    far_called = Synthetic()
+    far_called.plant_far_group(margin=5.0, diverse=True)
+    far_called.decide(pattern_completion=pattern_completion, inputs=images)
+    assert not asked
+
+
 def test_the_report_says_what_the_common_pattern_test_found():
     from poisonguard.findings import class_findings, sample_reasons
 
