@@ -1167,7 +1167,7 @@ def decide(
             # label): a discriminant in the images learns those looks as "not the group". What
             # a member holds beyond its look-alikes is the trigger, whatever its source (the
             # adaptive blend into the dresses, seed 51: 46 of 180 poisons left after the
-            # images, 2 after this, with 2 clean samples more)
+            # images, 2 after this, with 3 clean samples more)
             in_group = kind[members] == BACKDOOR
             grown_mask = pattern_completion(members, in_group, int(code), np.flatnonzero(flagged))
             joined = members[grown_mask & ~in_group]

@@ -335,3 +335,20 @@ def test_nearest_means_read_each_sample_once_in_increasing_order():
     means = nearest_means(take, nearest)
     np.testing.assert_allclose(means, [x[[4, 1, 2]].mean(0), x[[2, 4, 5]].mean(0)])
     assert read == [[1, 2, 4, 5]]
+
+
+def test_the_nearest_are_those_a_full_stable_sort_gives_ties_included():
+    """Neighbours are picked without sorting every distance; ties (duplicate samples, a
+    blank image repeated) still come out in the order a full stable sort gives."""
+    from poisonguard.detectors.input_neighbours import nearest_among
+
+    rng = np.random.default_rng(0)
+    # few distinct values: many ties at every rank, across the blocks of references
+    samples = rng.integers(0, 3, size=(500, 6)).astype(np.float64)
+    query = samples[:40] + rng.integers(0, 2, size=(40, 6))
+    references = np.arange(40, 500)
+    for count in (1, 10, 25):
+        got = nearest_among(lambda p: samples[p], query, references, count, block=64)
+        distance = ((query[:, None, :] - samples[references][None]) ** 2).sum(-1)
+        want = references[np.argsort(distance, axis=1, kind="stable")[:, :count]]
+        np.testing.assert_array_equal(got, want)

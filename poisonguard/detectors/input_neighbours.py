@@ -167,10 +167,34 @@ def nearest_among(
         best_position = np.concatenate(
             [best_position, np.broadcast_to(positions, distance.shape)], axis=1
         )
-        keep = np.argsort(best_distance, axis=1, kind="stable")[:, :count]
+        keep = _smallest(best_distance, count)
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_position = np.take_along_axis(best_position, keep, axis=1)
     return best_position
+
+
+def _smallest(distance: np.ndarray, count: int) -> np.ndarray:
+    """Per row, the columns of the ``count`` smallest values, smallest first, ties in column
+    order: ``np.argsort(distance, axis=1, kind="stable")[:, :count]``, without sorting every
+    column (a full sort of each block took most of the time of the common-pattern completion:
+    12 of 30 s on 6,600 members). The rows where more than ``count`` values reach the
+    ``count``-th smallest are sorted whole."""
+    if distance.shape[1] <= count:
+        return np.argsort(distance, axis=1, kind="stable")
+    edge = np.partition(distance, count - 1, axis=1)[:, count - 1 : count]
+    within = distance <= edge
+    exact = within.sum(axis=1) == count
+    keep = np.empty((distance.shape[0], count), dtype=np.int64)
+    if exact.any():
+        # the candidates in column order, then a stable sort among them: ties keep that order
+        columns = np.nonzero(within[exact])[1].reshape(-1, count)
+        order = np.argsort(
+            np.take_along_axis(distance[exact], columns, axis=1), axis=1, kind="stable"
+        )
+        keep[exact] = np.take_along_axis(columns, order, axis=1)
+    if not exact.all():
+        keep[~exact] = np.argsort(distance[~exact], axis=1, kind="stable")[:, :count]
+    return keep
 
 
 def nearest_means(take: Take, nearest: np.ndarray) -> np.ndarray:
