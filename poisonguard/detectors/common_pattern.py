@@ -57,11 +57,11 @@ __all__ = [
     "AGREEING_Z",
     "CARRYING_ALPHA",
     "CARRYING_ROUNDS",
-    "PARTS",
-    "PATTERN_ROWS",
     "FIT_BLOCK",
     "LOOK_ALIKES",
     "MIN_VALUES",
+    "PARTS",
+    "PATTERN_ROWS",
     "QUERIES",
     "RIDGE",
     "agreement",
@@ -191,14 +191,15 @@ def member_residuals(
     (among up to ``REFERENCES`` outside ``excluded`` and outside its part), what it looks like
     rather than what a model reads it as: a poison the scan's model learnt is read as its label,
     and fitted on that class only, its residual keeps its source's look (the adaptive blend into
-    the ankle boots, seed 53: 48 of 250 missed poisons joined with the heads' reading, 72 with
-    the input's, no clean sample either way). The members are fitted :data:`PARTS` at a time,
-    each part on look-alikes among the others. The samples already flagged (``excluded``, the
-    group among them) and the members whose neighbours say another class (the poisons the group
-    missed among them) are no look-alikes: a fit on them would take in their trigger. Up to
-    :data:`PATTERN_ROWS` members are judged: ``group`` (a bool mask over ``members``) and a
-    seeded sample of the rest. Returns the judged positions (sorted) and their residuals
-    ``(n_judged, n_values)``, float32.
+    the ankle boots, seed 53, explored before the foreign-looking members below were left out:
+    48 of 250 missed poisons joined with the heads' reading, 72 with the input's, no clean
+    sample either way; 233 and 1 clean sample with them left out). The members are fitted
+    :data:`PARTS` at a time, each part on look-alikes among the others. The samples already
+    flagged (``excluded``, the group among them) and the members whose neighbours say another
+    class (the poisons the group missed among them) are no look-alikes: a fit on them would take
+    in their trigger. Up to :data:`PATTERN_ROWS` members are judged: ``group`` (a bool mask over
+    ``members``) and a seeded sample of the rest. Returns the judged positions (sorted) and
+    their residuals ``(n_judged, n_values)``, float32.
     """
     labels = np.asarray(labels)
     members = np.asarray(members, dtype=np.int64)
@@ -262,8 +263,9 @@ def carrying(
     (Bonferroni) join. The members that join add to the sum for the next round, up to
     :data:`CARRYING_ROUNDS`; the group's own members never leave. A poison's residual holds the
     trigger, or the pieces of it it was given, at the same places as the group's; a natural
-    member's is its own detail (the adaptive blend into the dresses, seed 51: natural dresses
-    reached z 3.5 of 6,000, the poisons the group had missed up to 14).
+    member's is its own detail (the adaptive blend into the dresses, seed 51, explored with the
+    heads' reading as each member's source: natural dresses reached z 3.5 of 5,994, the
+    poisons the group had missed up to 14).
     """
     rows = np.asarray(residuals, dtype=np.float64)
     start = np.asarray(in_group, dtype=bool)
