@@ -351,6 +351,28 @@ ROWS: tuple[Row, ...] = (
         "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 9, 1 % + 1 % conservatism",
         poisoned("adaptive-blend", 0.01, target=9, seed=53, cover_rate=0.01),
     ),
+    # added 2026-12-06 after the completion by pattern, first scanned with the code of 1e4d8d6:
+    # no detection change was made with them in view
+    _row(
+        "held-adaptive-blend-0.01-t2",
+        "held-out",
+        "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 2, 1 % + 1 % conservatism",
+        poisoned("adaptive-blend", 0.01, target=2, seed=54, cover_rate=0.01),
+    ),
+    _row(
+        "held-adaptive-blend-0.003-t7",
+        "held-out",
+        "adaptive blend (5 of 3x3 pieces, alpha 0.15) -> 7, 0.3 % + 0.3 % conservatism",
+        poisoned(
+            "adaptive-blend",
+            0.003,
+            target=7,
+            seed=55,
+            cover_rate=0.003,
+            adaptive_grid=3,
+            adaptive_pieces=5,
+        ),
+    ),
 )
 """Every row, in the order they run."""
 
