@@ -86,7 +86,7 @@ from poisonguard.findings import (
 )
 from poisonguard.ondisk import Staging
 from poisonguard.results import Embedding, ScanResult
-from poisonguard.rows import RowStore, Stored, as_rows, where
+from poisonguard.rows import Rows, RowStore, Stored, as_rows, where
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
 __all__ = [
@@ -633,14 +633,23 @@ def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:
     return votes
 
 
+def _pattern_samples(dataset: Dataset) -> Rows | None:
+    """The dataset's samples where the common-pattern fits can run: images of at least
+    :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise."""
+    samples = as_rows(dataset.x)
+    if dataset.kind != "image" or samples.width < MIN_VALUES:
+        return None
+    return samples
+
+
 def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
     """The decision's common-pattern test (:mod:`poisonguard.detectors.common_pattern`) on the
     dataset's own samples: images only (a table row's nearest rows, in standardised columns of
     unlike quantities, are not what it was made from) of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise. The
     callable gives the queried members and whether each agrees with the others beyond chance."""
-    samples = as_rows(dataset.x)
-    if dataset.kind != "image" or samples.width < MIN_VALUES:
+    samples = _pattern_samples(dataset)
+    if samples is None:
         return None
 
     def agrees(
@@ -659,8 +668,8 @@ def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | 
     (:func:`~poisonguard.detectors.common_pattern.carrying`) on the dataset's own
     samples, where the common-pattern test runs (images of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
-    samples = as_rows(dataset.x)
-    if dataset.kind != "image" or samples.width < MIN_VALUES:
+    samples = _pattern_samples(dataset)
+    if samples is None:
         return None
 
     def complete(
