@@ -42,7 +42,10 @@ the median class core's: the trigger is a shortcut, Li et al., NeurIPS 2021, whe
 outliers are hard) or it ends at a significant gap, searched from the core out over the whole
 class (on the 8x8 digits with a 5 % patch the poisons reach 0.9 of a typical core's margin,
 and end at a gap of p = 2e-5). Without a gap, the transplant test must confirm the group, easy
-or not, where it can run (without it, an easy group is called as before). It needs at least
+or not, where it can run (without it, an easy group is called as before); so must a group beyond
+the gap larger than the farthest quarter of the class (``TAIL_SHARE``), a mode where the gap's
+tail model does not hold (the sandals' natural far mode, 38 % of the class, ended at a gap of
+p = 7e-6 and moved 2 % of the probes). It needs at least
 four classes. (The typical core matters
 when the target class itself is unusually easy: a 3x3 patch on the 8x8 digits' class 0,
 whose core has a mean margin of 12.4 against a median of 9.9 and the poisons' 10.5.)
@@ -713,6 +716,16 @@ def decide(
                 settings=settings,
             )
             apart = gap is not None and gap.p_value < threshold and agrees >= 0.5
+            if apart and transplant is not None:
+                # the gap's null model is a tail's: a group beyond the farthest quarter is a
+                # mode of the class, and a natural mode can end at a gap too (the sandals,
+                # with a 0.3 % adaptive blend into the sneakers: p = 7e-6 at ratio 4.2, 2,269
+                # of 6,000 sandals beyond, whose difference moved 2 % of the probes; 5,062
+                # clean sandals were flagged). As the separated-group test asks of its large
+                # groups, the transplant test must confirm it
+                cut = float(np.sqrt(gap.upper * gap.lower))
+                if np.mean(ratio > cut) > TAIL_SHARE:
+                    apart = confirmed(item, members, ratio, cut)
             if apart:
                 item.backdoor, item.rule = True, MIXED_ORIGIN
                 item.gap, item.group_agrees = gap, agrees

@@ -1373,6 +1373,38 @@ def test_mixed_origin_test_finds_a_hard_group_below_the_far_ratio_by_its_gap():
     assert set(np.flatnonzero(decision.flagged)) == set(members[:70])
 
 
+def test_a_gap_before_a_mode_of_the_class_calls_it_only_if_the_transplant_test_confirms():
+    """The sandals beside a 0.3 % adaptive blend into the sneakers: a natural far mode of 38 %
+    of the class ended at a gap of p = 7e-6 from the core, with varied runner-ups, and its
+    difference moved 2 % of the probes; called by the gap alone, 5,062 clean sandals were
+    flagged. Beyond the farthest quarter the gap's tail model does not hold, so the transplant
+    test decides: a mode whose difference does not carry the label is left alone, one whose
+    difference does (a 5 % backdoor is a third of its target) is called and cut at its gap."""
+    data = Synthetic()
+    members = np.flatnonzero(data.labels == TARGET_CLASS)
+    mode = members[:120]  # 40 % of the class
+    data.ratio[mode] = data.rng.uniform(5.0, 9.0, size=mode.size)
+    data.ratio[mode[:10]] = data.rng.uniform(10.0, 12.0, size=10)  # its far end
+    data.margin[mode] = 1.0
+    others = [c for c in range(K) if c != TARGET_CLASS]
+    data.runner_up[mode] = np.resize(others, mode.size)
+    # without the transplant test the gap alone calls the mode
+    assert data.decide().evidence[TARGET_CLASS].rule == "mixed-origin-group"
+    asked = []
+
+    def natural(code, group, core, probes, added=True):
+        asked.append((code, group.size))
+        return 0.02
+
+    left = data.decide(transplant=natural)
+    assert (TARGET_CLASS, mode.size) in asked  # the mode beyond the gap was put to the test
+    assert left.target_classes == [] and not left.flagged.any()
+    called = data.decide(transplant=lambda *a, **k: 1.0)
+    assert called.target_classes == [TARGET_CLASS]
+    assert called.evidence[TARGET_CLASS].rule == "mixed-origin-group"
+    assert set(np.flatnonzero(called.flagged)) == set(mode)
+
+
 def test_a_gap_among_the_class_s_own_samples_flags_no_nearer_than_the_far_group():
     """The 8x8 digits, a 5 % blend into the fours (seed 10): the class's most significant gap
     lay at ratio 2.5-3.8, inside its own samples, and the 21 clean fours beyond it (12 of them
