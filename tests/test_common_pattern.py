@@ -169,6 +169,26 @@ def test_natural_members_carry_nothing_they_do_not_share():
     assert joined.sum() <= 1
 
 
+def test_no_member_joins_where_the_class_reaches_as_far_the_other_way():
+    """A class's natural detail can lie along the group's direction, both ways: the members
+    beyond the bar join only when they outnumber, beyond chance, those as far on the other
+    side (every poison already in the group, 10 natural members along it, 30 against it)."""
+    rng = np.random.default_rng(6)
+    pattern = rng.normal(size=300)
+    natural = rng.normal(size=(800, 300))
+    natural[:10] += 0.5 * pattern
+    natural[10:40] -= 0.5 * pattern
+    poisons = rng.normal(size=(40, 300)) + pattern
+    rows = np.concatenate([natural, poisons])
+    in_group = np.zeros(rows.shape[0], dtype=bool)
+    in_group[800:] = True
+    assert carrying(rows, in_group).tolist() == in_group.tolist()
+    # the same detail one way only is the group's pattern: those members join
+    natural[10:40] += 0.5 * pattern
+    rows = np.concatenate([natural, poisons])
+    assert carrying(rows, in_group)[:10].all()
+
+
 def test_completion_by_pattern_finds_the_poisons_the_images_do_not_set_apart():
     """Poisons of two source classes blended with pieces of one pattern, labelled 0: starting
     from a few of them, what every member of class 0 holds beyond its look-alikes (fitted on

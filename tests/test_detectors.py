@@ -1582,11 +1582,24 @@ def test_a_mislabel_like_group_is_completed_by_its_pattern_in_the_samples():
         pattern_completion=pattern_completion,
     )
     assert not asked and off.evidence[TARGET_CLASS].completed_by_pattern == 0
-    # a class called by another test (a far group of mixed origin) is not asked either
+    # a class whose far group of mixed origin ends at a gap is not asked: the group is apart
     far_called = Synthetic()
     far_called.plant_far_group(margin=5.0, diverse=True)
-    far_called.decide(pattern_completion=pattern_completion, inputs=images)
-    assert not asked
+    apart = far_called.decide(pattern_completion=pattern_completion, inputs=images)
+    assert apart.evidence[TARGET_CLASS].rule == "mixed-origin-group"
+    assert apart.evidence[TARGET_CLASS].gap is not None and not asked
+    # one with no gap before it (confirmed by the transplant test) is: its cut is the emptiest
+    # point, and poisons may lie on the class's side of it
+    no_gap = Synthetic()
+    far = no_gap.plant_far_group(margin=5.0, diverse=True)
+    no_gap.ratio[far] = np.geomspace(2.5, 200.0, far.size)  # smooth from the core out
+    smooth = no_gap.decide(
+        pattern_completion=pattern_completion, inputs=images, transplant=lambda *a, **k: 1.0
+    )
+    evidence = smooth.evidence[TARGET_CLASS]
+    assert evidence.rule == "mixed-origin-group" and evidence.gap is None
+    assert [code for code, *_ in asked] == [TARGET_CLASS]
+    assert evidence.completed_by_pattern == 7  # the seven "missed" the callable adds
 
 
 def test_the_report_says_what_the_common_pattern_test_found():

@@ -266,6 +266,12 @@ def carrying(
     member's is its own detail (the adaptive blend into the dresses, seed 51, explored with the
     heads' reading as each member's source: natural dresses reached z 3.5 of 5,994, the
     poisons the group had missed up to 14).
+
+    Nobody joins unless the members beyond the bar outnumber, beyond chance (one-sided binomial
+    at ``alpha``), those as far on the other side: a class's natural detail along the group's
+    direction can be heavy-tailed both ways, poisons load one tail only (a 0.3 % checkerboard
+    into the coats, every poison already flagged: 22 natural coats beyond the bar, 60 below its
+    mirror; a 1 % adaptive blend into the pullovers: 321 beyond, 314 of them poisons, 1 below).
     """
     rows = np.asarray(residuals, dtype=np.float64)
     start = np.asarray(in_group, dtype=bool)
@@ -276,16 +282,27 @@ def carrying(
     units = rows / np.where(norms > 0, norms, 1.0)[:, None]
     own = (units * rows).sum(axis=1)  # each member's share of a sum it is in
     bar = stats.norm.isf(alpha / rows.shape[0])
-    for _ in range(CARRYING_ROUNDS):
-        projection = units @ rows[current].sum(axis=0) - np.where(current, own, 0.0)
+
+    def standardised(group: np.ndarray) -> np.ndarray | None:
+        projection = units @ rows[group].sum(axis=0) - np.where(group, own, 0.0)
         centre = np.median(projection)
         spread = 1.4826 * np.median(np.abs(projection - centre))
-        if spread <= 0:
+        return None if spread <= 0 else (projection - centre) / spread
+
+    for _ in range(CARRYING_ROUNDS):
+        z = standardised(current)
+        if z is None:
             break
-        updated = start | ((projection - centre) / spread > bar)
+        updated = start | (z > bar)
         if np.array_equal(updated, current):
             break
         current = updated
+    joined = int((current & ~start).sum())
+    if joined:
+        z = standardised(current)
+        mirrored = 0 if z is None else int(((z < -bar) & ~start).sum())
+        if stats.binom.sf(joined - 1, joined + mirrored, 0.5) >= alpha:
+            return start.copy()
     return current
 
 
