@@ -189,6 +189,24 @@ def test_no_member_joins_where_the_class_reaches_as_far_the_other_way():
     assert carrying(rows, in_group)[:10].all()
 
 
+def test_weaker_carriers_under_the_bar_join_as_far_as_the_other_side_allows():
+    """The bar is Bonferroni's, for the first members; past it, members join down to the
+    lowest threshold where those as far the other way keep the false share at 5 %: poisons
+    holding a faint copy of the pattern join, natural members do not."""
+    rng = np.random.default_rng(7)
+    pattern = rng.normal(size=300)
+    natural = rng.normal(size=(800, 300))
+    strong = rng.normal(size=(60, 300)) + 0.5 * pattern
+    faint = rng.normal(size=(20, 300)) + 0.2 * pattern
+    rows = np.concatenate([natural, strong, faint])
+    in_group = np.zeros(rows.shape[0], dtype=bool)
+    in_group[800:820] = True
+    carried = carrying(rows, in_group)
+    assert carried[800:860].all()
+    assert carried[860:].sum() >= 5
+    assert carried[:800].sum() <= 1
+
+
 def test_completion_by_pattern_finds_the_poisons_the_images_do_not_set_apart():
     """Poisons of two source classes blended with pieces of one pattern, labelled 0: starting
     from a few of them, what every member of class 0 holds beyond its look-alikes (fitted on

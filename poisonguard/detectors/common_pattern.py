@@ -272,6 +272,9 @@ def carrying(
     direction can be heavy-tailed both ways, poisons load one tail only (a 0.3 % checkerboard
     into the coats, every poison already flagged: 22 natural coats beyond the bar, 60 below its
     mirror; a 1 % adaptive blend into the pullovers: 321 beyond, 314 of them poisons, 1 below).
+    Where they do, members then join down to the lowest threshold at which those as far on the
+    other side (plus one) are at most ``alpha`` of those beyond it: the mirror stands for what
+    chance puts there.
     """
     rows = np.asarray(residuals, dtype=np.float64)
     start = np.asarray(in_group, dtype=bool)
@@ -298,11 +301,26 @@ def carrying(
             break
         current = updated
     joined = int((current & ~start).sum())
-    if joined:
-        z = standardised(current)
-        mirrored = 0 if z is None else int(((z < -bar) & ~start).sum())
-        if stats.binom.sf(joined - 1, joined + mirrored, 0.5) >= alpha:
-            return start.copy()
+    z = standardised(current) if joined else None
+    if z is None:
+        return current
+    if stats.binom.sf(joined - 1, joined + int(((z < -bar) & ~start).sum()), 0.5) >= alpha:
+        return start.copy()
+    # past the bar as far as the other side allows: the members as far below the median are
+    # what chance puts beyond any threshold, so the lowest threshold whose count beyond, over
+    # the count as far below (plus one), keeps the false share at ``alpha`` (the mirror as
+    # decoys: Barber & Candes 2015; Xing et al. 2021). The bar is Bonferroni's, for the first
+    # members; a trigger's weaker carriers lie just under it (the 1 % adaptive blend into the
+    # ankle boots: 17 poisons left, 14 of them at z 3.0-4.3, with 4 natural boots and 5 below
+    # -3.0)
+    above = np.sort(z[~start])
+    below = np.sort(-z[~start])
+    thresholds = above[(above > 0) & (above <= bar)]
+    beyond = above.size - np.searchsorted(above, thresholds, side="left")
+    as_far = below.size - np.searchsorted(below, thresholds, side="left")
+    passing = thresholds[(as_far + 1) / beyond <= alpha]
+    if passing.size:
+        current = current | (~start & (z >= passing.min()))
     return current
 
 
