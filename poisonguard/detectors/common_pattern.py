@@ -307,12 +307,12 @@ def carrying(
     if stats.binom.sf(joined - 1, joined + int(((z < -bar) & ~start).sum()), 0.5) >= alpha:
         return start.copy()
     # past the bar as far as the other side allows: the members as far below the median are
-    # what chance puts beyond any threshold, so the lowest threshold whose count beyond, over
-    # the count as far below (plus one), keeps the false share at ``alpha`` (the mirror as
-    # decoys: Barber & Candes 2015; Xing et al. 2021). The bar is Bonferroni's, for the first
-    # members; a trigger's weaker carriers lie just under it (the 1 % adaptive blend into the
-    # ankle boots: 17 poisons left, 14 of them at z 3.0-4.3, with 4 natural boots and 5 below
-    # -3.0)
+    # what chance puts beyond any threshold, so members join down to the lowest threshold at
+    # which that count (plus one), over the count beyond, keeps the false share at ``alpha``
+    # (the mirror as decoys: Barber & Candes 2015; Xing et al. 2021). The bar is Bonferroni's,
+    # for the first members; a trigger's weaker carriers lie just under it (the 1 % adaptive
+    # blend into the ankle boots: 17 poisons left, 14 of them at z 3.0-4.3, with 4 natural
+    # boots, and 5 members below -3.0)
     above = np.sort(z[~start])
     below = np.sort(-z[~start])
     thresholds = above[(above > 0) & (above <= bar)]
