@@ -236,7 +236,8 @@ flagged part there. Last, with ``pattern_completion``, a class called through it
 group or through a mixed-origin group with no gap before it (whose cut is the emptiest point,
 not the group's edge) has every member fitted on its look-alikes, and the members whose
 residual points along the flagged group's beyond chance join, if they outnumber those as far
-the other way (:func:`~poisonguard.detectors.common_pattern.carrying`): poisons the model
+the other way, and then those nearer as far as that other side allows
+(:func:`~poisonguard.detectors.common_pattern.carrying`): poisons the model
 learnt as the label, or whose source looks the group did not share. A group that ends at a
 gap is apart already, and there a patch's residual meets the class's natural detail at the
 patch's place (all-to-all at 5 %: 1,022 clean samples joined).
