@@ -240,7 +240,8 @@ the other way, and then those nearer as far as that other side allows
 (:func:`~poisonguard.detectors.common_pattern.carrying`): poisons the model
 learnt as the label, or whose source looks the group did not share. A group that ends at a
 gap is apart already, and there a patch's residual meets the class's natural detail at the
-patch's place (all-to-all at 5 %: 1,022 clean samples joined).
+patch's place (all-to-all at 5 %, tried before the two-tailed bar: 1,022 clean samples
+joined).
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
@@ -726,6 +727,7 @@ def decide(
                 settings=settings,
             )
             apart = gap is not None and gap.p_value < threshold and agrees >= 0.5
+            gap_cut = float(np.sqrt(gap.upper * gap.lower)) if apart else None
             if apart and transplant is not None:
                 # the gap's null model is a tail's: a group beyond the farthest quarter is a
                 # mode of the class, and a natural mode can end at a gap too (the sandals,
@@ -733,13 +735,12 @@ def decide(
                 # of 6,000 sandals beyond, whose difference moved 2 % of the probes; 5,062
                 # clean sandals were flagged). As the separated-group test asks of its large
                 # groups, the transplant test must confirm it
-                cut = float(np.sqrt(gap.upper * gap.lower))
-                if np.mean(ratio > cut) > TAIL_SHARE:
-                    apart = confirmed(item, members, ratio, cut)
+                if np.mean(ratio > gap_cut) > TAIL_SHARE:
+                    apart = confirmed(item, members, ratio, gap_cut)
             if apart:
                 item.backdoor, item.rule = True, MIXED_ORIGIN
                 item.gap, item.group_agrees = gap, agrees
-                item.cut_ratio = float(np.sqrt(gap.upper * gap.lower))
+                item.cut_ratio = gap_cut
                 between = (ratio > item.cut_ratio) & (ratio <= settings.far_ratio)
                 # the samples between the gap and the far group are flagged only when they are
                 # of diverse origin too, as the far group is: a class's most significant gap
@@ -1199,7 +1200,8 @@ def decide(
             # pullovers, 1 %, seed 54: 339 of 600 left after the images, 25 after this, with
             # 5 clean samples more). Not for a group that ends at a gap: it is apart, and a
             # patch's residual meets the class's natural detail at the patch's place (all-to-
-            # all at 5 %: every poison found, and this added 1,022 clean samples)
+            # all at 5 %: every poison found, and this, tried before carrying's two-tailed bar,
+            # added 1,022 clean samples)
             in_group = kind[members] == BACKDOOR
             grown_mask = pattern_completion(members, in_group, int(code), np.flatnonzero(flagged))
             joined = members[grown_mask & ~in_group]
