@@ -373,6 +373,28 @@ ROWS: tuple[Row, ...] = (
             adaptive_pieces=5,
         ),
     ),
+    # added 2026-12-06 (sixteenth session) after the common-pattern test's second bar, first
+    # scanned with it: no detection change was made with them in view
+    _row(
+        "held-adaptive-blend-0.003-t4",
+        "held-out",
+        "adaptive blend (8 of 4x4 pieces, alpha 0.15) -> 4, 0.3 % + 0.3 % conservatism",
+        poisoned("adaptive-blend", 0.003, target=4, seed=56, cover_rate=0.003),
+    ),
+    _row(
+        "held-adaptive-blend-0.003-t1",
+        "held-out",
+        "adaptive blend (5 of 3x3 pieces, alpha 0.15) -> 1, 0.3 % + 0.3 % conservatism",
+        poisoned(
+            "adaptive-blend",
+            0.003,
+            target=1,
+            seed=57,
+            cover_rate=0.003,
+            adaptive_grid=3,
+            adaptive_pieces=5,
+        ),
+    ),
 )
 """Every row, in the order they run."""
 

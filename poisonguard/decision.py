@@ -147,12 +147,20 @@ holds the trigger, the same in members read as every other class, a natural memb
 detail (:mod:`~poisonguard.detectors.common_pattern`). When the members whose residual agrees
 with those of members read as other classes beyond chance are a majority beyond chance (the
 same binomial), the class is called (evidence ``mislabel-like-pattern``) and those members
-flagged; completion then grows the group in the samples only, the premise of the call being
-that the model's features do not set it apart (grown in them as well, the adaptive blend into
-the T-shirts flagged 372 with 193 clean; in the samples alone, 189 with 13 clean). The
-adaptive blends: 78 % and 87 % agreeing; every other class of twelve Fashion-MNIST sets at
-most 44 %. It cannot speak with two classes: every member is read as the same other class. A
-group the transplant test confirmed is narrowed to its agreeing members too (when at least
+flagged. A group diluted by the class's natural mislabel-like samples is no majority; it is
+called too when its members whose agreement lies beyond the group's bar (the one-sided normal
+quantile of ``CARRYING_ALPHA`` over its members, Bonferroni) outnumber those as far the other
+way beyond chance at the same level
+(:func:`~poisonguard.detectors.common_pattern.beyond_both_ways`; the adaptive blend into the
+shirts: 38 of 57 agreeing, 67 %, and beyond the bar 22 against 2, p = 2e-5; natural groups lean
+the agreeing way a little, the bags 16 against 1 above ``AGREEING_Z``, but none of the 166
+natural groups of 20 Fashion-MNIST scans had more than one member beyond the bar either way).
+Completion then grows the group in the samples only, the premise of the call being that the
+model's features do not set it apart (grown in them as well, the adaptive blend into the
+T-shirts flagged 372 with 193 clean; in the samples alone, 189 with 13 clean). The adaptive
+blends: 78 % and 87 % agreeing; every other class of twelve Fashion-MNIST sets at most 44 %. It
+cannot speak with two classes: every member is read as the same other class. A group the
+transplant test confirmed is narrowed to its agreeing members too (when at least
 ``min_group_size`` agree): the others are the class's natural mislabel-like samples (the 0.1 %
 blend into the sandals: 33 of 44 agree; grown from them, 51 of its 60 poisons and 4 clean
 samples flagged, from all 44, 43 and 17).
@@ -296,6 +304,7 @@ import numpy as np
 from scipy import stats
 
 from poisonguard.detectors.activation_clustering import ClassSplit
+from poisonguard.detectors.common_pattern import AGREEING_Z, beyond_both_ways
 from poisonguard.detectors.confident_learning import (
     PAIR_MIN_COUNT,
     PAIR_MIN_PAIRS,
@@ -382,6 +391,8 @@ Transplant = Callable[..., float]
 """``transplant(code, group, core, probes, added=True) -> share`` (see :func:`decide`)."""
 InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 CommonPattern = Callable[[np.ndarray, np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``common_pattern(group, sources, code, excluded)``: the members queried and each one's
+agreement (:func:`~poisonguard.detectors.common_pattern.agreement`)."""
 PatternCompletion = Callable[[np.ndarray, np.ndarray, int, np.ndarray], np.ndarray]
 TRIGGER_WORDS = "trigger-words"
 
@@ -450,6 +461,15 @@ class ClassEvidence:
     common_pattern_share: float = float("nan")
     """The share of those samples whose residual beyond their look-alikes agrees with the
     others' beyond chance (the common-pattern test; nan where not asked)."""
+    pattern_agreeing: int = 0
+    """Members whose agreement is beyond the group's bar: the one-sided normal quantile of
+    ``CARRYING_ALPHA`` over the members queried (Bonferroni;
+    :func:`~poisonguard.detectors.common_pattern.beyond_both_ways`)."""
+    pattern_disagreeing: int = 0
+    """Members as far the other way: their residual points away from the others'."""
+    pattern_p: float = float("nan")
+    """The one-sided binomial p-value of that many agreeing among the members beyond the bar
+    either way, were each a fair coin (nan where not asked)."""
 
 
 @dataclass
@@ -589,10 +609,12 @@ def decide(
         ``transplant``).
     common_pattern : callable or None
         ``common_pattern(group, sources, code, excluded)``: of the samples ``group`` of class
-        ``code``, read as the classes ``sources``, the members queried and whether each holds,
-        beyond its look-alikes, what the members read as other classes hold too, beyond chance
-        (:mod:`~poisonguard.detectors.common_pattern`); ``excluded``: samples already flagged.
-        ``None`` leaves the mislabel-like groups to the transplant test alone.
+        ``code``, read as the classes ``sources``, the members queried and how far each holds,
+        beyond its look-alikes, what the members read as other classes hold too (its
+        agreement, about standard normal for independent residuals;
+        :func:`~poisonguard.detectors.common_pattern.agreement`); ``excluded``: samples
+        already flagged. ``None`` leaves the mislabel-like groups to the transplant test
+        alone.
     pattern_completion : callable or None
         ``pattern_completion(members, in_group, code, excluded)``: the class ``code``'s samples
         ``members`` (sorted positions) that belong with its flagged group ``in_group`` (a bool
@@ -1006,20 +1028,34 @@ def decide(
             confirmed = majority_beyond_chance(share, asked.size, class_alpha)
             if not confirmed and common_pattern is None:
                 continue
-            agreeing = np.zeros(0, dtype=bool)
+            queried, agreeing = group[:0], np.zeros(0, dtype=bool)
             if common_pattern is not None:
                 # a trigger the model did not learn (an adaptive blend: pieces of it on each
                 # poison, conservatism samples beside them) moves no probe; in the input, what
                 # the group's members hold beyond their look-alikes is that trigger, the same
                 # in members of every source class, where a natural member's is its own detail
-                queried, agreeing = common_pattern(
+                queried, agreement = common_pattern(
                     group, read[disowned].argmax(axis=1), int(code), np.flatnonzero(flagged)
                 )
+                agreeing = agreement > AGREEING_Z
                 item.common_pattern_share = float(agreeing.mean()) if agreeing.size else 0.0
+                item.pattern_agreeing, item.pattern_disagreeing = beyond_both_ways(agreement)
+                item.pattern_p = _more_one_way(
+                    item.pattern_agreeing, item.pattern_disagreeing
+                )
             if confirmed:
                 item.transplant_share = share
                 item.backdoor, item.rule = True, MISLABEL_LIKE
             elif majority_beyond_chance(item.common_pattern_share, agreeing.size, class_alpha):
+                item.backdoor, item.rule = True, COMMON_PATTERN
+            elif item.pattern_p < class_alpha:
+                # no majority: the group is diluted by the class's natural mislabel-like
+                # samples (an adaptive blend into the shirts, whose sources look like shirts:
+                # 34 poisons and 23 natural shirts, 38 agreeing, 67 %). But beyond the bar
+                # the members agree one way: 22 against 2, where natural groups, which lean
+                # the agreeing way a little (a class's ambiguous samples share some detail:
+                # the bags, 16 against 1 beyond the agreeing z), have at most one member
+                # beyond it either way (166 natural groups of 20 Fashion-MNIST scans)
                 item.backdoor, item.rule = True, COMMON_PATTERN
             else:
                 continue
@@ -1530,6 +1566,14 @@ def _group_apart(
         return None, float("nan")
     group = members[ratio >= gap.upper]
     return gap, _label_agreement(oos_probabilities, group, code)
+
+
+def _more_one_way(agreeing: int, disagreeing: int) -> float:
+    """The one-sided binomial p-value of ``agreeing`` of ``agreeing + disagreeing`` members, each
+    a fair coin (1 where there are none)."""
+    if agreeing + disagreeing == 0:
+        return 1.0
+    return float(stats.binom.sf(agreeing - 1, agreeing + disagreeing, 0.5))
 
 
 def _label_agreement(oos_probabilities: Rows | None, group: np.ndarray, code: int) -> float:

@@ -313,14 +313,18 @@ def class_findings(
             )
         elif item.backdoor and item.rule == COMMON_PATTERN:
             verdict = "backdoor-target"
+            beyond = (
+                f"{item.common_pattern_share:.0%} of them hold, beyond what their nearest "
+                f"samples of the class they look like and of this class explain, one pattern "
+                f"that the members looking like other classes hold too, beyond chance, and "
+                f"{item.pattern_agreeing} far beyond it (corrected for the group's size), where "
+                f"{item.pattern_disagreeing} point as far away from it (common-pattern test)"
+            )
             reason = (
                 f"samples of the class are read as other classes with near certainty by heads "
                 f"that never saw them (their label under {MISLABEL_LIKE_P:.0%}), as mislabelled "
                 f"samples are, and the model does not take what sets them apart for this class; "
-                f"yet {item.common_pattern_share:.0%} of them hold, beyond what their nearest "
-                f"samples of the class they look like and of this class explain, one pattern "
-                f"that the members looking like other classes hold too, beyond chance "
-                f"(common-pattern test): a trigger cut into pieces or learned too faintly, not "
+                f"yet {beyond}: a trigger cut into pieces or learned too faintly, not "
                 f"mislabels, whose leftovers are each their own; {item.cluster_size} samples "
                 f"hold it; {hits} samples flagged"
             )

@@ -43,7 +43,6 @@ from poisonguard.detectors import (
     get_detectors,
 )
 from poisonguard.detectors.common_pattern import (
-    AGREEING_Z,
     MIN_VALUES,
     agreement,
     carrying,
@@ -647,7 +646,7 @@ def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
     dataset's own samples: images only (a table row's nearest rows, in standardised columns of
     unlike quantities, are not what it was made from) of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise. The
-    callable gives the queried members and whether each agrees with the others beyond chance."""
+    callable gives the queried members and each one's agreement with the others."""
     samples = _pattern_samples(dataset)
     if samples is None:
         return None
@@ -658,7 +657,7 @@ def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
         queried, looks, left = residuals(
             samples.take, dataset.labels, group, sources, code, excluded=excluded, seed=seed
         )
-        return queried, agreement(left, looks) > AGREEING_Z
+        return queried, agreement(left, looks)
 
     return agrees
 

@@ -56,6 +56,8 @@ EXPECTED = {
     "held-adaptive-blend-0.01-t9": (10, 10),
     "held-adaptive-blend-0.01-t2": (10, 10),
     "held-adaptive-blend-0.003-t7": (3, 3),
+    "held-adaptive-blend-0.003-t4": (3, 3),
+    "held-adaptive-blend-0.003-t1": (3, 3),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 

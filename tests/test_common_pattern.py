@@ -8,6 +8,7 @@ from poisonguard.detectors.common_pattern import (
     AGREEING_Z,
     LOOK_ALIKES,
     agreement,
+    beyond_both_ways,
     carrying,
     member_residuals,
     residuals,
@@ -131,8 +132,8 @@ def test_the_scan_asks_images_with_values_to_spare_only():
 
     assert SIDE * SIDE >= MIN_VALUES
     test = common_pattern_test(dataset(x), seed=0)
-    queried, agrees = test(group, sources, 0, np.zeros(0, dtype=np.int64))
-    assert queried.tolist() == group.tolist() and agrees.mean() > 0.8
+    queried, agreements = test(group, sources, 0, np.zeros(0, dtype=np.int64))
+    assert queried.tolist() == group.tolist() and np.mean(agreements > AGREEING_Z) > 0.8
     assert common_pattern_test(dataset(x[:, :8, :8]), seed=0) is None
     assert common_pattern_test(dataset(x, kind="table"), seed=0) is None
 
@@ -245,3 +246,15 @@ def test_a_large_class_is_judged_on_its_group_and_a_sample_of_the_rest(monkeypat
     assert judged.size == left.shape[0] == 100
     assert set(members[group]) <= set(judged.tolist()) and set(judged) <= set(members)
     assert np.all(np.diff(judged) > 0)
+
+
+def test_beyond_both_ways_counts_past_a_bar_that_grows_with_the_group():
+    """The bar is the one-sided normal quantile of 0.05 over the members: 3.0 is beyond it
+    for 20 members (2.81), not for 200 (3.48)."""
+    few = np.array([3.0, 3.0, -3.0, 2.0, -2.0, *np.zeros(15)])
+    assert beyond_both_ways(few) == (2, 1)
+    many = np.concatenate([few, np.zeros(180)])
+    assert beyond_both_ways(many) == (0, 0)
+    many[:3] = [4.0, 4.0, -4.0]
+    assert beyond_both_ways(many) == (2, 1)
+    assert beyond_both_ways(np.zeros(0)) == (0, 0)

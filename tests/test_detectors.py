@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from poisonguard.decision import Decision, DecisionSettings, decide, robust_z
 from poisonguard.detectors import (
@@ -1494,9 +1495,9 @@ def test_a_group_read_as_other_classes_that_holds_one_pattern_is_called():
 
     def common_pattern(members, sources, code, excluded):
         asked.append((members.tolist(), sources.tolist(), code))
-        agrees = np.ones(members.size, dtype=bool)
-        agrees[:3] = False  # natural members among them: their own detail
-        return members, agrees
+        agreement = np.full(members.size, 3.0)
+        agreement[:3] = 0.0  # natural members among them: their own detail
+        return members, agreement
 
     decision = data.decide(transplant=lambda *a, **k: 0.1, common_pattern=common_pattern)
     assert decision.target_classes == [TARGET_CLASS]
@@ -1513,9 +1514,10 @@ def test_a_mislabel_like_group_whose_members_do_not_agree_is_not_called():
     group = plant_mislabel_like(data, size=40)
 
     def common_pattern(members, sources, code, excluded):
-        agrees = np.zeros(members.size, dtype=bool)
-        agrees[:16] = True  # 40 %: natural groups reach that, not a majority beyond chance
-        return members, agrees
+        agreement = np.zeros(members.size)
+        agreement[:16] = 3.0  # 40 %: natural groups reach that, not a majority beyond chance
+        agreement[16:24] = -3.0  # and nearly as many point away from the others'
+        return members, agreement
 
     decision = data.decide(transplant=lambda *a, **k: 0.1, common_pattern=common_pattern)
     assert not decision.target_classes and not decision.flagged.any()
@@ -1533,9 +1535,54 @@ def test_a_mislabel_like_group_whose_members_do_not_agree_is_not_called():
     # ... unless fewer than the decision's smallest group hold it: then all of them
     few = data.decide(
         transplant=confirming,
-        common_pattern=lambda members, *a: (members, np.arange(members.size) < 4),
+        common_pattern=lambda members, *a: (members, 3.0 * (np.arange(members.size) < 4)),
     )
     assert np.flatnonzero(few.flagged).tolist() == group.tolist()
+
+
+def test_a_diluted_group_is_called_for_its_members_far_beyond_chance_one_way():
+    """A group diluted by the class's natural mislabel-like samples is no majority, but its
+    members far beyond chance (corrected for the group's size) agree nearly all one way;
+    natural groups lean the agreeing way a little, not that far. Only the members that agree
+    are flagged."""
+    data = Synthetic()
+    group = plant_mislabel_like(data, size=60)
+
+    def leaning(agreement_of_the_group):
+        return data.decide(
+            transplant=lambda *a, **k: 0.1,
+            common_pattern=lambda members, *a: (members, agreement_of_the_group),
+        )
+
+    # 60 members: the bar is the normal quantile of 0.05 / 60 (3.14). 24 far beyond it, 2 as
+    # far the other way, 6 more agreeing below it, 28 natural members near zero
+    agreement = np.zeros(60)
+    agreement[:24], agreement[24:26], agreement[26:32] = 5.0, -5.0, 2.0
+    decision = leaning(agreement)
+    assert decision.target_classes == [TARGET_CLASS]
+    agreeing = group[np.flatnonzero(agreement > 1.645)]
+    assert np.flatnonzero(decision.flagged).tolist() == agreeing.tolist()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.rule == "mislabel-like-pattern" and evidence.cluster_size == 30
+    assert evidence.common_pattern_share == pytest.approx(0.5)  # no majority
+    assert (evidence.pattern_agreeing, evidence.pattern_disagreeing) == (24, 2)
+    assert evidence.pattern_p == pytest.approx(stats.binom.sf(23, 26, 0.5))
+    from poisonguard.findings import class_findings
+
+    counts = np.bincount(data.labels, minlength=K)
+    reason = class_findings(data.image_dataset(), decision, counts, np.ones(K, dtype=bool))[
+        TARGET_CLASS
+    ].reason
+    assert "50% of them hold" in reason and "24 far beyond it" in reason
+    assert "where 2 point as far away" in reason
+    # the same members only up to the bar (a natural group's lean): not called
+    agreement[:24] = 3.0
+    lean = leaning(agreement)
+    assert not lean.target_classes and not lean.flagged.any()
+    assert lean.evidence[TARGET_CLASS].pattern_agreeing == 0
+    # far beyond both ways as often: not called
+    agreement[:24], agreement[24:44] = 5.0, -5.0
+    assert not leaning(agreement).target_classes
 
 
 def test_a_mislabel_like_group_is_completed_by_its_pattern_in_the_samples():
@@ -1554,7 +1601,7 @@ def test_a_mislabel_like_group_is_completed_by_its_pattern_in_the_samples():
         return in_group | np.isin(class_members, missed)
 
     def agreeing(class_members, *args):
-        return class_members, np.ones(class_members.size, dtype=bool)
+        return class_members, np.full(class_members.size, 3.0)
 
     decision = data.decide(
         transplant=lambda *a, **k: 0.1,
@@ -1609,7 +1656,7 @@ def test_the_report_says_what_the_common_pattern_test_found():
     group = plant_mislabel_like(data, size=20)
     decision = data.decide(
         transplant=lambda *a, **k: 0.1,
-        common_pattern=lambda members, *a: (members, np.ones(members.size, dtype=bool)),
+        common_pattern=lambda members, *a: (members, np.full(members.size, 3.0)),
     )
     dataset = data.image_dataset()
     counts = np.bincount(data.labels, minlength=K)

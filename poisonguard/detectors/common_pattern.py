@@ -21,7 +21,8 @@ left. :func:`agreement` gives each member how far its residual points along the 
 those that look like *another* class than it does (a natural part's members that look like the
 same class share that class's detail): ``sum_j <r_i, r_j> / sqrt(sum_j <r_i, r_j>^2)``, about
 standard normal were the residuals independent. A member agrees beyond chance above
-:data:`AGREEING_Z`.
+:data:`AGREEING_Z`; :func:`beyond_both_ways` counts the members beyond a bar corrected for the
+group's size, each way (natural groups lean the agreeing way a little, not that far).
 
 Measured on 60,000 Fashion-MNIST images (docs/benchmarks.md): the adaptive blends' mislabel-like
 groups (76 and 127 samples, 57 and 93 payload) 78 % and 87 % of members agreeing; the 0.1 %
@@ -65,6 +66,7 @@ __all__ = [
     "QUERIES",
     "RIDGE",
     "agreement",
+    "beyond_both_ways",
     "carrying",
     "member_residuals",
     "residuals",
@@ -338,6 +340,24 @@ def _beyond(take: Take, members: np.ndarray, spans: np.ndarray) -> np.ndarray:
     gram[:, np.arange(gram.shape[1]), np.arange(gram.shape[1])] += ridge[:, None]
     coefficients = np.linalg.solve(gram, basis @ members[:, :, None])
     return members - (basis.transpose(0, 2, 1) @ coefficients)[:, :, 0]
+
+
+def beyond_both_ways(agreement: np.ndarray, alpha: float = CARRYING_ALPHA) -> tuple[int, int]:
+    """How many members' ``agreement`` lies beyond the bar, the one-sided normal quantile of
+    ``alpha`` over the members (Bonferroni), and how many as far the other way.
+
+    Were the residuals independent, both counts would be a fair coin's and rarely above one. A
+    class's natural mislabel-like samples share some detail (their agreement leans the
+    agreeing way: the Fashion-MNIST bags, unpoisoned, 16 members above :data:`AGREEING_Z` and
+    1 below its mirror), but not up to the bar (166 natural groups of 20 Fashion-MNIST scans:
+    at most one member beyond it either way); a trigger's pieces put its carriers far beyond it
+    (the adaptive blend into the shirts: 22, and 2 the other way).
+    """
+    agreement = np.asarray(agreement, dtype=np.float64)
+    if agreement.size == 0:
+        return 0, 0
+    bar = stats.norm.isf(alpha / agreement.size)
+    return int(np.count_nonzero(agreement > bar)), int(np.count_nonzero(agreement < -bar))
 
 
 def agreement(residuals: np.ndarray, sources: np.ndarray) -> np.ndarray:
