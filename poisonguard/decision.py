@@ -448,6 +448,9 @@ class ClassEvidence:
     """Samples that joined a mislabel-like group, or a mixed-origin group with no gap before
     it, by what they hold beyond their look-alikes in the input
     (:mod:`~poisonguard.detectors.common_pattern`), after the other completions."""
+    left_by_pattern: int = 0
+    """Samples the class's tests or completion had flagged that left the group because they do
+    not carry its pattern (:func:`~poisonguard.detectors.common_pattern.trimmed`)."""
     pattern_gap_p: float = float("nan")
     """The pattern-split test: the p-value of the strongest gap along the class's own direction
     (nan where not tested)."""
@@ -618,8 +621,10 @@ def decide(
     pattern_completion : callable or None
         ``pattern_completion(members, in_group, code, excluded)``: the class ``code``'s samples
         ``members`` (sorted positions) that belong with its flagged group ``in_group`` (a bool
-        mask over them) by what they hold beyond their look-alikes in the input, the group's
-        own among them (:func:`~poisonguard.detectors.common_pattern.carrying`);
+        mask over them) by what they hold beyond their look-alikes in the input
+        (:func:`~poisonguard.detectors.common_pattern.carrying`), the group's own among them
+        unless they do not carry its pattern (:func:`~poisonguard.detectors.common_pattern.trimmed`;
+        those leave the group);
         ``excluded``: samples already flagged. Asked for classes called through their
         mislabel-like group, or through a mixed-origin group with no gap before it, where
         group completion runs in the samples themselves.
@@ -1244,6 +1249,14 @@ def decide(
             flagged[joined] = True
             kind[joined] = BACKDOOR
             item.completed_by_pattern = int(joined.size)
+            # and the members that do not carry the group's pattern leave it: a cut at the
+            # emptiest point takes the class's natural far members with the poisons (an
+            # adaptive blend into the trousers, 3x3 pieces: 180 poisons with 201 natural
+            # trousers, 32 of them left after this)
+            left_out = members[in_group & ~grown_mask]
+            flagged[left_out] = False
+            kind[left_out] = ""
+            item.left_by_pattern = int(left_out.size)
         grown = members[(kind[members] == BACKDOOR) & ~called[0]]
         if (
             foreign_texts is not None

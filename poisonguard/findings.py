@@ -401,6 +401,12 @@ def class_findings(
         if verdict == "backdoor-target":
             if item.completed or item.completed_in_input or item.completed_by_pattern:
                 reason += f" ({_completion_note(item)})"
+            if item.left_by_pattern:
+                reason += (
+                    f"; {item.left_by_pattern} samples the tests or completion had taken in "
+                    "were left out: they do not carry the group's pattern beyond their "
+                    "look-alikes"
+                )
             evidence = item.rule
         elif verdict == "noisy-labels":
             evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD

@@ -48,6 +48,7 @@ from poisonguard.detectors.common_pattern import (
     carrying,
     member_residuals,
     residuals,
+    trimmed,
 )
 from poisonguard.detectors.input_neighbours import (
     nearest_means,
@@ -664,8 +665,9 @@ def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
 
 def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | None:
     """The decision's completion by a group's pattern
-    (:func:`~poisonguard.detectors.common_pattern.carrying`) on the dataset's own
-    samples, where the common-pattern test runs (images of at least
+    (:func:`~poisonguard.detectors.common_pattern.carrying`, then
+    :func:`~poisonguard.detectors.common_pattern.trimmed`) on the dataset's own samples, where
+    the common-pattern test runs (images of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
     samples = _pattern_samples(dataset)
     if samples is None:
@@ -682,6 +684,8 @@ def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | 
         grown = np.asarray(in_group, dtype=bool).copy()
         if judged.size:
             grown[where] |= carrying(left, grown[where])
+            # and the group, grown, without the members that do not carry its pattern
+            grown[where] = trimmed(left, grown[where])
         return grown
 
     return complete

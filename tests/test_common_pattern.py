@@ -12,6 +12,7 @@ from poisonguard.detectors.common_pattern import (
     carrying,
     member_residuals,
     residuals,
+    trimmed,
 )
 
 SIDE = 20
@@ -258,3 +259,26 @@ def test_beyond_both_ways_counts_past_a_bar_that_grows_with_the_group():
     many[:3] = [4.0, 4.0, -4.0]
     assert beyond_both_ways(many) == (2, 1)
     assert beyond_both_ways(np.zeros(0)) == (0, 0)
+
+
+def test_trimmed_leaves_out_the_group_members_that_do_not_carry_its_pattern():
+    """A cut at a class's emptiest point takes natural far members with the poisons: those
+    whose residual does not point along the group's leave it; the poisons stay."""
+    rng = np.random.default_rng(5)
+    pattern = rng.normal(size=300)
+    natural = rng.normal(size=(600, 300))
+    pieces = rng.random((60, 300)) < 0.5
+    poisons = rng.normal(size=(60, 300)) + np.where(pieces, pattern, 0.0)
+    rows = np.concatenate([natural, poisons])
+    in_group = np.zeros(rows.shape[0], dtype=bool)
+    in_group[600:] = True
+    in_group[:60] = True  # as many natural members taken in with them
+    kept = trimmed(rows, in_group)
+    assert kept[600:].all()
+    assert kept[:60].sum() <= 6  # the mirror keeps the false share near 5 %
+    assert not kept[60:600].any()  # nobody joins
+    # a group with no pattern (plain mislabels): kept whole, nothing to judge it by
+    plain = np.zeros(rows.shape[0], dtype=bool)
+    plain[:40] = True
+    assert np.array_equal(trimmed(rows, plain), plain)
+    assert not trimmed(rows, np.zeros(rows.shape[0], dtype=bool)).any()

@@ -1649,6 +1649,38 @@ def test_a_mislabel_like_group_is_completed_by_its_pattern_in_the_samples():
     assert evidence.completed_by_pattern == 7  # the seven "missed" the callable adds
 
 
+def test_members_the_pattern_completion_leaves_out_are_no_longer_flagged():
+    """The pattern completion also says which of the group's members do not carry its pattern
+    (natural far members a cut at the emptiest point took in): they leave the group, and the
+    report says how many."""
+    data = Synthetic()
+    group = plant_mislabel_like(data, size=40)
+    natural = group[:6]
+    images = np.zeros((data.labels.size, 4, 4))
+
+    def pattern_completion(class_members, in_group, code, excluded):
+        return in_group & ~np.isin(class_members, natural)
+
+    decision = data.decide(
+        transplant=lambda *a, **k: 0.1,
+        common_pattern=lambda members, *a: (members, np.full(members.size, 3.0)),
+        pattern_completion=pattern_completion,
+        inputs=images,
+    )
+    assert np.flatnonzero(decision.flagged).tolist() == group[6:].tolist()
+    assert not (decision.kind[natural] == "backdoor").any()
+    evidence = decision.evidence[TARGET_CLASS]
+    assert evidence.left_by_pattern == 6 and evidence.completed_by_pattern == 0
+    from poisonguard.findings import class_findings
+
+    counts = np.bincount(data.labels, minlength=K)
+    reason = class_findings(data.image_dataset(), decision, counts, np.ones(K, dtype=bool))[
+        TARGET_CLASS
+    ].reason
+    assert "6 samples the tests or completion had taken in were left out" in reason
+    assert "34 samples flagged" in reason
+
+
 def test_the_report_says_what_the_common_pattern_test_found():
     from poisonguard.findings import class_findings, sample_reasons
 

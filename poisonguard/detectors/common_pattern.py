@@ -70,6 +70,7 @@ __all__ = [
     "carrying",
     "member_residuals",
     "residuals",
+    "trimmed",
 ]
 
 LOOK_ALIKES = 40
@@ -283,16 +284,11 @@ def carrying(
     current = start.copy()
     if rows.shape[0] == 0 or not start.any():
         return current
-    norms = np.linalg.norm(rows, axis=1)
-    units = rows / np.where(norms > 0, norms, 1.0)[:, None]
-    own = (units * rows).sum(axis=1)  # each member's share of a sum it is in
+    units, own = _units(rows)
     bar = stats.norm.isf(alpha / rows.shape[0])
 
     def standardised(group: np.ndarray) -> np.ndarray | None:
-        projection = units @ rows[group].sum(axis=0) - np.where(group, own, 0.0)
-        centre = np.median(projection)
-        spread = 1.4826 * np.median(np.abs(projection - centre))
-        return None if spread <= 0 else (projection - centre) / spread
+        return _projection_z(rows, units, own, group)
 
     for _ in range(CARRYING_ROUNDS):
         z = standardised(current)
@@ -324,6 +320,68 @@ def carrying(
     if passing.size:
         current = current | (~start & (z >= passing.min()))
     return current
+
+
+def trimmed(
+    residuals: np.ndarray, in_group: np.ndarray, alpha: float = CARRYING_ALPHA
+) -> np.ndarray:
+    """The members of the group ``in_group`` that carry its pattern, the others left out.
+
+    The same projections as :func:`carrying` (each member's unit residual on the sum of the
+    group's residuals, its own left out; robust z over every member). Only when the group's
+    members beyond the bar outnumber, beyond chance (one-sided binomial at ``alpha``), those as
+    far on the other side does the group hold one pattern to judge its members by; then a
+    member stays when its z reaches the lowest threshold at which the group's members as far
+    below the median (plus one) are at most ``alpha`` of those at or above it (the mirror as
+    decoys, as :func:`carrying` continues past its bar). A test that cuts a class at its
+    emptiest point, not at a group's edge, takes the class's natural far members with the
+    poisons (an adaptive blend into the trousers, 3x3 pieces: 180 poisons and 201 natural
+    trousers beyond the far ratio; the poisons at z 2.6-21, the trousers at -3.3 to 5.9).
+    Otherwise the group is kept whole: a group of one source class, whose poisons' residuals
+    against their own source's look-alikes leave little (TaCT's blend: 1 member beyond the bar,
+    0 below), is not judged by its pattern.
+    """
+    rows = np.asarray(residuals, dtype=np.float64)
+    start = np.asarray(in_group, dtype=bool)
+    if rows.shape[0] == 0 or not start.any():
+        return start.copy()
+    units, own = _units(rows)
+    z = _projection_z(rows, units, own, start)
+    if z is None:
+        return start.copy()
+    bar = stats.norm.isf(alpha / rows.shape[0])
+    inside = z[start]
+    beyond, as_far = int((inside > bar).sum()), int((inside < -bar).sum())
+    if beyond + as_far == 0 or stats.binom.sf(beyond - 1, beyond + as_far, 0.5) >= alpha:
+        return start.copy()
+    above = np.sort(inside)
+    below = np.sort(-inside)
+    thresholds = above[above > 0]
+    at_or_above = above.size - np.searchsorted(above, thresholds, side="left")
+    mirrored = below.size - np.searchsorted(below, thresholds, side="left")
+    passing = thresholds[(mirrored + 1) / at_or_above <= alpha]
+    if not passing.size:
+        return start.copy()
+    return start & (z >= passing.min())
+
+
+def _units(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each residual scaled to unit length, and each one's inner product with its own unit
+    residual (its share of a sum it is in)."""
+    norms = np.linalg.norm(rows, axis=1)
+    units = rows / np.where(norms > 0, norms, 1.0)[:, None]
+    return units, (units * rows).sum(axis=1)
+
+
+def _projection_z(
+    rows: np.ndarray, units: np.ndarray, own: np.ndarray, group: np.ndarray
+) -> np.ndarray | None:
+    """Each member's projection on the sum of the residuals of ``group`` (its own left out), as
+    robust z-scores over every member; ``None`` when they do not spread."""
+    projection = units @ rows[group].sum(axis=0) - np.where(group, own, 0.0)
+    centre = np.median(projection)
+    spread = 1.4826 * np.median(np.abs(projection - centre))
+    return None if spread <= 0 else (projection - centre) / spread
 
 
 def _beyond(take: Take, members: np.ndarray, spans: np.ndarray) -> np.ndarray:
