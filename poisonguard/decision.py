@@ -249,7 +249,10 @@ the other way, and then those nearer as far as that other side allows
 learnt as the label, or whose source looks the group did not share. A group that ends at a
 gap is apart already, and there a patch's residual meets the class's natural detail at the
 patch's place (all-to-all at 5 %, tried before the two-tailed bar: 1,022 clean samples
-joined).
+joined). On the same projections the group's members then leave it unless they reach the
+mirror's threshold, where the group holds one pattern
+(:func:`~poisonguard.detectors.common_pattern.trimmed`): ten benchmark rows lost 1-10 clean
+samples that way and no poison.
 
 **Label noise (samples whose content says another class).** Out-of-sample probabilities from
 cross-validated heads (:mod:`poisonguard.detectors.confident_learning`) give each sample's
@@ -1249,10 +1252,10 @@ def decide(
             flagged[joined] = True
             kind[joined] = BACKDOOR
             item.completed_by_pattern = int(joined.size)
-            # and the members that do not carry the group's pattern leave it: a cut at the
-            # emptiest point takes the class's natural far members with the poisons (an
-            # adaptive blend into the trousers, 3x3 pieces: 180 poisons with 201 natural
-            # trousers, 32 of them left after this)
+            # and the members that do not carry the group's pattern leave it: the tests and
+            # completions take natural members in with the poisons (the adaptive blend into
+            # the bags: 29 clean samples flagged, 21 after this, every poison kept; a cut at
+            # the emptiest point, the fresh blend into the trousers: 201, 191 after this)
             left_out = members[in_group & ~grown_mask]
             flagged[left_out] = False
             kind[left_out] = ""

@@ -330,16 +330,18 @@ def trimmed(
     The same projections as :func:`carrying` (each member's unit residual on the sum of the
     group's residuals, its own left out; robust z over every member). Only when the group's
     members beyond the bar outnumber, beyond chance (one-sided binomial at ``alpha``), those as
-    far on the other side does the group hold one pattern to judge its members by; then a
-    member stays when its z reaches the lowest threshold at which the group's members as far
-    below the median (plus one) are at most ``alpha`` of those at or above it (the mirror as
-    decoys, as :func:`carrying` continues past its bar). A test that cuts a class at its
-    emptiest point, not at a group's edge, takes the class's natural far members with the
-    poisons (an adaptive blend into the trousers, 3x3 pieces: 180 poisons and 201 natural
-    trousers beyond the far ratio; the poisons at z 2.6-21, the trousers at -3.3 to 5.9).
-    Otherwise the group is kept whole: a group of one source class, whose poisons' residuals
-    against their own source's look-alikes leave little (TaCT's blend: 1 member beyond the bar,
-    0 below), is not judged by its pattern.
+    far on the other side does the group hold one pattern to judge its members by; then a member
+    stays when its z reaches the lowest threshold at which the group's members as far below the
+    median (plus one) are at most ``alpha`` of those at or above it (the mirror as decoys, as
+    :func:`carrying` continues past its bar). The tests and completions take a class's natural
+    members in with the poisons (the adaptive blend into the bags: 29 clean samples flagged, 21
+    after this, every poison kept). Where the natural members share the group's look (a cut at
+    the emptiest point takes the class's far part: the fresh blend into the trousers, 201
+    natural trousers flagged), residuals fitted with the flagged samples left out of the
+    look-alikes keep that look, and few leave (191 stay; fitted with them as look-alikes, 32
+    would, docs/benchmarks.md). Where the guard fails the group is kept whole: a group of one
+    source class, whose poisons' residuals against their own source's look-alikes leave little
+    (TaCT's blend: 1 member beyond the bar, 0 below), is not judged by its pattern.
     """
     rows = np.asarray(residuals, dtype=np.float64)
     start = np.asarray(in_group, dtype=bool)
