@@ -153,7 +153,7 @@ quantile of ``CARRYING_ALPHA`` over its members, Bonferroni) outnumber those as 
 way beyond chance at the same level
 (:func:`~poisonguard.detectors.common_pattern.beyond_both_ways`; the adaptive blend into the
 shirts: 38 of 57 agreeing, 67 %, and beyond the bar 22 against 2, p = 2e-5; natural groups lean
-the agreeing way a little, the bags 16 against 1 above ``AGREEING_Z``, but none of the 166
+the agreeing way a little, the bags 16 against 1 above ``AGREEING_Z``, but none of the 164
 natural groups of 20 Fashion-MNIST scans had more than one member beyond the bar either way).
 Completion then grows the group in the samples only, the premise of the call being that the
 model's features do not set it apart (grown in them as well, the adaptive blend into the
@@ -1063,7 +1063,7 @@ def decide(
                 # the members agree one way: 22 against 2, where natural groups, which lean
                 # the agreeing way a little (a class's ambiguous samples share some detail:
                 # the bags, 16 against 1 beyond the agreeing z), have at most one member
-                # beyond it either way (166 natural groups of 20 Fashion-MNIST scans)
+                # beyond it either way (164 natural groups of 20 Fashion-MNIST scans)
                 item.backdoor, item.rule = True, COMMON_PATTERN
             else:
                 continue

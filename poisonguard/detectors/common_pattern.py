@@ -409,7 +409,7 @@ def beyond_both_ways(agreement: np.ndarray, alpha: float = CARRYING_ALPHA) -> tu
     Were the residuals independent, both counts would be a fair coin's and rarely above one. A
     class's natural mislabel-like samples share some detail (their agreement leans the
     agreeing way: the Fashion-MNIST bags, unpoisoned, 16 members above :data:`AGREEING_Z` and
-    1 below its mirror), but not up to the bar (166 natural groups of 20 Fashion-MNIST scans:
+    1 below its mirror), but not up to the bar (164 natural groups of 20 Fashion-MNIST scans:
     at most one member beyond it either way); a trigger's pieces put its carriers far beyond it
     (the adaptive blend into the shirts: 22, and 2 the other way).
     """
