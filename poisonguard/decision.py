@@ -304,10 +304,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-from scipy import stats
 
 from poisonguard.detectors.activation_clustering import ClassSplit
-from poisonguard.detectors.common_pattern import AGREEING_Z, beyond_both_ways
+from poisonguard.detectors.common_pattern import AGREEING_Z, beyond_both_ways, one_way_p
 from poisonguard.detectors.confident_learning import (
     PAIR_MIN_COUNT,
     PAIR_MIN_PAIRS,
@@ -1048,9 +1047,7 @@ def decide(
                 agreeing = agreement > AGREEING_Z
                 item.common_pattern_share = float(agreeing.mean()) if agreeing.size else 0.0
                 item.pattern_agreeing, item.pattern_disagreeing = beyond_both_ways(agreement)
-                item.pattern_p = _more_one_way(
-                    item.pattern_agreeing, item.pattern_disagreeing
-                )
+                item.pattern_p = one_way_p(item.pattern_agreeing, item.pattern_disagreeing)
             if confirmed:
                 item.transplant_share = share
                 item.backdoor, item.rule = True, MISLABEL_LIKE
@@ -1456,10 +1453,7 @@ def _foreign_split(
 def _one_way(moved: int, moved_back: int, alpha: float) -> bool:
     """Whether ``max(moved, moved_back)`` of the ``moved + moved_back`` probes that moved did so
     one way beyond chance: the one-sided sign test below ``alpha``."""
-    total = moved + moved_back
-    if total == 0:
-        return False
-    return float(stats.binom.sf(max(moved, moved_back) - 1, total, 0.5)) < alpha
+    return one_way_p(max(moved, moved_back), min(moved, moved_back)) < alpha
 
 
 def _most_named(votes: np.ndarray, code: int) -> int:
@@ -1582,14 +1576,6 @@ def _group_apart(
         return None, float("nan")
     group = members[ratio >= gap.upper]
     return gap, _label_agreement(oos_probabilities, group, code)
-
-
-def _more_one_way(agreeing: int, disagreeing: int) -> float:
-    """The one-sided binomial p-value of ``agreeing`` of ``agreeing + disagreeing`` members, each
-    a fair coin (1 where there are none)."""
-    if agreeing + disagreeing == 0:
-        return 1.0
-    return float(stats.binom.sf(agreeing - 1, agreeing + disagreeing, 0.5))
 
 
 def _label_agreement(oos_probabilities: Rows | None, group: np.ndarray, code: int) -> float:

@@ -69,6 +69,7 @@ __all__ = [
     "beyond_both_ways",
     "carrying",
     "member_residuals",
+    "one_way_p",
     "residuals",
     "trimmed",
 ]
@@ -302,7 +303,7 @@ def carrying(
     z = standardised(current) if joined else None
     if z is None:
         return current
-    if stats.binom.sf(joined - 1, joined + int(((z < -bar) & ~start).sum()), 0.5) >= alpha:
+    if one_way_p(joined, int(((z < -bar) & ~start).sum())) >= alpha:
         return start.copy()
     # past the bar as far as the other side allows: the members as far below the median are
     # what chance puts beyond any threshold, so members join down to the lowest threshold at
@@ -311,14 +312,9 @@ def carrying(
     # for the first members; a trigger's weaker carriers lie just under it (the 1 % adaptive
     # blend into the ankle boots: 17 poisons left, 14 of them at z 3.0-4.3, with 4 natural
     # boots, and 5 members below -3.0)
-    above = np.sort(z[~start])
-    below = np.sort(-z[~start])
-    thresholds = above[(above > 0) & (above <= bar)]
-    beyond = above.size - np.searchsorted(above, thresholds, side="left")
-    as_far = below.size - np.searchsorted(below, thresholds, side="left")
-    passing = thresholds[(as_far + 1) / beyond <= alpha]
-    if passing.size:
-        current = current | (~start & (z >= passing.min()))
+    threshold = _mirrored_threshold(z[~start], alpha, ceiling=bar)
+    if threshold is not None:
+        current = current | (~start & (z >= threshold))
     return current
 
 
@@ -353,18 +349,34 @@ def trimmed(
         return start.copy()
     bar = stats.norm.isf(alpha / rows.shape[0])
     inside = z[start]
-    beyond, as_far = int((inside > bar).sum()), int((inside < -bar).sum())
-    if beyond + as_far == 0 or stats.binom.sf(beyond - 1, beyond + as_far, 0.5) >= alpha:
+    if one_way_p(int((inside > bar).sum()), int((inside < -bar).sum())) >= alpha:
         return start.copy()
-    above = np.sort(inside)
-    below = np.sort(-inside)
-    thresholds = above[above > 0]
+    threshold = _mirrored_threshold(inside, alpha)
+    if threshold is None:
+        return start.copy()
+    return start & (z >= threshold)
+
+
+def one_way_p(beyond: int, as_far: int) -> float:
+    """The one-sided binomial p-value of ``beyond`` of ``beyond + as_far`` members lying one
+    way, each a fair coin (1 where there are none): the two-tailed guard of
+    :func:`carrying`, :func:`trimmed` and the decision's use of :func:`beyond_both_ways`."""
+    if beyond + as_far == 0:
+        return 1.0
+    return float(stats.binom.sf(beyond - 1, beyond + as_far, 0.5))
+
+
+def _mirrored_threshold(values: np.ndarray, alpha: float, ceiling: float = np.inf) -> float | None:
+    """The lowest positive threshold (at most ``ceiling``) at which the ``values`` as far below
+    zero (plus one) are at most ``alpha`` of those at or above it (the mirror as decoys:
+    knockoff+); ``None`` where none is."""
+    above = np.sort(values)
+    below = np.sort(-values)
+    thresholds = above[(above > 0) & (above <= ceiling)]
     at_or_above = above.size - np.searchsorted(above, thresholds, side="left")
     mirrored = below.size - np.searchsorted(below, thresholds, side="left")
     passing = thresholds[(mirrored + 1) / at_or_above <= alpha]
-    if not passing.size:
-        return start.copy()
-    return start & (z >= passing.min())
+    return float(passing.min()) if passing.size else None
 
 
 def _units(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
