@@ -48,7 +48,7 @@ from poisonguard.detectors.common_pattern import (
     carrying,
     member_residuals,
     residuals,
-    trimmed,
+    trimmed_refitted,
 )
 from poisonguard.detectors.input_neighbours import (
     nearest_means,
@@ -666,7 +666,8 @@ def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
 def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | None:
     """The decision's completion by a group's pattern
     (:func:`~poisonguard.detectors.common_pattern.carrying`, then
-    :func:`~poisonguard.detectors.common_pattern.trimmed`) on the dataset's own samples, where
+    :func:`~poisonguard.detectors.common_pattern.trimmed_refitted`) on the dataset's own
+    samples, where
     the common-pattern test runs (images of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
     samples = _pattern_samples(dataset)
@@ -676,7 +677,7 @@ def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | 
     def complete(
         members: np.ndarray, in_group: np.ndarray, code: int, excluded: np.ndarray
     ) -> np.ndarray:
-        judged, left = member_residuals(
+        judged, left, sources = member_residuals(
             samples.take, dataset.labels, members, code,
             group=in_group, excluded=excluded, seed=seed,
         )  # fmt: skip
@@ -685,7 +686,10 @@ def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | 
         if judged.size:
             grown[where] |= carrying(left, grown[where])
             # and the group, grown, without the members that do not carry its pattern
-            grown[where] = trimmed(left, grown[where])
+            grown[where] = trimmed_refitted(
+                samples.take, dataset.labels, members, code, in_group=grown[where],
+                judged=judged, residuals=left, sources=sources, excluded=excluded, seed=seed,
+            )  # fmt: skip
         return grown
 
     return complete

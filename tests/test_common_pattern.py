@@ -13,6 +13,7 @@ from poisonguard.detectors.common_pattern import (
     member_residuals,
     residuals,
     trimmed,
+    trimmed_refitted,
 )
 
 SIDE = 20
@@ -219,7 +220,7 @@ def test_completion_by_pattern_finds_the_poisons_the_images_do_not_set_apart():
     group, _ = plant(x, labels, rng, pattern=pattern, count=60)
     members = np.flatnonzero(labels == 0)
     start = np.isin(members, group[::4])  # a quarter of the poisons flagged
-    judged, left = member_residuals(
+    judged, left, _ = member_residuals(
         lambda positions: x[positions], labels, members, 0, group=start,
         excluded=members[start], seed=0,
     )  # fmt: skip
@@ -240,7 +241,7 @@ def test_a_large_class_is_judged_on_its_group_and_a_sample_of_the_rest(monkeypat
     members = np.flatnonzero(labels == 0)
     group = np.zeros(members.size, dtype=bool)
     group[:30] = True
-    judged, left = member_residuals(
+    judged, left, _ = member_residuals(
         lambda positions: x[positions], labels, members, 0, group=group,
         excluded=members[group], seed=0,
     )  # fmt: skip
@@ -282,3 +283,42 @@ def test_trimmed_leaves_out_the_group_members_that_do_not_carry_its_pattern():
     plain[:40] = True
     assert np.array_equal(trimmed(rows, plain), plain)
     assert not trimmed(rows, np.zeros(rows.shape[0], dtype=bool)).any()
+
+
+def test_refitted_trim_leaves_a_natural_part_that_shares_a_look():
+    """A group cut from a class's far side holds a natural part of the class with a look of
+    its own beside the poisons: fitted with every flagged sample kept out of the look-alikes,
+    the part keeps that look and the trim keeps it; refitted on each other, its members leave,
+    and the poisons, which look like other classes, stay."""
+    rng = np.random.default_rng(7)
+    x, labels = three_classes(rng)
+    pattern = rng.uniform(0.0, 2.0, size=(SIDE, SIDE))
+    poisons, _ = plant(x, labels, rng, pattern=pattern, count=40)
+    members = np.flatnonzero(labels == 0)
+    natural = rng.choice(np.setdiff1d(members, poisons), 60, replace=False)
+    x[natural] += 0.6 * smooth_images(rng, 1)[0]  # a sub-type: one look the part shares
+    in_group = np.isin(members, np.concatenate([poisons, natural]))
+    excluded = members[in_group]
+    take = lambda positions: x[positions]  # noqa: E731
+    judged, left, sources = member_residuals(
+        take, labels, members, 0, group=in_group, excluded=excluded, seed=0
+    )
+    assert judged.tolist() == members.tolist() and sources.shape == judged.shape
+    is_poison, is_natural = np.isin(judged, poisons), np.isin(judged, natural)
+    first = trimmed(left, in_group)
+    kept = trimmed_refitted(
+        take, labels, members, 0, in_group=in_group, judged=judged, residuals=left,
+        sources=sources, excluded=excluded, seed=0,
+    )  # fmt: skip
+    assert not (kept & ~in_group).any()
+    assert kept[is_poison].mean() >= 0.9
+    assert kept[is_natural].sum() <= first[is_natural].sum() // 2
+    # nothing to refit where the trim keeps the group whole
+    plain = np.isin(members, natural)
+    assert np.array_equal(
+        trimmed_refitted(
+            take, labels, members, 0, in_group=plain, judged=judged, residuals=left,
+            sources=sources, excluded=members[plain], seed=0,
+        ),
+        trimmed(left, plain),
+    )

@@ -68,6 +68,22 @@ def test_the_stamp_is_what_most_of_the_group_holds_exactly_and_the_core_does_not
     assert values[-1, -1] == 255.0
 
 
+def test_a_stamp_takes_the_core_median_where_the_group_holds_it_beyond_chance():
+    """A patch laid where the class often has ink of the patch's value: the core's median
+    there is the patch value too, but every poison holds it and only some of the core does;
+    a value the group holds about as often as the core stays out."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 200, size=(140, 4, 4)).astype(np.uint8)
+    group, core = np.arange(40), np.arange(40, 140)
+    x[core, 0, 0] = np.where(rng.random(core.size) < 0.6, 255, 30)  # the class's ink: 60 %
+    x[group, 0, 0] = 255  # every poison
+    x[core, 2, 2] = np.where(rng.random(core.size) < 0.6, 255, 30)
+    x[group, 2, 2] = np.where(rng.random(group.size) < 0.6, 255, 30)  # as often as the core
+    mask, values = common_stamp(lambda positions: x[positions], group, core)
+    assert np.flatnonzero(mask).tolist() == [0]
+    assert values[0, 0] == 255.0
+
+
 def test_a_stamp_of_the_background_erases_and_is_left_out_where_only_what_is_added_counts():
     """Images on a black background: a group that shares a black region where the core has
     ink (a part of the object missing) stamps black there; a white patch stays either way."""

@@ -37,7 +37,10 @@ the images put it with the group; beyond its look-alikes it holds the same piece
 trigger. Every member of the class is fitted, each on the class it looks like in the input and
 its own class's members that look like it (a member that looks like another class may be a
 missed poison, whose trigger would be fitted away), and a member joins when its residual points
-along the group's beyond chance, corrected for the class's size.
+along the group's beyond chance, corrected for the class's size. The members that do not
+carry the group's pattern then leave it (:func:`trimmed`), judged again as the group's members
+are refitted with each other as look-alikes (:func:`trimmed_refitted`): a natural far part of
+the class cut with the poisons shares a look that a fit without its members keeps.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ __all__ = [
     "one_way_p",
     "residuals",
     "trimmed",
+    "trimmed_refitted",
 ]
 
 LOOK_ALIKES = 40
@@ -185,9 +189,12 @@ def member_residuals(
     *,
     group: np.ndarray,
     excluded: np.ndarray | None = None,
+    look_alikes: np.ndarray | None = None,
+    foreign: np.ndarray | None = None,
+    judged: np.ndarray | None = None,
     seed: int = 0,
     block: int = 4096,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every member's residual, for completion: what each of the class's ``members`` (sorted
     positions, labelled ``code``) holds beyond its look-alikes, as :func:`residuals` fits it.
 
@@ -201,16 +208,24 @@ def member_residuals(
     :data:`PARTS` at a time, each part on look-alikes among the others. The samples already
     flagged (``excluded``, the group among them) and the members whose neighbours say another
     class (the poisons the group missed among them) are no look-alikes: a fit on them would take
-    in their trigger. Up to :data:`PATTERN_ROWS` members are judged: ``group`` (a bool mask over
-    ``members``) and a seeded sample of the rest. Returns the judged positions (sorted) and
-    their residuals ``(n_judged, n_values)``, float32.
+    in their trigger. ``look_alikes`` (positions among ``excluded``) may serve as look-alikes
+    all the same, not as the neighbours that name a member's source, and only where they look
+    like the class; ``foreign`` (positions found to look like another class before) are no
+    look-alikes but may name sources (:func:`trimmed_refitted`). Up to :data:`PATTERN_ROWS`
+    members are judged: ``group`` (a bool mask over ``members``) and a seeded sample of the
+    rest, or ``judged`` (sorted positions among ``members``) where given. Returns the fitted
+    positions (sorted), their residuals ``(n_fitted, n_values)``, float32, and their sources
+    (the class each looks like).
     """
     labels = np.asarray(labels)
     members = np.asarray(members, dtype=np.int64)
     group = np.asarray(group, dtype=bool)
     rng = np.random.default_rng(seed)
-    judged = members
-    if members.size > PATTERN_ROWS:
+    if judged is not None:
+        judged = np.asarray(judged, dtype=np.int64)
+    elif members.size <= PATTERN_ROWS:
+        judged = members
+    else:
         rest = members[~group]
         room = max(PATTERN_ROWS - int(group.sum()), 0)
         sampled = rng.choice(rest, min(room, rest.size), replace=False)
@@ -234,25 +249,31 @@ def member_residuals(
             dtype=np.float32,
         )  # fmt: skip
         sources[asked] = majority_labels(labels[nearest])
+    if look_alikes is not None and len(look_alikes):
+        unusable[np.asarray(look_alikes, dtype=np.int64)] = False
+    if foreign is not None and len(foreign):
+        unusable[np.asarray(foreign, dtype=np.int64)] = True
     # a member that looks like another class is no look-alike of its class: it may be a
     # poison the group missed, whose trigger a fit on it would take in
     unusable[judged[(sources >= 0) & (sources != code)]] = True
-    positions, left = [], []
+    positions, left, looks = [], [], []
     for part in range(PARTS):
         asked = np.flatnonzero((parts == part) & (sources >= 0))
         if asked.size == 0:
             continue
-        fitted, _, beyond = residuals(
+        fitted, fitted_sources, beyond = residuals(
             take, labels, judged[asked], sources[asked], code,
             excluded=np.flatnonzero(unusable), seed=seed, block=block, queries=None,
         )  # fmt: skip
         positions.append(fitted)
         left.append(beyond)
+        looks.append(fitted_sources)
     if not positions:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, np.zeros((0, 0), dtype=np.float32), empty
     positions_all, left_all = np.concatenate(positions), np.concatenate(left)
     order = np.argsort(positions_all, kind="stable")
-    return positions_all[order], left_all[order]
+    return positions_all[order], left_all[order], np.concatenate(looks)[order]
 
 
 def carrying(
@@ -339,22 +360,95 @@ def trimmed(
     source class, whose poisons' residuals against their own source's look-alikes leave little
     (TaCT's blend: 1 member beyond the bar, 0 below), is not judged by its pattern.
     """
-    rows = np.asarray(residuals, dtype=np.float64)
     start = np.asarray(in_group, dtype=bool)
+    kept = _judged_by_pattern(residuals, start, alpha)
+    return start.copy() if kept is None else kept
+
+
+def _judged_by_pattern(residuals: np.ndarray, start: np.ndarray, alpha: float) -> np.ndarray | None:
+    """:func:`trimmed`'s members kept, or ``None`` where the group holds no one pattern to
+    judge them by (or the guard's threshold is not met)."""
+    rows = np.asarray(residuals, dtype=np.float64)
     if rows.shape[0] == 0 or not start.any():
-        return start.copy()
+        return None
     units, own = _units(rows)
     z = _projection_z(rows, units, own, start)
     if z is None:
-        return start.copy()
+        return None
     bar = stats.norm.isf(alpha / rows.shape[0])
     inside = z[start]
     if one_way_p(int((inside > bar).sum()), int((inside < -bar).sum())) >= alpha:
-        return start.copy()
+        return None
     threshold = _mirrored_threshold(inside, alpha)
     if threshold is None:
-        return start.copy()
+        return None
     return start & (z >= threshold)
+
+
+def trimmed_refitted(
+    take: Take,
+    labels: np.ndarray,
+    members: np.ndarray,
+    code: int,
+    *,
+    in_group: np.ndarray,
+    judged: np.ndarray,
+    residuals: np.ndarray,
+    sources: np.ndarray,
+    excluded: np.ndarray,
+    seed: int = 0,
+    block: int = 4096,
+) -> np.ndarray:
+    """:func:`trimmed`, with the group's members refitted round by round: which of the
+    ``judged`` members (``in_group``, a bool mask over them; ``residuals`` and ``sources`` as
+    :func:`member_residuals` gave them, ``excluded`` as it was given) carry the group's pattern.
+
+    The first fit keeps every flagged sample out of the look-alikes, so that no poison's trigger
+    is fitted away. But where the group holds a natural part of its class that shares a look (a
+    mixed-origin group cut at the emptiest point, with no gap: the fresh adaptive blend into the
+    trousers, 201 natural far trousers with the 180 poisons), each of those members is fitted on
+    the class's other samples only, keeps the part's look, and the group's sum points along it:
+    the trim leaves few of them (10). So the group's members are refitted, up to
+    :data:`CARRYING_ROUNDS` rounds: the class's flagged members may serve as each other's
+    look-alikes wherever they look like the class (a member that looks like another class, a
+    poison made from one, still does not; nor do the members outside the group the first fit
+    found to), and the members the trim has left out, which do not carry the pattern, may also
+    name a member's source (the far trousers' nearest samples are each other: with all of them
+    kept out, 145 of the 201 looked like another class). A member left out stays out; the rounds
+    end when nobody more leaves, or when the group no longer holds one pattern. Members outside
+    the group keep their first fit: they set the scale. Freeing every flagged member of the
+    class at once to name sources too (explored, docs/benchmarks.md) gave blend poisons that
+    stand near each other in the input the class's look: 22 of the 600 poisons of a blend into
+    the trousers (two backdoors at 1 %) left with it.
+    """
+    judged = np.asarray(judged, dtype=np.int64)
+    group = np.asarray(in_group, dtype=bool)
+    rows = np.asarray(residuals, dtype=np.float32).copy()
+    kept = _judged_by_pattern(rows, group, CARRYING_ALPHA)
+    if kept is None:  # no one pattern: nothing to judge the members by, refitted or not
+        return group.copy()
+    excluded = np.asarray(excluded, dtype=np.int64)
+    # the members the first fit found to look like another class stay out of every refit
+    foreign = judged[np.asarray(sources) != int(code)]
+    own = excluded[np.isin(excluded, members)]
+    refitted = judged[group]
+    for _ in range(CARRYING_ROUNDS):
+        left_out = judged[group & ~kept]
+        positions, fitted, _ = member_residuals(
+            take, labels, members, code, group=np.zeros(len(members), dtype=bool),
+            excluded=np.setdiff1d(excluded, left_out), look_alikes=own,
+            foreign=np.setdiff1d(foreign, refitted), judged=refitted, seed=seed, block=block,
+        )  # fmt: skip
+        if positions.size:
+            rows[np.searchsorted(judged, positions)] = fitted
+        updated = _judged_by_pattern(rows, group, CARRYING_ALPHA)
+        if updated is None:
+            break
+        updated &= kept  # a member left out stays out: it serves as a look-alike now
+        if np.array_equal(updated, kept):
+            break
+        kept = updated
+    return kept
 
 
 def one_way_p(beyond: int, as_far: int) -> float:
