@@ -455,7 +455,7 @@ class ClassEvidence:
     (:mod:`~poisonguard.detectors.common_pattern`), after the other completions."""
     left_by_pattern: int = 0
     """Samples the class's tests or completion had flagged that left the group because they do
-    not carry its pattern (:func:`~poisonguard.detectors.common_pattern.trimmed`)."""
+    not carry its pattern (:func:`~poisonguard.detectors.common_pattern.trimmed_refitted`)."""
     pattern_gap_p: float = float("nan")
     """The pattern-split test: the p-value of the strongest gap along the class's own direction
     (nan where not tested)."""
@@ -628,8 +628,8 @@ def decide(
         ``members`` (sorted positions) that belong with its flagged group ``in_group`` (a bool
         mask over them) by what they hold beyond their look-alikes in the input
         (:func:`~poisonguard.detectors.common_pattern.carrying`), the group's own among them
-        unless they do not carry its pattern (:func:`~poisonguard.detectors.common_pattern.trimmed`;
-        those leave the group);
+        unless they do not carry its pattern
+        (:func:`~poisonguard.detectors.common_pattern.trimmed_refitted`; those leave the group);
         ``excluded``: samples already flagged. Asked for classes called through their
         mislabel-like group, or through a mixed-origin group with no gap before it, where
         group completion runs in the samples themselves.

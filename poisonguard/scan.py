@@ -667,8 +667,7 @@ def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | 
     """The decision's completion by a group's pattern
     (:func:`~poisonguard.detectors.common_pattern.carrying`, then
     :func:`~poisonguard.detectors.common_pattern.trimmed_refitted`) on the dataset's own
-    samples, where
-    the common-pattern test runs (images of at least
+    samples, where the common-pattern test runs (images of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
     samples = _pattern_samples(dataset)
     if samples is None:

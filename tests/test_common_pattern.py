@@ -313,12 +313,23 @@ def test_refitted_trim_leaves_a_natural_part_that_shares_a_look():
     assert not (kept & ~in_group).any()
     assert kept[is_poison].mean() >= 0.9
     assert kept[is_natural].sum() <= first[is_natural].sum() // 2
-    # nothing to refit where the trim keeps the group whole
-    plain = np.isin(members, natural)
-    assert np.array_equal(
-        trimmed_refitted(
-            take, labels, members, 0, in_group=plain, judged=judged, residuals=left,
-            sources=sources, excluded=members[plain], seed=0,
-        ),
-        trimmed(left, plain),
+
+
+
+def test_refitted_trim_keeps_a_group_with_no_one_pattern_whole():
+    """Plain mislabels hold no pattern in common: nothing to judge the members by, so the
+    group is kept whole, refitted or not."""
+    rng = np.random.default_rng(8)
+    x, labels = three_classes(rng)
+    group, _ = plant(x, labels, rng, pattern=None, count=40)
+    members = np.flatnonzero(labels == 0)
+    in_group = np.isin(members, group)
+    take = lambda positions: x[positions]  # noqa: E731
+    judged, left, sources = member_residuals(
+        take, labels, members, 0, group=in_group, excluded=members[in_group], seed=0
     )
+    kept = trimmed_refitted(
+        take, labels, members, 0, in_group=in_group, judged=judged, residuals=left,
+        sources=sources, excluded=members[in_group], seed=0,
+    )  # fmt: skip
+    assert np.array_equal(kept, in_group[np.searchsorted(members, judged)])

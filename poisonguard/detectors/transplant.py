@@ -148,7 +148,7 @@ def common_stamp(
     rate, :data:`STAMP_ALPHA` over the values): every poison holds its trigger's values, a
     natural part of the class holds the class's ink no more often than the class does. Without
     it, the patch into the digits' fours at seed 10 left 2 of its 9 cells out of the stamp, and
-    the 7 moved 56 % of the probes, short of a majority beyond chance; with it, 100 %.
+    the 7 moved 57 % of the probes, short of a majority beyond chance; with it, 100 %.
 
     ``added_only`` (images) leaves out of the mask the values that are the background: the
     value the core's samples hold most often. Such a stamp does not add a pattern, it erases
