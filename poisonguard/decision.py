@@ -58,6 +58,14 @@ natural sub-type's look does not (Fashion-MNIST, a 5 % patch into "dress": 100 %
 moved; the far groups of the other nine classes 0-11 %). The probes are also stamped with what
 the group holds in common (a patch), and blended as the group was made from its look-alikes in
 the input (a blend also fades the sample, which the model learns too); the largest share counts.
+A trigger that is no pattern (a warp, WaNet) survives none of these, so beside them the *warp
+search* (:mod:`~poisonguard.detectors.warp_search`, with ``warp``; images) fits a smooth warp
+of at most half a pixel that moves half of the probes to the class and counts the share of the
+other half it moves: a property of the class in the model, not of the group asked (the WaNet
+into the dresses: 89 %; every class of 40 Fashion-MNIST sets, the WaNet's target aside, at most
+18 %). It is asked last: only a class the pattern transplants leave uncalled is judged again
+with it (a blend's target is reached by a warp too), and a class that only the warp carries is
+grown in the model's features only (below).
 
 *Mixed-origin cluster* (four classes or more, with activation clustering's two-means split of
 each class, ``splits``). An all-to-one backdoor at 10 % of ten equal classes fills half its
@@ -224,11 +232,13 @@ test still asks the group beyond the emptiest point, so which classes are called
 depend on this cut.
 
 **Group completion** (with ``features``, then ``inputs``; every called class but those called
-by trigger words). A cut along one number leaves the poisons the model learned less sharply
-below it, and each poison left in a sanitized copy keeps teaching the trigger. A linear
-discriminant fitted in the features to tell the flagged group from the rest of its class,
-cross-fitted so that no sample is judged by a fit that saw it, and refitted as poisons join
-(:mod:`~poisonguard.detectors.group_completion`), adds the samples it puts with the group
+by trigger words; in the features only for a class that only the warp search carried, whose
+trigger is not written in the input as a pattern). A cut along one number leaves the poisons
+the model learned less sharply below it, and each poison left in a sanitized copy keeps
+teaching the trigger. A linear discriminant fitted in the features to tell the flagged group
+from the rest of its class, cross-fitted so that no sample is judged by a fit that saw it, and
+refitted as poisons join (:mod:`~poisonguard.detectors.group_completion`), adds the samples it
+puts with the group
 (patch 1 %: F1 0.987 -> 0.992; patch 10 %: 0.981 -> 0.997; the SIG into the bags beside a
 second backdoor: 38 of its 600 poisons left -> 1; docs/benchmarks.md). The same discriminant
 then runs in the samples themselves (pixels, table values; up to ``INPUT_COMPLETION_WIDTH``
@@ -394,6 +404,8 @@ after one turn, none after three); a safety bound, not a fitted value."""
 
 Transplant = Callable[..., float]
 """``transplant(code, group, core, probes, added=True) -> share`` (see :func:`decide`)."""
+Warp = Callable[[int, np.ndarray], float]
+"""``warp(code, probes) -> share``: the warp search (see :func:`decide`)."""
 InputVotes = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 CommonPattern = Callable[[np.ndarray, np.ndarray, int, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """``common_pattern(group, sources, code, excluded)``: the members queried and each one's
@@ -466,6 +478,11 @@ class ClassEvidence:
     mislabel_like_share: float = float("nan")
     """The mislabel-like-group test: the transplant share of the samples that heads which never
     saw them read as another class with near certainty (nan where not asked)."""
+    pattern_share: float = float("nan")
+    """The largest share the pattern transplants (added, stamped, blended) reached for any group
+    of the class asked (nan where none was asked)."""
+    warp_share: float = float("nan")
+    """The largest share the warp search reached for the class (nan where not asked)."""
     common_pattern_share: float = float("nan")
     """The share of those samples whose residual beyond their look-alikes agrees with the
     others' beyond chance (the common-pattern test; nan where not asked)."""
@@ -551,6 +568,7 @@ def decide(
     trigger_words: TriggerWordTest | None = None,
     foreign_texts: Callable[..., bool] | None = None,
     transplant: Transplant | None = None,
+    warp: Warp | None = None,
     splits: list[ClassSplit] | None = None,
     input_votes: InputVotes | None = None,
     common_pattern: CommonPattern | None = None,
@@ -563,6 +581,7 @@ def decide(
     mislabel_like: bool = True,
     pattern_split: bool = True,
     settings: DecisionSettings = DecisionSettings(),
+    warp_classes: frozenset[int] | None = None,
 ) -> Decision:
     """Flag samples (see the module docstring).
 
@@ -608,6 +627,20 @@ def decide(
         farthest-samples test). ``None``
         (texts, a user's extractor) leaves groups beyond a class's farthest quarter uncalled and
         mixed-origin groups without a gap unconfirmed.
+    warp : callable or None
+        ``warp(code, probes)``: the share of the samples ``probes`` that the model reads as
+        class ``code`` once warped by the smooth sub-pixel warp searched for on other probes
+        (:mod:`~poisonguard.detectors.warp_search`; images). Asked last: when the decision,
+        made with the pattern transplants alone, leaves a class uncalled that the warp reaches
+        (its share of the class's probes at least ``TRANSPLANT_SHARE``), the decision is made
+        again with the warp's share counting beside the transplant test's in those classes
+        (the largest does), save where two sides of one class are compared (a property of the
+        class, it is the same for both). A class called by a pattern keeps its call and its
+        group as they were: a blend's target is reached by a warp too (the 8x8 digits' blends,
+        95-100 %), and its poisons are completed in the input, where its pattern is. A class
+        that only the warp carries (its share at least ``TRANSPLANT_SHARE``, every pattern
+        transplant's below) is grown in the model's features only: its trigger is not written
+        in the input as a pattern. ``None`` (tables, texts, a user's extractor) leaves it out.
     splits : list of ClassSplit or None
         Activation clustering's two-cluster split of each class
         (:func:`~poisonguard.detectors.activation_clustering.activation_clustering`). A class
@@ -676,7 +709,11 @@ def decide(
         images only: a table's binary column splits a class into two sides that differ by one
         value, a pattern added by construction.
     settings : DecisionSettings
+    warp_classes : frozenset of int or None
+        The classes in which ``warp`` counts; set by the decision itself when it makes its
+        second pass (see ``warp``), ``None`` on the first.
     """
+    call = dict(locals())  # this call's arguments, for the warp's second pass
     n = labels.shape[0]
     scored = scored_classes[labels]
     notes: list[str] = []
@@ -694,6 +731,10 @@ def decide(
     kind = np.full(n, "", dtype=object)
     flagged = np.zeros(n, dtype=bool)
     probes = _Probes(labels, scored, distance_ratio, probabilities, settings.core_ratio)
+    # the transplant test compares two sides of one class with the patterns alone
+    pattern_transplant = transplant
+    if transplant is not None and warp is not None and warp_classes:
+        transplant = _with_warp(transplant, warp, evidence, warp_classes)
 
     def confirmed(item: ClassEvidence, members: np.ndarray, ratio: np.ndarray, cut: float) -> bool:
         """The transplant test of the group beyond ``cut`` against the class's core."""
@@ -1133,8 +1174,8 @@ def decide(
                 # samples, moves them to the class; the other side's (the pattern taken away)
                 # does not. More probes moved one way than the other, beyond chance
                 asked = probes.of(split.code)
-                up = transplant(split.code, split.high, split.low, asked)
-                down = transplant(split.code, split.low, split.high, asked)
+                up = pattern_transplant(split.code, split.high, split.low, asked)
+                down = pattern_transplant(split.code, split.low, split.high, asked)
                 moved_up, moved_down = round(up * asked.size), round(down * asked.size)
                 if not _one_way(moved_up, moved_down, class_alpha):
                     continue
@@ -1197,7 +1238,12 @@ def decide(
         called = (flagged[members].copy(), kind[members].copy())
         # a group called for a pattern the model did not learn is not apart in its features
         in_model = None if item.rule == COMMON_PATTERN else feature_rows
-        stamped = grow(members, sample_rows, carriers).size
+        # a class only the warp search carried: its trigger is no pattern written in the input
+        # (a stamp, a discriminant or a pattern fit there follows the source classes' looks;
+        # the WaNet into the dresses: 593 of 600 poisons and 242 clean samples flagged with
+        # them, 587 and 10 in the features alone)
+        in_samples = None if carried_by_warp(item) else sample_rows
+        stamped = grow(members, in_samples, carriers).size
         in_features = in_input = 0
         # the features, then the samples; once more while the features' discriminant, refitted
         # from the grown group, adds samples: a group grown in the samples is a better start
@@ -1214,7 +1260,7 @@ def decide(
             by_features = grow(members, in_model, complete_group)
             if before is not None and not by_features.size:
                 break
-            by_input = grow(members, sample_rows, complete_group)
+            by_input = grow(members, in_samples, complete_group)
             if before is not None and by_features.size + by_input.size < settings.min_group_size:
                 flagged[members], kind[members] = before
                 break
@@ -1224,10 +1270,10 @@ def decide(
         # classes holds their common values beside the trigger's; grown by the discriminants,
         # its stamp is the trigger's alone (a patch into the digits' eights: 11 flagged, 30
         # after the discriminants, all 72 carry the stamp of those 30)
-        stamped += grow(members, sample_rows, carriers).size
+        stamped += grow(members, in_samples, carriers).size
         if (
             pattern_completion is not None
-            and sample_rows is not None
+            and in_samples is not None
             and (
                 item.rule in (COMMON_PATTERN, MISLABEL_LIKE)
                 or (item.rule == MIXED_ORIGIN and item.gap is None)
@@ -1341,6 +1387,23 @@ def decide(
         for code in range(n_classes):
             evidence[code].label_flags = int(np.count_nonzero(label_noise & (labels == code)))
 
+    if (
+        transplant is not None
+        and warp is not None
+        and warp_classes is None
+        and distance_ratio is not None
+    ):
+        # the warp, asked last: the classes left uncalled that a warp reaches are judged again
+        # with its share beside the patterns' (a class called by a pattern keeps its group)
+        reached = frozenset(
+            int(code)
+            for code in np.flatnonzero(scored_classes)
+            if int(code) not in targets
+            and probes.of(int(code)).size
+            and warp(int(code), probes.of(int(code))) >= TRANSPLANT_SHARE
+        )
+        if reached:
+            return decide(**{**call, "warp_classes": reached})
     # a backdoor's evidence orders the samples unless the decision found label noise only
     backdoor_evidence = not (noisy and not targets)
     score = _fused_score(
@@ -1451,6 +1514,36 @@ def _foreign_split(
     item.cluster_size = int(group.size)
     item.backdoor, item.rule = True, FOREIGN_SPLIT
     return group
+
+
+def _with_warp(
+    transplant: Transplant, warp: Warp, evidence: list[ClassEvidence], classes: frozenset[int]
+) -> Transplant:
+    """The transplant test with the warp search beside it in ``classes``: the larger share
+    counts, and each such class's evidence keeps the largest of either seen."""
+
+    def asked(
+        code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray, added: bool = True
+    ) -> float:
+        share = transplant(code, group, core, probes, added=added)
+        if int(code) not in classes:
+            return share
+        reach = warp(code, probes)
+        item = evidence[code]
+        item.pattern_share = float(np.nanmax([item.pattern_share, share]))
+        item.warp_share = float(np.nanmax([item.warp_share, reach]))
+        return max(share, reach)
+
+    return asked
+
+
+def carried_by_warp(item: ClassEvidence) -> bool:
+    """Whether only the warp search carried the class: its share at least
+    ``TRANSPLANT_SHARE``, every pattern transplant's below."""
+    return bool(
+        item.warp_share >= TRANSPLANT_SHARE
+        and not (item.pattern_share >= TRANSPLANT_SHARE)  # nan: no pattern asked
+    )
 
 
 def _one_way(moved: int, moved_back: int, alpha: float) -> bool:

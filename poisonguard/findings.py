@@ -34,7 +34,9 @@ from poisonguard.decision import (
     ClassEvidence,
     Decision,
     DecisionSettings,
+    carried_by_warp,
 )
+from poisonguard.detectors.warp_search import WARP_BOUND
 from poisonguard.results import ClassFinding, RuleOff
 
 __all__ = [
@@ -407,6 +409,15 @@ def class_findings(
                     "were left out: they do not carry the group's pattern beyond their "
                     "look-alikes"
                 )
+            if carried_by_warp(item):
+                reason += (
+                    f"; the transplant share came from a warp, not a pattern: a smooth warp of "
+                    f"at most {WARP_BOUND:g} pixel, searched for on typical samples of the other "
+                    f"classes, makes the model read {item.warp_share:.0%} of others as this "
+                    f"class (warp search; what the group holds as a pattern, at most "
+                    f"{_share(item.pattern_share)}), as a warping trigger (WaNet) does, so the "
+                    "group was grown in the model's features only"
+                )
             evidence = item.rule
         elif verdict == "noisy-labels":
             evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD
@@ -417,6 +428,10 @@ def class_findings(
             ClassFinding(code, name, count, hits, verdict, reason, evidence, trigger_words=words)
         )
     return findings
+
+
+def _share(value: float) -> str:
+    return "not asked" if np.isnan(value) else f"{value:.0%}"
 
 
 def _completion_note(item: ClassEvidence) -> str:

@@ -33,6 +33,7 @@ from poisonguard.decision import (
     InputVotes,
     PatternCompletion,
     Transplant,
+    Warp,
     decide,
 )
 from poisonguard.detectors import (
@@ -74,8 +75,9 @@ from poisonguard.detectors.trigger_words import (
     named_word_sets,
     trigger_word_test,
 )
+from poisonguard.detectors.warp_search import warped_share
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
-from poisonguard.embed.inference import trained_model
+from poisonguard.embed.inference import differentiable_logits, trained_model
 from poisonguard.embed.text_tokens import Tokenizer
 from poisonguard.findings import (
     RULE_DETECTORS,
@@ -393,6 +395,7 @@ def scan_embedding(
         trigger_words=trigger_words,
         foreign_texts=text_foreign_groups(text_words, warnings_) if text_words else None,
         transplant=transplant,
+        warp=warp_test(dataset, embedding, settings.seed),
         input_votes=input_neighbour_test(dataset, settings.seed),
         common_pattern=common_pattern_test(dataset, settings.seed),
         pattern_completion=pattern_completion_test(dataset, settings.seed),
@@ -610,6 +613,33 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
         return max(shares)
 
     return share
+
+
+def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Warp | None:
+    """The decision's warp search (:mod:`poisonguard.detectors.warp_search`) with the model the
+    scan trained: images only (a table row has no pixels to move), ``None`` otherwise and for a
+    user's TorchScript extractor. The share is a property of the class in the model, not of a
+    group, so it is searched once per class and set of probes; ``seed`` draws the search's
+    starting field."""
+    if (
+        dataset.kind != "image"
+        or len(embedding.input_shape) != 3
+        or not embedding.weights
+        or embedding.model.get("source") == "torchscript"
+    ):
+        return None
+    samples = as_rows(dataset.x)
+    logits = differentiable_logits(embedding)
+    searched: dict[tuple[int, bytes], float] = {}
+
+    def warped(code: int, probes: np.ndarray) -> float:
+        positions = np.asarray(probes, dtype=np.int64)
+        key = (int(code), positions.tobytes())
+        if key not in searched:
+            searched[key] = warped_share(logits, samples.take(positions), code, seed=seed)
+        return searched[key]
+
+    return warped
 
 
 def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:

@@ -28,6 +28,7 @@ from poisonguard.tasks import TaskRunner
 
 __all__ = [
     "trained_model",
+    "differentiable_logits",
     "model_from_weights",
     "INFERENCE_CHUNK_ROWS",
     "InferenceTask",
@@ -54,6 +55,25 @@ def trained_model(embedding: Embedding) -> tuple[torch.nn.Module, InputScaler | 
     return model_from_weights(
         embedding.weights, embedding.input_shape, int(embedding.probabilities.shape[1])
     )
+
+
+def differentiable_logits(embedding: Embedding) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model ``embedding``'s run trained, with its input scaling, as one torch function of
+    unscaled samples (``(N, C, H, W)`` images or ``(N, D)`` rows, float32) to logits, through
+    which gradients reach the input (the warp search fits a warp of the input by them).
+
+    Raises ``ValueError`` as :func:`trained_model` does, and for a text model (its input is
+    token ids, which have no gradient)."""
+    model, scaler = trained_model(embedding)
+    if not isinstance(scaler, InputScaler):
+        raise ValueError("a text model's input (token ids) has no gradient")
+    mean = torch.from_numpy(np.asarray(scaler.mean, dtype=np.float32))
+    std = torch.from_numpy(np.asarray(scaler.std, dtype=np.float32))
+
+    def logits(samples: torch.Tensor) -> torch.Tensor:
+        return model((samples - mean) / std)
+
+    return logits
 
 
 def model_from_weights(
