@@ -60,8 +60,8 @@ the group holds in common (a patch), and blended as the group was made from its 
 the input (a blend also fades the sample, which the model learns too); the largest share counts.
 A trigger that is no pattern (a warp, WaNet) survives none of these, so beside them the *warp
 search* (:mod:`~poisonguard.detectors.warp_search`, with ``warp``; images) fits a smooth warp
-of at most half a pixel that moves half of the probes to the class and counts the share of the
-other half it moves: a property of the class in the model, not of the group asked (the WaNet
+of at most half a pixel that moves a sixth of the probes to the class and counts the share of
+the others it moves: a property of the class in the model, not of the group asked (the WaNet
 into the dresses: 89 %; every class of 40 Fashion-MNIST sets, the WaNet's target aside, at most
 18 %). It is asked last: only a class the pattern transplants leave uncalled is judged again
 with it (a blend's target is reached by a warp too), and a class that only the warp carries is
@@ -637,7 +637,7 @@ def decide(
         (the largest does), save where two sides of one class are compared (a property of the
         class, it is the same for both). A class called by a pattern keeps its call and its
         group as they were: a blend's target is reached by a warp too (the 8x8 digits' blends,
-        95-100 %), and its poisons are completed in the input, where its pattern is. A class
+        96-100 %), and its poisons are completed in the input, where its pattern is. A class
         that only the warp carries (its share at least ``TRANSPLANT_SHARE``, every pattern
         transplant's below) is grown in the model's features only: its trigger is not written
         in the input as a pattern. ``None`` (tables, texts, a user's extractor) leaves it out.
