@@ -796,12 +796,12 @@ def test_in_texts_group_completion_stays_only_if_the_grown_group_is_another_clas
     assert decision.evidence[TARGET_CLASS].completed == (missed.size if grown_foreign else 0)
 
 
-def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show():
-    """Ten poisons the model's features put with the class (learned too faintly) still carry
-    the trigger's pixels: group completion in the samples themselves adds them, after the
-    features; the width cap leaves wide samples to the features, with a note."""
-    data = Synthetic()
-    far = data.plant_far_group(margin=5.0, diverse=True)
+def apart_in_features_ten_more_in_input(
+    data: Synthetic, far: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random features in which the planted group ``far`` shares one large value, and random
+    4x4 samples in which it and ten other samples of the target class (poisons the model
+    learned too faintly) share one large pixel, the trigger's; returns both and the ten."""
     rng = np.random.default_rng(11)
     features = rng.normal(size=(data.labels.size, 12))
     features[far, 0] += 8.0
@@ -809,6 +809,16 @@ def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show()
     missed = np.setdiff1d(members, far)[:10]
     images = rng.normal(size=(data.labels.size, 4, 4))
     images[np.concatenate([far, missed]), 0, 0] += 8.0  # the trigger's pixel, in every poison
+    return features, images, missed
+
+
+def test_group_completion_in_the_samples_adds_poisons_the_features_do_not_show():
+    """Ten poisons the model's features put with the class (learned too faintly) still carry
+    the trigger's pixels: group completion in the samples themselves adds them, after the
+    features; the width cap leaves wide samples to the features, with a note."""
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    features, images, missed = apart_in_features_ten_more_in_input(data, far)
     features_only = data.decide(features=features)
     decision = data.decide(features=features, inputs=images)
     truth = np.zeros(data.labels.size, dtype=bool)
