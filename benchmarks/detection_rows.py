@@ -330,6 +330,59 @@ ROWS: tuple[Row, ...] = (
         "WaNet warp (grid 4, strength 0.5), 1 % -> 3",
         poisoned("wanet", 0.01, target=3, seed=41),
     ),
+    # added 2026-12-07 (nineteenth session) after the warp search, first scanned with it: other
+    # seeds, targets, rates, grids and strengths, the paper's noise mode (cover samples warped
+    # with noise of their own, labels kept) and a two-class subset; no detection change was
+    # made with them in view
+    _row(
+        "held-wanet-noise-0.01-t7",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 1 % -> 7 + 2 % noise mode (labels kept)",
+        poisoned("wanet", 0.01, target=7, seed=61, cover_rate=0.02),
+    ),
+    _row(
+        "held-wanet-0.003-t0",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 0.3 % -> 0",
+        poisoned("wanet", 0.003, target=0, seed=62),
+    ),
+    _row(
+        "held-wanet-0.05-t5",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 5 % -> 5",
+        poisoned("wanet", 0.05, target=5, seed=63),
+    ),
+    _row(
+        "held-wanet-s1-0.01-t9",
+        "held-out",
+        "WaNet warp (grid 4, strength 1), 1 % -> 9",
+        poisoned("wanet", 0.01, target=9, seed=64, wanet_strength=1.0),
+    ),
+    _row(
+        "held-wanet-k8-0.01-t2",
+        "held-out",
+        "WaNet warp (grid 8, strength 0.5), 1 % -> 2",
+        poisoned("wanet", 0.01, target=2, seed=65, wanet_grid=8),
+    ),
+    _row(
+        "held-wanet-0.001-t8",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 0.1 % -> 8",
+        poisoned("wanet", 0.001, target=8, seed=66),
+    ),
+    _row(
+        "held-two-class-2-8-wanet-0.05",
+        "held-out",
+        "two classes (2 Pullover, 8 Bag as 0, 1): WaNet warp (grid 4, strength 0.5) 5 % -> 1",
+        poisoned("wanet", 0.05, target=1, seed=67),
+        classes=(2, 8),
+    ),
+    _row(
+        "held-wanet-noise-0.05-t1",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 5 % -> 1 + 10 % noise mode (labels kept)",
+        poisoned("wanet", 0.05, target=1, seed=68, cover_rate=0.10),
+    ),
     # added 2026-12-06 (fourteenth session): adaptive blends poisoned after the common-pattern
     # test was written (its fresh rows, `poisonguard poison --seed 51/52/53`); the erasure fix
     # and the completion by pattern were then made with them in view: development data now

@@ -203,7 +203,8 @@ def attack_options(command: Callable) -> Callable:
             show_default=True,
             help="Share of all samples, from classes other than the target and the source, "
             "that get the trigger but keep their label (cover samples: TaCT with "
-            "--source-class, conservatism samples of adaptive-blend).",
+            "--source-class, conservatism samples of adaptive-blend, noise-mode samples of "
+            "wanet: the warp plus noise of their own; the paper uses twice the poison rate).",
         ),
         click.option(
             "--all-to-all",

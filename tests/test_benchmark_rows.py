@@ -58,6 +58,14 @@ EXPECTED = {
     "held-adaptive-blend-0.003-t7": (3, 3),
     "held-adaptive-blend-0.003-t4": (3, 3),
     "held-adaptive-blend-0.003-t1": (3, 3),
+    "held-wanet-noise-0.01-t7": (10, 20),
+    "held-wanet-0.003-t0": (3, 0),
+    "held-wanet-0.05-t5": (50, 0),
+    "held-wanet-s1-0.01-t9": (10, 0),
+    "held-wanet-k8-0.01-t2": (10, 0),
+    "held-wanet-0.001-t8": (1, 0),
+    "held-two-class-2-8-wanet-0.05": (50, 0),
+    "held-wanet-noise-0.05-t1": (50, 100),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 

@@ -333,6 +333,35 @@ def test_wanet_follows_the_papers_reference_code():
     np.testing.assert_allclose(out, np.clip(expected.numpy(), 0, 1), atol=1e-12)
 
 
+def test_wanet_noise_mode_follows_the_papers_reference_code():
+    """The paper's "cross" samples: the trigger grid plus ``(rand * 2 - 1) / H`` per sample."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    images = np.random.default_rng(0).random((3, 2, 16, 16))
+    ins = torch.from_numpy(np.random.default_rng(9).uniform(-1, 1, size=(1, 2, 4, 4)))
+    ins = ins / torch.mean(torch.abs(ins))
+    noise_grid = F.interpolate(ins, size=16, mode="bicubic", align_corners=True)
+    noise_grid = noise_grid.permute(0, 2, 3, 1)
+    array1d = torch.linspace(-1, 1, steps=16, dtype=torch.float64)
+    x, y = torch.meshgrid(array1d, array1d, indexing="ij")
+    identity_grid = torch.stack((y, x), 2)[None, ...]
+    grid_temps = identity_grid + 0.5 * noise_grid / 16
+    cross = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, size=(3, 16, 16, 2)))
+    grid_temps2 = torch.clamp(grid_temps.repeat(3, 1, 1, 1) + cross / 16, -1, 1)
+    expected = F.grid_sample(torch.from_numpy(images), grid_temps2, align_corners=True)
+    out = wanet_trigger(
+        images,
+        grid_size=4,
+        strength=0.5,
+        rng=np.random.default_rng(9),
+        noise_rng=np.random.default_rng(3),
+    )
+    np.testing.assert_allclose(out, np.clip(expected.numpy(), 0, 1), atol=1e-12)
+    exact = wanet_trigger(images, grid_size=4, strength=0.5, rng=np.random.default_rng(9))
+    assert _changed(out, exact).all()
+
+
 def test_wanet_with_vanishing_strength_is_the_identity_on_non_square_images():
     images = np.random.default_rng(0).random((4, 2, 8, 13))
     out = wanet_trigger(images, strength=1e-12, rng=np.random.default_rng(0), value_max=1.0)

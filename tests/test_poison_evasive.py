@@ -123,6 +123,32 @@ def test_tact_cover_samples_carry_the_trigger_and_keep_their_labels(attack):
     json.dumps(result.description)
 
 
+def test_wanet_cover_samples_are_noise_mode_warps_that_keep_their_labels():
+    x, labels = _images(), _labels()
+    options = AttackOptions(cover_rate=0.1)
+    result = poison_arrays(x, labels, K, attack="wanet", rate=0.05, target=2, options=options)
+    assert result.n_poisoned == 10 and result.n_cover == 20
+    assert not (result.cover & result.poisoned).any()
+    assert not (labels[result.cover] == 2).any()
+    np.testing.assert_array_equal(result.labels[result.cover], labels[result.cover])
+    assert (result.labels[result.poisoned] == 2).all()
+    exact = apply_trigger(x, attack="wanet", seed=0, options=result.options)
+    # the payload carries the exact warp, the cover samples the warp with noise of their own
+    np.testing.assert_array_equal(result.x[result.poisoned], exact[result.poisoned])
+    assert _changed(result.x[result.cover], exact[result.cover]).all()
+    assert _changed(result.x[result.cover], x[result.cover]).all()
+    # noise of at most half a pixel: the cover stays nearer the warped image than the original
+    near = np.abs(result.x[result.cover].astype(float) - exact[result.cover]).mean()
+    far = np.abs(result.x[result.cover].astype(float) - x[result.cover]).mean()
+    assert near < far
+    # same seed, same samples bit for bit; the payload is the one drawn without cover
+    again = poison_arrays(x, labels, K, attack="wanet", rate=0.05, target=2, options=options)
+    np.testing.assert_array_equal(again.x, result.x)
+    plain = poison_arrays(x, labels, K, attack="wanet", rate=0.05, target=2)
+    np.testing.assert_array_equal(plain.x[plain.poisoned], result.x[result.poisoned])
+    assert (result.roles == "cover").sum() == 20
+
+
 def test_cover_samples_never_change_which_payload_samples_are_drawn():
     x, labels = _images(), _labels()
     plain = poison_arrays(
@@ -423,7 +449,7 @@ def test_poisoning_without_the_new_fields_keeps_its_old_meaning():
         (
             "patch",
             {"target": 1, "options": AttackOptions(cover_rate=0.05)},
-            r"go with a source-specific backdoor \(source_class, TaCT\) or adaptive-blend",
+            r"go with a source-specific backdoor \(source_class, TaCT\), adaptive-blend or wanet",
         ),
         (
             "patch",

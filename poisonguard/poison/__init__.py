@@ -34,7 +34,8 @@ that changing how many samples are poisoned never changes the trigger:
 * ``np.random.default_rng([seed, 4])`` chooses the cover samples (so adding cover samples never
   changes which payload samples are drawn);
 * ``np.random.default_rng([seed, 5])`` draws each adaptive-blend sample's trigger pieces
-  (payload samples first, then cover samples).
+  (payload samples first, then cover samples);
+* ``np.random.default_rng([seed, 6])`` draws the noise of WaNet's cover (noise-mode) samples.
 
 Same inputs and seed give bitwise identical outputs; the inputs are never modified.
 """

@@ -25,7 +25,7 @@ from poisonguard.poison.adaptive import adaptive_blend_trigger
 from poisonguard.poison.cover import choose_cover, cover_count
 from poisonguard.poison.options import AttackOptions
 from poisonguard.poison.registry import LABEL_FLIP, Attack
-from poisonguard.poison.seeds import CHOICE, COVER, PATTERN, PIECES, POSITION, check_seed
+from poisonguard.poison.seeds import CHOICE, COVER, NOISE, PATTERN, PIECES, POSITION, check_seed
 from poisonguard.poison.table_trigger import default_table_trigger, table_trigger
 from poisonguard.poison.targets import NO_TARGET, trigger_targets
 from poisonguard.poison.text_triggers import rare_word_trigger, sentence_trigger
@@ -166,8 +166,12 @@ def stamp(
     options: AttackOptions,
     perturb: Callable[[np.ndarray, np.ndarray], np.ndarray] | None,
     description: dict,
+    n_payload: int | None = None,
 ) -> tuple[AttackOptions, np.ndarray]:
-    """The triggered ``x[rows]``, with the options completed (value_max, table trigger)."""
+    """The triggered ``x[rows]``, with the options completed (value_max, table trigger).
+
+    ``rows[n_payload:]`` are cover samples (all of ``rows`` are payload when ``None``); only
+    an all-to-one ``wanet`` stamps them differently, in its noise mode."""
     if spec.name == "table-trigger":
         options = _resolve_table_trigger(x, options, seed)
         description.update(columns=list(options.table_columns), values=list(options.table_values))
@@ -188,7 +192,7 @@ def stamp(
             subset = _perturbed(perturb, subset, labels[rows], value_max)
         description.update(trigger=trigger, perturbed=perturb is not None)
     description.update(_trigger_description(trigger, options))
-    return options, _image_trigger(trigger, subset, options, seed=seed)
+    return options, _image_trigger(trigger, subset, options, seed=seed, n_payload=n_payload)
 
 
 def _resolve_table_trigger(x: np.ndarray, options: AttackOptions, seed: int) -> AttackOptions:
@@ -203,10 +207,17 @@ def _resolve_table_trigger(x: np.ndarray, options: AttackOptions, seed: int) -> 
 
 
 def _image_trigger(
-    name: str, images: np.ndarray, options: AttackOptions, *, seed: int, test: bool = False
+    name: str,
+    images: np.ndarray,
+    options: AttackOptions,
+    *,
+    seed: int,
+    test: bool = False,
+    n_payload: int | None = None,
 ) -> np.ndarray:
     """One image trigger with its seed streams: the same call in poison and in test copies
-    (``test``: adaptive-blend's whole pattern with the test alpha)."""
+    (``test``: adaptive-blend's whole pattern with the test alpha; ``images[n_payload:]``:
+    cover samples, which an all-to-one ``wanet`` warps in its noise mode)."""
     pattern_rng = np.random.default_rng([seed, PATTERN])
     value_max = options.value_max
     if name == "adaptive-blend" and test:
@@ -241,13 +252,26 @@ def _image_trigger(
             frequency=options.sig_frequency,
             value_max=value_max,
         )
-    return wanet_trigger(
-        images,
-        grid_size=options.wanet_grid,
-        strength=options.wanet_strength,
-        rng=pattern_rng,
-        value_max=value_max,
-    )
+    # TaCT's cover (a source class) carries the exact trigger; an all-to-one WaNet's cover
+    # is the paper's noise mode
+    noise_mode = n_payload is not None and options.source_class is None
+    payload = n_payload if noise_mode else images.shape[0]
+
+    def warp(part: np.ndarray, noise_rng: np.random.Generator | None) -> np.ndarray:
+        return wanet_trigger(
+            part,
+            grid_size=options.wanet_grid,
+            strength=options.wanet_strength,
+            # a fresh stream each call: the payload and the cover share the field
+            rng=np.random.default_rng([seed, PATTERN]),
+            noise_rng=noise_rng,
+            value_max=value_max,
+        )
+
+    if payload >= images.shape[0]:
+        return warp(images, None)
+    cover = warp(images[payload:], np.random.default_rng([seed, NOISE]))
+    return np.concatenate([warp(images[:payload], None), cover])
 
 
 def _text_trigger(name: str, texts: np.ndarray, options: AttackOptions, *, seed: int) -> np.ndarray:

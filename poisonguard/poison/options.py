@@ -64,7 +64,7 @@ class AttackOptions:
     cover_rate : float
         Share of all N samples, in ``[0, 1)``, that get the trigger but keep their true label
         (cover samples): TaCT's cover with ``source_class``, ``adaptive-blend``'s conservatism
-        samples. 0: none.
+        samples, ``wanet``'s noise-mode samples (the warp plus noise of their own). 0: none.
     adaptive_grid : int
         ``adaptive-blend``: the trigger is cut into ``adaptive_grid x adaptive_grid`` pieces.
     adaptive_pieces : int or None

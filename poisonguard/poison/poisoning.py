@@ -50,10 +50,11 @@ def poison_arrays(
       ``options.source_class`` they are drawn from that class only (source-specific, TaCT); with
       ``options.all_to_all`` from every class, a sample of class ``c`` getting the label
       ``(c + 1) mod n_classes`` (``target`` must then be ``None``). See :mod:`.targets`.
-    * ``options.cover_rate`` (with ``source_class``, or with ``adaptive-blend``):
+    * ``options.cover_rate`` (with ``source_class``, or with ``adaptive-blend`` or ``wanet``):
       ``round(cover_rate * N)`` more samples, from classes other than the target and the
-      source, get the trigger (adaptive-blend: a partial one) and keep their labels; they are
-      marked in :attr:`Poisoning.cover`, not in ``poisoned``. See :mod:`.cover`.
+      source, get the trigger (adaptive-blend: a partial one; all-to-one wanet: the warp
+      with noise of its own, the paper's noise mode) and keep their labels; they are marked in
+      :attr:`Poisoning.cover`, not in ``poisoned``. See :mod:`.cover`.
     * ``adaptive-blend``: the ``blend`` noise pattern with ``options.blend_alpha``, on
       ``options.pieces_shown`` of its ``adaptive_grid x adaptive_grid`` pieces, chosen per
       sample (:mod:`.adaptive`).
@@ -142,7 +143,9 @@ def poison_arrays(
             spec, labels, n_classes, count, rate, target, seed, options, exclude
         )
         rows = np.concatenate([payload, cover])  # payload first: the cover never moves its draws
-        options, new_x[rows] = stamp(spec, x, rows, labels, seed, options, perturb, description)
+        options, new_x[rows] = stamp(
+            spec, x, rows, labels, seed, options, perturb, description, n_payload=payload.size
+        )
         if spec.name != "clean-label":
             new_labels[payload] = wanted[payload]
         if options.source_class is not None:

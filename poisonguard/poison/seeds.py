@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CHOICE", "COVER", "PATTERN", "PIECES", "POSITION", "TARGET", "check_seed"]
+__all__ = ["CHOICE", "COVER", "NOISE", "PATTERN", "PIECES", "POSITION", "TARGET", "check_seed"]
 
 # Seed streams (see the package docstring).
-CHOICE, PATTERN, POSITION, TARGET, COVER, PIECES = 0, 1, 2, 3, 4, 5
+CHOICE, PATTERN, POSITION, TARGET, COVER, PIECES, NOISE = 0, 1, 2, 3, 4, 5, 6
 
 
 def check_seed(seed: int) -> int:

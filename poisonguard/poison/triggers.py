@@ -208,6 +208,7 @@ def wanet_trigger(
     grid_size: int = 4,
     strength: float = 0.5,
     rng: np.random.Generator,
+    noise_rng: np.random.Generator | None = None,
     value_max: float | None = None,
 ) -> np.ndarray:
     """Warp every image with one smooth random field (WaNet: Nguyen & Tran, "WaNet -
@@ -221,9 +222,11 @@ def wanet_trigger(
     columns, channel 1 rows. The field depends only on ``rng``: the same generator state gives the
     same warp.
 
-    Only the warp is generated. The paper also trains on "noise mode" samples (images warped by
-    the trigger plus random noise, keeping their labels) so the network learns the exact warp;
-    those are not produced here.
+    With ``noise_rng``, every image is warped in the paper's "noise mode" instead: the same
+    field plus noise of its own, ``uniform(-1, 1, (H, W, 2)) / H`` added to its sampling grid
+    before the clamp (as ``ins / opt.input_height`` in the paper's code), drawn from
+    ``noise_rng``. The attack keeps these samples' labels, so that the network learns the exact
+    warp and not every warp near it (:mod:`.backdoor` makes the cover samples of ``wanet`` so).
 
     Parameters
     ----------
@@ -234,6 +237,8 @@ def wanet_trigger(
         ``s``, the warping strength (the paper's default is 0.5).
     rng : numpy.random.Generator
         Draws the field (``2 * k * k`` uniforms, nothing else).
+    noise_rng : numpy.random.Generator, optional
+        Noise mode: draws each image's noise (``H * W * 2`` uniforms an image, in order).
     value_max : float, optional
         See the module docstring.
 
@@ -261,13 +266,17 @@ def wanet_trigger(
         cols = torch.linspace(-1.0, 1.0, w, dtype=torch.float64)
         grid_rows, grid_cols = torch.meshgrid(rows, cols, indexing="ij")
         identity = torch.stack((grid_cols, grid_rows), dim=2)  # grid_sample wants (x, y)
-        grid = torch.clamp(identity + strength * upsampled / h, -1.0, 1.0)[None]
+        trigger_grid = identity + strength * upsampled / h
         warped = np.empty(images.shape, dtype=np.float64)
         for start in range(0, n, _WARP_BATCH):
             batch = torch.from_numpy(images[start : start + _WARP_BATCH].astype(np.float64))
+            grid = trigger_grid[None].expand(batch.shape[0], -1, -1, -1)
+            if noise_rng is not None:
+                noise = noise_rng.uniform(-1.0, 1.0, size=(batch.shape[0], h, w, 2))
+                grid = grid + torch.from_numpy(noise) / h
             warped[start : start + _WARP_BATCH] = F.grid_sample(
                 batch,
-                grid.expand(batch.shape[0], -1, -1, -1),
+                torch.clamp(grid, -1.0, 1.0),
                 mode="bilinear",
                 padding_mode="zeros",
                 align_corners=True,

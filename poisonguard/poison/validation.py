@@ -79,9 +79,9 @@ def check_variant(spec: Attack, options: AttackOptions, target: int | None, n_cl
             raise ValueError(
                 f"cover samples (cover_rate) go with a backdoor that relabels; {spec.name} {kind}"
             )
-        if source is None and spec.name != "adaptive-blend":
+        if source is None and spec.name not in ("adaptive-blend", "wanet"):
             raise ValueError(
                 "cover samples (cover_rate) go with a source-specific backdoor (source_class, "
-                f"TaCT) or adaptive-blend; an all-to-one {spec.name} trigger on samples that "
-                "keep their label would contradict its payload"
+                f"TaCT), adaptive-blend or wanet (noise mode); an all-to-one {spec.name} "
+                "trigger on samples that keep their label would contradict its payload"
             )
