@@ -409,7 +409,16 @@ def class_findings(
                     "were left out: they do not carry the group's pattern beyond their "
                     "look-alikes"
                 )
-            if carried_by_warp(item):
+            if item.warp_over_pattern:
+                reason += (
+                    f"; a smooth warp of at most {WARP_BOUND:g} pixel, searched for on typical "
+                    f"samples of the other classes, makes the model read {item.warp_share:.0%} "
+                    f"of others as this class (warp search), at least as many as the group's "
+                    f"pattern ({_share(item.pattern_share)}): a warp carries the class as far, "
+                    "so the group was grown in the model's features only, not trimmed to a "
+                    "pattern"
+                )
+            elif carried_by_warp(item):
                 reason += (
                     f"; the transplant share came from a warp, not a pattern: a smooth warp of "
                     f"at most {WARP_BOUND:g} pixel, searched for on typical samples of the other "

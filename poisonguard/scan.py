@@ -34,6 +34,7 @@ from poisonguard.decision import (
     PatternCompletion,
     Transplant,
     Warp,
+    WarpFeatures,
     decide,
 )
 from poisonguard.detectors import (
@@ -75,9 +76,13 @@ from poisonguard.detectors.trigger_words import (
     named_word_sets,
     trigger_word_test,
 )
-from poisonguard.detectors.warp_search import warped_share
+from poisonguard.detectors.warp_search import search_warp, warped_features
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
-from poisonguard.embed.inference import differentiable_logits, trained_model
+from poisonguard.embed.inference import (
+    differentiable_features,
+    differentiable_logits,
+    trained_model,
+)
 from poisonguard.embed.text_tokens import Tokenizer
 from poisonguard.findings import (
     RULE_DETECTORS,
@@ -379,6 +384,7 @@ def scan_embedding(
 
     start = time.perf_counter()
     transplant = transplant_test(dataset, embedding, settings.seed)
+    warp = warp_test(dataset, embedding, settings.seed)
     decision = decide(
         dataset.labels,
         dataset.n_classes,
@@ -395,7 +401,8 @@ def scan_embedding(
         trigger_words=trigger_words,
         foreign_texts=text_foreign_groups(text_words, warnings_) if text_words else None,
         transplant=transplant,
-        warp=warp_test(dataset, embedding, settings.seed),
+        warp=None if warp is None else warp.share,
+        warp_features=None if warp is None else warp.features,
         input_votes=input_neighbour_test(dataset, settings.seed),
         common_pattern=common_pattern_test(dataset, settings.seed),
         pattern_completion=pattern_completion_test(dataset, settings.seed),
@@ -615,12 +622,20 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
     return share
 
 
-def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Warp | None:
+@dataclass(frozen=True)
+class WarpTests:
+    """The decision's ``warp`` and ``warp_features`` for one scan (see :func:`warp_test`)."""
+
+    share: Warp
+    features: WarpFeatures
+
+
+def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> WarpTests | None:
     """The decision's warp search (:mod:`poisonguard.detectors.warp_search`) with the model the
-    scan trained: images only (a table row has no pixels to move), ``None`` otherwise and for a
-    user's TorchScript extractor. The share is a property of the class in the model, not of a
-    group, so it is searched once per class and set of probes; ``seed`` draws the search's
-    starting field."""
+    scan trained, and the model's features of the probes warped by the field it found: images
+    only (a table row has no pixels to move), ``None`` otherwise and for a user's TorchScript
+    extractor. The share is a property of the class in the model, not of a group, so it is
+    searched once per class and set of probes; ``seed`` draws the search's starting field."""
     if (
         dataset.kind != "image"
         or len(embedding.input_shape) != 3
@@ -630,16 +645,26 @@ def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Warp | N
         return None
     samples = as_rows(dataset.x)
     logits = differentiable_logits(embedding)
-    searched: dict[tuple[int, bytes], float] = {}
+    searched: dict[tuple[int, bytes], tuple[float, np.ndarray | None]] = {}
 
-    def warped(code: int, probes: np.ndarray) -> float:
+    def search(code: int, probes: np.ndarray) -> tuple[float, np.ndarray | None]:
         positions = np.asarray(probes, dtype=np.int64)
         key = (int(code), positions.tobytes())
         if key not in searched:
-            searched[key] = warped_share(logits, samples.take(positions), code, seed=seed)
+            searched[key] = search_warp(logits, samples.take(positions), code, seed=seed)
         return searched[key]
 
-    return warped
+    def share(code: int, probes: np.ndarray) -> float:
+        return search(code, probes)[0]
+
+    def features(code: int, probes: np.ndarray) -> np.ndarray:
+        positions = np.asarray(probes, dtype=np.int64)
+        _, field = search(code, positions)
+        if field is None:
+            return np.zeros((0, embedding.features.shape[1]), dtype=np.float32)
+        return warped_features(differentiable_features(embedding), samples.take(positions), field)
+
+    return WarpTests(share, features)
 
 
 def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:

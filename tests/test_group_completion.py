@@ -37,6 +37,39 @@ def test_the_poisons_below_the_cut_join_the_group_and_the_rest_of_the_class_does
     assert completed[~poisons].sum() <= 3
 
 
+def test_anchors_from_outside_the_class_teach_the_trigger_the_group_shares_with_a_look():
+    """A group flagged from the sources least like the class carries the trigger and their
+    look: alone, its discriminant learns the look and takes in none of the poisons from the
+    other sources. Probes from outside the class, and the same probes with the trigger (the
+    warp search's), teach it the trigger whatever the look: those poisons join, the clean
+    samples stay out, and only the class's members are judged."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        rows = rng.normal(size=(1100, 12)).astype(np.float32)
+        rows[1000:, 0] += 6.0  # the trigger, in every poison
+        rows[1000:1050, 1] += 8.0  # the look of the sources the group was flagged from
+        members = np.arange(rows.shape[0])
+        flagged = np.zeros(rows.shape[0], dtype=bool)
+        flagged[1000:1050] = True
+        probes = rng.normal(size=(300, 12)).astype(np.float32)
+        probes[:, 2:6] += rng.normal(scale=3.0, size=(300, 4))  # other classes' looks
+        triggered = probes.copy()
+        triggered[:, 0] += 6.0
+        anchors = (np.vstack([probes, triggered]), np.repeat([False, True], 300))
+        alone = complete_group(Rows(rows), members, flagged)
+        anchored = complete_group(Rows(rows), members, flagged, anchors=anchors)
+        assert alone.shape == anchored.shape == (1100,)
+        assert not alone[1050:].any()
+        assert anchored[1050:].sum() >= 48 and anchored[:1000].sum() <= 2
+        assert np.all(anchored[1000:1050])  # the tests' flags are kept
+        # anchors never start a group: fewer than MIN_GROUP flagged leaves the class as it is
+        few = np.zeros(rows.shape[0], dtype=bool)
+        few[1000 : 1000 + MIN_GROUP - 1] = True
+        np.testing.assert_array_equal(
+            complete_group(Rows(rows), members, few, anchors=anchors), few
+        )
+
+
 def test_only_the_class_members_are_read_and_the_answer_is_theirs():
     rows, poisons, flagged = planted_class()
     other = np.random.default_rng(5).normal(size=(700, rows.shape[1])).astype(np.float32) + 9.0
@@ -102,7 +135,7 @@ def test_samples_joining_and_leaving_by_turns_end_the_rounds(monkeypatch):
             joins = np.all(block == rows[extra], axis=1) & self.joins
             return np.column_stack([1.0 - joins, joins.astype(float)])
 
-    def fit(fit_rows, in_group):
+    def fit(fit_rows, in_group, anchors=None):
         fits.append(1)
         return Alternating(joins=(len(fits) - 1) // FOLDS % 2 == 0)
 

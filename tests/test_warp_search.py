@@ -133,6 +133,75 @@ def test_a_class_a_pattern_calls_keeps_its_group_though_a_warp_reaches_it():
     assert np.isnan(with_warp.evidence[TARGET_CLASS].warp_share)
 
 
+def test_the_warp_search_probes_warped_and_not_join_the_features_completion():
+    """A class only the warp carries: its group's discriminant in the features is fitted with
+    the class's probes (not with the group) and their features once warped (with it), read
+    from ``warp_features`` for that class and those probes only; without it, the group alone."""
+    data = Synthetic()
+    far = plant_gapless_far_group(data, margin=1.0)
+    features, images, _ = apart_in_features_ten_more_in_input(data, far)
+    asked = []
+
+    def warp_features(code, probes):
+        asked.append((code, probes.size))
+        warped = features[probes].copy()
+        warped[:, 0] += 8.0  # what the group shares in the features
+        return warped
+
+    common = dict(
+        features=features,
+        inputs=images,
+        transplant=lambda *args, **kwargs: 0.1,
+        warp=lambda code, probes: 0.9,
+    )
+    plain = data.decide(**common)
+    anchored = data.decide(**common, warp_features=warp_features)
+    assert asked == [(TARGET_CLASS, 200)]  # every other class's 50 probes
+    assert anchored.target_classes == plain.target_classes == [TARGET_CLASS]
+    assert set(np.flatnonzero(anchored.flagged)) >= set(far[: far.size // 2])
+    assert np.all(data.labels[anchored.flagged] == TARGET_CLASS)
+
+
+@pytest.mark.parametrize(("reach", "over"), [(0.97, True), (0.64, True), (0.3, False)])
+def test_a_group_a_warp_carries_as_far_as_its_pattern_is_not_trimmed_to_a_pattern(reach, over):
+    """A far group of mixed origin with no gap, called by its pattern (the transplant share
+    0.64), is to be trimmed to the members that carry that pattern; a warp that reaches the
+    class at least as far (WaNet with its noise mode: 97 %) means there is no pattern to trim
+    to: the group is grown in the features only and the trim is not asked. A warp that
+    reaches less leaves the pattern's judgment as it was."""
+    data = Synthetic()
+    far = data.plant_far_group(margin=5.0, diverse=True)
+    data.ratio[far] = np.geomspace(2.5, 200.0, far.size)  # smooth from the core out: no gap
+    images = np.zeros((data.labels.size, 4, 4))
+    trimmed = []
+
+    def pattern_completion(class_members, in_group, code, excluded):
+        trimmed.append(code)
+        return in_group & ~np.isin(class_members, far[-6:])  # six "without the pattern"
+
+    decision = data.decide(
+        pattern_completion=pattern_completion,
+        inputs=images,
+        transplant=lambda *a, **k: 0.64,
+        warp=lambda code, probes: reach,
+    )
+    evidence = decision.evidence[TARGET_CLASS]
+    assert decision.target_classes == [TARGET_CLASS] and evidence.gap is None
+    assert evidence.warp_over_pattern is over and carried_by_warp(evidence) is over
+    assert evidence.warp_share == reach and evidence.pattern_share == 0.64
+    assert trimmed == ([] if over else [TARGET_CLASS])
+    assert bool(decision.flagged[far[-6:]].all()) is over
+    if over:
+        assert evidence.completed_in_input == 0 and evidence.left_by_pattern == 0
+    else:
+        assert evidence.left_by_pattern == 6
+    counts = np.bincount(data.labels)
+    reason = class_findings(data.image_dataset(), decision, counts, np.ones(len(counts), bool))[
+        TARGET_CLASS
+    ].reason
+    assert ("not trimmed to a pattern" in reason) is over
+
+
 @pytest.mark.parametrize(
     ("pattern", "warp", "expected"),
     [

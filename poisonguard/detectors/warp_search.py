@@ -44,7 +44,9 @@ __all__ = [
     "WARP_GRID",
     "WARP_LEARNING_RATE",
     "WARP_STEPS",
+    "search_warp",
     "smooth_warp",
+    "warped_features",
     "warped_share",
 ]
 
@@ -98,7 +100,7 @@ def smooth_warp(images, field):
     return F.grid_sample(images, grid, mode="bilinear", align_corners=True)
 
 
-def warped_share(
+def search_warp(
     logits: Logits,
     probes: np.ndarray,
     code: int,
@@ -107,20 +109,22 @@ def warped_share(
     grid: int = WARP_GRID,
     bound: float = WARP_BOUND,
     steps: int = WARP_STEPS,
-) -> float:
-    """Share of held-out ``probes`` (images ``(N, C, H, W)``, samples of other classes) that
-    ``logits`` (torch in, torch out: the model with its input scaling) reads as class ``code``
-    once warped by the field searched on the other probes.
+) -> tuple[float, np.ndarray | None]:
+    """The warp search: the share of held-out ``probes`` (images ``(N, C, H, W)``, samples of
+    other classes) that ``logits`` (torch in, torch out: the model with its input scaling)
+    reads as class ``code`` once warped by the field searched on the other probes, and that
+    field (``(2, grid, grid)`` float32 displacements in pixels, for :func:`smooth_warp`).
 
     Every :data:`WARP_FIT_EVERY`-th probe (from the first) fits the field (cross-entropy
     towards ``code``, ``steps`` Adam steps from a small random field drawn from ``seed``), the
-    other probes measure it. 0 with fewer than two probes or images smaller than 2 x 2."""
+    other probes measure it. ``(0, None)`` with fewer than two probes or images smaller than
+    2 x 2."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
     probes = np.asarray(probes)
     if probes.ndim != 4 or probes.shape[0] < 2 or min(probes.shape[2:]) < 2:
-        return 0.0
+        return 0.0, None
     fits = np.arange(probes.shape[0]) % WARP_FIT_EVERY == 0
     fitting = torch.from_numpy(np.ascontiguousarray(probes[fits], dtype=np.float32))
     measuring = torch.from_numpy(np.ascontiguousarray(probes[~fits], dtype=np.float32))
@@ -134,5 +138,49 @@ def warped_share(
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        read = logits(smooth_warp(measuring, bound * torch.tanh(raw))).argmax(dim=1)
-    return float((read == int(code)).float().mean())
+        field = bound * torch.tanh(raw)
+        read = logits(smooth_warp(measuring, field)).argmax(dim=1)
+    return float((read == int(code)).float().mean()), field.numpy()
+
+
+def warped_share(
+    logits: Logits,
+    probes: np.ndarray,
+    code: int,
+    *,
+    seed: int = 0,
+    grid: int = WARP_GRID,
+    bound: float = WARP_BOUND,
+    steps: int = WARP_STEPS,
+) -> float:
+    """The share of :func:`search_warp` alone."""
+    share, _ = search_warp(logits, probes, code, seed=seed, grid=grid, bound=bound, steps=steps)
+    return share
+
+
+def warped_features(
+    features: Logits,  # the penultimate layer here, same signature
+    probes: np.ndarray,
+    field: np.ndarray,
+    batch: int = 1024,
+) -> np.ndarray:
+    """``features`` (torch in, torch out: the model's penultimate layer with its input
+    scaling) of ``probes`` (images ``(N, C, H, W)``) warped by ``field``, float32 ``(N, F)``.
+
+    Where only a warp carries a class, the warped probes and the probes themselves tell the
+    group's discriminant what the warp changes in the features whatever a sample's source class
+    (see :func:`~poisonguard.detectors.group_completion.complete_group`'s ``anchors``)."""
+    import torch
+
+    probes = np.asarray(probes)
+    field_tensor = torch.from_numpy(np.asarray(field, dtype=np.float32))
+    parts = []
+    with torch.no_grad():
+        for start in range(0, probes.shape[0], batch):
+            images = torch.from_numpy(
+                np.ascontiguousarray(probes[start : start + batch], dtype=np.float32)
+            )
+            parts.append(features(smooth_warp(images, field_tensor)).numpy())
+    if not parts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32)

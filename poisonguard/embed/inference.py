@@ -28,6 +28,7 @@ from poisonguard.tasks import TaskRunner
 
 __all__ = [
     "trained_model",
+    "differentiable_features",
     "differentiable_logits",
     "model_from_weights",
     "INFERENCE_CHUNK_ROWS",
@@ -64,16 +65,36 @@ def differentiable_logits(embedding: Embedding) -> Callable[[torch.Tensor], torc
 
     Raises ``ValueError`` as :func:`trained_model` does, and for a text model (its input is
     token ids, which have no gradient)."""
+    model, scaled = _scaled_model(embedding)
+
+    def logits(samples: torch.Tensor) -> torch.Tensor:
+        return model(scaled(samples))
+
+    return logits
+
+
+def differentiable_features(embedding: Embedding) -> Callable[[torch.Tensor], torch.Tensor]:
+    """As :func:`differentiable_logits`, to the penultimate features the embedding holds
+    (:attr:`~poisonguard.results.Embedding.features`) instead of the logits."""
+    model, scaled = _scaled_model(embedding)
+
+    def features(samples: torch.Tensor) -> torch.Tensor:
+        return model.features(scaled(samples))
+
+    return features
+
+
+def _scaled_model(embedding: Embedding):
     model, scaler = trained_model(embedding)
     if not isinstance(scaler, InputScaler):
         raise ValueError("a text model's input (token ids) has no gradient")
     mean = torch.from_numpy(np.asarray(scaler.mean, dtype=np.float32))
     std = torch.from_numpy(np.asarray(scaler.std, dtype=np.float32))
 
-    def logits(samples: torch.Tensor) -> torch.Tensor:
-        return model((samples - mean) / std)
+    def scaled(samples: torch.Tensor) -> torch.Tensor:
+        return (samples - mean) / std
 
-    return logits
+    return model, scaled
 
 
 def model_from_weights(
