@@ -486,6 +486,10 @@ class ClassEvidence:
     of the class asked (nan where none was asked)."""
     warp_share: float = float("nan")
     """The largest share the warp search reached for the class (nan where not asked)."""
+    warp_probes_share: float = float("nan")
+    """The warp search's share on the class's own probes where it reached
+    ``TRANSPLANT_SHARE`` and its probes, warped and not, joined group completion in the
+    features (nan otherwise)."""
     warp_over_pattern: bool = False
     """A pattern called the class and its group was to be judged by its pattern (trimmed), but
     the warp search reaches the class at least as far: grown as a class only the warp carries
@@ -1259,32 +1263,41 @@ def decide(
         # (a stamp, a discriminant or a pattern fit there follows the source classes' looks;
         # the WaNet into the dresses: 593 of 600 poisons and 242 clean samples flagged with
         # them, 587 and 10 in the features alone)
-        if (
-            warp is not None
-            and pattern_completion is not None
-            and sample_rows is not None
-            and not carried_by_warp(item)
-            and _judged_by_pattern(item)
-        ):
-            # a group about to be trimmed to the members that carry its pattern: is the class
-            # carried by a warp at least as far as by that pattern? (WaNet with its noise
-            # mode into the sneakers: the group's difference moved 64 % of the probes, a warp
-            # 97 %, and the trim left 180 of the group out, most of them poisons.) On every
-            # Fashion-MNIST class not poisoned by a warp, a warp reached at most 18 %
+        if warp is not None:
+            # does a warp reach the class, whatever called it? (the class's own probes, the
+            # ones the anchors use; a class the second pass called was asked them already)
             reach = warp(int(code), probes.of(int(code)))
-            item.warp_share = float(np.nanmax([item.warp_share, reach]))
-            item.pattern_share = float(np.nanmax([item.pattern_share, item.transplant_share]))
-            item.warp_over_pattern = bool(
-                reach >= TRANSPLANT_SHARE and reach >= item.transplant_share
-            )
+            if (
+                pattern_completion is not None
+                and sample_rows is not None
+                and not carried_by_warp(item)
+                and _judged_by_pattern(item)
+            ):
+                # a group about to be trimmed to the members that carry its pattern: is the
+                # class carried by a warp at least as far as by that pattern? (WaNet with its
+                # noise mode into the sneakers: the group's difference moved 64 % of the
+                # probes, a warp 97 %, and the trim left 180 of the group out, most of them
+                # poisons.) On every Fashion-MNIST class not poisoned by a warp, a warp
+                # reached at most 18 %
+                item.warp_share = float(np.nanmax([item.warp_share, reach]))
+                item.pattern_share = float(np.nanmax([item.pattern_share, item.transplant_share]))
+                item.warp_over_pattern = bool(
+                    reach >= TRANSPLANT_SHARE and reach >= item.transplant_share
+                )
+        else:
+            reach = float("nan")
         in_samples = None if carried_by_warp(item) else sample_rows
         complete_in_model = complete_group
-        if carried_by_warp(item) and warp_features is not None and in_model is not None:
-            # the group was flagged from the sources least like the class; the probes, warped
-            # and not, show the discriminant what the warp changes whatever the source
+        if reach >= TRANSPLANT_SHARE and warp_features is not None and in_model is not None:
+            # the group was flagged from some sources (those least like the class, or those
+            # whose poisons the model learned best); the probes, warped and not, show the
+            # discriminant what the warp changes whatever the source (WaNet at strength 1 into
+            # the ankle boots, called at a gap: 474 flagged with 471 of 600 poisons; with the
+            # probes 576 with 573, measured with a script)
             asked = probes.of(int(code))
             warped = warp_features(int(code), asked)
             complete_in_model = _with_warp_anchors(complete_group, in_model, asked, warped)
+            item.warp_probes_share = reach
         stamped = grow(members, in_samples, carriers).size
         in_features = in_input = 0
         # the features, then the samples; once more while the features' discriminant, refitted

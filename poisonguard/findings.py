@@ -427,6 +427,13 @@ def class_findings(
                     f"{_share(item.pattern_share)}), as a warping trigger (WaNet) does, so the "
                     "group was grown in the model's features only"
                 )
+            elif not np.isnan(item.warp_probes_share):
+                reason += (
+                    f"; a smooth warp of at most {WARP_BOUND:g} pixel makes the model read "
+                    f"{item.warp_probes_share:.0%} of typical samples of the other classes as "
+                    "this class (warp search): those samples, warped and not, joined group "
+                    "completion in the model's features, to show it what the warp changes"
+                )
             evidence = item.rule
         elif verdict == "noisy-labels":
             evidence = LABEL_NOISE_PAIR if item.flipped_from else LABEL_NOISE_SPREAD

@@ -111,7 +111,8 @@ def test_a_class_only_the_warp_reaches_is_called_and_grown_in_the_features_only(
 def test_a_class_a_pattern_calls_keeps_its_group_though_a_warp_reaches_it():
     """The warp is asked last: a blend's target is reached by a warp too (the 8x8 digits), and
     a class the pattern transplants call keeps the group they gave it, completed in the input;
-    the other classes, which no warp reaches, are judged once."""
+    the other classes, which no warp reaches, are judged once. The called class is asked at
+    completion only, for the warp search's probes (none here: no ``warp_features``)."""
     data = Synthetic()
     far = plant_gapless_far_group(data, margin=1.0)
     features, images, missed = apart_in_features_ten_more_in_input(data, far)
@@ -128,15 +129,17 @@ def test_a_class_a_pattern_calls_keeps_its_group_though_a_warp_reaches_it():
     with_warp = data.decide(features=features, inputs=images, transplant=pattern, warp=warp)
     np.testing.assert_array_equal(with_warp.flagged, alone.flagged)
     assert set(missed) <= set(np.flatnonzero(with_warp.flagged))
-    assert TARGET_CLASS not in asked and sorted(asked) == [0, 1, 3, 4]
+    assert sorted(asked) == [0, 1, 2, 3, 4] and TARGET_CLASS == 2  # each class once
     assert not carried_by_warp(with_warp.evidence[TARGET_CLASS])
     assert np.isnan(with_warp.evidence[TARGET_CLASS].warp_share)
+    assert np.isnan(with_warp.evidence[TARGET_CLASS].warp_probes_share)
 
 
 def test_the_warp_search_probes_warped_and_not_join_the_features_completion():
-    """A class only the warp carries: its group's discriminant in the features is fitted with
-    the class's probes (not with the group) and their features once warped (with it), read
-    from ``warp_features`` for that class and those probes only; without it, the group alone."""
+    """A called class that a warp reaches, whatever called it: its group's discriminant in the
+    features is fitted with the class's probes (not with the group) and their features once
+    warped (with it), read from ``warp_features`` for that class and those probes only;
+    without it, or where no warp reaches the class, the group alone."""
     data = Synthetic()
     far = plant_gapless_far_group(data, margin=1.0)
     features, images, _ = apart_in_features_ten_more_in_input(data, far)
@@ -148,18 +151,33 @@ def test_the_warp_search_probes_warped_and_not_join_the_features_completion():
         warped[:, 0] += 8.0  # what the group shares in the features
         return warped
 
-    common = dict(
-        features=features,
-        inputs=images,
-        transplant=lambda *args, **kwargs: 0.1,
-        warp=lambda code, probes: 0.9,
-    )
-    plain = data.decide(**common)
-    anchored = data.decide(**common, warp_features=warp_features)
-    assert asked == [(TARGET_CLASS, 200)]  # every other class's 50 probes
-    assert anchored.target_classes == plain.target_classes == [TARGET_CLASS]
-    assert set(np.flatnonzero(anchored.flagged)) >= set(far[: far.size // 2])
-    assert np.all(data.labels[anchored.flagged] == TARGET_CLASS)
+    for pattern, warp_share in ((0.1, 0.9), (0.9, 0.9), (0.9, 0.3)):
+        # carried by the warp only; called by a pattern, reached by a warp too; not reached
+        asked.clear()
+        common = dict(
+            features=features,
+            inputs=images,
+            transplant=lambda *args, share=pattern, **kwargs: share,
+            warp=lambda code, probes, share=warp_share: share if code == TARGET_CLASS else 0.0,
+        )
+        plain = data.decide(**common)
+        anchored = data.decide(**common, warp_features=warp_features)
+        reached = warp_share >= TRANSPLANT_SHARE
+        assert asked == ([(TARGET_CLASS, 200)] if reached else [])  # others' 50 probes each
+        assert anchored.target_classes == plain.target_classes == [TARGET_CLASS]
+        evidence = anchored.evidence[TARGET_CLASS]
+        assert (evidence.warp_probes_share == warp_share) is reached
+        assert np.isnan(plain.evidence[TARGET_CLASS].warp_probes_share)
+        assert set(np.flatnonzero(anchored.flagged)) >= set(far[: far.size // 2])
+        assert np.all(data.labels[anchored.flagged] == TARGET_CLASS)
+        counts = np.bincount(data.labels)
+        reason = class_findings(data.image_dataset(), anchored, counts, np.ones(len(counts), bool))[
+            TARGET_CLASS
+        ].reason
+        # a class the warp carries says so already; one a pattern called, that a warp reaches
+        assert ("joined group completion in the model's features" in reason) is (
+            reached and pattern >= TRANSPLANT_SHARE
+        )
 
 
 @pytest.mark.parametrize(("reach", "over"), [(0.97, True), (0.64, True), (0.3, False)])
