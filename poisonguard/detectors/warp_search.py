@@ -29,7 +29,10 @@ only for classes the pattern transplants leave uncalled.
 
 The share is a property of the class in the model, not of the group asked: it confirms any
 group of a class the model reaches by a warp. The groups' own tests still choose which samples
-are flagged.
+are flagged. The field found (:func:`search_warp`) also serves group completion: the probes'
+features once warped (:func:`warped_features`) and unwarped show the features' discriminant
+what the warp changes whatever a sample's source class (WaNet with an 8 x 8 field into the
+Fashion-MNIST pullovers: 327 -> 545 of 600 poisons flagged, 13 -> 7 clean samples).
 """
 
 from __future__ import annotations
