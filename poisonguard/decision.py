@@ -65,7 +65,9 @@ the others it moves: a property of the class in the model, not of the group aske
 into the dresses: 98 %; every class of 40 Fashion-MNIST sets, the WaNet's target aside, at most
 18 %). It is asked last: only a class the pattern transplants leave uncalled is judged again
 with it (a blend's target is reached by a warp too), and a class that only the warp carries is
-grown in the model's features only (below).
+grown in the model's features only (below). So is a group that was to be trimmed to its pattern
+(below) whose class a warp reaches at least as far as that pattern did (WaNet with its noise
+mode: the group's difference 64 %, a warp 97 %).
 
 *Mixed-origin cluster* (four classes or more, with activation clustering's two-means split of
 each class, ``splits``). An all-to-one backdoor at 10 % of ten equal classes fills half its
@@ -233,7 +235,9 @@ depend on this cut.
 
 **Group completion** (with ``features``, then ``inputs``; every called class but those called
 by trigger words; in the features only for a class that only the warp search carried, whose
-trigger is not written in the input as a pattern). A cut along one number leaves the poisons
+trigger is not written in the input as a pattern; where a warp reaches a called class, the warp
+search's probes, warped and not, join the features' fits, ``warp_features``). A cut along one
+number leaves the poisons
 the model learned less sharply below it, and each poison left in a sanitized copy keeps
 teaching the trigger. A linear discriminant fitted in the features to tell the flagged group
 from the rest of its class, cross-fitted so that no sample is judged by a fit that saw it, and
@@ -655,13 +659,16 @@ def decide(
         in the input as a pattern. ``None`` (tables, texts, a user's extractor) leaves it out.
     warp_features : callable or None
         ``warp_features(code, probes)``: the model's features (as ``features``) of the samples
-        ``probes`` warped by the field ``warp(code, probes)`` searched for. Where only the warp
-        carries a class, the class's probes and the same probes warped join the fits of its
+        ``probes`` warped by the field ``warp(code, probes)`` searched for. Wherever a warp
+        reaches a called class (``warp`` on the class's probes at least ``TRANSPLANT_SHARE``),
+        whatever called it, the class's probes and the same probes warped join the fits of its
         group's discriminant in the features (as not with the group, and with it): what the
         warp changes in the features, whatever a sample's source class, not the looks of the
         sources the group was flagged from (see
         :func:`~poisonguard.detectors.group_completion.complete_group`). ``None``: the group
-        alone.
+        alone. (A group that was to be trimmed to its pattern, whose class a warp reaches at
+        least as far as that pattern's transplant share, is grown as a class only the warp
+        carries: :attr:`ClassEvidence.warp_over_pattern`.)
     splits : list of ClassSplit or None
         Activation clustering's two-cluster split of each class
         (:func:`~poisonguard.detectors.activation_clustering.activation_clustering`). A class
