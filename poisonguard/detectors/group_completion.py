@@ -104,7 +104,7 @@ def complete_group(
     anchors : (ndarray (A, ...), ndarray of bool (A,)) or None
         Rows from outside the class, in the space of ``rows``, and whether each stands with the
         group: added to every fit, never judged. The decision passes the warp search's probes
-        (not with the group) and the same probes warped (with it) where only a warp carries the
+        (not with the group) and the same probes warped (with it) where a warp reaches the
         class: a group flagged from the source classes least like its class (sneakers and bags
         in the pullovers) teaches the discriminant their looks, not the warp; the probes, from
         every other class, warped and not, teach it what the warp changes whatever the source
