@@ -657,12 +657,16 @@ def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> WarpTest
     def share(code: int, probes: np.ndarray) -> float:
         return search(code, probes)[0]
 
+    model_features = []  # the model's penultimate layer, rebuilt once, when first asked
+
     def features(code: int, probes: np.ndarray) -> np.ndarray:
         positions = np.asarray(probes, dtype=np.int64)
         _, field = search(code, positions)
         if field is None:
             return np.zeros((0, embedding.features.shape[1]), dtype=np.float32)
-        return warped_features(differentiable_features(embedding), samples.take(positions), field)
+        if not model_features:
+            model_features.append(differentiable_features(embedding))
+        return warped_features(model_features[0], samples.take(positions), field)
 
     return WarpTests(share, features)
 

@@ -314,12 +314,12 @@ def test_wanet_changes_images_but_keeps_their_mean(make_images):
     assert mean_shift.max() < 0.05
 
 
-def test_wanet_follows_the_papers_reference_code():
-    """Nguyen & Tran's training script, step by step, on the same uniform draws."""
+def papers_trigger_grid():
+    """Nguyen & Tran's training script, step by step, for 16x16 images, k 4, s 0.5, the field's
+    uniforms drawn from seed 9: the sampling grid before the clamp, ``(1, 16, 16, 2)``."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 
-    images = np.random.default_rng(0).random((3, 2, 16, 16))
     ins = torch.from_numpy(np.random.default_rng(9).uniform(-1, 1, size=(1, 2, 4, 4)))
     ins = ins / torch.mean(torch.abs(ins))
     noise_grid = F.interpolate(ins, size=16, mode="bicubic", align_corners=True)
@@ -327,7 +327,16 @@ def test_wanet_follows_the_papers_reference_code():
     array1d = torch.linspace(-1, 1, steps=16, dtype=torch.float64)
     x, y = torch.meshgrid(array1d, array1d, indexing="ij")
     identity_grid = torch.stack((y, x), 2)[None, ...]
-    grid = torch.clamp(identity_grid + 0.5 * noise_grid / 16, -1, 1)
+    return identity_grid + 0.5 * noise_grid / 16
+
+
+def test_wanet_follows_the_papers_reference_code():
+    """Nguyen & Tran's training script, step by step, on the same uniform draws."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    images = np.random.default_rng(0).random((3, 2, 16, 16))
+    grid = torch.clamp(papers_trigger_grid(), -1, 1)
     expected = F.grid_sample(torch.from_numpy(images), grid.repeat(3, 1, 1, 1), align_corners=True)
     out = wanet_trigger(images, grid_size=4, strength=0.5, rng=np.random.default_rng(9))
     np.testing.assert_allclose(out, np.clip(expected.numpy(), 0, 1), atol=1e-12)
@@ -339,14 +348,7 @@ def test_wanet_noise_mode_follows_the_papers_reference_code():
     import torch.nn.functional as F  # noqa: N812
 
     images = np.random.default_rng(0).random((3, 2, 16, 16))
-    ins = torch.from_numpy(np.random.default_rng(9).uniform(-1, 1, size=(1, 2, 4, 4)))
-    ins = ins / torch.mean(torch.abs(ins))
-    noise_grid = F.interpolate(ins, size=16, mode="bicubic", align_corners=True)
-    noise_grid = noise_grid.permute(0, 2, 3, 1)
-    array1d = torch.linspace(-1, 1, steps=16, dtype=torch.float64)
-    x, y = torch.meshgrid(array1d, array1d, indexing="ij")
-    identity_grid = torch.stack((y, x), 2)[None, ...]
-    grid_temps = identity_grid + 0.5 * noise_grid / 16
+    grid_temps = papers_trigger_grid()
     cross = torch.from_numpy(np.random.default_rng(3).uniform(-1, 1, size=(3, 16, 16, 2)))
     grid_temps2 = torch.clamp(grid_temps.repeat(3, 1, 1, 1) + cross / 16, -1, 1)
     expected = F.grid_sample(torch.from_numpy(images), grid_temps2, align_corners=True)

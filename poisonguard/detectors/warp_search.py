@@ -50,7 +50,6 @@ __all__ = [
     "search_warp",
     "smooth_warp",
     "warped_features",
-    "warped_share",
 ]
 
 WARP_GRID = 4
@@ -144,21 +143,6 @@ def search_warp(
         field = bound * torch.tanh(raw)
         read = logits(smooth_warp(measuring, field)).argmax(dim=1)
     return float((read == int(code)).float().mean()), field.numpy()
-
-
-def warped_share(
-    logits: Logits,
-    probes: np.ndarray,
-    code: int,
-    *,
-    seed: int = 0,
-    grid: int = WARP_GRID,
-    bound: float = WARP_BOUND,
-    steps: int = WARP_STEPS,
-) -> float:
-    """The share of :func:`search_warp` alone."""
-    share, _ = search_warp(logits, probes, code, seed=seed, grid=grid, bound=bound, steps=steps)
-    return share
 
 
 def warped_features(
