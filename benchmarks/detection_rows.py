@@ -383,6 +383,41 @@ ROWS: tuple[Row, ...] = (
         "WaNet warp (grid 4, strength 0.5), 5 % -> 1 + 10 % noise mode (labels kept)",
         poisoned("wanet", 0.05, target=1, seed=68, cover_rate=0.10),
     ),
+    # added 2026-12-07 (twentieth session) before their first scan, after the anchors of the
+    # nineteenth: targets no WaNet row had (coats, shirts), another grid and strength, a
+    # source-specific warp with cover, a two-class subset of the two most confused classes;
+    # no detection change was made with them in view
+    _row(
+        "held-wanet-0.01-t4",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 1 % -> 4",
+        poisoned("wanet", 0.01, target=4, seed=71),
+    ),
+    _row(
+        "held-wanet-noise-0.01-t6",
+        "held-out",
+        "WaNet warp (grid 4, strength 0.5), 1 % -> 6 + 2 % noise mode (labels kept)",
+        poisoned("wanet", 0.01, target=6, seed=72, cover_rate=0.02),
+    ),
+    _row(
+        "held-wanet-s075-k6-0.05-t4",
+        "held-out",
+        "WaNet warp (grid 6, strength 0.75), 5 % -> 4",
+        poisoned("wanet", 0.05, target=4, seed=73, wanet_grid=6, wanet_strength=0.75),
+    ),
+    _row(
+        "held-two-class-4-6-wanet-0.05",
+        "held-out",
+        "two classes (4 Coat, 6 Shirt as 0, 1): WaNet warp (grid 4, strength 0.5) 5 % -> 0",
+        poisoned("wanet", 0.05, target=0, seed=74),
+        classes=(4, 6),
+    ),
+    _row(
+        "held-tact-wanet-0.01-s0-t8",
+        "held-out",
+        "source-specific WaNet warp (grid 4, strength 0.5) 0 -> 8, 1 % + 1 % cover",
+        poisoned("wanet", 0.01, target=8, seed=75, source_class=0, cover_rate=0.01),
+    ),
     # added 2026-12-06 (fourteenth session): adaptive blends poisoned after the common-pattern
     # test was written (its fresh rows, `poisonguard poison --seed 51/52/53`); the erasure fix
     # and the completion by pattern were then made with them in view: development data now

@@ -66,6 +66,11 @@ EXPECTED = {
     "held-wanet-0.001-t8": (1, 0),
     "held-two-class-2-8-wanet-0.05": (50, 0),
     "held-wanet-noise-0.05-t1": (50, 100),
+    "held-wanet-0.01-t4": (10, 0),
+    "held-wanet-noise-0.01-t6": (10, 20),
+    "held-wanet-s075-k6-0.05-t4": (50, 0),
+    "held-two-class-4-6-wanet-0.05": (50, 0),
+    "held-tact-wanet-0.01-s0-t8": (10, 10),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 
