@@ -418,6 +418,21 @@ ROWS: tuple[Row, ...] = (
         "source-specific WaNet warp (grid 4, strength 0.5) 0 -> 8, 1 % + 1 % cover",
         poisoned("wanet", 0.01, target=8, seed=75, source_class=0, cover_rate=0.01),
     ),
+    # added 2026-12-07 (twentieth session) after the warp was asked with one source's probes,
+    # before their first scan: source-specific warps between the two most alike classes
+    # (pullovers into the coats) and at 0.3 % (sneakers into the sandals)
+    _row(
+        "held-tact-wanet-0.01-s2-t4",
+        "held-out",
+        "source-specific WaNet warp (grid 4, strength 0.5) 2 -> 4, 1 % + 1 % cover",
+        poisoned("wanet", 0.01, target=4, seed=76, source_class=2, cover_rate=0.01),
+    ),
+    _row(
+        "held-tact-wanet-0.003-s7-t5",
+        "held-out",
+        "source-specific WaNet warp (grid 4, strength 0.5) 7 -> 5, 0.3 % + 0.3 % cover",
+        poisoned("wanet", 0.003, target=5, seed=77, source_class=7, cover_rate=0.003),
+    ),
     # added 2026-12-06 (fourteenth session): adaptive blends poisoned after the common-pattern
     # test was written (its fresh rows, `poisonguard poison --seed 51/52/53`); the erasure fix
     # and the completion by pattern were then made with them in view: development data now

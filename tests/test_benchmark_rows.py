@@ -71,6 +71,8 @@ EXPECTED = {
     "held-wanet-s075-k6-0.05-t4": (50, 0),
     "held-two-class-4-6-wanet-0.05": (50, 0),
     "held-tact-wanet-0.01-s0-t8": (10, 10),
+    "held-tact-wanet-0.01-s2-t4": (10, 10),
+    "held-tact-wanet-0.003-s7-t5": (3, 3),
 }
 CLEAN_LABEL = {"clean-sig-0.05-t0", "held-clean-sig-0.05-t6"}
 
