@@ -257,12 +257,8 @@ def class_findings(
                 f"{item.cluster_size} far samples nearest to that part in the model's features, "
                 f"{item.foreign_share:.0%} of those queried have nearest neighbours outside the "
                 f"far group that carry another label (input-neighbour test), yet the model "
-                f"learned them as this class; they differ from the core by something that, "
-                f"added to typical samples of the other classes, stamped or blended into them, "
-                f"makes the model read "
-                f"{item.transplant_share:.0%} of them as this class (transplant test): a "
-                f"trigger that carries the label, hidden in the class's own far tail; {hits} "
-                "samples flagged"
+                f"learned them as this class; {_source_moved(item, None)}: a trigger that "
+                f"carries the label, hidden in the class's own far tail; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == SINGLE_SOURCE:
             verdict = "backdoor-target"
@@ -272,11 +268,8 @@ def class_findings(
                 f"the {item.cluster_size} far samples nearest to that part in the model's "
                 f"features, {item.foreign_share:.0%} of those queried have nearest neighbours "
                 f"outside the far group that carry the label {source!r} (input-neighbour "
-                f"test); they differ from the core by something that, added to typical "
-                f"samples of {source!r}, stamped or blended into them, makes the model read "
-                f"{item.transplant_share:.0%} of them as this class (transplant test): a "
-                f"trigger that carries the label from one source class, as a source-specific "
-                f"backdoor's does; {hits} samples flagged"
+                f"test); {_source_moved(item, source)}: a trigger that carries the label from "
+                f"one source class, as a source-specific backdoor's does; {hits} samples flagged"
             )
         elif item.backdoor and item.rule == FARTHEST_SAMPLES:
             verdict = "backdoor-target"
@@ -418,6 +411,12 @@ def class_findings(
                     "so the group was grown in the model's features only, not trimmed to a "
                     "pattern"
                 )
+            elif carried_by_warp(item) and item.rule not in _PATTERN_TOLD:
+                reason += (
+                    f"; what the group holds as a pattern moved at most "
+                    f"{_share(item.pattern_share)} of them, so the warp carried the call "
+                    "(WaNet's is a warp) and the group was grown in the model's features only"
+                )
             elif carried_by_warp(item):
                 reason += (
                     f"; the transplant share came from a warp, not a pattern: a smooth warp of "
@@ -446,8 +445,37 @@ def class_findings(
     return findings
 
 
+_PATTERN_TOLD = (
+    COMMON_PATTERN,
+    FARTHEST_SAMPLES,
+    FOREIGN_SPLIT,
+    MISLABEL_LIKE,
+    PATTERN_SPLIT,
+    TRIGGER_WORDS,
+)
+"""The rules whose reason gives a pattern's share even where a warp carried the class (the
+others give the warp search's: :func:`_source_moved`, :func:`_transplanted`)."""
+
+
 def _share(value: float) -> str:
     return "not asked" if np.isnan(value) else f"{value:.0%}"
+
+
+def _source_moved(item: ClassEvidence, source: str | None) -> str:
+    """What moved typical samples of ``source`` (``None``: of the other classes) to the class:
+    a pattern of the group's (the transplant test), or a warp (the warp search)."""
+    whom = "the other classes" if source is None else repr(source)
+    if carried_by_warp(item):
+        return (
+            f"a smooth warp of at most {WARP_BOUND:g} pixel, searched for on typical samples of "
+            f"{whom}, makes the model read {item.transplant_share:.0%} of them as this "
+            "class (warp search)"
+        )
+    return (
+        f"they differ from the core by something that, added to typical samples of {whom}, "
+        f"stamped or blended into them, makes the model read {item.transplant_share:.0%} of "
+        "them as this class (transplant test)"
+    )
 
 
 def _completion_note(item: ClassEvidence) -> str:
@@ -559,9 +587,12 @@ def _clean_reason(item, far: str, off: list[RuleOff] | tuple = ()) -> str:
 
 
 def _transplanted(item, against: str = "the core") -> str:
-    """What the transplant test found, as a clause ("" when it did not run)."""
+    """What the transplant test found, as a clause ("" when it did not run); the warp search
+    where a warp carried the class."""
     if not np.isfinite(item.transplant_share):
         return ""
+    if carried_by_warp(item):
+        return f"; {_source_moved(item, None)}"
     return (
         f"; their difference from {against}, added to typical samples of the other classes "
         f"(or what they hold in common, stamped on them, or blended into them as the group "

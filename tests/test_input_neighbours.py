@@ -5,6 +5,8 @@ class."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -293,6 +295,75 @@ def test_a_single_source_group_whose_difference_does_not_move_the_source_is_natu
         labels, 4, transplant=lambda *a, **k: 1.0, input_votes=input_votes, **kwargs
     )
     assert decision.evidence[2].source_class == -1
+
+
+@pytest.mark.parametrize(
+    ("source_reach", "sure_reach"),
+    [(1.0, 1.0), (0.3, 0.3), (0.8, 0.12)],
+    ids=["warp-trigger", "no-warp", "nudged-over-a-near-boundary"],
+)
+def test_a_single_source_group_a_warp_carries_from_its_source_is_called_on_the_warp(
+    source_reach, sure_reach
+):
+    """A source-specific WaNet (its warp on other classes' samples too, labels kept) moves its
+    source alone: asked with every class's probes the warp moves few, and what the group holds
+    as a pattern moves half of those (a large difference added) but few of the source's. The
+    warp, asked with the source's probes too, calls the class where it moves them beyond
+    chance and the model is sure of them (``sure``), and the call's own ask says what carried
+    it. A warp that pushes most of the source over a near boundary without making the model
+    sure of them (the shirts to the pullovers) calls nothing."""
+    from poisonguard.dataset import Dataset
+    from poisonguard.decision import carried_by_warp
+    from poisonguard.findings import class_findings
+
+    labels, poisons, kwargs = single_source_inputs()
+    warped = []
+
+    def input_votes(group, excluded):
+        votes = labels[group].copy()
+        votes[np.isin(group, poisons[:30])] = 0
+        return group, votes
+
+    def transplant(code, group, core, probes, added=True):
+        return 0.22 if set(labels[probes].tolist()) == {0} else 0.5
+
+    def warp(code, probes, sure=False):
+        warped.append((code, sorted(set(labels[probes].tolist()))))
+        if code == 2 and set(labels[probes].tolist()) == {0}:
+            return sure_reach if sure else source_reach
+        return 0.1
+
+    decision = decide_all(
+        labels, 4, transplant=transplant, input_votes=input_votes, warp=warp, **kwargs
+    )
+    assert (2, [0]) in warped and (2, [0, 1, 3]) in warped
+    evidence = decision.evidence[2]
+    assert evidence.source_class == 0
+    if sure_reach < 0.5:
+        assert not decision.target_classes and not decision.flagged.any()
+        return
+    assert decision.target_classes == [2]
+    np.testing.assert_array_equal(np.flatnonzero(decision.flagged), poisons)
+    assert evidence.rule == "single-source-group" and evidence.transplant_share == 1.0
+    # the source's ask: 22 % by the pattern, 100 % by the warp (not the 50 % of every class)
+    assert (evidence.pattern_share, evidence.warp_share) == (0.22, 1.0)
+    assert carried_by_warp(evidence)
+    # the reason says so, and names the source's samples as the ones asked
+    dataset = Dataset(
+        x=np.zeros((labels.size, 1, 2, 2), dtype=np.float32),
+        labels=labels,
+        class_names=["c0", "c1", "c2", "c3"],
+        ids=[str(i) for i in range(labels.size)],
+        kind="image",
+        path=Path("memory"),
+        format="npz",
+    )
+    reason = class_findings(dataset, decision, np.bincount(labels), np.ones(4, dtype=bool))[
+        2
+    ].reason
+    assert "searched for on typical samples of 'c0'" in reason and "(warp search)" in reason
+    assert "at most 22%" in reason and "model's features only" in reason
+    assert "stamped or blended" not in reason
 
 
 def test_a_far_group_that_looks_like_several_classes_and_moves_all_is_a_foreign_group():

@@ -11,7 +11,7 @@ from test_detectors import TARGET_CLASS, Synthetic, apart_in_features_ten_more_i
 from test_transplant import assert_called_on_poisoned_digits, plant_gapless_far_group
 
 from poisonguard.decision import TRANSPLANT_SHARE, carried_by_warp
-from poisonguard.detectors.warp_search import WARP_BOUND, search_warp, smooth_warp
+from poisonguard.detectors.warp_search import SURE, WARP_BOUND, search_warp, smooth_warp
 from poisonguard.findings import class_findings
 
 BAR = 4  # the column where every bar of :func:`bars` starts
@@ -42,13 +42,13 @@ def test_a_zero_field_leaves_the_images_and_a_one_pixel_field_shifts_them_a_colu
     np.testing.assert_allclose(column_of(moved), column_of(images) + 1.0, atol=1e-3)
 
 
-def bar_model(threshold: float):
+def bar_model(threshold: float, steepness: float = 20.0):
     """Logits of a 'model' that reads class 1 when a bar of :func:`bars` stands more than
     ``threshold`` columns right of its place, and class 0 otherwise: a shortcut that a small
-    shift reaches."""
+    shift reaches (``steepness``: the logit's slope per column)."""
 
     def logits(images: torch.Tensor) -> torch.Tensor:
-        read = 20.0 * (column_of(images) - (BAR + 0.5) - threshold)
+        read = steepness * (column_of(images) - (BAR + 0.5) - threshold)
         return torch.stack([torch.zeros_like(read), read], dim=1)
 
     return logits
@@ -66,6 +66,17 @@ def test_the_search_finds_a_sub_pixel_shift_that_carries_a_class_within_its_boun
     assert search_warp(near, probes, 1)[0] == 1.0
     assert search_warp(near, probes, 1, seed=3)[0] == search_warp(near, probes, 1, seed=3)[0]
     assert search_warp(near, probes[:1], 1) == (0.0, None)  # nothing to fit and measure on
+
+
+def test_a_sure_search_counts_only_the_probes_the_model_is_sure_of():
+    """``confidence``: a model whose class 1 lies a quarter column away on a soft slope reads
+    every probe shifted by half a pixel as class 1, but at about 62 %; a sure search counts
+    none of them, and the same probes read by a steep model are all counted."""
+    probes = bars(16)
+    steep, soft = bar_model(threshold=0.25), bar_model(threshold=0.25, steepness=2.0)
+    assert search_warp(soft, probes, 1)[0] == 1.0
+    assert search_warp(soft, probes, 1, confidence=SURE)[0] == 0.0
+    assert search_warp(steep, probes, 1, confidence=SURE)[0] == 1.0
 
 
 def test_a_class_only_the_warp_reaches_is_called_and_grown_in_the_features_only():
