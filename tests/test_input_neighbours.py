@@ -227,16 +227,24 @@ def single_source_inputs(seed: int = 0):
     return labels, poisons, kwargs
 
 
+def looking_like(labels, members, source):
+    """An ``input_votes`` stand-in: every sample asked is queried, and the input neighbours of
+    ``members`` say ``source``, the others' their own label."""
+
+    def input_votes(group, excluded):
+        votes = labels[group].copy()
+        votes[np.isin(group, members)] = source
+        return group, votes
+
+    return input_votes
+
+
 def test_a_far_group_that_looks_like_one_class_and_moves_it_is_a_single_source_backdoor():
     labels, poisons, kwargs = single_source_inputs()
     asked = []
-
-    def input_votes(group, excluded):
-        # half the far samples queried look like class 0 (the poisons' source): 30 of the 40
-        # poisons, none of the others
-        votes = labels[group].copy()
-        votes[np.isin(group, poisons[:30])] = 0
-        return group, votes
+    # half the far samples queried look like class 0 (the poisons' source): 30 of the 40
+    # poisons, none of the others
+    input_votes = looking_like(labels, poisons[:30], 0)
 
     def transplant(code, group, core, probes, added=True):
         asked.append((code, sorted(set(labels[probes].tolist()))))
@@ -318,11 +326,7 @@ def test_a_single_source_group_a_warp_carries_from_its_source_is_called_on_the_w
 
     labels, poisons, kwargs = single_source_inputs()
     warped = []
-
-    def input_votes(group, excluded):
-        votes = labels[group].copy()
-        votes[np.isin(group, poisons[:30])] = 0
-        return group, votes
+    input_votes = looking_like(labels, poisons[:30], 0)
 
     def transplant(code, group, core, probes, added=True):
         return 0.22 if set(labels[probes].tolist()) == {0} else 0.5
