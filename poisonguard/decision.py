@@ -1849,7 +1849,8 @@ def _entropy(classes: np.ndarray, n_classes: int) -> float:
     """Entropy of the class histogram, normalised by ``log(K - 1)`` (runner-ups exclude one)."""
     counts = np.bincount(classes, minlength=n_classes)
     share = counts[counts > 0] / classes.size
-    return float(-(share * np.log(share)).sum() / np.log(max(n_classes - 1, 2)))
+    # + 0.0: one class alone gives -0.0, which a reason would print as "-0.00"
+    return float(-(share * np.log(share)).sum() / np.log(max(n_classes - 1, 2))) + 0.0
 
 
 def _far_evidence(far_ratio: float, ratio: np.ndarray) -> np.ndarray:
