@@ -76,7 +76,12 @@ from poisonguard.detectors.trigger_words import (
     named_word_sets,
     trigger_word_test,
 )
-from poisonguard.detectors.warp_search import SURE, search_warp, warped_features
+from poisonguard.detectors.warp_search import (
+    SURE,
+    measured_share,
+    search_warp,
+    warped_features,
+)
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.embed.inference import (
     differentiable_features,
@@ -645,21 +650,22 @@ def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> WarpTest
         return None
     samples = as_rows(dataset.x)
     logits = differentiable_logits(embedding)
-    searched: dict[tuple[int, bytes, bool], tuple[float, np.ndarray | None]] = {}
+    searched: dict[tuple[int, bytes], tuple[float, np.ndarray | None]] = {}
 
-    def search(
-        code: int, probes: np.ndarray, sure: bool = False
-    ) -> tuple[float, np.ndarray | None]:
+    def search(code: int, probes: np.ndarray) -> tuple[float, np.ndarray | None]:
         positions = np.asarray(probes, dtype=np.int64)
-        key = (int(code), positions.tobytes(), sure)
+        key = (int(code), positions.tobytes())
         if key not in searched:
-            searched[key] = search_warp(
-                logits, samples.take(positions), code, seed=seed, confidence=SURE if sure else 0.0
-            )
+            searched[key] = search_warp(logits, samples.take(positions), code, seed=seed)
         return searched[key]
 
     def share(code: int, probes: np.ndarray, sure: bool = False) -> float:
-        return search(code, probes, sure)[0]
+        reach, field = search(code, probes)
+        if not sure or field is None:
+            return reach
+        # the same field, measured again at the bar (no second fit)
+        positions = np.asarray(probes, dtype=np.int64)
+        return measured_share(logits, samples.take(positions), code, field, confidence=SURE)
 
     model_features = []  # the model's penultimate layer, rebuilt once, when first asked
 

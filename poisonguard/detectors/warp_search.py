@@ -52,6 +52,7 @@ __all__ = [
     "WARP_LEARNING_RATE",
     "WARP_STEPS",
     "SURE",
+    "measured_share",
     "search_warp",
     "smooth_warp",
     "warped_features",
@@ -146,7 +147,6 @@ def search_warp(
         return 0.0, None
     fits = np.arange(probes.shape[0]) % WARP_FIT_EVERY == 0
     fitting = torch.from_numpy(np.ascontiguousarray(probes[fits], dtype=np.float32))
-    measuring = torch.from_numpy(np.ascontiguousarray(probes[~fits], dtype=np.float32))
     start = np.random.default_rng(seed).normal(0.0, 0.1, size=(2, grid, grid))
     raw = torch.tensor(start, dtype=torch.float32, requires_grad=True)
     optimizer = torch.optim.Adam([raw], lr=WARP_LEARNING_RATE)
@@ -157,12 +157,28 @@ def search_warp(
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        field = bound * torch.tanh(raw)
-        read = logits(smooth_warp(measuring, field))
+        field = (bound * torch.tanh(raw)).numpy()
+    return measured_share(logits, probes, code, field, confidence=confidence), field
+
+
+def measured_share(
+    logits: Logits, probes: np.ndarray, code: int, field: np.ndarray, *, confidence: float = 0.0
+) -> float:
+    """The share of :func:`search_warp`'s measuring probes (all but every
+    :data:`WARP_FIT_EVERY`-th of ``probes``) that ``logits`` reads as class ``code`` once
+    warped by ``field`` (with ``confidence``, only those it gives the class at least that
+    probability): the search's own measurement, for a field it found, without fitting again."""
+    import torch
+
+    probes = np.asarray(probes)
+    fits = np.arange(probes.shape[0]) % WARP_FIT_EVERY == 0
+    measuring = torch.from_numpy(np.ascontiguousarray(probes[~fits], dtype=np.float32))
+    with torch.no_grad():
+        read = logits(smooth_warp(measuring, torch.from_numpy(np.asarray(field, np.float32))))
         moved = read.argmax(dim=1) == int(code)
         if confidence > 0.0:
             moved &= torch.softmax(read, dim=1)[:, int(code)] >= confidence
-    return float(moved.float().mean()), field.numpy()
+    return float(moved.float().mean())
 
 
 def warped_features(
