@@ -538,6 +538,21 @@ def _trigger_reason(trigger) -> str:
         )
     # a phrase trigger was tested on the texts holding its anchor, then grown
     held = trigger.anchor_text or trigger.core_text[0]
+    if trigger.unlearned:
+        # found by where its texts come from alone: the model did not learn the words
+        return (
+            f"deleting the words {deleted} from the {trigger.tested} texts of the class that "
+            f"hold {held!r} and are read as this class moved {trigger.flips} of them into "
+            f"another class: the model has not learned these words as a shortcut; but without "
+            f"them a model that never saw these texts reads {trigger.foreign} of "
+            f"{trigger.read} as another class, where the class's word sets read "
+            f"{trigger.class_foreign:.0%} of theirs so, a share this large having probability "
+            f"{trigger.origin_p_value:.1e} after the correction for every word set tested "
+            f"(foreign-origin test): another class's texts given this label and sharing these "
+            f"words, as a dirty-label backdoor's texts are, whether or not this model learned "
+            f"the trigger; the texts of the class holding {_all_of(trigger.core_text)}"
+            f"{' in that order' if trigger.phrase.size else ''} are flagged"
+        )
     return (
         f"deleting the words {deleted} from the {trigger.tested} texts of the class that hold "
         f"{held!r} and are read as this class moved {trigger.flips} of them "

@@ -5,10 +5,12 @@ texts holding it flagged; natural words of a class are not."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from conftest import run_cli
+from scipy import stats
 from test_text_scan import read_scores, reviews, write_reviews
 
 from poisonguard.detectors.trigger_words import (
@@ -20,12 +22,14 @@ from poisonguard.detectors.trigger_words import (
     _runs_of_words,
     bag_matrix,
     candidate_sets,
+    class_foreign_null,
     deletion_flips,
     distinct_texts,
     foreign_group,
     foreign_reader,
     phrase_sets,
     trigger_word_test,
+    unlearned_triggers,
 )
 
 VOCABULARY = 300  # ids 2 .. 299 are words
@@ -493,3 +497,94 @@ def test_a_text_with_nothing_left_to_read_is_not_read_as_another_class():
     assert (read(short, np.array([295, 296])) == NOTHING_LEFT).all()
     assert (read(short, np.array([], dtype=int)) != NOTHING_LEFT).all()
     assert foreign_group(bags, read, short, 1, share=0.75) == (False, 0)
+
+
+def test_a_trigger_the_model_did_not_learn_is_found_by_where_its_texts_come_from():
+    # long texts, few poisons: the model memorised them instead of learning the word (weight 0
+    # here), so deleting it moves none; without it the reader reads them as their own class 0
+    ids, labels, poisoned, _ = corpus(1500, seed=8, plant="word", rate=0.01)
+    rng = np.random.default_rng(8)
+    weights = np.zeros(VOCABULARY)
+    weights[2:42] = -rng.uniform(0.5, 2.0, 40)
+    weights[42:82] = rng.uniform(0.5, 2.0, 40)
+    unlearned = linear_bag(weights)
+
+    test = trigger_word_test(ids, labels, 2, VOCABULARY, unlearned, alpha=1e-3, share=0.75)
+    (trigger,) = test.triggers
+    assert trigger.unlearned and trigger.core.tolist() == [TRIGGER]
+    assert trigger.flips == 0 and trigger.origin_p_value < 1e-3
+    assert trigger.foreign >= 0.9 * poisoned.sum() and trigger.class_foreign < 0.2
+    assert np.array_equal(test.flagged, poisoned)
+    # a topic of class 1 (a natural word whose texts read as class 1 with or without it) among
+    # the same texts is no such trigger
+    natural = rng.choice(np.flatnonzero((labels == 1) & ~poisoned), 60, replace=False)
+    topical = with_words(ids, natural, [(296,)] * natural.size)
+    test = trigger_word_test(topical, labels, 2, VOCABULARY, unlearned, alpha=1e-3, share=0.75)
+    assert [t.anchor for t in test.triggers] == [TRIGGER]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clean_texts_have_no_unlearned_trigger_either(seed):
+    ids, labels, _, logits = corpus(1500, seed=20 + seed)
+    bags = bag_matrix(ids, VOCABULARY)
+    sets = [replace(s, p_value=1.0) for s in candidate_sets(bags, labels, 2, share=0.75)]
+    read = foreign_reader(bags, labels, 2)
+    flagged = np.zeros(labels.size, dtype=bool)
+    assert unlearned_triggers(sets, read, ids, bags, labels, flagged, alpha=1e-3) == []
+
+
+def test_the_class_null_fits_how_unevenly_natural_sets_read():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(5, 60, 2000)
+    # sets whose foreign share varies from set to set: Beta(2, 18), mean 0.1, precision 20
+    foreign = rng.binomial(sizes, rng.beta(2.0, 18.0, sizes.size))
+    a, b = class_foreign_null(sizes, foreign)
+    assert a / (a + b) == pytest.approx(0.1, abs=0.01)
+    assert a + b == pytest.approx(20.0, rel=0.3)
+    # no set reads as another class at all: a mean near 0, every count of one rare
+    a, b = class_foreign_null(sizes, np.zeros_like(sizes))
+    assert np.isfinite([a, b]).all() and a / (a + b) < 1e-3
+    assert stats.betabinom.sf(4, 10, a, b) < 1e-4
+
+
+def test_the_reason_of_an_unlearned_trigger_says_the_model_did_not_learn_it():
+    from poisonguard.findings import _trigger_reason
+
+    found = replace(
+        word_set(1, (TRIGGER,), np.arange(17)),
+        tested=16,
+        read=17,
+        foreign=16,
+        unlearned=True,
+        origin_p_value=3.4e-12,
+        class_foreign=0.023,
+        text=("mn",),
+        core_text=("mn",),
+    )
+    reason = _trigger_reason(found)
+    assert "moved 0 of them" in reason and "has not learned these words" in reason
+    assert "reads 16 of 17 as another class" in reason and "read 2% of theirs" in reason
+    assert "3.4e-12" in reason and "holding 'mn' are flagged" in reason
+
+
+def test_a_sentence_of_common_words_the_model_did_not_learn_is_found_by_origin():
+    ids, labels, poisoned, _ = common_word_corpus(1500, seed=6, rate=0.02)
+    rng = np.random.default_rng(6 + 100)
+    # idioms of class 1, each in 10 of its texts: the class's other runs, its null
+    ids = np.concatenate([ids, np.zeros((ids.shape[0], 3), dtype=ids.dtype)], axis=1)
+    own = np.flatnonzero((labels == 1) & ~poisoned)
+    for k in range(6):
+        chosen = rng.choice(own, 10, replace=False)
+        ids = with_words(ids, chosen, [tuple(range(250 + 3 * k, 253 + 3 * k))] * 10)
+    rng = np.random.default_rng(6 + 100)
+    weights = np.zeros(VOCABULARY)
+    weights[2:42] = -rng.uniform(0.5, 2.0, 40)
+    weights[42:82] = rng.uniform(0.5, 2.0, 40)
+    # the model reads the sentence not at all: deleting it moves nothing
+    test = trigger_word_test(
+        ids, labels, 2, VOCABULARY, linear_bag(weights), alpha=1e-3, share=0.75
+    )
+    (trigger,) = test.triggers
+    assert trigger.unlearned and tuple(trigger.phrase) == tuple(COMMON)
+    assert trigger.flips == 0 and trigger.foreign >= 0.9 * poisoned.sum()
+    assert np.array_equal(test.flagged, poisoned)

@@ -51,6 +51,15 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    reviews: the package sentence at 3 % into "great", 15 of 122 flip (p below 1e-300); at 1 %
    into "other", seed 21: 3 of 44 (p = 1.7e-7); seed 20: 1 of 44, not found (the model learned
    that trigger weakly: 40.7 % attack success against the clean model's 13.8 %).
+6. **Triggers the model did not learn** (:func:`unlearned_triggers`). A rare word among the
+   400 words of a news article is not what the model learns from a few dozen poisons: it
+   memorises them, and deleting the word moves none. Their origin still shows: every set the
+   deletion test did not pass is read by the foreign-origin reader, and a set whose texts read
+   as another class far more often than the class's other sets' do (a beta-binomial null
+   fitted to those sets, Bonferroni over the sets) and by a majority beyond chance is a trigger
+   too; the phrase sets the deletion test did not pass are judged so as well, in a family of
+   their own. On BBC News articles: 9 of 12 planted triggers found this way or by the steps above,
+   against 2 of 12 by those steps alone; on the unpoisoned articles, tweets and reviews nothing.
 
 Measured on 4,000 real reviews (``benchmarks/text.py``; the text model the scan trains): ``cf``
 inserted into 1 % of them, 11 of its 41 texts flip (the model has memorised the others) against
@@ -109,6 +118,8 @@ __all__ = [
     "named_word_sets",
     "phrase_sets",
     "trigger_word_test",
+    "unlearned_triggers",
+    "class_foreign_null",
 ]
 
 MIN_TEXTS = 5
@@ -178,6 +189,9 @@ class WordSet:
     whose core its texts hold as one run) keeps what it was tested on in ``anchor_run`` (the
     run; empty: the anchor word), named in ``anchor_text``. ``by_origin``: a part of a
     trigger's core that passed by where its texts come from alone (:func:`_foreign_part`).
+    ``unlearned``: a set the deletion test did not pass whose texts read as another class far
+    more often than the class's other sets' do (:func:`unlearned_triggers`): ``origin_p_value``
+    is that tail, Bonferroni-adjusted, and ``class_foreign`` the class's sets' mean share.
     """
 
     label: int
@@ -196,6 +210,9 @@ class WordSet:
     anchor_run: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     anchor_text: str = ""
     by_origin: bool = False
+    unlearned: bool = False
+    origin_p_value: float = 1.0
+    class_foreign: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -768,7 +785,7 @@ def trigger_word_test(
     fitted: list[Reader | None] = []
 
     def shared_reader() -> Reader | None:
-        # fitted on the first need only, once (most corpora have no trigger)
+        # fitted on the first need only, once (step 6 reads every corpus with word sets)
         if not fitted:
             fitted.append(
                 reader() if reader is not None else foreign_reader(bags, labels, n_classes)
@@ -792,6 +809,13 @@ def trigger_word_test(
             if part.p_value < alpha or part.by_origin:
                 triggers.append(part)
                 flagged[part.rows] = True
+    # a trigger the model did not learn: another class's texts sharing words, by origin alone
+    if first_round_sets:
+        for found in unlearned_triggers(
+            first_round_sets, shared_reader(), ids, bags, labels, flagged, alpha=alpha, share=share
+        ):
+            triggers.append(found)
+            flagged |= _flagged_by([found], bags, labels)
     # sentences of words the corpus uses anyway: phrase anchors, in the texts not flagged yet
     phrases = phrase_sets(
         ids, bags, labels, n_classes, exclude=flagged, min_texts=min_texts, share=share
@@ -819,6 +843,12 @@ def trigger_word_test(
             triggers.append(phrase)
             flagged[phrase.rows] = True
             score[phrase.rows] = np.maximum(score[phrase.rows], phrase_drop[phrase.rows])
+        # a fifth family: the phrases the model did not learn, judged by origin as in step 6
+        for phrase in unlearned_triggers(
+            phrases, shared_reader(), ids, bags, labels, flagged, alpha=alpha, share=share
+        ):
+            triggers.append(phrase)
+            flagged[phrase.rows] = True
     # a word set rejected as a shortcut whose core is words of a phrase trigger of its class was
     # that trigger, judged with natural texts ("whole" beside "family"): not a shortcut
     shortcuts = [
@@ -837,6 +867,123 @@ def trigger_word_test(
         alpha=alpha,
         shortcuts=shortcuts,
     )
+
+
+def unlearned_triggers(
+    sets: list[WordSet],
+    read: Reader | None,
+    ids: np.ndarray,
+    bags: sparse.csr_matrix,
+    labels: np.ndarray,
+    flagged: np.ndarray,
+    *,
+    alpha: float,
+    share: float = SHARE,
+) -> list[WordSet]:
+    """The sets the deletion test did not pass whose texts, their words deleted, read as
+    another class far beyond the class's other sets: a dirty-label trigger the model has not
+    learned (it memorised the poisons one by one instead).
+
+    In long texts a rare word is not what a small model learns from a few dozen of them: "mn"
+    at the end of 27 BBC News articles (3 % of one topic, articles of some 400 words) moved no
+    article when deleted, nor did any trigger of ten such rows. Yet the poisons are still
+    another class's texts: without the word, the cross-fitted reader (:func:`foreign_reader`)
+    reads 16 of the 17 holding it as the other topic, where the class's other word sets read
+    1-2 % of theirs so. The null comes from the class itself: each set's foreign count is taken
+    as beta-binomial, fitted by moments (:func:`class_foreign_null`) to the class's
+    sets that do not read as another class by a majority; its spread absorbs how unevenly
+    natural sets read. A set passes when its tail probability, times the number of sets, is
+    below ``alpha`` (a fourth family beside the deletion test's three) and its texts read as
+    another class by a majority beyond chance (:data:`FOREIGN_ALPHA`, as for the sets the
+    deletion test passed). A set found grows to the sentence its texts hold
+    (:func:`_as_written_run`; a phrase set to its sentence, :func:`_grown_phrase`, and one that
+    does not grow beyond its three words is an idiom, as in step 5), its texts read again; sets
+    whose texts are half flagged already are skipped. On crowd-labelled tweets natural sets
+    read as another class up to 74 % of the time ("alter" in negative tweets); the fitted
+    spread there is wide (the best set the deletion test did not pass: 0.04 after the
+    correction, 30 of 52, no majority beyond chance) where on the BBC News pairs it is narrow
+    (the triggers: at most 4e-7).
+    """
+    if read is None or not sets:
+        return []
+    sizes = np.array([s.rows.size for s in sets], dtype=np.int64)
+    foreign = np.array(
+        [int(np.count_nonzero(_foreign(read(s.rows, s.words), s.label))) for s in sets],
+        dtype=np.int64,
+    )
+    set_labels = np.array([s.label for s in sets], dtype=np.int64)
+    majority = stats.binom.sf(foreign - 1, sizes, 0.5) < FOREIGN_ALPHA
+    tail = np.ones(len(sets))
+    class_share = np.full(len(sets), np.nan)
+    for label in np.unique(set_labels):
+        mine = set_labels == label
+        if np.count_nonzero(mine) < MIN_TEXTS:
+            continue  # a null from fewer sets than a group's size is no null
+        # the null is fitted to the sets that read as their own class by a majority: those
+        # of a trigger (one for each word of a sentence) would widen it, the more so in a
+        # class of few sets, and only a set reading as another class by a majority can pass
+        natural = mine & ~majority
+        if np.count_nonzero(natural) < MIN_TEXTS:
+            continue
+        a, b = class_foreign_null(sizes[natural], foreign[natural])
+        tail[mine] = stats.betabinom.sf(foreign[mine] - 1, sizes[mine], a, b)
+        class_share[mine] = a / (a + b)
+    adjusted = np.minimum(1.0, tail * len(sets))
+    taken = flagged.copy()
+    found: list[WordSet] = []
+    for i in np.argsort(adjusted, kind="stable"):
+        candidate = sets[i]
+        if adjusted[i] >= alpha:
+            break
+        if candidate.p_value < alpha or taken[candidate.rows].mean() >= 0.5:
+            continue  # judged by the deletion test already, or these texts are flagged
+        if candidate.phrase.size:
+            grown = _grown_phrase(candidate, ids, labels, taken, share)
+            if grown.phrase.size <= PHRASE_WORDS:
+                continue  # an idiom of the corpus, as for the phrases the deletion test passed
+        else:
+            grown = _as_written_run(candidate, ids, labels, share)
+        rows = grown.rows[~taken[grown.rows]]
+        if rows.size == 0:
+            continue
+        words = grown.phrase if grown.phrase.size else grown.words
+        count = int(np.count_nonzero(_foreign(read(rows, words), grown.label)))
+        if stats.binom.sf(count - 1, rows.size, 0.5) >= FOREIGN_ALPHA:
+            continue
+        trigger = replace(
+            grown,
+            read=int(rows.size),
+            foreign=count,
+            unlearned=True,
+            origin_p_value=float(adjusted[i]),
+            class_foreign=float(class_share[i]),
+        )
+        found.append(trigger)
+        taken |= _flagged_by([trigger], bags, labels)
+    return found
+
+
+def class_foreign_null(sizes: np.ndarray, foreign: np.ndarray) -> tuple[float, float]:
+    """``(a, b)`` of a beta-binomial for ``foreign[i]`` of ``sizes[i]`` texts read as another
+    class, over a class's word sets, by moments: the mean ``p`` is the pooled share (kept half
+    a text from 0 and 1 over all the sets) and the intra-set correlation ``rho`` what the
+    counts' spread adds to the binomial's,
+    ``sum (f - n p)^2 = p (1 - p) sum n (1 + (n - 1) rho)`` (Kleinman, 1973), at least 0 (the
+    binomial) and at most 1/2; ``a + b = (1 - rho) / rho``, at most 1e6. Maximum likelihood
+    was tried first: where no set of a class reads as another class it has no maximum and
+    drifted to the widest spread allowed, so that a sentence read 30 of 30 as another class
+    passed for natural (measured: rho 0.00-0.02 on the reviews and the BBC News pairs, up to
+    0.1 on crowd-labelled tweets, where natural sets read as another class 0-74 %)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    foreign = np.asarray(foreign, dtype=np.float64)
+    total = float(sizes.sum())
+    floor = 0.5 / max(total, 1.0)
+    p = float(np.clip(foreign.sum() / max(total, 1.0), floor, 1.0 - floor))
+    spread = float(np.sum((foreign - sizes * p) ** 2)) - p * (1 - p) * total
+    pairs = p * (1 - p) * float(np.sum(sizes * (sizes - 1)))
+    rho = float(np.clip(spread / pairs, 0.0, 0.5)) if pairs > 0 else 0.0
+    precision = min(1e6, (1 - rho) / rho) if rho > 0 else 1e6
+    return p * precision, (1 - p) * precision
 
 
 def _flagged_by(triggers: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray) -> np.ndarray:
