@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from poisonguard.dataset import Dataset, align_classes
 from poisonguard.decision import (
@@ -88,7 +89,7 @@ from poisonguard.embed.inference import (
     differentiable_logits,
     trained_model,
 )
-from poisonguard.embed.text_tokens import Tokenizer
+from poisonguard.embed.text_tokens import Tokenizer, tokenize
 from poisonguard.findings import (
     RULE_DETECTORS,
     class_findings,
@@ -486,6 +487,20 @@ class TextWords:
         return bag_matrix(self.ids, self.tokenizer.vocabulary_size)
 
     @functools.cached_property
+    def whole_bags(self):
+        """Which words each text holds in full, past the model's token limit too (None when no
+        text reaches the limit: then :attr:`bags` are the whole texts)."""
+        if self.ids.shape[1] < self.tokenizer.settings.max_tokens:
+            return None
+        size = self.tokenizer.vocabulary_size
+        held = [{self.tokenizer.id_of(t) for t in tokenize(text)} for text in self.dataset.x]
+        rows = np.repeat(np.arange(len(held)), [len(h) for h in held])
+        words = np.fromiter((w for h in held for w in h), dtype=np.int64, count=rows.size)
+        known = words >= 2  # ids 0 and 1 are padding and the unknown word
+        ones = np.ones(int(known.sum()), dtype=np.float32)
+        return sparse.csr_matrix((ones, (rows[known], words[known])), shape=(len(held), size))
+
+    @functools.cached_property
     def read(self):
         return foreign_reader(self.bags, self.dataset.labels, self.dataset.n_classes)
 
@@ -514,6 +529,7 @@ def text_trigger_words(
         min_texts=settings.min_group_size,
         share=settings.word_share,
         reader=lambda: words.read,
+        whole_texts=words.whole_bags,
     )
     return named_word_sets(test, words.tokenizer)
 

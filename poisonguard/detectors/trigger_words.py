@@ -733,6 +733,7 @@ def trigger_word_test(
     min_texts: int = MIN_TEXTS,
     share: float = SHARE,
     reader: Callable[[], Reader | None] | None = None,
+    whole_texts: sparse.csr_matrix | None = None,
 ) -> TriggerWordTest:
     """Find the word sets that carry their class's label on their own (the module docstring).
 
@@ -749,6 +750,11 @@ def trigger_word_test(
     reader : callable, optional
         Gives the foreign-origin reader of these texts (:func:`foreign_reader`), for a caller
         that needs it too and fits it once; by default it is fitted here when a set passes.
+    whole_texts : sparse matrix, optional
+        Which words each text holds in full (:func:`bag_matrix` of the whole texts), where
+        ``ids`` were cut at the model's token limit: a word trigger also flags the texts of its
+        class that hold it past the limit (the model never saw it there, but the text carries
+        it all the same: "mn" at the end of a BBC News article longer than 512 words).
     """
     labels = np.asarray(labels, dtype=np.int64)
     ids = np.asarray(ids)
@@ -849,6 +855,8 @@ def trigger_word_test(
         ):
             triggers.append(phrase)
             flagged[phrase.rows] = True
+    if whole_texts is not None:
+        flagged |= _flagged_by([t for t in triggers if not t.phrase.size], whole_texts, labels)
     # a word set rejected as a shortcut whose core is words of a phrase trigger of its class was
     # that trigger, judged with natural texts ("whole" beside "family"): not a shortcut
     shortcuts = [
