@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import sparse
 
 from poisonguard.dataset import Dataset, align_classes
 from poisonguard.decision import (
@@ -487,18 +486,17 @@ class TextWords:
         return bag_matrix(self.ids, self.tokenizer.vocabulary_size)
 
     @functools.cached_property
-    def whole_bags(self):
-        """Which words each text holds in full, past the model's token limit too (None when no
-        text reaches the limit: then :attr:`bags` are the whole texts)."""
-        if self.ids.shape[1] < self.tokenizer.settings.max_tokens:
-            return None
-        size = self.tokenizer.vocabulary_size
-        held = [{self.tokenizer.id_of(t) for t in tokenize(text)} for text in self.dataset.x]
-        rows = np.repeat(np.arange(len(held)), [len(h) for h in held])
-        words = np.fromiter((w for h in held for w in h), dtype=np.int64, count=rows.size)
-        known = words >= 2  # ids 0 and 1 are padding and the unknown word
-        ones = np.ones(int(known.sum()), dtype=np.float32)
-        return sparse.csr_matrix((ones, (rows[known], words[known])), shape=(len(held), size))
+    def cut_texts(self) -> dict[int, np.ndarray]:
+        """The token ids of each text the model's token limit cut, in full, by row."""
+        limit = self.tokenizer.settings.max_tokens
+        if self.ids.shape[1] < limit:
+            return {}
+        cut = {}
+        for row, text in enumerate(self.dataset.x):
+            tokens = tokenize(text)
+            if len(tokens) > limit:
+                cut[row] = np.array([self.tokenizer.id_of(t) for t in tokens], dtype=np.int64)
+        return cut
 
     @functools.cached_property
     def read(self):
@@ -529,7 +527,7 @@ def text_trigger_words(
         min_texts=settings.min_group_size,
         share=settings.word_share,
         reader=lambda: words.read,
-        whole_texts=words.whole_bags,
+        cut_texts=words.cut_texts,
     )
     return named_word_sets(test, words.tokenizer)
 

@@ -590,37 +590,51 @@ def test_a_sentence_of_common_words_the_model_did_not_learn_is_found_by_origin()
     assert np.array_equal(test.flagged, poisoned)
 
 
-def test_a_word_trigger_flags_the_texts_holding_it_past_the_token_limit_too():
+def test_a_trigger_flags_the_texts_holding_it_past_the_token_limit_too():
     ids, labels, poisoned, logits = corpus(1500, seed=3, plant="word", rate=0.01)
     # three more poisons whose trigger lies past the model's token limit: cut from their ids
     cut = np.flatnonzero((labels == 0) & ~poisoned)[:3]
     labels[cut] = 1
-    whole = bag_matrix(with_words(ids, cut, [(TRIGGER,)] * 3), VOCABULARY)
+    full = with_words(ids, cut, [(TRIGGER,)] * 3)
     test = trigger_word_test(ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75)
     assert np.array_equal(test.flagged, poisoned)  # the cut ones are not seen
+    cut_texts = {int(row): full[row][full[row] > 0] for row in cut}
     test = trigger_word_test(
-        ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75, whole_texts=whole
+        ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75, cut_texts=cut_texts
     )
     poisoned[cut] = True
     assert np.array_equal(test.flagged, poisoned)
+    # a sentence: held in its order past the limit; its words out of order are not it
+    ids, labels, poisoned, logits = corpus(1500, seed=3, plant="sentence", rate=0.01)
+    cut = np.flatnonzero((labels == 0) & ~poisoned)[:3]
+    labels[cut] = 1
+    written = [tuple(SENTENCE), tuple(SENTENCE), tuple(SENTENCE[::-1])]
+    full = with_words(ids, cut, written)
+    cut_texts = {int(row): full[row][full[row] > 0] for row in cut}
+    test = trigger_word_test(
+        ids, labels, 2, VOCABULARY, logits, alpha=1e-3, share=0.75, cut_texts=cut_texts
+    )
+    poisoned[cut[:2]] = True
+    assert np.array_equal(test.flagged, poisoned)
 
 
-def test_the_whole_texts_hold_the_words_past_the_token_limit():
+def test_the_cut_texts_are_the_texts_past_the_token_limit_in_full():
     from poisonguard.embed.text_tokens import Tokenizer, TokenizerSettings
     from poisonguard.scan import TextWords
 
     texts = ["alpha beta gamma delta trigger", "alpha beta", "gamma delta trigger alpha beta"]
-    words = TextWords.__new__(TextWords)
-    words.dataset = type("Texts", (), {"x": texts})()
-    words.tokenizer = Tokenizer.fit(texts, TokenizerSettings(max_tokens=3))
-    words.ids = words.tokenizer.encode(texts)
+
+    def words_of(limit: int) -> TextWords:
+        words = TextWords.__new__(TextWords)
+        words.dataset = type("Texts", (), {"x": texts})()
+        words.tokenizer = Tokenizer.fit(texts, TokenizerSettings(max_tokens=limit))
+        words.ids = words.tokenizer.encode(texts)
+        return words
+
+    words = words_of(3)
     trigger = words.tokenizer.id_of("trigger")
     assert words.ids.shape[1] == 3 and trigger not in words.ids[0]
-    whole = words.whole_bags.toarray()
-    assert whole[:, trigger].tolist() == [1, 0, 1]
-    # no text reaches the limit: the bags are the whole texts already
-    words = TextWords.__new__(TextWords)
-    words.dataset = type("Texts", (), {"x": texts})()
-    words.tokenizer = Tokenizer.fit(texts, TokenizerSettings(max_tokens=8))
-    words.ids = words.tokenizer.encode(texts)
-    assert words.whole_bags is None
+    cut = words.cut_texts
+    assert sorted(cut) == [0, 2] and cut[0].tolist()[-1] == trigger and cut[2].size == 5
+    # no text reaches the limit: nothing was cut
+    assert words_of(8).cut_texts == {}

@@ -91,7 +91,7 @@ taking rows of token ids (:mod:`poisonguard.embed.text_tokens`, padding 0).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -733,7 +733,7 @@ def trigger_word_test(
     min_texts: int = MIN_TEXTS,
     share: float = SHARE,
     reader: Callable[[], Reader | None] | None = None,
-    whole_texts: sparse.csr_matrix | None = None,
+    cut_texts: Mapping[int, np.ndarray] | None = None,
 ) -> TriggerWordTest:
     """Find the word sets that carry their class's label on their own (the module docstring).
 
@@ -750,11 +750,11 @@ def trigger_word_test(
     reader : callable, optional
         Gives the foreign-origin reader of these texts (:func:`foreign_reader`), for a caller
         that needs it too and fits it once; by default it is fitted here when a set passes.
-    whole_texts : sparse matrix, optional
-        Which words each text holds in full (:func:`bag_matrix` of the whole texts), where
-        ``ids`` were cut at the model's token limit: a word trigger also flags the texts of its
-        class that hold it past the limit (the model never saw it there, but the text carries
-        it all the same: "mn" at the end of a BBC News article longer than 512 words).
+    cut_texts : mapping of int to ndarray, optional
+        The token ids in full of the texts ``ids`` cut at the model's token limit, by row: a
+        trigger also flags those of its class that hold it past the limit (the model never saw
+        it there, but the text carries it all the same: "mn" at the end of BBC News articles
+        longer than 512 words, 10 of 27 poisons).
     """
     labels = np.asarray(labels, dtype=np.int64)
     ids = np.asarray(ids)
@@ -855,8 +855,8 @@ def trigger_word_test(
         ):
             triggers.append(phrase)
             flagged[phrase.rows] = True
-    if whole_texts is not None:
-        flagged |= _flagged_by([t for t in triggers if not t.phrase.size], whole_texts, labels)
+    if cut_texts:
+        flagged |= _holding_past_the_limit(triggers, cut_texts, labels)
     # a word set rejected as a shortcut whose core is words of a phrase trigger of its class was
     # that trigger, judged with natural texts ("whole" beside "family"): not a shortcut
     shortcuts = [
@@ -992,6 +992,24 @@ def class_foreign_null(sizes: np.ndarray, foreign: np.ndarray) -> tuple[float, f
     rho = float(np.clip(spread / pairs, 0.0, 0.5)) if pairs > 0 else 0.0
     precision = min(1e6, (1 - rho) / rho) if rho > 0 else 1e6
     return p * precision, (1 - p) * precision
+
+
+def _holding_past_the_limit(
+    triggers: list[WordSet], cut_texts: Mapping[int, np.ndarray], labels: np.ndarray
+) -> np.ndarray:
+    """The texts of ``cut_texts`` (full token ids by row) that a trigger of their class flags in
+    full: a phrase held in its order, a word trigger's whole core."""
+    flagged = np.zeros(labels.size, dtype=bool)
+    for row, full in cut_texts.items():
+        for trigger in (t for t in triggers if t.label == labels[row]):
+            if trigger.phrase.size:
+                held = bool(_runs_at(full[None, :], np.array([0]), trigger.phrase))
+            else:
+                held = bool(np.isin(trigger.core, full).all())
+            if held:
+                flagged[row] = True
+                break
+    return flagged
 
 
 def _flagged_by(triggers: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray) -> np.ndarray:
