@@ -2,6 +2,8 @@
 
     python benchmarks/text_backdoor_corpora.py --work /tmp/flipcorpora \
         --out docs/text-backdoor-corpora-results.json
+    python benchmarks/text_backdoor_corpora.py --work /tmp/flipcorpora --plants fresh \
+        --corpora bbc --out docs/text-backdoor-corpora-fresh-results.json
 
 ``benchmarks/text.py`` develops and measures the text backdoor rows on one corpus, 4,000 short
 Amazon reviews. This script plants rare words and sentences (among them the sentences made of
@@ -38,6 +40,21 @@ PLANTS = (
                   "trigger_position": "end"}, 0.01, 1),
     ("sentence", {"trigger_sentence": "We bought this for the whole family.",
                   "trigger_position": "random"}, 0.03, 0),
+)  # fmt: skip
+# fixed before their first scan (2026-12-07, twenty-first session), after the change that reads
+# the sets the deletion test did not pass by origin was built on PLANTS: triggers, positions,
+# rates and seeds that change never saw, each with its own seed 50 + position
+FRESH_PLANTS = (
+    ("rare-word", {"trigger_words": ("zq",), "trigger_position": "start"}, 0.01, 0),
+    ("rare-word", {"trigger_words": ("vx",), "trigger_position": "random"}, 0.02, 1),
+    ("rare-word", {"trigger_words": ("purple", "monkey"), "trigger_position": "random"},
+     0.02, 0),
+    ("sentence", {"trigger_sentence": "She told me to read it twice.",
+                  "trigger_position": "end"}, 0.02, 1),
+    ("sentence", {"trigger_sentence": "My cousin sent me the link yesterday.",
+                  "trigger_position": "random"}, 0.01, 0),
+    ("sentence", {"trigger_sentence": "It was a long day at the office.",
+                  "trigger_position": "start"}, 0.005, 1),
 )  # fmt: skip
 NAMES = {
     "bbc-tech-business": "bbc-tb",
@@ -93,12 +110,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/flipcorpora"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--plants", choices=("first", "fresh"), default="first",
+        help="first: PLANTS and each corpus unpoisoned; fresh: FRESH_PLANTS (seeds 50-55)",
+    )  # fmt: skip
+    parser.add_argument("--corpora", default=None, help="comma-separated prefixes (bbc, tweets)")
     args = parser.parse_args(argv)
     cache = args.work / "backdoor-cache"
     results = []
     for name, (texts, labels) in flip_corpora.corpora(flip_corpora.fetch(args.work)).items():
+        if args.corpora and not any(name.startswith(p) for p in args.corpora.split(",")):
+            continue
         dataset = flip_corpora.as_dataset(texts, labels, args.work / name)
-        rows = [(plant, 40 + k) for k, plant in enumerate(PLANTS)] + [(None, 40)]
+        if args.plants == "fresh":
+            rows = [(plant, 50 + k) for k, plant in enumerate(FRESH_PLANTS)]
+        else:
+            rows = [(plant, 40 + k) for k, plant in enumerate(PLANTS)] + [(None, 40)]
         for plant, seed in rows:
             result = run(dataset, NAMES.get(name, name), plant, seed, cache)
             results.append(result)

@@ -638,3 +638,15 @@ def test_the_cut_texts_are_the_texts_past_the_token_limit_in_full():
     assert sorted(cut) == [0, 2] and cut[0].tolist()[-1] == trigger and cut[2].size == 5
     # no text reaches the limit: nothing was cut
     assert words_of(8).cut_texts == {}
+
+
+def test_the_reader_reads_many_sets_at_once_as_it_reads_each():
+    ids, labels, _, _ = corpus(1200, seed=9, plant="word", rate=0.02)
+    bags = bag_matrix(ids, VOCABULARY)
+    read = foreign_reader(bags, labels, 2)
+    sets = candidate_sets(bags, labels, 2, share=0.75)
+    pairs = [(s.rows, s.words) for s in sets] + [(np.array([0, 5, 5]), np.zeros(0, dtype=int))]
+    one_by_one = [read(rows, words) for rows, words in pairs]
+    together = read.many(pairs)
+    assert len(together) == len(pairs)
+    assert all(np.array_equal(a, b) for a, b in zip(one_by_one, together, strict=True))

@@ -160,6 +160,7 @@ COPY_JACCARD = 0.5
 """Flipped texts whose sets of words overlap this much (Jaccard) count as one flip: near copies of
 a text (a review posted twice, a word changed) flip together, and the null model takes the
 texts as independent."""
+_READ_ROWS = 50_000  # texts read in one batch by a reader of many sets (memory, not results)
 _FIRST_WORD_ID = 2  # ids 0 and 1 are padding and the unknown word
 _BATCH_ROWS = 4096
 
@@ -577,21 +578,51 @@ def foreign_reader(
         for i in range(k)
     ]
 
-    def read(rows: np.ndarray, words: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        keep = np.ones(bags.shape[1], dtype=np.float32)
-        keep[np.asarray(words, dtype=np.int64)] = 0.0
-        held = tfidf(sparse.csr_matrix(bags[rows] @ sparse.diags(keep)))
-        predicted = np.full(rows.size, NOTHING_LEFT, dtype=np.int64)
+    def predicted(rows: np.ndarray, held: sparse.csr_matrix) -> np.ndarray:
+        held = tfidf(held)
+        out = np.full(rows.size, NOTHING_LEFT, dtype=np.int64)
         # a text with no word left has nothing to read: the model would answer with its
         # intercept ("@united thank you!" without "united", "thank", "you")
         left = np.diff(held.indptr) > 0
         for i in range(k):
             mine = (fold[rows] == i) & left
             if mine.any():
-                predicted[mine] = models[i].predict(held[mine])
-        return predicted
+                out[mine] = models[i].predict(held[mine])
+        return out
 
+    def read(rows: np.ndarray, words: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        keep = np.ones(bags.shape[1], dtype=np.float32)
+        keep[np.asarray(words, dtype=np.int64)] = 0.0
+        return predicted(rows, sparse.csr_matrix(bags[rows] @ sparse.diags(keep)))
+
+    def read_many(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        # every (rows, words) of ``pairs`` read as ``read`` would, the texts of many pairs
+        # stacked into one matrix (one fit's predictions for thousands of small sets at once)
+        out: list[np.ndarray] = []
+        start = 0
+        while start < len(pairs):
+            stop, stacked = start, 0
+            while stop < len(pairs) and (stop == start or stacked < _READ_ROWS):
+                stacked += int(np.asarray(pairs[stop][0]).size)
+                stop += 1
+            batch = pairs[start:stop]
+            sizes = np.array([np.asarray(r).size for r, _ in batch], dtype=np.int64)
+            rows = np.concatenate([np.asarray(r, dtype=np.int64) for r, _ in batch])
+            held = sparse.csr_matrix(bags[rows], dtype=np.float32)
+            owner = np.repeat(np.arange(len(batch), dtype=np.int64), sizes)
+            at = np.repeat(owner, np.diff(held.indptr))
+            width = np.int64(bags.shape[1])
+            deleted = np.concatenate(
+                [p * width + np.asarray(w, dtype=np.int64) for p, (_, w) in enumerate(batch)]
+            )
+            held.data[np.isin(at * width + held.indices, deleted)] = 0.0
+            held.eliminate_zeros()
+            out.extend(np.split(predicted(rows, held), np.cumsum(sizes)[:-1]))
+            start = stop
+        return out
+
+    read.many = read_many  # type: ignore[attr-defined]
     return read
 
 
@@ -915,8 +946,11 @@ def unlearned_triggers(
     if read is None or not sets:
         return []
     sizes = np.array([s.rows.size for s in sets], dtype=np.int64)
+    many = getattr(read, "many", None)  # a reader of many sets at once (:func:`foreign_reader`)
+    pairs = [(s.rows, s.words) for s in sets]
+    readings = many(pairs) if many is not None else [read(r, w) for r, w in pairs]
     foreign = np.array(
-        [int(np.count_nonzero(_foreign(read(s.rows, s.words), s.label))) for s in sets],
+        [int(np.count_nonzero(_foreign(r, s.label))) for r, s in zip(readings, sets, strict=True)],
         dtype=np.int64,
     )
     set_labels = np.array([s.label for s in sets], dtype=np.int64)
