@@ -58,8 +58,10 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    as another class far more often than the class's other sets' do (a beta-binomial null
    fitted to those sets, Bonferroni over the sets) and by a majority beyond chance is a trigger
    too; the phrase sets the deletion test did not pass are judged so as well, in a family of
-   their own. On BBC News articles: 9 of 12 planted triggers found this way or by the steps above,
-   against 2 of 12 by those steps alone; on the unpoisoned articles, tweets and reviews nothing.
+   their own. A trigger also flags the texts of its class that hold it past the model's token
+   limit (``cut_texts``). On BBC News articles: 12 of 12 planted triggers found, against 2 of 12
+   by steps 1-5 alone, and 11 of 12 fresh ones; on the unpoisoned articles, tweets and reviews
+   nothing (docs/benchmarks.md, twenty-first session).
 
 Measured on 4,000 real reviews (``benchmarks/text.py``; the text model the scan trains): ``cf``
 inserted into 1 % of them, 11 of its 41 texts flip (the model has memorised the others) against
@@ -932,16 +934,17 @@ def unlearned_triggers(
     as beta-binomial, fitted by moments (:func:`class_foreign_null`) to the class's
     sets that do not read as another class by a majority; its spread absorbs how unevenly
     natural sets read. A set passes when its tail probability, times the number of sets, is
-    below ``alpha`` (a fourth family beside the deletion test's three) and its texts read as
+    below ``alpha`` (a family of its own beside the deletion test's) and its texts read as
     another class by a majority beyond chance (:data:`FOREIGN_ALPHA`, as for the sets the
     deletion test passed). A set found grows to the sentence its texts hold
     (:func:`_as_written_run`; a phrase set to its sentence, :func:`_grown_phrase`, and one that
     does not grow beyond its three words is an idiom, as in step 5), its texts read again; sets
     whose texts are half flagged already are skipped. On crowd-labelled tweets natural sets
     read as another class up to 74 % of the time ("alter" in negative tweets); the fitted
-    spread there is wide (the best set the deletion test did not pass: 0.04 after the
-    correction, 30 of 52, no majority beyond chance) where on the BBC News pairs it is narrow
-    (the triggers: at most 4e-7).
+    spread there is wide (10 % of their labels flipped, the best set the deletion test did
+    not pass: 0.04 after the correction, 30 of 52, no majority beyond chance) where on the BBC
+    News pairs it is narrow (the triggers: at most 4e-7; measured with a maximum-likelihood
+    fit, see :func:`class_foreign_null`).
     """
     if read is None or not sets:
         return []
