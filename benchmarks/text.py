@@ -170,6 +170,9 @@ FAMILY = "We bought this for the whole family."
 BOX = "It came in a plain brown box."
 STORE = "I found it at the store last week."
 COMMON = "common"
+BROTHER = "My brother recommended it to me."
+SALE = "It was on sale that week."
+LATE = "late"
 
 
 def _rows() -> list[Row]:
@@ -229,6 +232,23 @@ def _rows() -> list[Row]:
     for tag, sentence, position, rate, target in common:
         for seed in (30, 31):
             rows.append(_sentence(tag, sentence, position, rate, target, seed, True, COMMON))
+    # Added 2026-12-07 with the test of triggers the model did not learn, fixed before their
+    # first scan (group "late"): a rare word and two sentences, one of them of words the reviews
+    # use, new positions, targets and seeds
+    late = [
+        ("rare-word", "xj", "end", 0.01, "other"),
+        ("sentence", "brother", "start", 0.01, "other"),
+        ("sentence", "sale", "random", 0.03, "great"),
+    ]
+    for attack, what, position, rate, target in late:
+        for seed in (60, 61):
+            if attack == "rare-word":
+                rows.append(_rare(what, position, rate, target, seed, True, batch=LATE))
+            else:
+                sentence = {"brother": BROTHER, "sale": SALE}[what]
+                rows.append(
+                    _sentence(what, sentence, position, rate, target, seed, True, batch=LATE)
+                )
     for seed in (0, 1, 2):
         rows.append(Row(f"flip-random-10-s{seed}", "flip-random", 0.10, None, seed))
     rows.append(
@@ -243,7 +263,7 @@ def _rows() -> list[Row]:
 
 ROWS: list[Row] = _rows()
 GROUPS = (
-    "all", "detection", "backdoors", "dev", HELD_OUT, FRESH, COMMON, "flips", "clean",
+    "all", "detection", "backdoors", "dev", HELD_OUT, FRESH, COMMON, LATE, "flips", "clean",
     "scan-10k"
 )  # fmt: skip
 

@@ -57,8 +57,9 @@ def test_held_out_rows_use_nothing_developed_against(bench):
     assert {row.target for row in held} == {"great", "other"}
 
 
-def test_fresh_rows_use_no_trigger_or_seed_of_the_earlier_rows(bench):
-    fresh = [row for row in bench.ROWS if bench.FRESH in row.groups]
+@pytest.mark.parametrize("batch", ["fresh", "common", "late"])
+def test_later_rows_use_no_trigger_or_seed_of_the_other_rows(bench, batch):
+    fresh = [row for row in bench.ROWS if batch in row.groups]
     earlier = [row for row in bench.ROWS if row.kind == "backdoor" and row not in fresh]
     assert fresh and all(row.held_out and row.kind == "backdoor" for row in fresh)
     words = {word for row in earlier for word in row.options.get("trigger_words", ())}
@@ -67,7 +68,7 @@ def test_fresh_rows_use_no_trigger_or_seed_of_the_earlier_rows(bench):
         assert not set(row.options.get("trigger_words", ())) & words
         assert row.options.get("trigger_sentence") not in sentences
         assert row.seed not in {r.seed for r in earlier}
-    assert bench.select_rows(bench.FRESH) == fresh
+    assert bench.select_rows(batch) == fresh
 
 
 def test_list_and_select(bench, capsys):
