@@ -534,7 +534,7 @@ def _trigger_reason(trigger) -> str:
             f"of a trigger found here, but not the rest of it moved {trigger.flips} of "
             f"{trigger.tested} into another class when it was deleted; without it a model that "
             f"never saw them reads {trigger.foreign} of them as another class, a majority "
-            f"beyond chance, as a dirty-label trigger's texts are: they are flagged"
+            f"beyond chance, as a dirty-label trigger's texts are: they are flagged{_past(trigger)}"
         )
     # a phrase trigger was tested on the texts holding its anchor, then grown
     held = trigger.anchor_text or trigger.core_text[0]
@@ -551,7 +551,7 @@ def _trigger_reason(trigger) -> str:
             f"(foreign-origin test): another class's texts given this label and sharing these "
             f"words, as a dirty-label backdoor's texts are, whether or not this model learned "
             f"the trigger; the texts of the class holding {_all_of(trigger.core_text)}"
-            f"{' in that order' if trigger.phrase.size else ''} are flagged"
+            f"{' in that order' if trigger.phrase.size else ''} are flagged{_past(trigger)}"
         )
     return (
         f"deleting the words {deleted} from the {trigger.tested} texts of the class that hold "
@@ -561,7 +561,17 @@ def _trigger_reason(trigger) -> str:
         f"(trigger-words test): these words carry the label on their own, as a backdoor "
         f"trigger does{_foreign(trigger)}; the texts of the class holding "
         f"{_all_of(trigger.core_text)}{' in that order' if trigger.phrase.size else ''} are "
-        "flagged"
+        f"flagged{_past(trigger)}"
+    )
+
+
+def _past(trigger) -> str:
+    """How many of a trigger's texts hold it only past the words the model reads."""
+    if not trigger.past_limit:
+        return ""
+    return (
+        f" ({trigger.past_limit} of them hold it only past the words the model reads of a "
+        "text, where it never saw it)"
     )
 
 

@@ -565,6 +565,9 @@ def test_the_reason_of_an_unlearned_trigger_says_the_model_did_not_learn_it():
     assert "moved 0 of them" in reason and "has not learned these words" in reason
     assert "reads 16 of 17 as another class" in reason and "read 2% of theirs" in reason
     assert "3.4e-12" in reason and "holding 'mn' are flagged" in reason
+    assert "past the words" not in reason
+    reason = _trigger_reason(replace(found, past_limit=10))
+    assert "flagged (10 of them hold it only past the words the model reads" in reason
 
 
 def test_a_sentence_of_common_words_the_model_did_not_learn_is_found_by_origin():
@@ -604,6 +607,7 @@ def test_a_trigger_flags_the_texts_holding_it_past_the_token_limit_too():
     )
     poisoned[cut] = True
     assert np.array_equal(test.flagged, poisoned)
+    assert [t.past_limit for t in test.triggers] == [3]
     # a sentence: held in its order past the limit; its words out of order are not it
     ids, labels, poisoned, logits = corpus(1500, seed=3, plant="sentence", rate=0.01)
     cut = np.flatnonzero((labels == 0) & ~poisoned)[:3]

@@ -195,6 +195,7 @@ class WordSet:
     ``unlearned``: a set the deletion test did not pass whose texts read as another class far
     more often than the class's other sets' do (:func:`unlearned_triggers`): ``origin_p_value``
     is that tail, Bonferroni-adjusted, and ``class_foreign`` the class's sets' mean share.
+    ``past_limit``: the texts it flags that hold it only past the model's token limit.
     """
 
     label: int
@@ -216,6 +217,7 @@ class WordSet:
     unlearned: bool = False
     origin_p_value: float = 1.0
     class_foreign: float = float("nan")
+    past_limit: int = 0
 
 
 @dataclass(frozen=True)
@@ -889,7 +891,12 @@ def trigger_word_test(
             triggers.append(phrase)
             flagged[phrase.rows] = True
     if cut_texts:
-        flagged |= _holding_past_the_limit(triggers, cut_texts, labels)
+        counted = []
+        for trigger in triggers:
+            past = _holding_past_the_limit(trigger, cut_texts, labels) & ~flagged
+            flagged |= past
+            counted.append(replace(trigger, past_limit=int(past.sum())) if past.any() else trigger)
+        triggers = counted
     # a word set rejected as a shortcut whose core is words of a phrase trigger of its class was
     # that trigger, judged with natural texts ("whole" beside "family"): not a shortcut
     shortcuts = [
@@ -1032,21 +1039,19 @@ def class_foreign_null(sizes: np.ndarray, foreign: np.ndarray) -> tuple[float, f
 
 
 def _holding_past_the_limit(
-    triggers: list[WordSet], cut_texts: Mapping[int, np.ndarray], labels: np.ndarray
+    trigger: WordSet, cut_texts: Mapping[int, np.ndarray], labels: np.ndarray
 ) -> np.ndarray:
-    """The texts of ``cut_texts`` (full token ids by row) that a trigger of their class flags in
-    full: a phrase held in its order, a word trigger's whole core."""
-    flagged = np.zeros(labels.size, dtype=bool)
+    """The texts of ``cut_texts`` (full token ids by row) of the class of ``trigger`` that hold
+    it in full: a phrase in its order, a word trigger's whole core."""
+    holds = np.zeros(labels.size, dtype=bool)
     for row, full in cut_texts.items():
-        for trigger in (t for t in triggers if t.label == labels[row]):
-            if trigger.phrase.size:
-                held = bool(_runs_at(full[None, :], np.array([0]), trigger.phrase))
-            else:
-                held = bool(np.isin(trigger.core, full).all())
-            if held:
-                flagged[row] = True
-                break
-    return flagged
+        if labels[row] != trigger.label:
+            continue
+        if trigger.phrase.size:
+            holds[row] = bool(_runs_at(full[None, :], np.array([0]), trigger.phrase))
+        else:
+            holds[row] = bool(np.isin(trigger.core, full).all())
+    return holds
 
 
 def _flagged_by(triggers: list[WordSet], bags: sparse.csr_matrix, labels: np.ndarray) -> np.ndarray:
