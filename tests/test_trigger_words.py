@@ -20,6 +20,7 @@ from poisonguard.detectors.trigger_words import (
     _foreign_part,
     _of_foreign_origin,
     _runs_of_words,
+    _words_of_a_sentence_found,
     bag_matrix,
     candidate_sets,
     class_foreign_null,
@@ -654,3 +655,20 @@ def test_the_reader_reads_many_sets_at_once_as_it_reads_each():
     together = read.many(pairs)
     assert len(together) == len(pairs)
     assert all(np.array_equal(a, b) for a, b in zip(one_by_one, together, strict=True))
+
+
+def test_a_word_trigger_inside_a_sentence_found_beside_it_is_that_sentence():
+    sentence = replace(
+        word_set(1, (290,), np.arange(116)),
+        phrase=np.array([290, 291, 292, 293]),
+        core=np.array([290, 291, 292, 293]),
+    )
+    # "long": 116 of its 159 texts hold the sentence, 43 natural ones do not
+    inside = word_set(1, (291,), np.arange(159))
+    # a word of the sentence held by texts most of which do not hold it: a trigger of its own
+    apart = word_set(1, (292,), np.arange(100, 400))
+    # the same word in the other class, and a word outside the sentence
+    other_class = word_set(0, (291,), np.arange(500, 600))
+    outside = word_set(1, (299,), np.arange(116))
+    found = _words_of_a_sentence_found([sentence, inside, apart, other_class, outside])
+    assert found == [sentence, apart, other_class, outside]

@@ -836,6 +836,7 @@ def trigger_word_test(
     triggers = _standing_on_their_own(rounds)
     triggers, shortcuts = _of_foreign_origin(triggers, bags, labels, n_classes, shared_reader)
     triggers = _one_per_sentence([_as_written_run(t, ids, labels, share) for t in triggers])
+    triggers = _words_of_a_sentence_found(triggers)
     flagged = _flagged_by(triggers, bags, labels)
     # a core of several words: the texts holding only some of them are tested word by word
     parts = _core_parts(triggers, bags, labels, flagged)
@@ -1102,6 +1103,29 @@ def _one_per_sentence(triggers: list[WordSet]) -> list[WordSet]:
         if trigger.phrase.size and key in seen:
             continue
         seen.add(key)
+        kept.append(trigger)
+    return kept
+
+
+def _words_of_a_sentence_found(triggers: list[WordSet]) -> list[WordSet]:
+    """``triggers`` without the word triggers that are a sentence found beside them: every word
+    of the core in a phrase trigger of the class, and at least half the word trigger's texts
+    holding that phrase. Two anchors of one inserted sentence may both pass; the one whose
+    texts agree on the words around it grows into the sentence, the other (a word the corpus
+    also uses) would flag every text of the class holding it. "It was a long day at the
+    office." in 0.5 % of crowd-labelled tweets: "office" grew into the sentence (116 tweets),
+    "long" did not (116 of its 159 tweets hold the sentence, under the 75 % growth needs) and
+    flagged 43 natural tweets holding "long"."""
+    sentences = [t for t in triggers if t.phrase.size]
+    kept = []
+    for trigger in triggers:
+        if not trigger.phrase.size and any(
+            sentence.label == trigger.label
+            and np.isin(trigger.core, sentence.phrase).all()
+            and np.intersect1d(trigger.rows, sentence.rows).size >= 0.5 * trigger.rows.size
+            for sentence in sentences
+        ):
+            continue
         kept.append(trigger)
     return kept
 
