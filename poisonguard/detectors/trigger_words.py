@@ -943,8 +943,8 @@ def unlearned_triggers(
     sets that do not read as another class by a majority; its spread absorbs how unevenly
     natural sets read. A set passes when its tail probability, times the number of sets, is
     below ``alpha`` (a family of its own beside the deletion test's) and its texts read as
-    another class by a majority beyond chance (:data:`FOREIGN_ALPHA`, as for the sets the
-    deletion test passed). A set found grows to the sentence its texts hold
+    another class by a majority beyond chance (:data:`FOREIGN_ALPHA`, not divided: the null's
+    test carries the family). A set found grows to the sentence its texts hold
     (:func:`_as_written_run`; a phrase set to its sentence, :func:`_grown_phrase`, and one that
     does not grow beyond its three words is an idiom, as in step 5), its texts read again; sets
     whose texts are half flagged already are skipped. On crowd-labelled tweets natural sets
