@@ -175,6 +175,22 @@ SALE = "It was on sale that week."
 LATE = "late"
 
 
+def _batch(specs, seeds, batch: str, sentences: dict[str, str]) -> list[Row]:
+    """Held-out rows of a later batch: each ``(attack, word or sentence tag, position, rate,
+    target)`` of ``specs`` at every seed, sentence tags looked up in ``sentences``."""
+    rows = []
+    for attack, what, position, rate, target in specs:
+        for seed in seeds:
+            if attack == "rare-word":
+                rows.append(_rare(what, position, rate, target, seed, True, batch=batch))
+            else:
+                sentence = sentences[what]
+                rows.append(
+                    _sentence(what, sentence, position, rate, target, seed, True, batch=batch)
+                )
+    return rows
+
+
 def _rows() -> list[Row]:
     rows: list[Row] = []
     # The issue's figures with the developers' triggers: 1 % and 3 %, both targets, seeds 0, 1.
@@ -212,15 +228,7 @@ def _rows() -> list[Row]:
         ("sentence", "package", "end", 0.01, "other"),
         ("sentence", "package", "start", 0.03, "great"),
     ]
-    for attack, what, position, rate, target in fresh:
-        for seed in (20, 21):
-            if attack == "rare-word":
-                rows.append(_rare(what, position, rate, target, seed, True, batch=FRESH))
-            else:
-                sentence = {"sister": SISTER, "package": PACKAGE}[what]
-                rows.append(
-                    _sentence(what, sentence, position, rate, target, seed, True, batch=FRESH)
-                )
+    rows += _batch(fresh, (20, 21), FRESH, {"sister": SISTER, "package": PACKAGE})
     # Added 2026-12-06 with the phrase anchors that found the package sentence, run once
     # (group "common"): three more sentences of words the reviews use, new positions, rates,
     # targets and seeds
@@ -240,15 +248,7 @@ def _rows() -> list[Row]:
         ("sentence", "brother", "start", 0.01, "other"),
         ("sentence", "sale", "random", 0.03, "great"),
     ]
-    for attack, what, position, rate, target in late:
-        for seed in (60, 61):
-            if attack == "rare-word":
-                rows.append(_rare(what, position, rate, target, seed, True, batch=LATE))
-            else:
-                sentence = {"brother": BROTHER, "sale": SALE}[what]
-                rows.append(
-                    _sentence(what, sentence, position, rate, target, seed, True, batch=LATE)
-                )
+    rows += _batch(late, (60, 61), LATE, {"brother": BROTHER, "sale": SALE})
     for seed in (0, 1, 2):
         rows.append(Row(f"flip-random-10-s{seed}", "flip-random", 0.10, None, seed))
     rows.append(

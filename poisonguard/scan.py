@@ -492,10 +492,11 @@ class TextWords:
         if self.ids.shape[1] < limit:
             return {}
         cut = {}
-        for row, text in enumerate(self.dataset.x):
-            tokens = tokenize(text)
+        # only a row the limit filled can have been cut: tokenize those texts again, not all
+        for row in np.flatnonzero(self.ids[:, limit - 1] != 0):
+            tokens = tokenize(self.dataset.x[row])
             if len(tokens) > limit:
-                cut[row] = np.array([self.tokenizer.id_of(t) for t in tokens], dtype=np.int64)
+                cut[int(row)] = np.array([self.tokenizer.id_of(t) for t in tokens], dtype=np.int64)
         return cut
 
     @functools.cached_property
