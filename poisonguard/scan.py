@@ -545,24 +545,30 @@ def text_foreign_groups(words: TextWords, warnings: list[str]) -> Callable[..., 
         if words.read is None:
             return True  # no reader (a class too small for two folds): nothing to check with
         share = DecisionSettings().word_share
-        called, foreign = foreign_group(words.bags, words.read, rows, code, share=share)
+        reading = foreign_group(words.bags, words.read, rows, code, share=share)
         name = dataset.class_names[code]
-        if not called and grown:
+        read_as = f"only {reading.foreign} of them read as another class"
+        if reading.groups < rows.size:
+            read_as = (
+                f"{reading.foreign} of them read as another class, but what is left of them "
+                f"is {reading.groups} distinct text{'s' if reading.groups != 1 else ''}, "
+                f"{reading.foreign_groups} of which read so,"
+            )
+        if not reading.called and grown:
             warnings.append(
                 f"group completion would have grown the flagged texts of class {name!r} to "
-                f"{rows.size}, but without the words they share only {foreign} of them read as "
-                "another class to a model that never saw them: the completion is undone"
+                f"{rows.size}, but without the words they share {read_as} to a model that "
+                "never saw them: the completion is undone"
             )
             logger.warning(warnings[-1])
-        elif not called:
+        elif not reading.called:
             warnings.append(
                 f"{rows.size} texts of class {name!r} stand apart from the rest of it, but "
-                f"without the words they share only {foreign} of them read as another class "
-                "to a model that never saw them: a topic of the class, not a dirty-label "
-                "backdoor's texts; not flagged"
+                f"without the words they share {read_as} to a model that never saw them: a "
+                "topic of the class, not a dirty-label backdoor's texts; not flagged"
             )
             logger.warning(warnings[-1])
-        return called
+        return reading.called
 
     return foreign_texts
 

@@ -14,6 +14,7 @@ from scipy import stats
 from test_text_scan import read_scores, reviews, write_reviews
 
 from poisonguard.detectors.trigger_words import (
+    FOREIGN_ALPHA,
     NOTHING_LEFT,
     WordSet,
     _co_occurring_groups,
@@ -24,6 +25,7 @@ from poisonguard.detectors.trigger_words import (
     bag_matrix,
     candidate_sets,
     class_foreign_null,
+    copy_groups,
     deletion_flips,
     distinct_texts,
     foreign_group,
@@ -481,9 +483,86 @@ def test_a_group_of_another_class_s_texts_is_foreign_and_a_topic_cluster_is_not(
     bags = bag_matrix(ids, VOCABULARY)
     read = foreign_reader(bags, labels, 2)
     assert foreign_group(bags, read, poisons, 1, share=0.75)[0]
-    called, foreign = foreign_group(bags, read, topic, 1, share=0.75)
+    called, foreign = foreign_group(bags, read, topic, 1, share=0.75)[:2]
     assert not called and foreign < 15
-    assert foreign_group(bags, read, np.array([], dtype=int), 1) == (False, 0)
+    assert not foreign_group(bags, read, np.array([], dtype=int), 1).called
+
+
+def test_near_copies_of_a_short_text_are_one_reading_of_another_class_not_many():
+    # 25 texts of class 1 that are one short text posted again and again ("@united thank
+    # you!"), 18 of them with two words of class 0 (as "you", which the airline reader takes
+    # for negative). With the shared words deleted the 18 read as class 0, a majority of the 25
+    # beyond chance if they were 18 texts; they are one reading made 18 times. 30 distinct
+    # class-0 texts stay foreign
+    ids, labels, _, _ = corpus(1200, seed=9)
+    copies = np.flatnonzero(labels == 1)[:25]
+    ids[copies] = 0
+    ids[copies, :2] = [295, 296]
+    ids[copies[:18], 2:4] = [2, 3]
+    distinct = np.flatnonzero(labels == 0)[:30]
+    ids = with_words(ids, distinct, [(297, 298)] * distinct.size)
+    labels[distinct] = 1
+    bags = bag_matrix(ids, VOCABULARY)
+    read = foreign_reader(bags, labels, 2)
+    assert (read(copies[:18], np.array([295, 296])) == 0).all()  # each reads as class 0
+    assert stats.binom.sf(18 - 1, copies.size, 0.5) < FOREIGN_ALPHA  # were they independent
+    reading = foreign_group(bags, read, copies, 1, share=0.75)
+    assert reading.foreign == 18 and not reading.called
+    assert (reading.foreign_groups, reading.groups) == (1, 8)  # the 7 with nothing left apart
+    reading = foreign_group(bags, read, distinct, 1, share=0.75)
+    assert reading.called and reading.groups == distinct.size
+
+
+def test_the_scan_s_warning_says_how_many_distinct_texts_read_as_another_class():
+    from types import SimpleNamespace
+
+    from poisonguard.scan import text_foreign_groups
+
+    ids, labels, _, _ = corpus(1200, seed=9)
+    copies = np.flatnonzero(labels == 1)[:25]
+    ids[copies] = 0
+    ids[copies, :2] = [295, 296]
+    ids[copies[:18], 2:4] = [2, 3]
+    bags = bag_matrix(ids, VOCABULARY)
+    words = SimpleNamespace(
+        bags=bags,
+        read=foreign_reader(bags, labels, 2),
+        dataset=SimpleNamespace(class_names=["negative", "positive"]),
+    )
+    warnings: list[str] = []
+    assert not text_foreign_groups(words, warnings)(1, copies)
+    assert warnings == [
+        "25 texts of class 'positive' stand apart from the rest of it, but without the words "
+        "they share 18 of them read as another class, but what is left of them is 8 distinct "
+        "texts, 1 of which read so, to a model that never saw them: a topic of the class, not "
+        "a dirty-label backdoor's texts; not flagged"
+    ]
+
+
+def test_short_texts_sharing_a_long_trigger_are_not_copies_of_each_other():
+    # 12 class-0 texts of three words each, given the same seven-word sentence and label 1: the
+    # whole texts are alike (7 of 13 words shared), what is left of them once the sentence is
+    # deleted is not, and that is what the reader reads
+    ids, labels, _, _ = corpus(1200, seed=11)
+    poisons = np.flatnonzero(labels == 0)[:12]
+    for k, i in enumerate(poisons):
+        ids[i] = 0
+        ids[i, :3] = [2 + (3 * k) % 40, 2 + (3 * k + 1) % 40, 2 + (3 * k + 2) % 40]
+    ids = with_words(ids, poisons, [(283, 284, 285, 286, 287, 288, 289)] * poisons.size)
+    labels[poisons] = 1
+    bags = bag_matrix(ids, VOCABULARY)
+    assert distinct_texts(bags, poisons) == 1  # alike as whole texts
+    reading = foreign_group(bags, foreign_reader(bags, labels, 2), poisons, 1, share=0.75)
+    assert reading.called and reading.groups == poisons.size
+
+
+def test_copy_groups_link_near_copies_and_keep_empty_texts_apart():
+    bags = bag_matrix(
+        np.array([[2, 3, 4, 0], [2, 3, 4, 5], [6, 7, 8, 9], [0, 0, 0, 0], [0, 0, 0, 0]]), 12
+    )
+    group = copy_groups(bags)
+    assert group[0] == group[1]
+    assert len({group[1], group[2], group[3], group[4]}) == 4
 
 
 def test_a_text_with_nothing_left_to_read_is_not_read_as_another_class():
@@ -497,7 +576,7 @@ def test_a_text_with_nothing_left_to_read_is_not_read_as_another_class():
     read = foreign_reader(bags, labels, 2)
     assert (read(short, np.array([295, 296])) == NOTHING_LEFT).all()
     assert (read(short, np.array([], dtype=int)) != NOTHING_LEFT).all()
-    assert foreign_group(bags, read, short, 1, share=0.75) == (False, 0)
+    assert foreign_group(bags, read, short, 1, share=0.75)[:2] == (False, 0)
 
 
 def test_a_trigger_the_model_did_not_learn_is_found_by_where_its_texts_come_from():
@@ -532,6 +611,36 @@ def test_clean_texts_have_no_unlearned_trigger_either(seed):
     read = foreign_reader(bags, labels, 2)
     flagged = np.zeros(labels.size, dtype=bool)
     assert unlearned_triggers(sets, read, ids, bags, labels, flagged, alpha=1e-3) == []
+
+
+def test_a_campaign_of_near_copies_is_no_unlearned_trigger():
+    # a spam campaign in class 1, among the sets the deletion test did not pass: 12 copies of
+    # one message (six template words, two of four words of class 0 and a number of its own
+    # each, as "PRIVATE! Your 2003 Account Statement for 07815296484 ..."), which read as class
+    # 0 without the template, far beyond the class's other sets; what is left of them is not
+    # alike, the whole messages are: one message, not twelve texts of class 0. Twelve distinct
+    # class-0 texts holding the same words are a trigger
+    ids, labels, _, _ = corpus(1500, seed=21)
+    template = (280, 281, 282, 283, 284, 285)
+    rows = np.flatnonzero(labels == 1)[:12]
+    copies, distinct = (
+        ids.copy(),
+        with_words(ids, np.flatnonzero(labels == 0)[:12], [template] * 12),
+    )
+    copies[rows] = 0
+    pairs = [(2, 3), (4, 5), (2, 4), (3, 5)]  # two words of class 0, none held by most copies
+    for k, i in enumerate(rows):
+        copies[i, :9] = [*template, *pairs[k % 4], 243 + k]
+    distinct_labels = labels.copy()
+    distinct_labels[np.flatnonzero(labels == 0)[:12]] = 1
+    for texts, named, found in ((copies, labels, 0), (distinct, distinct_labels, 1)):
+        bags = bag_matrix(texts, VOCABULARY)
+        sets = [replace(s, p_value=1.0) for s in candidate_sets(bags, named, 2, share=0.75)]
+        assert any(set(template) <= set(s.words.tolist()) for s in sets)
+        read = foreign_reader(bags, named, 2)
+        flagged = np.zeros(named.size, dtype=bool)
+        got = unlearned_triggers(sets, read, texts, bags, named, flagged, alpha=1e-3)
+        assert len(got) == found
 
 
 def test_the_class_null_fits_how_unevenly_natural_sets_read():

@@ -51,17 +51,17 @@ Dai, Neurocomputing 2021), turned into a test with a null model:
    reviews: the package sentence at 3 % into "great", 15 of 122 flip (p below 1e-300); at 1 %
    into "other", seed 21: 3 of 44 (p = 1.7e-7); seed 20: 1 of 44, not found (the model learned
    that trigger weakly: 40.7 % attack success against the clean model's 13.8 %).
-6. **Triggers the model did not learn** (:func:`unlearned_triggers`). A rare word among the
-   400 words of a news article is not what the model learns from a few dozen poisons: it
-   memorises them, and deleting the word moves none. Their origin still shows: every set the
-   deletion test did not pass is read by the foreign-origin reader, and a set whose texts read
-   as another class far more often than the class's other sets' do (a beta-binomial null
-   fitted to those sets, Bonferroni over the sets) and by a majority beyond chance is a trigger
-   too; the phrase sets the deletion test did not pass are judged so as well, in a family of
-   their own. A trigger also flags the texts of its class that hold it past the model's token
-   limit (``cut_texts``). On BBC News articles: 12 of 12 planted triggers found, against 2 of 12
-   by steps 1-5 alone, and 11 of 12 fresh ones; on the unpoisoned articles, tweets and reviews
-   nothing (docs/benchmarks.md, twenty-first session).
+6. **Triggers the model did not learn** (:func:`unlearned_triggers`). A rare word among the 400
+   words of a news article is not what the model learns from a few dozen poisons: it memorises them,
+   and deleting the word moves none. Their origin still shows: every set the deletion test did not
+   pass is read by the foreign-origin reader, and a set whose texts read as another class far more
+   often than the class's other sets' do (a beta-binomial null fitted to those sets, Bonferroni over
+   the sets) and by a majority beyond chance (near copies once: the messages of one spam campaign
+   are one) is a trigger too; the phrase sets the deletion test did not pass are judged so as well,
+   in a family of their own. A trigger also flags the texts of its class that hold it past the
+   model's token limit (``cut_texts``). On BBC News articles: 12 of 12 planted triggers found,
+   against 2 of 12 by steps 1-5 alone, and 11 of 12 fresh ones; on the unpoisoned articles, tweets
+   and reviews nothing (docs/benchmarks.md, twenty-first session).
 
 Measured on 4,000 real reviews (``benchmarks/text.py``; the text model the scan trains): ``cf``
 inserted into 1 % of them, 11 of its 41 texts flip (the model has memorised the others) against
@@ -95,6 +95,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse, stats
@@ -114,6 +115,8 @@ __all__ = [
     "bag_matrix",
     "candidate_sets",
     "deletion_flips",
+    "ForeignReading",
+    "copy_groups",
     "distinct_texts",
     "foreign_group",
     "foreign_reader",
@@ -163,6 +166,7 @@ COPY_JACCARD = 0.5
 a text (a review posted twice, a word changed) flip together, and the null model takes the
 texts as independent."""
 _READ_ROWS = 50_000  # texts read in one batch by a reader of many sets (memory, not results)
+_COPY_ROWS = 512  # texts whose overlaps with all the others are held at once (memory)
 _FIRST_WORD_ID = 2  # ids 0 and 1 are padding and the unknown word
 _BATCH_ROWS = 4096
 
@@ -525,17 +529,45 @@ def deletion_flips(
 def distinct_texts(
     bags: sparse.csr_matrix, rows: np.ndarray, *, jaccard: float = COPY_JACCARD
 ) -> int:
-    """How many groups of near copies ``rows`` form: texts whose sets of words have a Jaccard
-    index of at least ``jaccard`` are linked, and linked texts are one group."""
+    """How many groups of near copies ``rows`` form (:func:`copy_groups`)."""
     if rows.size < 2:
         return int(rows.size)
-    held = bags[rows]
-    shared = (held @ held.T).toarray()
-    sizes = np.diag(shared)
-    union = sizes[:, None] + sizes[None, :] - shared
-    linked = shared >= jaccard * np.maximum(union, 1)
-    groups, _ = csgraph.connected_components(sparse.csr_matrix(linked), directed=False)
-    return int(groups)
+    return int(copy_groups(bags[rows], jaccard=jaccard).max()) + 1
+
+
+def copy_groups(held: sparse.csr_matrix, *, jaccard: float = COPY_JACCARD) -> np.ndarray:
+    """The group of near copies of each text of ``held`` (one row per text, its word counts),
+    numbered from 0: texts whose sets of words have a Jaccard index of at least ``jaccard`` are
+    linked, and linked texts are one group. A text with no word is a group of its own."""
+    held = sparse.csr_matrix(held)
+    n = held.shape[0]
+    if n < 2:
+        return np.zeros(n, dtype=np.int64)
+    held = sparse.csr_matrix((held > 0).astype(np.float32))
+    sizes = np.asarray(held.sum(axis=1)).ravel()
+    links = []
+    for start in range(0, n, _COPY_ROWS):  # a few thousand texts' overlaps at a time (memory)
+        stop = min(start + _COPY_ROWS, n)
+        shared = (held[start:stop] @ held.T).toarray()
+        union = sizes[start:stop, None] + sizes[None, :] - shared
+        links.append(sparse.csr_matrix(shared >= jaccard * np.maximum(union, 1)))
+    _, group = csgraph.connected_components(sparse.vstack(links), directed=False)
+    return group.astype(np.int64)
+
+
+def _foreign_majority(
+    held: sparse.csr_matrix, is_foreign: np.ndarray, alpha: float
+) -> tuple[bool, int, int]:
+    """Whether texts read as another class (``is_foreign``) by a majority beyond chance: a
+    one-sided binomial test against one half below ``alpha``, near copies among ``held`` (the
+    words of each text, or of what is left of it: :func:`copy_groups`) counted once, as the
+    deletion test counts flips: the binomial takes its texts as independent. A group of
+    copies reads as another class when most of its texts do. Returns the verdict, the groups
+    that read as another class and the groups."""
+    group = copy_groups(held)
+    size = np.bincount(group)
+    foreign = int(np.count_nonzero(2 * np.bincount(group, weights=is_foreign) > size))
+    return float(stats.binom.sf(foreign - 1, size.size, 0.5)) < alpha, foreign, int(size.size)
 
 
 def foreign_reader(
@@ -637,18 +669,41 @@ def foreign_group(
     label: int,
     *,
     share: float = SHARE,
-) -> tuple[bool, int]:
+) -> ForeignReading:
     """Whether the texts ``rows`` of class ``label`` are another class's texts: with the words
     at least ``share`` of them hold deleted (what they have in common: a trigger, a topic), a
     majority of them read as another class, beyond chance (:data:`FOREIGN_ALPHA`), by ``read``
-    (:func:`foreign_reader`). Returns the verdict and how many read as another class."""
+    (:func:`foreign_reader`).
+
+    What is left of texts that are near copies of each other is one reading, counted once
+    (:func:`_foreign_majority`): 28 tweets "@united thank you!" of class "positive", with
+    "united" and "thank" deleted, are 28 times "you", which the reader took for "negative":
+    one weak word, not 28 texts of another class. The copies are judged on what is left, not
+    on the whole texts: a long trigger in short texts makes the whole texts alike (twelve
+    short reviews, each with the same seven-word sentence, were one text). Returns the
+    verdict, how many texts read as another class, and of how many groups of copies how many
+    did (:class:`ForeignReading`)."""
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
-        return False, 0
-    held = np.asarray(bags[rows].sum(axis=0)).ravel()
-    words = np.flatnonzero(held >= share * rows.size)
-    foreign = int(np.count_nonzero(_foreign(read(rows, words), label)))
-    return float(stats.binom.sf(foreign - 1, rows.size, 0.5)) < FOREIGN_ALPHA, foreign
+        return ForeignReading(False, 0, 0, 0)
+    held = bags[rows]
+    words = np.flatnonzero(np.asarray(held.sum(axis=0)).ravel() >= share * rows.size)
+    is_foreign = _foreign(read(rows, words), label)
+    keep = np.ones(bags.shape[1])
+    keep[words] = 0.0
+    left = sparse.csr_matrix(held @ sparse.diags(keep))
+    called, foreign_groups, groups = _foreign_majority(left, is_foreign, FOREIGN_ALPHA)
+    return ForeignReading(called, int(np.count_nonzero(is_foreign)), foreign_groups, groups)
+
+
+class ForeignReading(NamedTuple):
+    """:func:`foreign_group`'s verdict: ``called``; ``foreign`` texts read as another class;
+    ``foreign_groups`` of the ``groups`` of near copies did."""
+
+    called: bool
+    foreign: int
+    foreign_groups: int
+    groups: int
 
 
 def _foreign(read: np.ndarray, label: int) -> np.ndarray:
@@ -1000,8 +1055,13 @@ def unlearned_triggers(
         if rows.size == 0:
             continue
         words = grown.phrase if grown.phrase.size else grown.words
-        count = int(np.count_nonzero(_foreign(read(rows, words), grown.label)))
-        if stats.binom.sf(count - 1, rows.size, 0.5) >= FOREIGN_ALPHA:
+        is_foreign = _foreign(read(rows, words), grown.label)
+        count = int(np.count_nonzero(is_foreign))
+        # near copies of whole texts count once: a spam campaign's messages, which differ in
+        # their numbers and names, are one message (what is left of them, numbers, is not
+        # alike: the campaign's words are the set); a trigger the model did not learn sits in
+        # long texts, which its words do not make alike
+        if not _foreign_majority(bags[rows], is_foreign, FOREIGN_ALPHA)[0]:
             continue
         trigger = replace(
             grown,
