@@ -112,11 +112,14 @@ def test_the_corpora_s_unseen_plants_use_no_trigger_of_any_other_row(bench):
         "benchmark_corpora", PATH.parent / "text_backdoor_corpora.py"
     )
     corpora = importlib.util.module_from_spec(spec)
+    loaded = set(sys.modules)
     sys.path.insert(0, str(PATH.parent))
     try:
-        spec.loader.exec_module(corpora)
+        spec.loader.exec_module(corpora)  # imports text.py and text_flip_corpora.py by name
     finally:
         sys.path.remove(str(PATH.parent))
+        for name in {"text", "text_flip_corpora"} - loaded:
+            sys.modules.pop(name, None)
     earlier = [(a, o) for a, o, _, _ in corpora.PLANTS + corpora.FRESH_PLANTS]
     earlier += [(row.attack, row.options) for row in bench.ROWS if row.kind == "backdoor"]
     words = {word for _, options in earlier for word in options.get("trigger_words", ())}

@@ -546,7 +546,7 @@ def copy_groups(held: sparse.csr_matrix, *, jaccard: float = COPY_JACCARD) -> np
     held = sparse.csr_matrix((held > 0).astype(np.float32))
     sizes = np.asarray(held.sum(axis=1)).ravel()
     links = []
-    for start in range(0, n, _COPY_ROWS):  # a few thousand texts' overlaps at a time (memory)
+    for start in range(0, n, _COPY_ROWS):  # a few hundred texts' overlaps at a time (memory)
         stop = min(start + _COPY_ROWS, n)
         shared = (held[start:stop] @ held.T).toarray()
         union = sizes[start:stop, None] + sizes[None, :] - shared
