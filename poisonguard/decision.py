@@ -1486,8 +1486,15 @@ def decide(
         )
         if reached:
             return decide(**{**call, "warp_classes": reached})
-    # a backdoor's evidence orders the samples unless the decision found label noise only
-    backdoor_evidence = not (noisy and not targets)
+    # a backdoor's evidence orders the samples unless the decision found label noise only;
+    # on texts (``label_probabilities``: a model that never saw a text reads its words) that
+    # reading alone orders them: a dirty-label text poison is another class's text too, and
+    # the distance ratios and word drops of a text model that memorised its training set
+    # rank natural texts among the poisons (every text row of the benchmarks, 188 with
+    # poisons or flips: AUROC of the ordering by the words alone at least that of the
+    # maximum, to 1e-4, on every one; 10 %-flipped Rotten Tomatoes snippets 0.56 -> 0.76,
+    # the BBC News "weather" sentence at 1 %, nothing flagged, 0.69 -> 0.90)
+    backdoor_evidence = not (noisy and not targets) and label_probabilities is None
     score = _fused_score(
         flagged,
         distance_ratio if backdoor_evidence else None,

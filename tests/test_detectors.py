@@ -1176,6 +1176,23 @@ def test_label_probabilities_order_the_scores_and_leave_the_rules_alone():
     assert without.score[doubted] == without.score[trusted]
 
 
+def test_label_probabilities_alone_order_the_scores_when_nothing_is_called():
+    """With texts' word heads given, a far sample whose words agree with its label ranks below
+    one whose words doubt it, the rules calling nothing: the distance ratios of a text model
+    that memorised its training set are no evidence of their own there."""
+    data = Synthetic()
+    clean = np.flatnonzero((data.labels == 0) & (data.oos_predicted == data.labels))
+    far, doubtful = int(clean[0]), int(clean[1])
+    data.ratio[far] = 30.0  # far evidence 0.75
+    data_words = Synthetic()
+    data_words.oos_given[:] = 0.9
+    data_words.oos_given[doubtful] = 0.5  # the words doubt this label: label evidence 0.5
+    decision = data.decide(label_probabilities=data_words.oos_probabilities)
+    assert not decision.flagged.any() and decision.target_classes == []
+    assert decision.score[doubtful] > decision.score[far]
+    assert data.decide().score[far] > data.decide().score[doubtful]  # the maximum without
+
+
 def test_label_noise_rule_ignores_a_few_confusions_in_one_class_pair():
     data = Synthetic()
     members = np.flatnonzero(data.labels == 0)[:3]

@@ -86,7 +86,7 @@ CASES = {
 GOLDEN_SCORES = {
     "digits": "f24a5a41df4338d6f395cff39c1a4039dc2ac135167531456d7d4accaa711ad3",
     "breast_cancer": "305a86a4f1722b4dc21a15b6f441981671109e7fdfd085e2e1fc35421f746f8d",
-    "reviews": "00a37bb3a9d3aba6be146a8f04a487684290aaa4bdc6198018a18b7ae3e57fa9",
+    "reviews": "393b1b30870462e8a1ee8cc7d4140603313f8cb565717884129da84e8d9ce0e8",
 }
 
 
