@@ -728,7 +728,8 @@ def decide(
         Out-of-sample probabilities that order the samples by label evidence in the fused score,
         in place of ``oos_probabilities`` (texts: heads on the texts' words; the text model
         memorised every label, so heads on its features rank 10 % random flips below chance,
-        AUROC 0.41, where heads on the words reach 0.83). The rules still read
+        AUROC 0.41, where heads on the words reach 0.83). Given, they alone order the samples
+        (no distance ratio, no word drop: see the comment at the score). The rules still read
         ``oos_probabilities``.
     farthest_samples : bool
         Whether the farthest-samples test runs (with ``transplant``). The scan runs it on

@@ -488,17 +488,24 @@ def test_a_group_of_another_class_s_texts_is_foreign_and_a_topic_cluster_is_not(
     assert not foreign_group(bags, read, np.array([], dtype=int), 1).called
 
 
-def test_near_copies_of_a_short_text_are_one_reading_of_another_class_not_many():
-    # 25 texts of class 1 that are one short text posted again and again ("@united thank
-    # you!"), 18 of them with two words of class 0 (as "you", which the airline reader takes
-    # for negative). With the shared words deleted the 18 read as class 0, a majority of the 25
-    # beyond chance if they were 18 texts; they are one reading made 18 times. 30 distinct
-    # class-0 texts stay foreign
-    ids, labels, _, _ = corpus(1200, seed=9)
+def posted_again(ids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` with 25 texts of class 1 made one short text posted again and again ("@united
+    thank you!"): two shared words, and in 18 of them two words of class 0 (as "you", which
+    the airline reader takes for negative); returns the ids and the 25 texts."""
     copies = np.flatnonzero(labels == 1)[:25]
+    ids = ids.copy()
     ids[copies] = 0
     ids[copies, :2] = [295, 296]
     ids[copies[:18], 2:4] = [2, 3]
+    return ids, copies
+
+
+def test_near_copies_of_a_short_text_are_one_reading_of_another_class_not_many():
+    # with the shared words deleted the 18 read as class 0, a majority of the 25 beyond chance
+    # if they were 18 texts; they are one reading made 18 times. 30 distinct class-0 texts
+    # stay foreign
+    ids, labels, _, _ = corpus(1200, seed=9)
+    ids, copies = posted_again(ids, labels)
     distinct = np.flatnonzero(labels == 0)[:30]
     ids = with_words(ids, distinct, [(297, 298)] * distinct.size)
     labels[distinct] = 1
@@ -519,10 +526,7 @@ def test_the_scan_s_warning_says_how_many_distinct_texts_read_as_another_class()
     from poisonguard.scan import text_foreign_groups
 
     ids, labels, _, _ = corpus(1200, seed=9)
-    copies = np.flatnonzero(labels == 1)[:25]
-    ids[copies] = 0
-    ids[copies, :2] = [295, 296]
-    ids[copies[:18], 2:4] = [2, 3]
+    ids, copies = posted_again(ids, labels)
     bags = bag_matrix(ids, VOCABULARY)
     words = SimpleNamespace(
         bags=bags,
