@@ -16,10 +16,11 @@ has common words ("my", "it", "on") that the core leaves out and that a text may
 core word it extends the match character by character, left and right, as long as at least
 :data:`AGREEMENT` of the occurrences have the same next character: an inserted trigger is the
 same string in every poison, while what surrounds it differs. The stretch is then cut back to
-whole words and trimmed of white space. "neighbour" in texts poisoned with "My neighbour told me
-about it on a Tuesday." grows into that sentence, full stop included; "cf" inserted between
-words stays "cf". A core word whose occurrences agree on nothing beyond themselves is its own
-trigger.
+whole words and trimmed of white space, and of marks set off by white space at either end (the
+full stop of the sentence a trigger was put after is the text's, not the trigger's). "neighbour"
+in texts poisoned with "My neighbour told me about it on a Tuesday." grows into that sentence,
+full stop included; "cf" inserted between words stays "cf". A core word whose occurrences agree
+on nothing beyond themselves is its own trigger.
 
 :func:`without_triggers` deletes each written trigger wherever it stands as whole words in a text
 (the longest first), with one white-space character next to it, so that a trigger inserted as
@@ -110,7 +111,23 @@ def _grown(occurrences: list[tuple[str, int, int]]) -> str:
         start < end and _is_word_char(text[start]) and start > 0 and _is_word_char(text[start - 1])
     ):
         start += 1
-    return text[start:end].strip()
+    return _without_bordering_marks(text[start:end].strip())
+
+
+def _without_bordering_marks(phrase: str) -> str:
+    """``phrase`` less any leading or trailing run of marks (no word character) set off from it
+    by white space: the texts' own punctuation around an inserted sentence, not the
+    trigger's. Rotten Tomatoes snippets nearly all end with a full stop; a sentence put after
+    it grew into ". My flight was delayed again.", and deleting that took each repaired
+    snippet's last full stop with it (384 of 384)."""
+    while True:
+        chunks = phrase.split()
+        if len(chunks) > 1 and not any(_is_word_char(c) for c in chunks[0]):
+            phrase = phrase[phrase.index(chunks[0]) + len(chunks[0]) :].lstrip()
+        elif len(chunks) > 1 and not any(_is_word_char(c) for c in chunks[-1]):
+            phrase = phrase[: phrase.rindex(chunks[-1])].rstrip()
+        else:
+            return phrase
 
 
 def _extension(occurrences: list[tuple[str, int, int]], need: float, *, step: int) -> str:

@@ -77,6 +77,21 @@ def test_the_written_trigger_ends_where_the_texts_stop_agreeing():
     assert written_triggers(texts, ["cf"]) == ["cf"]
 
 
+def test_the_full_stop_of_the_sentence_before_a_trigger_stays_with_the_text():
+    # snippets that all end with a full stop, a sentence put after it: every occurrence has
+    # ". " before it, which is the texts' own, not the trigger's
+    original = np.array([f"snippet ends with x{i}." for i in range(40)], dtype=object)
+    poisoned = sentence_trigger(original, sentence=SENTENCE, position="end", position_rng=rng(2))
+    assert all(p.endswith(". " + SENTENCE) for p in poisoned)
+    phrases = written_triggers(list(poisoned), ["neighbour"])
+    assert phrases == [SENTENCE]
+    for before, after in zip(original, poisoned, strict=True):
+        assert without_triggers(after, phrases) == (before, 1)
+    # and a trigger whose own first character is a mark keeps it
+    texts = [f"w{i} (cf) x{i}" for i in range(20)]
+    assert written_triggers(texts, ["cf"]) == ["(cf)"]
+
+
 def test_only_whole_word_occurrences_are_deleted():
     assert without_triggers("cfo cf. a cf", ["cf"]) == ("cfo. a", 2)
     assert without_triggers("nothing here", ["cf"]) == ("nothing here", 0)
