@@ -555,6 +555,14 @@ def copy_groups(held: sparse.csr_matrix, *, jaccard: float = COPY_JACCARD) -> np
     return group.astype(np.int64)
 
 
+def _without_words(held: sparse.csr_matrix, words: np.ndarray) -> sparse.csr_matrix:
+    """``held`` (texts' word counts) with the columns of ``words`` zeroed: what is left of the
+    texts once those words are deleted."""
+    keep = np.ones(held.shape[1], dtype=np.float32)
+    keep[np.asarray(words, dtype=np.int64)] = 0.0
+    return sparse.csr_matrix(held @ sparse.diags(keep))
+
+
 def _foreign_majority(
     held: sparse.csr_matrix, is_foreign: np.ndarray, alpha: float
 ) -> tuple[bool, int, int]:
@@ -628,9 +636,7 @@ def foreign_reader(
 
     def read(rows: np.ndarray, words: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        keep = np.ones(bags.shape[1], dtype=np.float32)
-        keep[np.asarray(words, dtype=np.int64)] = 0.0
-        return predicted(rows, sparse.csr_matrix(bags[rows] @ sparse.diags(keep)))
+        return predicted(rows, _without_words(bags[rows], words))
 
     def read_many(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         # every (rows, words) of ``pairs`` read as ``read`` would, the texts of many pairs
@@ -689,9 +695,7 @@ def foreign_group(
     held = bags[rows]
     words = np.flatnonzero(np.asarray(held.sum(axis=0)).ravel() >= share * rows.size)
     is_foreign = _foreign(read(rows, words), label)
-    keep = np.ones(bags.shape[1])
-    keep[words] = 0.0
-    left = sparse.csr_matrix(held @ sparse.diags(keep))
+    left = _without_words(held, words)
     called, foreign_groups, groups = _foreign_majority(left, is_foreign, FOREIGN_ALPHA)
     return ForeignReading(called, int(np.count_nonzero(is_foreign)), foreign_groups, groups)
 
