@@ -128,9 +128,11 @@ def fit_reduction(rows: np.ndarray, method: str, k: int, seed: int) -> Any:
     if method == "ica":
         model = FastICA(n_components=k, whiten="unit-variance", max_iter=400, random_state=seed)
         return model.fit(rows)
-    import umap  # imported here: loading umap (numba) costs seconds
+    from poisonguard.umap_loader import load_umap  # loading umap (numba) costs seconds
 
-    model = umap.UMAP(n_components=k, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1)
+    model = load_umap().UMAP(
+        n_components=k, n_neighbors=15, min_dist=0.0, random_state=seed, n_jobs=1
+    )
     return model.fit(rows)
 
 
