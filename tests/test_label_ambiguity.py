@@ -57,3 +57,14 @@ def test_the_statement_says_when_the_heads_read_features_that_saw_the_labels():
         agreeing["statement"]
         == "A model that never saw them predicts the given class for every sample."
     )
+
+
+def test_on_texts_the_statement_says_flipped_labels_are_not_flagged():
+    labels = np.array([0, 1, 1, 0])
+    args = (labels, np.array([0, 1, 1, 1]), np.full(4, 0.95), np.zeros(4, bool), ["a", "b"])
+    images = label_ambiguity(*args, out_of_sample=True)
+    texts = label_ambiguity(*args, out_of_sample=True, rule_flags_disagreement=False)
+    assert "flags disagreement only where it forms a pattern" in images["statement"]
+    assert "does not flag flipped labels" in texts["statement"]
+    assert "forms a pattern" not in texts["statement"] and not texts["rule_flags_disagreement"]
+    assert texts["statement"].startswith(images["statement"].split(" That is")[0])

@@ -38,6 +38,7 @@ def label_ambiguity(
     *,
     out_of_sample: bool,
     features_saw_labels: bool = False,
+    rule_flags_disagreement: bool = True,
 ) -> dict[str, Any] | None:
     """The ``findings.label_ambiguity`` entry of ``report.json``; ``None`` without predictions.
 
@@ -57,6 +58,12 @@ def label_ambiguity(
         Whether that model read features of a model trained on every sample with its label
         (the heads on an image model's features): the statement then says that the share may
         understate the ambiguity.
+    rule_flags_disagreement : bool
+        Whether the label-noise rule can flag this disagreement. On texts it cannot: it reads
+        heads on the features of a text model that memorised every label (they agree with
+        every label, flipped or not), and the heads on the words, which read these
+        predictions, cannot tell random flips from a corpus's own ambiguity by the share
+        (docs/benchmarks.md). The statement then says so instead of promising a pattern test.
 
     Returns
     -------
@@ -104,6 +111,7 @@ def label_ambiguity(
         "unflagged_fraction": float(disagree[unflagged].mean()) if unflagged.any() else 0.0,
         "per_class": per_class,
         "features_saw_labels": bool(features_saw_labels),
+        "rule_flags_disagreement": bool(rule_flags_disagreement),
     }
     entry["statement"] = _statement(entry)
     return entry
@@ -129,10 +137,20 @@ def _statement(entry: dict[str, Any]) -> str:
     verb = "predict" if entry["features_saw_labels"] else "predicts"
     if not entry["disagreeing"]:
         return f"{who} {verb} the given class for every sample."
-    return (
+    found = (
         f"{who} {verb} another class than the given one for {share} of the samples "
         f"({100 * entry['confident_fraction']:.1f} % at {100 * CONFIDENT:.0f} % confidence or "
-        f"more; most in class {worst['class']!r}, {100 * worst['fraction']:.1f} %). That is "
-        "the labels' ambiguity plus the model's own error, not evidence of poisoning on its "
-        "own: the label-noise rule flags disagreement only where it forms a pattern."
+        f"more; most in class {worst['class']!r}, {100 * worst['fraction']:.1f} %)."
+    )
+    if not entry["rule_flags_disagreement"]:
+        return (
+            f"{found} That is the labels' ambiguity, the model's own error and any flipped "
+            "labels together: on texts the label-noise rule does not flag flipped labels (it "
+            "cannot tell them from a corpus's own ambiguity), so review the texts read as "
+            "another class yourself, highest score first."
+        )
+    return (
+        f"{found} That is the labels' ambiguity plus the model's own error, not evidence of "
+        "poisoning on its own: the label-noise rule flags disagreement only where it forms a "
+        "pattern."
     )
