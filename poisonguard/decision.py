@@ -333,7 +333,9 @@ from poisonguard.detectors.confident_learning import (
     PAIR_MIN_COUNT,
     PAIR_MIN_PAIRS,
     FlippedPair,
+    FloorTest,
     confident_classes,
+    disagreement_above_floor,
     estimated_noise_rate,
     likely_mislabelled,
     one_sided_pairs,
@@ -356,6 +358,7 @@ __all__ = [
     "ClassEvidence",
     "Decision",
     "DecisionSettings",
+    "TrustedWords",
     "decide",
     "robust_z",
 ]
@@ -519,6 +522,16 @@ class ClassEvidence:
     either way, were each a fair coin (nan where not asked)."""
 
 
+@dataclass(frozen=True)
+class TrustedWords:
+    """A trusted clean sample of texts, read by the heads on the words that read the audited
+    texts: ``probabilities`` (M, K), out of sample, and ``labels`` (M,), the audited set's
+    class codes."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+
 @dataclass
 class Decision:
     """Outcome of :func:`decide`.
@@ -545,6 +558,8 @@ class Decision:
     """Per sample, whether the trigger-words test flagged it (``None`` when it did not run)."""
     flipped_pairs: list[FlippedPair] = field(default_factory=list)
     """The one-sided class pairs the targeted-flip test called (label given, class read)."""
+    label_floor: FloorTest | None = None
+    """Texts with a trusted sample: their disagreement against the trusted texts'."""
 
     @property
     def attack_kinds(self) -> list[str]:
@@ -600,6 +615,7 @@ def decide(
     inputs: RowsLike | None = None,
     seed: int = 0,
     label_probabilities: RowsLike | None = None,
+    trusted_words: TrustedWords | None = None,
     farthest_samples: bool = True,
     mislabel_like: bool = True,
     pattern_split: bool = True,
@@ -730,7 +746,14 @@ def decide(
         memorised every label, so heads on its features rank 10 % random flips below chance,
         AUROC 0.41, where heads on the words reach 0.83). Given, they alone order the samples
         (no distance ratio, no word drop: see the comment at the score). The rules still read
-        ``oos_probabilities``.
+        ``oos_probabilities``, the label-noise rule excepted where ``trusted_words`` is given.
+    trusted_words : TrustedWords or None
+        Texts: a trusted clean sample read by the same word heads as ``label_probabilities``
+        (cross-fitted together). Given, the label-noise rule reads ``label_probabilities`` and
+        calls noise only where the texts disagree with their labels significantly more often
+        than the trusted texts do (one-sided, ``gap_alpha``;
+        :func:`~poisonguard.detectors.confident_learning.disagreement_above_floor`), beside
+        its counts: a corpus's own ambiguity is in the trusted sample too.
     farthest_samples : bool
         Whether the farthest-samples test runs (with ``transplant``). The scan runs it on
         images only: a table's farthest handful of rows can share exact values naturally (the
@@ -1400,15 +1423,21 @@ def decide(
     noisy, pair_median = False, float("nan")
     flipped_pairs: list[FlippedPair] = []
     decision_noise_rate = float("nan")
-    if oos_probabilities is None:
+    label_floor: FloorTest | None = None
+    # texts with a trusted clean sample: the heads on the text model's features agree with
+    # every label it memorised, so the rule reads the heads on the words, and measures the
+    # corpus's own disagreement on the trusted texts (see ``trusted_words``)
+    reading_words = trusted_words is not None and label_probabilities is not None
+    rule_probabilities = as_rows(label_probabilities) if reading_words else oos_probabilities
+    if rule_probabilities is None:
         notes.append("label-noise rule off: the confident-learning detector did not run")
     else:
         active = np.flatnonzero(scored_classes)
-        given = oos_probabilities.map(_given, labels)
+        given = rule_probabilities.map(_given, labels)
         thresholds = np.full(n_classes, np.inf)
         for code in active:
             thresholds[code] = given[(labels == code) & scored].mean()
-        confident = oos_probabilities.map(partial(_confident, thresholds))
+        confident = rule_probabilities.map(partial(_confident, thresholds))
         # the confident joint's off-diagonal: samples given one label, confidently another
         disagree = scored & (confident >= 0) & (confident != labels)
         pairs = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -1422,21 +1451,43 @@ def decide(
             noisy = (
                 pair_median >= settings.min_pair_count and estimated_rate >= settings.min_noise_rate
             )
+        if reading_words and active.size >= 2:
+            # a text corpus disagrees with its own labels naturally; only disagreement beyond
+            # the trusted texts' (the same heads, the same bars) is noise. Samples already
+            # flagged as poisons leave the count.
+            kept = np.isin(trusted_words.labels, active)
+            trusted_confident = confident_classes(
+                np.asarray(trusted_words.probabilities, dtype=np.float64)[kept], thresholds
+            )
+            trusted_labels = trusted_words.labels[kept]
+            open_ = scored & ~flagged
+            label_floor = disagreement_above_floor(
+                disagree[open_],
+                (trusted_confident >= 0) & (trusted_confident != trusted_labels),
+            )
+            noisy = noisy and label_floor.p_value < settings.gap_alpha
         if noisy:
             # which samples: those more likely mislabelled than not, at the noise rate the
             # confident joint estimates (the bar on p_y follows the noise and the class count)
             noise_rate = estimated_noise_rate(labels[scored], confident[scored], n_classes)
-            mislabelled = oos_probabilities.map(
+            mislabelled = rule_probabilities.map(
                 partial(_mislabelled, noise_rate, active.size), labels
             )
             decision_noise_rate = noise_rate
             hit = scored & mislabelled & ~flagged
             flagged |= hit
             kind[hit] = LABEL_NOISE
-        elif active.size >= 2:
+        elif active.size >= 2 and oos_probabilities is not None:
             # flips spread over the pairs did not show; a targeted flip fills one pair one way
             # (samples already flagged as poisons leave the count: a dirty-label backdoor's
-            # poisons may read as their source class)
+            # poisons may read as their source class). It reads the heads on the features,
+            # texts too (as without a trusted sample: natural confusion between the topics of
+            # texts' words was not measured).
+            if reading_words:
+                given = oos_probabilities.map(_given, labels)
+                for code in active:
+                    thresholds[code] = given[(labels == code) & scored].mean()
+                confident = oos_probabilities.map(partial(_confident, thresholds))
             open_ = scored & ~flagged
             found = one_sided_pairs(labels[open_], confident[open_], active, settings.gap_alpha)
             if found is None:
@@ -1517,6 +1568,7 @@ def decide(
         by_trigger_words=None if trigger_words is None else trigger_words.flagged.copy(),
         noise_rate=decision_noise_rate,
         flipped_pairs=flipped_pairs,
+        label_floor=label_floor,
     )
 
 

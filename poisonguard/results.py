@@ -130,7 +130,10 @@ class ScanResult:
     (``features``: in memory or in a file); neither changes a score. Its ``torch_threads``, the
     torch threads the embedding model trained on, does. ``rules_off`` lists the
     flagging rules that did not run because the detector they need was not selected: a scan
-    that flags nothing has then not ruled that attack out.
+    that flags nothing has then not ruled that attack out. ``label_floor`` (texts scanned with a
+    trusted sample): the texts' confident disagreement with their labels against the trusted
+    texts' (``disagreeing``, ``samples``, ``trusted_disagreeing``, ``trusted_samples``, ``z``,
+    ``p_value``); ``None`` otherwise.
     """
 
     dataset: Dataset
@@ -152,6 +155,7 @@ class ScanResult:
     predicted_probability: np.ndarray | None = None
     execution: dict[str, Any] = field(default_factory=dict)
     rules_off: list[RuleOff] = field(default_factory=list)
+    label_floor: dict[str, Any] | None = None
 
     @property
     def n_flagged(self) -> int:

@@ -33,6 +33,7 @@ from poisonguard.decision import (
     InputVotes,
     PatternCompletion,
     Transplant,
+    TrustedWords,
     Warp,
     WarpFeatures,
     decide,
@@ -374,17 +375,12 @@ def scan_embedding(
             logger.warning(warnings_[-1])
 
     chosen = {d.name for d in detectors}
-    word_probabilities = None
+    word_probabilities = trusted_words = None
     if dataset.kind == "text" and "confident-learning" in chosen:
         # the text model memorised every label: heads on its features agree with all of them,
         # so what a model that never saw a text says of its label comes from its words
         start = time.perf_counter()
-        word_probabilities = out_of_sample_probabilities(
-            word_columns(dataset.x, seed=settings.seed),
-            dataset.labels,
-            n_classes=dataset.n_classes,
-            seed=settings.seed,
-        )
+        word_probabilities, trusted_words = _word_probabilities(dataset, trusted, settings.seed)
         timings["predict:words"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -415,6 +411,7 @@ def scan_embedding(
         inputs=None if dataset.kind == "text" else dataset.x,
         seed=settings.seed,
         label_probabilities=word_probabilities,
+        trusted_words=trusted_words,
         # a table's farthest few rows can share exact values naturally (see decide)
         farthest_samples=dataset.kind == "image",
         mislabel_like=dataset.kind == "image",
@@ -460,6 +457,7 @@ def scan_embedding(
         timings=timings,
         warnings=warnings_,
         rules_off=off,
+        label_floor=None if decision.label_floor is None else asdict(decision.label_floor),
         execution={
             "tasks": inputs.runner.description,
             "samples": where(dataset.x, staged=True),
@@ -794,6 +792,31 @@ def _top_probability(probabilities: np.ndarray) -> np.ndarray:
 
 FLAG_THRESHOLD = 0.5
 """Fused scores of flagged samples are at least this, of the others below it."""
+
+
+def _word_probabilities(
+    dataset: Dataset, trusted: Dataset | None, seed: int
+) -> tuple[np.ndarray, TrustedWords | None]:
+    """Out-of-sample probabilities of the texts' labels from heads on their words, and, with a
+    trusted set, the trusted texts read by the same heads: the two are cross-fitted together
+    (the trusted texts' labels are clean, so they train the heads like any other), so that the
+    label-noise rule compares like with like."""
+    if trusted is None:
+        columns = word_columns(dataset.x, seed=seed)
+        probabilities = out_of_sample_probabilities(
+            columns, dataset.labels, n_classes=dataset.n_classes, seed=seed
+        )
+        return probabilities, None
+    trusted = align_classes(trusted, dataset, role="trusted set")
+    n = len(dataset.x)
+    texts = [*dataset.x, *trusted.x]
+    labels = np.concatenate([dataset.labels, trusted.labels])
+    probabilities = np.asarray(
+        out_of_sample_probabilities(
+            word_columns(texts, seed=seed), labels, n_classes=dataset.n_classes, seed=seed
+        )
+    )
+    return probabilities[:n], TrustedWords(probabilities[n:], trusted.labels)
 
 
 def _embed_trusted(

@@ -10,6 +10,7 @@ from poisonguard.detectors.confident_learning import (
     confident_classes,
     confident_joint_issues,
     confident_learning_scores,
+    disagreement_above_floor,
     estimated_noise_rate,
     likely_mislabelled,
     one_sided_pairs,
@@ -430,3 +431,22 @@ def test_training_dynamics_reject_bad_input():
     with pytest.raises(ValueError, match=r"shape \(N, E\)"):
         early_loss_scores(np.zeros((3, 0)))
     assert area_under_margin_scores(np.zeros((0, 4))).shape == (0,)
+
+
+def test_disagreement_above_a_trusted_floor_is_one_sided_and_pooled():
+    scanned = np.zeros(1000, dtype=bool)
+    scanned[:200] = True  # 20 % disagree
+    trusted = np.zeros(500, dtype=bool)
+    trusted[:50] = True  # 10 %
+    above = disagreement_above_floor(scanned, trusted)
+    assert (above.disagreeing, above.samples) == (200, 1000)
+    assert (above.trusted_disagreeing, above.trusted_samples) == (50, 500)
+    pooled = 250 / 1500
+    expected = 0.1 / np.sqrt(pooled * (1 - pooled) * (1 / 1000 + 1 / 500))
+    assert np.isclose(above.z, expected) and above.p_value < 1e-5
+    below = disagreement_above_floor(trusted, scanned)  # less than the floor: not above it
+    assert below.z < 0 and below.p_value > 0.99
+    same = disagreement_above_floor(scanned[:500], scanned[:500])
+    assert same.z == 0.0 and same.p_value == 0.5
+    nothing = disagreement_above_floor(np.zeros(10, bool), np.zeros(10, bool))
+    assert nothing.z == 0.0  # no disagreement anywhere: no spread, no evidence

@@ -59,12 +59,34 @@ def test_the_statement_says_when_the_heads_read_features_that_saw_the_labels():
     )
 
 
-def test_on_texts_the_statement_says_flipped_labels_are_not_flagged():
+def test_on_texts_the_statement_says_flipped_labels_can_be_missed():
     labels = np.array([0, 1, 1, 0])
     args = (labels, np.array([0, 1, 1, 1]), np.full(4, 0.95), np.zeros(4, bool), ["a", "b"])
     images = label_ambiguity(*args, out_of_sample=True)
     texts = label_ambiguity(*args, out_of_sample=True, rule_flags_disagreement=False)
     assert "flags disagreement only where it forms a pattern" in images["statement"]
-    assert "does not flag flipped labels" in texts["statement"]
+    assert "can miss them" in texts["statement"] and "--trusted" in texts["statement"]
     assert "forms a pattern" not in texts["statement"] and not texts["rule_flags_disagreement"]
     assert texts["statement"].startswith(images["statement"].split(" That is")[0])
+    called = label_ambiguity(*args, out_of_sample=True, rule_flags_disagreement=False, noisy=True)
+    assert "can miss them" not in called["statement"]
+
+
+def test_with_a_trusted_sample_the_statement_compares_the_two():
+    labels = np.array([0, 1, 1, 0])
+    args = (labels, np.array([0, 1, 1, 1]), np.full(4, 0.95), np.zeros(4, bool), ["a", "b"])
+    floor = {
+        "disagreeing": 30,
+        "samples": 200,
+        "trusted_disagreeing": 5,
+        "trusted_samples": 100,
+        "z": 2.5,
+        "p_value": 0.006,
+    }
+    quiet = label_ambiguity(*args, out_of_sample=True, trusted_floor=floor)
+    assert quiet["trusted_floor"] == floor
+    assert "15.0 % of the scanned samples" in quiet["statement"]
+    assert "5.0 % of the trusted ones (z 2.5)" in quiet["statement"]
+    assert quiet["statement"].endswith("so it is not flagged.")
+    called = label_ambiguity(*args, out_of_sample=True, trusted_floor=floor, noisy=True)
+    assert "more than the corpus's own ambiguity explains" in called["statement"]

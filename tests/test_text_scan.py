@@ -267,6 +267,33 @@ def test_scan_of_clean_text_calls_no_attack(tmp_path):
     assert "How ambiguous the labels look" in page
 
 
+def test_scan_of_text_with_a_trusted_sample_flags_random_label_flips(tmp_path):
+    # the corpus's own disagreement is in the trusted texts too; flips are not
+    texts, labels, _ = reviews(600, seed=8)
+    flipped = np.zeros(400, dtype=bool)
+    flipped[np.random.default_rng(9).choice(400, 40, replace=False)] = True
+    swap = {"pos": "neg", "neg": "pos"}
+    audited = [swap[y] if f else y for y, f in zip(labels[:400], flipped, strict=True)]
+    path = write_reviews(tmp_path / "reviews.csv", texts[:400], audited)
+    trusted = write_reviews(tmp_path / "trusted.csv", texts[400:], labels[400:])
+    clean = write_reviews(tmp_path / "clean.csv", texts[:400], labels[:400])
+    options = ("--trusted", trusted, "--no-cache", "--no-progress")
+    result = run_cli("scan", path, "--out", tmp_path / "scan", *options)
+    assert result.exit_code == 0, result.output
+    assert "Suspected attack: label-noise." in result.output
+    flagged = np.array([row["flagged"] == "1" for row in read_scores(tmp_path / "scan")])
+    assert (flagged & flipped).sum() >= 24 and (flagged & ~flipped).sum() <= 4
+    report = json.loads((tmp_path / "scan" / "report.json").read_text(encoding="utf-8"))
+    floor = report["findings"]["label_ambiguity"]["trusted_floor"]
+    assert floor["trusted_samples"] == 200 and floor["z"] > 3
+    # the same texts with their own labels: the trusted floor explains what they disagree
+    result = run_cli("scan", clean, "--out", tmp_path / "clean-scan", *options)
+    assert result.exit_code == 0, result.output
+    assert "No attack found" in result.output
+    report = json.loads((tmp_path / "clean-scan" / "report.json").read_text(encoding="utf-8"))
+    assert report["findings"]["label_ambiguity"]["trusted_floor"]["z"] < 3
+
+
 def test_scan_of_text_is_reproducible_and_the_same_out_of_core(poisoned_scan, tmp_path):
     path, out, _, _ = poisoned_scan
     again = run_cli("scan", path, "--out", tmp_path / "again", "--no-cache", "--no-progress")

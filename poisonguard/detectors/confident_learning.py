@@ -42,6 +42,7 @@ from poisonguard.seeding import key_order, sample_by_key
 
 __all__ = [
     "FlippedPair",
+    "FloorTest",
     "FoldSums",
     "Head",
     "calibration_rows",
@@ -49,6 +50,7 @@ __all__ = [
     "confident_classes",
     "confident_joint_issues",
     "confident_learning_scores",
+    "disagreement_above_floor",
     "estimated_noise_rate",
     "lda_head",
     "likely_mislabelled",
@@ -132,6 +134,43 @@ def estimated_noise_rate(labels: np.ndarray, confident: np.ndarray, n_classes: i
     calibrated = joint * scale[:, None]
     total = calibrated.sum()
     return float(1.0 - np.trace(calibrated) / total) if total > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FloorTest:
+    """The audited samples' confident disagreement with their labels against a trusted clean
+    sample's, read by the same heads: ``disagreeing`` of ``samples`` against
+    ``trusted_disagreeing`` of ``trusted_samples``; ``z`` the two-proportion statistic (pooled),
+    ``p_value`` one-sided (the audited share larger)."""
+
+    disagreeing: int
+    samples: int
+    trusted_disagreeing: int
+    trusted_samples: int
+    z: float
+    p_value: float
+
+
+def disagreement_above_floor(disagree: np.ndarray, trusted_disagree: np.ndarray) -> FloorTest:
+    """Whether the audited samples disagree with their labels (``disagree``, bool per sample)
+    more often than a trusted clean sample does (``trusted_disagree``): a one-sided
+    two-proportion z-test with the pooled share.
+
+    A corpus's own disagreement (short reviews whose star label their words do not carry, a
+    sarcastic tweet) is in the trusted sample too; injected flips are not. Measured with
+    heads on the words, 500 trusted texts from the same source (docs/benchmarks.md,
+    twenty-third session): clean labels z -1.4 to 1.4 on seven corpora; 10 % random flips
+    2.4-5.5 (Rotten Tomatoes snippets 0.6-1.2: their heads, trained on the flipped labels,
+    disagree with the trusted snippets as much more).
+    """
+    disagree = np.asarray(disagree, dtype=bool)
+    trusted_disagree = np.asarray(trusted_disagree, dtype=bool)
+    n1, n0 = disagree.size, trusted_disagree.size
+    k1, k0 = int(disagree.sum()), int(trusted_disagree.sum())
+    pooled = (k1 + k0) / max(n1 + n0, 1)
+    spread = np.sqrt(pooled * (1.0 - pooled) * (1.0 / max(n1, 1) + 1.0 / max(n0, 1)))
+    z = 0.0 if spread == 0 or not n1 or not n0 else (k1 / n1 - k0 / n0) / spread
+    return FloorTest(k1, n1, k0, n0, float(z), float(stats.norm.sf(z)))
 
 
 def likely_mislabelled(

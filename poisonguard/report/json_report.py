@@ -187,8 +187,11 @@ def scan_label_ambiguity(result: ScanResult) -> dict[str, Any] | None:
         result.dataset.class_names,
         out_of_sample="confident-learning" in result.detector_scores,
         features_saw_labels=features_saw_labels(result),
-        # texts: the rule reads a model that memorised every label (see label_ambiguity)
-        rule_flags_disagreement=result.dataset.kind != "text",
+        # texts: without a trusted sample the rule reads a model that memorised every label
+        # (see label_ambiguity)
+        rule_flags_disagreement=result.dataset.kind != "text" or result.label_floor is not None,
+        trusted_floor=result.label_floor,
+        noisy="label-noise" in result.attack_kinds,
     )
 
 

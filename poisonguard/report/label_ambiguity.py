@@ -39,6 +39,8 @@ def label_ambiguity(
     out_of_sample: bool,
     features_saw_labels: bool = False,
     rule_flags_disagreement: bool = True,
+    trusted_floor: dict[str, Any] | None = None,
+    noisy: bool = False,
 ) -> dict[str, Any] | None:
     """The ``findings.label_ambiguity`` entry of ``report.json``; ``None`` without predictions.
 
@@ -59,11 +61,20 @@ def label_ambiguity(
         (the heads on an image model's features): the statement then says that the share may
         understate the ambiguity.
     rule_flags_disagreement : bool
-        Whether the label-noise rule can flag this disagreement. On texts it cannot: it reads
-        heads on the features of a text model that memorised every label (they agree with
-        every label, flipped or not), and the heads on the words, which read these
-        predictions, cannot tell random flips from a corpus's own ambiguity by the share
-        (docs/benchmarks.md). The statement then says so instead of promising a pattern test.
+        Whether the label-noise rule reads this disagreement. On texts without a trusted
+        sample it does not: it reads heads on the features of a text model trained on every
+        label, which agree with the labels it memorised, flipped or not (on every real corpus
+        of the benchmarks), and the heads on the words, which read these predictions, cannot
+        tell random flips from a corpus's own ambiguity by the share (docs/benchmarks.md).
+        Unless the scan called label noise (``noisy``), the statement then says that flips
+        can be missed instead of promising a pattern test. With a trusted sample the rule
+        reads the words (``trusted_floor``).
+    trusted_floor : dict or None
+        Texts scanned with a trusted sample: their confident disagreement against the trusted
+        texts' (:attr:`~poisonguard.results.ScanResult.label_floor`); the statement compares
+        the two and says whether the scan called label noise (``noisy``).
+    noisy : bool
+        Whether the scan called label noise.
 
     Returns
     -------
@@ -112,12 +123,13 @@ def label_ambiguity(
         "per_class": per_class,
         "features_saw_labels": bool(features_saw_labels),
         "rule_flags_disagreement": bool(rule_flags_disagreement),
+        "trusted_floor": None if trusted_floor is None else dict(trusted_floor),
     }
-    entry["statement"] = _statement(entry)
+    entry["statement"] = _statement(entry, noisy)
     return entry
 
 
-def _statement(entry: dict[str, Any]) -> str:
+def _statement(entry: dict[str, Any], noisy: bool = False) -> str:
     if not entry["samples"]:
         return "No sample has a prediction, so how ambiguous the labels look is unknown."
     share = f"{100 * entry['fraction']:.1f} %"
@@ -142,12 +154,28 @@ def _statement(entry: dict[str, Any]) -> str:
         f"({100 * entry['confident_fraction']:.1f} % at {100 * CONFIDENT:.0f} % confidence or "
         f"more; most in class {worst['class']!r}, {100 * worst['fraction']:.1f} %)."
     )
-    if not entry["rule_flags_disagreement"]:
+    floor = entry["trusted_floor"]
+    if floor is not None and floor["samples"] and floor["trusted_samples"]:
+        scanned = 100 * floor["disagreeing"] / floor["samples"]
+        trusted = 100 * floor["trusted_disagreeing"] / floor["trusted_samples"]
+        verdict = (
+            "more than the corpus's own ambiguity explains: the label-noise rule flags the "
+            "samples more likely mislabelled than not"
+            if noisy
+            else "within what the trusted texts show, so it is not flagged"
+        )
+        return (
+            f"{found} As surely as their classes' own samples on average, the same model reads "
+            f"{scanned:.1f} % of the scanned samples as another class and {trusted:.1f} % of "
+            f"the trusted ones (z {floor['z']:.1f}): {verdict}."
+        )
+    if not entry["rule_flags_disagreement"] and not noisy:
         return (
             f"{found} That is the labels' ambiguity, the model's own error and any flipped "
-            "labels together: on texts the label-noise rule does not flag flipped labels (it "
-            "cannot tell them from a corpus's own ambiguity), so review the texts read as "
-            "another class yourself, highest score first."
+            "labels together: without a trusted clean sample (--trusted) the label-noise rule "
+            "reads a text model trained on every label, which memorises flipped ones, so it "
+            "can miss them; review the texts read as another class yourself, highest score "
+            "first."
         )
     return (
         f"{found} That is the labels' ambiguity plus the model's own error, not evidence of "
