@@ -63,7 +63,10 @@ from poisonguard.scan import ScanSettings, scan_path
     "--trusted",
     type=click.Path(path_type=Path),
     default=None,
-    help="A small clean dataset in the same format and classes; enables trusted-influence.",
+    help=(
+        "A small clean dataset in the same format and classes; enables trusted-influence, and "
+        "on texts lets the label-noise rule measure the corpus's own disagreement."
+    ),
 )
 @click.option(
     "--min-class-size",

@@ -300,6 +300,15 @@ noise and the number of classes: Fashion-MNIST with 10 % flips ``p_y < 0.012``, 
 0.929 against flagging every sample with ``p_y < 0.05 p_max``; 5 % flips 0.877 -> 0.908; the
 breast-cancer table (two classes) 0.827 -> 0.836.
 
+**Texts, with a trusted sample.** A text model memorises every label, so on texts the heads on
+its features agree with flipped labels and the rule above never fires on a real corpus; heads
+on the texts' words disagree with clean labels as much as with flipped ones (natural
+ambiguity: 17 % of 4,000 clean reviews off the confident joint's diagonal, 25 % with 10 % of
+the labels flipped). Given a trusted clean sample (``trusted_words``), the rule reads the
+words and calls noise only where the scanned texts disagree confidently with their labels
+significantly more often than the trusted texts do (same heads, same bars; one-sided at
+``gap_alpha``, :func:`~poisonguard.detectors.confident_learning.disagreement_above_floor`).
+
 **Targeted flips (one class pair, one way).** When the flips are not spread, the confident
 joint's pairs are tested for a one-sided imbalance against the dataset's own pairs
 (:func:`~poisonguard.detectors.confident_learning.one_sided_pairs`: a quasi-binomial test,
