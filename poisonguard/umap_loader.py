@@ -2,8 +2,8 @@
 
 umap-learn compiles its numba functions the first time a process calls them and, for most of
 them, keeps the machine code in memory only (they are declared without ``cache=True``), so
-every scan paid the compilation again: on the report's map of 6,000 points, 7.5 s of a 7.5 s
-layout were spent compiling two functions that then run for 6 ms (``smooth_knn_dist``,
+every scan paid the compilation again: on the report's map of 6,000 points, about 5 s of a
+7.5 s layout were spent compiling two functions that then run for 6 ms (``smooth_knn_dist``,
 ``compute_membership_strengths``) and the layout's epoch function. With numba's cache on
 (``Dispatcher.enable_caching``, what ``cache=True`` does), the first scan writes the compiled
 code next to umap's sources (or under ``NUMBA_CACHE_DIR``) and later scans load it: 2.8 s for

@@ -157,11 +157,12 @@ def disagreement_above_floor(disagree: np.ndarray, trusted_disagree: np.ndarray)
     two-proportion z-test with the pooled share.
 
     A corpus's own disagreement (short reviews whose star label their words do not carry, a
-    sarcastic tweet) is in the trusted sample too; injected flips are not. Measured with
-    heads on the words, 500 trusted texts from the same source (docs/benchmarks.md,
-    twenty-third session): clean labels z -1.4 to 1.4 on seven corpora; 10 % random flips
-    2.4-5.5 (Rotten Tomatoes snippets 0.6-1.2: their heads, trained on the flipped labels,
-    disagree with the trusted snippets as much more).
+    sarcastic tweet) is in the trusted sample too; injected flips are not. Measured in the
+    scan (heads on the words, 500 trusted texts of the same source, 182-185 for the BBC
+    pairs; ``benchmarks/text_flip_trusted.py``): clean labels z -0.81 to 1.23 on eight
+    corpora; 10 % random flips 4.8-6.6 on SMS spam and two tweet corpora, 2.7-3.8 on the BBC
+    pairs, 1.7-2.7 on reviews and Rotten Tomatoes, whose own disagreement is large and grows
+    in the trusted texts too (heads trained on flipped labels are less sure of every text).
     """
     disagree = np.asarray(disagree, dtype=bool)
     trusted_disagree = np.asarray(trusted_disagree, dtype=bool)
