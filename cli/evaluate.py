@@ -38,6 +38,14 @@ from poisonguard.sanitize import ACTIONS
     help="A clean test set in the same format and classes (default: a stratified hold-out).",
 )
 @click.option(
+    "--trusted",
+    "trusted_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A small clean dataset in the same format and classes, apart from the data and the "
+    "test set, for the scan (as `poisonguard scan --trusted`).",
+)
+@click.option(
     "--holdout",
     type=float,
     default=0.2,
@@ -89,6 +97,7 @@ def evaluate_command(
     seed: int,
     rate: float,
     test_path: Path | None,
+    trusted_path: Path | None,
     holdout: float,
     action: str,
     epochs: int | None,
@@ -108,6 +117,9 @@ def evaluate_command(
     options = loader_options(format_, x_key, y_key, label_column, id_column, text_column)
     source = load_dataset(dataset, skip_bad=skip_bad, **options)
     test = None if test_path is None else load_dataset(test_path, skip_bad=skip_bad, **options)
+    trusted = (
+        None if trusted_path is None else load_dataset(trusted_path, skip_bad=skip_bad, **options)
+    )
     attack_settings = build_attack_options(source, **tuning)
     try:
         target_code = class_code(source, target)
@@ -122,6 +134,7 @@ def evaluate_command(
             seed=seed,
             options=attack_settings,
             test=test,
+            trusted=trusted,
             holdout_fraction=holdout,
             action=action,
             epochs=epochs,

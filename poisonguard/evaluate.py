@@ -172,6 +172,7 @@ def evaluate(
     seed: int = 0,
     options: AttackOptions | None = None,
     test: Dataset | None = None,
+    trusted: Dataset | None = None,
     holdout_fraction: float = 0.2,
     action: str = "relabel",
     epochs: int | None = None,
@@ -181,7 +182,9 @@ def evaluate(
     progress: bool = False,
 ) -> Evaluation:
     """Poison, scan, sanitize, train a model (or ``models`` seeds of it) on each of the three
-    training sets and measure them (see the module docstring)."""
+    training sets and measure them (see the module docstring). ``trusted``, a small clean set
+    of the same classes kept apart from ``source`` and ``test``, goes to the scan as
+    ``poisonguard scan --trusted`` takes it (on texts, the label-noise rule's floor)."""
     timings: dict[str, float] = {}
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; valid: {', '.join(ATTACKS)}")
@@ -212,6 +215,7 @@ def evaluate(
         cache_dir=cache_dir,
         use_cache=use_cache,
         progress=progress,
+        trusted=trusted,
     )
     timings.update({f"scan:{k}": v for k, v in scan.timings.items()})
     scored = ~poisoning.cover  # cover samples are neither to be found nor false flags

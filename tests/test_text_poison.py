@@ -504,3 +504,28 @@ def test_evaluate_repairs_rare_word_poisons_on_texts(tmp_path):
     assert models["sanitized"]["attack_success"] <= models["clean"]["attack_success"] + 0.05
     page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert f"{sanitized['repaired']} repaired" in page
+
+
+@pytest.mark.slow
+def test_evaluate_passes_a_trusted_sample_to_the_scan(tmp_path):
+    # 500 reviews, 400 to train, 40 labels flipped; 200 other reviews of the same kind are the
+    # trusted sample: the scan reads the texts' words against them and calls the flips
+    path = write_reviews_as("csv", tmp_path, n=500, seed=0)
+    (tmp_path / "trusted").mkdir()
+    trusted = write_reviews_as("csv", tmp_path / "trusted", n=200, seed=1)
+    result = run_cli(
+        "evaluate", path, "--attack", "flip-random", "--rate", "0.1", "--trusted", trusted,
+        "--seed", "0", "--no-cache", "--out", tmp_path / "report",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    floor = report["findings"]["label_ambiguity"]["trusted_floor"]
+    assert floor["trusted_samples"] == 200 and floor["samples"] <= 400
+    assert report["findings"]["attack_kinds"] == ["label-noise"]
+    assert report["evaluation"]["detection"]["recall"] >= 0.6
+    missing = run_cli(
+        "evaluate", path, "--attack", "flip-random", "--rate", "0.1", "--trusted",
+        tmp_path / "nowhere.csv", "--no-cache", "--out", tmp_path / "r2",
+    )  # fmt: skip
+    assert missing.exit_code != 0 and "nowhere.csv" in missing.output
+    assert not (tmp_path / "r2").exists()
