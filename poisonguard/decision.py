@@ -301,11 +301,11 @@ noise and the number of classes: Fashion-MNIST with 10 % flips ``p_y < 0.012``, 
 breast-cancer table (two classes) 0.827 -> 0.836.
 
 **Texts, with a trusted sample.** A text model memorises every label, so on texts the heads on
-its features agree with flipped labels and the rule above never fires on a real corpus; heads
-on the texts' words disagree with clean labels as much as with flipped ones (natural
-ambiguity: 17 % of 4,000 clean reviews off the confident joint's diagonal, 25 % with 10 % of
-the labels flipped). Given a trusted clean sample (``trusted_words``), the rule reads the
-words and calls noise only where the scanned texts disagree confidently with their labels
+its features agree with flipped labels and the rule above never fires on a real corpus; heads on
+the texts' words disagree with clean labels as much as with flipped ones (natural ambiguity: the
+calibrated confident joint puts 17 % of 4,000 clean reviews off its diagonal, 25 % with 10 % of
+the labels flipped). Given a trusted clean sample (``trusted_words``), the rule reads the words
+and calls noise only where the scanned texts disagree confidently with their labels
 significantly more often than the trusted texts do (same heads, same bars; one-sided at
 ``gap_alpha``, :func:`~poisonguard.detectors.confident_learning.disagreement_above_floor`).
 

@@ -335,6 +335,7 @@ def scan_embedding(
 
     trusted_set = None
     if trusted is not None:
+        trusted = align_classes(trusted, dataset, role="trusted set")
         start = time.perf_counter()
         trusted_set = _embed_trusted(trusted, dataset, embedding, settings)
         timings["embed:trusted"] = time.perf_counter() - start
@@ -798,32 +799,27 @@ def _word_probabilities(
     dataset: Dataset, trusted: Dataset | None, seed: int
 ) -> tuple[np.ndarray, TrustedWords | None]:
     """Out-of-sample probabilities of the texts' labels from heads on their words, and, with a
-    trusted set, the trusted texts read by the same heads: the two are cross-fitted together
-    (the trusted texts' labels are clean, so they train the heads like any other), so that the
-    label-noise rule compares like with like."""
-    if trusted is None:
-        columns = word_columns(dataset.x, seed=seed)
-        probabilities = out_of_sample_probabilities(
-            columns, dataset.labels, n_classes=dataset.n_classes, seed=seed
-        )
-        return probabilities, None
-    trusted = align_classes(trusted, dataset, role="trusted set")
-    n = len(dataset.x)
-    texts = [*dataset.x, *trusted.x]
-    labels = np.concatenate([dataset.labels, trusted.labels])
-    probabilities = np.asarray(
-        out_of_sample_probabilities(
-            word_columns(texts, seed=seed), labels, n_classes=dataset.n_classes, seed=seed
-        )
+    trusted set (its labels in ``dataset``'s codes), the trusted texts read by the same heads:
+    the two are cross-fitted together (the trusted texts' labels are clean, so they train the
+    heads like any other), so that the label-noise rule compares like with like."""
+    texts, labels = dataset.x, dataset.labels
+    if trusted is not None:
+        texts = [*dataset.x, *trusted.x]
+        labels = np.concatenate([dataset.labels, trusted.labels])
+    probabilities = out_of_sample_probabilities(
+        word_columns(texts, seed=seed), labels, n_classes=dataset.n_classes, seed=seed
     )
+    if trusted is None:
+        return probabilities, None
+    n = len(dataset.x)
+    probabilities = np.asarray(probabilities)
     return probabilities[:n], TrustedWords(probabilities[n:], trusted.labels)
 
 
 def _embed_trusted(
     trusted: Dataset, dataset: Dataset, embedding, settings: ScanSettings
 ) -> TrustedSet:
-    """Embed the trusted set with the scan's model; its classes must be the dataset's."""
-    trusted = align_classes(trusted, dataset, role="trusted set")
+    """Embed the trusted set (its labels in ``dataset``'s codes) with the scan's model."""
     labels = trusted.labels
     features, probabilities = embed_with(embedding, trusted.x, model_file=settings.model_file)
     return TrustedSet(features, probabilities, labels)
