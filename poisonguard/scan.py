@@ -85,6 +85,7 @@ from poisonguard.detectors.warp_search import (
 )
 from poisonguard.embed import EmbedSettings, available_cores, embed_dataset, embed_with
 from poisonguard.embed.inference import (
+    class_reader,
     differentiable_features,
     differentiable_logits,
     trained_model,
@@ -604,9 +605,7 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
     ):
         return None
     samples = as_rows(dataset.x)
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return embed_with(embedding, x)[1].argmax(axis=1)
+    predict = class_reader(embedding)
 
     def share(
         code: int, group: np.ndarray, core: np.ndarray, probes: np.ndarray, added: bool = True

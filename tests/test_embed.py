@@ -625,6 +625,38 @@ def test_embed_with_reproduces_the_trained_model(make, tmp_path):
         np.testing.assert_allclose(probabilities, fresh.probabilities[:17], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("make", [image_dataset, table_dataset], ids=["image", "table"])
+def test_the_decisions_model_calls_read_what_the_trained_model_reads(make):
+    # the decision's copies of the model (batch norms folded, channels-last layout: faster on
+    # a CPU) must be the same function as the trained model, to float rounding
+    from poisonguard.embed.inference import (
+        class_reader,
+        differentiable_features,
+        differentiable_logits,
+    )
+
+    dataset = make()
+    result = embed(dataset, epochs=3)
+    samples = dataset.x.astype(np.float32)
+    np.testing.assert_array_equal(class_reader(result)(dataset.x), result.probabilities.argmax(1))
+    with torch.no_grad():
+        logits = differentiable_logits(result)(torch.from_numpy(samples))
+        features = differentiable_features(result)(torch.from_numpy(samples))
+    np.testing.assert_allclose(
+        torch.softmax(logits, dim=1).numpy(), result.probabilities, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(features.numpy(), result.features, rtol=1e-4, atol=1e-5)
+    # and gradients still reach the input (the warp search fits a warp of it by them)
+    if dataset.kind == "image":
+        from poisonguard.embed.inference import _decision_layout, trained_model
+
+        model, _ = trained_model(result)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in _decision_layout(model).modules())
+        image = torch.from_numpy(samples[:4]).requires_grad_(True)
+        differentiable_logits(result)(image).sum().backward()
+        assert image.grad is not None and float(image.grad.abs().sum()) > 0
+
+
 def test_embed_with_a_user_extractor_and_bad_shapes(tmp_path):
     from poisonguard.embed import embed_with
 

