@@ -68,6 +68,41 @@ def test_the_stamp_is_what_most_of_the_group_holds_exactly_and_the_core_does_not
     assert values[-1, -1] == 255.0
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int64, np.float32])
+def test_the_stamp_is_the_zero_median_absolute_deviation_of_its_definition(dtype):
+    # the stamp reads medians on integer samples as they are and the deviation's median off a
+    # count; the definition, on float64 copies, must give the same mask and values, halves
+    # (an even group with exactly half at the median: not stamped) and odd groups included
+    from scipy import stats
+
+    from poisonguard.detectors.transplant import STAMP_ALPHA
+
+    def by_definition(group_rows, core_rows):
+        group_rows, core_rows = group_rows.astype(np.float64), core_rows.astype(np.float64)
+        values = np.median(group_rows, axis=0)
+        still = np.median(np.abs(group_rows - values), axis=0) == 0
+        held = (group_rows == values).sum(axis=0)
+        p = stats.binom.sf(held - 1, group_rows.shape[0], (core_rows == values).mean(axis=0))
+        mask = still & ((values != np.median(core_rows, axis=0)) | (p < STAMP_ALPHA / values.size))
+        return mask, values
+
+    rng = np.random.default_rng(5)
+    for size in (20, 21, 40, 41):
+        x = rng.integers(0, 3, size=(size + 30, 3, 3)).astype(dtype)
+        group, core = np.arange(size), np.arange(size, size + 30)
+        # at the median for half of an even group or just under half of an odd one, the rest
+        # on both sides of it
+        x[group[: size // 2], 0, 0] = 2
+        x[group[size // 2 :], 0, 0] = 4 * (np.arange(size - size // 2) % 2)
+        x[group[: size // 2 + 1], 1, 1] = 2  # more than half
+        x[group[size // 2 + 1 :], 1, 1] = 1
+        mask, values = common_stamp(lambda positions, x=x: x[positions], group, core)
+        expected_mask, expected_values = by_definition(x[group], x[core])
+        np.testing.assert_array_equal(mask, expected_mask)
+        np.testing.assert_array_equal(values, expected_values)
+        assert bool(mask[1, 1]) and not mask[0, 0]
+
+
 def test_a_stamp_takes_the_core_median_where_the_group_holds_it_beyond_chance():
     """A patch laid where the class often has ink of the patch's value: the core's median
     there is the patch value too, but every poison holds it and only some of the core does;

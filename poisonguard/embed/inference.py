@@ -88,10 +88,11 @@ def differentiable_features(embedding: Embedding) -> Callable[[torch.Tensor], to
 
 def class_reader(embedding: Embedding) -> Callable[[np.ndarray], np.ndarray]:
     """The classes that ``embedding``'s trained model reads in samples (images or table rows,
-    the audited data's shape) as a function of them: the most probable class of
-    :func:`embed_with`'s probabilities, with the model rebuilt once instead of at every call
-    (the decision's transplant test asks it some fifty times a scan). Raises ``ValueError``
-    as :func:`trained_model` does."""
+    the audited data's shape) as a function of them: the most probable class, as
+    :func:`embed_with`'s probabilities give it, on the decision's faster copy of a CNN
+    (:func:`_decision_layout`), built once instead of at every call (the decision's transplant
+    test asks it some fifty times a scan). Raises ``ValueError`` as :func:`trained_model`
+    does."""
     model, scaler = trained_model(embedding)
     model = _decision_layout(model)
     torch.set_num_threads(torch_threads())
