@@ -37,6 +37,24 @@ def test_the_poisons_below_the_cut_join_the_group_and_the_rest_of_the_class_does
     assert completed[~poisons].sum() <= 3
 
 
+def test_the_folds_fitted_two_at_a_time_give_what_they_give_one_at_a_time(monkeypatch):
+    # the folds of a round run in threads: a fit must not see another's state, and the
+    # result must not depend on how many run at once (the same data and seed give the same
+    # report)
+    import poisonguard.detectors.group_completion as completion
+
+    rows, _, flagged = planted_class(seed=3, n=2000, group=200, dims=64)
+    rows[:, 1:20] += 0.5 * rows[:, :1]  # correlated columns: a shrinkage that matters
+    members = np.arange(rows.shape[0])
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(completion, "FOLD_THREADS", threads)
+        results.append(complete_group(Rows(rows), members, flagged))
+    assert results[0].sum() > flagged.sum()  # the discriminant did grow the group
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+
+
 def test_anchors_from_outside_the_class_teach_the_trigger_the_group_shares_with_a_look():
     """A group flagged from the sources least like the class carries the trigger and their
     look: alone, its discriminant learns the look and takes in none of the poisons from the

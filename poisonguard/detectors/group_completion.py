@@ -40,6 +40,9 @@ class.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -67,6 +70,10 @@ along a long stretch grows a few a round for longer: the 8x8 digits with a 5 % b
 nines (seed 9) took nine rounds in the pixels, and a cap of five left 6 of its 72 poisons."""
 FIT_ROWS = 20_000
 """Samples of one class the discriminant is fitted on, at most."""
+FOLD_THREADS = 2
+"""The folds of a round are fitted two at a time, in threads: each fit is independent and
+numpy's element-wise work inside it runs on one core (five fits on 9,000 x 784 values, two
+cores: 2.7-2.8 s one at a time, 2.1-2.2 s two at a time, the same posteriors bit for bit)."""
 FIT_DTYPE = np.float32
 """The discriminant is fitted in single precision: three times faster than in double (0.36 s
 against 1.0 s a fit for 9,600 samples of 784 values on two cores), and its posteriors are read
@@ -135,25 +142,31 @@ def complete_group(
     flagged = in_group[fitted]
     current = flagged.copy()
     seen = {current.tobytes()}
-    for _ in range(ROUNDS):
-        posterior = np.zeros(fitted.size)
-        for fold in range(FOLDS):
-            test = folds == fold
-            model = _fit(fit_rows[~test], current[~test], anchors)
-            if model is not None:
-                posterior[test] = model.predict_proba(fit_rows[test])[:, 1]
-        updated = flagged | (posterior > 0.5)
-        if updated.tobytes() in seen:
-            # settled, or back to an earlier group (a few samples joining and leaving by
-            # turns): the next rounds would repeat; keep the larger of the two
-            if int(updated.sum()) > int(current.sum()):
-                current = updated
-            break
-        seen.add(updated.tobytes())
-        current = updated
+
+    def judged(fold: int) -> tuple[np.ndarray, np.ndarray | None]:
+        test = folds == fold
+        model = _fit(fit_rows[~test], current[~test], anchors)
+        return test, None if model is None else model.predict_proba(fit_rows[test])[:, 1]
+
+    with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool, _quiet_fits():
+        for _ in range(ROUNDS):
+            posterior = np.zeros(fitted.size)
+            for test, values in pool.map(judged, range(FOLDS)):
+                if values is not None:
+                    posterior[test] = values
+            updated = flagged | (posterior > 0.5)
+            if updated.tobytes() in seen:
+                # settled, or back to an earlier group (a few samples joining and leaving by
+                # turns): the next rounds would repeat; keep the larger of the two
+                if int(updated.sum()) > int(current.sum()):
+                    current = updated
+                break
+            seen.add(updated.tobytes())
+            current = updated
     result[fitted] = current
     rest = np.setdiff1d(np.arange(members.size), fitted, assume_unique=True)
-    model = _fit(fit_rows, current, anchors) if rest.size else None
+    with _quiet_fits():
+        model = _fit(fit_rows, current, anchors) if rest.size else None
     if model is not None:
         for block in range(0, rest.size, FIT_ROWS):
             positions = rest[block : block + FIT_ROWS]
@@ -227,8 +240,14 @@ def _fit(
     if anchors is not None and anchors[0].shape[0]:
         rows = np.concatenate([rows, anchors[0]])
         in_group = np.concatenate([in_group, anchors[1]])
-    model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(rows, in_group)
+
+
+@contextmanager
+def _quiet_fits() -> Iterator[None]:
+    """Around :func:`_fit` calls (here, not in the fold threads: the warnings filters are one
+    process-wide list, which ``catch_warnings`` entered from two threads at once can leave
+    changed): constant feature columns (a dead unit) are harmless to the shrunk covariance."""
     with warnings.catch_warnings():
-        # constant feature columns (a dead unit) are harmless to the shrunk covariance
         warnings.simplefilter("ignore", RuntimeWarning)
-        return model.fit(rows, in_group)
+        yield
