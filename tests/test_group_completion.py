@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from poisonguard.detectors.group_completion import (
-    FOLDS,
     MIN_GROUP,
     complete_group,
     stamp_carriers,
@@ -35,24 +34,6 @@ def test_the_poisons_below_the_cut_join_the_group_and_the_rest_of_the_class_does
     assert np.all(completed[flagged])  # the tests' flags are kept
     assert completed[poisons].mean() >= 0.97
     assert completed[~poisons].sum() <= 3
-
-
-def test_the_folds_fitted_two_at_a_time_give_what_they_give_one_at_a_time(monkeypatch):
-    # the folds of a round run in threads: a fit must not see another's state, and the
-    # result must not depend on how many run at once (the same data and seed give the same
-    # report)
-    import poisonguard.detectors.group_completion as completion
-
-    rows, _, flagged = planted_class(seed=3, n=2000, group=200, dims=64)
-    rows[:, 1:20] += 0.5 * rows[:, :1]  # correlated columns: a shrinkage that matters
-    members = np.arange(rows.shape[0])
-    results = []
-    for threads in (1, 2, 3):
-        monkeypatch.setattr(completion, "FOLD_THREADS", threads)
-        results.append(complete_group(Rows(rows), members, flagged))
-    assert results[0].sum() > flagged.sum()  # the discriminant did grow the group
-    for result in results[1:]:
-        np.testing.assert_array_equal(result, results[0])
 
 
 def test_anchors_from_outside_the_class_teach_the_trigger_the_group_shares_with_a_look():
@@ -143,26 +124,23 @@ def test_samples_joining_and_leaving_by_turns_end_the_rounds(monkeypatch):
 
     rows, poisons, flagged = planted_class()
     extra = np.flatnonzero(~flagged)[0]
-    fits = []
+    rounds = []
 
-    class Alternating:
-        def __init__(self, joins):
-            self.joins = joins
+    def judged(self, in_group):
+        # the discriminants put one clean sample with the group in every other round
+        rounds.append(1)
+        joins = np.zeros(in_group.size, dtype=bool)
+        joins[np.flatnonzero(np.all(self.values[: self.fitted] == rows[extra], axis=1))] = (
+            len(rounds) % 2 == 1
+        )
+        return joins
 
-        def predict_proba(self, block):
-            joins = np.all(block == rows[extra], axis=1) & self.joins
-            return np.column_stack([1.0 - joins, joins.astype(float)])
-
-    def fit(fit_rows, in_group, anchors=None):
-        fits.append(1)
-        return Alternating(joins=(len(fits) - 1) // FOLDS % 2 == 0)
-
-    monkeypatch.setattr(module, "_fit", fit)
+    monkeypatch.setattr(module._CrossFit, "judged", judged)
     completed = module.complete_group(Rows(rows), np.arange(len(rows)), flagged)
     expected = flagged.copy()
     expected[extra] = True
     np.testing.assert_array_equal(completed, expected)
-    assert len(fits) == 2 * FOLDS < module.ROUNDS * FOLDS
+    assert len(rounds) == 2 < module.ROUNDS
 
 
 def test_a_group_too_small_to_fit_is_left_as_it_is():

@@ -8,7 +8,8 @@ teaching the trigger: 38 of 600 SIG poisons left in Fashion-MNIST's bags kept 20
 success after retraining (docs/benchmarks.md). The features hold more than the one ratio.
 
 :func:`complete_group` fits a linear discriminant (scikit-learn's LDA with Ledoit-Wolf shrinkage
-of the shared covariance: a class of a few hundred samples in 128 dimensions) that tells the
+of the shared covariance: a class of a few hundred samples in 128 dimensions; computed from the
+parts' moments, :mod:`~poisonguard.detectors.shrunk_discriminant`) that tells the
 flagged group from the rest of its class, and adds the samples it puts with the group (posterior
 above one half, the priors the two parts' sizes). Each sample is judged by a discriminant fitted
 without it (``FOLDS``-fold cross-fitting): one fitted on every sample has learnt each unflagged
@@ -39,24 +40,26 @@ class.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-
 import numpy as np
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
+from poisonguard.detectors.shrunk_discriminant import (
+    Discriminant,
+    Moments,
+    fourth_moment,
+    shrunk_discriminant,
+    squared_norms,
+    standard_scale,
+)
 from poisonguard.rows import Rows, evenly_spaced
 from poisonguard.seeding import key_order, row_keys, sample_by_key
 
 __all__ = [
     "CARRIER_SHARE",
-    "FIT_DTYPE",
     "FIT_ROWS",
     "FOLDS",
     "MIN_GROUP",
     "ROUNDS",
+    "STAMP_DTYPE",
     "complete_group",
     "stamp_carriers",
 ]
@@ -70,14 +73,9 @@ along a long stretch grows a few a round for longer: the 8x8 digits with a 5 % b
 nines (seed 9) took nine rounds in the pixels, and a cap of five left 6 of its 72 poisons."""
 FIT_ROWS = 20_000
 """Samples of one class the discriminant is fitted on, at most."""
-FOLD_THREADS = 2
-"""The folds of a round are fitted two at a time, in threads: each fit is independent and
-numpy's element-wise work inside it runs on one core (five fits on 9,000 x 784 values, two
-cores: 2.7-2.8 s one at a time, 2.1-2.2 s two at a time, the same posteriors bit for bit)."""
-FIT_DTYPE = np.float32
-"""The discriminant is fitted in single precision: three times faster than in double (0.36 s
-against 1.0 s a fit for 9,600 samples of 784 values on two cores), and its posteriors are read
-only against one half."""
+STAMP_DTYPE = np.float32
+"""The stamp's values are read and compared in single precision (exact for 8- and 16-bit
+samples)."""
 _MIN_PART = 2
 """Fewest samples of each part (group and rest) a fit needs in its training folds."""
 MIN_GROUP = 5
@@ -134,45 +132,112 @@ def complete_group(
          for offset in range(0, members.size, FIT_ROWS)]
     )  # fmt: skip
     fitted = sample_by_key(keys, FIT_ROWS)
-    fit_rows = _flat(rows.take(members[fitted], dtype=FIT_DTYPE))
-    if anchors is not None:
-        anchors = (_flat(np.asarray(anchors[0], dtype=FIT_DTYPE)), np.asarray(anchors[1], bool))
     folds = np.empty(fitted.size, dtype=np.int64)
     folds[key_order(keys[fitted])] = np.arange(fitted.size) % FOLDS
+    crossfit = _CrossFit(_flat(rows.take(members[fitted], dtype=np.float64)), folds, anchors)
     flagged = in_group[fitted]
     current = flagged.copy()
     seen = {current.tobytes()}
-
-    def judged(fold: int) -> tuple[np.ndarray, np.ndarray | None]:
-        test = folds == fold
-        model = _fit(fit_rows[~test], current[~test], anchors)
-        return test, None if model is None else model.predict_proba(fit_rows[test])[:, 1]
-
-    with ThreadPoolExecutor(max_workers=FOLD_THREADS) as pool, _quiet_fits():
-        for _ in range(ROUNDS):
-            posterior = np.zeros(fitted.size)
-            for test, values in pool.map(judged, range(FOLDS)):
-                if values is not None:
-                    posterior[test] = values
-            updated = flagged | (posterior > 0.5)
-            if updated.tobytes() in seen:
-                # settled, or back to an earlier group (a few samples joining and leaving by
-                # turns): the next rounds would repeat; keep the larger of the two
-                if int(updated.sum()) > int(current.sum()):
-                    current = updated
-                break
-            seen.add(updated.tobytes())
-            current = updated
+    for _ in range(ROUNDS):
+        updated = flagged | crossfit.judged(current)
+        if updated.tobytes() in seen:
+            # settled, or back to an earlier group (a few samples joining and leaving by
+            # turns): the next rounds would repeat; keep the larger of the two
+            if int(updated.sum()) > int(current.sum()):
+                current = updated
+            break
+        seen.add(updated.tobytes())
+        current = updated
     result[fitted] = current
     rest = np.setdiff1d(np.arange(members.size), fitted, assume_unique=True)
-    with _quiet_fits():
-        model = _fit(fit_rows, current, anchors) if rest.size else None
+    model = crossfit.fit(current, held_out=None) if rest.size else None
     if model is not None:
         for block in range(0, rest.size, FIT_ROWS):
             positions = rest[block : block + FIT_ROWS]
-            block_rows = _flat(rows.take(members[positions], dtype=FIT_DTYPE))
-            result[positions] |= model.predict_proba(block_rows)[:, 1] > 0.5
+            block_rows = _flat(rows.take(members[positions], dtype=np.float64))
+            result[positions] |= model.log_odds(block_rows) > 0
     return result
+
+
+class _CrossFit:
+    """The fitted samples of one completion, dealt into folds, and the anchors, with what every
+    discriminant reads of them: each fold's moments (count, sum, Gram matrix), kept across
+    rounds; the group's are read again at each round, the rest's are the fold's less the
+    group's. A fold's fit adds the other folds' moments (and the anchors'), and reads the
+    fourth moments of all its fits in two matrix products over the samples
+    (:mod:`poisonguard.detectors.shrunk_discriminant`): a round costs about one Gram matrix of
+    the group, where fitting each fold afresh cost eight of the whole class."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        folds: np.ndarray,
+        anchors: tuple[np.ndarray, np.ndarray] | None,
+    ) -> None:
+        self.fitted = values.shape[0]
+        self.folds = folds
+        if anchors is not None and anchors[0].shape[0]:
+            anchor_values = _flat(np.asarray(anchors[0], dtype=np.float64))
+            self.anchor_sides = np.asarray(anchors[1], dtype=bool)
+        else:
+            anchor_values = np.empty((0, values.shape[1]))
+            self.anchor_sides = np.zeros(0, dtype=bool)
+        self.anchor_parts = (
+            Moments.of(anchor_values[~self.anchor_sides]),
+            Moments.of(anchor_values[self.anchor_sides]),
+        )
+        # every sample's fold; anchors (-1) are in every fit's training part and judged by none
+        self.fold_of = np.concatenate([folds, np.full(anchor_values.shape[0], -1)])
+        self.values = np.concatenate([values, anchor_values])
+        self.squares = self.values * self.values
+        self.fold_totals = [Moments.of(values[folds == fold]) for fold in range(FOLDS)]
+
+    def judged(self, in_group: np.ndarray) -> np.ndarray:
+        """Whether each fitted sample's discriminant, fitted without its fold, puts it with the
+        group (False where a fold's training part is too small to fit)."""
+        models = self._fits(in_group, list(range(FOLDS)))
+        joins = np.zeros(self.fitted, dtype=bool)
+        for fold, model in enumerate(models):
+            if model is not None:
+                test = self.folds == fold
+                joins[test] = model.log_odds(self.values[: self.fitted][test]) > 0
+        return joins
+
+    def fit(self, in_group: np.ndarray, held_out: int | None) -> Discriminant | None:
+        """The discriminant fitted on every fold but ``held_out`` (``None``: on all)."""
+        return self._fits(in_group, [held_out])[0]
+
+    def _fits(self, in_group: np.ndarray, held_out: list[int | None]) -> list[Discriminant | None]:
+        groups = [Moments.of(self.values[: self.fitted][(self.folds == f) & in_group])
+                  for f in range(FOLDS)]  # fmt: skip
+        parts, trained = [], []
+        for fold in held_out:
+            kept = [f for f in range(FOLDS) if f != fold]
+            group = sum((groups[f] for f in kept), self.anchor_parts[1])
+            rest = sum((self.fold_totals[f] - groups[f] for f in kept), self.anchor_parts[0])
+            if min(group.count - self.anchor_parts[1].count,
+                   rest.count - self.anchor_parts[0].count) < _MIN_PART:  # fmt: skip
+                continue
+            parts.append((rest, group))
+            trained.append(fold)
+        if not parts:
+            return [None] * len(held_out)
+        # the fourth moments of every part of every fit, in two matrix products
+        stacked = [part for pair in parts for part in pair]
+        means = np.stack([part.mean for part in stacked])
+        scales = np.stack([standard_scale(part) for part in stacked])
+        norms = squared_norms(self.values, self.squares, means, scales)
+        sides = np.concatenate([in_group, self.anchor_sides])
+        models: dict[int | None, Discriminant] = {}
+        for index, (fold, (rest, group)) in enumerate(zip(trained, parts, strict=True)):
+            training = self.fold_of != fold if fold is not None else np.ones(sides.size, bool)
+            models[fold] = shrunk_discriminant(
+                group,
+                rest,
+                group_fourth=fourth_moment(norms[training & sides, 2 * index + 1]),
+                rest_fourth=fourth_moment(norms[training & ~sides, 2 * index]),
+            )
+        return [models.get(fold) for fold in held_out]
 
 
 CARRIER_SHARE = 0.9
@@ -204,8 +269,8 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
     result = in_group.copy()
     if int(in_group.sum()) < MIN_GROUP or in_group.all():
         return result
-    group = _flat(rows.take(evenly_spaced(members[in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
-    rest = _flat(rows.take(evenly_spaced(members[~in_group], CARRIER_ROWS), dtype=FIT_DTYPE))
+    group = _flat(rows.take(evenly_spaced(members[in_group], CARRIER_ROWS), dtype=STAMP_DTYPE))
+    rest = _flat(rows.take(evenly_spaced(members[~in_group], CARRIER_ROWS), dtype=STAMP_DTYPE))
     values = np.median(group, axis=0)
     mask = (np.mean(group == values, axis=0) >= CARRIER_SHARE) & (values != np.median(rest, axis=0))
     # a value most other classes' samples hold at that place (a blank background) comes from
@@ -213,12 +278,12 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
     # part came from digits blank where a five has its top bar, kept 33 of 72 poisons with it
     outside = np.setdiff1d(np.arange(len(rows)), members, assume_unique=True)
     if outside.size:
-        elsewhere = _flat(rows.take(evenly_spaced(outside, CARRIER_ROWS), dtype=FIT_DTYPE))
+        elsewhere = _flat(rows.take(evenly_spaced(outside, CARRIER_ROWS), dtype=STAMP_DTYPE))
         mask &= np.mean(elsewhere == values, axis=0) < 0.5
     if not mask.any():
         return result
     for start in range(0, members.size, FIT_ROWS):
-        block = _flat(rows.take(members[start : start + FIT_ROWS], dtype=FIT_DTYPE))
+        block = _flat(rows.take(members[start : start + FIT_ROWS], dtype=STAMP_DTYPE))
         result[start : start + FIT_ROWS] |= np.all(block[:, mask] == values[mask], axis=1)
     return result
 
@@ -226,28 +291,3 @@ def stamp_carriers(rows: Rows, members: np.ndarray, in_group: np.ndarray) -> np.
 def _flat(rows: np.ndarray) -> np.ndarray:
     """Each sample as one row of values (an image's pixels)."""
     return rows.reshape(rows.shape[0], -1)
-
-
-def _fit(
-    rows: np.ndarray,
-    in_group: np.ndarray,
-    anchors: tuple[np.ndarray, np.ndarray] | None = None,
-) -> LinearDiscriminantAnalysis | None:
-    """The shrunk linear discriminant of ``in_group`` against the rest, the ``anchors`` (rows,
-    sides) added; ``None`` when either part of ``rows`` has fewer than two samples."""
-    if min(int(in_group.sum()), int((~in_group).sum())) < _MIN_PART:
-        return None
-    if anchors is not None and anchors[0].shape[0]:
-        rows = np.concatenate([rows, anchors[0]])
-        in_group = np.concatenate([in_group, anchors[1]])
-    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(rows, in_group)
-
-
-@contextmanager
-def _quiet_fits() -> Iterator[None]:
-    """Around :func:`_fit` calls (here, not in the fold threads: the warnings filters are one
-    process-wide list, which ``catch_warnings`` entered from two threads at once can leave
-    changed): constant feature columns (a dead unit) are harmless to the shrunk covariance."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
