@@ -100,11 +100,11 @@ def test_a_fold_whose_training_part_holds_too_few_of_the_group_judges_nothing():
     rows, _ = two_parts(2, 400, 8)
     folds = np.arange(400) % FOLDS
     in_group = np.zeros(400, dtype=bool)
-    in_group[[0, 5]] = True  # both in fold 0: its fit has none of the group, the others two
+    in_group[[0, 5, 1]] = True  # two in fold 0, one in fold 1
+    rows[in_group] += 50.0  # far off: any fit that saw one of them puts the others with it
     crossfit = _CrossFit(rows, folds, None)
-    assert crossfit.fit(in_group, held_out=0) is None
+    assert crossfit.fit(in_group, held_out=0) is None  # one of the group left to fit on
     assert crossfit.fit(in_group, held_out=1) is not None  # two of each part are enough
-    rows[in_group] += 50.0  # far off: a fit that saw them puts their own fold with them
-    crossfit = _CrossFit(rows, folds, None)
     joins = crossfit.judged(in_group)
     assert not joins[folds == 0].any()
+    assert joins[1]  # fold 1, judged by a fit on the two in fold 0

@@ -210,11 +210,12 @@ class _CrossFit:
     def _fits(self, in_group: np.ndarray, held_out: list[int | None]) -> list[Discriminant | None]:
         groups = [Moments.of(self.values[: self.fitted][(self.folds == f) & in_group])
                   for f in range(FOLDS)]  # fmt: skip
+        rests = [total - group for total, group in zip(self.fold_totals, groups, strict=True)]
         parts, trained = [], []
         for fold in held_out:
             kept = [f for f in range(FOLDS) if f != fold]
             group = sum((groups[f] for f in kept), self.anchor_parts[1])
-            rest = sum((self.fold_totals[f] - groups[f] for f in kept), self.anchor_parts[0])
+            rest = sum((rests[f] for f in kept), self.anchor_parts[0])
             if min(group.count - self.anchor_parts[1].count,
                    rest.count - self.anchor_parts[0].count) < _MIN_PART:  # fmt: skip
                 continue
