@@ -5,6 +5,7 @@ class."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -422,8 +423,9 @@ def test_the_nearest_are_those_a_full_stable_sort_gives_ties_included():
     samples = rng.integers(0, 3, size=(500, 6)).astype(np.float64)
     query = samples[:40] + rng.integers(0, 2, size=(40, 6))
     references = np.arange(40, 500)
-    for count in (1, 10, 25):
-        got = nearest_among(lambda p: samples[p], query, references, count, block=64)
-        distance = ((query[:, None, :] - samples[references][None]) ** 2).sum(-1)
+    distance = ((query[:, None, :] - samples[references][None]) ** 2).sum(-1)
+    # blocks larger and smaller than the count: each block's nearest are chosen, then merged
+    for count, block in itertools.product((1, 10, 25), (64, 7)):
+        got = nearest_among(lambda p: samples[p], query, references, count, block=block)
         want = references[np.argsort(distance, axis=1, kind="stable")[:, :count]]
         np.testing.assert_array_equal(got, want)

@@ -162,11 +162,20 @@ def nearest_among(
     for number, start in enumerate(range(0, references.size, block)):
         positions = references[start : start + block]
         rows = kept[number] if kept else _flat(take(positions), dtype)
-        distance = query_norms - 2.0 * query @ rows.T + (rows**2).sum(axis=1)[None, :]
-        best_distance = np.concatenate([best_distance, distance], axis=1)
-        best_position = np.concatenate(
-            [best_position, np.broadcast_to(positions, distance.shape)], axis=1
+        # in place, the same arithmetic as query_norms - (2 query) @ rows.T + row norms (a
+        # factor of two is exact, and subtracting is adding the negation): no (Q, block) copies
+        distance = query @ rows.T
+        distance *= -2.0
+        distance += query_norms
+        distance += (rows**2).sum(axis=1)[None, :]
+        # the block's own nearest first, then those against the nearest so far: the same
+        # result as choosing among them all at once (the earlier blocks' first where distances
+        # tie, then the block's in column order), without a (Q, block) copy of every position
+        keep = _smallest(distance, count)
+        best_distance = np.concatenate(
+            [best_distance, np.take_along_axis(distance, keep, axis=1)], axis=1
         )
+        best_position = np.concatenate([best_position, positions[keep]], axis=1)
         keep = _smallest(best_distance, count)
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_position = np.take_along_axis(best_position, keep, axis=1)
