@@ -64,6 +64,13 @@ def test_moments_add_and_subtract_as_the_sets_do():
     np.testing.assert_allclose((first + rest).variance, rows.var(0))
     assert rest.count == 30
     assert Moments.of(np.empty((0, 4))).count == 0
+    parts = [Moments.of(rows[start : start + 10]) for start in range(0, 50, 10)]
+    together = Moments.summed(parts)
+    assert together.count == 50
+    np.testing.assert_allclose(together.total, whole.total)
+    np.testing.assert_allclose(together.gram, whole.gram)
+    assert parts[0].count == 10  # the first part is not changed in place
+    np.testing.assert_allclose(parts[0].gram, rows[:10].T @ rows[:10])
 
 
 def test_each_folds_fit_is_scikit_learns_on_the_other_folds_and_the_anchors():

@@ -214,8 +214,8 @@ class _CrossFit:
         parts, trained = [], []
         for fold in held_out:
             kept = [f for f in range(FOLDS) if f != fold]
-            group = _summed(self.anchor_parts[1], [groups[f] for f in kept])
-            rest = _summed(self.anchor_parts[0], [rests[f] for f in kept])
+            group = Moments.summed([self.anchor_parts[1], *(groups[f] for f in kept)])
+            rest = Moments.summed([self.anchor_parts[0], *(rests[f] for f in kept)])
             if min(group.count - self.anchor_parts[1].count,
                    rest.count - self.anchor_parts[0].count) < _MIN_PART:  # fmt: skip
                 continue
@@ -239,18 +239,6 @@ class _CrossFit:
                 rest_fourth=fourth_moment(norms[training & ~sides, 2 * index]),
             )
         return [models.get(fold) for fold in held_out]
-
-
-def _summed(first: Moments, others: list[Moments]) -> Moments:
-    """``first`` plus each of ``others`` in turn (the order ``sum`` added them in: the same
-    rounding), into one new Gram matrix instead of a new one per addition."""
-    gram = first.gram.copy()
-    for moments in others:
-        gram += moments.gram
-    total = first.total.copy()
-    for moments in others:
-        total += moments.total
-    return Moments(first.count + sum(m.count for m in others), total, gram)
 
 
 CARRIER_SHARE = 0.9
