@@ -315,7 +315,6 @@ def test_refitted_trim_leaves_a_natural_part_that_shares_a_look():
     assert kept[is_natural].sum() <= first[is_natural].sum() // 2
 
 
-
 def test_refitted_trim_keeps_a_group_with_no_one_pattern_whole():
     """Plain mislabels hold no pattern in common: nothing to judge the members by, so the
     group is kept whole, refitted or not."""
@@ -333,3 +332,56 @@ def test_refitted_trim_keeps_a_group_with_no_one_pattern_whole():
         sources=sources, excluded=members[in_group], seed=0,
     )  # fmt: skip
     assert np.array_equal(kept, in_group[np.searchsorted(members, judged)])
+
+
+def test_the_refits_are_member_residuals_round_by_round():
+    """The refits of :func:`trimmed_refitted` search the samples outside the group once and
+    merge in the group's own members each round; with every sample a possible reference (no
+    draw of them), a round fits each member on the same samples as :func:`member_residuals`
+    given the round's members set free, and gives the same residuals."""
+    from poisonguard.detectors.common_pattern import _GroupRefits
+
+    rng = np.random.default_rng(9)
+    x, labels = three_classes(rng)
+    pattern = rng.uniform(0.0, 2.0, size=(SIDE, SIDE))
+    poisons, _ = plant(x, labels, rng, pattern=pattern, count=40)
+    mislabels, _ = plant(x, labels, rng, pattern=None, count=8)  # look like other classes
+    members = np.flatnonzero(labels == 0)
+    natural = rng.choice(np.setdiff1d(members, np.union1d(poisons, mislabels)), 60, replace=False)
+    # a part of the class near another class, with a look of its own: kept out, its members
+    # look like class 1; free, like each other (class 0)
+    look = 0.5 * smooth_images(rng, 1)[0]
+    x[natural] = x[rng.choice(np.flatnonzero(labels == 1), natural.size, replace=False)] + look
+    in_group = np.isin(members, np.concatenate([poisons, natural]))
+    # flagged: the group but members that joined it (carrying), and a few of other classes
+    others = rng.choice(np.flatnonzero(labels != 0), 12, replace=False)
+    excluded = np.sort(np.concatenate([np.setdiff1d(members[in_group], poisons[:6]), others]))
+    take = lambda positions: x[positions]  # noqa: E731
+    judged, _, sources = member_residuals(
+        take, labels, members, 0, group=in_group, excluded=excluded, seed=0
+    )
+    group = in_group[np.searchsorted(members, judged)]
+    refitted = judged[group]
+    foreign = np.setdiff1d(judged[sources != 0], refitted)
+    assert foreign.size  # some members look like another class: they stay out
+    refits = _GroupRefits(
+        take, labels, members, 0, refitted=refitted, excluded=excluded, foreign=foreign,
+        seed=0, block=64,
+    )  # fmt: skip
+    own = excluded[np.isin(excluded, members)]
+    # members left out round after round: freed, the natural part's members name each other's
+    # sources, and the members that look like the class then serve as look-alikes
+    leaving = np.concatenate([natural, poisons[6:]])
+    sources_seen = []
+    for count in (0, 10, 30, 60, 94):
+        freed = np.sort(leaving[:count])
+        want_positions, want, _ = member_residuals(
+            take, labels, members, 0, group=np.zeros(members.size, dtype=bool),
+            excluded=np.setdiff1d(excluded, freed), look_alikes=own, foreign=foreign,
+            judged=refitted, seed=0, block=64,
+        )  # fmt: skip
+        positions, got = refits.residuals(freed=freed)
+        np.testing.assert_array_equal(positions, want_positions)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+        sources_seen.append(int((refits.sources == 0).sum()))
+    assert sources_seen[0] < sources_seen[1] < sources_seen[2]  # the rounds differ

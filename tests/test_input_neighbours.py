@@ -429,3 +429,35 @@ def test_the_nearest_are_those_a_full_stable_sort_gives_ties_included():
         got = nearest_among(lambda p: samples[p], query, references, count, block=block)
         want = references[np.argsort(distance, axis=1, kind="stable")[:, :count]]
         np.testing.assert_array_equal(got, want)
+
+
+def test_merging_two_searches_gives_the_nearest_of_their_union_ties_included():
+    """The nearest of one set of references merged with the distances to a second set are the
+    nearest among both, ties to the smaller position (what one search over them sorted gives);
+    a candidate at infinite distance is never taken before a finite one."""
+    from poisonguard.detectors.input_neighbours import (
+        merged_nearest,
+        nearest_among,
+        nearest_with_distances,
+        squared_distances,
+        squared_norms,
+    )
+
+    rng = np.random.default_rng(1)
+    samples = rng.integers(0, 3, size=(300, 5)).astype(np.float64)
+    query = samples[:30] + rng.integers(0, 2, size=(30, 5))
+    first, second = np.arange(30, 300, 2), np.arange(31, 300, 2)  # interleaved positions
+    take = lambda p: samples[p]  # noqa: E731
+    for count in (1, 8):
+        found, distances = nearest_with_distances(take, query, first, count, block=16)
+        assert np.array_equal(found, nearest_among(take, query, first, count, block=16))
+        near = squared_distances(query, squared_norms(query)[:, None], samples[second])
+        near[:, ::3] = np.inf  # not to take
+        got, got_distances = merged_nearest(
+            np.concatenate([found, np.broadcast_to(second, near.shape)], axis=1),
+            np.concatenate([distances, near], axis=1),
+            count,
+        )
+        usable = np.union1d(first, np.delete(second, np.s_[::3]))
+        np.testing.assert_array_equal(got, nearest_among(take, query, usable, count))
+        assert np.isfinite(got_distances).all()

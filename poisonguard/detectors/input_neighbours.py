@@ -35,10 +35,14 @@ __all__ = [
     "REFERENCES",
     "foreign_share",
     "majority_labels",
+    "merged_nearest",
     "nearest_among",
     "nearest_means",
+    "nearest_with_distances",
     "nearest_samples",
     "neighbour_votes",
+    "squared_distances",
+    "squared_norms",
 ]
 
 FOREIGN_SHARE = 0.5
@@ -155,19 +159,31 @@ def nearest_among(
     ``count``) to each row of ``query`` (flattened), nearest first; the references are read
     ``block`` at a time, or taken from ``kept`` (those blocks, read and scaled as the query
     is); distances in ``dtype``."""
+    return nearest_with_distances(
+        take, query, references, count, block=block, kept=kept, dtype=dtype
+    )[0]
+
+
+def nearest_with_distances(
+    take: Take,
+    query: np.ndarray,
+    references: np.ndarray,
+    count: int,
+    *,
+    block: int = 4096,
+    kept: list[np.ndarray] | None = None,
+    dtype: type = np.float64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_among`'s positions and their squared distances (``dtype``), for a caller
+    that merges them with the distances to other samples (:func:`merged_nearest`)."""
     query = np.asarray(query, dtype=dtype)
-    best_distance = np.full((query.shape[0], 0), np.inf)
+    best_distance = np.full((query.shape[0], 0), np.inf, dtype=dtype)
     best_position = np.zeros((query.shape[0], 0), dtype=np.int64)
-    query_norms = (query**2).sum(axis=1)[:, None]
+    query_norms = squared_norms(query)[:, None]
     for number, start in enumerate(range(0, references.size, block)):
         positions = references[start : start + block]
         rows = kept[number] if kept else _flat(take(positions), dtype)
-        # in place, the same arithmetic as query_norms - (2 query) @ rows.T + row norms (a
-        # factor of two is exact, and subtracting is adding the negation): no (Q, block) copies
-        distance = query @ rows.T
-        distance *= -2.0
-        distance += query_norms
-        distance += (rows**2).sum(axis=1)[None, :]
+        distance = squared_distances(query, query_norms, rows)
         # the block's own nearest first, then those against the nearest so far: the same
         # result as choosing among them all at once (the earlier blocks' first where distances
         # tie, then the block's in column order), without a (Q, block) copy of every position
@@ -179,7 +195,58 @@ def nearest_among(
         keep = _smallest(best_distance, count)
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_position = np.take_along_axis(best_position, keep, axis=1)
-    return best_position
+    return best_position, best_distance
+
+
+def squared_norms(rows: np.ndarray) -> np.ndarray:
+    """Each (flattened) row's squared Euclidean norm, as :func:`squared_distances` takes it."""
+    return (rows**2).sum(axis=1)
+
+
+def squared_distances(query: np.ndarray, query_norms: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances ``(len(query), len(rows))`` of flattened rows, given the
+    query's :func:`squared_norms` as a column; in the rows' precision."""
+    # in place, the same arithmetic as query_norms - (2 query) @ rows.T + row norms (a factor
+    # of two is exact, and subtracting is adding the negation): no (Q, block) copies
+    distance = query @ rows.T
+    distance *= -2.0
+    distance += query_norms
+    distance += squared_norms(rows)[None, :]
+    return distance
+
+
+def merged_nearest(
+    positions: np.ndarray, distances: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the ``count`` nearest of candidate ``positions`` with their ``distances``
+    (both ``(Q, m)``, columns in any order), nearest first and the smaller position first where
+    distances tie, as :func:`nearest_among` orders sorted references."""
+    positions, distances = np.asarray(positions), np.asarray(distances)
+    if distances.shape[1] <= count:
+        order = np.lexsort((positions, distances), axis=1)
+    else:
+        # the candidates up to the count-th smallest distance first (as _smallest does), then
+        # ordered among themselves: sorting every candidate of a row took most of a round of
+        # the group's refits when the group held thousands of members
+        edge = np.partition(distances, count - 1, axis=1)[:, count - 1 : count]
+        within = distances <= edge
+        exact = within.sum(axis=1) == count
+        order = np.empty((distances.shape[0], count), dtype=np.int64)
+        if exact.any():
+            columns = np.nonzero(within[exact])[1].reshape(-1, count)
+            among = np.lexsort(
+                (
+                    np.take_along_axis(positions[exact], columns, axis=1),
+                    np.take_along_axis(distances[exact], columns, axis=1),
+                ),
+                axis=1,
+            )
+            order[exact] = np.take_along_axis(columns, among, axis=1)
+        if not exact.all():  # ties at the edge: ordered whole
+            order[~exact] = np.lexsort((positions[~exact], distances[~exact]), axis=1)[:, :count]
+    return np.take_along_axis(positions, order, axis=1), np.take_along_axis(
+        distances, order, axis=1
+    )
 
 
 def _smallest(distance: np.ndarray, count: int) -> np.ndarray:
