@@ -544,7 +544,7 @@ class _GroupRefits:
             if asked.size == 0:
                 continue
             beside = np.flatnonzero(looks_own & (self.parts != part))
-            spans: dict[int, np.ndarray] = {}
+            looks: dict[int, dict[int, np.ndarray]] = {}  # class -> member -> its look-alikes
             for cls in np.unique(np.append(sources[asked], code)):
                 cls = int(cls)
                 asking = asked if cls == code else asked[sources[asked] == cls]
@@ -552,21 +552,15 @@ class _GroupRefits:
                 extra = beside if cls == code else beside[:0]
                 if stable + extra.size < LOOK_ALIKES:
                     continue
-                spans[cls] = self._merged(asking, found, distances, extra, LOOK_ALIKES)[0]
-            if code not in spans:
+                nearest = self._merged(asking, found, distances, extra, LOOK_ALIKES)[0]
+                looks[cls] = dict(zip(asking.tolist(), nearest, strict=True))
+            if code not in looks:
                 continue
-            own_looks = dict(zip(asked.tolist(), spans[code], strict=True))
-            fitted, span_rows = [], []
-            for cls, looks in spans.items():
-                asking = asked if cls == code else asked[sources[asked] == cls]
-                for member, row in zip(asking.tolist(), looks, strict=True):
-                    if int(sources[member]) == cls:
-                        fitted.append(member)
-                        span_rows.append(np.concatenate([row, own_looks[member]]))
-            order = np.argsort(fitted, kind="stable")
-            fitted_members = np.asarray(fitted, dtype=np.int64)[order]
+            fitted = [m for m in asked.tolist() if int(sources[m]) in looks]
+            spans = [np.concatenate([looks[int(sources[m])][m], looks[code][m]]) for m in fitted]
+            fitted_members = np.asarray(fitted, dtype=np.int64)
             positions.append(refitted[fitted_members])
-            rows.append(self._fits(fitted_members, np.asarray(span_rows)[order]))
+            rows.append(self._fits(fitted_members, np.asarray(spans)))
         if not positions:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.query.shape[1]), np.float32)
         positions_all, rows_all = np.concatenate(positions), np.concatenate(rows)

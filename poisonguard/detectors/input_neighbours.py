@@ -188,7 +188,7 @@ def nearest_with_distances(
             # once every row holds ``count`` nearest, only a reference nearer than a row's
             # farthest so far can enter (one as near ties with an earlier position and stays
             # out): a comparison, where choosing each block's nearest took as long as its
-            # distances; flat indices, as np.nonzero of a 2-D mask took seven times as long
+            # distances; flat indices, as np.nonzero of a 2-D mask took eight times as long
             rows_asking, columns = np.divmod(
                 np.flatnonzero(distance < best_distance[:, -1:]), distance.shape[1]
             )
