@@ -461,3 +461,35 @@ def test_merging_two_searches_gives_the_nearest_of_their_union_ties_included():
         usable = np.union1d(first, np.delete(second, np.s_[::3]))
         np.testing.assert_array_equal(got, nearest_among(take, query, usable, count))
         assert np.isfinite(got_distances).all()
+
+
+def test_the_float32_screen_keeps_the_float64_neighbours_and_distances():
+    """The float64 search screens each block in float32 and computes float64 distances only
+    where the screen's error bound cannot rule a reference out. On integer samples whose
+    float32 distances round (values up to 4,000: squared norms past 2^24), with references
+    a distance of 1 apart and exact duplicates, the neighbours and distances are the exact
+    ones, ties to the smaller position; where the norms are too large for float32 the block is
+    computed in float64 whole, with the same result."""
+    from poisonguard.detectors.input_neighbours import nearest_with_distances
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 4000, size=(1, 40))
+    # references one unit step apart: the float32 distances round over these differences
+    steps = rng.integers(-3, 4, size=(600, 40))
+    samples = np.concatenate([base + steps, base + steps[:50]])  # 50 exact duplicates
+    query = (base + rng.integers(-3, 4, size=(30, 40))).astype(np.float64)
+    exact = ((query[:, None, :].astype(np.int64) - samples[None]) ** 2).sum(-1)
+    assert len(np.unique(exact)) < exact.size // 10  # ties everywhere
+    # 2^40: squared norms past what float32 holds (no screen), float64 still exact
+    for scale in (1, 2**40):
+        scaled = samples * scale
+        references = np.arange(scaled.shape[0])
+        for count, block in ((10, 4096), (10, 64), (1, 37), (25, 100)):
+            found, distances = nearest_with_distances(
+                lambda p, s=scaled: s[p], query * scale, references, count, block=block
+            )
+            want = np.argsort(exact, axis=1, kind="stable")[:, :count]
+            np.testing.assert_array_equal(found, want)
+            np.testing.assert_array_equal(
+                distances, np.take_along_axis(exact, want, 1) * float(scale) ** 2
+            )

@@ -175,47 +175,160 @@ def nearest_with_distances(
     dtype: type = np.float64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`nearest_among`'s positions and their squared distances (``dtype``), for a caller
-    that merges them with the distances to other samples (:func:`merged_nearest`)."""
+    that merges them with the distances to other samples (:func:`merged_nearest`).
+
+    In float64, each block's distances are screened in float32 first (:class:`_Screen`) and
+    computed in float64 only for the references the screen cannot rule out."""
     query = np.asarray(query, dtype=dtype)
     best_distance = np.full((query.shape[0], 0), np.inf, dtype=dtype)
     best_position = np.zeros((query.shape[0], 0), dtype=np.int64)
     query_norms = squared_norms(query)[:, None]
+    screen = _Screen.of(query, query_norms) if query.dtype == np.float64 else None
     for number, start in enumerate(range(0, references.size, block)):
         positions = references[start : start + block]
-        rows = kept[number] if kept else _flat(take(positions), dtype)
-        distance = squared_distances(query, query_norms, rows)
-        if best_distance.shape[1] == count:
-            # once every row holds ``count`` nearest, only a reference nearer than a row's
-            # farthest so far can enter (one as near ties with an earlier position and stays
-            # out): a comparison, where choosing each block's nearest took as long as its
-            # distances; flat indices, as np.nonzero of a 2-D mask took eight times as long
-            rows_asking, columns = np.divmod(
-                np.flatnonzero(distance < best_distance[:, -1:]), distance.shape[1]
-            )
-            if columns.size == 0:
-                continue
-            # each row's candidates side by side, in column order, padded by infinity
-            per_row = np.bincount(rows_asking, minlength=query.shape[0])
-            slot = np.arange(columns.size) - (np.cumsum(per_row) - per_row)[rows_asking]
-            width = int(per_row.max())
-            near = np.full((query.shape[0], width), np.inf, dtype=distance.dtype)
-            near[rows_asking, slot] = distance[rows_asking, columns]
-            near_position = np.zeros((query.shape[0], width), dtype=np.int64)
-            near_position[rows_asking, slot] = positions[columns]
+        samples = kept[number] if kept else take(positions)
+        samples = np.asarray(samples).reshape(positions.size, -1)
+        full = best_distance.shape[1] == count
+        pairs = None
+        if screen is not None and positions.size > count:
+            pairs = screen.pairs(samples, best_distance[:, -1] if full else None, count)
+        if pairs is None:
+            distance = squared_distances(query, query_norms, np.asarray(samples, dtype=dtype))
+            if full:
+                # once every row holds ``count`` nearest, only a reference nearer than a row's
+                # farthest so far can enter (one as near ties with an earlier position and
+                # stays out): a comparison, where choosing each block's nearest took as long
+                # as its distances; flat indices, as np.nonzero of a 2-D mask took eight times
+                # as long
+                rows_asking, columns = np.divmod(
+                    np.flatnonzero(distance < best_distance[:, -1:]), distance.shape[1]
+                )
+                near, near_position = _side_by_side(
+                    rows_asking, columns, distance[rows_asking, columns], positions, query.shape[0]
+                )
+            else:
+                # the block's own nearest first, then those against the nearest so far: the
+                # same result as choosing among them all at once (the earlier blocks' first
+                # where distances tie, then the block's in column order), without a (Q, block)
+                # copy of every position
+                keep = _smallest(distance, count)
+                near = np.take_along_axis(distance, keep, axis=1)
+                near_position = positions[keep]
         else:
-            # the block's own nearest first, then those against the nearest so far: the same
-            # result as choosing among them all at once (the earlier blocks' first where
-            # distances tie, then the block's in column order), without a (Q, block) copy of
-            # every position
-            keep = _smallest(distance, count)
-            near = np.take_along_axis(distance, keep, axis=1)
-            near_position = positions[keep]
+            rows_asking, columns, exact = pairs
+            if full:
+                entering = exact < best_distance[rows_asking, -1]
+                rows_asking, columns = rows_asking[entering], columns[entering]
+                exact = exact[entering]
+            near, near_position = _side_by_side(
+                rows_asking, columns, exact, positions, query.shape[0]
+            )
+            if not full:
+                # every row has at least ``count`` candidates, in column order: the block's
+                # nearest, ties in column order, as choosing among the whole block gives
+                keep = _smallest(near, count)
+                near = np.take_along_axis(near, keep, axis=1)
+                near_position = np.take_along_axis(near_position, keep, axis=1)
+        if near.shape[1] == 0:
+            continue
         best_distance = np.concatenate([best_distance, near], axis=1)
         best_position = np.concatenate([best_position, near_position], axis=1)
         keep = _smallest(best_distance, count)
         best_distance = np.take_along_axis(best_distance, keep, axis=1)
         best_position = np.take_along_axis(best_position, keep, axis=1)
     return best_position, best_distance
+
+
+def _side_by_side(
+    rows: np.ndarray, columns: np.ndarray, values: np.ndarray, positions: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``values`` at ``(rows, columns)`` of a block (ordered by row, then column) and the
+    ``positions`` of their columns, each row's side by side in column order and padded by
+    infinity: ``(n_rows, most per row)`` arrays."""
+    per_row = np.bincount(rows, minlength=n_rows)
+    slot = np.arange(columns.size) - (np.cumsum(per_row) - per_row)[rows]
+    width = int(per_row.max()) if per_row.size else 0
+    near = np.full((n_rows, width), np.inf, dtype=values.dtype)
+    near[rows, slot] = values
+    near_position = np.zeros((n_rows, width), dtype=np.int64)
+    near_position[rows, slot] = positions[columns]
+    return near, near_position
+
+
+class _Screen:
+    """Float64 nearest-sample distances, screened in float32.
+
+    A float32 product of the query and a block of references costs half the float64 one (200
+    queries against 20,000 Fashion-MNIST images: 0.08 against 0.17 s), but rounds. Its error
+    has a bound: for vectors of ``K`` values, the float32 squared distance of ``q`` and ``r``
+    is within ``(2 K + 8) u (|q|^2 + |r|^2)`` of the exact one (``u = 2^-24``; the product's
+    and the norms' sums ``K u`` of their terms each, Higham's ``gamma_K``, ``|q_i r_i|`` at
+    most ``(q_i^2 + r_i^2) / 2``; the two additions, the float32 rounding of the inputs),
+    here widened to ``(2 K + 32) u``. A reference the bound rules out cannot be among the
+    nearest, nor tie with them; the others get their float64 distance, computed as
+    :func:`squared_distances` computes it (the same operations on the same values). So the
+    neighbours are those of the float64 search, and on integer-valued samples (images of
+    8-bit pixels), where every float64 sum is exact, the distances are bit for bit the same.
+    """
+
+    def __init__(self, query: np.ndarray, query_norms: np.ndarray) -> None:
+        self.query = query
+        self.query_norms = query_norms  # (Q, 1), float64
+        self.query32 = query.astype(np.float32)
+        self.query_norms32 = _dot_self(self.query32)[:, None]
+        self.slack = (2 * query.shape[1] + 32) * 2.0**-24
+
+    @classmethod
+    def of(cls, query: np.ndarray, query_norms: np.ndarray) -> _Screen | None:
+        """A screen for ``query`` (float64), or ``None`` where float32 cannot hold its squared
+        norms (or they are not finite): the block is then computed in float64 whole."""
+        if query.size == 0 or not np.all(query_norms < _FLOAT32_NORMS):
+            return None
+        return cls(query, query_norms)
+
+    def pairs(
+        self, samples: np.ndarray, bar: np.ndarray | None, count: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The block's (row, column) pairs that may hold a nearest reference, ordered by row,
+        then column, with their float64 squared distances: with ``bar`` (each row's farthest
+        nearest so far, exact), those that may be nearer than it; without, those that may be
+        among each row's ``count`` nearest of the block (at least ``count`` a row). ``None``
+        where the block's norms are too large for float32."""
+        rows32 = np.asarray(samples, dtype=np.float32)
+        norms32 = _dot_self(rows32)
+        largest = float(norms32.max())
+        if not largest < _FLOAT32_NORMS:
+            return None
+        # the float32 norms are within a factor (1 + slack) of the exact ones
+        margin = self.slack * (self.query_norms[:, 0] + largest) * (1.0 + self.slack)
+        distance = squared_distances(self.query32, self.query_norms32, rows32)
+        if bar is None:
+            edge = np.partition(distance, count - 1, axis=1)[:, count - 1].astype(np.float64)
+            limit = edge + 2.0 * margin  # the count at the edge are at most edge + margin
+        else:
+            limit = bar + margin
+        # rounded to float32 and a step up: never below the limit
+        limit32 = np.nextafter(limit.astype(np.float32), np.float32(np.inf))
+        rows_asking, columns = np.divmod(
+            np.flatnonzero(distance <= limit32[:, None]), distance.shape[1]
+        )
+        used, column_of = np.unique(columns, return_inverse=True)
+        references = np.asarray(samples[used], dtype=np.float64)
+        exact = np.einsum("ij,ij->i", self.query[rows_asking], references[column_of])
+        exact *= -2.0
+        exact += self.query_norms[rows_asking, 0]
+        exact += squared_norms(references)[column_of]
+        return rows_asking, columns, exact
+
+
+def _dot_self(rows: np.ndarray) -> np.ndarray:
+    """Each row's squared norm without a squared copy of the rows (the screen's, whose bound
+    allows any order of summation)."""
+    return np.einsum("ij,ij->i", rows, rows)
+
+
+_FLOAT32_NORMS = 1e30
+"""Squared norms past this are not screened in float32 (whose largest value is about 3e38)."""
 
 
 def squared_norms(rows: np.ndarray) -> np.ndarray:
