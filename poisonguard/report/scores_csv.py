@@ -80,27 +80,46 @@ def write_scores_csv(result: ScanResult, handle: TextIO) -> None:
 
     writer = csv_safety.writer(handle, lineterminator="\n")
     writer.writerow(scores_csv_header(result))
-    names = dataset.class_names
+    # the untrusted text (ids, class names) escaped once per value; the numbers are written
+    # as they are (a float's or an integer's text never starts a formula)
+    names = [csv_safety.escape_cell(name) for name in dataset.class_names]
     finding = result.finding if result.finding is not None else np.full(n, "", dtype=object)
     predicted = result.predicted
     confidence = result.predicted_probability
-    # a block of rows at a time: detector scores of an out-of-core scan are read from files
+    # a block of rows at a time: detector scores of an out-of-core scan are read from files;
+    # the numbers formatted a column at a time from Python floats (a NumPy scalar's format
+    # costs about three times as much)
     for start in range(0, n, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n)
-        columns = [
-            np.asarray(col[start:stop], dtype=np.float64).reshape(-1) for col in detectors.values()
-        ]
-        for i in range(start, stop):
-            writer.writerow(
+        ids = [csv_safety.escape_cell(dataset.ids[i]) for i in range(start, stop)]
+        labels = np.asarray(dataset.labels[start:stop], dtype=np.int64).tolist()
+        kinds = [csv_safety.escape_cell(finding[i]) for i in range(start, stop)]
+        guesses = (
+            None if predicted is None else np.asarray(predicted[start:stop], np.int64).tolist()
+        )
+        scores = _formatted(score[start:stop])
+        columns = [_formatted(col[start:stop]) for col in detectors.values()]
+        confidences = None if confidence is None else _formatted(confidence[start:stop])
+        flags = flagged[start:stop].astype(np.int64).tolist()
+        for offset in range(stop - start):
+            writer.write_escaped(
                 [
-                    i,
-                    dataset.ids[i],
-                    names[int(dataset.labels[i])],
-                    format(score[i], _FLOAT_FORMAT),
-                    int(flagged[i]),
-                    *(format(col[i - start], _FLOAT_FORMAT) for col in columns),
-                    finding[i],
-                    "" if predicted is None else names[int(predicted[i])],
-                    "" if confidence is None else format(confidence[i], _FLOAT_FORMAT),
+                    str(start + offset),
+                    ids[offset],
+                    names[labels[offset]],
+                    scores[offset],
+                    str(flags[offset]),
+                    *(col[offset] for col in columns),
+                    kinds[offset],
+                    "" if guesses is None else names[guesses[offset]],
+                    "" if confidences is None else confidences[offset],
                 ]
             )
+
+
+def _formatted(values) -> list[str]:
+    """``values`` (any real array) as float64, each with :data:`_FLOAT_FORMAT`."""
+    return [
+        format(value, _FLOAT_FORMAT)
+        for value in np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+    ]
