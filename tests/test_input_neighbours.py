@@ -493,3 +493,35 @@ def test_the_float32_screen_keeps_the_float64_neighbours_and_distances():
             np.testing.assert_array_equal(
                 distances, np.take_along_axis(exact, want, 1) * float(scale) ** 2
             )
+
+
+def test_the_screen_gives_way_where_every_sample_is_alike():
+    """Where the screen cannot tell a block's samples apart (one image repeated, a blank
+    image), the block is computed in float64 whole: the same neighbours (ties to the smaller
+    position), without every pair of the block computed one by one."""
+    from poisonguard.detectors import input_neighbours
+    from poisonguard.detectors.input_neighbours import nearest_with_distances
+
+    samples = np.full((3000, 784), 7, dtype=np.uint8)
+    samples[::97] += 1  # a few a unit step away on every value
+    query = np.full((20, 784), 7.0)
+    screened = []
+    original = input_neighbours._Screen.pairs
+
+    def pairs(self, *args):
+        found = original(self, *args)
+        screened.append(found is not None)
+        return found
+
+    input_neighbours._Screen.pairs = pairs
+    try:
+        found, distances = nearest_with_distances(
+            lambda p: samples[p], query, np.arange(3000), 10, block=1000
+        )
+    finally:
+        input_neighbours._Screen.pairs = original
+    exact = ((samples.astype(np.int64) - 7) ** 2).sum(1)
+    want = np.argsort(exact, kind="stable")[:10]
+    np.testing.assert_array_equal(found, np.broadcast_to(want, (20, 10)))
+    np.testing.assert_array_equal(distances, np.broadcast_to(exact[want], (20, 10)))
+    assert screened == [False, False, False]

@@ -309,12 +309,21 @@ class _Screen:
             limit = bar + margin
         # rounded to float32 and a step up: never below the limit
         limit32 = np.nextafter(limit.astype(np.float32), np.float32(np.inf))
-        rows_asking, columns = np.divmod(
-            np.flatnonzero(distance <= limit32[:, None]), distance.shape[1]
-        )
+        candidates = np.flatnonzero(distance <= limit32[:, None])
+        if candidates.size > distance.size // _MOST_SCREENED:
+            # samples alike within the bound (duplicates of one image): the float64 product
+            # of the block is cheaper than its pairs one by one
+            return None
+        rows_asking, columns = np.divmod(candidates, distance.shape[1])
         used, column_of = np.unique(columns, return_inverse=True)
         references = np.asarray(samples[used], dtype=np.float64)
-        exact = np.einsum("ij,ij->i", self.query[rows_asking], references[column_of])
+        exact = np.empty(rows_asking.size, dtype=np.float64)
+        step = max(1, _PAIR_VALUES // max(1, self.query.shape[1]))
+        for start in range(0, rows_asking.size, step):  # a bounded copy of the pairs' rows
+            pairs = slice(start, start + step)
+            exact[pairs] = np.einsum(
+                "ij,ij->i", self.query[rows_asking[pairs]], references[column_of[pairs]]
+            )
         exact *= -2.0
         exact += self.query_norms[rows_asking, 0]
         exact += squared_norms(references)[column_of]
@@ -329,6 +338,13 @@ def _dot_self(rows: np.ndarray) -> np.ndarray:
 
 _FLOAT32_NORMS = 1e30
 """Squared norms past this are not screened in float32 (whose largest value is about 3e38)."""
+
+_MOST_SCREENED = 8
+"""A block whose screen leaves more than one pair in this many is computed in float64 whole."""
+
+_PAIR_VALUES = 1 << 21
+"""Values of the query's and the references' rows gathered at once for the pairs' float64
+products (16 MiB each)."""
 
 
 def squared_norms(rows: np.ndarray) -> np.ndarray:
