@@ -54,6 +54,7 @@ from poisonguard.detectors.common_pattern import (
     trimmed_refitted,
 )
 from poisonguard.detectors.input_neighbours import (
+    KeptNorms,
     nearest_means,
     nearest_samples,
     neighbour_votes,
@@ -386,7 +387,8 @@ def scan_embedding(
         timings["predict:words"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    transplant = transplant_test(dataset, embedding, settings.seed)
+    searched = None if dataset.kind == "text" else searched_samples(dataset)
+    transplant = transplant_test(dataset, embedding, settings.seed, searched=searched)
     warp = warp_test(dataset, embedding, settings.seed)
     decision = decide(
         dataset.labels,
@@ -406,9 +408,9 @@ def scan_embedding(
         transplant=transplant,
         warp=None if warp is None else warp.share,
         warp_features=None if warp is None else warp.features,
-        input_votes=input_neighbour_test(dataset, settings.seed),
-        common_pattern=common_pattern_test(dataset, settings.seed),
-        pattern_completion=pattern_completion_test(dataset, settings.seed),
+        input_votes=input_neighbour_test(dataset, settings.seed, searched=searched),
+        common_pattern=common_pattern_test(dataset, settings.seed, searched=searched),
+        pattern_completion=pattern_completion_test(dataset, settings.seed, searched=searched),
         features=embedding.features,
         inputs=None if dataset.kind == "text" else dataset.x,
         seed=settings.seed,
@@ -591,7 +593,16 @@ def shortcut_note(test: TriggerWordTest, class_names: list[str], shown: int = 5)
     )
 
 
-def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Transplant | None:
+def searched_samples(dataset: Dataset) -> KeptNorms:
+    """The dataset's samples as the decision's nearest-sample searches read them: one reader
+    per scan, shared by the tests below, that keeps each sample's squared norm once computed
+    (:class:`~poisonguard.detectors.input_neighbours.KeptNorms`; the same neighbours)."""
+    return KeptNorms(as_rows(dataset.x).take, dataset.n_samples)
+
+
+def transplant_test(
+    dataset: Dataset, embedding: Embedding, seed: int = 0, *, searched: KeptNorms | None = None
+) -> Transplant | None:
     """The decision's transplant test (:mod:`poisonguard.detectors.transplant`) with the model
     the scan trained: images and table rows, which can be added to; ``None`` for texts and for
     a user's TorchScript extractor (the model file is not at hand here). The blended share runs
@@ -605,6 +616,7 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
     ):
         return None
     samples = as_rows(dataset.x)
+    searched = searched or searched_samples(dataset)
     predict = class_reader(embedding)
 
     def share(
@@ -629,7 +641,7 @@ def transplant_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> Tr
             # flips in the digit images: nothing flagged)
             return max(shares)
         queried, nearest = nearest_samples(
-            samples.take, len(samples), group, standardise=False, seed=seed
+            searched, len(samples), group, standardise=False, seed=seed
         )
         # the class most members look like is not asked: the fit maps its samples onto the
         # group by construction, trigger or not (a natural part of the nines that looks like
@@ -700,17 +712,19 @@ def warp_test(dataset: Dataset, embedding: Embedding, seed: int = 0) -> WarpTest
     return WarpTests(share, features)
 
 
-def input_neighbour_test(dataset: Dataset, seed: int) -> InputVotes | None:
+def input_neighbour_test(
+    dataset: Dataset, seed: int, *, searched: KeptNorms | None = None
+) -> InputVotes | None:
     """The decision's input-neighbour test (:mod:`poisonguard.detectors.input_neighbours`) on
     the dataset's own samples: images and table rows (columns standardised); ``None`` for
     texts."""
     if dataset.kind == "text":
         return None
-    samples = as_rows(dataset.x)
+    searched = searched or searched_samples(dataset)
 
     def votes(group: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return neighbour_votes(
-            samples.take,
+            searched,
             dataset.labels,
             group,
             standardise=dataset.kind == "table",
@@ -730,42 +744,46 @@ def _pattern_samples(dataset: Dataset) -> Rows | None:
     return samples
 
 
-def common_pattern_test(dataset: Dataset, seed: int) -> CommonPattern | None:
+def common_pattern_test(
+    dataset: Dataset, seed: int, *, searched: KeptNorms | None = None
+) -> CommonPattern | None:
     """The decision's common-pattern test (:mod:`poisonguard.detectors.common_pattern`) on the
     dataset's own samples: images only (a table row's nearest rows, in standardised columns of
     unlike quantities, are not what it was made from) of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise. The
     callable gives the queried members and each one's agreement with the others."""
-    samples = _pattern_samples(dataset)
-    if samples is None:
+    if _pattern_samples(dataset) is None:
         return None
+    searched = searched or searched_samples(dataset)
 
     def agrees(
         group: np.ndarray, sources: np.ndarray, code: int, excluded: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         queried, looks, left = residuals(
-            samples.take, dataset.labels, group, sources, code, excluded=excluded, seed=seed
+            searched, dataset.labels, group, sources, code, excluded=excluded, seed=seed
         )
         return queried, agreement(left, looks)
 
     return agrees
 
 
-def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | None:
+def pattern_completion_test(
+    dataset: Dataset, seed: int, *, searched: KeptNorms | None = None
+) -> PatternCompletion | None:
     """The decision's completion by a group's pattern
     (:func:`~poisonguard.detectors.common_pattern.carrying`, then
     :func:`~poisonguard.detectors.common_pattern.trimmed_refitted`) on the dataset's own
     samples, where the common-pattern test runs (images of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
-    samples = _pattern_samples(dataset)
-    if samples is None:
+    if _pattern_samples(dataset) is None:
         return None
+    searched = searched or searched_samples(dataset)
 
     def complete(
         members: np.ndarray, in_group: np.ndarray, code: int, excluded: np.ndarray
     ) -> np.ndarray:
         judged, left, sources = member_residuals(
-            samples.take, dataset.labels, members, code,
+            searched, dataset.labels, members, code,
             group=in_group, excluded=excluded, seed=seed,
         )  # fmt: skip
         where = np.searchsorted(members, judged)
@@ -774,7 +792,7 @@ def pattern_completion_test(dataset: Dataset, seed: int) -> PatternCompletion | 
             grown[where] |= carrying(left, grown[where])
             # and the group, grown, without the members that do not carry its pattern
             grown[where] = trimmed_refitted(
-                samples.take, dataset.labels, members, code, in_group=grown[where],
+                searched, dataset.labels, members, code, in_group=grown[where],
                 judged=judged, residuals=left, sources=sources, excluded=excluded, seed=seed,
             )  # fmt: skip
         return grown

@@ -525,3 +525,26 @@ def test_the_screen_gives_way_where_every_sample_is_alike():
     np.testing.assert_array_equal(found, np.broadcast_to(want, (20, 10)))
     np.testing.assert_array_equal(distances, np.broadcast_to(exact[want], (20, 10)))
     assert screened == [False, False, False]
+
+
+def test_kept_norms_give_the_same_neighbours_search_after_search():
+    """A reader that keeps the samples' squared norms across searches (the decision's many
+    searches of one dataset) gives the neighbours and distances of a plain reader, bit for
+    bit, in float32 and float64, over overlapping references in blocks of other sizes."""
+    from poisonguard.detectors.input_neighbours import KeptNorms, nearest_with_distances
+
+    rng = np.random.default_rng(5)
+    samples = rng.integers(0, 256, size=(900, 1, 12, 12), dtype=np.uint8)
+    samples[::7] = samples[0]  # duplicates: ties
+    plain = lambda p: samples[p]  # noqa: E731
+    kept = KeptNorms(plain, samples.shape[0])
+    for search in range(6):
+        dtype = (np.float32, np.float64)[search % 2]
+        query = samples[rng.choice(900, 25, replace=False)].reshape(25, -1).astype(np.float64)
+        references = np.sort(rng.choice(900, 500 + 50 * search, replace=False))
+        block = (64, 100, 4096)[search % 3]
+        want = nearest_with_distances(plain, query, references, 7, block=block, dtype=dtype)
+        got = nearest_with_distances(kept, query, references, 7, block=block, dtype=dtype)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert got[1].dtype == dtype

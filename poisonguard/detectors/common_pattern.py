@@ -588,7 +588,10 @@ class _GroupRefits:
         for start in range(0, asked.size, step):
             rows = slice(start, start + step)
             near_members = squared_distances(
-                self.query[asked[rows]], self.query_norms[asked[rows]][:, None], self.query[beside]
+                self.query[asked[rows]],
+                self.query_norms[asked[rows]][:, None],
+                self.query[beside],
+                self.query_norms[beside],
             )
             candidates = np.concatenate(
                 [found[rows], np.broadcast_to(self.refitted[beside], near_members.shape)], axis=1
