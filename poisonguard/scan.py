@@ -616,7 +616,7 @@ def transplant_test(
     ):
         return None
     samples = as_rows(dataset.x)
-    searched = searched or searched_samples(dataset)
+    searched = searched if searched is not None else searched_samples(dataset)
     predict = class_reader(embedding)
 
     def share(
@@ -720,7 +720,7 @@ def input_neighbour_test(
     texts."""
     if dataset.kind == "text":
         return None
-    searched = searched or searched_samples(dataset)
+    searched = searched if searched is not None else searched_samples(dataset)
 
     def votes(group: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return neighbour_votes(
@@ -754,7 +754,7 @@ def common_pattern_test(
     callable gives the queried members and each one's agreement with the others."""
     if _pattern_samples(dataset) is None:
         return None
-    searched = searched or searched_samples(dataset)
+    searched = searched if searched is not None else searched_samples(dataset)
 
     def agrees(
         group: np.ndarray, sources: np.ndarray, code: int, excluded: np.ndarray
@@ -777,7 +777,7 @@ def pattern_completion_test(
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
     if _pattern_samples(dataset) is None:
         return None
-    searched = searched or searched_samples(dataset)
+    searched = searched if searched is not None else searched_samples(dataset)
 
     def complete(
         members: np.ndarray, in_group: np.ndarray, code: int, excluded: np.ndarray
