@@ -657,6 +657,64 @@ def test_the_decisions_model_calls_read_what_the_trained_model_reads(make):
         assert image.grad is not None and float(image.grad.abs().sum()) > 0
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 5, 7, 9), (1, 1, 2, 3), (4, 16, 28, 28)])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels-last"])
+def test_the_pairwise_maximum_pools_as_torch_does_bit_for_bit(shape, channels_last):
+    from poisonguard.embed.inference import _ReluMaxPool
+
+    generator = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=generator)
+    # ties, whole windows below zero, exact zeros, infinities and NaN
+    x[..., ::3, :] = torch.round(x[..., ::3, :]) + 0.0  # ties (no negative zeros: see the layer)
+    x[0, 0] = -torch.rand(shape[-2:], generator=generator) - 0.5
+    x.view(-1)[::17] = 0.0
+    x.view(-1)[5::41] = float("inf")
+    x.view(-1)[7::43] = float("-inf")
+    x.view(-1)[11::53] = float("nan")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = nn.MaxPool2d(2)(torch.relu(x))
+    pooled = _ReluMaxPool()(x)
+    assert pooled.shape == expected.shape
+    assert torch.equal(pooled.isnan(), expected.isnan())
+    assert torch.equal(
+        pooled.nan_to_num(0.0).view(torch.int32), expected.nan_to_num(0.0).view(torch.int32)
+    )
+    # with a gradient asked, torch's pooling routes it (to the first maximum of a window)
+    finite = torch.nan_to_num(x, nan=0.0, posinf=3.0, neginf=-3.0)
+    ours, theirs = finite.clone().requires_grad_(True), finite.clone().requires_grad_(True)
+    weights = torch.randn(expected.shape, generator=generator)
+    (_ReluMaxPool()(ours) * weights).sum().backward()
+    (nn.MaxPool2d(2)(torch.relu(theirs)) * weights).sum().backward()
+    assert torch.equal(ours.grad, theirs.grad)
+
+
+def test_the_inference_layout_gives_the_trained_models_features_bit_for_bit():
+    from poisonguard.embed.inference import _inference_layout, _ReluMaxPool, trained_model
+    from poisonguard.embed.training import run_inference
+
+    dataset = image_dataset()
+    result = embed(dataset, epochs=2)
+    model, scaler = trained_model(result)
+    pools = sum(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    fast, _ = trained_model(result)
+    fast = _inference_layout(fast)
+    assert pools >= 1 and sum(isinstance(m, _ReluMaxPool) for m in fast.modules()) == pools
+    assert not any(isinstance(m, nn.MaxPool2d) for m in fast.modules())
+    threads = torch.get_num_threads()
+    try:
+        for count in sorted({1, threads}):
+            torch.set_num_threads(count)  # a convolution's rounding depends on its threads
+            features, probabilities = run_inference(model, dataset.x, scaler, progress=False)
+            again, probabilities_again = run_inference(fast, dataset.x, scaler, progress=False)
+            assert np.array_equal(again.view(np.uint32), features.view(np.uint32))
+            assert np.array_equal(
+                probabilities_again.view(np.uint32), probabilities.view(np.uint32)
+            )
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_embed_with_a_user_extractor_and_bad_shapes(tmp_path):
     from poisonguard.embed import embed_with
 

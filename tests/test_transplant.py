@@ -103,6 +103,22 @@ def test_the_stamp_is_the_zero_median_absolute_deviation_of_its_definition(dtype
         assert bool(mask[1, 1]) and not mask[0, 0]
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32])
+def test_the_stamps_medians_are_numpys_bit_for_bit(dtype):
+    # 8- and 16-bit samples are sorted a column at a time (a radix sort) instead of partitioned
+    from poisonguard.detectors.transplant import _median
+
+    rng = np.random.default_rng(11)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.iinfo(np.int16)
+    for count in (1, 2, 3, 4, 7, 64, 301, 1000):
+        rows = rng.integers(info.min, int(info.max) + 1, size=(count, 2, 5, 3)).astype(dtype)
+        rows[: count // 2, 0, 0] = rows[0, 0, 0]  # ties
+        medians = _median(rows)
+        assert medians.dtype == np.float64 and medians.shape == (2, 5, 3)
+        expected = np.median(rows.astype(np.float64), axis=0)
+        assert np.array_equal(medians.view(np.uint64), expected.view(np.uint64))
+
+
 def test_a_stamp_takes_the_core_median_where_the_group_holds_it_beyond_chance():
     """A patch laid where the class often has ink of the patch's value: the core's median
     there is the patch value too, but every poison holds it and only some of the core does;
