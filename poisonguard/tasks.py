@@ -16,8 +16,9 @@ fixed, a task's result does not depend on where it ran, and the same seed gives 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -36,6 +37,7 @@ __all__ = [
     "task_runner",
     "dask_security",
     "single_threaded",
+    "threaded_in_order",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,34 @@ def single_threaded() -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(previous)
+
+
+def threaded_in_order(
+    function: Callable[[Item], Result], items: Iterable[Item], workers: int
+) -> Iterator[Result]:
+    """``function(item)`` for each of ``items``, in their order, on ``workers`` threads of this
+    process (1: here, one after another). ``items`` is drawn lazily, in the caller's thread, at
+    most ``2 * workers`` ahead of the results taken: a generator that reads each item from a
+    file is read from one thread, and memory holds a few items, not all of them. For work that
+    releases the GIL (NumPy's matrix products, partitions and sorts), with the BLAS threads the
+    caller set: the results are those of the loop, whatever the thread count."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        yield from map(function, items)
+        return
+    pending: deque[Future[Result]] = deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # a result not taken (an error, or the caller stopped)
+                future.cancel()
 
 
 def _call_single_threaded(function: Callable[[Item], Result], item: Item) -> Result:

@@ -358,6 +358,18 @@ def test_knn_inverted_file_close_to_exact():
     )
 
 
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_knn_cells_searched_on_threads_give_the_same_scores_bit_for_bit(weights):
+    # 2,400 samples: ~9 cells, searched one after another and on two and three threads
+    features, labels, _, _ = flipped_blobs(per_class=600)
+    alone = knn_label_disagreement(features, labels, n_probe=3, seed=5, weights=weights)
+    for workers in (2, 3):
+        threaded = knn_label_disagreement(
+            features, labels, n_probe=3, seed=5, weights=weights, workers=workers
+        )
+        assert np.array_equal(threaded.view(np.uint64), alone.view(np.uint64))
+
+
 def test_knn_duplicates_are_neighbours_not_self():
     rng = np.random.default_rng(0)
     far = rng.normal(size=(20, 3)) + 100.0

@@ -169,6 +169,33 @@ def test_local_tasks_keep_order_and_restore_threads():
         LocalTasks(0)
 
 
+def test_threaded_in_order_keeps_order_and_draws_a_few_items_ahead():
+    drawn = []
+
+    def items():
+        for value in range(20):
+            drawn.append(value)
+            yield value
+
+    results = tasks.threaded_in_order(lambda value: value * value, items(), 2)
+    assert [next(results) for _ in range(3)] == [0, 1, 4]
+    # at most 2 x workers items in flight beyond those taken
+    assert len(drawn) <= 3 + 4
+    assert list(results) == [value * value for value in range(3, 20)]
+    assert list(tasks.threaded_in_order(str, iter([1, 2]), 1)) == ["1", "2"]
+    assert list(tasks.threaded_in_order(str, [], 3)) == []
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        list(tasks.threaded_in_order(str, [1], 0))
+
+    def fails(value):
+        if value == 5:
+            raise RuntimeError("item 5")
+        return value
+
+    with pytest.raises(RuntimeError, match="item 5"):
+        list(tasks.threaded_in_order(fails, range(10), 2))
+
+
 def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(tasks, "CONNECT_TIMEOUT_S", 1)
     with pytest.raises(PoisonGuardError, match="cannot use the Dask scheduler 'tcp://127.0.0.1:9'"):

@@ -39,6 +39,7 @@ from poisonguard.detectors.streaming import (
     trusted_influence_scores,
 )
 from poisonguard.detectors.training_dynamics import area_under_margin_scores, early_loss_scores
+from poisonguard.machine import available_cores
 from poisonguard.plugins import DETECTOR_GROUP, PluginFailure, discover
 from poisonguard.results import Embedding
 from poisonguard.rows import RowsLike, RowStore, as_rows
@@ -324,7 +325,10 @@ def _confident_learning(inputs: DetectorInputs) -> np.ndarray:
 
 def _knn_labels(inputs: DetectorInputs) -> np.ndarray:
     features = inputs.embedding.features
-    return knn_label_disagreement(features, inputs.labels, seed=inputs.seed, check_finite=False)
+    # the search runs in this process: on its cores, whatever runs the tasks
+    return knn_label_disagreement(
+        features, inputs.labels, seed=inputs.seed, check_finite=False, workers=available_cores()
+    )
 
 
 def _area_under_margin(inputs: DetectorInputs) -> np.ndarray:

@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from poisonguard.detectors import confident_learning, influence, knn_labels, validation
 from poisonguard.rows import Rows, RowsLike, RowStore, Stored, as_rows
 from poisonguard.seeding import key_order, row_keys, sample_by_key
+from poisonguard.tasks import threaded_in_order
 
 __all__ = [
     "influence_self_scores",
@@ -314,6 +315,7 @@ def knn_label_disagreement(
     n_probe: int | None = 16,
     seed: int = 0,
     check_finite: bool = True,
+    workers: int = 1,
 ) -> np.ndarray:
     """Share of a sample's ``k`` nearest neighbours whose label differs from its own; higher =
     more suspicious (see :mod:`poisonguard.detectors.knn_labels` for the search).
@@ -338,6 +340,9 @@ def knn_label_disagreement(
         Seeds the k-means cells; the result is deterministic for a given seed.
     check_finite : bool
         Check that the features are finite (a pass over them); False when the caller has.
+    workers : int
+        Threads searching the cells at once (each with one BLAS thread): the same result for
+        any count.
 
     Returns
     -------
@@ -361,15 +366,18 @@ def knn_label_disagreement(
         points, norms, keys = _principal_projection(features, n_components, seed, store)
         if weights == "uniform":  # the share needs no distances and no (N, k) arrays
             scores = np.empty(n_samples, dtype=np.float64)
-            neighbours = _neighbours(points, norms, keys, labels, k, n_probe, rng, store)
+            neighbours = _neighbours(
+                points, norms, keys, labels, k, n_probe, rng, store, workers=workers
+            )
             for queries, differs, _ in neighbours:
                 scores[queries] = weighting(None, differs)
             return scores
         differs_all = np.empty((n_samples, k), dtype=bool)
         distances_all = np.empty((n_samples, k), dtype=np.float64)
         for queries, differs, distances in _neighbours(
-            points, norms, keys, labels, k, n_probe, rng, store, with_distances=True
-        ):
+            points, norms, keys, labels, k, n_probe, rng, store, with_distances=True,
+            workers=workers,
+        ):  # fmt: skip
             differs_all[queries], distances_all[queries] = differs, distances
         return weighting(distances_all, differs_all).astype(np.float64)
 
@@ -413,6 +421,7 @@ def _neighbours(
     store: RowStore,
     *,
     with_distances: bool = False,
+    workers: int = 1,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Each point's approximate k nearest other points, by an inverted file over k-means cells,
     a block of query points at a time (see :func:`~poisonguard.detectors.knn_labels.query_cell`).
@@ -420,7 +429,9 @@ def _neighbours(
     Points in a file are copied once more in cell order (:meth:`~poisonguard.rows.Rows.grouped`,
     in ``store``), so that a cell's candidates are a few contiguous ranges, read per cell. The
     neighbours' indices are used a query block at a time and never stored (80 MB a million
-    samples).
+    samples). The cells are searched on ``workers`` threads (their candidates read here, in
+    order, a few cells ahead: :func:`~poisonguard.tasks.threaded_in_order`); each cell's
+    search is the same whichever thread runs it.
     """
     n_samples = points.shape[0]
     n_cells = max(1, round(n_samples / knn_labels.CELL_SIZE))
@@ -442,13 +453,23 @@ def _neighbours(
     del cells
     members = [order[bounds[c] : bounds[c + 1]] for c in range(probes.shape[0])]
     by_cell = points.grouped(order, bounds, store)
-    for cell, own in enumerate(members):
-        if own.size == 0:
-            continue
-        near, found = knn_labels.candidates(cell, probes, members, k)
-        yield from knn_labels.query_cell(
-            own, found, by_cell.of(near, found), norms, labels, k, with_distances=with_distances
+
+    def searches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for cell, own in enumerate(members):
+            if own.size:
+                near, found = knn_labels.candidates(cell, probes, members, k)
+                yield own, found, by_cell.of(near, found)
+
+    def search(cell: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list:
+        own, found, found_points = cell
+        return list(
+            knn_labels.query_cell(
+                own, found, found_points, norms, labels, k, with_distances=with_distances
+            )
         )
+
+    for blocks in threaded_in_order(search, searches(), workers):
+        yield from blocks
 
 
 def _float_rows(features: RowsLike, values: bool) -> Rows:
