@@ -101,7 +101,7 @@ from poisonguard.findings import (
 )
 from poisonguard.ondisk import Staging
 from poisonguard.results import Embedding, ScanResult
-from poisonguard.rows import Rows, RowStore, Stored, as_rows, where
+from poisonguard.rows import RowStore, Stored, as_rows, where
 from poisonguard.tasks import LocalTasks, TaskRunner, task_runner
 
 __all__ = [
@@ -735,13 +735,10 @@ def input_neighbour_test(
     return votes
 
 
-def _pattern_samples(dataset: Dataset) -> Rows | None:
-    """The dataset's samples where the common-pattern fits can run: images of at least
-    :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise."""
-    samples = as_rows(dataset.x)
-    if dataset.kind != "image" or samples.width < MIN_VALUES:
-        return None
-    return samples
+def _pattern_fits(dataset: Dataset) -> bool:
+    """Whether the common-pattern fits can run on the dataset's samples: images of at least
+    :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values."""
+    return dataset.kind == "image" and as_rows(dataset.x).width >= MIN_VALUES
 
 
 def common_pattern_test(
@@ -752,7 +749,7 @@ def common_pattern_test(
     unlike quantities, are not what it was made from) of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values; ``None`` otherwise. The
     callable gives the queried members and each one's agreement with the others."""
-    if _pattern_samples(dataset) is None:
+    if not _pattern_fits(dataset):
         return None
     searched = searched if searched is not None else searched_samples(dataset)
 
@@ -775,7 +772,7 @@ def pattern_completion_test(
     :func:`~poisonguard.detectors.common_pattern.trimmed_refitted`) on the dataset's own
     samples, where the common-pattern test runs (images of at least
     :data:`~poisonguard.detectors.common_pattern.MIN_VALUES` values); ``None`` otherwise."""
-    if _pattern_samples(dataset) is None:
+    if not _pattern_fits(dataset):
         return None
     searched = searched if searched is not None else searched_samples(dataset)
 
